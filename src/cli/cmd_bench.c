@@ -1,0 +1,126 @@
+/* cmd_bench.c: `thermo bench model`: the engine's speed and memory on a model shape with
+ * random weights, as a table or one JSON object (see th_bench_model). */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "thermo/pipeline.h"
+
+static void bench_model_usage(FILE *f) {
+    fprintf(f,
+            "usage: thermo bench model [options]\n"
+            "  --preset NAME     model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny\n"
+            "  --json            print one JSON object instead of a table\n"
+            "  --threads N       threads for kernels and BLAS (default: all cores)\n"
+            "  --batch B --seq T training shape (default 4 x 64)\n"
+            "  --steps N         timed training steps, median reported (default 5)\n"
+            "  --prompt N        prefill length (default 128); --decode N decoded tokens (default 64)\n"
+            "  --matmul NAME     auto (default), blas, naive\n"
+            "  --baseline naive  also time training with the naive matmul loops (slow: ~10 s a step\n"
+            "                    for gpt2) and report the speed-up measured in the same run\n");
+}
+
+static int bench_model(int argc, char **argv) {
+    const char *preset = "gpt2";
+    int json = 0;
+    th_bench_model_opts o = th_bench_model_defaults();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long v;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            bench_model_usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (i + 1 >= argc) {
+            fprintf(stderr, "thermo bench model: unknown option or missing value: %s\n", a);
+            bench_model_usage(stderr);
+            return EXIT_USAGE;
+        } else if (strcmp(a, "--preset") == 0) {
+            preset = argv[++i];
+        } else if (strcmp(a, "--matmul") == 0) {
+            const char *name = argv[++i];
+            th_matmul_backend b = strcmp(name, "blas") == 0 ? TH_MATMUL_BLAS
+                                  : strcmp(name, "naive") == 0 ? TH_MATMUL_NAIVE
+                                  : strcmp(name, "avx512") == 0 ? TH_MATMUL_AVX512
+                                  : strcmp(name, "auto") == 0 ? TH_MATMUL_AUTO : (th_matmul_backend)-1;
+            if ((int)b < 0) {
+                fprintf(stderr, "thermo bench model: --matmul must be auto, blas, avx512 or naive, got '%s'\n", name);
+                return EXIT_USAGE;
+            }
+            th_status st = th_matmul_set_backend(b);
+            if (st != TH_OK) return cli_report(st, "bench model");
+        } else if (strcmp(a, "--baseline") == 0) {
+            if (strcmp(argv[++i], "naive") != 0) {
+                fprintf(stderr, "thermo bench model: --baseline supports 'naive', got '%s'\n", argv[i]);
+                return EXIT_USAGE;
+            }
+            o.baseline_naive = 1;
+        } else {
+            struct { const char *flag; int *dst; long lo, hi; } ints[] = {
+                {"--threads", &o.threads, 1, 1024}, {"--batch", &o.batch, 1, 4096},
+                {"--seq", &o.seq, 1, 1 << 20},      {"--steps", &o.train_steps, 1, 1000},
+                {"--prompt", &o.prompt_tokens, 1, 1 << 20}, {"--decode", &o.decode_tokens, 1, 1 << 20},
+            };
+            size_t k = 0;
+            while (k < sizeof ints / sizeof ints[0] && strcmp(a, ints[k].flag) != 0) k++;
+            if (k == sizeof ints / sizeof ints[0]) {
+                fprintf(stderr, "thermo bench model: unknown option %s\n", a);
+                bench_model_usage(stderr);
+                return EXIT_USAGE;
+            }
+            if (!cli_parse_int("bench model", a, argv[++i], ints[k].lo, ints[k].hi, &v)) return EXIT_USAGE;
+            *ints[k].dst = (int)v;
+        }
+    }
+    th_gpt2_config cfg;
+    th_status st = th_gpt2_config_preset(preset, &cfg);
+    if (st != TH_OK) return cli_report(st, "bench model");
+    if (!json)
+        fprintf(stderr, "thermo bench model: %s, random weights, training %d x %d, prompt %d, decode %d ...\n", preset,
+                o.batch, o.seq, o.prompt_tokens, o.decode_tokens);
+    th_bench_model_result r;
+    st = th_bench_model(&cfg, &o, &r);
+    if (st != TH_OK) return cli_report(st, "bench model");
+
+    json_t *j = json_pack("{s:s, s:I, s:i, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i}",
+                          "preset", preset, "params", (json_int_t)r.params, "threads", r.threads, "matmul",
+                          r.matmul, "batch", o.batch, "seq", o.seq, "train_step_ms", r.train_step_ms,
+                          "train_step_ms_min", r.train_step_ms_min, "train_gflops", r.train_gflops,
+                          "prefill_tok_s", r.prefill_tok_s, "decode_tok_s", r.decode_tok_s, "decode_rss_mb",
+                          r.decode_rss_mb, "peak_rss_mb", r.peak_rss_mb, "first_loss", (double)r.first_loss,
+                          "prompt_tokens", o.prompt_tokens, "decode_tokens", o.decode_tokens);
+    if (o.baseline_naive) {
+        json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
+        json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
+    }
+    if (json) {
+        char *text = json_dumps(j, JSON_REAL_PRECISION(6));
+        printf("%s\n", text);
+        free(text);
+    } else {
+        printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
+        printf("threads          %d, matmul %s\n", r.threads, r.matmul);
+        printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
+               r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
+        if (o.baseline_naive)
+            printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
+                   r.train_step_ms_naive / r.train_step_ms);
+        printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
+        printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
+        printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fprintf(argc < 2 ? stderr : stdout, "usage: thermo bench model [options]   (thermo bench model --help)\n");
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[1], "model") == 0) return bench_model(argc - 1, argv + 1);
+    fprintf(stderr, "thermo bench: unknown benchmark '%s' (known: model)\n", argv[1]);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,99 @@
+/* main.c: `thermo`, the command-line front end. Dispatches to one function per
+ * subcommand (one file each) and holds the helpers they share. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+} commands[] = {
+    {"bench", cmd_bench, "benchmarks: `thermo bench model`"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: thermo <command> [options]   (thermo <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nexit codes: 0 ok, 1 run failed, 2 bad command line, 3 bad input file or config,\n"
+               "            130 interrupted\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "thermo: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+/* ---------------------------------------------------------------------------------
+ * shared helpers */
+
+int cli_report(th_status st, const char *context) {
+    if (st == TH_OK) return EXIT_OK;
+    fprintf(stderr, "thermo: %s: %s\n", context, th_last_error()[0] ? th_last_error() : th_status_name(st));
+    switch (st) {
+    case TH_ERR_INVALID:
+    case TH_ERR_FORMAT: return EXIT_BAD_INPUT;
+    case TH_ERR_INTERRUPTED: return EXIT_INTERRUPTED;
+    default: return EXIT_FAILURE_RUN;
+    }
+}
+
+int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0') {
+        fprintf(stderr, "thermo %s: %s expects an integer, got '%s'\n", cmd, flag, text);
+        return 0;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "thermo %s: %s %ld is out of range [%ld, %ld]\n", cmd, flag, v, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_float(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || !isfinite(v)) {
+        fprintf(stderr, "thermo %s: %s expects a number, got '%s'\n", cmd, flag, text);
+        return 0;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "thermo %s: %s %g is out of range [%g, %g]\n", cmd, flag, v, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static void log_to_stderr(th_log_level level, const char *msg, void *user) {
+    th_log_level min_level = (th_log_level)(long)user;
+    if (level < min_level) return;
+    static const char *tags[] = {"debug", "info", "warning", "error"};
+    if (level == TH_LOG_INFO)
+        fprintf(stderr, "%s\n", msg);
+    else
+        fprintf(stderr, "thermo: %s: %s\n", tags[level], msg);
+}
+
+void cli_install_logger(th_log_level min_level) { th_log_set_handler(log_to_stderr, (void *)(long)min_level); }

@@ -1,0 +1,70 @@
+/* gpt2_internal.h (internal to the model module): the model struct shared by the training
+ * code (gpt2.c), the optimizer (adamw.c) and KV-cache inference (infer.c). */
+#ifndef THERMO_MODEL_GPT2_INTERNAL_H
+#define THERMO_MODEL_GPT2_INTERNAL_H
+
+#include "thermo/model.h"
+
+/* Pointers into the one parameter (or gradient) block, one per TH_P_* tensor. */
+typedef struct {
+    float *t[TH_P_NUM];
+} gpt2_tensors;
+
+/* Training activations for one (B, T), in one allocation. */
+typedef struct {
+    float *encoded;   // (B,T,C) embeddings, the residual stream entering layer 0
+    float *ln1;       // (L,B,T,C)
+    float *ln1_mean;  // (L,B,T)
+    float *ln1_rstd;  // (L,B,T)
+    float *qkv;       // (L,B,T,3C)
+    float *atty;      // (L,B,T,C) attention output before c_proj
+    float *att;       // (L,B,NH,T,T) softmax probabilities
+    float *residual2; // (L,B,T,C) stream after attention
+    float *ln2;       // (L,B,T,C)
+    float *ln2_mean;  // (L,B,T)
+    float *ln2_rstd;  // (L,B,T)
+    float *fch;       // (L,B,T,4C) c_fc output
+    float *fch_gelu;  // (L,B,T,4C)
+    float *residual3; // (L,B,T,C) stream after the MLP
+    float *lnf;       // (B,T,C)
+    float *lnf_mean;  // (B,T)
+    float *lnf_rstd;  // (B,T)
+    float *logits;    // (B,T,V), turned into dlogits by the backward
+    float *lse;       // (B,T) log-sum-exp of each logits row
+    float *losses;    // (B,T)
+    float *proj;      // (B,T,C) scratch for c_proj outputs before the residual add
+} gpt2_acts;
+
+/* Backward scratch, reused layer after layer. */
+typedef struct {
+    float *dresidual; // (B,T,C)
+    float *dbtc;      // (B,T,C)
+    float *dqkv;      // (B,T,3C)
+    float *dfch;      // (B,T,4C)
+    float *datt;      // (B,NH,T)
+} gpt2_grad_scratch;
+
+struct th_gpt2 {
+    th_gpt2_config cfg;
+    size_t num_params;
+    float *params;
+    gpt2_tensors p;
+    // training state, allocated on first use
+    float *grads;
+    gpt2_tensors g;
+    float *adam_m, *adam_v;
+    long adam_steps;
+    float *act_block;
+    gpt2_acts a;
+    gpt2_grad_scratch s;
+    int act_B, act_T; // capacity of the activations
+    int B, T;         // shape of the last forward
+    int *inputs, *targets;   // copies of the last forward's (B,T) ids
+    int have_targets;
+    int n_counted;    // targets that were not ignored in the last forward
+    int backward_ready; // a forward with targets ran and no backward consumed it yet
+};
+
+void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
+
+#endif

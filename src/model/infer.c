@@ -1,0 +1,182 @@
+/* infer.c: KV-cache inference for one sequence. A call runs n new tokens through the model
+ * (a prefill when n > 1, a decode step when n = 1), attending over the cached keys and
+ * values of earlier positions, and appends its own. Same math as the training forward,
+ * with buffers sized for n rows instead of (B, T). */
+#include <math.h>
+#include <string.h>
+
+#include "model/gpt2_internal.h"
+#include "model/kernels.h"
+#include "model/matmul.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct th_gpt2_kv {
+    th_gpt2_config cfg;
+    int capacity, len;
+    float *k, *v; // (L, capacity, C) each
+    // scratch for up to `rows` new tokens
+    int rows;
+    float *block;
+    float *x, *ln, *qkv, *atty, *proj, *fch; // (rows, C|3C|4C)
+    float *scores;                           // (threads, capacity)
+    int score_threads;
+};
+
+th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
+    *out = NULL;
+    const th_gpt2_config *cfg = &m->cfg;
+    if (capacity <= 0 || capacity > cfg->max_seq_len)
+        return th_fail(TH_ERR_INVALID, "kv cache: capacity %d must be in [1, %d] (the model's context)",
+                       capacity, cfg->max_seq_len);
+    th_gpt2_kv *kv = th_calloc(1, sizeof *kv);
+    if (!kv) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory");
+    kv->cfg = *cfg;
+    kv->capacity = capacity;
+    size_t n = (size_t)cfg->num_layers * capacity * cfg->channels;
+    kv->k = th_alloc(n * sizeof(float));
+    kv->v = th_alloc(n * sizeof(float));
+    if (!kv->k || !kv->v) {
+        th_gpt2_kv_free(kv);
+        return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d positions (%.1f MB)", capacity,
+                       2.0 * n * 4 / 1e6);
+    }
+    *out = kv;
+    return TH_OK;
+}
+
+void th_gpt2_kv_free(th_gpt2_kv *kv) {
+    if (!kv) return;
+    th_free(kv->block);
+    th_free(kv->scores);
+    th_free(kv->v);
+    th_free(kv->k);
+    th_free(kv);
+}
+
+void th_gpt2_kv_reset(th_gpt2_kv *kv) { kv->len = 0; }
+int th_gpt2_kv_len(const th_gpt2_kv *kv) { return kv->len; }
+
+static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (threads > kv->score_threads) {
+        float *s = th_alloc((size_t)threads * kv->capacity * sizeof(float));
+        if (!s) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for attention scores");
+        th_free(kv->scores);
+        kv->scores = s;
+        kv->score_threads = threads;
+    }
+    if (n <= kv->rows) return TH_OK;
+    size_t C = kv->cfg.channels;
+    size_t per_row = C + C + 3 * C + C + C + 4 * C;
+    float *b = th_alloc((size_t)n * per_row * sizeof(float));
+    if (!b) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d rows of scratch", n);
+    th_free(kv->block);
+    kv->block = b;
+    kv->rows = n;
+    kv->x = b;
+    kv->ln = kv->x + n * C;
+    kv->qkv = kv->ln + n * C;
+    kv->atty = kv->qkv + n * 3 * C;
+    kv->proj = kv->atty + n * C;
+    kv->fch = kv->proj + n * C;
+    return TH_OK;
+}
+
+/* Attention of n new rows (positions pos0..pos0+n-1) over the cache of one layer, which
+ * already holds their keys and values. q rows are strided by 3C inside qkv. */
+static void attention_cached(float *out, float *scores, const float *qkv, const float *kcache,
+                             const float *vcache, int n, int pos0, int C, int NH, int cap) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++) {
+        for (int h = 0; h < NH; h++) {
+            int thread = 0;
+#ifdef _OPENMP
+            thread = omp_get_thread_num();
+#endif
+            float *a = scores + (size_t)thread * cap;
+            const float *q = qkv + (size_t)i * 3 * C + h * hs;
+            int upto = pos0 + i; // inclusive
+            float maxv = -INFINITY;
+            for (int t2 = 0; t2 <= upto; t2++) {
+                const float *k = kcache + (size_t)t2 * C + h * hs;
+                float dot = 0.0f;
+                for (int j = 0; j < hs; j++) dot += q[j] * k[j];
+                dot *= scale;
+                a[t2] = dot;
+                if (dot > maxv) maxv = dot;
+            }
+            float sum = 0.0f;
+            for (int t2 = 0; t2 <= upto; t2++) {
+                float e = expf(a[t2] - maxv);
+                a[t2] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            float *o = out + (size_t)i * C + h * hs;
+            for (int j = 0; j < hs; j++) o[j] = 0.0f;
+            for (int t2 = 0; t2 <= upto; t2++) {
+                const float *v = vcache + (size_t)t2 * C + h * hs;
+                float p = a[t2] * inv;
+                for (int j = 0; j < hs; j++) o[j] += p * v[j];
+            }
+        }
+    }
+}
+
+th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, float *logits,
+                        int all_logits) {
+    const th_gpt2_config *cfg = &m->cfg;
+    if (memcmp(&kv->cfg, cfg, sizeof *cfg) != 0)
+        return th_fail(TH_ERR_INVALID, "infer: the KV cache was made for another model shape");
+    if (n <= 0) return th_fail(TH_ERR_INVALID, "infer: %d tokens, need at least 1", n);
+    if (n > kv->capacity - kv->len)
+        return th_fail(TH_ERR_INVALID, "infer: %d more tokens overflow the KV cache (%d of %d used)", n,
+                       kv->len, kv->capacity);
+    int V = cfg->vocab_size, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return th_fail(TH_ERR_INVALID, "infer: token %d at position %d is outside [0, %d)", tokens[i],
+                           i, V);
+    th_status st = ensure_scratch(kv, n);
+    if (st != TH_OK) return st;
+
+    gpt2_tensors *p = &m->p;
+    int pos0 = kv->len, cap = kv->capacity;
+    encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
+    for (int l = 0; l < L; l++) {
+        size_t lc = (size_t)l * C;
+        float *kcache = kv->k + (size_t)l * cap * C, *vcache = kv->v + (size_t)l * cap * C;
+        layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
+                          cfg->ln_eps);
+        th_mm_forward(kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
+        for (int i = 0; i < n; i++) {
+            memcpy(kcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + C, sizeof(float) * C);
+            memcpy(vcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + 2 * C, sizeof(float) * C);
+        }
+        attention_cached(kv->atty, kv->scores, kv->qkv, kcache, vcache, n, pos0, C, NH, cap);
+        th_mm_forward(kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);
+        residual_forward(kv->x, kv->x, kv->proj, n * C);
+        layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C,
+                          cfg->ln_eps);
+        th_mm_forward(kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C, C);
+        gelu_forward(kv->fch, kv->fch, n * 4 * C);
+        th_mm_forward(kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, n, C,
+                      4 * C);
+        residual_forward(kv->x, kv->x, kv->proj, n * C);
+    }
+    // only the rows whose logits are wanted go through the final norm and the projection
+    int first = all_logits ? 0 : n - 1, rows = n - first;
+    layernorm_forward(kv->ln, NULL, NULL, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB], rows,
+                      C, cfg->ln_eps);
+    th_mm_forward(logits, kv->ln, p->t[TH_P_WTE], NULL, rows, V, C);
+    kv->len += n;
+    return TH_OK;
+}

@@ -1,0 +1,271 @@
+/* kernels.c: the non-matmul layers of GPT-2 (embeddings, LayerNorm, causal attention,
+ * GELU, residual, cross-entropy), each a forward/backward pair on flat row-major arrays.
+ * Parallel loops split work by output element only, so sums never depend on threads. */
+#include "model/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "thermo/model.h"
+
+/* Channel block for reductions over rows: each thread owns whole blocks and walks the rows
+ * in order, so sums over rows are fixed regardless of the thread count. */
+#define CHANNEL_BLOCK 64
+
+/* ---------------------------------------------------------------------------------
+ * embeddings */
+
+void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
+                     int T, int C, int pos0) {
+    // out is (B,T,C), tokens (B,T), wte (V,C), wpe (maxT,C)
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        float *o = out + (size_t)bt * C;
+        const float *te = wte + (size_t)tokens[bt] * C;
+        const float *pe = wpe + (size_t)(pos0 + bt % T) * C;
+        for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+    }
+}
+
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T,
+                      int C) {
+    // dout is (B,T,C); rows sharing a token add into the same dwte row, so the loop is
+    // split by channel blocks and each block visits the rows in order.
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
+        int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
+        for (int bt = 0; bt < B * T; bt++) {
+            const float *d = dout + (size_t)bt * C;
+            float *te = dwte + (size_t)tokens[bt] * C;
+            float *pe = dwpe + (size_t)(bt % T) * C;
+            for (int c = c0; c < c1; c++) {
+                te[c] += d[c];
+                pe[c] += d[c];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * LayerNorm */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C, float eps) {
+    // inp, out are (N,C); mean, rstd (N)
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - m;
+            v += d * d;
+        }
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
+    // per row: the input gradient needs two row means of the normalized gradient
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *d = dout + (size_t)i * C;
+        const float *x = inp + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        float m = mean[i], s = rstd[i];
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;
+            float dnorm = weight[c] * d[c];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;
+            float dnorm = weight[c] * d[c];
+            dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+    // parameter gradients sum over rows: split by channel blocks
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += CHANNEL_BLOCK) {
+        int c1 = c0 + CHANNEL_BLOCK < C ? c0 + CHANNEL_BLOCK : C;
+        for (int i = 0; i < N; i++) {
+            const float *d = dout + (size_t)i * C;
+            const float *x = inp + (size_t)i * C;
+            float m = mean[i], s = rstd[i];
+            for (int c = c0; c < c1; c++) {
+                dweight[c] += (x[c] - m) * s * d[c];
+                dbias[c] += d[c];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * causal self-attention */
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    // qkv (B,T,3C), out (B,T,C), att (B,NH,T,T); only t2 <= t is written and read
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                float maxv = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                    dot *= scale;
+                    a[t2] = dot;
+                    if (dot > maxv) maxv = dot;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float e = expf(a[t2] - maxv);
+                    a[t2] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float p = a[t2];
+                    for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                }
+            }
+        }
+    }
+}
+
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH) {
+    // one (b, h) pair owns its slice of dq, dk and dv, so threads never share a sum
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float *datt = scratch + ((size_t)b * NH + h) * T;
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *d = dout + ((size_t)b * T + t) * C + h * hs;
+                const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                float *dq = dqkv + ((size_t)b * T + t) * C3 + h * hs;
+                // through out = att · v
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        dot += d[i] * v[i];
+                        dv[i] += a[t2] * d[i];
+                    }
+                    datt[t2] = dot;
+                }
+                // through the softmax: dpre = att · (datt - Σ att·datt)
+                float s = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) s += a[t2] * datt[t2];
+                // through pre = scale · q·k
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float dpre = a[t2] * (datt[t2] - s) * scale;
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += dpre * k[i];
+                        dk[i] += dpre * q[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * GELU (tanh approximation) and residual */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+void gelu_forward(float *out, const float *inp, int N) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    }
+}
+
+void gelu_backward_inplace(float *d, const float *inp, int N) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float th = tanhf(GELU_SCALE * (x + cube));
+        float sech2 = 1.0f - th * th;
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] *= grad;
+    }
+}
+
+void residual_forward(float *out, const float *a, const float *b, int N) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+/* ---------------------------------------------------------------------------------
+ * cross-entropy */
+
+int crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets, int N,
+                         int V) {
+    int counted = 0;
+#pragma omp parallel for schedule(static) reduction(+ : counted)
+    for (int i = 0; i < N; i++) {
+        const float *row = logits + (size_t)i * V;
+        float maxv = -INFINITY;
+        for (int v = 0; v < V; v++) maxv = row[v] > maxv ? row[v] : maxv;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += expf(row[v] - maxv);
+        float l = maxv + (float)log(sum);
+        lse[i] = l;
+        if (targets[i] == TH_IGNORE_INDEX) {
+            losses[i] = 0.0f;
+        } else {
+            losses[i] = l - row[targets[i]];
+            counted++;
+        }
+    }
+    return counted;
+}
+
+void crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
+                                   float scale) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *row = logits + (size_t)i * V;
+        if (targets[i] == TH_IGNORE_INDEX) {
+            memset(row, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        float l = lse[i];
+        for (int v = 0; v < V; v++) row[v] = expf(row[v] - l) * scale;
+        row[targets[i]] -= scale;
+    }
+}

@@ -1,0 +1,123 @@
+/* bench_model.c: `thermo bench model`. Times a training step (forward + backward + AdamW),
+ * a prefill and KV-cache decoding on a model of a given shape with random weights, and
+ * records the memory high-water mark. Optionally times the naive matmul loops as the
+ * in-run baseline, so speed is reported as a ratio measured on the same machine. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thermo/pipeline.h"
+
+th_bench_model_opts th_bench_model_defaults(void) {
+    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337};
+    return o;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Runs `steps` training steps on fixed random batches; fills the per-step times in ms. */
+static th_status time_train(th_gpt2 *m, const int *tok, int B, int T, int steps, double *ms, float *first_loss) {
+    th_adamw_config opt = th_adamw_defaults();
+    for (int s = 0; s < steps; s++) {
+        uint64_t t0 = th_now_ns();
+        float loss;
+        th_status st = th_gpt2_forward(m, tok, tok + 1, B, T, &loss);
+        if (st == TH_OK) st = th_gpt2_zero_grad(m);
+        if (st == TH_OK) st = th_gpt2_backward(m, 1.0f);
+        if (st == TH_OK) st = th_gpt2_adamw_step(m, &opt, opt.lr, th_gpt2_grad_norm(m));
+        if (st != TH_OK) return st;
+        ms[s] = (th_now_ns() - t0) / 1e6;
+        if (s == 0 && first_loss) *first_loss = loss;
+    }
+    return TH_OK;
+}
+
+th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o, th_bench_model_result *out) {
+    memset(out, 0, sizeof *out);
+    if (o->batch <= 0 || o->seq <= 0 || o->seq > cfg->max_seq_len)
+        return th_fail(TH_ERR_INVALID, "bench: training shape %d x %d must be positive with T <= %d", o->batch,
+                       o->seq, cfg->max_seq_len);
+    if (o->prompt_tokens <= 0 || o->decode_tokens <= 0 || o->prompt_tokens + o->decode_tokens > cfg->max_seq_len)
+        return th_fail(TH_ERR_INVALID, "bench: prompt %d + decode %d tokens must fit the context of %d",
+                       o->prompt_tokens, o->decode_tokens, cfg->max_seq_len);
+    if (o->train_steps <= 0) return th_fail(TH_ERR_INVALID, "bench: --steps must be at least 1");
+    if (o->threads > 0) th_threads_set(o->threads);
+    out->threads = th_threads_get();
+    out->matmul = th_matmul_backend_name(th_matmul_get_backend());
+
+    th_gpt2 *m = NULL;
+    th_gpt2_kv *kv = NULL;
+    float *logits = NULL;
+    int *tok = NULL;
+    double *ms = NULL;
+    th_status st = th_gpt2_create(cfg, &m);
+    if (st != TH_OK) return st;
+    th_gpt2_init_random(m, o->seed);
+    out->params = th_gpt2_num_params(cfg);
+
+    int B = o->batch, T = o->seq, V = cfg->vocab_size;
+    int n_tok = B * T + 1 > o->prompt_tokens ? B * T + 1 : o->prompt_tokens;
+    int n_ms = o->train_steps + 1 > o->baseline_steps + 1 ? o->train_steps + 1 : o->baseline_steps + 1;
+    tok = malloc(sizeof(int) * (size_t)n_tok);
+    ms = malloc(sizeof(double) * (size_t)n_ms);
+    logits = th_alloc(sizeof(float) * (size_t)V);
+    if (!tok || !ms || !logits) {
+        st = th_fail(TH_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    th_rng rng;
+    th_rng_seed(&rng, o->seed + 1);
+    for (int i = 0; i < n_tok; i++) tok[i] = (int)(th_rng_u64(&rng) % (uint64_t)V);
+
+    // inference: prefill the prompt, then greedy decoding
+    st = th_gpt2_kv_create(m, o->prompt_tokens + o->decode_tokens, &kv);
+    if (st != TH_OK) goto done;
+    st = th_gpt2_infer(m, kv, tok, 8, logits, 0); // warm-up: threads, page faults
+    if (st != TH_OK) goto done;
+    th_gpt2_kv_reset(kv);
+    uint64_t t0 = th_now_ns();
+    st = th_gpt2_infer(m, kv, tok, o->prompt_tokens, logits, 0);
+    if (st != TH_OK) goto done;
+    out->prefill_tok_s = o->prompt_tokens / ((th_now_ns() - t0) / 1e9);
+    t0 = th_now_ns();
+    for (int i = 0; i < o->decode_tokens; i++) {
+        int next = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[next]) next = v;
+        st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
+        if (st != TH_OK) goto done;
+    }
+    out->decode_tok_s = o->decode_tokens / ((th_now_ns() - t0) / 1e9);
+    out->decode_rss_mb = th_peak_rss_bytes() / 1e6;
+
+    // training: one warm-up step, then the timed ones
+    st = time_train(m, tok, B, T, o->train_steps + 1, ms, &out->first_loss);
+    if (st != TH_OK) goto done;
+    qsort(ms + 1, (size_t)o->train_steps, sizeof(double), cmp_double);
+    out->train_step_ms = ms[1 + o->train_steps / 2];
+    out->train_step_ms_min = ms[1];
+    double L = cfg->num_layers, C = cfg->channels;
+    double flops = 6.0 * (double)out->params * B * T + 6.0 * L * B * (double)T * T * C; // 6ND + attention
+    out->train_gflops = flops / (out->train_step_ms / 1e3) / 1e9;
+    out->peak_rss_mb = th_peak_rss_bytes() / 1e6;
+
+    if (o->baseline_naive) {
+        th_matmul_backend keep = th_matmul_get_backend();
+        th_matmul_set_backend(TH_MATMUL_NAIVE);
+        st = time_train(m, tok, B, T, o->baseline_steps, ms, NULL);
+        th_matmul_set_backend(keep);
+        if (st != TH_OK) goto done;
+        qsort(ms, (size_t)o->baseline_steps, sizeof(double), cmp_double);
+        out->train_step_ms_naive = ms[o->baseline_steps / 2];
+    }
+done:
+    th_free(logits);
+    free(ms);
+    free(tok);
+    th_gpt2_kv_free(kv);
+    th_gpt2_free(m);
+    return st;
+}
