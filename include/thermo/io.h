@@ -1,0 +1,215 @@
+/* io.h: model files in and out. safetensors (read F32/F16/BF16, write F32), Hugging Face
+ * GPT-2 directories (config.json + model.safetensors), llm.c checkpoints (.bin, version 3
+ * float32 and 5 bfloat16), the project's own resumable training checkpoint, and a loader
+ * that recognizes any of these for the CLI.
+ *
+ * Every loader validates each size in a file against the file's length before touching
+ * memory, fails with a th_fail message naming the file and the problem, and leaves its
+ * out-parameters untouched on failure. Every writer goes through a temporary file that
+ * is fsynced and renamed over the target, so a failed or interrupted save leaves the
+ * previous file intact. */
+#ifndef THERMO_IO_H
+#define THERMO_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "thermo/core.h"
+#include "thermo/model.h"
+
+/* ---------------------------------------------------------------------------------
+ * safetensors: an 8-byte little-endian header length N, N bytes of JSON mapping each
+ * tensor name to {dtype, shape, data_offsets: [begin, end)} relative to the data section
+ * that follows, and an optional "__metadata__" object of string values. */
+
+#define TH_ST_MAX_DIMS 8
+
+typedef enum {
+    TH_ST_BOOL, TH_ST_U8, TH_ST_I8, TH_ST_F8_E4M3, TH_ST_F8_E5M2, TH_ST_I16, TH_ST_U16,
+    TH_ST_F16, TH_ST_BF16, TH_ST_I32, TH_ST_U32, TH_ST_F32, TH_ST_F64, TH_ST_I64, TH_ST_U64,
+    TH_ST_NUM_DTYPES
+} th_st_dtype;
+
+/* The format's spelling ("F32", "BF16", ...) and the size of one element in bytes. */
+const char *th_st_dtype_name(th_st_dtype d);
+size_t th_st_dtype_size(th_st_dtype d);
+
+typedef struct {
+    const char *name; /* owned by the th_safetensors it came from */
+    th_st_dtype dtype;
+    int ndim;         /* 0 (a scalar) .. TH_ST_MAX_DIMS */
+    uint64_t shape[TH_ST_MAX_DIMS];
+    uint64_t count;   /* elements: the product of shape (1 for a scalar) */
+    uint64_t begin, end; /* byte span within the data section, validated */
+} th_st_tensor;
+
+typedef struct th_safetensors th_safetensors;
+
+/* Opens and validates a safetensors file: the header length against the file size, the
+ * JSON, every dtype, shape and span (within the data section, no overlaps, shape × dtype
+ * size = span, no overflow). The file is mapped read-only until th_safetensors_close.
+ * Fails with TH_ERR_IO (cannot open or map), TH_ERR_FORMAT (naming the file, the tensor
+ * and the problem) or TH_ERR_NOMEM; *out is set only on success. */
+th_status th_safetensors_open(const char *path, th_safetensors **out);
+
+/* The same over bytes in memory (for fuzzing and tests). The bytes are borrowed and must
+ * outlive the handle; `label` stands in for the file name in messages. */
+th_status th_safetensors_open_memory(const void *data, size_t len, const char *label,
+                                     th_safetensors **out);
+
+void th_safetensors_close(th_safetensors *st);
+
+/* Tensors in order of their data offsets. The pointers live as long as the handle. */
+int th_safetensors_count(const th_safetensors *st);
+const th_st_tensor *th_safetensors_tensor(const th_safetensors *st, int i);
+/* NULL if there is no tensor with that name. */
+const th_st_tensor *th_safetensors_find(const th_safetensors *st, const char *name);
+/* The value of a "__metadata__" key, NULL if absent. */
+const char *th_safetensors_metadata(const th_safetensors *st, const char *key);
+
+/* Converts tensor `t` (F32, F16 or BF16; other dtypes give TH_ERR_UNSUPPORTED) to
+ * `count` floats in dst, which must equal t->count (else TH_ERR_INVALID). With
+ * `transpose`, t must be 2-D (r, c) and dst receives its (c, r) transpose. F16 and BF16
+ * convert exactly (every value, subnormals, infinities and NaNs included). */
+th_status th_safetensors_read_f32(const th_safetensors *st, const th_st_tensor *t, float *dst,
+                                  size_t count, int transpose);
+
+/* One tensor to write, as float32. With `transpose`, ndim must be 2 and `data` holds the
+ * (shape[1], shape[0]) transpose of what the file gets (our (out, in) weights saved in
+ * HF's (in, out) layout without a full copy). */
+typedef struct {
+    const char *name;
+    int ndim;
+    uint64_t shape[TH_ST_MAX_DIMS];
+    const float *data;
+    int transpose;
+} th_st_source;
+
+/* Writes a float32 safetensors file atomically (path.tmp, fsync, rename). Tensors are
+ * written in the order given; names must be unique and not "__metadata__". `metadata`
+ * is NULL or a NULL-terminated list of key, value string pairs. On failure the file at
+ * `path`, if any, is unchanged and the temporary file removed. */
+th_status th_safetensors_write(const char *path, const th_st_source *tensors, int n,
+                               const char *const *metadata);
+
+/* ---------------------------------------------------------------------------------
+ * what a loaded file held, for `thermo info` */
+
+typedef enum {
+    TH_FORMAT_UNKNOWN = 0,
+    TH_FORMAT_HF_DIR,      /* a directory with config.json and model.safetensors */
+    TH_FORMAT_SAFETENSORS, /* a .safetensors file with a config.json beside it */
+    TH_FORMAT_LLMC,        /* llm.c's gpt2_*.bin */
+    TH_FORMAT_CHECKPOINT,  /* ours (th_checkpoint_save) */
+} th_model_format;
+
+typedef enum {
+    TH_NAMES_NONE = 0,        /* a format without tensor names (llm.c, ours) */
+    TH_NAMES_GPT2,            /* "wte.weight", "h.0.attn.c_attn.weight" (gpt2 on the Hub) */
+    TH_NAMES_TRANSFORMER,     /* "transformer.wte.weight" (distilgpt2, GPT2LMHeadModel) */
+} th_names_variant;
+
+typedef struct {
+    th_model_format format;
+    char dtype[8];          /* "F32", "F16", "BF16" or "mixed": how the parameters were stored */
+    th_names_variant names;
+    int num_tensors;        /* tensors in the file (safetensors: buffers included) */
+    int ignored_tensors;    /* causal-mask buffers and a tied lm_head.weight, skipped */
+    size_t num_params;      /* floats in the loaded model */
+    th_gpt2_config config;
+    int padded_vocab_size;  /* llm.c: rows of wte in the file; else vocab_size */
+    /* checkpoints only */
+    long train_step;
+    long adam_steps;
+    int has_moments;
+    char tokenizer_ref[256];
+} th_model_info;
+
+const char *th_model_format_name(th_model_format f);
+
+/* ---------------------------------------------------------------------------------
+ * Hugging Face GPT-2 */
+
+/* Reads a GPT-2 config.json into cfg: n_layer, n_head, n_embd, n_positions (or n_ctx),
+ * vocab_size, layer_norm_epsilon (default 1e-5). Rejects a model_type other than "gpt2",
+ * an activation_function other than gelu_new / gelu_pytorch_tanh, and n_inner other than
+ * null or 4·n_embd (TH_ERR_UNSUPPORTED); missing or non-integer sizes are TH_ERR_FORMAT. */
+th_status th_hf_read_config(const char *config_path, th_gpt2_config *cfg);
+
+/* Loads a model from a config.json and a model.safetensors. Tensor names may be plain or
+ * "transformer."-prefixed (not mixed); Conv1D weights are transposed to (out, in); F16 and
+ * BF16 are widened. Causal-mask buffers (h.N.attn.bias, h.N.attn.masked_bias) are
+ * ignored. An lm_head.weight must equal wte bit for bit: this engine ties them, so an
+ * untied model fails with TH_ERR_UNSUPPORTED rather than load with a different head.
+ * Missing, unknown or misshapen tensors fail with TH_ERR_FORMAT naming the tensor.
+ * On success *out owns a new model and *info (if not NULL) says what the files held. */
+th_status th_hf_load_files(const char *config_path, const char *safetensors_path,
+                           th_gpt2 **out, th_model_info *info);
+
+/* th_hf_load_files(dir/config.json, dir/model.safetensors, ...). */
+th_status th_hf_load(const char *dir, th_gpt2 **out, th_model_info *info);
+
+/* Saves dir/model.safetensors (float32, plain gpt2 names, HF's (in, out) Conv1D shapes,
+ * metadata format "pt", no lm_head: transformers re-ties it) and dir/config.json
+ * (GPT2LMHeadModel, gelu_new, the sizes), creating dir if needed. Both files are written
+ * to temporaries and synced before either is renamed into place, so a failed save leaves
+ * the previous pair intact; only a crash between the two renames could pair new weights
+ * with the old config. */
+th_status th_hf_save(th_gpt2 *m, const char *dir);
+
+/* ---------------------------------------------------------------------------------
+ * llm.c checkpoints: 256 int32 of header ([0] 20240326, [1] version 3 = float32 or
+ * 5 = bfloat16, [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads,
+ * [6] channels, [7] padded_vocab_size), then the 16 tensors in our order, wte padded
+ * to padded_vocab_size rows. */
+
+/* Loads an llm.c .bin; the padding rows of wte are dropped. The file length must be
+ * exactly header + parameters. ln_eps is 1e-5 (llm.c does not store it). */
+th_status th_llmc_load(const char *path, th_gpt2 **out, th_model_info *info);
+
+/* Saves an llm.c .bin, version 3 (float32) or, with bf16, version 5 (bfloat16, rounded
+ * to nearest even), wte padded with zero rows to a multiple of 128. Atomic. */
+th_status th_llmc_save(th_gpt2 *m, const char *path, int bf16);
+
+/* ---------------------------------------------------------------------------------
+ * the project's own checkpoint: everything a resumed run needs to continue the exact
+ * sequence. Little-endian: magic "THRMCKPT", version, flags, config, step counters, RNG,
+ * data cursor, tokenizer reference, parameters, AdamW moments (if flagged), then an
+ * XXH64 of every byte before it. */
+
+#define TH_TOKENIZER_REF_MAX 256
+
+typedef struct {
+    long step;                  /* training-loop steps completed */
+    th_rng rng;                 /* the run's RNG (dropout, sampling, shuffling) */
+    uint64_t data_cursor[4];    /* opaque position exported by the dataset loader */
+    char tokenizer_ref[TH_TOKENIZER_REF_MAX]; /* which tokenizer the token ids belong to */
+} th_train_state;
+
+/* Writes the model (parameters; AdamW moments and step count if allocated) and `st`
+ * to path atomically: path.tmp, fflush, fsync, rename, fsync of the directory. On
+ * failure the previous file at path is unchanged. st may be NULL (step 0, zero RNG and
+ * cursor, empty reference); st->tokenizer_ref must be NUL-terminated within
+ * TH_TOKENIZER_REF_MAX (else TH_ERR_INVALID, nothing written). */
+th_status th_checkpoint_save(const char *path, th_gpt2 *m, const th_train_state *st);
+
+/* Loads a checkpoint into a new model (with moments restored if saved) and *st_out.
+ * The checksum is verified before anything is returned; a truncated, corrupt,
+ * wrong-magic or wrong-version file fails (TH_ERR_FORMAT, or TH_ERR_UNSUPPORTED for a
+ * version or flag this build does not know) and leaves *model_out and *st_out
+ * untouched. st_out may be NULL. */
+th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_state *st_out);
+
+/* XXH64 (seed 0) of a buffer: the checkpoint's checksum, exposed for tests and tools. */
+uint64_t th_xxh64(const void *data, size_t len);
+
+/* ---------------------------------------------------------------------------------
+ * any of the above */
+
+/* Recognizes and loads `path`: a directory (Hugging Face), a file starting with our
+ * checkpoint magic, a file starting with llm.c's magic, or a safetensors file with a
+ * config.json in the same directory. *info (may be NULL) describes what it held.
+ * Unrecognized content fails with TH_ERR_FORMAT. */
+th_status th_model_load_any(const char *path, th_gpt2 **out, th_model_info *info);
+
+#endif
