@@ -307,7 +307,52 @@ static void test_sampler(void) {
     CHECK(th_sampler_create(4, &bad, 1, &s) == TH_ERR_INVALID, "top-p 0 accepted");
 }
 
+/* ---------------------------------------------------------------------------------
+ * thread-count invariance: with the auto backend (hand-written kernels where the CPU has
+ * AVX-512) every sum runs in an order fixed by the sizes, so 1 and 2 threads give
+ * bit-identical training. A thread cap from the governor can then never change what is
+ * learned. OpenBLAS makes no such promise, so this is checked only for the auto backend
+ * when it resolves to avx512 or naive. */
+static void test_thread_invariance(void) {
+    th_matmul_backend b = th_matmul_get_backend();
+    if (b == TH_MATMUL_BLAS) {
+        printf("thread invariance: auto resolves to blas here, not checked\n");
+        return;
+    }
+    th_gpt2_config cfg = {64, 301, 2, 4, 64, 1e-5f};
+    int B = 3, T = 40, tok[3 * 41];
+    th_rng rng;
+    th_rng_seed(&rng, 77);
+    for (int i = 0; i < 3 * 41; i++) tok[i] = (int)(th_rng_u64(&rng) % 301);
+    float *w[2];
+    size_t n = th_gpt2_num_params(&cfg);
+    th_adamw_config opt = th_adamw_defaults();
+    int saved = th_threads_get();
+    for (int run = 0; run < 2; run++) {
+        th_threads_set(run + 1);
+        th_gpt2 *m = make_model(cfg, 5, 1.0f);
+        for (int s = 0; s < 3; s++) {
+            float loss;
+            th_gpt2_forward(m, tok, tok + 1, B, T, &loss);
+            th_gpt2_zero_grad(m);
+            th_gpt2_backward(m, 1.0f);
+            th_gpt2_adamw_step(m, &opt, opt.lr, th_gpt2_grad_norm(m));
+        }
+        w[run] = malloc(n * sizeof(float));
+        memcpy(w[run], th_gpt2_params(m), n * sizeof(float));
+        th_gpt2_free(m);
+    }
+    th_threads_set(saved);
+    CHECK(memcmp(w[0], w[1], n * sizeof(float)) == 0, "1 and 2 threads give different weights (%s backend)",
+          th_matmul_backend_name(b));
+    printf("thread invariance (%s): 1 and 2 threads give bit-identical weights after 3 steps\n",
+           th_matmul_backend_name(b));
+    free(w[0]);
+    free(w[1]);
+}
+
 int main(void) {
+    test_thread_invariance();
     test_configs();
     test_schedule();
     test_sampler();

@@ -4,9 +4,27 @@
 #include "model/kernels.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "thermo/model.h"
+
+/* exp(x) in a form the compiler vectorizes (glibc's vector expf needs -ffast-math, which
+ * this project does not use): x = n·ln2 + r with |r| <= ln2/2, e^r by its Taylor series to
+ * r^6 (truncation < 2e-7 relative), 2^n built in the exponent bits. Inputs are clamped to
+ * [-87, 88], the normal float range; NaN stays NaN. Used where a softmax over a whole
+ * vocabulary row would otherwise be bound by scalar expf calls. */
+static inline float exp_vec(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
 /* Channel block for reductions over rows: each thread owns whole blocks and walks the rows
  * in order, so sums over rows are fixed regardless of the thread count. */
@@ -240,10 +258,13 @@ int crossentropy_forward(float *losses, float *lse, const float *logits, const i
     for (int i = 0; i < N; i++) {
         const float *row = logits + (size_t)i * V;
         float maxv = -INFINITY;
+#pragma omp simd reduction(max : maxv)
         for (int v = 0; v < V; v++) maxv = row[v] > maxv ? row[v] : maxv;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += expf(row[v] - maxv);
-        float l = maxv + (float)log(sum);
+        // vectorized: partial sums in a fixed lane order, then combined
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int v = 0; v < V; v++) sum += exp_vec(row[v] - maxv);
+        float l = maxv + logf(sum);
         lse[i] = l;
         if (targets[i] == TH_IGNORE_INDEX) {
             losses[i] = 0.0f;
@@ -265,7 +286,8 @@ void crossentropy_backward_inplace(float *logits, const float *lse, const int *t
             continue;
         }
         float l = lse[i];
-        for (int v = 0; v < V; v++) row[v] = expf(row[v] - l) * scale;
+#pragma omp simd
+        for (int v = 0; v < V; v++) row[v] = exp_vec(row[v] - l) * scale;
         row[targets[i]] -= scale;
     }
 }
