@@ -1,6 +1,6 @@
 /* test_io_checkpoint.c: the project's checkpoint and llm.c .bin files: save → load
  * identity (parameters, AdamW moments and steps, train step, RNG, data cursor,
- * tokenizer reference), every single-byte corruption and every truncation rejected with
+ * run metadata), every single-byte corruption and every truncation rejected with
  * the model and state untouched, wrong magic / version / flags with a valid checksum,
  * allocation faults, and interrupted saves that must leave the previous file loadable. */
 #include "test_io_common.h"
@@ -11,7 +11,7 @@ static th_train_state state;
 static int same_state(const th_train_state *a, const th_train_state *b) {
     return a->step == b->step && memcmp(&a->rng, &b->rng, sizeof a->rng) == 0 &&
            memcmp(a->data_cursor, b->data_cursor, sizeof a->data_cursor) == 0 &&
-           strcmp(a->tokenizer_ref, b->tokenizer_ref) == 0;
+           strcmp(a->run_meta, b->run_meta) == 0;
 }
 
 static int same_moments(th_gpt2 *a, th_gpt2 *b) {
@@ -44,7 +44,7 @@ static void test_round_trip(void) {
     if (!m) return;
     CHECK(same_params(m, model), "parameters and config");
     CHECK(same_moments(m, model), "AdamW moments and step count (%ld)", th_gpt2_adam_steps(m));
-    CHECK(same_state(&st, &state), "step, rng, data cursor, tokenizer ref");
+    CHECK(same_state(&st, &state), "step, rng, data cursor, run metadata");
     /* the restored RNG continues the same sequence */
     th_rng a = st.rng, b = state.rng;
     CHECK(th_rng_u64(&a) == th_rng_u64(&b), "rng continues identically");
@@ -61,9 +61,9 @@ static void test_round_trip(void) {
     th_gpt2_free(fresh);
 
     th_train_state bad = state;
-    memset(bad.tokenizer_ref, 'x', sizeof bad.tokenizer_ref);
-    CHECK_FAIL(th_checkpoint_save(spath("c.ckpt"), model, &bad), TH_ERR_INVALID, "tokenizer",
-               "unterminated tokenizer ref");
+    memset(bad.run_meta, 'x', sizeof bad.run_meta);
+    CHECK_FAIL(th_checkpoint_save(spath("c.ckpt"), model, &bad), TH_ERR_INVALID, "run metadata",
+               "unterminated run metadata");
     CHECK(!file_exists(spath("c.ckpt")), "nothing written");
 }
 
@@ -125,7 +125,7 @@ static void test_corruption(void) {
         {32, 0, TH_ERR_FORMAT, "num_layers is 0"},
         {36, 3, TH_ERR_FORMAT, "not divisible"},
         {40, 65536 * 4, TH_ERR_FORMAT, "above the limit"},
-        {136, 300, TH_ERR_FORMAT, "tokenizer"},
+        {136, 5000, TH_ERR_FORMAT, "run metadata"},
     };
     for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
         memcpy(copy, good, len);
@@ -303,7 +303,7 @@ int main(void) {
     th_rng_seed(&state.rng, 2024);
     th_rng_u64(&state.rng);
     for (int i = 0; i < 4; i++) state.data_cursor[i] = 0x0123456789abcdefull * (uint64_t)(i + 1);
-    snprintf(state.tokenizer_ref, sizeof state.tokenizer_ref, "data/gpt2-tokenizer (vocab 50257)");
+    snprintf(state.run_meta, sizeof state.run_meta, "data/gpt2-tokenizer (vocab 50257)");
 
     test_round_trip();
     test_corruption();

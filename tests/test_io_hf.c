@@ -281,7 +281,7 @@ static void test_load_any(void) {
     snprintf(stf, sizeof stf, "%s/model.safetensors", good);
     CHECK(th_llmc_save(model, ll, 0) == TH_OK, "save llm.c");
     th_train_state ts = {.step = 5};
-    snprintf(ts.tokenizer_ref, sizeof ts.tokenizer_ref, "gpt2");
+    snprintf(ts.run_meta, sizeof ts.run_meta, "gpt2");
     CHECK(th_checkpoint_save(ck, model, &ts) == TH_OK, "save checkpoint");
     th_model_info info;
     cases[0].path = good, cases[0].format = TH_FORMAT_HF_DIR;
@@ -295,7 +295,7 @@ static void test_load_any(void) {
         CHECK(s == TH_OK && info.format == cases[i].format && same_params(m, model) &&
                   info.num_params == th_gpt2_num_params(th_gpt2_get_config(model)),
               "load_any %s as %s", cases[i].path, th_model_format_name(cases[i].format));
-        if (i == 3) CHECK(info.train_step == 5 && strcmp(info.tokenizer_ref, "gpt2") == 0, "checkpoint info");
+        if (i == 3) CHECK(info.train_step == 5 && strcmp(info.run_meta, "gpt2") == 0, "checkpoint info");
         if (i == 2) CHECK(info.padded_vocab_size == 128, "llm.c info");
         th_gpt2_free(m);
     }

@@ -95,6 +95,10 @@ th_status th_safetensors_write(const char *path, const th_st_source *tensors, in
 /* ---------------------------------------------------------------------------------
  * what a loaded file held, for `thermo info` */
 
+/* The run's metadata: a JSON object (tokenizer, schedule, batch shape, seed...) that a
+ * resumed run reads back so it continues with the same settings. */
+#define TH_RUN_META_MAX 4096
+
 typedef enum {
     TH_FORMAT_UNKNOWN = 0,
     TH_FORMAT_HF_DIR,      /* a directory with config.json and model.safetensors */
@@ -122,7 +126,7 @@ typedef struct {
     long train_step;
     long adam_steps;
     int has_moments;
-    char tokenizer_ref[256];
+    char run_meta[TH_RUN_META_MAX];
 } th_model_info;
 
 const char *th_model_format_name(th_model_format f);
@@ -174,23 +178,21 @@ th_status th_llmc_save(th_gpt2 *m, const char *path, int bf16);
 /* ---------------------------------------------------------------------------------
  * the project's own checkpoint: everything a resumed run needs to continue the exact
  * sequence. Little-endian: magic "THRMCKPT", version, flags, config, step counters, RNG,
- * data cursor, tokenizer reference, parameters, AdamW moments (if flagged), then an
+ * data cursor, run metadata (JSON), parameters, AdamW moments (if flagged), then an
  * XXH64 of every byte before it. */
-
-#define TH_TOKENIZER_REF_MAX 256
 
 typedef struct {
     long step;                  /* training-loop steps completed */
     th_rng rng;                 /* the run's RNG (dropout, sampling, shuffling) */
     uint64_t data_cursor[4];    /* opaque position exported by the dataset loader */
-    char tokenizer_ref[TH_TOKENIZER_REF_MAX]; /* which tokenizer the token ids belong to */
+    char run_meta[TH_RUN_META_MAX]; /* JSON object: tokenizer and training settings */
 } th_train_state;
 
 /* Writes the model (parameters; AdamW moments and step count if allocated) and `st`
  * to path atomically: path.tmp, fflush, fsync, rename, fsync of the directory. On
  * failure the previous file at path is unchanged. st may be NULL (step 0, zero RNG and
- * cursor, empty reference); st->tokenizer_ref must be NUL-terminated within
- * TH_TOKENIZER_REF_MAX (else TH_ERR_INVALID, nothing written). */
+ * cursor, empty reference); st->run_meta must be NUL-terminated within
+ * TH_RUN_META_MAX (else TH_ERR_INVALID, nothing written). */
 th_status th_checkpoint_save(const char *path, th_gpt2 *m, const th_train_state *st);
 
 /* Loads a checkpoint into a new model (with moments restored if saved) and *st_out.

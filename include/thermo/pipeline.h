@@ -5,7 +5,9 @@
 #define THERMO_PIPELINE_H
 
 #include "thermo/core.h"
+#include "thermo/io.h"
 #include "thermo/model.h"
+#include "thermo/text.h"
 
 /* ---------------------------------------------------------------------------------
  * model benchmark */
@@ -42,5 +44,66 @@ th_bench_model_opts th_bench_model_defaults(void);
  * so decode_rss_mb is the footprint of inference alone. */
 th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *opts,
                          th_bench_model_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * training loop */
+
+/* What one optimizer step did; handed to on_step, and later to the telemetry log. */
+typedef struct {
+    long step;         /* steps completed, 1-based */
+    long total_steps;
+    float loss;        /* mean training loss over the step's micro-batches */
+    double grad_norm;  /* global norm before clipping */
+    float lr;
+    long tokens;       /* tokens processed by this step */
+    double step_ms;
+    float val_loss;    /* NaN unless a validation ran after this step */
+    uint64_t t_ns;     /* end of the step, CLOCK_MONOTONIC */
+    int saved;         /* a checkpoint was written after this step */
+} th_step_record;
+
+typedef struct {
+    long steps;            /* total optimizer steps of the run (the schedule's length) */
+    int batch, seq;        /* micro-batch shape (B, T) */
+    int grad_accum;        /* micro-batches per step (>= 1) */
+    th_adamw_config opt;
+    float lr_min;          /* cosine floor */
+    int warmup_steps;
+    int val_every;         /* validate every N steps and at the end (0: never) */
+    int val_batches;       /* batches per validation (0: one pass over the split) */
+    int save_every;        /* checkpoint every N steps and at the end (0: only at the end) */
+    const char *checkpoint_path; /* NULL: no checkpoints */
+    const char *run_meta;  /* JSON recorded in checkpoints: the settings a resume reuses */
+    /* Called after every step (may be NULL). */
+    void (*on_step)(const th_step_record *rec, void *user);
+    /* Polled between micro-batches; non-zero stops the run after saving (may be NULL). */
+    int (*should_stop)(void *user);
+    void *user;
+} th_train_opts;
+
+typedef struct {
+    long steps_done;       /* total steps completed, resumed ones included */
+    float last_loss, last_val_loss, first_val_loss;
+    double seconds;        /* wall time of this call */
+    long tokens;           /* tokens processed by this call */
+} th_train_result;
+
+/* Defaults: 4 x 64, no accumulation, AdamW defaults, warmup 10% of steps (at most 100),
+ * lr_min = lr / 10, validation every 50 steps over 8 batches, checkpoints at the end. */
+th_train_opts th_train_defaults(long steps);
+
+/* Trains `m` from state `st` (st->step steps already done; for a resume, restore the
+ * loader's cursor and the model's AdamW state from the checkpoint first) up to
+ * o->steps. train yields (B, T) batches; val may be NULL. On a stop request it saves a
+ * checkpoint (if a path is set) and returns TH_ERR_INTERRUPTED. The sequence of batches,
+ * losses and weights depends only on the model, the data, the seed, the options and the
+ * thread count: a run stopped at any step and resumed from its checkpoint ends with the
+ * same weights as one that was not. */
+th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const th_train_opts *o,
+                   th_train_state *st, th_train_result *out);
+
+/* Mean loss over `batches` (B, T) validation batches (0: one pass) from the loader's start;
+ * the loader must have been opened with the same B and T. */
+th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches, float *loss);
 
 #endif

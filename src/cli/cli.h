@@ -17,7 +17,12 @@ enum {
 
 typedef int (*cli_command_fn)(int argc, char **argv);
 
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_estimate(int argc, char **argv);
+int cmd_sensors(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);

@@ -1,6 +1,6 @@
 /* core.c: status messages, the monotonic clock, the xoshiro256** RNG, aligned
  * allocation with fault injection, and the logging hook (see core.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* M_PI, clock_gettime, posix_memalign */
 #include "thermo/core.h"
 
 #include <math.h>

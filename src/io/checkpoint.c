@@ -5,8 +5,8 @@
  *  16  u32 dtype (0 = f32)  20 u32 header bytes (144)
  *  24  i32 max_seq_len, vocab_size, num_layers, num_heads, channels; f32 ln_eps
  *  48  u64 num_params       56 i64 train step       64 i64 AdamW steps
- *  72  u64 rng[4]          104 u64 data cursor[4]  136 u32 tokenizer ref length, u32 0
- * 144  tokenizer ref bytes, zero-padded to a multiple of 8
+ *  72  u64 rng[4]          104 u64 data cursor[4]  136 u32 run metadata length, u32 0
+ * 144  run metadata bytes, zero-padded to a multiple of 8
  *      f32 params[num_params]; if flagged, f32 m[num_params], f32 v[num_params]
  *      u64 XXH64 of every byte above
  *
@@ -29,16 +29,16 @@ th_status th_checkpoint_save(const char *path, th_gpt2 *m, const th_train_state 
     const th_gpt2_config *cfg = th_gpt2_get_config(m);
     static const th_train_state empty;
     if (!st) st = &empty;
-    size_t toklen = strnlen(st->tokenizer_ref, TH_TOKENIZER_REF_MAX);
-    if (toklen == TH_TOKENIZER_REF_MAX)
-        return th_fail(TH_ERR_INVALID, "%s: tokenizer reference is not terminated within %d bytes",
-                       path, TH_TOKENIZER_REF_MAX);
+    size_t toklen = strnlen(st->run_meta, TH_RUN_META_MAX);
+    if (toklen == TH_RUN_META_MAX)
+        return th_fail(TH_ERR_INVALID, "%s: run metadata is not terminated within %d bytes",
+                       path, TH_RUN_META_MAX);
     if (st->step < 0) return th_fail(TH_ERR_INVALID, "%s: step %ld is negative", path, st->step);
     const float *mm = th_gpt2_adam_m(m), *vv = th_gpt2_adam_v(m);
     int moments = mm && vv;
     size_t n = th_gpt2_num_params(cfg);
 
-    unsigned char h[CK_HEADER + TH_TOKENIZER_REF_MAX + 8];
+    unsigned char h[CK_HEADER + TH_RUN_META_MAX + 8];
     memset(h, 0, sizeof h);
     memcpy(h, CK_MAGIC, 8);
     th_put32(h + 8, CK_VERSION);
@@ -57,7 +57,7 @@ th_status th_checkpoint_save(const char *path, th_gpt2 *m, const th_train_state 
     for (int i = 0; i < 4; i++) th_put64(h + 72 + 8 * i, st->rng.s[i]);
     for (int i = 0; i < 4; i++) th_put64(h + 104 + 8 * i, st->data_cursor[i]);
     th_put32(h + 136, (uint32_t)toklen);
-    memcpy(h + CK_HEADER, st->tokenizer_ref, toklen);
+    memcpy(h + CK_HEADER, st->run_meta, toklen);
 
     th_afile a;
     th_status s = th_afile_open(&a, path);
@@ -97,7 +97,7 @@ th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_sta
     th_status s = th_rfile_open(path, &f, &size);
     if (s != TH_OK) return s;
     th_gpt2 *m = NULL;
-    unsigned char h[CK_HEADER + TH_TOKENIZER_REF_MAX + 8];
+    unsigned char h[CK_HEADER + TH_RUN_META_MAX + 8];
     th_xxh64_state hs;
     th_xxh64_init(&hs);
 
@@ -146,8 +146,8 @@ th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_sta
         goto done;
     }
     if (train_step < 0 || adam_steps < 0 || train_step > (int64_t)LONG_MAX / 2 ||
-        adam_steps > (int64_t)LONG_MAX / 2 || toklen >= TH_TOKENIZER_REF_MAX || th_le32(h + 140)) {
-        s = th_fail(TH_ERR_FORMAT, "%s: impossible step counts or tokenizer reference length", path);
+        adam_steps > (int64_t)LONG_MAX / 2 || toklen >= TH_RUN_META_MAX || th_le32(h + 140)) {
+        s = th_fail(TH_ERR_FORMAT, "%s: impossible step counts or run metadata length", path);
         goto done;
     }
     int moments = (flags & CK_FLAG_MOMENTS) != 0;
@@ -162,7 +162,7 @@ th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_sta
     if ((s = read_hashed(f, path, h + CK_HEADER, (size_t)pad8(toklen), &hs)) != TH_OK) goto done;
     h[CK_HEADER + toklen] = 0;
     if (strlen((char *)h + CK_HEADER) != toklen) {
-        s = th_fail(TH_ERR_FORMAT, "%s: tokenizer reference holds a NUL byte", path);
+        s = th_fail(TH_ERR_FORMAT, "%s: run metadata holds a NUL byte", path);
         goto done;
     }
 
@@ -192,7 +192,7 @@ th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_sta
         st.step = (long)train_step;
         for (int i = 0; i < 4; i++) st.rng.s[i] = th_le64(h + 72 + 8 * i);
         for (int i = 0; i < 4; i++) st.data_cursor[i] = th_le64(h + 104 + 8 * i);
-        memcpy(st.tokenizer_ref, h + CK_HEADER, toklen + 1);
+        memcpy(st.run_meta, h + CK_HEADER, toklen + 1);
         *st_out = st;
     }
     *model_out = m;

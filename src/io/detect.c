@@ -36,7 +36,7 @@ static th_status load_checkpoint_info(const char *path, th_gpt2 **out, th_model_
         info->train_step = st.step;
         info->adam_steps = th_gpt2_adam_steps(m);
         info->has_moments = th_gpt2_adam_m(m) != NULL;
-        snprintf(info->tokenizer_ref, sizeof info->tokenizer_ref, "%s", st.tokenizer_ref);
+        snprintf(info->run_meta, sizeof info->run_meta, "%s", st.run_meta);
     }
     *out = m;
     return TH_OK;

@@ -191,11 +191,16 @@ void openblas_set_num_threads(int n);
 static void pin_threads(void) {
 #ifdef _OPENMP
     if (getenv("OMP_PROC_BIND")) return;
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-    int cpus[CPU_SETSIZE], n = 0;
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+    // The CPUs the process may use, read once: after the first pinning the main thread's own
+    // mask is a single CPU, and threads that OpenMP creates later inherit it until pinned.
+    static int cpus[CPU_SETSIZE], n = -1;
+    if (n < 0) {
+        cpu_set_t allowed;
+        n = 0;
+        if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+            for (int c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+    }
     if (n < 2) return;
 #pragma omp parallel
     {

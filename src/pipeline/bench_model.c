@@ -44,7 +44,7 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
         return th_fail(TH_ERR_INVALID, "bench: prompt %d + decode %d tokens must fit the context of %d",
                        o->prompt_tokens, o->decode_tokens, cfg->max_seq_len);
     if (o->train_steps <= 0) return th_fail(TH_ERR_INVALID, "bench: --steps must be at least 1");
-    if (o->threads > 0) th_threads_set(o->threads);
+    th_threads_set(o->threads > 0 ? o->threads : th_threads_get());
     out->threads = th_threads_get();
     out->matmul = th_matmul_backend_name(th_matmul_get_backend());
 

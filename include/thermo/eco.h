@@ -1,0 +1,261 @@
+/* eco.h: the environmental ledger. Turns energy figures (read from counters, integrated
+ * from polled power, or taken from a power model) into facility energy, CO2e, water,
+ * local air pollutants and EPA equivalences, using factor tables that carry a source,
+ * a year and a basis on every row (CSV files in data/factors/). Every figure says where it came
+ * from (DESIGN.md invariant 4): energy carries its basis and source, each factor its
+ * table row or the flag that set it. */
+#ifndef THERMO_ECO_H
+#define THERMO_ECO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "thermo/core.h"
+
+/* ---------------------------------------------------------------------------------
+ * energy figures with their basis */
+
+typedef enum {
+    TH_ECO_BASIS_MEASURED_COUNTER = 0, /* difference of a cumulative hardware energy counter */
+    TH_ECO_BASIS_MEASURED_POWER = 1,   /* polled power, integrated over the sample times */
+    TH_ECO_BASIS_MODELED = 2,          /* a power model (TDP x utilization curve, simulated plant) */
+    TH_ECO_BASIS_ESTIMATE = 3,         /* planning estimate P x N x hours; never a measurement */
+} th_eco_basis;
+
+/* "measured-counter", "measured-power", "modeled", "estimate". */
+const char *th_eco_basis_name(th_eco_basis b);
+
+typedef struct {
+    double energy_j;    /* IT energy over the window, joules */
+    double duration_s;  /* window length, seconds (0 if unknown) */
+    th_eco_basis basis;
+    char source[128];   /* sensor or model: "rapl:package-0", "nvml:0", "sim-plant:h100-sxm" */
+} th_energy_figure;
+
+/* Cumulative counter, e.g. RAPL energy_uj (joules_per_unit 1e-6, wraps to 0 after
+ * max_energy_range_uj) or NVML total energy (1e-3 J per unit, max_range 0 = never wraps).
+ * The counter must be read at least once per wrap period: two wraps between samples look
+ * like one. */
+typedef struct {
+    char source[128];
+    double joules_per_unit;
+    uint64_t max_range;      /* largest value before the wrap to 0; 0 = no wrap */
+    int have_last;
+    uint64_t last_value;
+    uint64_t t_first_ns, t_last_ns;
+    double total_units;      /* accumulated (unwrapped) delta */
+    uint64_t wraps;
+    size_t samples;
+} th_energy_counter;
+
+/* Prepares `c`. Fails (TH_ERR_INVALID) on a NULL/empty source or joules_per_unit <= 0. */
+th_status th_energy_counter_init(th_energy_counter *c, const char *source, double joules_per_unit, uint64_t max_range);
+
+/* Adds a reading taken at t_ns (CLOCK_MONOTONIC). A value below the previous one is a
+ * wrap when max_range > 0 (delta = max_range - last + value, as RAPL and the kernel's
+ * powercap do); with max_range 0 it is a counter reset and is rejected (TH_ERR_INVALID),
+ * as are readings above max_range and times going backwards. On failure `c` is unchanged. */
+th_status th_energy_counter_add(th_energy_counter *c, uint64_t t_ns, uint64_t value);
+
+/* The energy since the first reading, basis measured-counter. TH_ERR_STATE with fewer
+ * than two readings. */
+th_status th_energy_counter_figure(const th_energy_counter *c, th_energy_figure *out);
+
+/* Integrates power samples with the trapezoid rule over their times. Used for polled
+ * power (basis measured-power) and for modeled power (basis modeled). */
+typedef struct {
+    char source[128];
+    th_eco_basis basis;
+    int have_last;
+    uint64_t t_first_ns, t_last_ns;
+    uint64_t last_power_uw;
+    double energy_j;
+    size_t samples;
+} th_power_integrator;
+
+/* basis must be TH_ECO_BASIS_MEASURED_POWER or TH_ECO_BASIS_MODELED. */
+th_status th_power_integrator_init(th_power_integrator *p, const char *source, th_eco_basis basis);
+/* Adds a sample; t_ns must not go backwards (TH_ERR_INVALID, `p` unchanged). */
+th_status th_power_integrator_add(th_power_integrator *p, uint64_t t_ns, uint64_t power_uw);
+/* TH_ERR_STATE with fewer than two samples. */
+th_status th_power_integrator_figure(const th_power_integrator *p, th_energy_figure *out);
+
+/* CPU power model for machines with no RAPL: P = TDP x (0.1 + 0.9 u^3), u in [0, 1] the
+ * whole-machine CPU utilization. This is CodeCarbon's CPU-load mode (mlco2/codecarbon,
+ * codecarbon/external/hardware.py, v3); CodeCarbon checked it against RAPL on 5 CPUs
+ * (data/hardware/cpu_load_profiling). Feed the result to a TH_ECO_BASIS_MODELED
+ * integrator. Fails on tdp_w outside (0, 2000] or u outside [0, 1]. */
+th_status th_cpu_model_power_uw(double tdp_w, double util, uint64_t *power_uw);
+
+/* Sum of device figures (CPU package + GPU + ...) into one IT figure. The basis is the
+ * weakest of the parts (estimate < modeled < measured-power < measured-counter); the
+ * source lists the parts joined by '+', truncated with "..." if long. Duration is the
+ * longest part. Fails on n == 0 or a negative energy. */
+th_status th_energy_sum(const th_energy_figure *parts, size_t n, th_energy_figure *out);
+
+/* Planning estimate: E_IT = power_w x devices x hours (basis estimate, source
+ * "estimate: P x N x hours"); PUE is applied by the footprint like for any figure.
+ * Fails on power_w outside (0, 100000], devices outside [1, 10^7], hours outside (0, 10^6]. */
+th_status th_energy_estimate(double power_w, double devices, double hours, th_energy_figure *out);
+
+/* ---------------------------------------------------------------------------------
+ * factors */
+
+typedef enum {
+    TH_ECO_F_GRID_CO2E = 0,     /* g CO2e / kWh of grid electricity */
+    TH_ECO_F_PUE,               /* facility / IT energy, dimensionless */
+    TH_ECO_F_WUE_SITE,          /* L / kWh of IT energy, on-site cooling water */
+    TH_ECO_F_EWIF,              /* L / kWh of facility energy, consumed at power plants */
+    TH_ECO_F_GRID_NOX,          /* g / kWh of grid electricity */
+    TH_ECO_F_GRID_SO2,          /* g / kWh */
+    TH_ECO_F_GRID_PM25,         /* g / kWh */
+    TH_ECO_F_GEN_SHARE,         /* fraction of facility energy from diesel backup generators */
+    TH_ECO_F_GEN_NOX,           /* g / kWh of generator output (NOx + NMHC limit) */
+    TH_ECO_F_GEN_PM25,          /* g / kWh of generator output (PM limit, all of it PM2.5 or less) */
+    TH_ECO_F_GAS_SHARE,         /* fraction of the region's generation from gas (from the mix) */
+    TH_ECO_F_METHANE,           /* g CO2e / kWh of gas generation, upstream methane; off by default */
+    TH_ECO_F_CAR_YEAR,          /* t CO2e per passenger car-year */
+    TH_ECO_F_FOREST_ACRE_YEAR,  /* t CO2 sequestered per acre of US forest a year */
+    TH_ECO_F_HOME_ENERGY_YEAR,  /* t CO2e per home's total energy use a year */
+    TH_ECO_F_HOME_ELEC_YEAR,    /* t CO2e per home's electricity use a year */
+    TH_ECO_F_COUNT
+} th_eco_factor_id;
+
+/* Stable snake_case name ("grid_g_per_kwh", "pue", ...) and unit text ("g/kWh"). */
+const char *th_eco_factor_name(th_eco_factor_id id);
+const char *th_eco_factor_unit(th_eco_factor_id id);
+
+typedef struct {
+    double value;
+    int available;      /* 0: no sourced value exists; figures needing it are reported unknown */
+    char source[256];   /* publication or dataset, or "user: --flag" */
+    char year[16];      /* data year or edition, e.g. "2023" */
+    char basis[256];    /* accounting basis and caveats; "[unverified]" marks unsourced values */
+    char origin[256];   /* where it was read: "data/factors/grid_intensity.csv row 12", "--pue" */
+} th_eco_factor;
+
+typedef struct {
+    char region[48];       /* region code the factors were resolved for ("US", "WORLD") */
+    char region_name[64];
+    char preset[48];       /* "own-machine" or "datacenter" */
+    th_eco_factor f[TH_ECO_F_COUNT];
+    int methane_enabled;   /* 1: add TH_ECO_F_METHANE x gas share to CO2e */
+} th_eco_factors;
+
+/* The factor tables, loaded from a directory of CSV files: grid_intensity.csv,
+ * generation_mix.csv, ewif_fuel.csv, pollutants.csv, presets.csv, wue_cooling.csv and
+ * constants.csv (each file's comment lines describe it; every row has source, year, basis).
+ * Opaque. */
+typedef struct th_eco_tables th_eco_tables;
+
+/* Loads every table from `dir` (NULL: THERMO_DATA_DIR/factors, or $THERMO_DATA_DIR/factors
+ * when that environment variable is set). Strict: a missing file or column, a
+ * non-numeric or out-of-range value, or a duplicate key fails with TH_ERR_FORMAT (or
+ * TH_ERR_IO) and a message naming the file, row and column. *out is NULL on failure;
+ * release with th_eco_tables_free. */
+th_status th_eco_tables_load(th_eco_tables **out, const char *dir);
+void th_eco_tables_free(th_eco_tables *t);
+
+/* Replaces one table with a user file that has the same columns as one of the default
+ * tables; which table is decided by the header. The file is checked as strictly as the
+ * defaults; on failure the loaded table is unchanged. */
+th_status th_eco_tables_replace(th_eco_tables *t, const char *path);
+
+/* Number of regions in the grid-intensity table and the i-th region code (NULL past the end). */
+size_t th_eco_tables_region_count(const th_eco_tables *t);
+const char *th_eco_tables_region_code(const th_eco_tables *t, size_t i);
+
+/* Fills `out` for `region` (case-insensitive code from the grid table; NULL = "WORLD") and
+ * `preset` ("own-machine": PUE 1.0, on-site water 0; "datacenter": PUE and WUE from the
+ * preset table; NULL = "own-machine"). EWIF is computed from the region's generation mix
+ * and the per-fuel EWIF table; the gas share comes from the same mix; pollutant factors
+ * from the region's row if any (else marked unavailable); generator share 0; methane off.
+ * Unknown region or preset: TH_ERR_INVALID naming it. */
+th_status th_eco_factors_resolve(const th_eco_tables *t, const char *region, const char *preset, th_eco_factors *out);
+
+/* Sets the on-site WUE from the cooling-type table (wue_cooling.csv: "none",
+ * "closed-loop-dry", operator fleet averages, ...). Unknown type: TH_ERR_INVALID listing
+ * the known ones. */
+th_status th_eco_factors_set_cooling(const th_eco_tables *t, th_eco_factors *f, const char *cooling);
+
+/* Overrides one factor with a user value; `origin` says who set it ("--pue", "api").
+ * Range checks (TH_ERR_INVALID naming the factor and the range): grid 0..2000 g/kWh,
+ * PUE 1..5, WUE and EWIF 0..20 L/kWh, pollutants 0..100 g/kWh, shares 0..1, methane
+ * 0..1000 g/kWh, equivalences (0, 1000] t. On failure the factor is unchanged. */
+th_status th_eco_factor_set(th_eco_factors *f, th_eco_factor_id id, double value, const char *origin);
+
+/* ---------------------------------------------------------------------------------
+ * footprint */
+
+typedef struct {
+    th_energy_figure it;           /* the IT energy and its basis, copied from the input */
+    double energy_it_kwh;
+    double energy_facility_kwh;    /* IT x PUE */
+    double energy_grid_kwh;        /* facility x (1 - generator share) */
+    double energy_generator_kwh;   /* facility x generator share */
+    double co2e_g;                 /* facility x grid intensity (+ methane when enabled) */
+    double co2e_methane_g;         /* the upstream-methane part of co2e_g (0 when off) */
+    double water_onsite_l;         /* IT x WUE_site */
+    double water_offsite_l;        /* facility x EWIF */
+    double nox_g, so2_g, pm25_g;   /* grid part + generator part; NaN when a needed factor is unavailable */
+    double gen_nox_g, gen_pm25_g;  /* the generator part alone */
+    double cars_year, forest_acres, homes_energy_year, homes_electricity_year;
+    th_eco_factors factors;        /* every factor that applied, with its source */
+} th_eco_footprint;
+
+/* Computes the footprint of `it` under `f`. Fails (TH_ERR_INVALID) on a negative or
+ * non-finite energy or on an unavailable grid intensity or PUE. Generator-supplied energy
+ * carries grid CO2e and water too (the genset's own fuel is not modeled separately). */
+th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_factors *f, th_eco_footprint *out);
+
+/* Per-unit figures (per token, per step): every extensive quantity of `fp` divided by
+ * `units` (> 0, finite); factors and basis are kept. */
+th_status th_eco_footprint_per_unit(const th_eco_footprint *fp, double units, th_eco_footprint *out);
+
+/* ---------------------------------------------------------------------------------
+ * reports */
+
+/* A human-readable block (energy with its basis, CO2e, water, pollutants, equivalences,
+ * then each factor with its source and year) written into buf (NUL-terminated). *len
+ * (optional) gets the length needed excluding the NUL; TH_ERR_INVALID if it did not fit. */
+th_status th_eco_report_text(const th_eco_footprint *fp, char *buf, size_t cap, size_t *len);
+
+/* The footprint as a JSON object (jansson json_t *, returned as void * so this header does
+ * not pull in jansson): keys energy_it_kwh, energy_facility_kwh, co2e_kg, water_onsite_l,
+ * water_offsite_l, nox_g, so2_g, pm25_g (null when unknown), cars_year, forest_acres,
+ * homes_energy_year, homes_electricity_year, basis, energy_source, duration_s, region,
+ * preset, methane_enabled and factors {name: {value, unit, source, year, basis, origin}}.
+ * `basis_override` (NULL = the energy's basis name) replaces the "basis" value. The caller
+ * owns the object (json_decref). */
+th_status th_eco_report_json(const th_eco_footprint *fp, const char *basis_override, void **json_out);
+
+/* Run metadata for one emissions.csv row; NULL strings and NaN numbers are written empty. */
+typedef struct {
+    const char *timestamp;       /* ISO 8601; NULL = now, UTC */
+    const char *project_name, *run_id, *experiment_id;
+    double cpu_power_w, gpu_power_w, ram_power_w;          /* mean power */
+    double cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh; /* IT energy per component */
+    double cpu_utilization_percent, ram_utilization_percent, ram_used_gb;
+    const char *country_name, *country_iso_code, *region, *cloud_provider, *cloud_region;
+    const char *os, *python_version, *codecarbon_version, *cpu_model, *gpu_model, *tracking_mode;
+    double cpu_count, gpu_count, longitude, latitude, ram_total_size_gb;
+    int on_cloud;
+} th_eco_emissions_row;
+
+/* Fills `row` with NULL strings and NaN numbers (so unknown fields come out empty). */
+void th_eco_emissions_row_init(th_eco_emissions_row *row);
+
+/* The header written by th_eco_emissions_csv_append: CodeCarbon's emissions.csv columns
+ * (mlco2/codecarbon output_methods/emissions_data.py, v3), in its order. */
+const char *th_eco_emissions_csv_header(void);
+
+/* Appends one row for `fp` to the CSV at `path`: duration s, emissions kg CO2e,
+ * emissions_rate kg/s, power W, energy kWh (energy_consumed = facility energy, PUE
+ * included), water_consumed L (on-site, as CodeCarbon), pue, wue. A new or empty file gets
+ * the header first. An existing file must start with exactly that header and end with a
+ * newline, else TH_ERR_FORMAT naming the first differing column and nothing is written.
+ * The row goes out in one write on an O_APPEND descriptor, so the file never holds a
+ * partial row from us unless the disk fills (then TH_ERR_IO). */
+th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *fp, const th_eco_emissions_row *row);
+
+#endif

@@ -1,0 +1,343 @@
+/* report.c: the footprint as a text block, as a JSON object (jansson), and as one row of
+ * a CodeCarbon-compatible emissions.csv, so dashboards built for CodeCarbon read our runs.
+ * The CSV writer refuses to touch a file whose header is not ours and appends whole rows
+ * in one write. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "thermo/eco.h"
+
+/* ---------------------------------------------------------------------------------
+ * text */
+
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->len < b->cap ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) b->len += (size_t)n;
+}
+
+static void sb_opt(sbuf *b, const char *label, double v, const char *unit, const char *why) {
+    if (isnan(v))
+        sb_printf(b, "  %-26s unknown (%s)\n", label, why);
+    else
+        sb_printf(b, "  %-26s %.4g %s\n", label, v, unit);
+}
+
+th_status th_eco_report_text(const th_eco_footprint *fp, char *buf, size_t cap, size_t *len) {
+    if (!fp || (!buf && cap)) return th_fail(TH_ERR_INVALID, "eco text report: NULL argument");
+    sbuf b = {buf, cap, 0};
+    const th_eco_factor *F = fp->factors.f;
+    sb_printf(&b, "energy (%s, %s)\n", th_eco_basis_name(fp->it.basis), fp->it.source);
+    sb_printf(&b, "  %-26s %.4g kWh over %.1f s\n", "IT", fp->energy_it_kwh, fp->it.duration_s);
+    sb_printf(&b, "  %-26s %.4g kWh (PUE %.3g)\n", "facility", fp->energy_facility_kwh, F[TH_ECO_F_PUE].value);
+    if (fp->energy_generator_kwh > 0)
+        sb_printf(&b, "  %-26s %.4g kWh (share %.3g)\n", "from backup generators", fp->energy_generator_kwh,
+                  F[TH_ECO_F_GEN_SHARE].value);
+    sb_printf(&b, "footprint (region %s, preset %s)\n", fp->factors.region, fp->factors.preset);
+    sb_printf(&b, "  %-26s %.6g kg", "CO2e", fp->co2e_g * 1e-3);
+    if (fp->factors.methane_enabled) sb_printf(&b, " (of which upstream methane %.4g kg)", fp->co2e_methane_g * 1e-3);
+    sb_printf(&b, "\n");
+    sb_printf(&b, "  %-26s %.4g L\n", "water on site", fp->water_onsite_l);
+    sb_opt(&b, "water off site", fp->water_offsite_l, "L", F[TH_ECO_F_EWIF].basis);
+    sb_opt(&b, "NOx", fp->nox_g, "g", F[TH_ECO_F_GRID_NOX].basis);
+    sb_opt(&b, "SO2", fp->so2_g, "g", F[TH_ECO_F_GRID_SO2].basis);
+    sb_opt(&b, "PM2.5", fp->pm25_g, "g", F[TH_ECO_F_GRID_PM25].basis);
+    sb_printf(&b, "equivalences (EPA)\n");
+    sb_printf(&b, "  %-26s %.4g\n", "car-years", fp->cars_year);
+    sb_printf(&b, "  %-26s %.4g\n", "acres of forest, 1 yr", fp->forest_acres);
+    sb_printf(&b, "  %-26s %.4g\n", "homes' energy, 1 yr", fp->homes_energy_year);
+    sb_printf(&b, "  %-26s %.4g\n", "homes' electricity, 1 yr", fp->homes_electricity_year);
+    sb_printf(&b, "factors\n");
+    for (int i = 0; i < TH_ECO_F_COUNT; i++) {
+        const th_eco_factor *x = &F[i];
+        if (i == TH_ECO_F_METHANE && !fp->factors.methane_enabled) continue;
+        if (x->available)
+            sb_printf(&b, "  %-28s %.4g %s  [%s, %s; %s]\n", th_eco_factor_name((th_eco_factor_id)i), x->value,
+                      th_eco_factor_unit((th_eco_factor_id)i), x->source, x->year, x->basis);
+        else
+            sb_printf(&b, "  %-28s n/a  [%s]\n", th_eco_factor_name((th_eco_factor_id)i), x->basis);
+    }
+    if (len) *len = b.len;
+    if (b.len >= cap) return th_fail(TH_ERR_INVALID, "eco text report: needs %zu bytes, buffer has %zu", b.len + 1, cap);
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * JSON */
+
+static int set_num(json_t *o, const char *k, double v) {
+    return json_object_set_new(o, k, isfinite(v) ? json_real(v) : json_null());
+}
+
+th_status th_eco_report_json(const th_eco_footprint *fp, const char *basis_override, void **json_out) {
+    if (!fp || !json_out) return th_fail(TH_ERR_INVALID, "eco JSON report: NULL argument");
+    *json_out = NULL;
+    json_t *o = json_object(), *fs = json_object();
+    if (!o || !fs) goto nomem;
+    int bad = 0;
+    bad |= set_num(o, "energy_it_kwh", fp->energy_it_kwh);
+    bad |= set_num(o, "energy_facility_kwh", fp->energy_facility_kwh);
+    bad |= set_num(o, "energy_generator_kwh", fp->energy_generator_kwh);
+    bad |= set_num(o, "co2e_kg", fp->co2e_g * 1e-3);
+    bad |= set_num(o, "co2e_methane_kg", fp->co2e_methane_g * 1e-3);
+    bad |= set_num(o, "water_onsite_l", fp->water_onsite_l);
+    bad |= set_num(o, "water_offsite_l", fp->water_offsite_l);
+    bad |= set_num(o, "nox_g", fp->nox_g);
+    bad |= set_num(o, "so2_g", fp->so2_g);
+    bad |= set_num(o, "pm25_g", fp->pm25_g);
+    bad |= set_num(o, "cars_year", fp->cars_year);
+    bad |= set_num(o, "forest_acres", fp->forest_acres);
+    bad |= set_num(o, "homes_energy_year", fp->homes_energy_year);
+    bad |= set_num(o, "homes_electricity_year", fp->homes_electricity_year);
+    bad |= set_num(o, "duration_s", fp->it.duration_s);
+    bad |= json_object_set_new(o, "basis", json_string(basis_override ? basis_override : th_eco_basis_name(fp->it.basis)));
+    bad |= json_object_set_new(o, "energy_basis", json_string(th_eco_basis_name(fp->it.basis)));
+    bad |= json_object_set_new(o, "energy_source", json_string(fp->it.source));
+    bad |= json_object_set_new(o, "region", json_string(fp->factors.region));
+    bad |= json_object_set_new(o, "region_name", json_string(fp->factors.region_name));
+    bad |= json_object_set_new(o, "preset", json_string(fp->factors.preset));
+    bad |= json_object_set_new(o, "methane_enabled", json_boolean(fp->factors.methane_enabled));
+    for (int i = 0; i < TH_ECO_F_COUNT; i++) {
+        const th_eco_factor *x = &fp->factors.f[i];
+        json_t *e = json_object();
+        if (!e) goto nomem;
+        bad |= set_num(e, "value", x->available ? x->value : NAN);
+        bad |= json_object_set_new(e, "unit", json_string(th_eco_factor_unit((th_eco_factor_id)i)));
+        bad |= json_object_set_new(e, "source", json_string(x->source));
+        bad |= json_object_set_new(e, "year", json_string(x->year));
+        bad |= json_object_set_new(e, "basis", json_string(x->basis));
+        bad |= json_object_set_new(e, "origin", json_string(x->origin));
+        bad |= json_object_set_new(fs, th_eco_factor_name((th_eco_factor_id)i), e);
+    }
+    bad |= json_object_set_new(o, "factors", fs);
+    fs = NULL;
+    if (bad) goto nomem;
+    *json_out = o;
+    return TH_OK;
+nomem:
+    json_decref(fs);
+    json_decref(o);
+    return th_fail(TH_ERR_NOMEM, "eco JSON report: out of memory");
+}
+
+/* ---------------------------------------------------------------------------------
+ * emissions.csv */
+
+static const char *const cc_columns[] = {
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
+    "cpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "cpu_power", "gpu_power", "ram_power",
+    "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed", "water_consumed", "country_name",
+    "country_iso_code", "region", "cloud_provider", "cloud_region", "os", "python_version", "codecarbon_version",
+    "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude", "ram_total_size", "tracking_mode",
+    "on_cloud", "pue", "wue",
+};
+#define CC_NCOLS (sizeof cc_columns / sizeof cc_columns[0])
+
+const char *th_eco_emissions_csv_header(void) {
+    static char header[1024];
+    if (!header[0]) {
+        size_t used = 0;
+        for (size_t i = 0; i < CC_NCOLS; i++)
+            used += (size_t)snprintf(header + used, sizeof header - used, "%s%s", i ? "," : "", cc_columns[i]);
+    }
+    return header;
+}
+
+void th_eco_emissions_row_init(th_eco_emissions_row *row) {
+    if (!row) return;
+    memset(row, 0, sizeof *row);
+    double *nums[] = {&row->cpu_power_w, &row->gpu_power_w, &row->ram_power_w, &row->cpu_energy_kwh,
+                      &row->gpu_energy_kwh, &row->ram_energy_kwh, &row->cpu_utilization_percent,
+                      &row->ram_utilization_percent, &row->ram_used_gb, &row->cpu_count, &row->gpu_count,
+                      &row->longitude, &row->latitude, &row->ram_total_size_gb};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) *nums[i] = NAN;
+    row->on_cloud = 0;
+}
+
+static void csv_str(sbuf *b, const char *s, int first) {
+    if (!first) sb_printf(b, ",");
+    if (!s) return;
+    if (strpbrk(s, ",\"\r\n")) {
+        sb_printf(b, "\"");
+        for (const char *p = s; *p; p++) {
+            if (*p == '"')
+                sb_printf(b, "\"\"");
+            else
+                sb_printf(b, "%c", *p);
+        }
+        sb_printf(b, "\"");
+    } else {
+        sb_printf(b, "%s", s);
+    }
+}
+
+static void csv_num(sbuf *b, double v) {
+    if (isfinite(v))
+        sb_printf(b, ",%.17g", v);
+    else
+        sb_printf(b, ",");
+}
+
+/* First line of the file at fd (up to cap-1 bytes), and whether the file ends in '\n'. */
+static th_status read_head_tail(const char *path, int fd, off_t size, char *head, size_t cap, int *ends_nl) {
+    ssize_t n = pread(fd, head, cap - 1, 0);
+    if (n < 0) return th_fail(TH_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    head[n] = '\0';
+    char *nl = strchr(head, '\n');
+    if (!nl) return th_fail(TH_ERR_FORMAT, "%s: first line is not a complete emissions.csv header", path);
+    *nl = '\0';
+    if (nl > head && nl[-1] == '\r') nl[-1] = '\0';
+    char last;
+    if (pread(fd, &last, 1, size - 1) != 1) return th_fail(TH_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    *ends_nl = last == '\n';
+    return TH_OK;
+}
+
+/* Names the first column where `have` differs from our header. */
+static th_status header_mismatch(const char *path, const char *have) {
+    const char *p = have;
+    for (size_t i = 0; i < CC_NCOLS; i++) {
+        size_t n = strcspn(p, ",");
+        if (n != strlen(cc_columns[i]) || strncmp(p, cc_columns[i], n) != 0)
+            return th_fail(TH_ERR_FORMAT, "%s: header column %zu is '%.*s', expected '%s' (CodeCarbon v3 layout); "
+                                          "not appending", path, i + 1, (int)n, p, cc_columns[i]);
+        p += n;
+        if (*p == ',') p++;
+        else if (i + 1 < CC_NCOLS)
+            return th_fail(TH_ERR_FORMAT, "%s: header ends after column %zu ('%s'), expected '%s' next; not appending",
+                           path, i + 1, cc_columns[i], cc_columns[i + 1]);
+    }
+    return th_fail(TH_ERR_FORMAT, "%s: header has columns after '%s'; not appending", path, cc_columns[CC_NCOLS - 1]);
+}
+
+th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *fp, const th_eco_emissions_row *row) {
+    if (!path || !fp || !row) return th_fail(TH_ERR_INVALID, "emissions.csv: NULL argument");
+    char ts[40];
+    const char *timestamp = row->timestamp;
+    if (!timestamp) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        timestamp = ts;
+    }
+    double duration = fp->it.duration_s;
+    double emissions_kg = fp->co2e_g * 1e-3;
+    double rate = duration > 0 ? emissions_kg / duration : 0.0;
+    const th_eco_factor *F = fp->factors.f;
+
+    size_t cap = 8192;
+    char *line = malloc(cap);
+    if (!line) return th_fail(TH_ERR_NOMEM, "emissions.csv: out of memory");
+    sbuf b = {line, cap, 0};
+    csv_str(&b, timestamp, 1);
+    csv_str(&b, row->project_name, 0);
+    csv_str(&b, row->run_id, 0);
+    csv_str(&b, row->experiment_id, 0);
+    csv_num(&b, duration);
+    csv_num(&b, emissions_kg);
+    csv_num(&b, rate);
+    csv_num(&b, row->cpu_utilization_percent);
+    csv_num(&b, row->ram_utilization_percent);
+    csv_num(&b, row->ram_used_gb);
+    csv_num(&b, row->cpu_power_w);
+    csv_num(&b, row->gpu_power_w);
+    csv_num(&b, row->ram_power_w);
+    csv_num(&b, row->cpu_energy_kwh);
+    csv_num(&b, row->gpu_energy_kwh);
+    csv_num(&b, row->ram_energy_kwh);
+    csv_num(&b, fp->energy_facility_kwh);
+    csv_num(&b, fp->water_onsite_l);
+    csv_str(&b, row->country_name, 0);
+    csv_str(&b, row->country_iso_code, 0);
+    csv_str(&b, row->region, 0);
+    csv_str(&b, row->cloud_provider, 0);
+    csv_str(&b, row->cloud_region, 0);
+    csv_str(&b, row->os, 0);
+    csv_str(&b, row->python_version, 0);
+    csv_str(&b, row->codecarbon_version, 0);
+    csv_num(&b, row->cpu_count);
+    csv_str(&b, row->cpu_model, 0);
+    csv_num(&b, row->gpu_count);
+    csv_str(&b, row->gpu_model, 0);
+    csv_num(&b, row->longitude);
+    csv_num(&b, row->latitude);
+    csv_num(&b, row->ram_total_size_gb);
+    csv_str(&b, row->tracking_mode, 0);
+    csv_str(&b, row->on_cloud ? "Y" : "N", 0);
+    csv_num(&b, F[TH_ECO_F_PUE].value);
+    csv_num(&b, F[TH_ECO_F_WUE_SITE].value);
+    sb_printf(&b, "\n");
+    if (b.len >= cap) {
+        free(line);
+        return th_fail(TH_ERR_INVALID, "emissions.csv: row longer than %zu bytes (a metadata string is too long)", cap);
+    }
+
+    th_status st = TH_OK;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        st = th_fail(TH_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));
+        goto out;
+    }
+    int rfd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (rfd < 0 || fstat(rfd, &sb) != 0) {
+        st = th_fail(TH_ERR_IO, "%s: cannot read back: %s", path, strerror(errno));
+        if (rfd >= 0) close(rfd);
+        close(fd);
+        goto out;
+    }
+    const char *header = th_eco_emissions_csv_header();
+    char *out_buf = line;
+    size_t out_len = b.len;
+    char *with_header = NULL;
+    if (sb.st_size == 0) {
+        size_t hl = strlen(header);
+        with_header = malloc(hl + 1 + b.len);
+        if (!with_header) {
+            st = th_fail(TH_ERR_NOMEM, "emissions.csv: out of memory");
+        } else {
+            memcpy(with_header, header, hl);
+            with_header[hl] = '\n';
+            memcpy(with_header + hl + 1, line, b.len);
+            out_buf = with_header;
+            out_len = hl + 1 + b.len;
+        }
+    } else {
+        char head[2048];
+        int ends_nl = 0;
+        st = read_head_tail(path, rfd, sb.st_size, head, sizeof head, &ends_nl);
+        if (st == TH_OK && strcmp(head, header) != 0) st = header_mismatch(path, head);
+        if (st == TH_OK && !ends_nl)
+            st = th_fail(TH_ERR_FORMAT, "%s: does not end with a newline (an incomplete last row?); not appending", path);
+    }
+    close(rfd);
+    if (st == TH_OK) {
+        ssize_t w = write(fd, out_buf, out_len);
+        if (w < 0 || (size_t)w != out_len)
+            st = th_fail(TH_ERR_IO, "%s: short write (%zd of %zu bytes): %s", path, w, out_len, w < 0 ? strerror(errno) : "disk full?");
+    }
+    if (close(fd) != 0 && st == TH_OK) st = th_fail(TH_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    free(with_header);
+out:
+    free(line);
+    return st;
+}
