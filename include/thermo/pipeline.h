@@ -5,8 +5,10 @@
 #define THERMO_PIPELINE_H
 
 #include "thermo/core.h"
+#include "thermo/eco.h"
 #include "thermo/io.h"
 #include "thermo/model.h"
+#include "thermo/sense.h"
 #include "thermo/text.h"
 
 /* ---------------------------------------------------------------------------------
@@ -62,6 +64,56 @@ typedef struct {
     int saved;         /* a checkpoint was written after this step */
 } th_step_record;
 
+/* ---------------------------------------------------------------------------------
+ * a monitored run: the sensor and its sampler thread, the telemetry log, and the energy
+ * ledger that the eco report is computed from. train and generate open one around their
+ * work loop; the work loop reports its units of work (to measure its duty, which drives
+ * the simulated plant) and its step records. */
+
+typedef struct {
+    const char *sensor;        /* backend name, NULL or "auto": the best found (sim if none) */
+    th_sense_config sense;     /* root, profile, ... (th_sense_config_default()) */
+    double hz;                 /* sampling rate, default 10 */
+    const char *telemetry_path; /* CSV or JSONL (by extension); NULL: no log */
+} th_run_opts;
+
+th_run_opts th_run_opts_default(void);
+
+typedef struct th_run th_run;
+
+/* Energy and sensor figures of a run so far. */
+typedef struct {
+    th_energy_figure energy;   /* IT energy over the run and its basis (counter, power, modeled) */
+    int have_energy;           /* 0 until two samples with energy or power arrived */
+    double seconds;            /* wall time since th_run_start */
+    double temp_c, temp_max_c; /* last and highest temperature read (NaN if none) */
+    uint64_t samples, failed_reads;
+    char sensor[96];           /* source of the samples */
+    th_origin origin;          /* measured or modeled */
+} th_run_figures;
+
+/* Opens the sensor, starts the sampler thread and the telemetry log. Fails with the
+ * sensor's or the log's status (message names the backend or path). */
+th_status th_run_start(const th_run_opts *o, th_run **out);
+
+/* The work loop marks its units of work; the busy fraction over the last second is the
+ * measured duty that drives the simulated plant (a real device heats by itself). */
+void th_run_unit_begin(th_run *r);
+void th_run_unit_end(th_run *r);
+
+/* Logs a training step record to the telemetry log (no-op without a log). */
+void th_run_log_step(th_run *r, const th_step_record *rec);
+
+/* Current figures (thread-safe). */
+void th_run_figures_now(th_run *r, th_run_figures *out);
+
+/* The sensor behind the run (for limits and the governor). */
+th_sensor *th_run_sensor(th_run *r);
+
+/* Stops the sampler, closes the log and the sensor, fills the final figures (may be
+ * NULL) and frees the run. Returns the first telemetry write error, if any. */
+th_status th_run_stop(th_run *r, th_run_figures *out);
+
 typedef struct {
     long steps;            /* total optimizer steps of the run (the schedule's length) */
     int batch, seq;        /* micro-batch shape (B, T) */
@@ -78,6 +130,8 @@ typedef struct {
     void (*on_step)(const th_step_record *rec, void *user);
     /* Polled between micro-batches; non-zero stops the run after saving (may be NULL). */
     int (*should_stop)(void *user);
+    /* Monitored run (may be NULL): micro-batches are marked as units of work. */
+    th_run *run;
     void *user;
 } th_train_opts;
 

@@ -95,6 +95,16 @@ th_status th_tokenizer_decode(const th_tokenizer *tok, const int *ids, size_t n,
  * range or unused. */
 const char *th_tokenizer_token_bytes(const th_tokenizer *tok, int id, size_t *len);
 
+/* Writes Hugging Face's dir/vocab.json (token spelled in the byte alphabet -> id, in id
+ * order) and dir/merges.txt ("#version: 0.2", then one "left right" line per merge in rank
+ * order), creating dir (not its parents) if needed, so that th_tokenizer_load_dir and
+ * transformers' GPT2Tokenizer load the same tokens and merges. Unused ids are left out
+ * (a reload's vocab_size ends at the last used id). Both files are written to temporaries
+ * and fsynced before either is renamed into place; on failure the previous files stay.
+ * Fails with TH_ERR_IO naming the path, TH_ERR_UNSUPPORTED if two ids have the same bytes
+ * (possible only through tokenizer.json's added_tokens), or TH_ERR_NOMEM. */
+th_status th_tokenizer_save_dir(const th_tokenizer *tok, const char *dir);
+
 /* ---------------------------------------------------------------------------------
  * token shards: one file per split.
  *

@@ -4,7 +4,11 @@
 #ifndef THERMO_CLI_H
 #define THERMO_CLI_H
 
+#include <stdio.h>
+
 #include "thermo/core.h"
+#include "thermo/eco.h"
+#include "thermo/pipeline.h"
 
 /* Exit codes, documented in `thermo --help` and the README. */
 enum {
@@ -23,6 +27,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_estimate(int argc, char **argv);
 int cmd_sensors(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);
@@ -34,5 +39,45 @@ int cli_parse_float(const char *cmd, const char *flag, const char *text, double 
 
 /* Installs a log handler that prints library messages to stderr at `min_level` and above. */
 void cli_install_logger(th_log_level min_level);
+
+/* ---------------------------------------------------------------------------------
+ * options shared by monitored commands (run_flags.c) */
+
+typedef struct {
+    const char *flag;
+    th_eco_factor_id id;
+    double hi;
+    double value;
+} cli_factor_override;
+
+typedef struct {
+    th_run_opts run;
+    const char *region, *preset, *cooling, *report_json, *emissions_csv;
+    const char *factor_files[16];
+    int n_factor_files;
+    double pue; /* NaN: the preset's */
+    cli_factor_override overrides[4];
+    int n_overrides;
+    int methane;
+    th_eco_factors factors; /* filled by cli_eco_resolve */
+} cli_run_flags;
+
+typedef struct {
+    double tokens, steps; /* per-unit figures for those > 0 */
+} cli_run_units;
+
+void cli_run_flags_init(cli_run_flags *f);
+const char *cli_run_flags_help(void);
+/* If argv[*i] is one of the shared options, consumes it (and its value, advancing *i) and
+ * returns 1; returns 0 if it is not ours, -1 after printing an error. */
+int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *i);
+/* Loads the factor tables and resolves f->factors; returns an exit code (0 on success). */
+int cli_eco_resolve(cli_run_flags *f, const char *cmd);
+/* Running CO2e of energy_j under the resolved factors, for progress lines. */
+double cli_live_co2e_g(const cli_run_flags *f, double energy_j);
+/* The footprint as text; returns an exit code. */
+int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out);
+/* The end-of-run eco report: text on stderr, --report-json, --emissions-csv. */
+int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units);
 
 #endif

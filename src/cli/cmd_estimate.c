@@ -2,6 +2,7 @@
  * footprint (CO2e, water, pollutants, equivalences) from the factor tables. It is labelled
  * "estimate" everywhere: a plan, never a measurement (DESIGN.md section 6). */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,6 @@
 #include "cli/cli.h"
 #include "thermo/eco.h"
 
-int cmd_estimate(int argc, char **argv);
 
 static void estimate_usage(FILE *f) {
     fprintf(f,
@@ -31,32 +31,22 @@ static void estimate_usage(FILE *f) {
             "  --json                  one JSON object instead of text\n");
 }
 
-typedef struct {
-    const char *flag;
-    th_eco_factor_id id;
-    double lo, hi;
-    const char *text;
-} override;
-
 int cmd_estimate(int argc, char **argv) {
     const char *cmd = "estimate";
-    double power_w = 0, devices = 0, hours = 0, pue = 0;
-    int have_power = 0, have_devices = 0, have_hours = 0, have_pue = 0, json = 0, methane = 0;
-    const char *region = NULL, *preset = NULL, *cooling = NULL;
-    const char *factor_files[16];
-    size_t n_files = 0;
-    override ov[4];
-    size_t n_ov = 0;
-
+    double power_w = 0, devices = 0, hours = 0;
+    int have_power = 0, have_devices = 0, have_hours = 0, json = 0;
+    cli_run_flags ef;
+    cli_run_flags_init(&ef);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int r;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             estimate_usage(stdout);
             return EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
-        } else if (strcmp(a, "--methane") == 0) {
-            methane = 1;
+        } else if ((r = cli_run_flag(&ef, cmd, argc, argv, &i)) != 0) {
+            if (r < 0) return EXIT_USAGE;
         } else if (i + 1 >= argc) {
             fprintf(stderr, "thermo estimate: unknown option or missing value: %s\n", a);
             estimate_usage(stderr);
@@ -72,33 +62,6 @@ int cmd_estimate(int argc, char **argv) {
         } else if (strcmp(a, "--hours") == 0) {
             if (!cli_parse_float(cmd, a, argv[++i], 1e-9, 1e6, &hours)) return EXIT_USAGE;
             have_hours = 1;
-        } else if (strcmp(a, "--pue") == 0) {
-            if (!cli_parse_float(cmd, a, argv[++i], 1, 5, &pue)) return EXIT_USAGE;
-            have_pue = 1;
-        } else if (strcmp(a, "--region") == 0) {
-            region = argv[++i];
-        } else if (strcmp(a, "--preset") == 0) {
-            preset = argv[++i];
-        } else if (strcmp(a, "--cooling") == 0) {
-            cooling = argv[++i];
-        } else if (strcmp(a, "--factors") == 0) {
-            if (n_files == sizeof factor_files / sizeof factor_files[0]) {
-                fprintf(stderr, "thermo estimate: too many --factors files (at most 16)\n");
-                return EXIT_USAGE;
-            }
-            factor_files[n_files++] = argv[++i];
-        } else if (strcmp(a, "--grid-g-per-kwh") == 0 || strcmp(a, "--wue") == 0 || strcmp(a, "--ewif") == 0 ||
-                   strcmp(a, "--generator-share") == 0) {
-            override o = {a, TH_ECO_F_GRID_CO2E, 0, 2000, argv[++i]};
-            if (strcmp(a, "--wue") == 0) o.id = TH_ECO_F_WUE_SITE, o.hi = 20;
-            if (strcmp(a, "--ewif") == 0) o.id = TH_ECO_F_EWIF, o.hi = 20;
-            if (strcmp(a, "--generator-share") == 0) o.id = TH_ECO_F_GEN_SHARE, o.hi = 1;
-            for (size_t k = 0; k < n_ov; k++)
-                if (ov[k].id == o.id) {
-                    fprintf(stderr, "thermo estimate: %s given twice\n", a);
-                    return EXIT_USAGE;
-                }
-            ov[n_ov++] = o;
         } else {
             fprintf(stderr, "thermo estimate: unknown option: %s\n", a);
             estimate_usage(stderr);
@@ -106,95 +69,35 @@ int cmd_estimate(int argc, char **argv) {
         }
     }
     const char *missing = !have_power ? "--power-w" : !have_devices ? "--devices" : !have_hours ? "--hours"
-                          : !have_pue ? "--pue" : NULL;
+                          : isnan(ef.pue) ? "--pue" : NULL;
     if (missing) {
         fprintf(stderr, "thermo estimate: %s is required\n", missing);
         estimate_usage(stderr);
         return EXIT_USAGE;
     }
-    for (size_t k = 0; k < n_ov; k++)
-        if (ov[k].id == TH_ECO_F_GRID_CO2E && region) {
-            fprintf(stderr, "thermo estimate: --region and --grid-g-per-kwh exclude each other\n");
-            return EXIT_USAGE;
-        }
-
-    th_eco_tables *tables = NULL;
-    th_status st = th_eco_tables_load(&tables, NULL);
-    if (st != TH_OK) return cli_report(st, "estimate: factor tables");
-    int rc = EXIT_OK;
-    for (size_t k = 0; k < n_files && st == TH_OK; k++) st = th_eco_tables_replace(tables, factor_files[k]);
-    if (st != TH_OK) {
-        rc = cli_report(st, "estimate: --factors");
-        goto out;
-    }
-
-    th_eco_factors f;
-    st = th_eco_factors_resolve(tables, region, preset, &f);
-    if (st != TH_OK) {
-        fprintf(stderr, "thermo estimate: %s: %s\n", strstr(th_last_error(), "unknown region") ? "--region" : "--preset",
-                th_last_error());
-        rc = EXIT_USAGE;
-        goto out;
-    }
-    if (cooling && (st = th_eco_factors_set_cooling(tables, &f, cooling)) != TH_OK) {
-        fprintf(stderr, "thermo estimate: --cooling: %s\n", th_last_error());
-        rc = EXIT_USAGE;
-        goto out;
-    }
-    if ((st = th_eco_factor_set(&f, TH_ECO_F_PUE, pue, "--pue")) != TH_OK) {
-        rc = cli_report(st, "estimate");
-        goto out;
-    }
-    for (size_t k = 0; k < n_ov; k++) {
-        double v;
-        if (!cli_parse_float(cmd, ov[k].flag, ov[k].text, ov[k].lo, ov[k].hi, &v)) {
-            rc = EXIT_USAGE;
-            goto out;
-        }
-        if ((st = th_eco_factor_set(&f, ov[k].id, v, ov[k].flag)) != TH_OK) {
-            rc = cli_report(st, "estimate");
-            goto out;
-        }
-    }
-    f.methane_enabled = methane;
+    int rc = cli_eco_resolve(&ef, cmd);
+    if (rc != EXIT_OK) return rc;
+    th_status st;
+    double pue = ef.pue;
+    th_eco_factors f = ef.factors;
 
     th_energy_figure it;
     th_eco_footprint fp;
     if ((st = th_energy_estimate(power_w, devices, hours, &it)) != TH_OK ||
-        (st = th_eco_footprint_compute(&it, &f, &fp)) != TH_OK) {
-        rc = cli_report(st, "estimate");
-        goto out;
-    }
+        (st = th_eco_footprint_compute(&it, &f, &fp)) != TH_OK)
+        return cli_report(st, "estimate");
 
     if (json) {
         void *o = NULL;
-        if ((st = th_eco_report_json(&fp, "estimate", &o)) != TH_OK) {
-            rc = cli_report(st, "estimate");
-            goto out;
-        }
+        if ((st = th_eco_report_json(&fp, "estimate", &o)) != TH_OK) return cli_report(st, "estimate");
         char *text = json_dumps((json_t *)o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         json_decref((json_t *)o);
-        if (!text) {
-            rc = cli_report(th_fail(TH_ERR_NOMEM, "JSON encoding failed"), "estimate");
-            goto out;
-        }
+        if (!text) return cli_report(th_fail(TH_ERR_NOMEM, "JSON encoding failed"), "estimate");
         printf("%s\n", text);
         free(text);
-    } else {
-        size_t need = 0;
-        th_eco_report_text(&fp, NULL, 0, &need);
-        char *text = malloc(need + 1);
-        if (!text || th_eco_report_text(&fp, text, need + 1, NULL) != TH_OK) {
-            free(text);
-            rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "estimate");
-            goto out;
-        }
-        printf("planning estimate (not a measurement): E = %g W x %g devices x %g h x PUE %g\n", power_w, devices, hours,
-               pue);
-        fputs(text, stdout);
-        free(text);
+        return EXIT_OK;
     }
-out:
-    th_eco_tables_free(tables);
-    return rc;
+    printf("planning estimate (not a measurement): E = %g W x %g devices x %g h x PUE %g\n", power_w, devices, hours,
+           pue);
+    return cli_print_footprint_text(&fp, stdout);
 }

@@ -24,19 +24,24 @@ static void generate_usage(FILE *f) {
             "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
             "  --seed S             sampling seed (default 1337)\n"
             "  --threads N          compute threads (default: all cores)\n"
-            "Stops at <|endoftext|>, at --max-tokens, or when the context is full.\n");
+            "Stops at <|endoftext|>, at --max-tokens, or when the context is full.\n%s", cli_run_flags_help());
 }
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL;
     long max_tokens = 64, top_k = 40, seed = 1337, threads = 0;
     double temperature = 0.8, top_p = 0.95;
+    cli_run_flags rf;
+    cli_run_flags_init(&rf);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             generate_usage(stdout);
             return EXIT_OK;
         }
+        int r = cli_run_flag(&rf, "generate", argc, argv, &i);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
         if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "thermo generate: unknown option or missing value: %s\n", a);
             generate_usage(stderr);
@@ -60,6 +65,8 @@ int cmd_generate(int argc, char **argv) {
         if (!ok) return EXIT_USAGE;
     }
     th_threads_set(threads > 0 ? (int)threads : th_threads_get());
+    int erc = cli_eco_resolve(&rf, "generate");
+    if (erc != EXIT_OK) return erc;
 
     th_gpt2 *m = NULL;
     th_model_info info;
@@ -80,6 +87,7 @@ int cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     th_gpt2_kv *kv = NULL;
     th_sampler *sampler = NULL;
+    th_run *run = NULL;
     int eot = th_tokenizer_eot(tok);
     if (prompt && *prompt) {
         st = th_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids);
@@ -122,8 +130,14 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_report(st, "generate");
         goto done;
     }
+    if ((st = th_run_start(&rf.run, &run)) != TH_OK) {
+        rc = cli_report(st, "generate: sensor");
+        goto done;
+    }
     uint64_t t0 = th_now_ns();
+    th_run_unit_begin(run);
     st = th_gpt2_infer(m, kv, ids, (int)n_ids, logits, 0);
+    th_run_unit_end(run);
     uint64_t t1 = th_now_ns();
     long generated = 0;
     const char *reason = "max-tokens";
@@ -142,7 +156,11 @@ int cmd_generate(int argc, char **argv) {
             reason = "context full";
             break;
         }
-        if (generated < max_tokens) st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
+        if (generated < max_tokens) {
+            th_run_unit_begin(run);
+            st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
+            th_run_unit_end(run);
+        }
     }
     uint64_t t2 = th_now_ns();
     printf("\n");
@@ -152,7 +170,17 @@ int cmd_generate(int argc, char **argv) {
     }
     fprintf(stderr, "generated %ld tokens (stop: %s); prompt %zu tokens at %.0f tok/s, decode %.1f tok/s\n", generated,
             reason, n_ids, n_ids / ((t1 - t0) / 1e9), generated > 1 ? (generated - 1) / ((t2 - t1) / 1e9) : 0.0);
+    th_run_figures fig;
+    th_status st_run = th_run_stop(run, &fig);
+    run = NULL;
+    if (st_run != TH_OK) {
+        rc = cli_report(st_run, "generate: telemetry");
+        goto done;
+    }
+    cli_run_units units = {(double)(generated + (long)n_ids), 0};
+    rc = cli_run_report(&rf, "generate", &fig, &units);
 done:
+    th_run_stop(run, NULL);
     th_sampler_free(sampler);
     th_gpt2_kv_free(kv);
     th_free(logits);

@@ -48,8 +48,8 @@ static void train_usage(FILE *f) {
             "  --resume                 continue from OUT/checkpoint.bin exactly where it stopped\n"
             "  --seed S                 seed for initialization and data order (default 1337)\n"
             "  --threads N              compute threads (default: all cores)\n"
-            "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n",
-            "the King James Bible and Debian's fortunes, installed by scripts/setup");
+            "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n%s",
+            "the King James Bible and Debian's fortunes, installed by scripts/setup", cli_run_flags_help());
 }
 
 /* The embedded default corpus: public-domain text from Debian packages that scripts/setup
@@ -70,6 +70,8 @@ typedef struct {
     long every;
     uint64_t t0;
     long start_step;
+    th_run *run;
+    const cli_run_flags *flags;
 } progress;
 
 static void print_step(const th_step_record *r, void *user) {
@@ -81,8 +83,15 @@ static void print_step(const th_step_record *r, void *user) {
     double eta = done > 0 ? elapsed / done * (r->total_steps - r->step) : 0;
     fprintf(stderr, "step %5ld/%ld | loss %.4f", r->step, r->total_steps, r->loss);
     if (val) fprintf(stderr, " | val %.4f", r->val_loss);
-    fprintf(stderr, " | grad norm %.3f | lr %.2e | %.0f tok/s | ETA %dm%02ds%s\n", r->grad_norm, r->lr,
-            r->tokens / (r->step_ms / 1e3), (int)eta / 60, (int)eta % 60, r->saved ? " | saved" : "");
+    fprintf(stderr, " | grad norm %.3f | lr %.2e | %.0f tok/s", r->grad_norm, r->lr, r->tokens / (r->step_ms / 1e3));
+    th_run_figures fig;
+    th_run_figures_now(p->run, &fig);
+    const char *tag = fig.origin == TH_ORIGIN_MODELED ? " (sim)" : "";
+    if (fig.temp_c == fig.temp_c) fprintf(stderr, " | %.1f C%s", fig.temp_c, tag);
+    if (fig.have_energy)
+        fprintf(stderr, " | %.0f J %.2f g CO2e%s", fig.energy.energy_j, cli_live_co2e_g(p->flags, fig.energy.energy_j),
+                tag);
+    fprintf(stderr, " | ETA %dm%02ds%s\n", (int)eta / 60, (int)eta % 60, r->saved ? " | saved" : "");
 }
 
 static int is_shard(const char *path) {
@@ -112,12 +121,17 @@ int cmd_train(int argc, char **argv) {
     long steps = -1, batch = -1, seq = -1, accum = -1, warmup = -1, val_every = 50, val_batches = 8, save_every = 0,
          threads = 0, seed = -1;
     double lr = -1, wd = -1, clip = -1;
+    cli_run_flags rf;
+    cli_run_flags_init(&rf);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             train_usage(stdout);
             return EXIT_OK;
         }
+        int r = cli_run_flag(&rf, "train", argc, argv, &i);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
         if (!strcmp(a, "--resume")) {
             resume = 1;
             continue;
@@ -156,6 +170,8 @@ int cmd_train(int argc, char **argv) {
         if (!ok) return EXIT_USAGE;
     }
     th_threads_set(threads > 0 ? (int)threads : th_threads_get());
+    int erc = cli_eco_resolve(&rf, "train");
+    if (erc != EXIT_OK) return erc;
 
     char ckpt_path[4200], data_dir[4200], train_path[4300], val_path[4300], model_dir[4200];
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", out_dir);
@@ -174,6 +190,7 @@ int cmd_train(int argc, char **argv) {
     int from_scratch = 0;
     const char *preset = model_arg ? model_arg : "small";
     th_gpt2_config cfg;
+    th_model_format in_format = TH_FORMAT_UNKNOWN;
     if (resume) {
         st = th_checkpoint_load(ckpt_path, &m, &state);
         if (st != TH_OK) return cli_report(st, "train --resume");
@@ -188,6 +205,7 @@ int cmd_train(int argc, char **argv) {
         th_model_info info;
         st = th_model_load_any(preset, &m, &info);
         if (st != TH_OK) return cli_report(st, "train --model");
+        in_format = info.format;
         fprintf(stderr, "model: %s (%s, %s, %zu parameters)\n", preset, th_model_format_name(info.format), info.dtype,
                 info.num_params);
     }
@@ -320,7 +338,15 @@ int cmd_train(int argc, char **argv) {
     char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(meta);
     o.run_meta = meta_text;
-    progress prog = {steps / 20 > 0 ? steps / 20 : 1, th_now_ns(), state.step};
+    th_run *run = NULL;
+    st = th_run_start(&rf.run, &run);
+    if (st != TH_OK) {
+        free(meta_text);
+        rc = cli_report(st, "train: sensor");
+        goto done;
+    }
+    o.run = run;
+    progress prog = {steps / 20 > 0 ? steps / 20 : 1, th_now_ns(), state.step, run, &rf};
     o.on_step = print_step;
     o.should_stop = should_stop;
     o.user = &prog;
@@ -331,12 +357,18 @@ int cmd_train(int argc, char **argv) {
     th_train_result res;
     st = th_train(m, train_dl, val_dl, &o, &state, &res);
     free(meta_text);
+    th_run_figures fig;
+    th_status st_run = th_run_stop(run, &fig);
     if (st != TH_OK) {
         rc = cli_report(st, "train");
         goto done;
     }
+    if (st_run != TH_OK) {
+        rc = cli_report(st_run, "train: telemetry");
+        goto done;
+    }
     st = th_hf_save(m, model_dir);
-    if (st == TH_OK) st = TH_OK; // TOKSAVE
+    if (st == TH_OK) st = th_tokenizer_save_dir(tok, model_dir);
     if (st != TH_OK) {
         rc = cli_report(st, "train: saving the model");
         goto done;
@@ -345,7 +377,18 @@ int cmd_train(int argc, char **argv) {
             res.tokens / (res.seconds > 0 ? res.seconds : 1), res.last_loss);
     if (res.first_val_loss == res.first_val_loss)
         fprintf(stderr, "; validation loss %.4f -> %.4f", res.first_val_loss, res.last_val_loss);
+    if (in_format == TH_FORMAT_LLMC) { // also in the layout it came in
+        char llmc_path[4300];
+        snprintf(llmc_path, sizeof llmc_path, "%s/model.bin", out_dir);
+        if ((st = th_llmc_save(m, llmc_path, 0)) != TH_OK) {
+            rc = cli_report(st, "train: saving the llm.c model");
+            goto done;
+        }
+        fprintf(stderr, "\nsaved %s (llm.c layout, as the input)", llmc_path);
+    }
     fprintf(stderr, "\nsaved %s (Hugging Face layout) and %s\n", model_dir, ckpt_path);
+    cli_run_units units = {(double)res.tokens, (double)(res.steps_done - prog.start_step)};
+    rc = cli_run_report(&rf, "train", &fig, &units);
 done:
     th_data_loader_close(val_dl);
     th_data_loader_close(train_dl);

@@ -19,6 +19,7 @@ static const struct {
     {"monitor", cmd_monitor, "log sensors to CSV/JSONL until Ctrl-C or until a command exits"},
     {"estimate", cmd_estimate, "planning estimate: energy, CO2e, water, pollutants of P x N x hours x PUE"},
     {"bench", cmd_bench, "benchmarks: `thermo bench model`"},
+    {"info", cmd_info, "what a model file or directory holds"},
 };
 
 static void usage(FILE *f) {

@@ -102,31 +102,8 @@ static void attention_cached(float *out, float *scores, const float *qkv, const 
             thread = omp_get_thread_num();
 #endif
             float *a = scores + (size_t)thread * cap;
-            const float *q = qkv + (size_t)i * 3 * C + h * hs;
-            int upto = pos0 + i; // inclusive
-            float maxv = -INFINITY;
-            for (int t2 = 0; t2 <= upto; t2++) {
-                const float *k = kcache + (size_t)t2 * C + h * hs;
-                float dot = 0.0f;
-                for (int j = 0; j < hs; j++) dot += q[j] * k[j];
-                dot *= scale;
-                a[t2] = dot;
-                if (dot > maxv) maxv = dot;
-            }
-            float sum = 0.0f;
-            for (int t2 = 0; t2 <= upto; t2++) {
-                float e = expf(a[t2] - maxv);
-                a[t2] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
-            float *o = out + (size_t)i * C + h * hs;
-            for (int j = 0; j < hs; j++) o[j] = 0.0f;
-            for (int t2 = 0; t2 <= upto; t2++) {
-                const float *v = vcache + (size_t)t2 * C + h * hs;
-                float p = a[t2] * inv;
-                for (int j = 0; j < hs; j++) o[j] += p * v[j];
-            }
+            attention_row(out + (size_t)i * C + h * hs, a, qkv + (size_t)i * 3 * C + h * hs, kcache + h * hs,
+                          vcache + h * hs, pos0 + i + 1, (size_t)C, hs, scale);
         }
     }
 }

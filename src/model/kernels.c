@@ -134,6 +134,34 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* ---------------------------------------------------------------------------------
  * causal self-attention */
 
+void attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                   size_t kv_stride, int hs, float scale) {
+    // att[t2] = softmax over t2 < n_keys of scale · q·k[t2]; out = Σ att[t2] · v[t2]
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        const float *kr = k + (size_t)t2 * kv_stride;
+        float dot = 0.0f;
+        for (int i = 0; i < hs; i++) dot += q[i] * kr[i];
+        dot *= scale;
+        att[t2] = dot;
+        if (dot > maxv) maxv = dot;
+    }
+    float sum = 0.0f;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        float e = expf(att[t2] - maxv);
+        att[t2] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int t2 = 0; t2 < n_keys; t2++) att[t2] *= inv;
+    for (int i = 0; i < hs; i++) out[i] = 0.0f;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        const float *vr = v + (size_t)t2 * kv_stride;
+        float p = att[t2];
+        for (int i = 0; i < hs; i++) out[i] += p * vr[i];
+    }
+}
+
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     // qkv (B,T,3C), out (B,T,C), att (B,NH,T,T); only t2 <= t is written and read
     int C3 = 3 * C, hs = C / NH;
@@ -142,33 +170,11 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             for (int h = 0; h < NH; h++) {
-                const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                const float *base = qkv + (size_t)b * T * C3 + h * hs;
                 float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                float maxv = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-                    float dot = 0.0f;
-                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                    dot *= scale;
-                    a[t2] = dot;
-                    if (dot > maxv) maxv = dot;
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float e = expf(a[t2] - maxv);
-                    a[t2] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                attention_row(out + ((size_t)b * T + t) * C + h * hs, a, base + (size_t)t * C3, base + C,
+                              base + 2 * C, t + 1, (size_t)C3, hs, scale);
                 for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                    float p = a[t2];
-                    for (int i = 0; i < hs; i++) o[i] += p * v[i];
-                }
             }
         }
     }

@@ -5,6 +5,8 @@
 #ifndef THERMO_MODEL_KERNELS_H
 #define THERMO_MODEL_KERNELS_H
 
+#include <stddef.h>
+
 /* out (N, C) = wte[tokens[i]] + wpe[pos0 + i % T] for N = B·T rows. */
 void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
                      int T, int C, int pos0);
@@ -17,6 +19,12 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C);
+
+/* One query row of one head: att (n_keys) = softmax(scale · q·k[t2]) over the first n_keys
+ * keys, out (hs) = Σ att[t2] · v[t2]. Key and value rows are kv_stride floats apart. Shared by
+ * the training forward and KV-cache inference so both compute the same sums. */
+void attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                   size_t kv_stride, int hs, float scale);
 
 /* Causal multi-head attention over a full (B, T) batch.
  * qkv is (B, T, 3C) with q, k, v each (NH, hs) per position; out is (B, T, C);

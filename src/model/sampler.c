@@ -54,34 +54,32 @@ static int by_prob_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+/* Restores the heap order below node j of a heap of k candidates whose root is the least
+ * probable (by_prob_desc order). */
+static void sift_down(candidate *c, int k, int j) {
+    for (;;) {
+        int w = j, l = 2 * j + 1, r = l + 1;
+        if (l < k && by_prob_desc(&c[l], &c[w]) > 0) w = l;
+        if (r < k && by_prob_desc(&c[r], &c[w]) > 0) w = r;
+        if (w == j) return;
+        candidate t = c[j];
+        c[j] = c[w];
+        c[w] = t;
+        j = w;
+    }
+}
+
 /* Keeps the k most probable candidates at the front (a min-heap of size k, then sorted). */
 static int keep_top_k(candidate *c, int n, int k) {
     if (k >= n) {
         qsort(c, (size_t)n, sizeof *c, by_prob_desc);
         return n;
     }
-    // heap of the k best: root is the worst of them (by_prob_desc order)
-    for (int i = k / 2 - 1; i >= 0; i--) {
-        for (int j = i;;) {
-            int w = j, l = 2 * j + 1, r = l + 1;
-            if (l < k && by_prob_desc(&c[l], &c[w]) > 0) w = l;
-            if (r < k && by_prob_desc(&c[r], &c[w]) > 0) w = r;
-            if (w == j) break;
-            candidate t = c[j]; c[j] = c[w]; c[w] = t;
-            j = w;
-        }
-    }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int i = k; i < n; i++) {
         if (by_prob_desc(&c[i], &c[0]) >= 0) continue;
         c[0] = c[i];
-        for (int j = 0;;) {
-            int w = j, l = 2 * j + 1, r = l + 1;
-            if (l < k && by_prob_desc(&c[l], &c[w]) > 0) w = l;
-            if (r < k && by_prob_desc(&c[r], &c[w]) > 0) w = r;
-            if (w == j) break;
-            candidate t = c[j]; c[j] = c[w]; c[w] = t;
-            j = w;
-        }
+        sift_down(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, by_prob_desc);
     return k;

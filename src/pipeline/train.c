@@ -86,9 +86,11 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 break;
             }
             float loss = 0;
+            th_run_unit_begin(o->run);
             th_data_loader_next(train, batch, batch + BT);
             status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
+            th_run_unit_end(o->run);
             loss_sum += loss;
         }
         if (status != TH_OK) break;
@@ -121,6 +123,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         out->tokens += rec.tokens;
         out->last_loss = rec.loss;
         out->steps_done = st->step;
+        th_run_log_step(o->run, &rec);
         if (o->on_step) o->on_step(&rec, o->user);
     }
     if (status == TH_ERR_INTERRUPTED && o->checkpoint_path) {
