@@ -6,6 +6,7 @@
 
 #include "thermo/core.h"
 #include "thermo/eco.h"
+#include "thermo/govern.h"
 #include "thermo/io.h"
 #include "thermo/model.h"
 #include "thermo/sense.h"
@@ -75,6 +76,10 @@ typedef struct {
     th_sense_config sense;     /* root, profile, ... (th_sense_config_default()) */
     double hz;                 /* sampling rate, default 10 */
     const char *telemetry_path; /* CSV or JSONL (by extension); NULL: no log */
+    const char *governor;      /* registry name (th_governor_name); NULL: "predictive" */
+    double temp_limit_c;       /* NaN: the device's max operating temperature − 2 °C (plant
+                                  profile or sensor limits), else 80 °C */
+    double fixed_duty;         /* NaN: the governor decides; else pace at this duty, always */
 } th_run_opts;
 
 th_run_opts th_run_opts_default(void);
@@ -90,16 +95,27 @@ typedef struct {
     uint64_t samples, failed_reads;
     char sensor[96];           /* source of the samples */
     th_origin origin;          /* measured or modeled */
+    char governor[32];         /* governor name, or "fixed" for a fixed duty */
+    double limit_c;            /* temperature limit in force */
+    double above_limit_s;      /* time the samples spent above the limit */
+    double busy_s, idle_s;     /* work-loop time in units, and idle injected by pacing */
+    uint64_t fail_safe_decisions;
+    char governor_status[160]; /* the governor's account of its last decision */
 } th_run_figures;
 
 /* Opens the sensor, starts the sampler thread and the telemetry log. Fails with the
  * sensor's or the log's status (message names the backend or path). */
 th_status th_run_start(const th_run_opts *o, th_run **out);
 
-/* The work loop marks its units of work; the busy fraction over the last second is the
- * measured duty that drives the simulated plant (a real device heats by itself). */
+/* The work loop marks its units of work (a micro-batch, a token). unit_end then waits as
+ * the pace says (idle injection, the governor's duty); the measured busy fraction drives
+ * the simulated plant (a real device heats by itself). unit_end returns
+ * TH_ERR_INTERRUPTED once th_run_interrupt was called. Both accept NULL (no-ops). */
 void th_run_unit_begin(th_run *r);
-void th_run_unit_end(th_run *r);
+th_status th_run_unit_end(th_run *r);
+
+/* Async-signal-safe: cuts the current and every later pacing wait short. */
+void th_run_interrupt(th_run *r);
 
 /* Logs a training step record to the telemetry log (no-op without a log). */
 void th_run_log_step(th_run *r, const th_step_record *rec);

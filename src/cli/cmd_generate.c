@@ -1,6 +1,7 @@
 /* cmd_generate.c: `thermo generate`: continues a prompt with KV-cache decoding. Only the
  * generated text goes to stdout, token by token as it is decoded, so scripts can use it;
  * everything else goes to stderr. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,12 @@
 #include "thermo/io.h"
 #include "thermo/model.h"
 #include "thermo/text.h"
+
+static th_run *active_run;
+static void on_sigint(int sig) {
+    (void)sig;
+    th_run_interrupt(active_run);
+}
 
 static void generate_usage(FILE *f) {
     fprintf(f,
@@ -137,7 +144,9 @@ int cmd_generate(int argc, char **argv) {
     uint64_t t0 = th_now_ns();
     th_run_unit_begin(run);
     st = th_gpt2_infer(m, kv, ids, (int)n_ids, logits, 0);
-    th_run_unit_end(run);
+    th_run_unit_end(run); // an interruption shows at the next token
+    active_run = run;
+    signal(SIGINT, on_sigint);
     uint64_t t1 = th_now_ns();
     long generated = 0;
     const char *reason = "max-tokens";
@@ -159,7 +168,10 @@ int cmd_generate(int argc, char **argv) {
         if (generated < max_tokens) {
             th_run_unit_begin(run);
             st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
-            th_run_unit_end(run);
+            if (th_run_unit_end(run) == TH_ERR_INTERRUPTED) {
+                reason = "interrupted";
+                break;
+            }
         }
     }
     uint64_t t2 = th_now_ns();
@@ -171,6 +183,8 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "generated %ld tokens (stop: %s); prompt %zu tokens at %.0f tok/s, decode %.1f tok/s\n", generated,
             reason, n_ids, n_ids / ((t1 - t0) / 1e9), generated > 1 ? (generated - 1) / ((t2 - t1) / 1e9) : 0.0);
     th_run_figures fig;
+    signal(SIGINT, SIG_DFL);
+    active_run = NULL;
     th_status st_run = th_run_stop(run, &fig);
     run = NULL;
     if (st_run != TH_OK) {

@@ -17,9 +17,11 @@
 #include "thermo/text.h"
 
 static volatile sig_atomic_t stop_requested;
+static th_run *active_run; /* set before the handler is installed */
 static void on_sigint(int sig) {
     (void)sig;
     stop_requested = 1;
+    th_run_interrupt(active_run); // cuts a pacing wait short
 }
 static int should_stop(void *user) {
     (void)user;
@@ -87,7 +89,9 @@ static void print_step(const th_step_record *r, void *user) {
     th_run_figures fig;
     th_run_figures_now(p->run, &fig);
     const char *tag = fig.origin == TH_ORIGIN_MODELED ? " (sim)" : "";
-    if (fig.temp_c == fig.temp_c) fprintf(stderr, " | %.1f C%s", fig.temp_c, tag);
+    if (fig.temp_c == fig.temp_c) fprintf(stderr, " | %.1f/%.0f C%s", fig.temp_c, fig.limit_c, tag);
+    double wall = fig.busy_s + fig.idle_s;
+    if (wall > 0) fprintf(stderr, " | duty %.2f", fig.busy_s / wall);
     if (fig.have_energy)
         fprintf(stderr, " | %.0f J %.2f g CO2e%s", fig.energy.energy_j, cli_live_co2e_g(p->flags, fig.energy.energy_j),
                 tag);
@@ -346,6 +350,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     o.run = run;
+    active_run = run;
     progress prog = {steps / 20 > 0 ? steps / 20 : 1, th_now_ns(), state.step, run, &rf};
     o.on_step = print_step;
     o.should_stop = should_stop;
@@ -358,6 +363,7 @@ int cmd_train(int argc, char **argv) {
     st = th_train(m, train_dl, val_dl, &o, &state, &res);
     free(meta_text);
     th_run_figures fig;
+    active_run = NULL;
     th_status st_run = th_run_stop(run, &fig);
     if (st != TH_OK) {
         rc = cli_report(st, "train");

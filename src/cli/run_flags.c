@@ -17,7 +17,12 @@ void cli_run_flags_init(cli_run_flags *f) {
 }
 
 const char *cli_run_flags_help(void) {
-    return "sensors and telemetry:\n"
+    return "thermal control:\n"
+           "  --governor NAME         predictive (default), pid, step_wise, bang_bang, none\n"
+           "  --temp-limit C          temperature to stay under (default: the device's max operating\n"
+           "                          temperature - 2 C, from the plant profile or the sensor)\n"
+           "  --duty X                pace at a fixed duty in (0, 1] instead of a governor\n"
+           "sensors and telemetry:\n"
            "  --sensor NAME           auto (default), host, nvml, hwmon, thermal, rapl, sim, trace\n"
            "  --profile NAME|FILE     simulated plant profile when no sensor is found (default laptop-cpu)\n"
            "  --sysfs-root DIR        read /sys and /proc under DIR (fixture trees)\n"
@@ -38,7 +43,7 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
         f->methane = 1;
         return 1;
     }
-    static const char *const with_value[] = {"--sensor", "--profile", "--sysfs-root", "--hz", "--telemetry",
+    static const char *const with_value[] = {"--governor", "--temp-limit", "--duty", "--sensor", "--profile", "--sysfs-root", "--hz", "--telemetry",
                                              "--region", "--preset", "--cooling", "--pue", "--grid-g-per-kwh",
                                              "--wue", "--ewif", "--generator-share", "--factors", "--report-json",
                                              "--emissions-csv", NULL};
@@ -50,7 +55,10 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
         return -1;
     }
     const char *v = argv[++*i];
-    if (!strcmp(a, "--sensor")) f->run.sensor = v;
+    if (!strcmp(a, "--governor")) f->run.governor = v;
+    else if (!strcmp(a, "--temp-limit")) return cli_parse_float(cmd, a, v, -50, 200, &f->run.temp_limit_c) ? 1 : -1;
+    else if (!strcmp(a, "--duty")) return cli_parse_float(cmd, a, v, 0.001, 1, &f->run.fixed_duty) ? 1 : -1;
+    else if (!strcmp(a, "--sensor")) f->run.sensor = v;
     else if (!strcmp(a, "--profile")) f->run.sense.profile = v;
     else if (!strcmp(a, "--sysfs-root")) f->run.sense.root = v;
     else if (!strcmp(a, "--telemetry")) f->run.telemetry_path = v;
@@ -152,8 +160,14 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
     else
         fprintf(stderr, "energy measured by %s\n", fig->sensor);
     if (!isnan(fig->temp_max_c))
-        fprintf(stderr, "temperature: last %.1f C, peak %.1f C (%s)\n", fig->temp_c, fig->temp_max_c,
-                fig->origin == TH_ORIGIN_MODELED ? "modeled" : "measured");
+        fprintf(stderr, "temperature: last %.1f C, peak %.1f C (%s); limit %.1f C, %.1f s above it\n", fig->temp_c,
+                fig->temp_max_c, fig->origin == TH_ORIGIN_MODELED ? "modeled" : "measured", fig->limit_c,
+                fig->above_limit_s);
+    double paced = fig->busy_s + fig->idle_s;
+    fprintf(stderr, "pacing (%s): %.1f s of idle injected over %.1f s of work, throughput cost %.1f%%%s%s\n",
+            fig->governor, fig->idle_s, fig->busy_s, paced > 0 ? 100.0 * fig->idle_s / paced : 0.0,
+            fig->fail_safe_decisions ? "; fail-safe decisions: " : "", fig->fail_safe_decisions ? "yes" : "");
+    if (fig->governor_status[0]) fprintf(stderr, "governor: %s\n", fig->governor_status);
     int rc = cli_print_footprint_text(&fp, stderr);
     if (rc != EXIT_OK) return rc;
     json_t *per = json_object();
@@ -181,6 +195,12 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
         json_object_set_new((json_t *)j, "command", json_string(cmd));
         json_object_set_new((json_t *)j, "measured", json_boolean(fig->origin == TH_ORIGIN_MEASURED));
         if (isfinite(fig->temp_max_c)) json_object_set_new((json_t *)j, "temp_peak_c", json_real(fig->temp_max_c));
+        if (isfinite(fig->temp_c)) json_object_set_new((json_t *)j, "temp_last_c", json_real(fig->temp_c));
+        json_object_set_new((json_t *)j, "thermal",
+                            json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "governor", fig->governor, "limit_c",
+                                      fig->limit_c, "above_limit_s", fig->above_limit_s, "busy_s", fig->busy_s,
+                                      "idle_s", fig->idle_s, "fail_safe_decisions",
+                                      (json_int_t)fig->fail_safe_decisions));
         per = NULL;
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", f->report_json);

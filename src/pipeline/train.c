@@ -78,6 +78,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     while (st->step < o->steps) {
         uint64_t t0 = th_now_ns();
         th_data_loader_get_cursor(train, &step_start);
+        th_run_unit_begin(o->run);
         status = th_gpt2_zero_grad(m);
         double loss_sum = 0.0;
         for (int micro = 0; micro < o->grad_accum && status == TH_OK; micro++) {
@@ -85,12 +86,17 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 status = TH_ERR_INTERRUPTED;
                 break;
             }
+            // A unit of work is a micro-batch; the last one runs on through the update,
+            // validation and checkpoint, so all the step's compute counts as busy time.
             float loss = 0;
-            th_run_unit_begin(o->run);
+            if (micro > 0) th_run_unit_begin(o->run);
             th_data_loader_next(train, batch, batch + BT);
             status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
-            th_run_unit_end(o->run);
+            if (micro + 1 < o->grad_accum) {
+                th_status paced = th_run_unit_end(o->run); // idle injection: waits only
+                if (status == TH_OK) status = paced;
+            }
             loss_sum += loss;
         }
         if (status != TH_OK) break;
@@ -125,6 +131,10 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         out->steps_done = st->step;
         th_run_log_step(o->run, &rec);
         if (o->on_step) o->on_step(&rec, o->user);
+        // the step is complete: an interruption from here on resumes after it
+        th_data_loader_get_cursor(train, &step_start);
+        status = th_run_unit_end(o->run);
+        if (status != TH_OK) break;
     }
     if (status == TH_ERR_INTERRUPTED && o->checkpoint_path) {
         // a step cut short is dropped whole: the loader goes back to where the step began

@@ -34,9 +34,10 @@ static th_status trace_open(const th_sense_config *cfg, void **out) {
     for (size_t i = 0; i < n; i++) {
         if (rows[i].is_step) continue;
         if (k > 0 && rows[i].t_s < rows[k - 1].t_s) {
+            double t = rows[i].t_s, prev = rows[k - 1].t_s; // read before the rows are freed
             th_free(rows);
-            return th_fail(TH_ERR_FORMAT, "%s: sample times go backwards (%.6f after %.6f s)", cfg->trace_path,
-                           rows[i].t_s, rows[k - 1].t_s);
+            return th_fail(TH_ERR_FORMAT, "%s: sample times go backwards (%.6f after %.6f s)", cfg->trace_path, t,
+                           prev);
         }
         rows[k++] = rows[i];
     }

@@ -1,0 +1,234 @@
+/* govern.h: thermal governors and the pace actuator (DESIGN §1, §4).
+ *
+ * A governor is a pure decision: (its state, the latest sensor sample, dt) → a pace, that
+ * is a duty cycle in (0, 1] and a thread cap. It never sleeps, reads a file or touches the
+ * work loop. Five governors sit in one registry: "none" (full speed, the baseline),
+ * "bang_bang" and "step_wise" (the Linux thermal framework's), "pid" (Linux
+ * power_allocator) and "predictive" (online RC-model identification, picks the highest
+ * duty whose predicted temperature stays under the limit).
+ *
+ * Fail-safe (invariant 2): every governor but "none" answers an invalid, failed, stale,
+ * stuck, vanished or nonsense sample with the configured safe duty, flags the output and
+ * says "fail-safe: <reason>" in th_governor_status() and once in the log.
+ *
+ * The pace actuator is the only part that touches the work loop: the control thread
+ * publishes the governor's duty with th_pace_set(); the work loop brackets each unit of work
+ * with th_pace_begin_unit() / th_pace_end_unit() and then calls th_pace_wait(), which sleeps
+ * for the kernel's idle-injection time t_idle = t_run·(1/duty − 1). Pacing only inserts
+ * waits: it never changes what is computed (invariant 1). */
+#ifndef THERMO_GOVERN_H
+#define THERMO_GOVERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "thermo/core.h"
+#include "thermo/sense.h"
+
+#define TH_GOV_API_VERSION 1
+
+/* ---------------------------------------------------------------------------------
+ * configuration */
+
+typedef struct {
+    double limit_c;     /* the temperature to stay under (°C); required */
+    double period_s;    /* nominal control period (default 0.1: the kernel's passive poll) */
+    double safe_duty;   /* fail-safe duty (default 0.5) */
+    double min_duty;    /* lowest duty any governor outputs: "off" for bang_bang (default 0.05) */
+    int max_threads;    /* thread cap published with every decision, 0 = no cap (default 0).
+                           Governors do not vary it: a thread count can change reductions */
+    double stale_s;     /* a sample older than this, or a timestamp not advancing for this
+                           long, is stale (default 2, as th_sense_config) */
+    double stuck_s;     /* the same temperature reading for this long is stuck (default 120;
+                           0 disables) */
+    int recover_samples; /* good samples in a row that end a fail-safe (default 3) */
+
+    /* what is known of the plant (a profile, `thermo calibrate`, or nothing): 0 = unknown */
+    double p_idle_w, p_max_w;  /* power at duty 0 and 1 (pid's power → duty; predictive prior) */
+    double r_k_per_w, tau_s;   /* thermal resistance and time constant (predictive prior) */
+    double t_ambient_c;        /* ambient (predictive prior; pid's default sustainable power) */
+    double sensor_lag_s;       /* the sensor's first-order lag (predictive compensates it) */
+
+    double hysteresis_c;       /* bang_bang and step_wise trip hysteresis (default 2) */
+    double switch_on_c;        /* pid: below this, full power and PID reset (default limit − 10) */
+    double sustainable_power_w; /* pid feed-forward (default (limit − T_amb)/R when known,
+                                   else p_idle + (p_max − p_idle)/2) */
+    double margin_c;           /* predictive: aim this far below the limit (default 0.5) */
+    double horizon_s;          /* predictive: look-ahead (default 10) */
+    double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
+    double block_s;            /* predictive: samples are averaged over blocks this long
+                                  before identification (default 1) */
+} th_gov_config;
+
+/* Defaults for a limit; every plant field unknown. */
+th_gov_config th_gov_config_default(double limit_c);
+/* Fills the plant fields (powers, R, τ = R·C, ambient, sensor lag) from a profile. */
+void th_gov_config_set_plant(th_gov_config *c, const th_thermal_profile *p);
+/* The default limit for a profile: t_max_operating_c − 2 °C (room for sensor error). */
+double th_gov_default_limit_c(const th_thermal_profile *p);
+
+/* ---------------------------------------------------------------------------------
+ * governors */
+
+/* One decision's input: the latest sample and what is known of its health. */
+typedef struct {
+    const th_sample *sample;   /* NULL: no reading at all (fail-safe) */
+    th_status read_status;     /* status of the read that produced it (TH_OK) */
+    th_sense_health health;    /* th_sensor_health() or th_sense_sampler_latest(); OK if unknown */
+    const char *health_why;    /* its reason text (may be NULL) */
+    uint64_t now_ns;           /* when the decision is taken; 0 = the sample's own time */
+} th_gov_input;
+
+typedef struct {
+    double duty;        /* in [min_duty, 1] */
+    int threads;        /* thread cap, 0 = no cap */
+    int fail_safe;      /* 1: the sample was not trusted and duty is the safe duty */
+    double predicted_c; /* predictive: expected temperature at the horizon; NaN otherwise */
+} th_gov_output;
+
+size_t th_governor_count(void);
+/* Name and source ("Linux drivers/thermal/gov_step_wise.c ...") of registry entry i; NULL past the end. */
+const char *th_governor_name(size_t i);
+const char *th_governor_source(size_t i);
+
+typedef struct th_governor th_governor;
+
+/* Creates governor `name` with a copy of cfg (defaults fill zero fields). Fails with
+ * TH_ERR_INVALID for an unknown name (the message lists the known ones) or an impossible
+ * config (limit not finite, safe/min duty outside (0, 1], ...), TH_ERR_NOMEM. */
+th_status th_governor_create(const char *name, const th_gov_config *cfg, th_governor **out);
+void th_governor_free(th_governor *g);
+
+/* One decision, dt_s seconds after the previous one (the first call may pass 0). Never
+ * fails: a bad input gives the fail-safe output. Not thread-safe on one governor. */
+void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_gov_output *out);
+
+/* Forgets what was learned and decided (back to the state after create). */
+void th_governor_reset(th_governor *g);
+
+const char *th_governor_get_name(const th_governor *g);
+const th_gov_config *th_governor_config(const th_governor *g);
+/* One line on the last decision: "fail-safe: stale: ..." or the governor's own account
+ * ("predictive: R 0.080 K/W, tau 20.1 s, ..."). Valid until the next decide. */
+const char *th_governor_status(const th_governor *g);
+
+/* What the predictive governor has identified (fails with TH_ERR_UNSUPPORTED for the others). */
+typedef struct {
+    int valid;           /* the parameters describe a stable plant (0 < a < 1, R > 0) */
+    int converged;       /* enough data and small prediction error: the model is trusted */
+    int power_input;     /* 1: identified against power (R in K/W); 0: against duty (K per unit duty) */
+    double r;            /* thermal resistance: K/W (power_input) or K per unit duty */
+    double tau_s;        /* time constant */
+    double t_ambient_c;  /* ambient (with duty input: ambient + R·P_idle) */
+    double offset_c;     /* the fast disturbance estimate added to the steady temperature */
+    double rms_error_c;  /* recent RMS one-block prediction error */
+    long blocks;         /* identification updates so far */
+    long changes;        /* plant changes detected (each re-opens the identification) */
+} th_gov_model;
+th_status th_governor_model(const th_governor *g, th_gov_model *out);
+
+/* ---------------------------------------------------------------------------------
+ * the pace actuator */
+
+typedef struct {
+    double window_s;   /* sliding window of the measured duty (default 2) */
+    double max_slice_s; /* a wait re-reads the published duty at least this often (default 0.05) */
+    th_plant *plant;   /* optional: the measured duty is published here (th_plant_set_duty) */
+} th_pace_config;
+
+typedef struct {
+    uint64_t units;      /* units of work ended */
+    uint64_t busy_ns;    /* time inside units */
+    uint64_t idle_ns;    /* idle injected by th_pace_wait (what pacing cost) */
+    uint64_t waits;      /* waits that slept */
+    uint64_t interrupts; /* waits cut short by th_pace_interrupt */
+} th_pace_stats;
+
+typedef struct th_pace th_pace;
+
+th_pace_config th_pace_config_default(void);
+/* A pace at duty 1, no thread cap. Fails with TH_ERR_NOMEM or TH_ERR_IO (no pipe). */
+th_status th_pace_create(const th_pace_config *cfg, th_pace **out);
+void th_pace_free(th_pace *p);
+
+/* Controller side: publishes a duty (clamped to [0.001, 1]; NaN → ignored) and thread cap. */
+void th_pace_set(th_pace *p, double duty, int threads);
+double th_pace_duty(const th_pace *p);
+int th_pace_threads(const th_pace *p);
+
+/* Work-loop side (one thread). begin/end bracket one unit of work; wait then sleeps
+ * t_idle = t_run·(1/duty − 1), re-reading the published duty while it sleeps, and returns
+ * TH_OK, or TH_ERR_INTERRUPTED at once if th_pace_interrupt was called (before or during
+ * the wait; it stays interrupted until th_pace_clear_interrupt). */
+void th_pace_begin_unit(th_pace *p);
+void th_pace_end_unit(th_pace *p);
+th_status th_pace_wait(th_pace *p);
+
+/* Async-signal-safe: sets an atomic flag and writes one byte to a pipe. */
+void th_pace_interrupt(th_pace *p);
+void th_pace_clear_interrupt(th_pace *p);
+int th_pace_interrupted(const th_pace *p);
+
+/* Achieved duty: busy time / wall time over the sliding window (1 before any unit). */
+double th_pace_measured_duty(const th_pace *p);
+void th_pace_get_stats(const th_pace *p, th_pace_stats *out);
+
+/* The idle-injection rule itself: idle seconds after t_run_s of work at duty d
+ * (t_run·(1/d − 1); 0 for d >= 1; d clamped to 0.001). */
+double th_pace_idle_s(double t_run_s, double duty);
+
+/* ---------------------------------------------------------------------------------
+ * the governor benchmark (thermo bench governor): every governor on the simulated plant,
+ * in simulated time, across scenarios. */
+
+typedef enum {
+    TH_SCEN_STEADY = 0,       /* full demand from ambient */
+    TH_SCEN_AMBIENT_STEP,     /* ambient +8 °C halfway */
+    TH_SCEN_COOLING_DEGRADED, /* R +30 % halfway (a fan slows) */
+    TH_SCEN_BURSTY,           /* demand switches between 0 and 1 in bursts (inference) */
+    TH_SCEN_LONG_TRAINING,    /* full demand for two hours */
+    TH_SCEN_COUNT
+} th_scenario_kind;
+
+const char *th_scenario_name(th_scenario_kind k);
+/* Parses a name from th_scenario_name; -1 if unknown. */
+int th_scenario_parse(const char *name);
+
+typedef struct {
+    double limit_c;      /* 0: th_gov_default_limit_c(profile) */
+    double period_s;     /* control and sensor period (default 0.1: 10 Hz) */
+    double duration_s;   /* 0: the scenario's own (600 s, 1200 s, 7200 s) */
+    uint64_t seed;       /* sensor noise and burst pattern */
+    double trace_hz;     /* rows per simulated second in the trace (default 1) */
+    const char *trace_path; /* CSV t_s,temp_c,sensor_c,duty,power_w,work (NULL: none) */
+} th_bench_gov_opts;
+
+th_bench_gov_opts th_bench_gov_defaults(void);
+
+typedef struct {
+    char scenario[96];      /* "<kind>/<profile name>" */
+    char governor[32];
+    double limit_c, duration_s;
+    double above_limit_s;   /* simulated seconds with the true temperature above the limit */
+    double max_overshoot_c; /* max(true temperature − limit), 0 if never above */
+    double max_temp_c;
+    double work, oracle_work, work_fraction; /* work in full-speed seconds */
+    double oracle_duty;     /* the oracle's duty (before a mid-run change) */
+    double energy_j, energy_per_work_j;
+    double throttled_s;     /* seconds the modeled hardware slowdown was engaged */
+    double fail_safe_s;     /* seconds the governor spent in fail-safe */
+    double mean_duty;
+    double decision_us;     /* measured mean wall time of one decide */
+    long decisions;
+} th_bench_gov_result;
+
+/* Runs one governor on one scenario of one profile. Fails with TH_ERR_INVALID (unknown
+ * governor, bad options), TH_ERR_IO (trace not writable), TH_ERR_NOMEM. */
+th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind kind, const char *governor,
+                            const th_bench_gov_opts *opts, th_bench_gov_result *out);
+
+/* The constant duty whose steady temperature is limit_c (bisection on
+ * th_plant_steady_temp_c); 1 if full speed stays under it, 0 if even idle does not. */
+double th_bench_oracle_duty(const th_thermal_profile *p, double limit_c);
+
+#endif

@@ -1,0 +1,147 @@
+/* cmd_bench_governor.c: `thermo bench governor`: every governor on the simulated plant in
+ * simulated time, across scenarios and profiles (see th_bench_governor), as a table or a
+ * JSON array. Reached as `thermo bench governor` (cmd_bench.c). */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "thermo/govern.h"
+
+
+static const char *const shipped_profiles[] = {"laptop-cpu", "desktop-cpu", "server-cpu",
+                                                "rtx-4090",   "a100-sxm4",   "h100-sxm"};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: thermo bench governor [options]\n"
+            "  Runs every governor on the SIMULATED thermal plant in simulated time (hours of\n"
+            "  scenario in seconds) and reports, per scenario and governor: seconds above the\n"
+            "  limit, maximum overshoot, work versus the oracle constant duty, energy per unit\n"
+            "  of work and the measured cost of one decision.\n"
+            "  --profile NAME|FILE  one profile (default: the six shipped ones)\n"
+            "  --scenario NAME      steady, ambient_step, cooling_degraded, bursty, long_training\n"
+            "                       (default: all)\n"
+            "  --governor NAME      none, bang_bang, step_wise, pid, predictive (default: all)\n"
+            "  --limit C            temperature limit (default: the profile's t_max_operating_c - 2)\n"
+            "  --seed N             sensor noise and burst pattern seed (default 1)\n"
+            "  --traces DIR         write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
+            "                       simulated second: t_s,temp_c,sensor_c,duty,power_w,work)\n"
+            "  --json               print a JSON array of result objects\n");
+}
+
+static int make_dir(const char *dir) {
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return 1;
+    fprintf(stderr, "thermo bench governor: cannot create %s: %s\n", dir, strerror(errno));
+    return 0;
+}
+
+int cmd_bench_governor(int argc, char **argv) {
+    const char *profile_arg = NULL, *scenario_arg = NULL, *governor_arg = NULL, *traces = NULL;
+    int json = 0;
+    th_bench_gov_opts o = th_bench_gov_defaults();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (i + 1 >= argc) {
+            fprintf(stderr, "thermo bench governor: unknown option or missing value: %s\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        } else if (strcmp(a, "--profile") == 0) {
+            profile_arg = argv[++i];
+        } else if (strcmp(a, "--scenario") == 0) {
+            scenario_arg = argv[++i];
+            if (th_scenario_parse(scenario_arg) < 0) {
+                fprintf(stderr, "thermo bench governor: unknown scenario '%s'\n", scenario_arg);
+                return EXIT_USAGE;
+            }
+        } else if (strcmp(a, "--governor") == 0) {
+            governor_arg = argv[++i];
+            size_t k = 0;
+            while (k < th_governor_count() && strcmp(th_governor_name(k), governor_arg) != 0) k++;
+            if (k == th_governor_count()) {
+                fprintf(stderr, "thermo bench governor: unknown governor '%s'\n", governor_arg);
+                return EXIT_USAGE;
+            }
+        } else if (strcmp(a, "--traces") == 0) {
+            traces = argv[++i];
+        } else if (strcmp(a, "--limit") == 0) {
+            if (!cli_parse_float("bench governor", a, argv[++i], -40, 150, &o.limit_c)) return EXIT_USAGE;
+        } else if (strcmp(a, "--seed") == 0) {
+            long v;
+            if (!cli_parse_int("bench governor", a, argv[++i], 0, 1L << 30, &v)) return EXIT_USAGE;
+            o.seed = (uint64_t)v;
+        } else {
+            fprintf(stderr, "thermo bench governor: unknown option %s\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (traces && !make_dir(traces)) return EXIT_FAILURE_RUN;
+
+    size_t n_prof = profile_arg ? 1 : sizeof shipped_profiles / sizeof shipped_profiles[0];
+    json_t *arr = json_array();
+    if (!json) {
+        printf("thermo bench governor: SIMULATED plant (th_plant, modeled, not measured), simulated time,\n"
+               "sensor at 10 Hz (lagged, noisy, quantized); limit = t_max_operating_c - 2 unless --limit.\n"
+               "work_frac = work / work of the oracle constant duty that holds the limit at steady state.\n\n");
+        printf("%-30s %-11s %8s %8s %8s %9s %9s %7s %8s\n", "scenario", "governor", "above_s", "over_C", "max_C",
+               "work_frac", "J/work", "thr_s", "dec_us");
+    }
+    int rc = EXIT_OK;
+    for (size_t pi = 0; pi < n_prof && rc == EXIT_OK; pi++) {
+        th_thermal_profile prof;
+        th_status st = th_profile_find(profile_arg ? profile_arg : shipped_profiles[pi], &prof);
+        if (st != TH_OK) {
+            rc = cli_report(st, "bench governor");
+            break;
+        }
+        for (int k = 0; k < TH_SCEN_COUNT && rc == EXIT_OK; k++) {
+            if (scenario_arg && th_scenario_parse(scenario_arg) != k) continue;
+            for (size_t gi = 0; gi < th_governor_count(); gi++) {
+                const char *gname = th_governor_name(gi);
+                if (governor_arg && strcmp(governor_arg, gname) != 0) continue;
+                char path[4096];
+                if (traces) {
+                    snprintf(path, sizeof path, "%s/%s__%s__%s.csv", traces, th_scenario_name(k), prof.name, gname);
+                    o.trace_path = path;
+                }
+                th_bench_gov_result r;
+                st = th_bench_governor(&prof, (th_scenario_kind)k, gname, &o, &r);
+                if (st != TH_OK) {
+                    rc = cli_report(st, "bench governor");
+                    break;
+                }
+                json_t *j = json_pack(
+                    "{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}",
+                    "scenario", r.scenario, "governor", r.governor, "profile", prof.name, "plant", "simulated",
+                    "limit_c", r.limit_c, "duration_s", r.duration_s, "above_limit_s", r.above_limit_s,
+                    "max_overshoot_c", r.max_overshoot_c, "max_temp_c", r.max_temp_c, "work", r.work, "oracle_work",
+                    r.oracle_work, "oracle_duty", r.oracle_duty, "work_fraction", r.work_fraction, "energy_j",
+                    r.energy_j, "energy_per_work_j", isfinite(r.energy_per_work_j) ? r.energy_per_work_j : -1.0,
+                    "throttled_s", r.throttled_s, "fail_safe_s", r.fail_safe_s, "mean_duty", r.mean_duty,
+                    "decision_us", r.decision_us, "decisions", (json_int_t)r.decisions);
+                json_array_append_new(arr, j);
+                if (!json)
+                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %9.1f %7.1f %8.3f\n", r.scenario, r.governor,
+                           r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction, r.energy_per_work_j,
+                           r.throttled_s, r.decision_us);
+            }
+        }
+    }
+    if (json && rc == EXIT_OK) {
+        char *text = json_dumps(arr, JSON_REAL_PRECISION(6) | JSON_INDENT(1));
+        printf("%s\n", text);
+        free(text);
+    }
+    json_decref(arr);
+    return rc;
+}

@@ -1,0 +1,223 @@
+/* bench.c: the governor benchmark. One governor drives the simulated plant (th_plant_step)
+ * in simulated time through a scenario; the governor sees th_plant_read samples (lagged,
+ * noisy, quantized) at the control rate, and the workload model turns its duty into work:
+ *   rate = duty · demand · throttle factor,  work = ∫ rate dt  (full-speed seconds).
+ * The yardstick is the oracle: the constant duty whose steady temperature is the limit
+ * (piecewise when the plant changes mid-run), applied to the same demand. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "govern/govern_internal.h"
+
+static const char *const scenario_names[TH_SCEN_COUNT] = {"steady", "ambient_step", "cooling_degraded", "bursty",
+                                                          "long_training"};
+static const double scenario_duration_s[TH_SCEN_COUNT] = {600, 1200, 1200, 1200, 7200};
+
+#define AMBIENT_STEP_C 8.0
+#define COOLING_R_FACTOR 1.3
+
+const char *th_scenario_name(th_scenario_kind k) {
+    return (unsigned)k < TH_SCEN_COUNT ? scenario_names[k] : "unknown";
+}
+
+int th_scenario_parse(const char *name) {
+    for (int i = 0; i < TH_SCEN_COUNT; i++)
+        if (strcmp(name, scenario_names[i]) == 0) return i;
+    return -1;
+}
+
+th_bench_gov_opts th_bench_gov_defaults(void) {
+    th_bench_gov_opts o;
+    memset(&o, 0, sizeof o);
+    o.period_s = 0.1;
+    o.seed = 1;
+    o.trace_hz = 1.0;
+    return o;
+}
+
+double th_bench_oracle_duty(const th_thermal_profile *p, double limit_c) {
+    double hi_t = th_plant_steady_temp_c(p, 1.0);
+    if (isfinite(hi_t) && hi_t <= limit_c) return 1.0;
+    double lo_t = th_plant_steady_temp_c(p, 0.0);
+    if (!isfinite(lo_t) || lo_t >= limit_c) return 0.0;
+    double lo = 0.0, hi = 1.0;
+    for (int i = 0; i < 60; i++) {
+        double mid = 0.5 * (lo + hi);
+        double t = th_plant_steady_temp_c(p, mid);
+        if (isfinite(t) && t <= limit_c)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The plant keeps its profile for life, so a mid-run change (warmer room, slower fan)
+ * becomes a new plant on the changed profile brought to the old one's temperature: from
+ * its ambient it heats at the duty whose steady temperature is 0.5 °C above the target,
+ * in steps of τ/500, so it arrives slowly (its lagged sensor is then within hundredths of
+ * a degree of the die) and within ~0.001 °C. If the target is below the new ambient, the
+ * new plant starts at its ambient. *warm_j is the energy that warm-up cost (not counted). */
+static th_status rebase_plant(th_plant *old, const th_thermal_profile *np, uint64_t seed, th_plant **out,
+                              double *warm_j) {
+    double target = th_plant_temp_c(old);
+    th_plant *pl = NULL;
+    th_status st = th_plant_create(np, seed, &pl);
+    if (st != TH_OK) return st;
+    *warm_j = 0;
+    if (target > np->t_ambient_c) {
+        double want = target + 0.5, lo = 0, hi = 1;
+        double t1 = th_plant_steady_temp_c(np, 1.0);
+        if (!(isfinite(t1) && t1 < want)) {
+            for (int i = 0; i < 50; i++) {
+                double mid = 0.5 * (lo + hi), t = th_plant_steady_temp_c(np, mid);
+                if (isfinite(t) && t < want)
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+        } else {
+            hi = 1.0;
+        }
+        double tau = np->r_k_per_w * np->c_j_per_k, h = tau / 500.0;
+        for (long i = 0; i < 500L * 200 && th_plant_temp_c(pl) < target; i++)
+            if ((st = th_plant_step(pl, h, hi)) != TH_OK) break;
+        *warm_j = th_plant_energy_j(pl);
+    }
+    if (st != TH_OK) {
+        th_plant_free(pl);
+        return st;
+    }
+    *out = pl;
+    return TH_OK;
+}
+
+/* Demand of the bursty scenario: on for 5..60 s, off for 5..30 s, seeded. */
+typedef struct {
+    th_rng rng;
+    double next_switch_s;
+    int on;
+} bursts;
+
+static double burst_demand(bursts *b, double t) {
+    while (t >= b->next_switch_s) {
+        b->on = !b->on;
+        double lo = b->on ? 5.0 : 5.0, hi = b->on ? 60.0 : 30.0;
+        b->next_switch_s += lo + (hi - lo) * (double)th_rng_float(&b->rng);
+    }
+    return b->on ? 1.0 : 0.0;
+}
+
+th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind kind, const char *governor,
+                            const th_bench_gov_opts *opts_in, th_bench_gov_result *out) {
+    th_bench_gov_opts o = opts_in ? *opts_in : th_bench_gov_defaults();
+    if ((unsigned)kind >= TH_SCEN_COUNT) return th_fail(TH_ERR_INVALID, "bench governor: unknown scenario %d", kind);
+    if (!(o.period_s > 0)) o.period_s = 0.1;
+    if (!(o.trace_hz > 0)) o.trace_hz = 1.0;
+    double duration = o.duration_s > 0 ? o.duration_s : scenario_duration_s[kind];
+    double limit = o.limit_c != 0 ? o.limit_c : th_gov_default_limit_c(profile);
+    th_thermal_profile changed = *profile;
+    int has_change = 0;
+    if (kind == TH_SCEN_AMBIENT_STEP) {
+        changed.t_ambient_c += AMBIENT_STEP_C;
+        has_change = 1;
+    } else if (kind == TH_SCEN_COOLING_DEGRADED) {
+        changed.r_k_per_w *= COOLING_R_FACTOR;
+        has_change = 1;
+    }
+    double change_at = 0.5 * duration;
+
+    th_gov_config gc = th_gov_config_default(limit);
+    gc.period_s = o.period_s;
+    th_gov_config_set_plant(&gc, profile);
+
+    th_plant *pl = NULL;
+    th_governor *g = NULL;
+    FILE *trace = NULL;
+    th_status st = th_plant_create(profile, o.seed, &pl);
+    if (st != TH_OK) return st;
+    if ((st = th_governor_create(governor, &gc, &g)) != TH_OK) goto done;
+    if (o.trace_path) {
+        trace = fopen(o.trace_path, "w");
+        if (!trace) {
+            st = th_fail(TH_ERR_IO, "bench governor: cannot write trace %s", o.trace_path);
+            goto done;
+        }
+        fprintf(trace, "t_s,temp_c,sensor_c,duty,power_w,work\n");
+    }
+
+    memset(out, 0, sizeof *out);
+    snprintf(out->scenario, sizeof out->scenario, "%s/%s", th_scenario_name(kind), profile->name);
+    snprintf(out->governor, sizeof out->governor, "%s", governor);
+    out->limit_c = limit;
+    out->duration_s = duration;
+    double oracle = th_bench_oracle_duty(profile, limit);
+    double oracle_after = has_change ? th_bench_oracle_duty(&changed, limit) : oracle;
+    out->oracle_duty = oracle;
+    out->max_temp_c = th_plant_temp_c(pl);
+
+    bursts b;
+    th_rng_seed(&b.rng, o.seed ^ 0x9e3779b97f4a7c15ull);
+    b.on = 0;
+    b.next_switch_s = 0;
+
+    long steps = (long)llround(duration / o.period_s);
+    double dt = o.period_s, energy_done = 0, energy_base = 0, duty_sum = 0;
+    uint64_t decide_ns = 0;
+    int changed_yet = 0;
+    long trace_every = (long)fmax(1.0, llround(1.0 / (o.trace_hz * dt)));
+    th_sample s;
+    for (long k = 0; k < steps; k++) {
+        double t = k * dt;
+        if (has_change && !changed_yet && t >= change_at) {
+            th_plant *np = NULL;
+            double warm_j = 0;
+            if ((st = rebase_plant(pl, &changed, o.seed + 1, &np, &warm_j)) != TH_OK) goto done;
+            energy_done += th_plant_energy_j(pl) - energy_base;
+            th_plant_free(pl);
+            pl = np;
+            energy_base = warm_j;
+            changed_yet = 1;
+        }
+        memset(&s, 0, sizeof s);
+        uint64_t t_ns = (uint64_t)llround((t + 1.0) * 1e9); /* sample clock starts at 1 s, never 0 */
+        th_status rst = th_plant_read(pl, t_ns, &s);
+        th_gov_input in = {.sample = &s, .read_status = rst, .health = TH_HEALTH_OK, .now_ns = t_ns};
+        th_gov_output d;
+        uint64_t a = th_now_ns();
+        th_governor_decide(g, &in, k == 0 ? 0.0 : dt, &d);
+        decide_ns += th_now_ns() - a;
+        double demand = kind == TH_SCEN_BURSTY ? burst_demand(&b, t) : 1.0;
+        double u = d.duty * demand;
+        double f = th_plant_throttle_factor(pl);
+        th_plant_set_duty(pl, u);
+        if ((st = th_plant_step(pl, dt, u)) != TH_OK) goto done;
+        out->work += u * f * dt;
+        out->oracle_work += (changed_yet ? oracle_after : oracle) * demand * dt;
+        duty_sum += d.duty;
+        if (f < 1) out->throttled_s += dt;
+        if (d.fail_safe) out->fail_safe_s += dt;
+        double temp = th_plant_temp_c(pl);
+        if (temp > limit) {
+            out->above_limit_s += dt;
+            if (temp - limit > out->max_overshoot_c) out->max_overshoot_c = temp - limit;
+        }
+        if (temp > out->max_temp_c) out->max_temp_c = temp;
+        if (trace && k % trace_every == 0)
+            fprintf(trace, "%.1f,%.3f,%.3f,%.4f,%.2f,%.3f\n", t + dt, temp, (s.valid & TH_SAMPLE_TEMP) ? s.temp_mc / 1000.0 : NAN,
+                    u, th_plant_power_w(pl), out->work);
+    }
+    energy_done += th_plant_energy_j(pl) - energy_base;
+    out->decisions = steps;
+    out->energy_j = energy_done;
+    out->energy_per_work_j = out->work > 0 ? energy_done / out->work : INFINITY;
+    out->work_fraction = out->oracle_work > 0 ? out->work / out->oracle_work : NAN;
+    out->mean_duty = steps > 0 ? duty_sum / steps : 0;
+    out->decision_us = steps > 0 ? (double)decide_ns / steps / 1e3 : 0;
+done:
+    if (trace && fclose(trace) != 0 && st == TH_OK) st = th_fail(TH_ERR_IO, "bench governor: cannot write trace %s", o.trace_path);
+    th_governor_free(g);
+    th_plant_free(pl);
+    return st;
+}

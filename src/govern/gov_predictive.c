@@ -1,0 +1,377 @@
+/* gov_predictive.c: "predictive", a model-predictive governor on an RC model it identifies
+ * online.
+ *
+ * Model (DESIGN §4, references/thermal.md §5): C·dT/dt = P − (T − T_amb)/R, τ = R·C.
+ * Sampled over blocks of B seconds (block means, which cut the sensor's quantization and
+ * noise by √n), it is T̄[j+1] = a·T̄[j] + b·x̄ + c with a = e^(−B/τ), b = (1 − a)·R,
+ * c = (1 − a)·T_amb, where x̄ is the mean input over the two blocks (for B ≪ τ the two
+ * blocks weigh almost equally). The input x is the measured power when the sensor gives
+ * one (R in K/W, leakage included since it is measured), else the duty (R in K per unit
+ * duty). Recursive least squares with a forgetting factor identifies (a, b, c); a
+ * covariance-trace bound stops the forgetting from winding the covariance up while the
+ * input is constant; a two-sided CUSUM on the normalized prediction error detects a plant
+ * change (a slower fan: R grows; a warmer room: T_amb steps) and re-opens the covariance.
+ *
+ * Power model (power input only): P = α + β·u + γ·(T − 60), a second small RLS, seeded
+ * from the configured P_idle/P_max; γ is the leakage slope.
+ *
+ * State estimate: a two-state Kalman filter on (T, D), where D is an offset added to the
+ * modeled steady temperature. D takes up what the identification has not yet learned (an
+ * ambient step shows up there within seconds), which gives the controller integral action.
+ * The sensor's first-order lag (config) is undone with T_true ≈ T_sensor + lag·dT/dt.
+ *
+ * Control: the highest duty u whose predicted temperature over the horizon H stays under
+ * limit − margin. A first-order trajectory from T0 is monotone, so the peak over [0, H] is
+ * max(T0, T(H)) and the condition is T(H) = T0 + (T_ss(u) − T0)·(1 − e^(−H/τ')) <= L',
+ * linear in u: solved in closed form. Until the model has converged the governor starts at
+ * the safe duty, ramps up slowly and backs off near the limit; after a detected change it
+ * behaves the same way until the model has converged again. */
+#include <math.h>
+#include <string.h>
+
+#include "govern/govern_internal.h"
+
+#define PRED_MIN_BLOCKS 20    /* blocks before the model may be trusted */
+#define PRED_CONV_RMS_C 0.6   /* and a recent RMS block prediction error below this */
+#define PRED_RAMP_COLD 0.05   /* duty per second while not converged */
+#define PRED_RAMP_WARM 0.5    /* duty per second once converged (decreases are never limited) */
+#define PRED_CUSUM_K 0.5      /* CUSUM drift, in σ */
+#define PRED_CUSUM_H 6.0      /* CUSUM threshold, in σ */
+#define PRED_T_REF 60.0       /* leakage slope reference temperature */
+#define PRED_HOT_DEADBAND_C 0.0 /* ... beyond this innovation (°C); 0: all of it (a deadband slowed the reaction) */
+#define PRED_HOT_GAIN 2.0     /* offset gain multiplier for hotter-than-predicted readings */
+
+typedef struct {
+    /* thermal identification: θ = (a, b·xs, c'), φ = (T̄[j] − t0, x̄/xs, 1), y = T̄[j+1] − t0 */
+    double th[3], P[3][3], P0[3][3], trace_max;
+    double t0, xs;
+    int power_input, started;
+    double blk_t, blk_x, blk_time;
+    int blk_n;
+    double prev_t, prev_x;
+    int have_prev;
+    double block_len;      /* mean block length (s) */
+    long blocks, changes;
+    double err_ms, sigma2; /* EWMA of e², long-run noise variance of e */
+    double cusum_hi, cusum_lo;
+    long conv_blocks;      /* blocks since the last (re)start of the identification */
+    /* power model: ψ = (1, u, (T − 60)/10), P = ψ·w */
+    double w[3], Q[3][3], q_trace_max;
+    /* Kalman filter on (T, D) */
+    double kt, kd, kp[2][2];
+    int have_k;
+    /* control */
+    double u_prev;
+    double last_t_s;       /* time of the last sample, s */
+    int have_last;
+    double t0_c, pred_c, tss_c; /* last T0 used, predicted T(H), steady temperature at u */
+    int converged;
+    /* the identified physics (cached on each block) */
+    double r, tau, tamb;
+    int valid;
+} pred_state;
+
+/* ---------------------------------------------------------------------------------
+ * small linear algebra */
+
+/* One RLS step with forgetting lambda; returns the a priori error. */
+static double rls3(double th[3], double P[3][3], const double phi[3], double y, double lambda) {
+    double pphi[3], e = y;
+    for (int i = 0; i < 3; i++) {
+        e -= th[i] * phi[i];
+        pphi[i] = P[i][0] * phi[0] + P[i][1] * phi[1] + P[i][2] * phi[2];
+    }
+    double den = lambda + phi[0] * pphi[0] + phi[1] * pphi[1] + phi[2] * pphi[2];
+    double k[3];
+    for (int i = 0; i < 3; i++) k[i] = pphi[i] / den;
+    for (int i = 0; i < 3; i++) th[i] += k[i] * e;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) P[i][j] = (P[i][j] - k[i] * pphi[j]) / lambda;
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++) P[i][j] = P[j][i] = 0.5 * (P[i][j] + P[j][i]);
+    return e;
+}
+
+static double trace3(double P[3][3]) { return P[0][0] + P[1][1] + P[2][2]; }
+
+/* ---------------------------------------------------------------------------------
+ * identification */
+
+static void derive(pred_state *s) {
+    double a = s->th[0];
+    s->valid = 0;
+    if (!(a > 0.05 && a < 0.99999)) return;
+    double block = s->block_len > 0 ? s->block_len : 1.0;
+    double r = s->th[1] / s->xs / (1.0 - a);
+    if (!(r > 0) || !isfinite(r)) return;
+    s->tau = -block / log(a);
+    s->r = r;
+    s->tamb = s->t0 + s->th[2] / (1.0 - a);
+    s->valid = isfinite(s->tau) && isfinite(s->tamb);
+}
+
+/* Seeds θ and its covariance from the configured plant (if any) at the first sample. */
+static void start_identification(pred_state *s, const th_gov_config *cfg, const th_sample *smp) {
+    double t = th_gov_temp_c(smp);
+    s->power_input = (smp->valid & TH_SAMPLE_POWER) != 0;
+    s->t0 = t;
+    s->xs = s->power_input ? (cfg->p_max_w > 0 ? cfg->p_max_w : fmax(1.0, smp->power_uw / 1e6 * 2)) : 1.0;
+    s->block_len = cfg->block_s;
+    double rx = 0; /* prior R in input units */
+    if (cfg->r_k_per_w > 0) rx = s->power_input ? cfg->r_k_per_w : cfg->r_k_per_w * (cfg->p_max_w - cfg->p_idle_w);
+    int prior = cfg->tau_s > 0 && rx > 0;
+    double tau0 = prior ? cfg->tau_s : 30.0;
+    double a0 = exp(-cfg->block_s / tau0);
+    double tamb0 = cfg->t_ambient_c != 0 ? cfg->t_ambient_c : t;
+    if (!s->power_input && prior) tamb0 += cfg->r_k_per_w * cfg->p_idle_w;
+    s->th[0] = a0;
+    s->th[1] = prior ? (1 - a0) * rx * s->xs : 0.0;
+    s->th[2] = (1 - a0) * (tamb0 - s->t0);
+    /* covariances relative to a block-mean noise variance of ~0.02 °C²: a prior is
+     * trusted to about ±25 % in τ and R and ±3 °C in ambient; no prior, hardly at all */
+    double sd[3];
+    if (prior) {
+        sd[0] = a0 * (cfg->block_s / tau0) * 0.25;
+        sd[1] = fabs(s->th[1]) * 0.25 + 1e-6;
+        sd[2] = (1 - a0) * 3.0;
+    } else {
+        sd[0] = 0.1;
+        sd[1] = 10.0;
+        sd[2] = 3.0;
+    }
+    memset(s->P0, 0, sizeof s->P0);
+    for (int i = 0; i < 3; i++) s->P0[i][i] = sd[i] * sd[i] / 0.02;
+    memcpy(s->P, s->P0, sizeof s->P);
+    /* the trace bound: what the covariance may regrow to by forgetting */
+    s->trace_max = fmax(trace3(s->P0), (0.1 * 0.1 + 10.0 * 10.0 + 3.0 * 3.0) / 0.02 * 0.01);
+    s->sigma2 = 0.05;
+    s->err_ms = 0.05;
+    /* power model */
+    memset(s->Q, 0, sizeof s->Q);
+    if (s->power_input) {
+        double pmax = cfg->p_max_w > 0 ? cfg->p_max_w : s->xs;
+        s->w[0] = cfg->p_max_w > 0 ? cfg->p_idle_w : 0.1 * pmax;
+        s->w[1] = cfg->p_max_w > 0 ? cfg->p_max_w - cfg->p_idle_w : 0.9 * pmax;
+        s->w[2] = 0.0;
+        double sdw[3] = {0.1 * pmax, (cfg->p_max_w > 0 ? 0.1 : 0.5) * pmax, 0.05 * pmax};
+        double noise = 0.01 * pmax; /* power readings within ~1 % */
+        for (int i = 0; i < 3; i++) s->Q[i][i] = sdw[i] * sdw[i] / (noise * noise);
+        s->q_trace_max = trace3(s->Q);
+    } else {
+        s->w[0] = 0.0;
+        s->w[1] = 1.0;
+        s->w[2] = 0.0;
+    }
+    derive(s);
+    s->started = 1;
+}
+
+/* Closes a block: one RLS step, the change detector, the convergence test. */
+static void close_block(pred_state *s, const th_gov_config *cfg) {
+    double tb = s->blk_t / s->blk_n, xb = s->blk_x / s->blk_n;
+    s->block_len += 0.2 * (s->blk_time - s->block_len);
+    if (s->have_prev) {
+        double phi[3] = {s->prev_t - s->t0, 0.5 * (s->prev_x + xb) / s->xs, 1.0};
+        double lambda = trace3(s->P) < s->trace_max ? cfg->forgetting : 1.0;
+        double e = rls3(s->th, s->P, phi, tb - s->t0, lambda);
+        s->blocks++;
+        s->conv_blocks++;
+        s->err_ms += 0.1 * (e * e - s->err_ms);
+        /* noise floor for the detector: a slow average of e², floored at quantization-level noise */
+        double sigma = sqrt(fmax(s->sigma2, 0.01));
+        if (s->blocks > PRED_MIN_BLOCKS) { /* not while the first identification settles */
+            s->cusum_hi = fmax(0.0, s->cusum_hi + e / sigma - PRED_CUSUM_K);
+            s->cusum_lo = fmax(0.0, s->cusum_lo - e / sigma - PRED_CUSUM_K);
+        }
+        if (s->cusum_hi > PRED_CUSUM_H || s->cusum_lo > PRED_CUSUM_H) {
+            /* the plant changed: forget much of what was learned about it */
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) s->P[i][j] += 0.1 * s->P0[i][j];
+            s->cusum_hi = s->cusum_lo = 0;
+            s->changes++;
+            s->conv_blocks = 0;
+        } else if (s->conv_blocks > PRED_MIN_BLOCKS) {
+            s->sigma2 += 0.01 * (e * e - s->sigma2);
+        }
+        derive(s);
+    }
+    s->prev_t = tb;
+    s->prev_x = xb;
+    s->have_prev = 1;
+    s->blk_t = s->blk_x = s->blk_time = 0;
+    s->blk_n = 0;
+    s->converged = s->valid && s->conv_blocks >= PRED_MIN_BLOCKS && s->err_ms < PRED_CONV_RMS_C * PRED_CONV_RMS_C;
+}
+
+/* ---------------------------------------------------------------------------------
+ * the governor */
+
+static th_status pred_init(void *state, const th_gov_config *cfg) {
+    pred_state *s = state;
+    memset(s, 0, sizeof *s);
+    s->u_prev = cfg->safe_duty;
+    s->pred_c = s->tss_c = s->t0_c = NAN;
+    return TH_OK;
+}
+
+static void pred_reset(void *state, const th_gov_config *cfg) { pred_init(state, cfg); }
+
+/* Power (or duty) the model expects at duty u and temperature t. */
+static double model_x(const pred_state *s, double u, double t) {
+    return s->w[0] + s->w[1] * u + s->w[2] * (t - PRED_T_REF) / 10.0;
+}
+
+static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *smp, double dt_arg,
+                        th_gov_output *out) {
+    pred_state *s = state;
+    double y = th_gov_temp_c(smp);
+    double now = (double)smp->t_ns / 1e9;
+    if (!s->started) start_identification(s, cfg, smp);
+    double dt = s->have_last && now > s->last_t_s ? now - s->last_t_s : (dt_arg > 0 ? dt_arg : cfg->period_s);
+    int gap = s->have_last && dt > 2.5 * cfg->period_s && dt > 2.5 * dt_arg;
+    s->last_t_s = now;
+    s->have_last = 1;
+    double u_applied = (smp->valid & TH_SAMPLE_UTIL) ? smp->util : s->u_prev;
+    double x_meas = s->power_input && (smp->valid & TH_SAMPLE_POWER) ? smp->power_uw / 1e6 : model_x(s, u_applied, y);
+
+    /* power model */
+    if (s->power_input && (smp->valid & TH_SAMPLE_POWER)) {
+        double psi[3] = {1.0, u_applied, (y - PRED_T_REF) / 10.0};
+        double lambda = trace3(s->Q) < s->q_trace_max ? 0.999 : 1.0;
+        rls3(s->w, s->Q, psi, x_meas, lambda);
+    }
+
+    /* identification on block means; a gap (fail-safe, lost samples) breaks the chain */
+    if (gap) {
+        s->have_prev = 0;
+        s->blk_t = s->blk_x = s->blk_time = 0;
+        s->blk_n = 0;
+    }
+    s->blk_t += y;
+    s->blk_x += x_meas;
+    s->blk_n++;
+    s->blk_time += dt;
+    if (s->blk_time >= cfg->block_s - 0.5 * dt) close_block(s, cfg);
+
+    /* state estimate */
+    double tau = s->valid ? s->tau : (cfg->tau_s > 0 ? cfg->tau_s : 30.0);
+    double r = s->valid ? s->r : 0, tamb = s->valid ? s->tamb : y;
+    if (!s->have_k || gap) {
+        s->kt = y;
+        s->kd = 0;
+        s->kp[0][0] = 1.0;
+        s->kp[0][1] = s->kp[1][0] = 0;
+        s->kp[1][1] = 4.0;
+        s->have_k = 1;
+    } else {
+        double f = exp(-dt / tau);
+        double tss = tamb + r * x_meas;
+        /* predict: T' = f·T + (1 − f)·(tss + D), D' = D */
+        double kt = f * s->kt + (1 - f) * (tss + s->kd);
+        double F[2][2] = {{f, 1 - f}, {0, 1}};
+        double Pp[2][2];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                double acc = 0;
+                for (int k = 0; k < 2; k++)
+                    for (int l = 0; l < 2; l++) acc += F[i][k] * s->kp[k][l] * F[j][l];
+                Pp[i][j] = acc;
+            }
+        Pp[0][0] += 1e-3 * dt;         /* model error in T */
+        Pp[1][1] += 0.5 * dt;          /* D drifts up to ~0.7 °C/√s */
+        double rv = 0.15;              /* sensor variance: ~0.3 °C noise with 1 °C steps */
+        double sden = Pp[0][0] + rv;
+        double g0 = Pp[0][0] / sden, g1 = Pp[1][0] / sden;
+        double innov = y - kt;
+        s->kt = kt + g0 * innov;
+        /* asymmetric on purpose: a reading hotter than predicted moves the offset
+         * PRED_HOT_GAIN times faster than a cooler one (a slower fan must be caught within
+         * a second or two; a cooler reading can wait). The price is a small bias towards
+         * caution in steady state (about 0.5 °C, which costs ~1-2 % of work). */
+        s->kd += g1 * innov + (PRED_HOT_GAIN - 1.0) * g1 * fmax(0.0, innov - PRED_HOT_DEADBAND_C);
+        s->kp[0][0] = (1 - g0) * Pp[0][0];
+        s->kp[0][1] = (1 - g0) * Pp[0][1];
+        s->kp[1][0] = Pp[1][0] - g1 * Pp[0][0];
+        s->kp[1][1] = Pp[1][1] - g1 * Pp[0][1];
+        if (!s->valid) s->kd = 0; /* no model: nothing to offset */
+    }
+
+    /* control */
+    double lim = cfg->limit_c - cfg->margin_c;
+    double u;
+    if (s->valid) {
+        double rg = s->power_input ? r * s->w[2] / 10.0 : 0.0; /* leakage feedback R·dP/dT */
+        if (rg > 0.9) rg = 0.9;
+        double tau_eff = tau / (1.0 - rg);
+        /* steady temperature at duty u: T = (base + R·β·u)/(1 − Rγ') */
+        double base = tamb + s->kd + r * (s->w[0] - s->w[2] * PRED_T_REF / 10.0);
+        double slope = r * s->w[1];
+        double tss_now = (base + slope * u_applied) / (1.0 - rg);
+        double t0 = s->kt + cfg->sensor_lag_s * (tss_now - s->kt) / tau_eff; /* undo the sensor lag */
+        double k = 1.0 - exp(-cfg->horizon_s / tau_eff);
+        double t_allow = t0 + (lim - t0) / k;
+        u = slope > 0 ? (t_allow * (1.0 - rg) - base) / slope : 1.0;
+        double uc = th_gov_clamp(u, cfg->min_duty, 1.0);
+        s->tss_c = (base + slope * uc) / (1.0 - rg);
+        s->pred_c = t0 + (s->tss_c - t0) * k;
+        s->t0_c = t0;
+    } else {
+        u = 1.0;
+        s->t0_c = y;
+        s->pred_c = s->tss_c = NAN;
+    }
+    if (!s->converged) {
+        /* cautious until the model is trusted: slow ramp, back off near the limit */
+        u = fmin(u, s->u_prev + PRED_RAMP_COLD * dt);
+        if (s->t0_c > lim - 3.0) u = fmin(u, s->u_prev);
+        if (s->t0_c > lim) u = fmin(u, fmin(s->u_prev, cfg->safe_duty) - 0.1 * dt);
+    } else {
+        u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
+    }
+    u = th_gov_clamp(u, cfg->min_duty, 1.0);
+    s->u_prev = u;
+    out->duty = u;
+    out->predicted_c = s->pred_c;
+}
+
+static void pred_describe(const void *state, const th_gov_config *cfg, char *buf, size_t len) {
+    const pred_state *s = state;
+    if (!s->valid) {
+        snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f", s->blocks, s->u_prev);
+        return;
+    }
+    snprintf(buf, len, "predictive: R %.4g %s, tau %.1f s, T_amb %.1f °C, offset %+.2f °C, duty %.3f, T(%.0f s) %.2f °C%s",
+             s->r, s->power_input ? "K/W" : "K/duty", s->tau, s->tamb, s->kd, s->u_prev, cfg->horizon_s, s->pred_c,
+             s->converged ? "" : " (converging)");
+}
+
+static th_status pred_model(const void *state, th_gov_model *out) {
+    const pred_state *s = state;
+    memset(out, 0, sizeof *out);
+    out->valid = s->valid;
+    out->converged = s->converged;
+    out->power_input = s->power_input;
+    out->r = s->valid ? s->r : NAN;
+    out->tau_s = s->valid ? s->tau : NAN;
+    out->t_ambient_c = s->valid ? s->tamb : NAN;
+    out->offset_c = s->kd;
+    out->rms_error_c = sqrt(s->err_ms);
+    out->blocks = s->blocks;
+    out->changes = s->changes;
+    return TH_OK;
+}
+
+const th_governor_ops th_gov_predictive_ops = {
+    .name = "predictive",
+    .api_version = TH_GOV_API_VERSION,
+    .source = "this project: online RLS identification of the first-order RC model (R, tau, T_amb) with "
+              "forgetting and CUSUM change detection, Kalman offset estimate, highest duty whose predicted "
+              "temperature over the horizon stays under limit - margin",
+    .state_size = sizeof(pred_state),
+    .fail_safe = 1,
+    .init = pred_init,
+    .decide = pred_decide,
+    .reset = pred_reset,
+    .describe = pred_describe,
+    .model = pred_model,
+};

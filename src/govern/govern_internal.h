@@ -1,0 +1,35 @@
+/* govern_internal.h: the governor plug-in interface (an ops struct per governor, listed in
+ * the registry in governor.c) and helpers the governors share. */
+#ifndef THERMO_GOVERN_INTERNAL_H
+#define THERMO_GOVERN_INTERNAL_H
+
+#include <stdio.h>
+
+#include "thermo/govern.h"
+
+/* One governor. decide() is pure: it reads the sample, updates its own state and fills
+ * out->duty (and predicted_c); it never sleeps or does I/O. The wrapper in governor.c has
+ * already checked the sample (fail-safe), clamps the duty to [min_duty, 1] and sets the
+ * thread cap. State is state_size bytes, zeroed before init. */
+typedef struct {
+    const char *name;
+    int api_version;           /* TH_GOV_API_VERSION */
+    const char *source;        /* where the rules come from */
+    size_t state_size;
+    int fail_safe;             /* 1: the wrapper applies the fail-safe (every governor but none) */
+    th_status (*init)(void *state, const th_gov_config *cfg);
+    void (*decide)(void *state, const th_gov_config *cfg, const th_sample *s, double dt_s, th_gov_output *out);
+    void (*reset)(void *state, const th_gov_config *cfg); /* NULL: zero the state and init again */
+    /* optional: one line on the last decision */
+    void (*describe)(const void *state, const th_gov_config *cfg, char *buf, size_t len);
+    /* optional: the identified model */
+    th_status (*model)(const void *state, th_gov_model *out);
+} th_governor_ops;
+
+extern const th_governor_ops th_gov_none_ops, th_gov_bang_bang_ops, th_gov_step_wise_ops, th_gov_pid_ops,
+    th_gov_predictive_ops;
+
+static inline double th_gov_temp_c(const th_sample *s) { return s->temp_mc / 1000.0; }
+static inline double th_gov_clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+#endif

@@ -1,0 +1,284 @@
+/* governor.c: the governor registry, configuration defaults, and the wrapper every
+ * decision goes through: it checks the sample (the fail-safe of invariant 2), calls the
+ * governor's pure decide(), clamps the duty and publishes the thread cap. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "govern/govern_internal.h"
+
+/* The registry, in the order the benchmark lists them. */
+static const th_governor_ops *const registry[] = {
+    &th_gov_none_ops, &th_gov_bang_bang_ops, &th_gov_step_wise_ops, &th_gov_pid_ops, &th_gov_predictive_ops,
+};
+#define N_GOVERNORS (sizeof registry / sizeof registry[0])
+
+size_t th_governor_count(void) { return N_GOVERNORS; }
+const char *th_governor_name(size_t i) { return i < N_GOVERNORS ? registry[i]->name : NULL; }
+const char *th_governor_source(size_t i) { return i < N_GOVERNORS ? registry[i]->source : NULL; }
+
+/* ---------------------------------------------------------------------------------
+ * configuration */
+
+th_gov_config th_gov_config_default(double limit_c) {
+    th_gov_config c;
+    memset(&c, 0, sizeof c);
+    c.limit_c = limit_c;
+    c.period_s = 0.1;
+    c.safe_duty = 0.5;
+    c.min_duty = 0.05;
+    c.stale_s = 2.0;
+    c.stuck_s = 120.0;
+    c.recover_samples = 3;
+    c.hysteresis_c = 2.0;
+    c.switch_on_c = limit_c - 10.0;
+    c.margin_c = 0.5;
+    c.horizon_s = 10.0;
+    c.forgetting = 0.995;
+    c.block_s = 1.0;
+    return c;
+}
+
+void th_gov_config_set_plant(th_gov_config *c, const th_thermal_profile *p) {
+    c->p_idle_w = p->p_idle_w;
+    c->p_max_w = p->p_max_w;
+    c->r_k_per_w = p->r_k_per_w;
+    c->tau_s = p->r_k_per_w * p->c_j_per_k;
+    c->t_ambient_c = p->t_ambient_c;
+    c->sensor_lag_s = p->sensor_lag_s;
+}
+
+double th_gov_default_limit_c(const th_thermal_profile *p) { return p->t_max_operating_c - 2.0; }
+
+/* Fills zero fields with defaults and rejects what cannot work. */
+static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
+    if (!in) return th_fail(TH_ERR_INVALID, "governor: no configuration");
+    *c = *in;
+    if (!isfinite(c->limit_c) || c->limit_c < -40 || c->limit_c > 150)
+        return th_fail(TH_ERR_INVALID, "governor: limit_c must be a temperature in -40..150 °C, got %g", c->limit_c);
+    th_gov_config d = th_gov_config_default(c->limit_c);
+    if (!(c->period_s > 0)) c->period_s = d.period_s;
+    if (c->safe_duty == 0) c->safe_duty = d.safe_duty;
+    if (c->min_duty == 0) c->min_duty = d.min_duty;
+    if (!(c->stale_s > 0)) c->stale_s = d.stale_s;
+    if (c->stuck_s < 0 || !isfinite(c->stuck_s)) c->stuck_s = d.stuck_s;
+    if (c->recover_samples <= 0) c->recover_samples = d.recover_samples;
+    if (!(c->hysteresis_c > 0)) c->hysteresis_c = d.hysteresis_c;
+    if (c->switch_on_c == 0 || !isfinite(c->switch_on_c)) c->switch_on_c = d.switch_on_c;
+    if (!(c->margin_c > 0)) c->margin_c = d.margin_c;
+    if (!(c->horizon_s > 0)) c->horizon_s = d.horizon_s;
+    if (!(c->forgetting > 0)) c->forgetting = d.forgetting;
+    if (!(c->block_s > 0)) c->block_s = d.block_s;
+    if (!(c->min_duty > 0 && c->min_duty <= 1))
+        return th_fail(TH_ERR_INVALID, "governor: min_duty must be in (0, 1], got %g", c->min_duty);
+    if (!(c->safe_duty >= c->min_duty && c->safe_duty <= 1))
+        return th_fail(TH_ERR_INVALID, "governor: safe_duty must be in [min_duty %g, 1], got %g", c->min_duty,
+                       c->safe_duty);
+    if (c->forgetting > 1 || c->forgetting < 0.5)
+        return th_fail(TH_ERR_INVALID, "governor: forgetting must be in [0.5, 1], got %g", c->forgetting);
+    if (c->switch_on_c >= c->limit_c)
+        return th_fail(TH_ERR_INVALID, "governor: switch_on_c (%g) must be below limit_c (%g)", c->switch_on_c,
+                       c->limit_c);
+    if (c->p_max_w < c->p_idle_w || c->p_idle_w < 0)
+        return th_fail(TH_ERR_INVALID, "governor: p_max_w (%g) must be >= p_idle_w (%g) >= 0", c->p_max_w,
+                       c->p_idle_w);
+    if (c->max_threads < 0) return th_fail(TH_ERR_INVALID, "governor: max_threads must be >= 0");
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * the handle and the fail-safe */
+
+struct th_governor {
+    const th_governor_ops *ops;
+    th_gov_config cfg;
+    void *state;
+    /* sample checks the wrapper keeps (a sample may come straight from a plant, with no
+     * th_sensor to track its health) */
+    uint64_t last_t_ns;   /* timestamp of the last sample seen */
+    double repeat_s;      /* how long the timestamp has not advanced */
+    int32_t stuck_mc;     /* the temperature being watched for sticking */
+    double stuck_for_s;
+    int have_last;
+    int fail_safe;        /* currently in fail-safe */
+    int good_run;         /* good samples in a row while in fail-safe */
+    char reason[256];
+    char status[320];
+};
+
+static int find_ops(const char *name) {
+    for (size_t i = 0; i < N_GOVERNORS; i++)
+        if (strcmp(registry[i]->name, name) == 0) return (int)i;
+    return -1;
+}
+
+th_status th_governor_create(const char *name, const th_gov_config *cfg, th_governor **out) {
+    int i = name ? find_ops(name) : -1;
+    if (i < 0)
+        return th_fail(TH_ERR_INVALID, "governor '%s': unknown (known: none, bang_bang, step_wise, pid, predictive)",
+                       name ? name : "(null)");
+    const th_governor_ops *ops = registry[i];
+    if (ops->api_version != TH_GOV_API_VERSION)
+        return th_fail(TH_ERR_UNSUPPORTED, "governor '%s': API version %d, this build speaks %d", name,
+                       ops->api_version, TH_GOV_API_VERSION);
+    th_governor *g = th_calloc(1, sizeof *g);
+    if (!g) return th_fail(TH_ERR_NOMEM, "governor: out of memory");
+    th_status st = complete_config(cfg, &g->cfg);
+    if (st != TH_OK) goto err;
+    g->ops = ops;
+    if (ops->state_size) {
+        g->state = th_calloc(1, ops->state_size);
+        if (!g->state) {
+            st = th_fail(TH_ERR_NOMEM, "governor: out of memory");
+            goto err;
+        }
+    }
+    if (ops->init && (st = ops->init(g->state, &g->cfg)) != TH_OK) goto err;
+    snprintf(g->status, sizeof g->status, "%s: no decision yet", ops->name);
+    *out = g;
+    return TH_OK;
+err:
+    th_free(g->state);
+    th_free(g);
+    return st;
+}
+
+void th_governor_free(th_governor *g) {
+    if (!g) return;
+    th_free(g->state);
+    th_free(g);
+}
+
+void th_governor_reset(th_governor *g) {
+    if (g->ops->reset) {
+        g->ops->reset(g->state, &g->cfg);
+    } else {
+        if (g->ops->state_size) memset(g->state, 0, g->ops->state_size);
+        if (g->ops->init) g->ops->init(g->state, &g->cfg);
+    }
+    g->have_last = 0;
+    g->repeat_s = g->stuck_for_s = 0;
+    g->fail_safe = 0;
+    g->good_run = 0;
+    snprintf(g->status, sizeof g->status, "%s: no decision yet", g->ops->name);
+}
+
+const char *th_governor_get_name(const th_governor *g) { return g->ops->name; }
+const th_gov_config *th_governor_config(const th_governor *g) { return &g->cfg; }
+const char *th_governor_status(const th_governor *g) { return g->status; }
+
+th_status th_governor_model(const th_governor *g, th_gov_model *out) {
+    if (!g->ops->model) return th_fail(TH_ERR_UNSUPPORTED, "governor '%s' identifies no model", g->ops->name);
+    return g->ops->model(g->state, out);
+}
+
+/* Returns the health of this input, with a reason in why. Tracks repeats and sticking
+ * across calls (dt_s is the time since the previous decision). */
+static th_sense_health check_input(th_governor *g, const th_gov_input *in, double dt_s, char *why, size_t n) {
+    const th_gov_config *c = &g->cfg;
+    const th_sample *s = in ? in->sample : NULL;
+    why[0] = '\0';
+    if (!s) {
+        snprintf(why, n, "no sample");
+        return TH_HEALTH_STALE;
+    }
+    if (in->health != TH_HEALTH_OK) {
+        snprintf(why, n, "%s", in->health_why && *in->health_why ? in->health_why : "reported by the sensor");
+        return in->health;
+    }
+    if (in->read_status != TH_OK) {
+        snprintf(why, n, "the read failed (%s)", th_status_name(in->read_status));
+        return s->fault != TH_HEALTH_OK ? s->fault : TH_HEALTH_STALE;
+    }
+    if (s->fault != TH_HEALTH_OK) {
+        snprintf(why, n, "the sensor flagged the sample");
+        return s->fault;
+    }
+    if (!(s->valid & TH_SAMPLE_TEMP)) {
+        snprintf(why, n, "the sample holds no temperature");
+        return TH_HEALTH_NONSENSE;
+    }
+    if (s->temp_mc < -40000 || s->temp_mc > 150000) {
+        snprintf(why, n, "temperature %.3f °C is outside -40..150 °C", s->temp_mc / 1000.0);
+        return TH_HEALTH_NONSENSE;
+    }
+    if ((s->valid & TH_SAMPLE_POWER) && s->power_uw < 0) {
+        snprintf(why, n, "negative power %.3f W", s->power_uw / 1e6);
+        return TH_HEALTH_NONSENSE;
+    }
+    if ((s->valid & TH_SAMPLE_UTIL) && !(s->util >= 0 && s->util <= 1)) {
+        snprintf(why, n, "utilization %g is outside 0..1", s->util);
+        return TH_HEALTH_NONSENSE;
+    }
+    if (in->now_ns && in->now_ns > s->t_ns && (double)(in->now_ns - s->t_ns) / 1e9 > c->stale_s) {
+        snprintf(why, n, "the sample is %.1f s old (limit %.1f s)", (double)(in->now_ns - s->t_ns) / 1e9, c->stale_s);
+        return TH_HEALTH_STALE;
+    }
+    double step = dt_s > 0 && isfinite(dt_s) ? dt_s : 0;
+    if (g->have_last && s->t_ns <= g->last_t_ns) {
+        g->repeat_s += step;
+        if (g->repeat_s > c->stale_s) {
+            snprintf(why, n, "no new sample for %.1f s (limit %.1f s)", g->repeat_s, c->stale_s);
+            return TH_HEALTH_STALE;
+        }
+    } else {
+        if (g->have_last && s->temp_mc == g->stuck_mc) {
+            g->stuck_for_s += (double)(s->t_ns - g->last_t_ns) / 1e9;
+        } else {
+            g->stuck_mc = s->temp_mc;
+            g->stuck_for_s = 0;
+        }
+        g->repeat_s = 0;
+        g->last_t_ns = s->t_ns;
+        g->have_last = 1;
+    }
+    if (c->stuck_s > 0 && g->stuck_for_s >= c->stuck_s) {
+        snprintf(why, n, "temperature stuck at %.3f °C for %.1f s (limit %.1f s)", g->stuck_mc / 1000.0,
+                 g->stuck_for_s, c->stuck_s);
+        return TH_HEALTH_STUCK;
+    }
+    return TH_HEALTH_OK;
+}
+
+void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_gov_output *out) {
+    const th_gov_config *c = &g->cfg;
+    out->threads = c->max_threads;
+    out->predicted_c = NAN;
+    out->fail_safe = 0;
+    char why[200];
+    th_sense_health h = check_input(g, in, dt_s, why, sizeof why);
+    if (h != TH_HEALTH_OK) g->good_run = 0;
+    if (g->ops->fail_safe && (h != TH_HEALTH_OK || (g->fail_safe && ++g->good_run < c->recover_samples))) {
+        if (h != TH_HEALTH_OK) {
+            char reason[256];
+            snprintf(reason, sizeof reason, "%s: %s", th_sense_health_name(h), why);
+            if (!g->fail_safe || strcmp(reason, g->reason) != 0)
+                th_log(TH_LOG_WARN, "governor %s: fail-safe at duty %.2f: %s", g->ops->name, c->safe_duty, reason);
+            snprintf(g->reason, sizeof g->reason, "%s", reason);
+        }
+        g->fail_safe = 1;
+        out->duty = c->safe_duty;
+        out->fail_safe = 1;
+        snprintf(g->status, sizeof g->status, "fail-safe: %s (duty %.2f)", g->reason, c->safe_duty);
+        return;
+    }
+    if (g->fail_safe) {
+        th_log(TH_LOG_INFO, "governor %s: sensor healthy again, leaving fail-safe", g->ops->name);
+        g->fail_safe = 0;
+        g->good_run = 0;
+    }
+    if (h != TH_HEALTH_OK) { /* "none": full speed regardless, as the baseline must */
+        out->duty = 1.0;
+        snprintf(g->status, sizeof g->status, "%s: full speed (sensor %s ignored)", g->ops->name,
+                 th_sense_health_name(h));
+        return;
+    }
+    out->duty = 1.0;
+    g->ops->decide(g->state, c, in->sample, dt_s, out);
+    if (!(out->duty >= c->min_duty)) out->duty = c->min_duty; /* NaN included */
+    if (out->duty > 1) out->duty = 1;
+    if (g->ops->describe)
+        g->ops->describe(g->state, c, g->status, sizeof g->status);
+    else
+        snprintf(g->status, sizeof g->status, "%s: duty %.3f", g->ops->name, out->duty);
+}

@@ -1,0 +1,108 @@
+/* test_pipeline_governed.c: the governor and the pace in real training runs on the
+ * simulated plant (this machine has no sensors), through the CLI:
+ *  - invariant 1: an ungoverned run, a run paced at a fixed duty 0.5 and a run the
+ *    predictive governor throttles hard end with bit-identical weights;
+ *  - halving the duty lowers the steady temperature as the plant model predicts
+ *    (T = T_amb + R·(P_idle + (P_max − P_idle)·u) with the measured duty u);
+ *  - a governed run on a plant that full speed would take to 75 °C stays under the limit. */
+#include <jansson.h>
+
+#include "test_util.h"
+#include "thermo/io.h"
+
+static const char *bin(void) {
+    const char *b = getenv("THERMO_BIN");
+    return b && *b ? b : "./build/thermo";
+}
+
+static char corpus[4400], profile[4400], tmp[4096];
+
+/* Runs a short training into tmp/name with extra flags; returns the report JSON (or NULL). */
+static json_t *train(const char *name, long steps, const char *flags) {
+    char cmd[40000];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --model small --data '%s' --steps %ld --batch 2 --seq 32 --val-every 0 --threads 2 "
+             "--profile '%s' --hz 20 --out '%s/%s' --report-json '%s/%s.json' %s 2>'%s/%s.log'",
+             bin(), corpus, steps, profile, tmp, name, tmp, name, flags, tmp, name);
+    int st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run %s failed: %s", name, cmd);
+    char path[8500];
+    snprintf(path, sizeof path, "%s/%s.json", tmp, name);
+    json_error_t err;
+    return json_load_file(path, 0, &err);
+}
+
+static double num(json_t *j, const char *a, const char *b) {
+    json_t *o = json_object_get(j, a);
+    if (b) o = json_object_get(o, b);
+    return json_is_number(o) ? json_number_value(o) : NAN;
+}
+
+static float *weights(const char *name, size_t *n) {
+    char path[8500];
+    snprintf(path, sizeof path, "%s/%s/checkpoint.bin", tmp, name);
+    th_gpt2 *m = NULL;
+    if (th_checkpoint_load(path, &m, NULL) != TH_OK) return NULL;
+    *n = th_gpt2_num_params(th_gpt2_get_config(m));
+    float *w = malloc(*n * sizeof(float));
+    memcpy(w, th_gpt2_params(m), *n * sizeof(float));
+    th_gpt2_free(m);
+    return w;
+}
+
+int main(void) {
+    snprintf(tmp, sizeof tmp, "%.4000s", test_tmp_dir("pipeline_governed"));
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", tmp);
+    snprintf(profile, sizeof profile, "%s/tests/fixtures/pipeline/fast-plant.json", test_source_dir());
+    FILE *f = fopen(corpus, "w");
+    for (int i = 0; i < 400; i++) fprintf(f, "Line %d of the test corpus, with words enough to learn.\n", i);
+    fclose(f);
+
+    // invariant 1: pacing changes when the work runs, never what it computes
+    json_t *a = train("ungoverned", 8, "--governor none");
+    json_t *b = train("fixed_half", 8, "--duty 0.5");
+    json_t *c = train("throttled", 8, "--governor predictive --temp-limit 26");
+    size_t na = 0, nb = 0, nc = 0;
+    float *wa = weights("ungoverned", &na), *wb = weights("fixed_half", &nb), *wc = weights("throttled", &nc);
+    CHECK(wa && wb && wc && na == nb && na == nc, "checkpoints missing");
+    if (wa && wb && wc) {
+        CHECK(memcmp(wa, wb, na * 4) == 0, "duty 0.5 changed the weights");
+        CHECK(memcmp(wa, wc, na * 4) == 0, "the predictive governor changed the weights");
+    }
+    double idle_b = num(b, "thermal", "idle_s"), busy_b = num(b, "thermal", "busy_s");
+    double idle_c = num(c, "thermal", "idle_s");
+    printf("invariant 1: ungoverned, duty 0.5 (%.2f s idle for %.2f s busy) and throttled (%.2f s idle) runs give "
+           "bit-identical weights\n", idle_b, busy_b, idle_c);
+    CHECK(idle_b > 0.5 * busy_b, "duty 0.5 injected only %.2f s idle for %.2f s of work", idle_b, busy_b);
+    CHECK(idle_c > 0, "a 26 C limit did not make the governor throttle");
+    free(wa), free(wb), free(wc);
+    json_decref(a), json_decref(b), json_decref(c);
+
+    // halving the duty: steady temperatures against the model (tau = 1 s; runs last several tau)
+    json_t *full = train("duty_full", 200, "--duty 1");
+    json_t *half = train("duty_half", 120, "--duty 0.5");
+    double t1 = num(full, "temp_last_c", NULL), t2 = num(half, "temp_last_c", NULL);
+    double u1 = num(full, "thermal", "busy_s") / (num(full, "thermal", "busy_s") + num(full, "thermal", "idle_s"));
+    double u2 = num(half, "thermal", "busy_s") / (num(half, "thermal", "busy_s") + num(half, "thermal", "idle_s"));
+    // steady temperature for a duty u on this profile (no leakage): 25 + 2·(5 + 20·u)
+    double p1 = 25 + 2 * (5 + 20 * u1), p2 = 25 + 2 * (5 + 20 * u2);
+    printf("duty %.2f: %.2f C (model %.2f C); duty %.2f: %.2f C (model %.2f C); seconds %.1f / %.1f\n", u1, t1, p1, u2,
+           t2, p2, num(full, "duration_s", NULL), num(half, "duration_s", NULL));
+    CHECK(t2 < t1 - 5, "halving the duty did not cool the plant: %.2f vs %.2f C", t2, t1);
+    // the plant integrates the pace's measured duty over a sliding window; allow 1 C (0.025 of
+    // duty on this profile; measured: 0.01 C)
+    CHECK(fabs(t1 - p1) < 1.0 && fabs(t2 - p2) < 1.0, "steady temperatures off the model");
+    json_decref(full), json_decref(half);
+
+    // a governed run stays under the limit (default 68 C) where full speed settles at 75 C
+    json_t *g = train("governed", 250, "--governor predictive");
+    double limit = num(g, "thermal", "limit_c"), peak = num(g, "temp_peak_c", NULL);
+    double above = num(g, "thermal", "above_limit_s");
+    printf("governed: limit %.1f C, peak %.2f C, %.2f s above, duty %.2f\n", limit, peak, above,
+           num(g, "thermal", "busy_s") / (num(g, "thermal", "busy_s") + num(g, "thermal", "idle_s")));
+    CHECK(limit == 68.0, "default limit %.1f, expected t_max_operating - 2 = 68", limit);
+    CHECK(above == 0.0 && peak <= limit, "governed run went above its limit: peak %.2f, %.2f s", peak, above);
+    CHECK(peak > limit - 3, "the governor held the plant far below the limit (%.2f C): work was wasted", peak);
+    json_decref(g);
+    return test_summary();
+}
