@@ -116,9 +116,37 @@ static void test_sensors_cli(const char *dir) {
     th_free(rows);
 }
 
+/* A sensor with utilization only (/proc/stat) and --tdp-w: the energy comes from the CPU power
+ * model and is labelled modeled, never measured. Uses the model the training test saved. */
+static void test_cpu_power_model(const char *dir) {
+    char cmd[9000], rep[4200];
+    snprintf(rep, sizeof rep, "%s/cpu_model.json", dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' generate --model '%s/run/model' --prompt 'And it was so' --max-tokens 20 --temperature 0 "
+             "--sensor procstat --tdp-w 15 --report-json '%s' >/dev/null 2>&1",
+             bin(), dir, rep);
+    CHECK(run(cmd) == 0, "generate with the CPU power model failed: %s", cmd);
+    json_error_t err;
+    json_t *j = json_load_file(rep, 0, &err);
+    CHECK(j != NULL, "report: %s", err.text);
+    if (!j) return;
+    const char *basis = json_string_value(json_object_get(j, "basis"));
+    const char *src = json_string_value(json_object_get(j, "energy_source"));
+    double kwh = json_number_value(json_object_get(j, "energy_it_kwh"));
+    printf("cpu power model: %.3g J, basis %s, source %s\n", kwh * 3.6e6, basis, src);
+    CHECK(basis && !strcmp(basis, "modeled"), "basis %s", basis ? basis : "(none)");
+    CHECK(src && strstr(src, "cpu model: TDP 15 W"), "source %s", src ? src : "(none)");
+    // TDP 15 W x (0.1 + 0.9 u^3) lies in [1.5, 15] W over the run
+    double d = json_number_value(json_object_get(j, "duration_s"));
+    CHECK(d > 0 && kwh * 3.6e6 >= 1.5 * d * 0.99 && kwh * 3.6e6 <= 15 * d * 1.01, "energy %.3g J over %.3g s", kwh * 3.6e6, d);
+    CHECK(json_is_false(json_object_get(j, "measured")), "modeled energy reported as measured");
+    json_decref(j);
+}
+
 int main(void) {
     const char *dir = test_tmp_dir("pipeline_run");
     test_train_telemetry(dir);
+    test_cpu_power_model(dir);
     test_sensors_cli(dir);
     return test_summary();
 }

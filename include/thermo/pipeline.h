@@ -80,6 +80,8 @@ typedef struct {
     double temp_limit_c;       /* NaN: the device's max operating temperature − 2 °C (plant
                                   profile or sensor limits), else 80 °C */
     double fixed_duty;         /* NaN: the governor decides; else pace at this duty, always */
+    double cpu_tdp_w;          /* > 0: when the sensor gives neither an energy counter nor power,
+                                  model the CPU's power from its utilization (th_cpu_model_power_uw) */
 } th_run_opts;
 
 th_run_opts th_run_opts_default(void);

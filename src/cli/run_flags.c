@@ -28,6 +28,8 @@ const char *cli_run_flags_help(void) {
            "  --sysfs-root DIR        read /sys and /proc under DIR (fixture trees)\n"
            "  --hz N                  sampling rate (default 10)\n"
            "  --telemetry FILE        log samples and steps (CSV, or JSONL for .jsonl)\n"
+           "  --tdp-w W               CPU TDP: model power from utilization when no energy or power\n"
+           "                          sensor exists (CodeCarbon's curve TDP x (0.1 + 0.9 u^3))\n"
            "eco report (factors: data/factors/*.csv, each with source and year):\n"
            "  --region CODE           grid region (default WORLD); or --grid-g-per-kwh G\n"
            "  --preset NAME           own-machine (default: PUE 1, no on-site water) or datacenter\n"
@@ -43,7 +45,7 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
         f->methane = 1;
         return 1;
     }
-    static const char *const with_value[] = {"--governor", "--temp-limit", "--duty", "--sensor", "--profile", "--sysfs-root", "--hz", "--telemetry",
+    static const char *const with_value[] = {"--governor", "--temp-limit", "--duty", "--sensor", "--tdp-w", "--profile", "--sysfs-root", "--hz", "--telemetry",
                                              "--region", "--preset", "--cooling", "--pue", "--grid-g-per-kwh",
                                              "--wue", "--ewif", "--generator-share", "--factors", "--report-json",
                                              "--emissions-csv", NULL};
@@ -59,6 +61,7 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
     else if (!strcmp(a, "--temp-limit")) return cli_parse_float(cmd, a, v, -50, 200, &f->run.temp_limit_c) ? 1 : -1;
     else if (!strcmp(a, "--duty")) return cli_parse_float(cmd, a, v, 0.001, 1, &f->run.fixed_duty) ? 1 : -1;
     else if (!strcmp(a, "--sensor")) f->run.sensor = v;
+    else if (!strcmp(a, "--tdp-w")) return cli_parse_float(cmd, a, v, 1, 2000, &f->run.cpu_tdp_w) ? 1 : -1;
     else if (!strcmp(a, "--profile")) f->run.sense.profile = v;
     else if (!strcmp(a, "--sysfs-root")) f->run.sense.root = v;
     else if (!strcmp(a, "--telemetry")) f->run.telemetry_path = v;
@@ -157,8 +160,10 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
     if (fig->origin == TH_ORIGIN_MODELED)
         fprintf(stderr, "NOTE: no hardware sensor was read; energy and temperature are MODELED by the simulated plant "
                         "(%s), not measured.\n", fig->sensor);
+    else if (fig->energy.basis == TH_ECO_BASIS_MODELED)
+        fprintf(stderr, "NOTE: energy is MODELED (%s); readings measured by %s\n", fig->energy.source, fig->sensor);
     else
-        fprintf(stderr, "energy measured by %s\n", fig->sensor);
+        fprintf(stderr, "energy measured by %s (%s)\n", fig->energy.source, th_eco_basis_name(fig->energy.basis));
     if (!isnan(fig->temp_max_c))
         fprintf(stderr, "temperature: last %.1f C, peak %.1f C (%s); limit %.1f C, %.1f s above it\n", fig->temp_c,
                 fig->temp_max_c, fig->origin == TH_ORIGIN_MODELED ? "modeled" : "measured", fig->limit_c,
@@ -193,7 +198,8 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
         }
         json_object_set_new((json_t *)j, "per_unit", per);
         json_object_set_new((json_t *)j, "command", json_string(cmd));
-        json_object_set_new((json_t *)j, "measured", json_boolean(fig->origin == TH_ORIGIN_MEASURED));
+        json_object_set_new((json_t *)j, "measured", json_boolean(fig->origin == TH_ORIGIN_MEASURED &&
+                                                                  fig->energy.basis != TH_ECO_BASIS_MODELED));
         if (isfinite(fig->temp_max_c)) json_object_set_new((json_t *)j, "temp_peak_c", json_real(fig->temp_max_c));
         if (isfinite(fig->temp_c)) json_object_set_new((json_t *)j, "temp_last_c", json_real(fig->temp_c));
         json_object_set_new((json_t *)j, "thermal",

@@ -27,7 +27,8 @@ struct th_run {
     int have_first;
     uint64_t first_energy_uj, last_energy_uj, first_t_ns, last_t_ns, prev_sample_ns;
     int energy_counter; /* samples carry an energy counter */
-    th_power_integrator power;
+    th_power_integrator power, model; /* measured (or plant) power; the CPU power model */
+    double cpu_tdp_w;
     double temp_c, temp_max_c, above_limit_s;
     uint64_t samples, failed, fail_safe;
     char source[96], gov_status[160];
@@ -85,6 +86,9 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
         r->last_t_ns = s->t_ns;
     } else if ((s->valid & TH_SAMPLE_POWER) && s->power_uw >= 0) {
         th_power_integrator_add(&r->power, s->t_ns, (uint64_t)s->power_uw);
+    } else if ((s->valid & TH_SAMPLE_UTIL) && r->cpu_tdp_w > 0) {
+        uint64_t p_uw;
+        if (th_cpu_model_power_uw(r->cpu_tdp_w, s->util, &p_uw) == TH_OK) th_power_integrator_add(&r->model, s->t_ns, p_uw);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -129,6 +133,11 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     r->limit_c = isnan(o->temp_limit_c) ? default_limit_c(r->sensor) : o->temp_limit_c;
     th_eco_basis basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_POWER;
     th_power_integrator_init(&r->power, th_sensor_backend(r->sensor), basis);
+    r->cpu_tdp_w = o->cpu_tdp_w;
+    char model_src[128];
+    snprintf(model_src, sizeof model_src, "cpu model: TDP %g W x (0.1 + 0.9 u^3), u from %s", o->cpu_tdp_w,
+             th_sensor_backend(r->sensor));
+    th_power_integrator_init(&r->model, model_src, TH_ECO_BASIS_MODELED);
 
     th_pace_config pc = th_pace_config_default();
     pc.plant = r->plant;
@@ -205,8 +214,9 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
         f->energy.duration_s = (r->last_t_ns - r->first_t_ns) / 1e9;
         f->energy.basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_COUNTER;
         snprintf(f->energy.source, sizeof f->energy.source, "%s", f->sensor);
-    } else if (th_power_integrator_figure(&r->power, &f->energy) == TH_OK) {
-        f->have_energy = 1;
+    } else if (th_power_integrator_figure(&r->power, &f->energy) == TH_OK ||
+               th_power_integrator_figure(&r->model, &f->energy) == TH_OK) {
+        f->have_energy = 1; // measured power first, the CPU power model last
     }
     pthread_mutex_unlock(&r->mu);
 }
