@@ -25,7 +25,7 @@ struct th_run {
     /* written by the sampler thread, read under the mutex */
     pthread_mutex_t mu;
     int have_first;
-    uint64_t first_energy_uj, last_energy_uj, first_t_ns, last_t_ns, prev_sample_ns;
+    uint64_t first_energy_uj, last_energy_uj, first_t_ns, last_t_ns, prev_sample_ns, first_read_ns;
     int energy_counter; /* samples carry an energy counter */
     th_power_integrator power, model; /* measured (or plant) power; the CPU power model */
     double cpu_tdp_w;
@@ -67,6 +67,7 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
     }
     double dt = r->prev_sample_ns && s->t_ns > r->prev_sample_ns ? (s->t_ns - r->prev_sample_ns) / 1e9 : 0.0;
     r->prev_sample_ns = s->t_ns;
+    if (!r->first_read_ns) r->first_read_ns = s->t_ns;
     r->samples++;
     snprintf(r->source, sizeof r->source, "%s", s->source);
     r->origin = s->origin;
@@ -88,7 +89,12 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
         th_power_integrator_add(&r->power, s->t_ns, (uint64_t)s->power_uw);
     } else if ((s->valid & TH_SAMPLE_UTIL) && r->cpu_tdp_w > 0) {
         uint64_t p_uw;
-        if (th_cpu_model_power_uw(r->cpu_tdp_w, s->util, &p_uw) == TH_OK) th_power_integrator_add(&r->model, s->t_ns, p_uw);
+        if (th_cpu_model_power_uw(r->cpu_tdp_w, s->util, &p_uw) == TH_OK) {
+            // utilization needs two reads; hold the first value back to the run's first reading
+            if (r->model.samples == 0 && r->first_read_ns && r->first_read_ns < s->t_ns)
+                th_power_integrator_add(&r->model, r->first_read_ns, p_uw);
+            th_power_integrator_add(&r->model, s->t_ns, p_uw);
+        }
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -156,6 +162,13 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
         st = th_telemetry_open(o->telemetry_path, th_telemetry_format_for(o->telemetry_path), r->t0_ns, &r->log);
         if (st != TH_OK) goto fail;
     }
+    // a first reading before the work starts: it opens the ledger and primes counters that need
+    // two reads (utilization from /proc/stat), so even a run shorter than one sampling period
+    // has an energy figure from its last reading
+    th_sample first;
+    th_status fs = th_sensor_read(r->sensor, &first);
+    on_sample(&first, fs, TH_HEALTH_OK, r);
+    if (fs == TH_OK && r->log) th_telemetry_add_sample(r->log, &first, th_pace_duty(r->pace), th_threads_get());
     th_sense_sampler_config sc = {o->hz > 0 ? o->hz : 10.0, r->sensor, r->log, on_sample, r};
     if ((st = th_sense_sampler_start(&sc, &r->sampler)) != TH_OK) goto fail;
     th_sense_sampler_set_pace(r->sampler, th_pace_duty(r->pace), th_threads_get());
