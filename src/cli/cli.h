@@ -29,6 +29,10 @@ int cmd_estimate(int argc, char **argv);
 int cmd_sensors(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_session(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_repro(int argc, char **argv);
 
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);
@@ -37,6 +41,9 @@ int cli_report(th_status st, const char *context);
  * "thermo <cmd>: --<flag> ..." and returns 0. */
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
 int cli_parse_float(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
+
+/* Creates dir and its missing parents (mode 0755); 1 on success or if it exists, else 0. */
+int cli_mkdir_p(const char *dir);
 
 /* Installs a log handler that prints library messages to stderr at `min_level` and above. */
 void cli_install_logger(th_log_level min_level);

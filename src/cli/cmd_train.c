@@ -103,18 +103,6 @@ static int is_shard(const char *path) {
     return th_shard_read_info(path, &info) == TH_OK;
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    if (strlen(dir) >= sizeof tmp) return 0;
-    memcpy(tmp, dir, strlen(dir) + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0) return 0;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) == 0 || access(tmp, F_OK) == 0;
-}
 
 int cmd_train(int argc, char **argv) {
     const char *model_arg = NULL, *out_dir = "runs/default", *val_shard = NULL;
@@ -181,7 +169,7 @@ int cmd_train(int argc, char **argv) {
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", out_dir);
     snprintf(data_dir, sizeof data_dir, "%s/data", out_dir);
     snprintf(model_dir, sizeof model_dir, "%s/model", out_dir);
-    if (!mkdir_p(data_dir)) {
+    if (!cli_mkdir_p(data_dir)) {
         fprintf(stderr, "thermo train: cannot create the output directory %s\n", data_dir);
         return EXIT_FAILURE_RUN;
     }
@@ -365,6 +353,13 @@ int cmd_train(int argc, char **argv) {
     th_run_figures fig;
     active_run = NULL;
     th_status st_run = th_run_stop(run, &fig);
+    if (st == TH_ERR_INTERRUPTED) {
+        // the energy of the steps that ran was spent all the same: report it, then stop
+        rc = cli_report(st, "train");
+        cli_run_units part = {(double)res.tokens, (double)(res.steps_done - prog.start_step)};
+        if (st_run == TH_OK) cli_run_report(&rf, "train (interrupted)", &fig, &part);
+        goto done;
+    }
     if (st != TH_OK) {
         rc = cli_report(st, "train");
         goto done;

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -20,6 +22,10 @@ static const struct {
     {"estimate", cmd_estimate, "planning estimate: energy, CO2e, water, pollutants of P x N x hours x PUE"},
     {"bench", cmd_bench, "benchmarks: `thermo bench model`"},
     {"info", cmd_info, "what a model file or directory holds"},
+    {"session", cmd_session, "a monitored fine-tuning session for the coupling analysis (telemetry, session.json)"},
+    {"analyze", cmd_analyze, "coupling analysis of a session or telemetry log: data sheet (Markdown, JSON), SVG plots"},
+    {"calibrate", cmd_calibrate, "step-response experiment: fit a thermal profile (R, C, tau, P_idle, P_max)"},
+    {"repro", cmd_repro, "do several sessions' coupling figures agree within +-20 %?"},
 };
 
 static void usage(FILE *f) {
@@ -103,3 +109,16 @@ static void log_to_stderr(th_log_level level, const char *msg, void *user) {
 }
 
 void cli_install_logger(th_log_level min_level) { th_log_set_handler(log_to_stderr, (void *)(long)min_level); }
+
+int cli_mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (strlen(dir) >= sizeof tmp) return 0;
+    memcpy(tmp, dir, strlen(dir) + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0) return 0;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) == 0 || access(tmp, F_OK) == 0;
+}

@@ -1,0 +1,785 @@
+/* analyze.c: the coupling analysis (DESIGN §5): alignment of sample and step rows on a
+ * 1 Hz grid, the figures, the first-order fit, and the reproducibility comparison. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "analyze/analyze_internal.h"
+
+th_analyze_opts th_analyze_defaults(void) {
+    th_analyze_opts o;
+    memset(&o, 0, sizeof o);
+    o.hz = 1.0;
+    o.tolerance_s = 2.0;
+    o.window_s = 10.0;
+    o.slope_window_s = 5.0;
+    o.max_lag = 3;
+    o.ambient_c = o.p_ref_w = o.p_idle_w = NAN;
+    return o;
+}
+
+/* ---------------------------------------------------------------------------------
+ * the manual's readings */
+
+const char *th_an_interp_tau(double t) {
+    if (!isfinite(t)) return "";
+    return t < 2 ? "fast (< 2 s)" : t <= 5 ? "normal (2-5 s)" : "slow (> 5 s)";
+}
+const char *th_an_interp_eta_p(double e) {
+    if (!isfinite(e)) return "";
+    return e > 0.8 ? "high (> 0.8)" : e >= 0.6 ? "moderate (0.6-0.8)" : "low (< 0.6)";
+}
+const char *th_an_interp_r(double r) {
+    if (!isfinite(r)) return "";
+    double a = fabs(r);
+    return a > 0.5 ? "strong (|r| > 0.5)" : a >= 0.3 ? "moderate (|r| 0.3-0.5)" : "weak (|r| < 0.3)";
+}
+
+/* ---------------------------------------------------------------------------------
+ * small statistics */
+
+double th_an_slope(const double *x, const double *y, size_t n) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i])) continue;
+        sx += x[i], sy += y[i], sxx += x[i] * x[i], sxy += x[i] * y[i];
+        m++;
+    }
+    if (m < 3) return NAN;
+    double d = m * sxx - sx * sx;
+    return d > 0 ? (m * sxy - sx * sy) / d : NAN;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of the finite values (NaN if none); sorts a copy. */
+static double quantile(const double *v, size_t n, double q) {
+    double *c = malloc((n ? n : 1) * sizeof *c);
+    if (!c) return NAN;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) c[m++] = v[i];
+    double r = NAN;
+    if (m) {
+        qsort(c, m, sizeof *c, cmp_double);
+        r = c[(size_t)floor(q * (m - 1) + 0.5)];
+    }
+    free(c);
+    return r;
+}
+
+static double mean_of(const double *v, size_t n, size_t *count) {
+    double s = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) s += v[i], m++;
+    if (count) *count = m;
+    return m ? s / m : NAN;
+}
+
+/* Pearson r over pairs (a[i], b[i + k]) where both are finite. */
+static double pearson_lag(const double *a, const double *b, size_t n, int k, int *pairs) {
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    int m = 0;
+    for (size_t i = 0; i < n; i++) {
+        long j = (long)i + k;
+        if (j < 0 || j >= (long)n || !isfinite(a[i]) || !isfinite(b[j])) continue;
+        sa += a[i], sb += b[j], saa += a[i] * a[i], sbb += b[j] * b[j], sab += a[i] * b[j];
+        m++;
+    }
+    *pairs = m;
+    if (m < 8) return NAN;
+    double va = saa - sa * sa / m, vb = sbb - sb * sb / m;
+    if (!(va > 1e-12 * (saa + 1e-300)) || !(vb > 1e-12 * (sbb + 1e-300))) return NAN;
+    return (sab - sa * sb / m) / sqrt(va * vb);
+}
+
+/* Removes the least-squares line through the finite points of v (in place). */
+static void detrend(double *v, const double *t, size_t n) {
+    double b = th_an_slope(t, v, n);
+    if (!isfinite(b)) return;
+    double mt = 0, mv = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) mt += t[i], mv += v[i], m++;
+    mt /= m, mv /= m;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) v[i] -= mv + b * (t[i] - mt);
+}
+
+/* ---------------------------------------------------------------------------------
+ * the first-order fit */
+
+/* The regressors of the model at every point for one τ (and sensor lag): y = lowpass_τ(P),
+ * e = exp(−(t − t0)/τ), both passed through the sensor's first-order lag when lag > 0
+ * (the constant is unchanged by it). */
+static void fo_regressors(const double *t, const double *P, size_t n, double tau, double lag, double *y, double *e) {
+    double yy = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            double a = exp(-(t[i] - t[i - 1]) / tau);
+            yy = yy * a + 0.5 * (P[i] + P[i - 1]) * (1 - a);
+        }
+        y[i] = yy;
+        e[i] = exp(-(t[i] - t[0]) / tau);
+    }
+    if (lag > 0)
+        for (size_t i = 1; i < n; i++) {
+            double b = exp(-(t[i] - t[i - 1]) / lag);
+            y[i] = y[i - 1] * b + y[i] * (1 - b);
+            e[i] = e[i - 1] * b + e[i] * (1 - b);
+        }
+}
+
+/* Residual sum of squares of the linear least-squares fit for one τ and lag; the
+ * coefficients (T_amb, R, d0) in beta. INFINITY when the normal equations are singular.
+ * y and e are scratch arrays of n. */
+static double fo_sse(const double *t, const double *T, const double *P, size_t n, double tau, double amb,
+                     double lag, double *y, double *e, double beta[3]) {
+    fo_regressors(t, P, n, tau, lag, y, e);
+    int fixed = isfinite(amb), k = fixed ? 2 : 3;
+    double M[3][4] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        double x[3], target = T[i];
+        if (fixed) x[0] = y[i], x[1] = e[i], target -= amb;
+        else x[0] = 1, x[1] = y[i], x[2] = e[i];
+        for (int r = 0; r < k; r++) {
+            M[r][k] += x[r] * target;
+            for (int c = 0; c < k; c++) M[r][c] += x[r] * x[c];
+        }
+    }
+    double diag[3];
+    for (int r = 0; r < k; r++) diag[r] = M[r][r];
+    for (int c = 0; c < k; c++) { /* Gaussian elimination with partial pivoting */
+        int best = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(M[r][c]) > fabs(M[best][c])) best = r;
+        if (best != c)
+            for (int j = 0; j <= k; j++) {
+                double tmp = M[c][j];
+                M[c][j] = M[best][j], M[best][j] = tmp;
+            }
+        if (fabs(M[c][c]) < 1e-10 * (fabs(diag[c]) + 1e-300)) return INFINITY;
+        for (int r = c + 1; r < k; r++) {
+            double f = M[r][c] / M[c][c];
+            for (int j = c; j <= k; j++) M[r][j] -= f * M[c][j];
+        }
+    }
+    double s[3];
+    for (int r = k - 1; r >= 0; r--) {
+        double v = M[r][k];
+        for (int j = r + 1; j < k; j++) v -= M[r][j] * s[j];
+        s[r] = v / M[r][r];
+    }
+    if (fixed) beta[0] = amb, beta[1] = s[0], beta[2] = s[1];
+    else beta[0] = s[0], beta[1] = s[1], beta[2] = s[2];
+    double sse = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = T[i] - (beta[0] + beta[1] * y[i] + beta[2] * e[i]);
+        sse += r * r;
+    }
+    return sse;
+}
+
+/* The τ search for one lag: a log grid, then golden section around its best point.
+ * Returns the SSE (INFINITY: none; *edge set when the best τ is the grid's top). */
+static double fo_search(const double *t, const double *T, const double *P, size_t n, double amb, double lag,
+                        double *y, double *e, double *tau_out, int *edge) {
+    double h = (t[n - 1] - t[0]) / (n - 1), span = t[n - 1] - t[0], beta[3];
+    double lo = log(fmax(0.05, h / 5)), hi = log(5 * span);
+    enum { G = 60 };
+    double best = INFINITY;
+    int bi = -1;
+    for (int g = 0; g <= G; g++) {
+        double s = fo_sse(t, T, P, n, exp(lo + (hi - lo) * g / G), amb, lag, y, e, beta);
+        if (s < best) best = s, bi = g;
+    }
+    *edge = bi == G;
+    if (bi < 0) return INFINITY;
+    double a = lo + (hi - lo) * (bi > 0 ? bi - 1 : 0) / G, b = lo + (hi - lo) * (bi < G ? bi + 1 : G) / G;
+    const double gr = 0.6180339887498949;
+    double c = b - gr * (b - a), d = a + gr * (b - a);
+    double fc = fo_sse(t, T, P, n, exp(c), amb, lag, y, e, beta), fd = fo_sse(t, T, P, n, exp(d), amb, lag, y, e, beta);
+    for (int it = 0; it < 50; it++) {
+        if (fc < fd) b = d, d = c, fd = fc, c = b - gr * (b - a), fc = fo_sse(t, T, P, n, exp(c), amb, lag, y, e, beta);
+        else a = c, c = d, fc = fd, d = a + gr * (b - a), fd = fo_sse(t, T, P, n, exp(d), amb, lag, y, e, beta);
+    }
+    *tau_out = exp(0.5 * (a + b));
+    return fo_sse(t, T, P, n, *tau_out, amb, lag, y, e, beta);
+}
+
+th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
+                             double ambient_c, double max_lag_s, th_fo_fit *out) {
+    size_t cap = n_in ? n_in : 1;
+    double *t = malloc(5 * cap * sizeof *t);
+    if (!t) return th_fail(TH_ERR_NOMEM, "fit: out of memory");
+    double *T = t + cap, *P = T + cap, *y = P + cap, *e = y + cap;
+    size_t n = 0;
+    for (size_t i = 0; i < n_in; i++)
+        if (isfinite(t_in[i]) && isfinite(T_in[i]) && isfinite(P_in[i]) && (n == 0 || t_in[i] > t[n - 1]))
+            t[n] = t_in[i], T[n] = T_in[i], P[n] = P_in[i], n++;
+    th_status st = TH_OK;
+    double pmin = INFINITY, pmax = -INFINITY;
+    for (size_t i = 0; i < n; i++) pmin = fmin(pmin, P[i]), pmax = fmax(pmax, P[i]);
+    if (n < 8) {
+        st = th_fail(TH_ERR_INVALID, "fit: %zu points with time, temperature and power (need 8)", n);
+        goto done;
+    }
+    if (!(pmax - pmin > 1e-6 * (fabs(pmax) + 1))) {
+        st = th_fail(TH_ERR_INVALID, "fit: power is constant (%.3g W): R cannot be separated from ambient", pmax);
+        goto done;
+    }
+    double best = INFINITY, best_tau = NAN, best_lag = 0, h = (t[n - 1] - t[0]) / (n - 1);
+    int best_edge = 0;
+    /* sensor lag candidates: 0, then steps of max(0.1 s, the sample period) up to max_lag_s */
+    double dl = fmax(0.1, h);
+    for (double lag = 0; lag <= max_lag_s + 1e-9; lag += dl) {
+        double tau = NAN;
+        int edge = 0;
+        double s = fo_search(t, T, P, n, ambient_c, lag, y, e, &tau, &edge);
+        if (s < best) best = s, best_tau = tau, best_lag = lag, best_edge = edge;
+        if (!(max_lag_s > 0)) break;
+    }
+    if (!isfinite(best)) {
+        st = th_fail(TH_ERR_INVALID, "fit: no finite least-squares solution");
+        goto done;
+    }
+    if (best_edge) {
+        st = th_fail(TH_ERR_INVALID, "fit: tau runs past 5x the record (%.0f s): no transient to fit", t[n - 1] - t[0]);
+        goto done;
+    }
+    double beta[3];
+    double sse = fo_sse(t, T, P, n, best_tau, ambient_c, best_lag, y, e, beta);
+    if (!isfinite(sse) || !(beta[1] > 0)) {
+        st = th_fail(TH_ERR_INVALID, "fit: the least-squares R is %.3g K/W (not positive): temperature does not "
+                                     "follow power", beta[1]);
+        goto done;
+    }
+    out->tau_s = best_tau;
+    out->r_k_per_w = beta[1];
+    out->c_j_per_k = best_tau / beta[1];
+    out->t_ambient_c = beta[0];
+    out->sensor_lag_s = best_lag;
+    out->rms_c = sqrt(sse / n);
+    out->n = n;
+done:
+    free(t);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------
+ * alignment */
+
+typedef struct {
+    double t, v;
+} pt;
+
+/* The value of a stream at grid time tk: the mean of its points in [tk − h/2, tk + h/2),
+ * else linear interpolation between the nearest points on both sides when both lie within
+ * tol, else the nearest one within tol, else NaN. pts sorted by t; *cur is a cursor. */
+static double at(const pt *p, size_t n, double tk, double h, double tol, size_t *cur) {
+    while (*cur < n && p[*cur].t < tk - h / 2) (*cur)++;
+    double s = 0;
+    size_t m = 0;
+    for (size_t i = *cur; i < n && p[i].t < tk + h / 2; i++) s += p[i].v, m++;
+    if (m) return s / m;
+    const pt *before = *cur > 0 ? &p[*cur - 1] : NULL, *after = *cur < n ? &p[*cur] : NULL;
+    int ok_b = before && tk - before->t <= tol, ok_a = after && after->t - tk <= tol;
+    if (ok_b && ok_a) return before->v + (after->v - before->v) * (tk - before->t) / (after->t - before->t);
+    if (ok_b) return before->v;
+    if (ok_a) return after->v;
+    return NAN;
+}
+
+static int cmp_row(const void *a, const void *b) {
+    const th_telemetry_row *x = a, *y = b;
+    return x->t_s < y->t_s ? -1 : x->t_s > y->t_s;
+}
+
+static void warn(th_analysis *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(th_analysis *a, const char *fmt, ...) {
+    if (a->n_warnings >= TH_AN_MAX_WARN) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->warnings[a->n_warnings++], sizeof a->warnings[0], fmt, ap);
+    va_end(ap);
+}
+
+static void fig_set(th_analysis *a, th_an_figure_id id, double v, const char *interp, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void fig_set(th_analysis *a, th_an_figure_id id, double v, const char *interp, const char *fmt, ...) {
+    th_an_figure *f = &a->fig[id];
+    f->value = v;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->how, sizeof f->how, fmt, ap);
+    va_end(ap);
+    th_an_fmt(f->interp, sizeof f->interp, "%s", interp ? interp : "");
+}
+
+static const struct {
+    const char *key, *label, *unit;
+} fig_names[TH_AN_COUNT] = {
+    {"eta_util", "η_util", ""},          {"eta_stability", "η_stability", ""},
+    {"a_load", "A_load", ""},            {"tau_sustain_s", "τ_sustain", "s"},
+    {"rle", "RLE", ""},                  {"sigma_opt", "σ_opt", ""},
+    {"tau_local_s", "τ_th local", "s"},  {"tau_s", "τ_th fitted", "s"},
+    {"r_k_per_w", "R fitted", "K/W"},    {"c_j_per_k", "C fitted", "J/K"},
+    {"fit_rms_c", "fit RMS error", "°C"}, {"eta_p", "η_p", ""},
+    {"balance_rms_w", "energy-balance residual RMS", "W"}, {"balance_rel", "energy-balance residual / mean P", ""},
+    {"r_peak", "r_peak", ""},            {"t_lag_s", "t_lag", "s"},
+};
+
+void th_analysis_free(th_analysis *a) {
+    if (!a) return;
+    free(a->t_s);
+    free(a);
+}
+
+th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
+                          const th_analyze_opts *o_in, th_analysis **out) {
+    th_analyze_opts o = o_in ? *o_in : th_analyze_defaults();
+    if (!(o.hz > 0)) o.hz = 1;
+    if (!(o.tolerance_s >= 0)) o.tolerance_s = 2;
+    if (o.max_lag < 0 || o.max_lag > TH_AN_MAX_LAG) o.max_lag = 3;
+    th_analysis *a = calloc(1, sizeof *a);
+    th_telemetry_row *rows = n_rows ? malloc(n_rows * sizeof *rows) : NULL;
+    pt *ps = n_rows ? malloc(5 * n_rows * sizeof *ps) : NULL;
+    if (!a || (n_rows && (!rows || !ps))) {
+        free(a), free(rows), free(ps);
+        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+    }
+    if (meta) a->meta = *meta;
+    else th_session_meta_init(&a->meta);
+    for (int i = 0; i < TH_AN_COUNT; i++) {
+        a->fig[i].key = fig_names[i].key, a->fig[i].label = fig_names[i].label, a->fig[i].unit = fig_names[i].unit;
+        fig_set(a, (th_an_figure_id)i, NAN, NULL, "not computed");
+    }
+    a->max_lag = o.max_lag;
+    for (int k = 0; k < 2 * TH_AN_MAX_LAG + 1; k++) a->xcorr_r[k] = NAN;
+
+    /* --- sort, count, metadata from the rows */
+    size_t m = 0;
+    for (size_t i = 0; i < n_rows; i++) {
+        if (!isfinite(rows_in[i].t_s)) continue;
+        rows[m] = rows_in[i];
+        if (rows[m].is_step) rows[m].t_s += o.step_offset_s;
+        m++;
+    }
+    a->rows = m;
+    double tmax_seen = -INFINITY;
+    for (size_t i = 0; i < m; i++) {
+        if (rows[i].t_s < tmax_seen) a->reordered++;
+        tmax_seen = fmax(tmax_seen, rows[i].t_s);
+    }
+    if (a->reordered) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
+    qsort(rows, m, sizeof *rows, cmp_row);
+    if (m == 0) {
+        free(rows), free(ps), free(a);
+        return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
+    }
+    int sim_source = 0, measured_source = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (rows[i].is_step) { a->step_rows++; continue; }
+        a->sample_rows++;
+        if (strncmp(rows[i].source, "sim:", 4) == 0) sim_source = 1;
+        else if (rows[i].source[0]) measured_source = 1;
+        if (!a->meta.sensor[0] && rows[i].source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", rows[i].source);
+    }
+    if (sim_source) a->meta.modeled = 1; /* a simulated temperature is never shown as measured */
+    else if (measured_source && a->meta.modeled < 0) a->meta.modeled = 0;
+
+    /* --- streams */
+    pt *s_temp = ps, *s_pow = ps + n_rows, *s_duty = ps + 2 * n_rows, *s_grad = ps + 3 * n_rows,
+       *s_util = ps + 4 * n_rows;
+    size_t n_temp = 0, n_pow = 0, n_duty = 0, n_grad = 0, n_util = 0;
+    double first_temp = NAN, s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
+    int have_util_col = 0;
+    for (size_t i = 0; i < m; i++) {
+        const th_telemetry_row *r = &rows[i];
+        if (!r->is_step) {
+            s_t0 = fmin(s_t0, r->t_s), s_t1 = fmax(s_t1, r->t_s);
+            if (r->has & TH_COL_TEMP) {
+                if (isnan(first_temp)) first_temp = r->temp_c;
+                s_temp[n_temp++] = (pt){r->t_s, r->temp_c};
+            }
+            if (r->has & TH_COL_POWER) s_pow[n_pow++] = (pt){r->t_s, r->power_w};
+            if (r->has & TH_COL_DUTY) s_duty[n_duty++] = (pt){r->t_s, r->duty};
+            if (r->has & TH_COL_UTIL) s_util[n_util++] = (pt){r->t_s, r->util}, have_util_col = 1;
+        } else {
+            k_t0 = fmin(k_t0, r->t_s), k_t1 = fmax(k_t1, r->t_s);
+            if (r->has & TH_COL_GRAD_NORM) s_grad[n_grad++] = (pt){r->t_s, r->grad_norm};
+        }
+    }
+    if (!n_duty) memcpy(s_duty, s_util, n_util * sizeof *s_util), n_duty = n_util;
+    if (a->sample_rows && a->step_rows && (k_t0 > s_t1 + o.tolerance_s || k_t1 < s_t0 - o.tolerance_s))
+        warn(a, "step rows (%.1f-%.1f s) and sample rows (%.1f-%.1f s) do not overlap in time: different clocks? "
+                "(--step-offset shifts the step rows)", k_t0, k_t1, s_t0, s_t1);
+    if (!n_temp) warn(a, "no temperature column or value: thermal figures are NaN");
+    if (!n_pow) warn(a, "no power column or value: power figures are NaN");
+    if (!n_grad) warn(a, "no step rows with grad_norm: sigma_opt and the cross-correlation are NaN");
+
+    /* η_util per step: achieved rate (tokens per wall second since the previous step ended)
+     * over the full-duty rate (the 90th percentile of tokens per busy second, step_ms). */
+    pt *s_eta = malloc((a->step_rows + 1) * sizeof *s_eta);
+    double *busy_rate = malloc((a->step_rows + 1) * sizeof *busy_rate);
+    size_t n_eta = 0, n_busy = 0;
+    const char *eta_how = NULL;
+    if (!s_eta || !busy_rate) {
+        free(s_eta), free(busy_rate), free(rows), free(ps), free(a);
+        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+    }
+    for (size_t i = 0; i < m; i++)
+        if (rows[i].is_step && (rows[i].has & TH_COL_TOKENS) && (rows[i].has & TH_COL_STEP_MS) && rows[i].step_ms > 0)
+            busy_rate[n_busy++] = rows[i].tokens / (rows[i].step_ms / 1e3);
+    double full_rate = quantile(busy_rate, n_busy, 0.9);
+    if (n_busy >= 2 && full_rate > 0) {
+        double prev_end = NAN;
+        for (size_t i = 0; i < m; i++) {
+            const th_telemetry_row *r = &rows[i];
+            if (!r->is_step || !(r->has & TH_COL_TOKENS) || !(r->has & TH_COL_STEP_MS) || !(r->step_ms > 0)) continue;
+            double wall = isfinite(prev_end) && r->t_s > prev_end ? r->t_s - prev_end : r->step_ms / 1e3;
+            prev_end = r->t_s;
+            double e = r->tokens / wall / full_rate;
+            s_eta[n_eta++] = (pt){r->t_s, e > 1 ? 1 : e < 0 ? 0 : e};
+        }
+        eta_how = "tokens per wall second between step ends / full-duty rate (90th percentile of tokens per busy "
+                  "second, step_ms)";
+    } else if (have_util_col) {
+        eta_how = "measured duty (util column): no step rows with tokens and step_ms";
+    }
+    free(busy_rate);
+
+    /* --- the grid */
+    double h = 1.0 / o.hz, t0 = rows[0].t_s, t1 = rows[m - 1].t_s;
+    size_t ng = (size_t)floor((t1 - t0) * o.hz + 1e-9) + 1;
+    a->n_grid = ng;
+    a->t0_s = t0;
+    a->duration_s = t1 - t0;
+    double *buf = malloc(11 * ng * sizeof *buf);
+    double *hA = malloc(3 * ng * sizeof *hA);
+    if (!buf || !hA) {
+        free(buf), free(hA), free(s_eta), free(rows), free(ps), free(a);
+        return th_fail(TH_ERR_NOMEM, "analyze: out of memory for %zu grid points", ng);
+    }
+    double *dTdt = hA + ng, *dPdt = hA + 2 * ng;
+    a->t_s = buf, a->temp_c = buf + ng, a->power_w = buf + 2 * ng, a->duty = buf + 3 * ng, a->grad_norm = buf + 4 * ng;
+    a->eta_util = buf + 5 * ng, a->eta_stab = buf + 6 * ng, a->a_load = buf + 7 * ng, a->tau_sustain = buf + 8 * ng;
+    a->rle = buf + 9 * ng, a->resid_w = buf + 10 * ng;
+    size_t c_temp = 0, c_pow = 0, c_duty = 0, c_grad = 0, c_eta = 0;
+    for (size_t k = 0; k < ng; k++) {
+        double tk = t0 + k * h;
+        a->t_s[k] = tk - t0;
+        a->temp_c[k] = at(s_temp, n_temp, tk, h, o.tolerance_s, &c_temp);
+        a->power_w[k] = at(s_pow, n_pow, tk, h, o.tolerance_s, &c_pow);
+        a->duty[k] = at(s_duty, n_duty, tk, h, o.tolerance_s, &c_duty);
+        a->grad_norm[k] = at(s_grad, n_grad, tk, h, o.tolerance_s, &c_grad);
+        a->eta_util[k] = n_eta ? at(s_eta, n_eta, tk, h, o.tolerance_s, &c_eta) : NAN;
+        int ok = isfinite(a->temp_c[k]) && (n_pow == 0 || isfinite(a->power_w[k]));
+        if (ok) a->n_samples++;
+    }
+    if (!n_eta && have_util_col) {
+        size_t c = 0;
+        for (size_t k = 0; k < ng; k++) a->eta_util[k] = at(s_util, n_util, t0 + k * h, h, o.tolerance_s, &c);
+    }
+    free(s_eta);
+    a->dropped = ng - a->n_samples;
+    if (a->dropped)
+        warn(a, "%zu of %zu grid points dropped: no temperature%s within +-%.1f s", a->dropped, ng,
+             n_pow ? " or power" : "", o.tolerance_s);
+
+    /* --- ambient, P_ref, P_idle */
+    double amb = o.ambient_c;
+    if (isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "given (--ambient)");
+    else if (isfinite(a->meta.ambient_c)) amb = a->meta.ambient_c;
+    else if (isfinite(first_temp)) {
+        amb = first_temp;
+        th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "first temperature sample");
+    }
+    a->meta.ambient_c = amb;
+    a->p_ref_w = o.p_ref_w;
+    if (isfinite(a->p_ref_w)) th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "given");
+    else if (isfinite(a->meta.p_max_w)) a->p_ref_w = a->meta.p_max_w, th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "profile p_max_w");
+    else {
+        a->p_ref_w = quantile(a->power_w, ng, 1.0);
+        th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "highest power in the log (no profile)");
+    }
+    a->p_idle_w = o.p_idle_w;
+    if (isfinite(a->p_idle_w)) th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "given");
+    else if (isfinite(a->meta.p_idle_w)) a->p_idle_w = a->meta.p_idle_w, th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "profile p_idle_w");
+    else {
+        a->p_idle_w = quantile(a->power_w, ng, 0.05);
+        th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "5th percentile of power in the log (no profile)");
+    }
+
+    /* --- fit τ, R, C over the session (ambient held at the recorded one) */
+    th_fo_fit fit;
+    int have_fit = 0;
+    if (n_temp && n_pow) {
+        th_status fs = th_fit_first_order(a->t_s, a->temp_c, a->power_w, ng, amb, 0, &fit);
+        if (fs == TH_OK) {
+            have_fit = 1;
+            fig_set(a, TH_AN_TAU_FIT, fit.tau_s, th_an_interp_tau(fit.tau_s),
+                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu points, T_amb %.2f C held",
+                    fit.n, amb);
+            fig_set(a, TH_AN_R_FIT, fit.r_k_per_w, NULL, "from the same fit");
+            fig_set(a, TH_AN_C_FIT, fit.c_j_per_k, NULL, "tau / R");
+            fig_set(a, TH_AN_FIT_RMS, fit.rms_c, NULL, "RMS of T - model over the session");
+        } else {
+            for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++) fig_set(a, (th_an_figure_id)id, NAN, NULL, "%s", th_last_error());
+            warn(a, "first-order fit: %s", th_last_error());
+        }
+    } else {
+        for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++)
+            fig_set(a, (th_an_figure_id)id, NAN, NULL, "needs temperature and power");
+    }
+    double R = have_fit ? fit.r_k_per_w : a->meta.r_k_per_w, tau_fit = have_fit ? fit.tau_s : NAN;
+
+    /* --- local slopes */
+    int half_s = (int)floor(o.slope_window_s * o.hz / 2 + 0.5), half_w = (int)floor(o.window_s * o.hz / 2 + 0.5);
+    if (half_s < 1) half_s = 1;
+    if (half_w < 1) half_w = 1;
+    for (size_t k = 0; k < ng; k++) {
+        size_t lo = k >= (size_t)half_s ? k - half_s : 0, hi = k + half_s < ng ? k + half_s : ng - 1;
+        dTdt[k] = isfinite(a->temp_c[k]) ? th_an_slope(a->t_s + lo, a->temp_c + lo, hi - lo + 1) : NAN;
+        dPdt[k] = isfinite(a->power_w[k]) ? th_an_slope(a->t_s + lo, a->power_w + lo, hi - lo + 1) : NAN;
+    }
+
+    /* --- per grid point: hA, η_stability, A_load, τ_local and τ_sustain, RLE, balance */
+    double *hAv = malloc(ng * sizeof *hAv), *tau_loc = malloc(ng * sizeof *tau_loc);
+    if (!hAv || !tau_loc) {
+        free(hAv), free(tau_loc), free(hA), th_analysis_free(a), free(rows), free(ps);
+        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+    }
+    const double dT_min = 1.0, slope_eps = 0.05;
+    for (size_t k = 0; k < ng; k++) {
+        double dT = a->temp_c[k] - amb;
+        hAv[k] = isfinite(dT) && dT > dT_min && isfinite(a->power_w[k]) ? a->power_w[k] / dT : NAN;
+    }
+    size_t n_local = 0, n_fallback = 0;
+    for (size_t k = 0; k < ng; k++) {
+        size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
+        double s = 0, ss = 0;
+        int c = 0;
+        for (size_t j = lo; j <= hi; j++)
+            if (isfinite(hAv[j])) s += hAv[j], ss += hAv[j] * hAv[j], c++;
+        a->eta_stab[k] = NAN;
+        if (c >= 3 && s > 0) {
+            double mu = s / c, var = fmax(0, ss / c - mu * mu);
+            double e = 1 - sqrt(var) / mu;
+            a->eta_stab[k] = e < 0 ? 0 : e > 1 ? 1 : e;
+        }
+        a->a_load[k] = isfinite(dPdt[k]) && a->p_ref_w > 0 ? 1 + fabs(dPdt[k]) / a->p_ref_w : NAN;
+        tau_loc[k] = NAN;
+        if (isfinite(R) && isfinite(dTdt[k]) && fabs(dTdt[k]) >= slope_eps && isfinite(a->power_w[k])) {
+            double tl = (amb + R * a->power_w[k] - a->temp_c[k]) / dTdt[k];
+            if (tl > 0 && tl < 10 * fmax(a->duration_s, 1)) tau_loc[k] = tl;
+        }
+        if (isfinite(tau_loc[k])) a->tau_sustain[k] = tau_loc[k], n_local++;
+        else if (isfinite(a->temp_c[k])) a->tau_sustain[k] = tau_fit, n_fallback += isfinite(tau_fit);
+        else a->tau_sustain[k] = NAN;
+        a->rle[k] = a->eta_util[k] * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
+    }
+
+    size_t cnt;
+    double v = mean_of(a->eta_util, ng, &cnt);
+    if (cnt) fig_set(a, TH_AN_ETA_UTIL, v, NULL, "mean over %zu grid points of %s", cnt, eta_how);
+    else fig_set(a, TH_AN_ETA_UTIL, NAN, NULL, "no step rows with tokens and step_ms, and no util column");
+    v = mean_of(a->eta_stab, ng, &cnt);
+    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA) in a %.0f s window, hA = P/(T - T_amb), points with T - T_amb <= %.0f C left out", cnt, o.window_s, dT_min);
+    else fig_set(a, TH_AN_ETA_STABILITY, NAN, NULL, "needs power and a temperature above ambient + %.0f C at 3+ points in a window", dT_min);
+    v = mean_of(a->a_load, ng, &cnt);
+    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the least-squares slope over %.0f s, P_ref %.1f W (%s)", o.slope_window_s, a->p_ref_w, a->p_ref_how);
+    else fig_set(a, TH_AN_A_LOAD, NAN, NULL, "needs power");
+    v = quantile(tau_loc, ng, 0.5);
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median over %zu points of (T_amb + R*P - T)/(dT/dt), where |dT/dt| >= %.2f C/s", n_local, slope_eps);
+    else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "%s", isfinite(R) ? "dT/dt never reached 0.05 C/s: no transient" : "needs R (no fit, no profile)");
+    v = quantile(a->tau_sustain, ng, 0.5);
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "median of tau_th: the local estimate at %zu points, the fitted tau where |dT/dt| < %.2f C/s or the local one is not positive (%zu points)", n_local, slope_eps, n_fallback);
+    else fig_set(a, TH_AN_TAU_SUSTAIN, NAN, NULL, "no local or fitted tau");
+    v = mean_of(a->rle, ng, &cnt);
+    if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))", cnt);
+    else fig_set(a, TH_AN_RLE, NAN, NULL, "no point has all of eta_util, eta_stability, A_load and tau_sustain");
+
+    /* σ_opt over the step rows themselves */
+    {
+        double s = 0, ss = 0;
+        size_t c = 0;
+        for (size_t i = 0; i < n_grad; i++) s += s_grad[i].v, ss += s_grad[i].v * s_grad[i].v, c++;
+        if (c >= 2 && s > 0) {
+            double mu = s / c, sd = sqrt(fmax(0, (ss - c * mu * mu) / (c - 1)));
+            fig_set(a, TH_AN_SIGMA_OPT, sd / mu, NULL, "std/mean of grad_norm over %zu step rows", c);
+        } else {
+            fig_set(a, TH_AN_SIGMA_OPT, NAN, NULL, "needs 2+ step rows with grad_norm (%zu)", c);
+        }
+    }
+
+    /* η_p */
+    {
+        double sp = 0, su = 0;
+        size_t c = 0;
+        for (size_t k = 0; k < ng; k++)
+            if (isfinite(a->power_w[k])) sp += a->power_w[k], su += a->power_w[k] - a->p_idle_w, c++;
+        if (c && sp > 0 && isfinite(a->p_idle_w))
+            fig_set(a, TH_AN_ETA_P, su / sp, th_an_interp_eta_p(su / sp), "mean(P - P_idle)/mean(P) over %zu points, P_idle %.2f W (%s)", c, a->p_idle_w, a->p_idle_how);
+        else
+            fig_set(a, TH_AN_ETA_P, NAN, NULL, "needs power");
+    }
+
+    /* energy balance with the profile's R, C where the session names one, else the fitted */
+    {
+        double Rb = a->meta.r_k_per_w, Cb = a->meta.c_j_per_k;
+        const char *which = "the profile's R and C";
+        if (!(isfinite(Rb) && isfinite(Cb))) Rb = have_fit ? fit.r_k_per_w : NAN, Cb = have_fit ? fit.c_j_per_k : NAN, which = "the fitted R and C";
+        double ss = 0, sp = 0;
+        size_t c = 0;
+        for (size_t k = 0; k < ng; k++) {
+            a->resid_w[k] = a->power_w[k] - (a->temp_c[k] - amb) / Rb - Cb * dTdt[k];
+            if (isfinite(a->resid_w[k])) ss += a->resid_w[k] * a->resid_w[k], sp += a->power_w[k], c++;
+        }
+        if (c) {
+            fig_set(a, TH_AN_BALANCE_RMS, sqrt(ss / c), NULL, "RMS over %zu points of P - (T - T_amb)/R - C*dT/dt with %s (R %.4g K/W, C %.4g J/K)", c, which, Rb, Cb);
+            fig_set(a, TH_AN_BALANCE_REL, sqrt(ss / c) / (sp / c), NULL, "the RMS residual over the mean power");
+        } else {
+            fig_set(a, TH_AN_BALANCE_RMS, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
+            fig_set(a, TH_AN_BALANCE_REL, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
+        }
+    }
+
+    /* cross-correlation of RLE(t) with grad norm(t + k), both linearly detrended */
+    if (n_grad && a->n_samples < 30)
+        warn(a, "only %zu aligned seconds: the cross-correlation rests on few pairs; run 60 s or more for a "
+                "reliable r_peak", a->n_samples);
+    {
+        double *x = hAv, *g = tau_loc; /* reuse as scratch */
+        memcpy(x, a->rle, ng * sizeof *x);
+        memcpy(g, a->grad_norm, ng * sizeof *g);
+        detrend(x, a->t_s, ng);
+        detrend(g, a->t_s, ng);
+        int best = 0, any = 0;
+        double best_r = NAN;
+        for (int k = -o.max_lag; k <= o.max_lag; k++) {
+            int idx = k + o.max_lag;
+            a->xcorr_r[idx] = pearson_lag(x, g, ng, k, &a->xcorr_pairs[idx]);
+            double r = a->xcorr_r[idx];
+            if (!isfinite(r)) continue;
+            if (!any || fabs(r) > fabs(best_r) + 1e-12 || (fabs(fabs(r) - fabs(best_r)) <= 1e-12 && abs(k) < abs(best)))
+                best = k, best_r = r, any = 1;
+        }
+        if (any) {
+            double lag = best * h;
+            fig_set(a, TH_AN_R_PEAK, best_r, th_an_interp_r(best_r), "Pearson r of RLE(t) and grad_norm(t + t_lag), both linearly detrended, %d pairs", a->xcorr_pairs[best + o.max_lag]);
+            fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", o.max_lag, o.max_lag);
+            const char *strength = fabs(best_r) > 0.5 ? "strong" : fabs(best_r) >= 0.3 ? "moderate" : "weak";
+            if (best < 0)
+                th_an_fmt(a->causal, sizeof a->causal, "t_lag < 0: gradient-norm changes precede RLE changes by %.0f s; %s %s coupling (%s)", -lag, strength, best_r < 0 ? "inverse" : "direct", best_r < 0 ? "gradient spikes precede RLE drops" : "gradient spikes precede RLE rises");
+            else if (best > 0)
+                th_an_fmt(a->causal, sizeof a->causal, "t_lag > 0: RLE changes precede gradient-norm changes by %.0f s; %s %s coupling", lag, strength, best_r < 0 ? "inverse" : "direct");
+            else
+                th_an_fmt(a->causal, sizeof a->causal, "t_lag = 0: RLE and gradient norm move together (no causal order at 1 s resolution); %s %s coupling", strength, best_r < 0 ? "inverse" : "direct");
+        } else {
+            const char *why = n_grad ? "fewer than 8 grid points with both RLE and grad norm at every lag" : "no grad norm (no step rows)";
+            fig_set(a, TH_AN_R_PEAK, NAN, NULL, "%s", why);
+            fig_set(a, TH_AN_T_LAG, NAN, NULL, "%s", why);
+            th_an_fmt(a->causal, sizeof a->causal, "no causal reading: %s", why);
+        }
+    }
+    free(hAv), free(tau_loc), free(hA), free(rows), free(ps);
+    *out = a;
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * from a path */
+
+th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysis **out) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return th_fail(TH_ERR_IO, "%s: no such session directory or telemetry file", path);
+    char tel[4200], meta_path[4200];
+    th_session_meta meta;
+    th_session_meta_init(&meta);
+    int have_meta = 0;
+    if (S_ISDIR(sb.st_mode)) {
+        th_an_fmt(tel, sizeof tel, "%s/telemetry.csv", path);
+        if (stat(tel, &sb) != 0) th_an_fmt(tel, sizeof tel, "%s/telemetry.jsonl", path);
+        if (stat(tel, &sb) != 0) return th_fail(TH_ERR_IO, "%s: no telemetry.csv or telemetry.jsonl in the session directory", path);
+        th_an_fmt(meta_path, sizeof meta_path, "%s/session.json", path);
+        if (stat(meta_path, &sb) == 0) {
+            th_status st = th_session_meta_read(meta_path, &meta);
+            if (st != TH_OK) return st;
+            have_meta = 1;
+        }
+    } else {
+        th_an_fmt(tel, sizeof tel, "%s", path);
+    }
+    th_telemetry_row *rows = NULL;
+    size_t n = 0, bad = 0;
+    char first_bad[600] = "", strict_err[600] = "";
+    th_status st = th_telemetry_read(tel, &rows, &n);
+    if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
+        th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
+        th_free(rows);
+        rows = NULL;
+        st = th_an_read_tolerant(tel, &rows, &n, &bad, first_bad, sizeof first_bad);
+    }
+    if (st != TH_OK) return st;
+    th_analysis *a = NULL;
+    st = th_analyze_rows(rows, n, have_meta ? &meta : NULL, o, &a);
+    th_free(rows);
+    if (st != TH_OK) return st;
+    if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
+    a->bad_rows = bad;
+    if (bad) warn(a, "%zu line%s skipped; first: %s", bad, bad == 1 ? "" : "s", first_bad);
+    if (!a->meta.id[0]) {
+        const char *base = strrchr(path, '/');
+        th_an_fmt(a->meta.id, sizeof a->meta.id, "%s", base && base[1] ? base + 1 : path);
+    }
+    *out = a;
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * reproducibility */
+
+static const th_an_figure_id repro_ids[TH_REPRO_FIGURES] = {TH_AN_ETA_UTIL, TH_AN_ETA_STABILITY, TH_AN_RLE,
+                                                            TH_AN_SIGMA_OPT, TH_AN_TAU_FIT, TH_AN_R_FIT,
+                                                            TH_AN_ETA_P, TH_AN_R_PEAK, TH_AN_T_LAG};
+
+th_status th_repro_compare(const th_analysis *const *a, size_t n, th_repro_result *out) {
+    if (n < 2) return th_fail(TH_ERR_INVALID, "repro: needs at least two sessions, got %zu", n);
+    memset(out, 0, sizeof *out);
+    out->all_agree = 1;
+    for (int f = 0; f < TH_REPRO_FIGURES; f++) {
+        th_repro_figure *r = &out->fig[f];
+        r->id = repro_ids[f];
+        double s = 0, lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            double v = a[i]->fig[r->id].value;
+            if (!isfinite(v)) continue;
+            s += v, lo = fmin(lo, v), hi = fmax(hi, v), r->n++;
+        }
+        r->mean = r->n ? s / r->n : NAN;
+        r->min = r->n ? lo : NAN;
+        r->max = r->n ? hi : NAN;
+        if (r->n < 2) {
+            r->spread = NAN;
+            r->agree = -1;
+            continue;
+        }
+        double dev = fmax(hi - r->mean, r->mean - lo);
+        if (r->id == TH_AN_T_LAG) {
+            r->spread = dev;
+            r->agree = dev <= 1.0 + 1e-9;
+        } else {
+            r->spread = fabs(r->mean) > 0 ? dev / fabs(r->mean) : (dev == 0 ? 0 : INFINITY);
+            r->agree = r->spread <= 0.2 + 1e-12;
+        }
+        if (!r->agree) out->all_agree = 0;
+    }
+    return TH_OK;
+}
