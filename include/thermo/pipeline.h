@@ -7,6 +7,7 @@
 #include "thermo/core.h"
 #include "thermo/eco.h"
 #include "thermo/govern.h"
+#include "thermo/guard.h"
 #include "thermo/io.h"
 #include "thermo/model.h"
 #include "thermo/sense.h"
@@ -151,6 +152,18 @@ typedef struct {
     /* Monitored run (may be NULL): micro-batches are marked as units of work. */
     th_run *run;
     void *user;
+
+    /* waste guards (guard.h). NaN/Inf in the loss or gradients is always caught before the
+     * update; health.mode OFF only turns off spike skips and rollbacks. */
+    th_train_health_config health;   /* default: on (6 sigma over 128 steps, rollback after 3) */
+    th_early_stop_config early_stop; /* patience 0: off (default) */
+    th_budget_config budget;         /* all 0: no budget (default) */
+    th_guard_cost forecast_limit;    /* all 0: forecast reported, never refuses (default) */
+    const th_eco_factors *factors;   /* prices energy in CO2e and water (NULL: energy and time only) */
+    int preflight;                   /* 1 (default): memory, init loss, checkpoint round trip first */
+    int from_scratch;                /* the model is freshly initialized: check loss ≈ ln(V) */
+    /* Fault injection for tests: called after the backward, before the health check. */
+    void (*inject)(th_gpt2 *m, long step, float *loss, void *user);
 } th_train_opts;
 
 typedef struct {
@@ -158,6 +171,13 @@ typedef struct {
     float last_loss, last_val_loss, first_val_loss;
     double seconds;        /* wall time of this call */
     long tokens;           /* tokens processed by this call */
+    /* guards */
+    char stopped_by[32];   /* "" (ran to the end), "budget", "forecast", "early stop", "zombie" */
+    char stop_reason[256]; /* the guard's words */
+    double energy_j;       /* IT energy of this call's steps (from the run's ledger; 0 without one) */
+    double energy_saved_j; /* planned steps not run x mean step energy, when a guard stopped early */
+    th_health_summary health;
+    char forecast[256];    /* the latest cost forecast, "" before min_steps */
 } th_train_result;
 
 /* Defaults: 4 x 64, no accumulation, AdamW defaults, warmup 10% of steps (at most 100),

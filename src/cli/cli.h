@@ -29,6 +29,7 @@ int cmd_estimate(int argc, char **argv);
 int cmd_sensors(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
@@ -68,10 +69,14 @@ typedef struct {
     int n_overrides;
     int methane;
     th_eco_factors factors; /* filled by cli_eco_resolve */
+    th_budget_config budget; /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
 } cli_run_flags;
 
 typedef struct {
-    double tokens, steps; /* per-unit figures for those > 0 */
+    double tokens, steps;    /* per-unit figures for those > 0 */
+    const char *stop_reason; /* why the run ended (NULL: not reported) */
+    double wasted_tokens;    /* tokens a guard judged wasted (a loop), priced in the report */
+    const char *waste_what;  /* what wasted them ("loop: period 7 ...") */
 } cli_run_units;
 
 void cli_run_flags_init(cli_run_flags *f);

@@ -31,13 +31,16 @@ static void generate_usage(FILE *f) {
             "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
             "  --seed S             sampling seed (default 1337)\n"
             "  --threads N          compute threads (default: all cores)\n"
-            "Stops at <|endoftext|>, at --max-tokens, or when the context is full.\n%s", cli_run_flags_help());
+            "  --loop-guard MODE     stop (default), warn or off: detect a token stream stuck in a loop\n"
+            "Stops at <|endoftext|>, at --max-tokens, when the context is full, when the loop guard\n"
+            "catches a loop, or before a token a budget cannot pay for.\n%s", cli_run_flags_help());
 }
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL;
     long max_tokens = 64, top_k = 40, seed = 1337, threads = 0;
     double temperature = 0.8, top_p = 0.95;
+    const char *loop_mode = "stop";
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     for (int i = 1; i < argc; i++) {
@@ -58,6 +61,7 @@ int cmd_generate(int argc, char **argv) {
         int ok = 1;
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--loop-guard")) loop_mode = v;
         else if (!strcmp(a, "--max-tokens")) ok = cli_parse_int("generate", a, v, 1, 1 << 20, &max_tokens);
         else if (!strcmp(a, "--top-k")) ok = cli_parse_int("generate", a, v, 0, 1 << 24, &top_k);
         else if (!strcmp(a, "--seed")) ok = cli_parse_int("generate", a, v, 0, 0x7fffffffffffffffL, &seed);
@@ -95,6 +99,15 @@ int cmd_generate(int argc, char **argv) {
     th_gpt2_kv *kv = NULL;
     th_sampler *sampler = NULL;
     th_run *run = NULL;
+    th_loop_guard *lg = NULL;
+    th_loop_guard_config lgc = th_loop_guard_defaults();
+    th_budget budget;
+    if (th_guard_mode_parse(loop_mode, &lgc.mode) != TH_OK) {
+        fprintf(stderr, "thermo generate: --loop-guard must be stop, warn or off, got '%s'\n", loop_mode);
+        th_tokenizer_free(tok);
+        th_gpt2_free(m);
+        return EXIT_USAGE;
+    }
     int eot = th_tokenizer_eot(tok);
     if (prompt && *prompt) {
         st = th_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids);
@@ -137,6 +150,10 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_report(st, "generate");
         goto done;
     }
+    if ((st = th_loop_guard_create(&lgc, &lg)) != TH_OK || (st = th_budget_init(&budget, &rf.budget)) != TH_OK) {
+        rc = cli_report(st, "generate");
+        goto done;
+    }
     if ((st = th_run_start(&rf.run, &run)) != TH_OK) {
         rc = cli_report(st, "generate: sensor");
         goto done;
@@ -150,10 +167,19 @@ int cmd_generate(int argc, char **argv) {
     uint64_t t1 = th_now_ns();
     long generated = 0;
     const char *reason = "max-tokens";
+    th_loop_verdict lv;
+    memset(&lv, 0, sizeof lv);
     while (st == TH_OK && generated < max_tokens) {
         int next = th_sampler_next(sampler, logits);
         if (next == eot) {
             reason = "end of text";
+            break;
+        }
+        // the loop guard judges the output itself, before the token is shown
+        th_guard_action la = th_loop_guard_feed(lg, next, &lv);
+        if (la == TH_GUARD_WARNED) fprintf(stderr, "\nthermo generate: warning: %s\n", lv.reason);
+        if (la == TH_GUARD_HALT) {
+            reason = "loop";
             break;
         }
         size_t len;
@@ -166,9 +192,22 @@ int cmd_generate(int argc, char **argv) {
             break;
         }
         if (generated < max_tokens) {
+            if (!th_budget_allow(&budget, NULL)) {
+                reason = "budget";
+                break;
+            }
+            th_run_figures f0, f1;
+            th_run_figures_now(run, &f0);
+            uint64_t u0 = th_now_ns();
             th_run_unit_begin(run);
             st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
-            if (th_run_unit_end(run) == TH_ERR_INTERRUPTED) {
+            th_status paced = th_run_unit_end(run);
+            th_run_figures_now(run, &f1);
+            th_guard_cost c;
+            th_guard_cost_from_energy(f1.energy.energy_j - f0.energy.energy_j, (th_now_ns() - u0) / 1e9, &rf.factors,
+                                      &c);
+            th_budget_charge(&budget, &c);
+            if (paced == TH_ERR_INTERRUPTED) {
                 reason = "interrupted";
                 break;
             }
@@ -191,10 +230,18 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_report(st_run, "generate: telemetry");
         goto done;
     }
-    cli_run_units units = {(double)(generated + (long)n_ids), 0};
+    if (!strcmp(reason, "budget")) {
+        char why[256];
+        th_budget_describe(&budget, why, sizeof why);
+        fprintf(stderr, "stopped: %s\n", why);
+    }
+    if (!strcmp(reason, "loop")) fprintf(stderr, "stopped: %s\n", lv.reason);
+    cli_run_units units = {(double)(generated + (long)n_ids), 0, reason,
+                           lv.kind != TH_LOOP_NONE ? (double)lv.tokens_burned : 0, lv.kind != TH_LOOP_NONE ? lv.reason : NULL};
     rc = cli_run_report(&rf, "generate", &fig, &units);
 done:
     th_run_stop(run, NULL);
+    th_loop_guard_free(lg);
     th_sampler_free(sampler);
     th_gpt2_kv_free(kv);
     th_free(logits);

@@ -50,6 +50,13 @@ static void train_usage(FILE *f) {
             "  --resume                 continue from OUT/checkpoint.bin exactly where it stopped\n"
             "  --seed S                 seed for initialization and data order (default 1337)\n"
             "  --threads N              compute threads (default: all cores)\n"
+            "waste guards:\n"
+            "  --no-preflight           skip the checks before the run (memory, loss at init, checkpoint round trip)\n"
+            "  --spike-guard MODE       stop (default: skip loss/grad-norm spikes over 6 sigma, roll back after 3),\n"
+            "                           warn or off; NaN/Inf never reach the weights whatever the mode\n"
+            "  --early-stop N           stop after N validations without improvement (0: off, default)\n"
+            "  --early-stop-delta X     minimum improvement (default 0.001)\n"
+            "  --max-forecast-j J --max-forecast-co2-g G   refuse to go on once the projected run exceeds it\n"
             "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n%s",
             "the King James Bible and Debian's fortunes, installed by scripts/setup", cli_run_flags_help());
 }
@@ -112,7 +119,10 @@ int cmd_train(int argc, char **argv) {
     // from the checkpoint's metadata so it continues with the same settings.
     long steps = -1, batch = -1, seq = -1, accum = -1, warmup = -1, val_every = 50, val_batches = 8, save_every = 0,
          threads = 0, seed = -1;
-    double lr = -1, wd = -1, clip = -1;
+    double lr = -1, wd = -1, clip = -1, es_delta = 0.001, max_fc_j = 0, max_fc_co2 = 0;
+    long es_patience = 0;
+    int no_preflight = 0;
+    const char *spike_mode = "stop";
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     for (int i = 1; i < argc; i++) {
@@ -126,6 +136,10 @@ int cmd_train(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(a, "--resume")) {
             resume = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-preflight")) {
+            no_preflight = 1;
             continue;
         }
         if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
@@ -152,6 +166,11 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) ok = cli_parse_int("train", a, v, 1, 1024, &threads);
         else if (!strcmp(a, "--seed")) ok = cli_parse_int("train", a, v, 0, 0x7fffffffffffffffL, &seed);
         else if (!strcmp(a, "--lr")) ok = cli_parse_float("train", a, v, 0, 10, &lr);
+        else if (!strcmp(a, "--spike-guard")) spike_mode = v;
+        else if (!strcmp(a, "--early-stop")) ok = cli_parse_int("train", a, v, 0, 1000000, &es_patience);
+        else if (!strcmp(a, "--early-stop-delta")) ok = cli_parse_float("train", a, v, 0, 100, &es_delta);
+        else if (!strcmp(a, "--max-forecast-j")) ok = cli_parse_float("train", a, v, 1e-9, 1e15, &max_fc_j);
+        else if (!strcmp(a, "--max-forecast-co2-g")) ok = cli_parse_float("train", a, v, 1e-9, 1e15, &max_fc_co2);
         else if (!strcmp(a, "--weight-decay")) ok = cli_parse_float("train", a, v, 0, 10, &wd);
         else if (!strcmp(a, "--grad-clip")) ok = cli_parse_float("train", a, v, 0, 1e9, &clip);
         else {
@@ -323,6 +342,19 @@ int cmd_train(int argc, char **argv) {
     o.val_batches = (int)val_batches;
     o.save_every = (int)save_every;
     o.checkpoint_path = ckpt_path;
+    if (th_guard_mode_parse(spike_mode, &o.health.mode) != TH_OK) {
+        fprintf(stderr, "thermo train: --spike-guard must be stop, warn or off, got '%s'\n", spike_mode);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    o.early_stop.patience = (int)es_patience;
+    o.early_stop.min_delta = es_delta;
+    o.budget = rf.budget;
+    o.forecast_limit.energy_j = max_fc_j;
+    o.forecast_limit.co2e_g = max_fc_co2;
+    o.factors = &rf.factors;
+    o.preflight = !no_preflight;
+    o.from_scratch = from_scratch;
     json_t *meta = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "tokenizer", "gpt2", "steps",
                              (json_int_t)steps, "batch", (json_int_t)batch, "seq", (json_int_t)seq, "grad_accum",
                              (json_int_t)accum, "warmup", (json_int_t)warmup, "seed", (json_int_t)seed, "lr", lr,
@@ -356,7 +388,7 @@ int cmd_train(int argc, char **argv) {
     if (st == TH_ERR_INTERRUPTED) {
         // the energy of the steps that ran was spent all the same: report it, then stop
         rc = cli_report(st, "train");
-        cli_run_units part = {(double)res.tokens, (double)(res.steps_done - prog.start_step)};
+        cli_run_units part = {(double)res.tokens, (double)(res.steps_done - prog.start_step), "interrupted", 0, NULL};
         if (st_run == TH_OK) cli_run_report(&rf, "train (interrupted)", &fig, &part);
         goto done;
     }
@@ -374,6 +406,14 @@ int cmd_train(int argc, char **argv) {
         rc = cli_report(st, "train: saving the model");
         goto done;
     }
+    if (res.health.steps_skipped || res.health.rollbacks)
+        fprintf(stderr, "guards: %ld steps skipped (%ld NaN/Inf, %ld spikes), %ld rollbacks, %.1f J wasted on them\n",
+                res.health.steps_skipped, res.health.nonfinite, res.health.spikes, res.health.rollbacks,
+                res.health.energy_wasted_j);
+    if (res.stopped_by[0])
+        fprintf(stderr, "stopped early by the %s guard: %s; %.1f J of planned work not spent\n", res.stopped_by,
+                res.stop_reason, res.energy_saved_j);
+    if (res.forecast[0]) fprintf(stderr, "%s\n", res.forecast);
     fprintf(stderr, "done: %ld steps in %.1f s (%.0f tok/s); train loss %.4f", res.steps_done, res.seconds,
             res.tokens / (res.seconds > 0 ? res.seconds : 1), res.last_loss);
     if (res.first_val_loss == res.first_val_loss)
@@ -388,7 +428,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "\nsaved %s (llm.c layout, as the input)", llmc_path);
     }
     fprintf(stderr, "\nsaved %s (Hugging Face layout) and %s\n", model_dir, ckpt_path);
-    cli_run_units units = {(double)res.tokens, (double)(res.steps_done - prog.start_step)};
+    cli_run_units units = {(double)res.tokens, (double)(res.steps_done - prog.start_step),
+                           res.stopped_by[0] ? res.stopped_by : "completed", 0, NULL};
     rc = cli_run_report(&rf, "train", &fig, &units);
 done:
     th_data_loader_close(val_dl);

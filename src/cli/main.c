@@ -22,6 +22,7 @@ static const struct {
     {"estimate", cmd_estimate, "planning estimate: energy, CO2e, water, pollutants of P x N x hours x PUE"},
     {"bench", cmd_bench, "benchmarks: `thermo bench model`"},
     {"info", cmd_info, "what a model file or directory holds"},
+    {"guard", cmd_guard, "waste guards: agent-session loop detection (exit 4 when stuck), memory preflight"},
     {"session", cmd_session, "a monitored fine-tuning session for the coupling analysis (telemetry, session.json)"},
     {"analyze", cmd_analyze, "coupling analysis of a session or telemetry log: data sheet (Markdown, JSON), SVG plots"},
     {"calibrate", cmd_calibrate, "step-response experiment: fit a thermal profile (R, C, tau, P_idle, P_max)"},
@@ -33,6 +34,7 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nexit codes: 0 ok, 1 run failed, 2 bad command line, 3 bad input file or config,\n"
+               "            4 a guard fired (thermo guard),\n"
                "            130 interrupted\n");
 }
 
@@ -45,6 +47,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return EXIT_OK;
     }
+    cli_install_logger(TH_LOG_INFO);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "thermo: unknown command '%s'\n", argv[1]);

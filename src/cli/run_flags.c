@@ -22,6 +22,8 @@ const char *cli_run_flags_help(void) {
            "  --temp-limit C          temperature to stay under (default: the device's max operating\n"
            "                          temperature - 2 C, from the plant profile or the sensor)\n"
            "  --duty X                pace at a fixed duty in (0, 1] instead of a governor\n"
+           "budgets (the run stops before a unit of work whose projected cost would exceed one):\n"
+           "  --budget-j J --budget-wh WH --budget-co2-g G --budget-water-ml ML --budget-s S\n"
            "sensors and telemetry:\n"
            "  --sensor NAME           auto (default), host, nvml, hwmon, thermal, rapl, sim, trace\n"
            "  --profile NAME|FILE     simulated plant profile when no sensor is found (default laptop-cpu)\n"
@@ -45,7 +47,8 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
         f->methane = 1;
         return 1;
     }
-    static const char *const with_value[] = {"--governor", "--temp-limit", "--duty", "--sensor", "--tdp-w", "--profile", "--sysfs-root", "--hz", "--telemetry",
+    static const char *const with_value[] = {"--budget-j", "--budget-wh", "--budget-co2-g", "--budget-water-ml",
+                                             "--budget-s", "--governor", "--temp-limit", "--duty", "--sensor", "--tdp-w", "--profile", "--sysfs-root", "--hz", "--telemetry",
                                              "--region", "--preset", "--cooling", "--pue", "--grid-g-per-kwh",
                                              "--wue", "--ewif", "--generator-share", "--factors", "--report-json",
                                              "--emissions-csv", NULL};
@@ -57,7 +60,13 @@ int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *
         return -1;
     }
     const char *v = argv[++*i];
-    if (!strcmp(a, "--governor")) f->run.governor = v;
+    if (!strncmp(a, "--budget-", 9)) {
+        double *dst = !strcmp(a, "--budget-j") ? &f->budget.energy_j
+                      : !strcmp(a, "--budget-wh") ? &f->budget.energy_wh
+                      : !strcmp(a, "--budget-co2-g") ? &f->budget.co2e_g
+                      : !strcmp(a, "--budget-water-ml") ? &f->budget.water_ml : &f->budget.seconds;
+        return cli_parse_float(cmd, a, v, 1e-9, 1e15, dst) ? 1 : -1;
+    } else if (!strcmp(a, "--governor")) f->run.governor = v;
     else if (!strcmp(a, "--temp-limit")) return cli_parse_float(cmd, a, v, -50, 200, &f->run.temp_limit_c) ? 1 : -1;
     else if (!strcmp(a, "--duty")) return cli_parse_float(cmd, a, v, 0.001, 1, &f->run.fixed_duty) ? 1 : -1;
     else if (!strcmp(a, "--sensor")) f->run.sensor = v;
@@ -190,6 +199,19 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
         if (isfinite(one.water_offsite_l)) json_object_set_new(o, "water_offsite_l", json_real(one.water_offsite_l));
         json_object_set_new(per, name, o);
     }
+    th_eco_footprint waste;
+    int have_waste = 0;
+    if (units->wasted_tokens > 0 && units->tokens > 0) {
+        th_eco_footprint one;
+        if (th_eco_footprint_per_unit(&fp, units->tokens, &one) == TH_OK &&
+            th_eco_footprint_per_unit(&one, 1.0 / units->wasted_tokens, &waste) == TH_OK) {
+            have_waste = 1;
+            fprintf(stderr, "wasted by %s: %.0f tokens, %.4g J, %.4g g CO2e, %.4g mL water\n",
+                    units->waste_what ? units->waste_what : "a guard", units->wasted_tokens,
+                    waste.energy_it_kwh * 3.6e6, waste.co2e_g,
+                    (waste.water_onsite_l + (isnan(waste.water_offsite_l) ? 0 : waste.water_offsite_l)) * 1e3);
+        }
+    }
     if (f->report_json) {
         void *j = NULL;
         if ((st = th_eco_report_json(&fp, NULL, &j)) != TH_OK) {
@@ -198,6 +220,12 @@ int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures
         }
         json_object_set_new((json_t *)j, "per_unit", per);
         json_object_set_new((json_t *)j, "command", json_string(cmd));
+        if (units->stop_reason) json_object_set_new((json_t *)j, "stop_reason", json_string(units->stop_reason));
+        if (have_waste)
+            json_object_set_new((json_t *)j, "wasted",
+                                json_pack("{s:s, s:f, s:f, s:f, s:f}", "by", units->waste_what ? units->waste_what : "",
+                                          "tokens", units->wasted_tokens, "energy_it_j", waste.energy_it_kwh * 3.6e6,
+                                          "co2e_g", waste.co2e_g, "water_onsite_l", waste.water_onsite_l));
         json_object_set_new((json_t *)j, "measured", json_boolean(fig->origin == TH_ORIGIN_MEASURED &&
                                                                   fig->energy.basis != TH_ECO_BASIS_MODELED));
         if (isfinite(fig->temp_max_c)) json_object_set_new((json_t *)j, "temp_peak_c", json_real(fig->temp_max_c));

@@ -21,6 +21,10 @@ th_train_opts th_train_defaults(long steps) {
     o.warmup_steps = (int)(w > 100 ? 100 : w);
     o.val_every = 50;
     o.val_batches = 8;
+    o.health = th_train_health_defaults();
+    o.early_stop = th_early_stop_defaults();
+    o.early_stop.patience = 0;
+    o.preflight = 1;
     return o;
 }
 
@@ -55,6 +59,68 @@ static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_tra
     return th_checkpoint_save(o->checkpoint_path, m, st);
 }
 
+/* IT energy the run's ledger holds so far (0 without a monitored run). */
+static double run_energy_j(th_run *run) {
+    if (!run) return 0.0;
+    th_run_figures f;
+    th_run_figures_now(run, &f);
+    return f.have_energy ? f.energy.energy_j : 0.0;
+}
+
+/* Preflight: what would make a long run fail or waste, checked before it starts. */
+static th_status preflight(th_gpt2 *m, th_data_loader *train, const th_train_opts *o, const th_train_state *st,
+                           const int *batch) {
+    const th_gpt2_config *cfg = th_gpt2_get_config(m);
+    th_preflight_memory mem;
+    th_status s = th_preflight_memory_check(cfg, o->batch, o->seq, NULL, SIZE_MAX, &mem);
+    if (s != TH_OK) return s;
+    th_log(TH_LOG_INFO, "preflight: training needs %.0f MB, %.0f MB available", mem.total_bytes / 1e6,
+           mem.available_bytes / 1e6);
+    if (th_data_loader_vocab_size(train) > (uint64_t)cfg->vocab_size)
+        return th_fail(TH_ERR_INVALID, "preflight: the data holds token ids up to %llu, the model's vocabulary is %d",
+                       (unsigned long long)th_data_loader_vocab_size(train) - 1, cfg->vocab_size);
+    if (o->from_scratch && st->step == 0) {
+        float loss = 0;
+        size_t BT = (size_t)o->batch * o->seq;
+        s = th_gpt2_forward(m, batch, batch + BT, o->batch, o->seq, &loss);
+        if (s == TH_OK) s = th_preflight_check_init_loss(loss, cfg->vocab_size, 0.0);
+        if (s != TH_OK) return s;
+        th_log(TH_LOG_INFO, "preflight: loss at init %.3f, ln(vocab) %.3f", loss, log((double)cfg->vocab_size));
+    }
+    if (o->checkpoint_path) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.preflight", o->checkpoint_path);
+        s = th_preflight_checkpoint_roundtrip(m, st, tmp);
+        if (s != TH_OK) return s;
+        th_log(TH_LOG_INFO, "preflight: checkpoint save -> load -> compare is bit-identical");
+    }
+    return TH_OK;
+}
+
+/* After a ROLLBACK verdict: the last checkpoint's weights and moments replace the current
+ * ones (the data position moves on, so the offending batches are skipped). */
+static th_status rollback(th_gpt2 *m, const th_train_opts *o, th_train_state *st, long *restored) {
+    th_gpt2 *old = NULL;
+    th_train_state ost;
+    th_status s = o->checkpoint_path ? th_checkpoint_load(o->checkpoint_path, &old, &ost)
+                                     : th_fail(TH_ERR_STATE, "no checkpoint path");
+    if (s != TH_OK) return s;
+    size_t n = th_gpt2_num_params(th_gpt2_get_config(m));
+    if (n != th_gpt2_num_params(th_gpt2_get_config(old))) {
+        th_gpt2_free(old);
+        return th_fail(TH_ERR_FORMAT, "%s: another model shape", o->checkpoint_path);
+    }
+    memcpy(th_gpt2_params(m), th_gpt2_params(old), n * sizeof(float));
+    if (th_gpt2_adam_m(old) && (s = th_gpt2_adam_restore(m, th_gpt2_adam_steps(old))) == TH_OK) {
+        memcpy(th_gpt2_adam_m(m), th_gpt2_adam_m(old), n * sizeof(float));
+        memcpy(th_gpt2_adam_v(m), th_gpt2_adam_v(old), n * sizeof(float));
+    }
+    *restored = ost.step;
+    st->step = ost.step;
+    th_gpt2_free(old);
+    return s;
+}
+
 th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const th_train_opts *o,
                    th_train_state *st, th_train_result *out) {
     memset(out, 0, sizeof *out);
@@ -68,15 +134,45 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     int B = o->batch, T = o->seq;
     size_t BT = (size_t)B * T;
     int *batch = malloc(sizeof(int) * BT * 2);
-    if (!batch) return th_fail(TH_ERR_NOMEM, "train: out of memory");
-    th_lr_schedule sched = {o->opt.lr, o->lr_min, o->warmup_steps, (int)o->steps};
-    uint64_t t_start = th_now_ns();
+    th_train_health *health = NULL;
+    th_forecast *forecast = NULL;
+    th_early_stop es;
+    th_budget budget;
     th_status status = TH_OK;
+    if (!batch) return th_fail(TH_ERR_NOMEM, "train: out of memory");
+    th_forecast_config fc = th_forecast_defaults(o->steps - st->step > 0 ? o->steps - st->step : 1);
+    fc.limit = o->forecast_limit;
+    if ((status = th_train_health_create(&o->health, &health)) != TH_OK ||
+        (status = th_forecast_create(&fc, &forecast)) != TH_OK || (status = th_budget_init(&budget, &o->budget)) != TH_OK)
+        goto done;
+    th_early_stop_config esc = o->early_stop;
+    if (esc.planned_steps == 0) esc.planned_steps = o->steps;
+    if (esc.patience > 0 && (status = th_early_stop_init(&es, &esc)) != TH_OK) goto done;
+    if (o->preflight) {
+        th_data_cursor c0;
+        th_data_loader_get_cursor(train, &c0);
+        th_data_loader_next(train, batch, batch + BT); // the first batch, put back afterwards
+        status = preflight(m, train, o, st, batch);
+        th_status s2 = th_data_loader_set_cursor(train, &c0);
+        if (status == TH_OK) status = s2;
+        if (status != TH_OK) goto done;
+    }
+    th_lr_schedule sched = {o->opt.lr, o->lr_min, o->warmup_steps, (int)o->steps};
+    float lr_scale = 1.0f; // lowered after a rollback
+    uint64_t t_start = th_now_ns();
+    double e_start = run_energy_j(o->run);
     out->steps_done = st->step;
+    long steps_run = 0;
 
     th_data_cursor step_start;
     while (st->step < o->steps) {
+        if (!th_budget_allow(&budget, NULL)) {
+            snprintf(out->stopped_by, sizeof out->stopped_by, "budget");
+            th_budget_describe(&budget, out->stop_reason, sizeof out->stop_reason);
+            break;
+        }
         uint64_t t0 = th_now_ns();
+        double e0 = run_energy_j(o->run);
         th_data_loader_get_cursor(train, &step_start);
         th_run_unit_begin(o->run);
         status = th_gpt2_zero_grad(m);
@@ -102,14 +198,47 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         if (status != TH_OK) break;
         th_step_record rec;
         memset(&rec, 0, sizeof rec);
+        rec.loss = (float)(loss_sum / o->grad_accum);
+        if (o->inject) o->inject(m, st->step + 1, &rec.loss, o->user);
         rec.grad_norm = th_gpt2_grad_norm(m);
-        rec.lr = th_lr_at(&sched, (int)st->step);
-        status = th_gpt2_adamw_step(m, &o->opt, rec.lr, rec.grad_norm);
-        if (status != TH_OK) break;
+        rec.lr = th_lr_at(&sched, (int)st->step) * lr_scale;
+        // the health guard sees the loss and the gradient norm before any update: a NaN or
+        // a spike never reaches the weights
+        double mean_step_j = steps_run > 0 ? (run_energy_j(o->run) - e_start) / steps_run : 0.0;
+        th_health_verdict hv;
+        th_guard_action act = th_train_health_check(health, st->step + 1, rec.loss, rec.grad_norm, mean_step_j, &hv);
+        if (act == TH_GUARD_CONTINUE || act == TH_GUARD_WARNED) {
+            if (act == TH_GUARD_WARNED) th_log(TH_LOG_WARN, "%s", hv.reason);
+            status = th_gpt2_adamw_step(m, &o->opt, rec.lr, rec.grad_norm);
+            if (status != TH_OK) break;
+        } else if (act == TH_GUARD_SKIP) {
+            th_log(TH_LOG_WARN, "%s", hv.reason);
+        } else if (act == TH_GUARD_ROLLBACK) {
+            long restored = 0;
+            double before = run_energy_j(o->run);
+            long from = st->step;
+            th_status rs = rollback(m, o, st, &restored);
+            if (rs == TH_OK) {
+                lr_scale *= (float)hv.lr_factor;
+                double discarded = mean_step_j * (double)(from - restored);
+                th_train_health_rolled_back(health, restored, discarded);
+                th_log(TH_LOG_WARN, "%s; rolled back to step %ld (%.1f J of steps discarded), lr x %.2f", hv.reason,
+                       restored, discarded, lr_scale);
+                (void)before;
+                status = th_run_unit_end(o->run);
+                if (status != TH_OK) break;
+                continue; // the data cursor moves on: the offending batches are skipped
+            }
+            th_log(TH_LOG_WARN, "%s; no checkpoint to roll back to (%s): update skipped", hv.reason, th_last_error());
+        } else { // HALT: the run keeps diverging; stop and keep the last good checkpoint
+            snprintf(out->stopped_by, sizeof out->stopped_by, "zombie");
+            snprintf(out->stop_reason, sizeof out->stop_reason, "%s", hv.reason);
+            break;
+        }
         st->step++;
+        steps_run++;
         rec.step = st->step;
         rec.total_steps = o->steps;
-        rec.loss = (float)(loss_sum / o->grad_accum);
         rec.tokens = (long)(BT * o->grad_accum);
         rec.val_loss = NAN;
         int last = st->step == o->steps;
@@ -131,10 +260,35 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         out->steps_done = st->step;
         th_run_log_step(o->run, &rec);
         if (o->on_step) o->on_step(&rec, o->user);
+        // the step's cost, for the budget and the forecast
+        th_guard_cost cost;
+        th_guard_cost_from_energy(run_energy_j(o->run) - e0, rec.step_ms / 1e3, o->factors, &cost);
+        th_budget_charge(&budget, &cost);
+        th_forecast_verdict fv;
+        if (th_forecast_step(forecast, &cost, &fv) == TH_GUARD_REFUSE) {
+            snprintf(out->stopped_by, sizeof out->stopped_by, "forecast");
+            snprintf(out->stop_reason, sizeof out->stop_reason, "%s", fv.reason);
+        }
+        if (fv.ready) snprintf(out->forecast, sizeof out->forecast, "%s", fv.reason);
+        if (esc.patience > 0 && !isnan(rec.val_loss)) {
+            th_early_stop_verdict ev;
+            th_guard_action ea = th_early_stop_update(&es, st->step, rec.val_loss, rec.loss, mean_step_j, &ev);
+            if (ev.leak || ea == TH_GUARD_WARNED) th_log(TH_LOG_WARN, "%s", ev.reason);
+            if (ea == TH_GUARD_HALT) {
+                snprintf(out->stopped_by, sizeof out->stopped_by, "early stop");
+                snprintf(out->stop_reason, sizeof out->stop_reason, "%s", ev.reason);
+            }
+        }
         // the step is complete: an interruption from here on resumes after it
         th_data_loader_get_cursor(train, &step_start);
         status = th_run_unit_end(o->run);
-        if (status != TH_OK) break;
+        if (status != TH_OK || out->stopped_by[0]) break;
+    }
+    if (out->stopped_by[0] && status == TH_OK) {
+        // a guard ended the run early: keep what was learned, say what was not spent
+        double per_step = steps_run > 0 ? (run_energy_j(o->run) - e_start) / steps_run : 0.0;
+        out->energy_saved_j = per_step * (double)(o->steps - st->step);
+        if (o->checkpoint_path) status = save_checkpoint(m, train, o, st);
     }
     if (status == TH_ERR_INTERRUPTED && o->checkpoint_path) {
         // a step cut short is dropped whole: the loader goes back to where the step began
@@ -147,6 +301,11 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         th_fail(TH_ERR_INTERRUPTED, "train: stopped at step %ld", st->step);
     }
     out->seconds = (th_now_ns() - t_start) / 1e9;
+    out->energy_j = run_energy_j(o->run) - e_start;
+    th_train_health_summary(health, &out->health);
+done:
+    th_forecast_free(forecast);
+    th_train_health_free(health);
     free(batch);
     return status;
 }
