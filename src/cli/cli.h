@@ -25,6 +25,7 @@ int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_governor(int argc, char **argv);
+int cmd_bench_eco(int argc, char **argv);
 int cmd_estimate(int argc, char **argv);
 int cmd_sensors(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);

@@ -119,11 +119,13 @@ int cmd_bench(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fprintf(argc < 2 ? stderr : stdout,
                 "usage: thermo bench model [options]      engine speed and memory (thermo bench model --help)\n"
-                "       thermo bench governor [options]   governors on the simulated plant (--help)\n");
+                "       thermo bench governor [options]   governors on the simulated plant (--help)\n"
+                "       thermo bench eco [options]        rate models by quality per J, g CO2e, L water (--help)\n");
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     if (strcmp(argv[1], "model") == 0) return bench_model(argc - 1, argv + 1);
     if (strcmp(argv[1], "governor") == 0) return cmd_bench_governor(argc - 1, argv + 1);
-    fprintf(stderr, "thermo bench: unknown benchmark '%s' (known: model, governor)\n", argv[1]);
+    if (strcmp(argv[1], "eco") == 0) return cmd_bench_eco(argc - 1, argv + 1);
+    fprintf(stderr, "thermo bench: unknown benchmark '%s' (known: model, governor, eco)\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -1,0 +1,88 @@
+/* evaluate.h: model quality and the eco rating. Perplexity and bits per byte of a held-out
+ * text by one fixed recipe, the checks that tell a faulty inference path from a poor model
+ * (KV cache against the full forward, tokenizer round trip, loss against a recorded
+ * validation loss), and the pure functions that rate models benchmarked together: energy
+ * bands (AI Energy Score's stars) and the Pareto front of quality against energy. */
+#ifndef THERMO_EVALUATE_H
+#define THERMO_EVALUATE_H
+
+#include <stddef.h>
+
+#include "thermo/core.h"
+#include "thermo/model.h"
+#include "thermo/pipeline.h"
+#include "thermo/text.h"
+
+/* ---------------------------------------------------------------------------------
+ * perplexity
+ *
+ * The recipe (tests/reference/perplexity_reference.py computes the same in PyTorch):
+ *   1. the whole text is tokenized once, flags 0 (no EOT added, "<|endoftext|>" is text);
+ *   2. the ids are cut into consecutive, non-overlapping windows of ctx tokens; a shorter
+ *      last window is kept if it has at least 2 tokens;
+ *   3. in each window every token but the first is predicted from the tokens before it in
+ *      that window (inputs window[0..n-2], targets window[1..n-1]);
+ *   4. perplexity = exp(total NLL / predicted tokens), in nats;
+ *      bits_per_byte = total NLL / ln 2 / bytes of text. */
+
+typedef struct {
+    double nll_sum;       /* nats, summed in double over every predicted token */
+    long predicted;       /* tokens predicted */
+    long tokens;          /* tokens in the text */
+    long windows;
+    size_t bytes;         /* bytes of text (bits_per_byte's denominator) */
+    double mean_nll;      /* nll_sum / predicted */
+    double perplexity;
+    double bits_per_byte;
+} th_ppl_result;
+
+/* Scores ids[0..n) by the recipe above with windows of ctx tokens (0: the model's context;
+ * at most the model's context). n_bytes is the length of the text the ids came from.
+ * `run` may be NULL; otherwise each window is one unit of work (th_run_unit_begin/end).
+ * Fails with TH_ERR_INVALID on a bad ctx, an id outside the vocabulary, or fewer than 2
+ * ids; TH_ERR_INTERRUPTED if the run was interrupted; the forward's status otherwise. */
+th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes, th_run *run,
+                                 th_ppl_result *out);
+
+/* Tokenizes text[0..len) (step 1) and scores it as th_eval_perplexity_ids. */
+th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *text, size_t len, int ctx,
+                             th_run *run, th_ppl_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * faulty-inference checks: a model that fails one is not rated ("not rated: <reason>") */
+
+/* KV-cache equivalence: the logits of ids[0..n) computed one token at a time through the
+ * KV cache against one full forward (B = 1, T = n). *max_abs_diff gets the largest
+ * difference, *max_abs_logit the largest |logit| of the full forward. Fails with
+ * TH_ERR_INVALID if n is not in [1, max_seq_len]. The model's last forward is replaced. */
+th_status th_eval_kv_check(th_gpt2 *m, const int *ids, int n, double *max_abs_diff, double *max_abs_logit);
+
+/* Tokenizer round trip: decode(encode(text[0..len))) == text. *ok gets 1 or 0; when 0,
+ * *first_diff the first byte offset that differs (len if only the length does). */
+th_status th_eval_tokenizer_roundtrip(const th_tokenizer *tok, const char *text, size_t len, int *ok,
+                                      size_t *first_diff);
+
+/* The validation loss a training run recorded in its run metadata (JSON key
+ * "val_loss" or "last_val_loss"), NaN when the metadata holds none or is not JSON. */
+double th_eval_recorded_val_loss(const char *run_meta);
+
+/* ---------------------------------------------------------------------------------
+ * rating (pure functions) */
+
+/* AI Energy Score's bands, applied to the models benchmarked together: the range
+ * [min, max] of energy per query among the eligible models is cut into five equal bands;
+ * the lowest band gets 5 stars, the highest 1 star:
+ *     stars = 5 - floor(5 (e - min) / (max - min)), clamped to [1, 5]
+ * so the most frugal model always has 5 stars and the most costly 1 (when they differ).
+ * All equal (or one model): 5 stars each. stars[i] = 0 for a model not eligible (failed a
+ * check, or a non-finite or negative energy). Fails with TH_ERR_INVALID on n < 0 or NULL
+ * arrays with n > 0. */
+th_status th_eval_energy_stars(const double *energy, const int *eligible, int n, int *stars);
+
+/* The Pareto front of (quality, energy), both lower is better (perplexity, Wh per query):
+ * on_front[i] = 1 when no other eligible model is at least as good on both and strictly
+ * better on one; 0 for the others and for models not eligible (or with a non-finite
+ * figure). Duplicates of a front point are all on the front. */
+th_status th_eval_pareto(const double *quality, const double *energy, const int *eligible, int n, int *on_front);
+
+#endif

@@ -1,0 +1,129 @@
+/* perplexity.c: perplexity and bits per byte of a text by the fixed recipe of evaluate.h,
+ * and the checks that tell a faulty inference path from a poor model. */
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "thermo/evaluate.h"
+
+/* ---------------------------------------------------------------------------------
+ * perplexity */
+
+th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes, th_run *run,
+                                 th_ppl_result *out) {
+    const th_gpt2_config *cfg = th_gpt2_get_config(m);
+    if (ctx == 0) ctx = cfg->max_seq_len;
+    if (ctx < 2 || ctx > cfg->max_seq_len)
+        return th_fail(TH_ERR_INVALID, "context %d must be in [2, %d] (the model's context)", ctx, cfg->max_seq_len);
+    if (n < 2) return th_fail(TH_ERR_INVALID, "the text is %zu tokens; perplexity needs at least 2", n);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg->vocab_size)
+            return th_fail(TH_ERR_INVALID, "token %zu is id %d, outside the model's vocabulary of %d", i, ids[i],
+                           cfg->vocab_size);
+    th_ppl_result r;
+    memset(&r, 0, sizeof r);
+    r.tokens = (long)n;
+    r.bytes = n_bytes;
+    for (size_t start = 0; start < n; start += (size_t)ctx) {
+        size_t len = n - start < (size_t)ctx ? n - start : (size_t)ctx;
+        if (len < 2) break; // a last window of one token predicts nothing
+        int T = (int)len - 1;
+        float loss;
+        th_run_unit_begin(run);
+        // inputs window[0..len-2], targets window[1..len-1]: the same array shifted by one
+        th_status st = th_gpt2_forward(m, ids + start, ids + start + 1, 1, T, &loss);
+        th_status paced = th_run_unit_end(run);
+        if (st != TH_OK) return st;
+        const float *losses = th_gpt2_losses(m); // (1, T)
+        for (int t = 0; t < T; t++) r.nll_sum += losses[t];
+        r.predicted += T;
+        r.windows++;
+        if (paced == TH_ERR_INTERRUPTED) return th_fail(TH_ERR_INTERRUPTED, "perplexity: interrupted");
+    }
+    r.mean_nll = r.nll_sum / (double)r.predicted;
+    r.perplexity = exp(r.mean_nll);
+    r.bits_per_byte = n_bytes > 0 ? r.nll_sum / log(2.0) / (double)n_bytes : NAN;
+    *out = r;
+    return TH_OK;
+}
+
+th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *text, size_t len, int ctx,
+                             th_run *run, th_ppl_result *out) {
+    int *ids = NULL;
+    size_t n = 0;
+    th_status st = th_tokenizer_encode(tok, text, len, 0, &ids, &n);
+    if (st != TH_OK) return st;
+    st = th_eval_perplexity_ids(m, ids, n, ctx, len, run, out);
+    th_free(ids);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------
+ * faulty-inference checks */
+
+th_status th_eval_kv_check(th_gpt2 *m, const int *ids, int n, double *max_abs_diff, double *max_abs_logit) {
+    const th_gpt2_config *cfg = th_gpt2_get_config(m);
+    if (n < 1 || n > cfg->max_seq_len)
+        return th_fail(TH_ERR_INVALID, "KV check: %d tokens, must be in [1, %d]", n, cfg->max_seq_len);
+    size_t V = (size_t)cfg->vocab_size;
+    float *step = th_alloc(sizeof(float) * V);
+    float *full = th_alloc(sizeof(float) * V * (size_t)n); // (1, n, V)
+    th_gpt2_kv *kv = NULL;
+    th_status st = step && full ? th_gpt2_kv_create(m, n, &kv) : th_fail(TH_ERR_NOMEM, "KV check: out of memory");
+    if (st != TH_OK) goto done;
+    st = th_gpt2_forward(m, ids, NULL, 1, n, NULL);
+    if (st != TH_OK) goto done;
+    // a copy: the incremental path may share buffers with the training forward
+    memcpy(full, th_gpt2_logits(m), sizeof(float) * V * (size_t)n);
+    double diff = 0, ref = 0;
+    for (int t = 0; t < n && st == TH_OK; t++) {
+        st = th_gpt2_infer(m, kv, ids + t, 1, step, 0);
+        for (size_t v = 0; v < V && st == TH_OK; v++) {
+            double e = fabs((double)step[v] - (double)full[(size_t)t * V + v]);
+            if (!(e <= diff)) diff = e; // NaN sticks
+            if (fabs((double)full[(size_t)t * V + v]) > ref) ref = fabs((double)full[(size_t)t * V + v]);
+        }
+    }
+    if (st == TH_OK) {
+        *max_abs_diff = diff;
+        *max_abs_logit = ref;
+    }
+done:
+    th_gpt2_kv_free(kv);
+    th_free(full);
+    th_free(step);
+    return st;
+}
+
+th_status th_eval_tokenizer_roundtrip(const th_tokenizer *tok, const char *text, size_t len, int *ok,
+                                      size_t *first_diff) {
+    int *ids = NULL;
+    size_t n = 0, back_len = 0;
+    char *back = NULL;
+    th_status st = th_tokenizer_encode(tok, text, len, 0, &ids, &n);
+    if (st == TH_OK) st = th_tokenizer_decode(tok, ids, n, &back, &back_len);
+    if (st == TH_OK) {
+        size_t k = 0;
+        while (k < len && k < back_len && text[k] == back[k]) k++;
+        *ok = k == len && back_len == len;
+        *first_diff = k;
+    }
+    th_free(back);
+    th_free(ids);
+    return st;
+}
+
+double th_eval_recorded_val_loss(const char *run_meta) {
+    if (!run_meta || !run_meta[0]) return NAN;
+    json_error_t err;
+    json_t *j = json_loads(run_meta, 0, &err);
+    if (!j) return NAN;
+    double v = NAN;
+    static const char *const keys[] = {"last_val_loss", "val_loss"};
+    for (int k = 0; k < 2 && isnan(v); k++) {
+        json_t *x = json_object_get(j, keys[k]);
+        if (json_is_number(x)) v = json_number_value(x);
+    }
+    json_decref(j);
+    return v;
+}
