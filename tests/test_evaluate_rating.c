@@ -17,6 +17,11 @@ int main(void) {
     double edge[3] = {1, 1.79, 5}, edge2[3] = {1, 1.8, 5};
     CHECK(th_eval_energy_stars(edge, NULL, 3, s) == TH_OK && s[1] == 5, "1.79: %d stars", s[1]);
     CHECK(th_eval_energy_stars(edge2, NULL, 3, s) == TH_OK && s[1] == 4, "1.8: %d stars", s[1]);
+    // a range under 10 % of the minimum is within the benchmark's spread: one band for all;
+    // at 20 % the ends are 5 and 1 stars again
+    double close[2] = {1.0, 1.05}, apart[2] = {1.0, 1.2};
+    CHECK(th_eval_energy_stars(close, NULL, 2, s) == TH_OK && s[0] == 5 && s[1] == 5, "5%% apart: %d %d", s[0], s[1]);
+    CHECK(th_eval_energy_stars(apart, NULL, 2, s) == TH_OK && s[0] == 5 && s[1] == 1, "20%% apart: %d %d", s[0], s[1]);
     // all equal, and a lone model: 5 stars
     double same[2] = {3, 3};
     CHECK(th_eval_energy_stars(same, NULL, 2, s) == TH_OK && s[0] == 5 && s[1] == 5, "equal energies");

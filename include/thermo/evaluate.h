@@ -74,9 +74,12 @@ double th_eval_recorded_val_loss(const char *run_meta);
  * the lowest band gets 5 stars, the highest 1 star:
  *     stars = 5 - floor(5 (e - min) / (max - min)), clamped to [1, 5]
  * so the most frugal model always has 5 stars and the most costly 1 (when they differ).
- * All equal (or one model): 5 stars each. stars[i] = 0 for a model not eligible (failed a
+ * All equal (or one model), or a range narrower than TH_EVAL_STARS_MIN_SPREAD of the minimum
+ * (the run-to-run spread measured for this benchmark: two identical models differ by up to
+ * ~9 %): 5 stars each. stars[i] = 0 for a model not eligible (failed a
  * check, or a non-finite or negative energy). Fails with TH_ERR_INVALID on n < 0 or NULL
  * arrays with n > 0. */
+#define TH_EVAL_STARS_MIN_SPREAD 0.10
 th_status th_eval_energy_stars(const double *energy, const int *eligible, int n, int *stars);
 
 /* The Pareto front of (quality, energy), both lower is better (perplexity, Wh per query):

@@ -62,6 +62,7 @@ static void eco_usage(FILE *f) {
             "  --html FILE        a self-contained report: table and quality-vs-energy scatter\n"
             "Rating: 1-5 stars by Wh per 1,000 queries among the rated models (five equal bands of\n"
             "their min-max range, as AI Energy Score), and the Pareto front of perplexity vs energy.\n"
+            "The governor defaults to none here (--governor to pace): pacing would be charged to the model.\n"
             "%s",
             cli_run_flags_help());
 }
@@ -521,6 +522,9 @@ int cmd_bench_eco(int argc, char **argv) {
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     rf.run.hz = 50; // short windows: finer energy steps
+    // A benchmark measures the model, not the pacing: no governor unless asked for (the
+    // predictive one starts cautious, and its idle time at P_idle would be charged to the model).
+    rf.run.governor = "none";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -21,7 +21,8 @@ th_status th_eval_energy_stars(const double *energy, const int *eligible, int n,
             stars[i] = 0;
             continue;
         }
-        if (!(hi > lo)) {
+        // a range within the benchmark's own run-to-run spread says nothing: same band for all
+        if (!(hi > lo) || hi - lo < TH_EVAL_STARS_MIN_SPREAD * lo) {
             stars[i] = 5;
             continue;
         }
