@@ -83,6 +83,7 @@ typedef struct {
     double fixed_duty;         /* NaN: the governor decides; else pace at this duty, always */
     double cpu_tdp_w;          /* > 0: when the sensor gives neither an energy counter nor power,
                                   model the CPU's power from its utilization (th_cpu_model_power_uw) */
+    const th_eco_factors *factors; /* prices each unit's energy in CO2e and water (NULL: energy only) */
 } th_run_opts;
 
 th_run_opts th_run_opts_default(void);
@@ -113,15 +114,28 @@ th_status th_run_start(const th_run_opts *o, th_run **out);
 /* The work loop marks its units of work (a micro-batch, a token). unit_end then waits as
  * the pace says (idle injection, the governor's duty); the measured busy fraction drives
  * the simulated plant (a real device heats by itself). unit_end returns
- * TH_ERR_INTERRUPTED once th_run_interrupt was called. Both accept NULL (no-ops). */
+ * TH_ERR_INTERRUPTED once th_run_interrupt was called. cost (may be NULL) gets what the
+ * unit cost; without a run it is all 0. Both accept a NULL run (no-ops). */
+typedef struct {
+    double busy_s, idle_s; /* inside the unit; idle injected after it by pacing */
+    double energy_j;       /* IT energy the ledger charged to it: from the end of the previous
+                              unit to the end of this one's wait (units tile the run, so their
+                              charges add up to the run's energy) */
+    double co2e_g, water_ml; /* energy_j priced with the run's factors (0 without factors) */
+} th_unit_cost;
+
 void th_run_unit_begin(th_run *r);
-th_status th_run_unit_end(th_run *r);
+th_status th_run_unit_end(th_run *r, th_unit_cost *cost);
 
 /* Async-signal-safe: cuts the current and every later pacing wait short. */
 void th_run_interrupt(th_run *r);
 
 /* Logs a training step record to the telemetry log (no-op without a log). */
 void th_run_log_step(th_run *r, const th_step_record *rec);
+
+/* Logs one generated token (index >= 1), or the prefill (index 0, tokens = the prompt's
+ * length), with the time its model call took and the unit's cost. No-op without a log. */
+void th_run_log_token(th_run *r, long index, long tokens, double ms, const th_unit_cost *cost);
 
 /* Current figures (thread-safe). */
 void th_run_figures_now(th_run *r, th_run_figures *out);
@@ -197,5 +211,61 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
 /* Mean loss over `batches` (B, T) validation batches (0: one pass) from the loader's start;
  * the loader must have been opened with the same B and T. */
 th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches, float *loss);
+
+/* ---------------------------------------------------------------------------------
+ * generation: prefill, then a token loop paced and charged by the monitored run */
+
+typedef enum {
+    TH_GEN_STOP_MAX_TOKENS = 0, /* max_tokens generated */
+    TH_GEN_STOP_END_OF_TEXT,    /* the model sampled <|endoftext|> (not handed out) */
+    TH_GEN_STOP_CONTEXT_FULL,   /* the KV cache reached the model's context */
+    TH_GEN_STOP_LOOP,           /* the loop guard stopped a stuck stream (stop_detail says how) */
+    TH_GEN_STOP_BUDGET,         /* the next token's projected cost does not fit a budget */
+    TH_GEN_STOP_INTERRUPTED,    /* th_run_interrupt during a unit */
+    TH_GEN_STOP_CALLER,         /* on_token returned non-zero */
+} th_gen_stop;
+
+/* "max-tokens", "end of text", "context full", "loop", "budget", "interrupted", "caller". */
+const char *th_gen_stop_name(th_gen_stop s);
+
+typedef struct {
+    long max_tokens;              /* tokens to generate at most (default 64) */
+    th_sampler_config sampling;   /* default temperature 0.8, top-k 40, top-p 0.95 */
+    uint64_t seed;                /* sampling seed (default 1337) */
+    th_loop_guard_config loop_guard; /* default: stop on a loop */
+    th_budget_config budget;      /* all 0: none; charged with each token's unit cost */
+    th_run *run;                  /* monitored run (NULL: unpaced, uncharged) */
+    /* Each generated token as it is decided (bytes NULL for an id with none); a non-zero
+     * return stops the generation after this token (TH_GEN_STOP_CALLER). May be NULL. */
+    int (*on_token)(int token, const char *bytes, size_t len, void *user);
+    /* The loop guard's warning in warn mode (may be NULL). */
+    void (*on_warning)(const char *msg, void *user);
+    void *user;
+} th_generate_opts;
+
+th_generate_opts th_generate_defaults(void);
+
+typedef struct {
+    long prompt_tokens, generated;
+    th_gen_stop stop;
+    char stop_detail[256];           /* the loop guard's or the budget's words ("" otherwise) */
+    double prefill_s, decode_s;      /* wall time of the prefill unit and of the token loop */
+    double prefill_tok_s, decode_tok_s;
+    th_unit_cost prefill_cost, decode_cost; /* sums of the units' costs */
+    th_loop_verdict loop;            /* the loop guard's latest verdict (kind NONE: no loop) */
+} th_generate_result;
+
+/* Encodes `prompt` for `cfg` (NULL or "": <|endoftext|>, as a new document starts) into
+ * *ids (th_alloc'ed, the caller frees). Fails with the tokenizer's status, TH_ERR_INVALID
+ * when the prompt fills the context, TH_ERR_FORMAT for an id outside the vocabulary. */
+th_status th_generate_prompt(const th_tokenizer *tok, const th_gpt2_config *cfg, const char *prompt, int **ids,
+                             size_t *n);
+
+/* Continues `prompt` (n_prompt ids, 1 .. context - 1) with KV-cache decoding. Stops for the
+ * reasons of th_gen_stop; stopping is not an error. Tokens are bit-identical whatever the
+ * pacing (the run only inserts waits). Fails on a model error, bad options or no memory;
+ * *out holds what was done up to then. */
+th_status th_generate(th_gpt2 *m, const th_tokenizer *tok, const int *prompt, size_t n_prompt,
+                      const th_generate_opts *o, th_generate_result *out);
 
 #endif

@@ -59,6 +59,10 @@ th_status th_tokenizer_load_dir(const char *dir, th_tokenizer **out);
  * if neither exists. */
 th_status th_tokenizer_load_default(th_tokenizer **out);
 
+/* The tokenizer a model comes with: a model directory's own files when it holds any (a
+ * broken one is an error, never silently replaced), else th_tokenizer_load_default. */
+th_status th_tokenizer_load_for_model(const char *model_path, th_tokenizer **out);
+
 /* The same parsers over bytes in memory (for fuzzing and tests); the bytes are only read
  * during the call. vocab_label and merges_label stand in for file names in messages. */
 th_status th_tokenizer_load_memory(const char *vocab_json, size_t vocab_len,

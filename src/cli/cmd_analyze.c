@@ -379,7 +379,7 @@ static int calibrate_real(const char *sensor, const char *profile, const th_cali
     while (th_now_ns() < end) {
         th_run_unit_begin(run);
         burn(20);
-        if (th_run_unit_end(run) != TH_OK) break;
+        if (th_run_unit_end(run, NULL) != TH_OK) break;
     }
     double load_end = (th_now_ns() - t0) / 1e9;
     sleep_s(o->idle_s);

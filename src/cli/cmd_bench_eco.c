@@ -140,12 +140,12 @@ static th_status eco_query(th_gpt2 *m, th_gpt2_kv *kv, th_sampler *s, const int 
     th_gpt2_kv_reset(kv);
     th_run_unit_begin(mt->run);
     th_status st = th_gpt2_infer(m, kv, prompt, n, logits, 0);
-    th_run_unit_end(mt->run);
+    th_run_unit_end(mt->run, NULL);
     for (int t = 0; t < decode && st == TH_OK; t++) {
         int next = th_sampler_next(s, logits);
         th_run_unit_begin(mt->run);
         st = th_gpt2_infer(m, kv, &next, 1, logits, 0);
-        if (th_run_unit_end(mt->run) == TH_ERR_INTERRUPTED) st = th_fail(TH_ERR_INTERRUPTED, "interrupted");
+        if (th_run_unit_end(mt->run, NULL) == TH_ERR_INTERRUPTED) st = th_fail(TH_ERR_INTERRUPTED, "interrupted");
     }
     meter_sample(mt);
     return st;

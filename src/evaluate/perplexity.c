@@ -32,7 +32,7 @@ th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, 
         th_run_unit_begin(run);
         // inputs window[0..len-2], targets window[1..len-1]: the same array shifted by one
         th_status st = th_gpt2_forward(m, ids + start, ids + start + 1, 1, T, &loss);
-        th_status paced = th_run_unit_end(run);
+        th_status paced = th_run_unit_end(run, NULL);
         if (st != TH_OK) return st;
         const float *losses = th_gpt2_losses(m); // (1, T)
         for (int t = 0; t < T; t++) r.nll_sum += losses[t];

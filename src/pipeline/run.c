@@ -33,6 +33,8 @@ struct th_run {
     uint64_t samples, failed, fail_safe;
     char source[96], gov_status[160];
     th_origin origin;
+    double charged_j; /* energy charged to units so far (work loop's thread) */
+    double g_co2e_per_j, ml_water_per_j; /* prices, resolved once at start */
 };
 
 th_run_opts th_run_opts_default(void) {
@@ -145,6 +147,13 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
              th_sensor_backend(r->sensor));
     th_power_integrator_init(&r->model, model_src, TH_ECO_BASIS_MODELED);
 
+    if (o->factors) {
+        th_guard_cost one;
+        if (th_guard_cost_from_energy(1e6, 0, o->factors, &one) == TH_OK) {
+            r->g_co2e_per_j = one.co2e_g / 1e6;
+            r->ml_water_per_j = isfinite(one.water_ml) ? one.water_ml / 1e6 : 0.0;
+        }
+    }
     th_pace_config pc = th_pace_config_default();
     pc.plant = r->plant;
     if ((st = th_pace_create(&pc, &r->pace)) != TH_OK) goto fail;
@@ -183,12 +192,28 @@ void th_run_unit_begin(th_run *r) {
     if (r) th_pace_begin_unit(r->pace);
 }
 
-th_status th_run_unit_end(th_run *r) {
+th_status th_run_unit_end(th_run *r, th_unit_cost *cost) {
+    if (cost) memset(cost, 0, sizeof *cost);
     if (!r) return TH_OK;
+    th_pace_stats before, after;
+    th_pace_get_stats(r->pace, &before);
     th_pace_end_unit(r->pace);
     // the telemetry's duty column: the pace in force (set here, on the work loop's thread)
     th_sense_sampler_set_pace(r->sampler, th_pace_duty(r->pace), th_threads_get());
-    return th_pace_wait(r->pace);
+    th_status st = th_pace_wait(r->pace);
+    if (cost) {
+        th_pace_get_stats(r->pace, &after);
+        th_run_figures f;
+        th_run_figures_now(r, &f);
+        double e = f.have_energy ? f.energy.energy_j : 0.0;
+        cost->energy_j = e - r->charged_j;
+        r->charged_j = e;
+        cost->busy_s = (after.busy_ns - before.busy_ns) / 1e9;
+        cost->idle_s = (after.idle_ns - before.idle_ns) / 1e9;
+        cost->co2e_g = cost->energy_j * r->g_co2e_per_j;
+        cost->water_ml = cost->energy_j * r->ml_water_per_j;
+    }
+    return st;
 }
 
 void th_run_interrupt(th_run *r) {
@@ -199,6 +224,14 @@ void th_run_log_step(th_run *r, const th_step_record *rec) {
     if (!r || !r->log) return;
     th_telemetry_step ts = {rec->t_ns, rec->step, rec->loss, rec->grad_norm, rec->lr, rec->tokens, rec->step_ms,
                             th_pace_measured_duty(r->pace), th_threads_get()};
+    th_telemetry_add_step(r->log, &ts);
+}
+
+void th_run_log_token(th_run *r, long index, long tokens, double ms, const th_unit_cost *cost) {
+    if (!r || !r->log) return;
+    th_telemetry_step ts = {th_now_ns(), index, NAN, NAN, NAN, tokens, ms, th_pace_measured_duty(r->pace),
+                            th_threads_get()};
+    (void)cost;
     th_telemetry_add_step(r->log, &ts);
 }
 

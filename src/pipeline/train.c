@@ -190,7 +190,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             if (micro + 1 < o->grad_accum) {
-                th_status paced = th_run_unit_end(o->run); // idle injection: waits only
+                th_status paced = th_run_unit_end(o->run, NULL); // idle injection: waits only
                 if (status == TH_OK) status = paced;
             }
             loss_sum += loss;
@@ -225,7 +225,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 th_log(TH_LOG_WARN, "%s; rolled back to step %ld (%.1f J of steps discarded), lr x %.2f", hv.reason,
                        restored, discarded, lr_scale);
                 (void)before;
-                status = th_run_unit_end(o->run);
+                status = th_run_unit_end(o->run, NULL);
                 if (status != TH_OK) break;
                 continue; // the data cursor moves on: the offending batches are skipped
             }
@@ -281,7 +281,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         }
         // the step is complete: an interruption from here on resumes after it
         th_data_loader_get_cursor(train, &step_start);
-        status = th_run_unit_end(o->run);
+        status = th_run_unit_end(o->run, NULL);
         if (status != TH_OK || out->stopped_by[0]) break;
     }
     if (out->stopped_by[0] && status == TH_OK) {

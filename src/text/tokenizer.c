@@ -560,6 +560,16 @@ th_status th_tokenizer_load_dir(const char *dir, th_tokenizer **out) {
                    "tokenizer.json, encoder.json + vocab.bpe)", dir);
 }
 
+th_status th_tokenizer_load_for_model(const char *model_path, th_tokenizer **out) {
+    struct stat sb;
+    char a[4096];
+    static const char *const names[] = {"vocab.json", "tokenizer.json", "encoder.json"};
+    if (model_path && stat(model_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (is_file(model_path, names[i], a, sizeof a)) return th_tokenizer_load_dir(model_path, out);
+    return th_tokenizer_load_default(out);
+}
+
 th_status th_tokenizer_load_default(th_tokenizer **out) {
     const char *env = getenv("THERMO_TOKENIZER_DIR");
     if (env && env[0]) return th_tokenizer_load_dir(env, out);
