@@ -188,6 +188,33 @@ typedef struct {
     char run_meta[TH_RUN_META_MAX]; /* JSON object: tokenizer and training settings */
 } th_train_state;
 
+/* The run metadata inside a checkpoint, typed. `has` says which settings were recorded
+ * (a resume takes those not given again); last_val_loss is NaN until a validation ran. */
+enum {
+    TH_META_STEPS = 1u << 0, TH_META_BATCH = 1u << 1, TH_META_SEQ = 1u << 2, TH_META_GRAD_ACCUM = 1u << 3,
+    TH_META_WARMUP = 1u << 4, TH_META_SEED = 1u << 5, TH_META_LR = 1u << 6, TH_META_WEIGHT_DECAY = 1u << 7,
+    TH_META_GRAD_CLIP = 1u << 8,
+};
+typedef struct {
+    uint32_t has;             /* TH_META_* bits */
+    long steps;               /* the schedule's length */
+    int batch, seq, grad_accum, warmup;
+    uint64_t seed;
+    double lr, weight_decay, grad_clip;
+    double last_val_loss;     /* NaN: none recorded */
+    char tokenizer[16];       /* "gpt2" */
+} th_run_meta;
+
+/* No settings, no validation loss, tokenizer "gpt2". */
+th_run_meta th_run_meta_empty(void);
+/* The JSON object stored in th_train_state.run_meta (keys steps, batch, seq, grad_accum,
+ * warmup, seed, lr, weight_decay, grad_clip, last_val_loss, tokenizer; absent when not set).
+ * TH_ERR_INVALID if it does not fit in cap. */
+th_status th_run_meta_to_json(const th_run_meta *m, char *buf, size_t cap);
+/* Parses it back; a field of the wrong type or out of range fails with TH_ERR_FORMAT naming
+ * `where` and the field, and *out is left empty. Unknown keys are ignored. */
+th_status th_run_meta_parse(const char *json, const char *where, th_run_meta *out);
+
 /* Writes the model (parameters; AdamW moments and step count if allocated) and `st`
  * to path atomically: path.tmp, fflush, fsync, rename, fsync of the directory. On
  * failure the previous file at path is unchanged. st may be NULL (step 0, zero RNG and

@@ -4,6 +4,7 @@
 #ifndef THERMO_PIPELINE_H
 #define THERMO_PIPELINE_H
 
+#include "thermo/analyze.h"
 #include "thermo/core.h"
 #include "thermo/eco.h"
 #include "thermo/govern.h"
@@ -105,6 +106,10 @@ typedef struct {
     double busy_s, idle_s;     /* work-loop time in units, and idle injected by pacing */
     uint64_t fail_safe_decisions;
     char governor_status[160]; /* the governor's account of its last decision */
+    double ambient_c;          /* the simulated plant's ambient, else the first temperature read (NaN: none) */
+    char ambient_how[64];      /* "simulated plant profile", "first sensor sample (t 0.00 s)" */
+    char profile[64];          /* the plant profile's name ("" for real sensors) */
+    double co2e_g, water_ml;   /* the energy so far priced with the run's factors (0 without) */
 } th_run_figures;
 
 /* Opens the sensor, starts the sampler thread and the telemetry log. Fails with the
@@ -158,7 +163,8 @@ typedef struct {
     int val_batches;       /* batches per validation (0: one pass over the split) */
     int save_every;        /* checkpoint every N steps and at the end (0: only at the end) */
     const char *checkpoint_path; /* NULL: no checkpoints */
-    const char *run_meta;  /* JSON recorded in checkpoints: the settings a resume reuses */
+    th_run_meta meta;      /* recorded in checkpoints: the settings a resume reuses; the loop
+                              keeps its last_val_loss current */
     /* Called after every step (may be NULL). */
     void (*on_step)(const th_step_record *rec, void *user);
     /* Polled between micro-batches; non-zero stops the run after saving (may be NULL). */
@@ -211,6 +217,86 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
 /* Mean loss over `batches` (B, T) validation batches (0: one pass) from the loader's start;
  * the loader must have been opened with the same B and T. */
 th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches, float *loss);
+
+/* ---------------------------------------------------------------------------------
+ * a training job: model, settings, data, monitored run, th_train, saved model */
+
+#define TH_TRAIN_JOB_MAX_DATA 64
+
+typedef struct {
+    const char *model;         /* a preset (from scratch), a model file or directory; NULL: "small" */
+    const char *const *data;   /* text files, directories of .txt, or one token shard; NULL: the
+                                  embedded corpus (th_train_job_default_corpus) */
+    size_t n_data;
+    const char *val_shard;     /* validation shard when data is a shard */
+    const char *out_dir;       /* model/, checkpoint.bin, data/ (default runs/default) */
+    int resume;                /* continue from OUT/checkpoint.bin with its recorded settings */
+    th_run_meta settings;      /* the settings given (has bits); the rest come from the checkpoint
+                                  on resume, else the defaults (300 steps, 8 x 64, ...) */
+    int val_every, val_batches, save_every; /* default 50, 8, 0 */
+    th_guard_mode spike_mode;  /* default stop */
+    int early_stop_patience;   /* 0: off */
+    double early_stop_delta;   /* default 0.001 */
+    th_budget_config budget;
+    th_guard_cost forecast_limit;
+    int preflight;             /* default 1 */
+    th_run_opts run;           /* the monitored run (sensor, governor, telemetry, factors) */
+    double deadline_s;         /* > 0: stop as an interruption would after this many seconds */
+    void (*on_step)(const th_step_record *rec, void *user);
+    int (*should_stop)(void *user);
+    /* Called with the run once it started (for a signal handler's th_run_interrupt and the
+     * progress line) and with NULL before it stops. May be NULL. */
+    void (*on_run_started)(th_run *run, void *user);
+    void *user;
+} th_train_job;
+
+th_train_job th_train_job_defaults(void);
+/* The first file of the embedded corpus (for messages). */
+const char *th_train_job_default_corpus(void);
+
+typedef struct {
+    th_run_meta settings;      /* the settings that applied */
+    int from_scratch;
+    th_model_format input_format;
+    long start_step;           /* steps done before this call (resume) */
+    th_train_result train;
+    int have_figures;          /* the monitored run stopped cleanly: figures are valid */
+    th_run_figures figures;
+    int deadline_hit;          /* stopped by deadline_s */
+    char checkpoint_path[4200], model_dir[4200], llmc_path[4300]; /* llmc_path "" unless written */
+} th_train_job_result;
+
+/* Runs the job. Progress goes to th_log (INFO lines: model, data, training) and on_step.
+ * Fails with the status of whatever failed (the message names the file or setting);
+ * TH_ERR_INTERRUPTED after a stop request or the deadline, with the checkpoint saved and
+ * out->figures holding the energy spent all the same. The model is saved only when the
+ * job ran to its end or a guard stopped it. */
+th_status th_train_job_run(const th_train_job *j, th_train_job_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * a coupling-analysis session: a training job bounded in steps and time, with telemetry,
+ * session.json and the data sheet (analyze.h) */
+
+typedef struct {
+    const char *out_dir;   /* DIR: telemetry.csv, session.json, run/ (the job's output), data sheet */
+    double duration_s;     /* wall-clock bound (default 90): the job stops as an interruption would */
+    double hz;             /* telemetry rate (default 1) */
+    double ambient_c;      /* NaN (default): the plant's ambient, else the first sample */
+} th_session_opts;
+
+th_session_opts th_session_defaults(void);
+
+typedef struct {
+    th_train_job_result job;
+    th_session_meta meta;
+    th_analysis *analysis; /* the data sheet's figures (th_analysis_free); NULL on failure */
+    char telemetry_path[4200], meta_path[4200];
+} th_session_result;
+
+/* Runs `job` (its out_dir, telemetry and deadline are the session's) and analyzes it.
+ * Reaching the deadline is a normal end (meta.stopped_by "duration"). session.json is
+ * written even when the job fails (stopped_by "error"); then the job's status is returned. */
+th_status th_session_run(const th_train_job *job, const th_session_opts *o, th_session_result *out);
 
 /* ---------------------------------------------------------------------------------
  * generation: prefill, then a token loop paced and charged by the monitored run */

@@ -94,4 +94,31 @@ int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out);
 /* The end-of-run eco report: text on stderr, --report-json, --emissions-csv. */
 int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units);
 
+/* ---------------------------------------------------------------------------------
+ * thermo train's options, shared with thermo session (cmd_train.c) */
+
+typedef struct {
+    long every;              /* progress line every N steps */
+    uint64_t t0;
+    long start_step;
+    th_run *run;
+    const cli_run_flags *flags;
+} cli_train_progress;
+
+typedef struct {
+    cli_run_flags flags;
+    th_train_job job;
+    const char *data[TH_TRAIN_JOB_MAX_DATA];
+    int n_data;
+    cli_train_progress progress;
+} cli_train_args;
+
+/* 0: parsed (job ready); 1: help printed; -1: error printed. */
+int cli_train_parse(int argc, char **argv, const char *cmd, cli_train_args *t);
+/* Installs (on = 1) or removes the Ctrl-C / SIGTERM handler that stops a job after its
+ * current micro-batch. */
+void cli_train_signals(int on);
+/* Prints the end of a training job and its report; returns the exit code. */
+int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, const th_train_job_result *res);
+
 #endif

@@ -3,15 +3,11 @@
  * `thermo analyze` (the data sheet of a session or telemetry log), `thermo calibrate`
  * (a step-response profile fit) and `thermo repro` (agreement across sessions). */
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "thermo/analyze.h"
@@ -128,26 +124,6 @@ int cmd_analyze(int argc, char **argv) {
 /* ---------------------------------------------------------------------------------
  * thermo session */
 
-static atomic_int session_done;
-static atomic_int session_fired;
-static double session_limit_s;
-
-static void *session_timer(void *arg) {
-    (void)arg;
-    uint64_t end = th_now_ns() + (uint64_t)(session_limit_s * 1e9);
-    while (!atomic_load(&session_done) && th_now_ns() < end) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (!atomic_load(&session_done)) {
-        atomic_store(&session_fired, 1);
-        kill(getpid(), SIGINT); /* thermo train stops after the micro-batch and saves */
-    }
-    return NULL;
-}
-
-static void ignore_early_sigint(int sig) { (void)sig; }
-
 static void session_usage(FILE *f) {
     fprintf(f, "usage: thermo session [--model M] [--steps N] [--duration S] [--hz N] [--ambient C] --out DIR\n"
                "                      [any other `thermo train` option]\n"
@@ -157,171 +133,93 @@ static void session_usage(FILE *f) {
                "                   Ctrl-C would stop it (after the current micro-batch, checkpoint saved), so the\n"
                "                   session ends at min(N steps, S seconds)\n"
                "  --hz N           sampling rate of the thermal monitor (default 1)\n"
-               "  --ambient C      ambient temperature (default: the sensor's first sample)\n"
+               "  --ambient C      ambient temperature (default: the plant's, else the sensor's first sample)\n"
                "  --out DIR        session directory: telemetry.csv, session.json, report.json, run/, data sheet\n");
 }
 
 int cmd_session(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *profile = NULL, *sensor = NULL;
-    long steps = 200;
-    double duration = 90, hz = 1, ambient = NAN;
-    char **pass = calloc((size_t)argc + 1, sizeof *pass);
-    int n_pass = 0;
-    if (!pass) return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "session");
+    th_session_opts so = th_session_defaults();
+    char **pass = th_calloc((size_t)argc + 4, sizeof *pass);
+    cli_train_args *t = th_calloc(1, sizeof *t);
+    th_session_result *res = th_calloc(1, sizeof *res);
+    int n_pass = 0, rc = EXIT_USAGE, have_steps = 0;
+    if (!pass || !t || !res) {
+        rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "session");
+        goto done;
+    }
+    pass[n_pass++] = "session";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             session_usage(stdout);
-            free(pass);
-            return EXIT_OK;
+            rc = EXIT_OK;
+            goto done;
         }
-        int ours = !strcmp(a, "--model") || !strcmp(a, "--steps") || !strcmp(a, "--duration") || !strcmp(a, "--hz") ||
-                   !strcmp(a, "--ambient") || !strcmp(a, "--out") || !strcmp(a, "--telemetry") ||
-                   !strcmp(a, "--report-json");
+        if (!strcmp(a, "--telemetry") || !strcmp(a, "--report-json")) {
+            fprintf(stderr, "thermo session: %s is set by the session itself (DIR/telemetry.csv, DIR/report.json)\n", a);
+            goto done;
+        }
+        int ours = !strcmp(a, "--duration") || !strcmp(a, "--hz") || !strcmp(a, "--ambient") || !strcmp(a, "--out");
+        have_steps |= !strcmp(a, "--steps");
         if (!ours) {
-            if (!strcmp(a, "--profile") && i + 1 < argc) profile = argv[i + 1];
-            if (!strcmp(a, "--sensor") && i + 1 < argc) sensor = argv[i + 1];
             pass[n_pass++] = argv[i];
             continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "thermo session: %s needs a value\n", a);
-            free(pass);
-            return EXIT_USAGE;
+            goto done;
         }
         const char *v = argv[++i];
         int ok = 1;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--steps")) ok = cli_parse_int("session", a, v, 1, 100000000, &steps);
-        else if (!strcmp(a, "--duration")) ok = cli_parse_float("session", a, v, 1, 1e7, &duration);
-        else if (!strcmp(a, "--hz")) ok = cli_parse_float("session", a, v, 0.1, 1000, &hz);
-        else if (!strcmp(a, "--ambient")) ok = cli_parse_float("session", a, v, -60, 80, &ambient);
-        else {
-            fprintf(stderr, "thermo session: %s is set by the session itself (DIR/telemetry.csv, DIR/report.json)\n", a);
-            ok = 0;
-        }
-        if (!ok) {
-            free(pass);
-            return EXIT_USAGE;
-        }
+        if (!strcmp(a, "--out")) so.out_dir = v;
+        else if (!strcmp(a, "--duration")) ok = cli_parse_float("session", a, v, 1, 1e7, &so.duration_s);
+        else if (!strcmp(a, "--hz")) ok = cli_parse_float("session", a, v, 0.1, 1000, &so.hz);
+        else ok = cli_parse_float("session", a, v, -60, 80, &so.ambient_c);
+        if (!ok) goto done;
     }
-    if (!out) {
+    if (!so.out_dir) {
         fprintf(stderr, "thermo session: --out DIR is required\n");
         session_usage(stderr);
-        free(pass);
-        return EXIT_USAGE;
+        goto done;
     }
-    if (!cli_mkdir_p(out)) {
-        fprintf(stderr, "thermo session: cannot create %s\n", out);
-        free(pass);
-        return EXIT_FAILURE_RUN;
+    if (!have_steps) pass[n_pass++] = "--steps", pass[n_pass++] = "200";
+    int pr = cli_train_parse(n_pass, pass, "session", t);
+    if (pr != 0) {
+        rc = pr > 0 ? EXIT_OK : EXIT_USAGE;
+        goto done;
     }
-    char tel[4200], rep[4200], run_dir[4200], steps_s[32], hz_s[32], meta_path[4200];
-    snprintf(tel, sizeof tel, "%s/telemetry.csv", out);
-    snprintf(rep, sizeof rep, "%s/report.json", out);
-    snprintf(run_dir, sizeof run_dir, "%s/run", out);
-    snprintf(meta_path, sizeof meta_path, "%s/session.json", out);
-    snprintf(steps_s, sizeof steps_s, "%ld", steps);
-    snprintf(hz_s, sizeof hz_s, "%g", hz);
-    char **targv = calloc((size_t)n_pass + 16, sizeof *targv);
-    if (!targv) {
-        free(pass);
-        return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "session");
+    if (!cli_mkdir_p(so.out_dir)) {
+        fprintf(stderr, "thermo session: cannot create %s\n", so.out_dir);
+        rc = EXIT_FAILURE_RUN;
+        goto done;
     }
-    int tc = 0;
-    targv[tc++] = "train";
-    targv[tc++] = "--steps", targv[tc++] = steps_s;
-    targv[tc++] = "--hz", targv[tc++] = hz_s;
-    targv[tc++] = "--telemetry", targv[tc++] = tel;
-    targv[tc++] = "--report-json", targv[tc++] = rep;
-    targv[tc++] = "--out", targv[tc++] = run_dir;
-    if (model) targv[tc++] = "--model", targv[tc++] = (char *)model;
-    for (int k = 0; k < n_pass; k++) targv[tc++] = pass[k];
-    targv[tc] = NULL;
-
-    th_session_meta meta;
-    th_session_meta_init(&meta);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(meta.date, sizeof meta.date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tmv);
-    snprintf(meta.id, sizeof meta.id, "%s-%d", stamp, (int)getpid());
-    snprintf(meta.model, sizeof meta.model, "%s", model ? model : "small");
-    meta.steps = steps;
-    meta.hz = hz;
-    fprintf(stderr, "session %s: %ld steps, at most %.0f s, sampling at %g Hz, into %s\n", meta.id, steps, duration, hz,
-            out);
-
-    signal(SIGINT, ignore_early_sigint); /* until thermo train installs its own handler */
-    atomic_store(&session_done, 0);
-    atomic_store(&session_fired, 0);
-    session_limit_s = duration;
-    pthread_t timer;
-    int have_timer = pthread_create(&timer, NULL, session_timer, NULL) == 0;
-    uint64_t t_start = th_now_ns();
-    int rc = cmd_train(tc, targv);
-    atomic_store(&session_done, 1);
-    if (have_timer) pthread_join(timer, NULL);
-    signal(SIGINT, SIG_DFL);
-    meta.duration_s = (th_now_ns() - t_start) / 1e9;
-    free(targv);
-    free(pass);
-    if (rc == EXIT_INTERRUPTED && atomic_load(&session_fired)) {
-        fprintf(stderr, "session: stopped at the --duration bound (%.0f s)\n", duration);
-        snprintf(meta.stopped_by, sizeof meta.stopped_by, "duration");
-        rc = EXIT_OK;
-    } else if (rc == EXIT_OK) {
-        snprintf(meta.stopped_by, sizeof meta.stopped_by, "steps");
-    } else {
-        snprintf(meta.stopped_by, sizeof meta.stopped_by, "error");
-    }
-
-    /* ambient and the sensor from the log; the plant profile where the sensor is simulated */
-    th_telemetry_row *rows = NULL;
-    size_t n = 0;
-    if (th_telemetry_read(tel, &rows, &n) == TH_OK) {
-        for (size_t i = 0; i < n; i++) {
-            if (rows[i].is_step) continue;
-            if (!meta.sensor[0]) snprintf(meta.sensor, sizeof meta.sensor, "%s", rows[i].source);
-            if (isnan(meta.ambient_c) && (rows[i].has & TH_COL_TEMP)) {
-                meta.ambient_c = rows[i].temp_c;
-                snprintf(meta.ambient_how, sizeof meta.ambient_how, "first sensor sample (t %.2f s)", rows[i].t_s);
-            }
-        }
-        th_free(rows);
-    }
-    if (isfinite(ambient)) {
-        meta.ambient_c = ambient;
-        snprintf(meta.ambient_how, sizeof meta.ambient_how, "--ambient");
-    }
-    meta.modeled = strncmp(meta.sensor, "sim:", 4) == 0 ? 1 : meta.sensor[0] ? 0 : -1;
-    snprintf(meta.profile, sizeof meta.profile, "%s", meta.modeled == 1 ? (profile ? profile : "laptop-cpu") : "");
-    if (meta.modeled == 1) {
-        th_thermal_profile p;
-        if (th_profile_find(meta.profile, &p) == TH_OK) {
-            meta.p_idle_w = p.p_idle_w, meta.p_max_w = p.p_max_w;
-            meta.r_k_per_w = p.r_k_per_w, meta.c_j_per_k = p.c_j_per_k;
-        }
-    }
-    (void)sensor;
-    th_status st = th_session_meta_write(meta_path, &meta);
-    if (st != TH_OK) return cli_report(st, "session");
-    fprintf(stderr, "session: %s, %s (%s data)\n", meta_path, tel, meta.modeled == 1 ? "MODELED" : "measured");
-    if (rc != EXIT_OK) return rc;
-    th_analysis *an = NULL;
-    th_analyze_opts o = th_analyze_defaults();
-    if ((st = th_analyze_path(out, &o, &an)) == TH_OK) st = th_analysis_write(an, out);
+    char rep[4200];
+    snprintf(rep, sizeof rep, "%s/report.json", so.out_dir);
+    t->flags.report_json = rep;
+    fprintf(stderr, "session: %ld steps, at most %.0f s, sampling at %g Hz, into %s\n", t->job.settings.steps,
+            so.duration_s, so.hz, so.out_dir);
+    cli_train_signals(1);
+    th_status st = th_session_run(&t->job, &so, res);
+    cli_train_signals(0);
+    if (res->job.deadline_hit) fprintf(stderr, "session: stopped at the --duration bound (%.0f s)\n", so.duration_s);
+    fprintf(stderr, "session %s: %s, %s (%s data)\n", res->meta.id, res->meta_path, res->telemetry_path,
+            res->meta.modeled == 1 ? "MODELED" : "measured");
     if (st != TH_OK) {
-        th_analysis_free(an);
-        return cli_report(st, "session: analysis");
+        rc = res->job.have_figures && res->job.train.steps_done > 0 ? cli_train_finish(&t->flags, "session", st, &res->job)
+                                                                    : cli_report(st, "session");
+        goto done;
     }
-    print_summary(an, stderr);
-    fprintf(stderr, "data sheet: %s/datasheet.md (re-run with `thermo analyze %s`)\n", out, out);
-    th_analysis_free(an);
-    return EXIT_OK;
+    cli_run_units units = {(double)res->job.train.tokens, (double)res->job.train.steps_done,
+                           res->meta.stopped_by, 0, NULL};
+    rc = cli_run_report(&t->flags, "session", &res->job.figures, &units);
+    print_summary(res->analysis, stderr);
+    fprintf(stderr, "data sheet: %s/datasheet.md (re-run with `thermo analyze %s`)\n", so.out_dir, so.out_dir);
+done:
+    if (res) th_analysis_free(res->analysis);
+    th_free(res);
+    th_free(t);
+    th_free(pass);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------

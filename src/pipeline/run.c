@@ -29,7 +29,7 @@ struct th_run {
     int energy_counter; /* samples carry an energy counter */
     th_power_integrator power, model; /* measured (or plant) power; the CPU power model */
     double cpu_tdp_w;
-    double temp_c, temp_max_c, above_limit_s;
+    double temp_c, temp_max_c, above_limit_s, first_temp_c, first_temp_t_s;
     uint64_t samples, failed, fail_safe;
     char source[96], gov_status[160];
     th_origin origin;
@@ -75,6 +75,10 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
     r->origin = s->origin;
     if (s->valid & TH_SAMPLE_TEMP) {
         r->temp_c = s->temp_mc / 1000.0;
+        if (isnan(r->first_temp_c)) {
+            r->first_temp_c = r->temp_c;
+            r->first_temp_t_s = s->t_ns > r->t0_ns ? (s->t_ns - r->t0_ns) / 1e9 : 0.0;
+        }
         if (!(r->temp_c <= r->temp_max_c)) r->temp_max_c = r->temp_c;
         if (r->temp_c > r->limit_c) r->above_limit_s += dt;
     }
@@ -131,7 +135,7 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     th_run *r = th_calloc(1, sizeof *r);
     if (!r) return th_fail(TH_ERR_NOMEM, "run: out of memory");
     pthread_mutex_init(&r->mu, NULL);
-    r->temp_c = r->temp_max_c = NAN;
+    r->temp_c = r->temp_max_c = r->first_temp_c = NAN;
     r->t0_ns = th_now_ns();
     th_status st = th_sensor_open(o->sensor && strcmp(o->sensor, "auto") != 0 ? o->sensor : NULL, &o->sense,
                                   &r->sensor);
@@ -265,6 +269,19 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
         f->have_energy = 1; // measured power first, the CPU power model last
     }
     pthread_mutex_unlock(&r->mu);
+    if (r->plant) {
+        const th_thermal_profile *p = th_plant_profile(r->plant);
+        f->ambient_c = p->t_ambient_c;
+        snprintf(f->ambient_how, sizeof f->ambient_how, "simulated plant profile");
+        snprintf(f->profile, sizeof f->profile, "%s", p->name);
+    } else {
+        f->ambient_c = r->first_temp_c;
+        snprintf(f->ambient_how, sizeof f->ambient_how, "first sensor sample (t %.2f s)", r->first_temp_t_s);
+    }
+    if (f->have_energy) {
+        f->co2e_g = f->energy.energy_j * r->g_co2e_per_j;
+        f->water_ml = f->energy.energy_j * r->ml_water_per_j;
+    }
 }
 
 th_sensor *th_run_sensor(th_run *r) { return r->sensor; }

@@ -25,6 +25,7 @@ th_train_opts th_train_defaults(long steps) {
     o.early_stop = th_early_stop_defaults();
     o.early_stop.patience = 0;
     o.preflight = 1;
+    o.meta = th_run_meta_empty();
     return o;
 }
 
@@ -48,15 +49,18 @@ th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches
     return st;
 }
 
-static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_train_opts *o, th_train_state *st) {
+static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_train_opts *o, th_train_state *st,
+                                 float last_val_loss) {
     th_data_cursor cur;
     th_data_loader_get_cursor(train, &cur);
     st->data_cursor[0] = cur.epoch;
     st->data_cursor[1] = cur.index;
     st->data_cursor[2] = cur.seed;
     st->data_cursor[3] = cur.n_windows;
-    if (o->run_meta) snprintf(st->run_meta, sizeof st->run_meta, "%s", o->run_meta);
-    return th_checkpoint_save(o->checkpoint_path, m, st);
+    th_run_meta meta = o->meta;
+    if (isfinite(last_val_loss)) meta.last_val_loss = last_val_loss;
+    th_status s = th_run_meta_to_json(&meta, st->run_meta, sizeof st->run_meta);
+    return s != TH_OK ? s : th_checkpoint_save(o->checkpoint_path, m, st);
 }
 
 /* IT energy the run's ledger holds so far (0 without a monitored run). */
@@ -249,7 +253,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             out->last_val_loss = rec.val_loss;
         }
         if (o->checkpoint_path && (last || (o->save_every > 0 && st->step % o->save_every == 0))) {
-            status = save_checkpoint(m, train, o, st);
+            status = save_checkpoint(m, train, o, st, out->last_val_loss);
             if (status != TH_OK) break;
             rec.saved = 1;
         }
@@ -288,12 +292,12 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         // a guard ended the run early: keep what was learned, say what was not spent
         double per_step = steps_run > 0 ? (run_energy_j(o->run) - e_start) / steps_run : 0.0;
         out->energy_saved_j = per_step * (double)(o->steps - st->step);
-        if (o->checkpoint_path) status = save_checkpoint(m, train, o, st);
+        if (o->checkpoint_path) status = save_checkpoint(m, train, o, st, out->last_val_loss);
     }
     if (status == TH_ERR_INTERRUPTED && o->checkpoint_path) {
         // a step cut short is dropped whole: the loader goes back to where the step began
         th_status s2 = th_data_loader_set_cursor(train, &step_start);
-        if (s2 == TH_OK) s2 = save_checkpoint(m, train, o, st);
+        if (s2 == TH_OK) s2 = save_checkpoint(m, train, o, st, out->last_val_loss);
         if (s2 != TH_OK) status = s2;
         else th_fail(TH_ERR_INTERRUPTED, "train: stopped at step %ld; checkpoint saved to %s", st->step,
                      o->checkpoint_path);
