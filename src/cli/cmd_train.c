@@ -378,7 +378,7 @@ int cmd_train(int argc, char **argv) {
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     fprintf(stderr, "training %ld steps of %ld x %ld tokens (x%ld accumulation), lr %.1e, %d threads, matmul %s\n",
-            steps, batch, seq, accum, o.opt.lr, th_threads_get(), th_matmul_backend_name(th_matmul_get_backend()));
+            steps, batch, seq, accum, o.opt.lr, th_threads_get(), th_compute_current());
     th_train_result res;
     st = th_train(m, train_dl, val_dl, &o, &state, &res);
     free(meta_text);

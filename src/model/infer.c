@@ -7,7 +7,7 @@
 
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
-#include "model/matmul.h"
+#include "model/compute.h"
 
 #ifdef _OPENMP
 #include <omp.h>
