@@ -1,9 +1,8 @@
 /* test_model.c: the engine's own checks, no reference program needed: finite-difference
- * gradients, KV-cache decoding against the full forward, matmul backends against the
- * naive oracle, config validation, the LR schedule and the sampler. */
+ * gradients, KV-cache decoding against the full forward, thread-count invariance, config
+ * validation, the LR schedule and the sampler (compute backends: test_model_compute.c). */
 #include <stdint.h>
 
-#include "model/matmul.h"
 #include "test_util.h"
 #include "thermo/model.h"
 
@@ -132,49 +131,6 @@ static void test_kv_cache(void) {
     free(full);
     free(inc);
     th_gpt2_free(m);
-}
-
-/* ---------------------------------------------------------------------------------
- * matmul backends against the naive oracle, with edge sizes */
-
-static void test_matmul_backends(void) {
-    int shapes[][3] = {{1, 37, 19}, {5, 64, 48}, {17, 129, 33}, {64, 96, 80}};
-    th_rng rng;
-    th_rng_seed(&rng, 3);
-    for (int b = TH_MATMUL_BLAS; b <= TH_MATMUL_AVX512; b++) {
-        if (th_matmul_set_backend((th_matmul_backend)b) != TH_OK) {
-            printf("matmul %s: not in this build, skipped\n", th_matmul_backend_name(b));
-            continue;
-        }
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-            size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-            float *inp = malloc(nin * 4), *w = malloc(nw * 4), *bias = malloc(N * 4), *dout = malloc(nout * 4);
-            float *o1 = malloc(nout * 4), *o2 = malloc(nout * 4);
-            float *di1 = calloc(nin, 4), *di2 = calloc(nin, 4), *dw1 = calloc(nw, 4), *dw2 = calloc(nw, 4);
-            float *db1 = calloc(N, 4), *db2 = calloc(N, 4);
-            for (size_t i = 0; i < nin; i++) inp[i] = (float)th_rng_normal(&rng);
-            for (size_t i = 0; i < nw; i++) w[i] = (float)th_rng_normal(&rng);
-            for (int i = 0; i < N; i++) bias[i] = (float)th_rng_normal(&rng);
-            for (size_t i = 0; i < nout; i++) dout[i] = (float)th_rng_normal(&rng);
-            th_mm_forward_naive(o1, inp, w, bias, M, N, K);
-            th_mm_forward(o2, inp, w, bias, M, N, K);
-            th_mm_backward_naive(di1, dw1, db1, dout, inp, w, M, N, K);
-            th_mm_backward(di2, dw2, db2, dout, inp, w, M, N, K);
-            // sums of K or M products of unit normals: error ~ sqrt(K)·ulp; bound 1e-4 relative
-            double r1, r2, r3;
-            double e1 = max_abs_diff(o2, o1, nout, &r1), e2 = max_abs_diff(di2, di1, nin, &r2);
-            double e3 = max_abs_diff(dw2, dw1, nw, &r3), e4 = max_abs_diff(db2, db1, N, NULL);
-            CHECK(e1 <= 1e-4 * r1 && e2 <= 1e-4 * r2 && e3 <= 1e-4 * r3 && e4 <= 1e-4 * r3,
-                  "matmul %s M=%d N=%d K=%d: errors %.2e %.2e %.2e %.2e", th_matmul_backend_name(b), M, N, K, e1,
-                  e2, e3, e4);
-            float *bufs[] = {inp, w, bias, dout, o1, o2, di1, di2, dw1, dw2, db1, db2};
-            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-        }
-        printf("matmul %s matches the naive oracle on %zu shapes\n", th_matmul_backend_name(b),
-               sizeof shapes / sizeof shapes[0]);
-    }
-    th_matmul_set_backend(TH_MATMUL_AUTO);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -308,15 +264,13 @@ static void test_sampler(void) {
 }
 
 /* ---------------------------------------------------------------------------------
- * thread-count invariance: with the auto backend (hand-written kernels where the CPU has
- * AVX-512) every sum runs in an order fixed by the sizes, so 1 and 2 threads give
+ * thread-count invariance: with the avx512 backend (the default where the CPU has AVX-512)
+ * and with naive, every sum runs in an order fixed by the sizes, so 1 and 2 threads give
  * bit-identical training. A thread cap from the governor can then never change what is
- * learned. OpenBLAS makes no such promise, so this is checked only for the auto backend
- * when it resolves to avx512 or naive. */
-static void test_thread_invariance(void) {
-    th_matmul_backend b = th_matmul_get_backend();
-    if (b == TH_MATMUL_BLAS) {
-        printf("thread invariance: auto resolves to blas here, not checked\n");
+ * learned. OpenBLAS makes no such promise, so it is not checked. */
+static void check_thread_invariance(const char *backend) {
+    if (th_compute_select(backend) != TH_OK) {
+        printf("thread invariance (%s): cannot run here, not checked (%s)\n", backend, th_last_error());
         return;
     }
     th_gpt2_config cfg = {64, 301, 2, 4, 64, 1e-5f};
@@ -344,11 +298,16 @@ static void test_thread_invariance(void) {
     }
     th_threads_set(saved);
     CHECK(memcmp(w[0], w[1], n * sizeof(float)) == 0, "1 and 2 threads give different weights (%s backend)",
-          th_matmul_backend_name(b));
-    printf("thread invariance (%s): 1 and 2 threads give bit-identical weights after 3 steps\n",
-           th_matmul_backend_name(b));
+          backend);
+    printf("thread invariance (%s): 1 and 2 threads give bit-identical weights after 3 steps\n", backend);
     free(w[0]);
     free(w[1]);
+    th_compute_select("auto");
+}
+
+static void test_thread_invariance(void) {
+    check_thread_invariance("avx512");
+    check_thread_invariance("naive");
 }
 
 int main(void) {
@@ -356,7 +315,6 @@ int main(void) {
     test_configs();
     test_schedule();
     test_sampler();
-    test_matmul_backends();
     test_kv_cache();
     test_gradcheck();
     return test_summary();

@@ -68,8 +68,9 @@ static void compare_tensors(const char *what, const th_gpt2_config *cfg, const f
     }
 }
 
-static void run_backend(th_matmul_backend backend, const reference *r, const th_gpt2_config *cfg) {
-    printf("backend %s\n", th_matmul_backend_name(backend));
+/* Runs every check with the compute backend already selected. */
+static void run_backend(const reference *r, const th_gpt2_config *cfg) {
+    printf("backend %s\n", th_compute_current());
     int B = r->hdr[7], T = r->hdr[8];
     size_t P = th_gpt2_num_params(cfg), BTV = (size_t)B * T * cfg->vocab_size;
     th_gpt2 *m;
@@ -156,11 +157,11 @@ int main(void) {
         fprintf(stderr, "FAIL: cannot read %s\n", path);
         return 1;
     }
-    for (int b = TH_MATMUL_NAIVE; b <= TH_MATMUL_AVX512; b++) {
-        if (th_matmul_set_backend((th_matmul_backend)b) == TH_OK) run_backend((th_matmul_backend)b, &r, &cfg);
-        else printf("backend %s: not available here (%s)\n", th_matmul_backend_name(b), th_last_error());
+    for (size_t b = 0; b < th_compute_count(); b++) {
+        if (th_compute_select(th_compute_name(b)) == TH_OK) run_backend(&r, &cfg);
+        else printf("backend %s: not available here (%s)\n", th_compute_name(b), th_last_error());
     }
-    th_matmul_set_backend(TH_MATMUL_AUTO);
+    th_compute_select("auto");
     check_determinism(&r, &cfg);
     void *bufs[] = {r.inputs, r.targets, r.params, r.logits, r.grads, r.step_losses, r.step_norms, r.params3};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);

@@ -201,19 +201,29 @@ void th_sampler_free(th_sampler *s);
 int th_sampler_next(th_sampler *s, const float *logits);
 
 /* ---------------------------------------------------------------------------------
- * compute backend and threads */
+ * compute backends and threads. The matmuls of every linear layer run on one process-wide
+ * backend from a registry: "avx512" (hand-written kernels; bit-identical sums for any thread
+ * count), "blas" (OpenBLAS, in builds with it), "naive" (plain loops: the oracle and the
+ * fallback). Each has a probe score on this machine, worked out at run time (the CPU is asked,
+ * not the compiler), 0 = cannot run here. By default ("auto") the highest score runs: avx512
+ * where the CPU has AVX-512F, else blas where built, else naive. Select between runs, not
+ * while another thread is inside the model. */
 
-typedef enum {
-    TH_MATMUL_AUTO = 0,  /* the fastest measured on this build (see matmul.c) */
-    TH_MATMUL_NAIVE = 1, /* plain loops: the oracle and the fallback */
-    TH_MATMUL_BLAS = 2,  /* OpenBLAS sgemm, if built with it */
-    TH_MATMUL_AVX512 = 3 /* hand-written kernels, if the CPU has AVX-512 */
-} th_matmul_backend;
+/* The number of registered backends, and the name of backend i (NULL past the end). */
+size_t th_compute_count(void);
+const char *th_compute_name(size_t i);
 
-/* Selects the matmul backend for later calls; TH_ERR_UNSUPPORTED if not available. */
-th_status th_matmul_set_backend(th_matmul_backend b);
-th_matmul_backend th_matmul_get_backend(void);
-const char *th_matmul_backend_name(th_matmul_backend b);
+/* Backend i's score on this machine: 0 if it cannot run here (or i is past the end). */
+int th_compute_probe(size_t i);
+
+/* Selects the backend for later calls. NULL or "auto": the highest score. Fails, leaving the
+ * selection as it was, with TH_ERR_INVALID for an unknown name and TH_ERR_UNSUPPORTED for a
+ * backend that cannot run here (score 0) or was built for another backend API version. The
+ * first two messages list every backend with its score here. */
+th_status th_compute_select(const char *name);
+
+/* The name of the backend in use (resolving "auto"); a static string, never NULL. */
+const char *th_compute_current(void);
 
 /* Threads used by kernels and BLAS (>= 1). Results are bit-identical for the same
  * thread count; changing it may change the last bits of BLAS sums. */

@@ -16,7 +16,8 @@ static void bench_model_usage(FILE *f) {
             "  --batch B --seq T training shape (default 4 x 64)\n"
             "  --steps N         timed training steps, median reported (default 5)\n"
             "  --prompt N        prefill length (default 128); --decode N decoded tokens (default 64)\n"
-            "  --matmul NAME     auto (default), blas, naive\n"
+            "  --matmul NAME     compute backend: auto (default: the fastest this CPU runs), avx512,\n"
+            "                    blas, naive\n"
             "  --baseline naive  also time training with the naive matmul loops (slow: ~10 s a step\n"
             "                    for gpt2) and report the speed-up measured in the same run\n");
 }
@@ -40,16 +41,11 @@ static int bench_model(int argc, char **argv) {
         } else if (strcmp(a, "--preset") == 0) {
             preset = argv[++i];
         } else if (strcmp(a, "--matmul") == 0) {
-            const char *name = argv[++i];
-            th_matmul_backend b = strcmp(name, "blas") == 0 ? TH_MATMUL_BLAS
-                                  : strcmp(name, "naive") == 0 ? TH_MATMUL_NAIVE
-                                  : strcmp(name, "avx512") == 0 ? TH_MATMUL_AVX512
-                                  : strcmp(name, "auto") == 0 ? TH_MATMUL_AUTO : (th_matmul_backend)-1;
-            if ((int)b < 0) {
-                fprintf(stderr, "thermo bench model: --matmul must be auto, blas, avx512 or naive, got '%s'\n", name);
+            th_status st = th_compute_select(argv[++i]);
+            if (st == TH_ERR_INVALID) {
+                fprintf(stderr, "thermo bench model: --matmul: %s\n", th_last_error());
                 return EXIT_USAGE;
             }
-            th_status st = th_matmul_set_backend(b);
             if (st != TH_OK) return cli_report(st, "bench model");
         } else if (strcmp(a, "--baseline") == 0) {
             if (strcmp(argv[++i], "naive") != 0) {

@@ -620,7 +620,7 @@ int cmd_bench_eco(int argc, char **argv) {
                                                                   "over Wh per 1k queries of the rated models, "
                                                                   "clamped to 1..5; Pareto: perplexity vs Wh"));
             json_t *mach = json_pack("{s:i, s:s, s:s, s:s, s:s}", "threads", th_threads_get(), "cpu", cpu, "build",
-                                     th_matmul_backend_name(th_matmul_get_backend()), "sensor", ms[0].fig.sensor,
+                                     th_compute_current(), "sensor", ms[0].fig.sensor,
                                      "sensor_basis", modeled ? "modeled (simulated plant)" : "measured");
             json_object_set_new(mach, "governor", json_string(ms[0].fig.governor));
             json_object_set_new(root, "machine", mach);
@@ -663,7 +663,7 @@ int cmd_bench_eco(int argc, char **argv) {
             }
             printf("stars: five equal bands of the Wh/1k-queries range among rated models (AI Energy Score's "
                    "rule); machine: %s, %d threads, %s\n", cpu, th_threads_get(),
-                   th_matmul_backend_name(th_matmul_get_backend()));
+                   th_compute_current());
             for (int i = 0; i < n_models; i++) printf("checks %s: %s\n", ms[i].path, ms[i].checks);
         }
         if (html) rc = write_html(html, ms, n_models, modeled, rf.factors.region);

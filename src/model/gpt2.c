@@ -7,7 +7,7 @@
 
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
-#include "model/matmul.h"
+#include "model/compute.h"
 
 /* ---------------------------------------------------------------------------------
  * config */
@@ -277,7 +277,7 @@ th_status th_gpt2_forward(th_gpt2 *m, const int *inputs, const int *targets, int
     gpt2_tensors *p = &m->p;
     gpt2_acts *a = &m->a;
 
-    encoder_forward(a->encoded, inputs, p->t[TH_P_WTE], p->t[TH_P_WPE], B, T, C, 0);
+    th_encoder_forward(a->encoded, inputs, p->t[TH_P_WTE], p->t[TH_P_WPE], B, T, C, 0);
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;
         size_t lc = (size_t)l * C, ltc = (size_t)l * BT * C;
@@ -289,30 +289,30 @@ th_status th_gpt2_forward(th_gpt2 *m, const int *inputs, const int *targets, int
         float *fch = a->fch + 4 * ltc, *fch_gelu = a->fch_gelu + 4 * ltc;
         float *residual3 = a->residual3 + ltc;
 
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc,
-                          BT, C, cfg->ln_eps);
+        th_layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc,
+                             BT, C, cfg->ln_eps);
         th_mm_forward(qkv, ln1, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, BT, 3 * C, C);
-        attention_forward(atty, att, qkv, B, T, C, NH);
+        th_attention_forward(atty, att, qkv, B, T, C, NH);
         th_mm_forward(a->proj, atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, BT, C, C);
-        residual_forward(residual2, residual, a->proj, BT * C);
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc,
-                          BT, C, cfg->ln_eps);
+        th_residual_forward(residual2, residual, a->proj, BT * C);
+        th_layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc,
+                             BT, C, cfg->ln_eps);
         th_mm_forward(fch, ln2, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, BT, 4 * C, C);
-        gelu_forward(fch_gelu, fch, BT * 4 * C);
+        th_gelu_forward(fch_gelu, fch, BT * 4 * C);
         th_mm_forward(a->proj, fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, BT, C,
                       4 * C);
-        residual_forward(residual3, residual2, a->proj, BT * C);
+        th_residual_forward(residual3, residual2, a->proj, BT * C);
     }
     const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->t[TH_P_LNFW], p->t[TH_P_LNFB], BT, C,
-                      cfg->ln_eps);
+    th_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->t[TH_P_LNFW], p->t[TH_P_LNFB], BT, C,
+                         cfg->ln_eps);
     th_mm_forward(a->logits, a->lnf, p->t[TH_P_WTE], NULL, BT, V, C);
 
     m->have_targets = targets != NULL;
     m->backward_ready = 0;
     if (!targets) return TH_OK;
     memcpy(m->targets, targets, sizeof(int) * BT);
-    m->n_counted = crossentropy_forward(a->losses, a->lse, a->logits, targets, BT, V);
+    m->n_counted = th_crossentropy_forward(a->losses, a->lse, a->logits, targets, BT, V);
     double sum = 0.0;
     for (int i = 0; i < BT; i++) sum += a->losses[i];
     float mean = m->n_counted > 0 ? (float)(sum / m->n_counted) : NAN;
@@ -356,15 +356,15 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
 
     if (m->n_counted == 0) return TH_OK; // every target ignored: the loss has no gradient
     float dscale = loss_scale / (float)m->n_counted;
-    crossentropy_backward_inplace(a->logits, a->lse, m->targets, BT, V, dscale);
+    th_crossentropy_backward_inplace(a->logits, a->lse, m->targets, BT, V, dscale);
     float *dlogits = a->logits;
 
     memset(s->dbtc, 0, btc * sizeof(float));
     th_mm_backward(s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C);
     memset(s->dresidual, 0, btc * sizeof(float));
     const float *last = a->residual3 + (size_t)(L - 1) * btc;
-    layernorm_backward(s->dresidual, g->t[TH_P_LNFW], g->t[TH_P_LNFB], s->dbtc, last, p->t[TH_P_LNFW],
-                       a->lnf_mean, a->lnf_rstd, BT, C);
+    th_layernorm_backward(s->dresidual, g->t[TH_P_LNFW], g->t[TH_P_LNFB], s->dbtc, last, p->t[TH_P_LNFW],
+                          a->lnf_mean, a->lnf_rstd, BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * btc;
@@ -380,26 +380,26 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
         memset(s->dfch, 0, 4 * btc * sizeof(float));
         th_mm_backward(s->dfch, g->t[TH_P_FCPROJW] + 4 * lc * C, g->t[TH_P_FCPROJB] + lc, s->dresidual,
                        fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, BT, C, 4 * C);
-        gelu_backward_inplace(s->dfch, fch, BT * 4 * C);
+        th_gelu_backward_inplace(s->dfch, fch, BT * 4 * C);
         memset(s->dbtc, 0, btc * sizeof(float));
         th_mm_backward(s->dbtc, g->t[TH_P_FCW] + 4 * lc * C, g->t[TH_P_FCB] + 4 * lc, s->dfch, ln2,
                        p->t[TH_P_FCW] + 4 * lc * C, BT, 4 * C, C);
-        layernorm_backward(s->dresidual, g->t[TH_P_LN2W] + lc, g->t[TH_P_LN2B] + lc, s->dbtc, residual2,
-                           p->t[TH_P_LN2W] + lc, ln2_mean, ln2_rstd, BT, C);
+        th_layernorm_backward(s->dresidual, g->t[TH_P_LN2W] + lc, g->t[TH_P_LN2B] + lc, s->dbtc, residual2,
+                              p->t[TH_P_LN2W] + lc, ln2_mean, ln2_rstd, BT, C);
         // dresidual now holds d(residual2)
         memset(s->dbtc, 0, btc * sizeof(float));
         th_mm_backward(s->dbtc, g->t[TH_P_ATTPROJW] + lc * C, g->t[TH_P_ATTPROJB] + lc, s->dresidual, atty,
                        p->t[TH_P_ATTPROJW] + lc * C, BT, C, C);
         memset(s->dqkv, 0, 3 * btc * sizeof(float));
-        attention_backward(s->dqkv, s->datt, s->dbtc, qkv, att, B, T, C, NH);
+        th_attention_backward(s->dqkv, s->datt, s->dbtc, qkv, att, B, T, C, NH);
         memset(s->dbtc, 0, btc * sizeof(float));
         th_mm_backward(s->dbtc, g->t[TH_P_QKVW] + 3 * lc * C, g->t[TH_P_QKVB] + 3 * lc, s->dqkv, ln1,
                        p->t[TH_P_QKVW] + 3 * lc * C, BT, 3 * C, C);
-        layernorm_backward(s->dresidual, g->t[TH_P_LN1W] + lc, g->t[TH_P_LN1B] + lc, s->dbtc, residual,
-                           p->t[TH_P_LN1W] + lc, ln1_mean, ln1_rstd, BT, C);
+        th_layernorm_backward(s->dresidual, g->t[TH_P_LN1W] + lc, g->t[TH_P_LN1B] + lc, s->dbtc, residual,
+                              p->t[TH_P_LN1W] + lc, ln1_mean, ln1_rstd, BT, C);
         // dresidual now holds d(residual entering layer l)
     }
-    encoder_backward(g->t[TH_P_WTE], g->t[TH_P_WPE], s->dresidual, m->inputs, B, T, C);
+    th_encoder_backward(g->t[TH_P_WTE], g->t[TH_P_WPE], s->dresidual, m->inputs, B, T, C);
     return TH_OK;
 }
 

@@ -7,7 +7,7 @@
 
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
-#include "model/matmul.h"
+#include "model/compute.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -102,8 +102,8 @@ static void attention_cached(float *out, float *scores, const float *qkv, const 
             thread = omp_get_thread_num();
 #endif
             float *a = scores + (size_t)thread * cap;
-            attention_row(out + (size_t)i * C + h * hs, a, qkv + (size_t)i * 3 * C + h * hs, kcache + h * hs,
-                          vcache + h * hs, pos0 + i + 1, (size_t)C, hs, scale);
+            th_attention_row(out + (size_t)i * C + h * hs, a, qkv + (size_t)i * 3 * C + h * hs,
+                             kcache + h * hs, vcache + h * hs, pos0 + i + 1, (size_t)C, hs, scale);
         }
     }
 }
@@ -127,12 +127,12 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
 
     gpt2_tensors *p = &m->p;
     int pos0 = kv->len, cap = kv->capacity;
-    encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
+    th_encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
     for (int l = 0; l < L; l++) {
         size_t lc = (size_t)l * C;
         float *kcache = kv->k + (size_t)l * cap * C, *vcache = kv->v + (size_t)l * cap * C;
-        layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
-                          cfg->ln_eps);
+        th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
+                             cfg->ln_eps);
         th_mm_forward(kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
         for (int i = 0; i < n; i++) {
             memcpy(kcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + C, sizeof(float) * C);
@@ -140,19 +140,19 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
         }
         attention_cached(kv->atty, kv->scores, kv->qkv, kcache, vcache, n, pos0, C, NH, cap);
         th_mm_forward(kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);
-        residual_forward(kv->x, kv->x, kv->proj, n * C);
-        layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C,
-                          cfg->ln_eps);
+        th_residual_forward(kv->x, kv->x, kv->proj, n * C);
+        th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C,
+                             cfg->ln_eps);
         th_mm_forward(kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C, C);
-        gelu_forward(kv->fch, kv->fch, n * 4 * C);
+        th_gelu_forward(kv->fch, kv->fch, n * 4 * C);
         th_mm_forward(kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, n, C,
                       4 * C);
-        residual_forward(kv->x, kv->x, kv->proj, n * C);
+        th_residual_forward(kv->x, kv->x, kv->proj, n * C);
     }
     // only the rows whose logits are wanted go through the final norm and the projection
     int first = all_logits ? 0 : n - 1, rows = n - first;
-    layernorm_forward(kv->ln, NULL, NULL, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB], rows,
-                      C, cfg->ln_eps);
+    th_layernorm_forward(kv->ln, NULL, NULL, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB],
+                         rows, C, cfg->ln_eps);
     th_mm_forward(logits, kv->ln, p->t[TH_P_WTE], NULL, rows, V, C);
     kv->len += n;
     return TH_OK;

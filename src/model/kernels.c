@@ -33,8 +33,8 @@ static inline float exp_vec(float x) {
 /* ---------------------------------------------------------------------------------
  * embeddings */
 
-void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
-                     int T, int C, int pos0) {
+void th_encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
+                        int T, int C, int pos0) {
     // out is (B,T,C), tokens (B,T), wte (V,C), wpe (maxT,C)
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
@@ -45,8 +45,8 @@ void encoder_forward(float *out, const int *tokens, const float *wte, const floa
     }
 }
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T,
-                      int C) {
+void th_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T,
+                         int C) {
     // dout is (B,T,C); rows sharing a token add into the same dwte row, so the loop is
     // split by channel blocks and each block visits the rows in order.
 #pragma omp parallel for schedule(static)
@@ -67,8 +67,8 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *to
 /* ---------------------------------------------------------------------------------
  * LayerNorm */
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int N, int C, float eps) {
+void th_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                          const float *bias, int N, int C, float eps) {
     // inp, out are (N,C); mean, rstd (N)
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -90,9 +90,9 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
     }
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean, const float *rstd,
-                        int N, int C) {
+void th_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, const float *mean, const float *rstd,
+                           int N, int C) {
     // per row: the input gradient needs two row means of the normalized gradient
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -134,8 +134,8 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* ---------------------------------------------------------------------------------
  * causal self-attention */
 
-void attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
-                   size_t kv_stride, int hs, float scale) {
+void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                      size_t kv_stride, int hs, float scale) {
     // att[t2] = softmax over t2 < n_keys of scale · q·k[t2]; out = Σ att[t2] · v[t2]
     float maxv = -INFINITY;
     for (int t2 = 0; t2 < n_keys; t2++) {
@@ -162,7 +162,7 @@ void attention_row(float *out, float *att, const float *q, const float *k, const
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+void th_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     // qkv (B,T,3C), out (B,T,C), att (B,NH,T,T); only t2 <= t is written and read
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -172,16 +172,16 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             for (int h = 0; h < NH; h++) {
                 const float *base = qkv + (size_t)b * T * C3 + h * hs;
                 float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                attention_row(out + ((size_t)b * T + t) * C + h * hs, a, base + (size_t)t * C3, base + C,
-                              base + 2 * C, t + 1, (size_t)C3, hs, scale);
+                th_attention_row(out + ((size_t)b * T + t) * C + h * hs, a, base + (size_t)t * C3, base + C,
+                                 base + 2 * C, t + 1, (size_t)C3, hs, scale);
                 for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
             }
         }
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH) {
+void th_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                           const float *att, int B, int T, int C, int NH) {
     // one (b, h) pair owns its slice of dq, dk and dv, so threads never share a sum
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -228,7 +228,7 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
-void gelu_forward(float *out, const float *inp, int N) {
+void th_gelu_forward(float *out, const float *inp, int N) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         float x = inp[i];
@@ -237,7 +237,7 @@ void gelu_forward(float *out, const float *inp, int N) {
     }
 }
 
-void gelu_backward_inplace(float *d, const float *inp, int N) {
+void th_gelu_backward_inplace(float *d, const float *inp, int N) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         float x = inp[i];
@@ -249,7 +249,7 @@ void gelu_backward_inplace(float *d, const float *inp, int N) {
     }
 }
 
-void residual_forward(float *out, const float *a, const float *b, int N) {
+void th_residual_forward(float *out, const float *a, const float *b, int N) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
@@ -257,8 +257,8 @@ void residual_forward(float *out, const float *a, const float *b, int N) {
 /* ---------------------------------------------------------------------------------
  * cross-entropy */
 
-int crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets, int N,
-                         int V) {
+int th_crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets, int N,
+                            int V) {
     int counted = 0;
 #pragma omp parallel for schedule(static) reduction(+ : counted)
     for (int i = 0; i < N; i++) {
@@ -282,8 +282,8 @@ int crossentropy_forward(float *losses, float *lse, const float *logits, const i
     return counted;
 }
 
-void crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
-                                   float scale) {
+void th_crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
+                                      float scale) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         float *row = logits + (size_t)i * V;

@@ -1,4 +1,5 @@
-/* kernels.h (internal to the model module): the GPT-2 layers as forward/backward pairs.
+/* kernels.h (internal to the model module; th_ prefixed, being symbols of the static library):
+ * the GPT-2 layers as forward/backward pairs.
  * Arguments go outputs, inputs, weights, sizes. Backward functions accumulate (+=) into
  * their d-prefixed outputs. Every reduction runs in an order fixed by the sizes alone,
  * never by the thread count, so results are bit-identical across thread counts. */
@@ -8,47 +9,47 @@
 #include <stddef.h>
 
 /* out (N, C) = wte[tokens[i]] + wpe[pos0 + i % T] for N = B·T rows. */
-void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
-                     int T, int C, int pos0);
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T,
-                      int C);
+void th_encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
+                        int T, int C, int pos0);
+void th_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T,
+                         int C);
 
 /* out (N, C) = (inp - mean) · rstd · weight + bias per row; mean, rstd (N) may be NULL. */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int N, int C, float eps);
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean, const float *rstd,
-                        int N, int C);
+void th_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                          const float *bias, int N, int C, float eps);
+void th_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, const float *mean, const float *rstd,
+                           int N, int C);
 
 /* One query row of one head: att (n_keys) = softmax(scale · q·k[t2]) over the first n_keys
  * keys, out (hs) = Σ att[t2] · v[t2]. Key and value rows are kv_stride floats apart. Shared by
  * the training forward and KV-cache inference so both compute the same sums. */
-void attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
-                   size_t kv_stride, int hs, float scale);
+void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                      size_t kv_stride, int hs, float scale);
 
 /* Causal multi-head attention over a full (B, T) batch.
  * qkv is (B, T, 3C) with q, k, v each (NH, hs) per position; out is (B, T, C);
  * att (B, NH, T, T) keeps the softmax probabilities for the backward. */
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void th_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 /* dqkv (B, T, 3C) +=; scratch holds B·NH·T floats. */
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH);
+void th_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                           const float *att, int B, int T, int C, int NH);
 
 /* GELU, tanh approximation (HF "gelu_new"), elementwise over N. */
-void gelu_forward(float *out, const float *inp, int N);
+void th_gelu_forward(float *out, const float *inp, int N);
 /* d = d · gelu'(inp), in place. */
-void gelu_backward_inplace(float *d, const float *inp, int N);
+void th_gelu_backward_inplace(float *d, const float *inp, int N);
 
 /* out = a + b, elementwise over N (out may alias a). */
-void residual_forward(float *out, const float *a, const float *b, int N);
+void th_residual_forward(float *out, const float *a, const float *b, int N);
 
 /* losses (N) = logsumexp(logits row) - logits[target]; lse (N) keeps the logsumexp.
  * Rows whose target is TH_IGNORE_INDEX get loss 0. Returns the number of counted rows. */
-int crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets, int N,
-                         int V);
+int th_crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets, int N,
+                            int V);
 /* In place: logits (N, V) become d(scale · Σ losses)/dlogits = scale · (softmax - onehot);
  * ignored rows become 0. */
-void crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
-                                   float scale);
+void th_crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
+                                      float scale);
 
 #endif

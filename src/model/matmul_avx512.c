@@ -1,28 +1,43 @@
-/* matmul_avx512.c: hand-written AVX-512 matmuls (see matmul_avx512.h). One packed GEMM
- * C (+)= A·B in the BLIS style (A and B packed into panels, an MR×32 register-blocked
- * micro-kernel, blocking over the reduction in fixed KC steps) serves the forward pass and
- * both backward products through strided views; the decode GEMV is a plain multi-row dot
- * product. Threads split output tiles only, so the reduction order of every element is fixed
- * by MR/KC alone and results do not depend on the thread count. Lab and figures:
- * dev/matmul/. Without __AVX512F__ everything below is plain loops. */
+/* matmul_avx512.c: the "avx512" compute backend, hand-written AVX-512 matmuls (see
+ * matmul_avx512.h). One packed GEMM C (+)= A·B in the BLIS style (A and B packed into panels,
+ * an MR×32 register-blocked micro-kernel, blocking over the reduction in fixed KC steps)
+ * serves the forward pass and both backward products through strided views; the decode GEMV
+ * is a plain multi-row dot product. Threads split output tiles only, so the reduction order
+ * of every element is fixed by MR/KC alone and results do not depend on the thread count.
+ * Lab and figures: dev/matmul/.
+ *
+ * With gcc on x86-64 the kernels are always compiled for AVX-512F (a target pragma when the
+ * build's -march lacks it), so one binary carries them; the CPU is asked at run time
+ * (probe_avx512), and a CPU without AVX-512F never executes any of it. */
 #include "model/matmul_avx512.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model/compute.h"
 #ifdef _OPENMP
 #include <omp.h>
 #define OMP_FOR _Pragma("omp parallel for schedule(static)")
 #else
 #define OMP_FOR /* serial build: no warning about an unknown pragma */
 #endif
-#ifdef __AVX512F__
-#include <immintrin.h>
+
+#if defined(__x86_64__) && (defined(__AVX512F__) || (defined(__GNUC__) && !defined(__clang__)))
+#define TH_AVX512_BUILT 1
 #endif
 
+#ifdef TH_AVX512_BUILT
+#ifndef __AVX512F__
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define TH_AVX512_TARGET_PUSHED 1
+#endif
+#include <immintrin.h>
+
 /* ----------------------------------------------------------------------------------------
- * Plain loops: the fallback without AVX-512 (or when packing buffers cannot be allocated).
- * Each output element is still reduced by one thread in index order. */
+ * Plain loops: the fallback when packing buffers cannot be allocated. Each output element is
+ * still reduced by one thread in index order. */
 
 static void forward_plain(float *out, const float *inp, const float *w, const float *bias, int M,
                           int N, int K)
@@ -56,8 +71,6 @@ OMP_FOR
             for (int k = 0; k < K; k++) dw[(size_t)n * K + k] += d * inp[(size_t)m * K + k];
         }
 }
-
-#ifdef __AVX512F__
 
 /* ----------------------------------------------------------------------------------------
  * Blocking. MR×NR is the register tile (MR·2 accumulators of 16 floats); KC is the step of
@@ -365,12 +378,6 @@ static inline void dot_rows4(float out[4], const float *w, long ldw, const float
 /* ----------------------------------------------------------------------------------------
  * The public entry points. */
 
-int th_mm_avx512_available(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-}
-
 void th_mm_avx512_forward(float *out, const float *inp, const float *w, const float *bias, int M,
                           int N, int K)
 {
@@ -433,42 +440,36 @@ OMP_FOR
     }
 }
 
-#else /* !__AVX512F__: plain loops */
-
-static void dbias_plain(float *dbias, const float *dout, int M, int N)
-{
-    for (int n = 0; n < N; n++) {
-        float s = 0.0f;
-        for (int m = 0; m < M; m++) s += dout[(size_t)m * N + n];
-        dbias[n] += s;
-    }
-}
-
-int th_mm_avx512_available(void) { return 0; }
-
-void th_mm_avx512_forward(float *out, const float *inp, const float *w, const float *bias, int M,
-                          int N, int K)
-{
-    forward_plain(out, inp, w, bias, M, N, K);
-}
-
-void th_mm_avx512_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                           const float *inp, const float *w, int M, int N, int K)
-{
-    if (dinp) dinp_plain(dinp, dout, w, M, N, K);
-    if (dw) dw_plain(dw, dout, inp, M, N, K);
-    if (dbias) dbias_plain(dbias, dout, M, N);
-}
-
-void th_mm_avx512_gemv(float *out, const float *x, const float *w, const float *bias, int N,
-                       int K)
-{
-OMP_FOR
-    for (int n = 0; n < N; n++) {
-        float s = bias ? bias[n] : 0.0f;
-        for (int k = 0; k < K; k++) s += w[(size_t)n * K + k] * x[k];
-        out[n] = s;
-    }
-}
-
+#ifdef TH_AVX512_TARGET_PUSHED
+#pragma GCC pop_options
 #endif
+#endif /* TH_AVX512_BUILT */
+
+/* ----------------------------------------------------------------------------------------
+ * The backend: compiled with the build's own flags, so the probe runs on any x86-64. */
+
+int th_mm_avx512_available(void)
+{
+#ifdef TH_AVX512_BUILT
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static int probe_avx512(void) { return th_mm_avx512_available() ? 300 : 0; }
+
+const th_compute_ops th_compute_avx512_ops = {
+    .name = "avx512",
+    .api_version = TH_COMPUTE_API_VERSION,
+    .probe = probe_avx512,
+#ifdef TH_AVX512_BUILT
+    .needs = "a CPU with AVX-512F",
+    .mm_forward = th_mm_avx512_forward,
+    .mm_backward = th_mm_avx512_backward,
+    .gemv = th_mm_avx512_gemv,
+#else
+    .needs = "an x86-64 build with gcc or -mavx512f",
+#endif
+};

@@ -1,13 +1,16 @@
 /* matmul_avx512.h (internal to the model module): hand-written AVX-512 matmuls of a linear
- * layer, the "avx512" backend behind matmul.h. Weights are (N, K) = (out, in), row-major;
+ * layer, the kernels of the "avx512" compute backend (th_compute_avx512_ops, compute.h), also
+ * linked alone by the kernel lab in dev/matmul. Weights are (N, K) = (out, in), row-major;
  * every array is dense row-major and may be unaligned. Work is split between OpenMP threads
  * over output tiles only, so every output element is reduced in one fixed order: results are
- * bit-identical for any thread count. Without AVX-512 at compile time the functions are plain
- * loops and th_mm_avx512_available() returns 0. Measurements: dev/matmul/README.md. */
+ * bit-identical for any thread count. The kernels execute AVX-512F instructions whatever the
+ * build's -march: call them only where th_mm_avx512_available() says 1. They exist only in
+ * x86-64 builds. Measurements: dev/matmul/README.md. */
 #ifndef THERMO_MODEL_MATMUL_AVX512_H
 #define THERMO_MODEL_MATMUL_AVX512_H
 
-/* 1 if this file was compiled with AVX-512 and the CPU running it has AVX-512F, else 0. */
+/* 1 if the kernels were compiled in and the CPU running this (asked at run time, cpuid and
+ * the OS's register state) has AVX-512F, else 0. */
 int th_mm_avx512_available(void);
 
 /* out (M, N) = inp (M, K) · w (N, K)ᵀ + bias (N); bias may be NULL. Overwrites out.

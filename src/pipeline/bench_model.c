@@ -46,7 +46,7 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     if (o->train_steps <= 0) return th_fail(TH_ERR_INVALID, "bench: --steps must be at least 1");
     th_threads_set(o->threads > 0 ? o->threads : th_threads_get());
     out->threads = th_threads_get();
-    out->matmul = th_matmul_backend_name(th_matmul_get_backend());
+    out->matmul = th_compute_current();
 
     th_gpt2 *m = NULL;
     th_gpt2_kv *kv = NULL;
@@ -105,10 +105,10 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     out->peak_rss_mb = th_peak_rss_bytes() / 1e6;
 
     if (o->baseline_naive) {
-        th_matmul_backend keep = th_matmul_get_backend();
-        th_matmul_set_backend(TH_MATMUL_NAIVE);
-        st = time_train(m, tok, B, T, o->baseline_steps, ms, NULL);
-        th_matmul_set_backend(keep);
+        const char *keep = th_compute_current();
+        st = th_compute_select("naive");
+        if (st == TH_OK) st = time_train(m, tok, B, T, o->baseline_steps, ms, NULL);
+        th_compute_select(keep);
         if (st != TH_OK) goto done;
         qsort(ms, (size_t)o->baseline_steps, sizeof(double), cmp_double);
         out->train_step_ms_naive = ms[o->baseline_steps / 2];

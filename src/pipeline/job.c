@@ -252,7 +252,7 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     o.run = ctx.run = run;
     out->start_step = state.step;
     th_log(TH_LOG_INFO, "training %ld steps of %d x %d tokens (x%d accumulation), lr %.1e, %d threads, compute %s",
-           s->steps, s->batch, s->seq, s->grad_accum, s->lr, th_threads_get(), th_matmul_backend_name(th_matmul_get_backend()));
+           s->steps, s->batch, s->seq, s->grad_accum, s->lr, th_threads_get(), th_compute_current());
     st = th_train(m, train, val, &o, &state, &out->train);
     if (j->on_run_started) j->on_run_started(NULL, j->user);
     th_status st_run = th_run_stop(run, &out->figures);

@@ -1,0 +1,73 @@
+/* compute.h (internal to the model module): the compute backend interface (ggml style: a
+ * static const table of function pointers per backend, optional entries NULL, a probe score)
+ * and the matmul entry points the model calls, which dispatch to the selected backend.
+ * Weights are stored (N, K) = (out, in), row-major; every array is dense row-major. */
+#ifndef THERMO_MODEL_COMPUTE_H
+#define THERMO_MODEL_COMPUTE_H
+
+#include "thermo/core.h"
+
+/* Bumped whenever th_compute_ops changes; a backend built against another version is refused. */
+#define TH_COMPUTE_API_VERSION 1
+
+typedef void (*th_mm_forward_fn)(float *out, const float *inp, const float *w, const float *bias, int M, int N,
+                                 int K);
+typedef void (*th_mm_backward_fn)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                  const float *w, int M, int N, int K);
+typedef void (*th_mm_gemv_fn)(float *out, const float *x, const float *w, const float *bias, int N, int K);
+
+/* A compute backend. probe runs on this machine, at run time (cpuid, not the compiler's
+ * flags): 0 means the backend cannot run here and none of its kernels may ever be called;
+ * otherwise a score, the highest wins "auto". Kernel entries may be NULL: the naive kernel
+ * runs instead (gemv NULL: the backend's own forward with M = 1). A backend fills in only
+ * what it accelerates, and must follow the contracts of the th_mm_* functions below. */
+typedef struct th_compute_ops {
+    const char *name;
+    int api_version; /* TH_COMPUTE_API_VERSION */
+    int (*probe)(void);
+    const char *needs; /* what a probe of 0 lacks, for messages ("a CPU with AVX-512F"); NULL: nothing */
+    th_mm_forward_fn mm_forward;
+    th_mm_backward_fn mm_backward;
+    th_mm_gemv_fn gemv;
+    /* optional: a library with its own thread pool follows th_threads_set (called for every
+     * registered backend that has it, selected or not) */
+    void (*set_threads)(int n);
+    /* Reserved for backends that own the weight layout (bf16, q8 blocks, device memory); NULL
+     * in every backend today, and the model never calls it yet. The contract it is for:
+     * convert one (N, K) float weight into the backend's layout, allocated with th_alloc into
+     * *packed (freed with th_free), and the model then passes *packed as `w` to this backend's
+     * kernels. Changing a weight means packing it again. */
+    th_status (*pack_weight)(void **packed, const float *w, int N, int K);
+} th_compute_ops;
+
+/* The registered backends (the registry, with its order, is in compute.c). */
+extern const th_compute_ops th_compute_naive_ops, th_compute_blas_ops, th_compute_avx512_ops;
+
+/* The checks behind th_compute_select for a backend given by its table (the registry's, or a
+ * test's own): TH_ERR_UNSUPPORTED if its api_version is not TH_COMPUTE_API_VERSION or its
+ * probe is 0 (the message says what it needs); the selection is unchanged then. */
+th_status th_compute_select_ops(const th_compute_ops *ops);
+
+/* The backend in use (resolving "auto" on first use); never NULL. */
+const th_compute_ops *th_compute_ops_current(void);
+
+/* out (M, N) = inp (M, K) · w (N, K)ᵀ + bias (N); bias may be NULL. Overwrites out.
+ * M = 1 (decode) goes to the backend's gemv. */
+void th_mm_forward(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
+
+/* Backward of th_mm_forward, accumulating:
+ *   dinp (M, K) += dout (M, N) · w (N, K)
+ *   dw   (N, K) += dout (M, N)ᵀ · inp (M, K)
+ *   dbias (N)   += Σ over the M rows of dout
+ * Any of dinp, dw, dbias may be NULL to skip that gradient. Every sum runs in a fixed order
+ * for a given thread count (avx512, naive: for any thread count). */
+void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                    int M, int N, int K);
+
+/* The naive kernels (matmul_naive.c): one output element per loop iteration, summed in index
+ * order. The oracle for tests and the fallback for every NULL entry. */
+void th_mm_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
+void th_mm_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int M, int N, int K);
+
+#endif
