@@ -132,4 +132,16 @@ int th_csv_split(char *line, char **cells, int max_cells);
 void th_names_join(char *buf, size_t cap, const char *(*name_at)(size_t i, void *user), void *user,
                    const char *sep);
 
+/* ---------------------------------------------------------------------------------
+ * the host: whole files and the CPU's name */
+
+/* Reads the whole file at path into a th_alloc'd buffer (*data, with a NUL after the last
+ * byte; *len bytes before it). Fails with TH_ERR_IO naming the path, or TH_ERR_NOMEM;
+ * *data is NULL and *len 0 then. */
+th_status th_read_file(const char *path, char **data, size_t *len);
+
+/* The CPU's model name ("model name" of /proc/cpuinfo, else "unknown"), NUL-terminated
+ * and truncated to cap bytes. */
+void th_cpu_name(char *buf, size_t cap);
+
 #endif
