@@ -3,7 +3,6 @@
  * windows, per-1k-query footprint, rating) and its documents are pipeline's th_bench_eco;
  * this file parses the command line, calls it, and prints or writes what it returns. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
