@@ -4,7 +4,8 @@
  * the default one): "lean" (L=1, C=32), "big" (L=4, C=128, the `small` preset's shape with
  * a 64-token context), "nan" (lean with one NaN in the final LayerNorm: a faulty model) and
  * "v512" (a 512-token vocabulary, too small for the data's ids). Runs
- * `thermo bench eco --models ... --data FILE --sensor sim --json --html FILE` and checks:
+ * `thermo bench eco --models ... --data FILE --sensor sim --threads 1 --json --html FILE` (one
+ * thread: a preempted second thread would make token times noise on a shared machine) and checks:
  *   - every model has the documented keys; lean and big are rated, with finite figures;
  *   - big costs more energy per token (prefill and decode) and per query than lean: the
  *     simulated plant's power follows the work loop's duty, so energy per token follows
@@ -15,6 +16,7 @@
  *   - energy figures are marked modeled, perplexity measured; the machine names the sensor;
  *   - the HTML report is self-contained (no src= or href=), holds the SVG scatter and the
  *     note that figures are modeled;
+ *   - `--json FILE` writes the document to FILE, not stdout;
  *   - bad command lines exit 2. */
 #include "thermo/io.h"
 #include "thermo/model.h"
@@ -99,7 +101,7 @@ int main(void) {
 
     snprintf(cmd, sizeof cmd,
              "'%s' bench eco --models '%s/lean' '%s/big' '%s/nan' '%s/v512' --data '%s/data.txt' --sensor sim "
-             "--governor none --min-seconds 0.5 --decode 16 --prompts 3 --json --html '%s/report.html' "
+             "--governor none --threads 1 --min-seconds 0.5 --decode 16 --prompts 3 --json --html '%s/report.html' "
              "> '%s/out.json'",
              bin, tmp, tmp, tmp, tmp, tmp, tmp, tmp);
     int rc = run(cmd);
@@ -172,6 +174,20 @@ int main(void) {
               "report holds the scatter, the front, the modeled note and the unrated models");
         CHECK(!strstr(html, "src=") && !strstr(html, "href=") && !strstr(html, "<link"), "no external assets");
     }
+
+    snprintf(cmd, sizeof cmd,
+             "'%s' bench eco --models '%s/lean' --data '%s/data.txt' --sensor sim --min-seconds 0.05 --decode 4 "
+             "--prompts 1 --json '%s/file.json' > '%s/stdout.txt'",
+             bin, tmp, tmp, tmp, tmp);
+    CHECK(run(cmd) == 0, "--json FILE exits 0");
+    snprintf(p, sizeof p, "%s/file.json", tmp);
+    root = json_load_file(p, 0, &jerr);
+    CHECK(root && json_array_size(json_object_get(root, "models")) == 1, "--json FILE: %s", jerr.text);
+    json_decref(root);
+    snprintf(p, sizeof p, "%s/stdout.txt", tmp);
+    f = fopen(p, "r");
+    CHECK(f && fgetc(f) == EOF, "--json FILE: nothing on stdout");
+    if (f) fclose(f);
 
     snprintf(cmd, sizeof cmd, "'%s' bench eco --data '%s/data.txt' 2>/dev/null", bin, tmp);
     CHECK(run(cmd) == 2, "no --models: exit 2");

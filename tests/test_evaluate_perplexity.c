@@ -28,6 +28,17 @@ static const char *text =
     "water that the run costs, and rate the models by quality per unit of impact. Caf\xc3\xa9, "
     "na\xc3\xafve, 42 \xe2\x82\xac.";
 
+typedef struct {
+    int begins, ends, stop_at; /* end fails on its stop_at-th call (-1: never) */
+} unit_count;
+
+static void count_begin(void *user) { ((unit_count *)user)->begins++; }
+
+static th_status count_end(void *user) {
+    unit_count *c = user;
+    return ++c->ends == c->stop_at ? th_fail(TH_ERR_INTERRUPTED, "stopped") : TH_OK;
+}
+
 int main(void) {
     const char *tmp = test_tmp_dir("evaluate_perplexity");
     th_tokenizer *tok = NULL;
@@ -111,8 +122,18 @@ int main(void) {
         double diff = -1, ref = 0;
         st = th_eval_kv_check(m, ids, 16, &diff, &ref);
         printf("KV check: max |incremental - full| %.3g over logits up to %.3g\n", diff, ref);
-        CHECK(st == TH_OK && diff >= 0 && diff <= 1e-4 * (ref > 1 ? ref : 1), "KV cache equals the full forward");
+        CHECK(st == TH_OK && diff >= 0 && diff <= th_eval_kv_tolerance(ref), "KV cache equals the full forward");
         CHECK(th_eval_kv_check(m, ids, 65, &diff, &ref) == TH_ERR_INVALID, "KV check past the context");
+
+        // the unit marks: one begin/end pair per window; a status from end stops the scoring
+        unit_count uc = {0, 0, -1};
+        th_eval_units marks = {count_begin, count_end, &uc};
+        st = th_eval_perplexity_ids(m, ids, 50, 24, nb, &marks, &r);
+        CHECK(st == TH_OK && uc.begins == 3 && uc.ends == 3, "3 windows, %d begins, %d ends", uc.begins, uc.ends);
+        uc = (unit_count){0, 0, 2};
+        st = th_eval_perplexity_ids(m, ids, 50, 24, nb, &marks, &r);
+        CHECK(st == TH_ERR_INTERRUPTED && uc.ends == 2, "end's status stops the scoring after 2 windows: %d, %d",
+              (int)st, uc.ends);
     }
     int ok = 0;
     size_t at = 99;
@@ -120,10 +141,16 @@ int main(void) {
     const char junk[] = "ab\xff\xfe\xc3 z\x80";
     CHECK(th_eval_tokenizer_roundtrip(tok, junk, sizeof junk - 1, &ok, &at) == TH_OK && ok,
           "round trip: invalid UTF-8");
-    CHECK(th_eval_recorded_val_loss("{\"val_loss\": 3.25}") == 3.25, "recorded val_loss");
-    CHECK(th_eval_recorded_val_loss("{\"last_val_loss\": 2.5, \"val_loss\": 9}") == 2.5, "last_val_loss first");
+    CHECK(th_eval_recorded_val_loss("{\"last_val_loss\": 2.5, \"val_loss\": 9}") == 2.5, "last_val_loss");
+    CHECK(isnan(th_eval_recorded_val_loss("{\"val_loss\": 3.25}")), "only the agreed key is read");
+    CHECK(isnan(th_eval_recorded_val_loss("{\"last_val_loss\": \"2.5\"}")), "a string is not a loss");
+    CHECK(isnan(th_eval_recorded_val_loss(NULL)), "no metadata");
     CHECK(isnan(th_eval_recorded_val_loss("{\"seed\": 1}")), "no recorded loss");
     CHECK(isnan(th_eval_recorded_val_loss("not json")), "not JSON");
+    // the loss rule 1.5 x + 1: 2.0 recorded allows up to 4.0
+    CHECK(th_eval_loss_plausible(4.0, 2.0) && !th_eval_loss_plausible(4.01, 2.0), "loss rule at its edge");
+    CHECK(!th_eval_loss_plausible(NAN, 2.0) && th_eval_loss_plausible(10.0, NAN), "loss rule: NaN loss, no record");
+    CHECK(th_eval_kv_tolerance(0.5) == 1e-4 && th_eval_kv_tolerance(30) == 30e-4, "KV tolerance");
     json_decref(exp);
     th_gpt2_free(m);
     th_free(ids);

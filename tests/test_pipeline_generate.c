@@ -21,7 +21,7 @@ static int on_token(int token, const char *bytes, size_t len, void *user) {
     return c->stop_after && c->n >= c->stop_after;
 }
 
-static th_gpt2 *tiny_model(void) {
+static th_gpt2 *gen_test_model(void) {
     th_gpt2_config cfg = {.max_seq_len = 64, .vocab_size = 50257, .num_layers = 2, .num_heads = 2, .channels = 32, .ln_eps = 1e-5f};
     th_gpt2 *m = NULL;
     if (th_gpt2_create(&cfg, &m) != TH_OK) return NULL;
@@ -38,7 +38,7 @@ static th_status run_one(th_gpt2 *m, th_tokenizer *tok, const int *ids, size_t n
 }
 
 int main(void) {
-    th_gpt2 *m = tiny_model();
+    th_gpt2 *m = gen_test_model();
     th_tokenizer *tok = NULL;
     CHECK(m != NULL, "model");
     CHECK(th_tokenizer_load_default(&tok) == TH_OK, "tokenizer: %s", th_last_error());
@@ -114,7 +114,7 @@ int main(void) {
     o.loop_guard = th_loop_guard_defaults();
     o.sampling.temperature = 0;
     o.max_tokens = 200;
-    th_gpt2 *flat = tiny_model();
+    th_gpt2 *flat = gen_test_model();
     float *p = th_gpt2_params(flat);
     memset(p, 0, sizeof(float) * th_gpt2_num_params(cfg)); // every logit equal: greedy picks id 0 forever
     CHECK(run_one(flat, tok, ids, n, &o, &b, &rb) == TH_OK && rb.stop == TH_GEN_STOP_LOOP &&

@@ -2,7 +2,9 @@
  * text by one fixed recipe, the checks that tell a faulty inference path from a poor model
  * (KV cache against the full forward, tokenizer round trip, loss against a recorded
  * validation loss), and the pure functions that rate models benchmarked together: energy
- * bands (AI Energy Score's stars) and the Pareto front of quality against energy. */
+ * bands (AI Energy Score's stars) and the Pareto front of quality against energy.
+ * evaluate sits beside model and text: it knows no pacing and no run; the eco-benchmark
+ * that measures energy around these metrics is pipeline's (th_bench_eco). */
 #ifndef THERMO_EVALUATE_H
 #define THERMO_EVALUATE_H
 
@@ -10,7 +12,6 @@
 
 #include "thermo/core.h"
 #include "thermo/model.h"
-#include "thermo/pipeline.h"
 #include "thermo/text.h"
 
 /* ---------------------------------------------------------------------------------
@@ -36,17 +37,27 @@ typedef struct {
     double bits_per_byte;
 } th_ppl_result;
 
+/* Marks around each window's forward, so that a caller can meter and pace the scoring
+ * (pipeline makes each window a unit of work of its monitored run) without evaluate knowing
+ * about runs. begin is called before the forward, end after it; a status other than TH_OK
+ * from end stops the scoring and is returned. Either member may be NULL. */
+typedef struct {
+    void (*begin)(void *user);
+    th_status (*end)(void *user);
+    void *user;
+} th_eval_units;
+
 /* Scores ids[0..n) by the recipe above with windows of ctx tokens (0: the model's context;
  * at most the model's context). n_bytes is the length of the text the ids came from.
- * `run` may be NULL; otherwise each window is one unit of work (th_run_unit_begin/end).
- * Fails with TH_ERR_INVALID on a bad ctx, an id outside the vocabulary, or fewer than 2
- * ids; TH_ERR_INTERRUPTED if the run was interrupted; the forward's status otherwise. */
-th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes, th_run *run,
-                                 th_ppl_result *out);
+ * `units` may be NULL (no marks). Fails with TH_ERR_INVALID on a bad ctx, an id outside the
+ * vocabulary, or fewer than 2 ids; with units->end's status if it stops the scoring; the
+ * forward's status otherwise. */
+th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes,
+                                 const th_eval_units *units, th_ppl_result *out);
 
 /* Tokenizes text[0..len) (step 1) and scores it as th_eval_perplexity_ids. */
 th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *text, size_t len, int ctx,
-                             th_run *run, th_ppl_result *out);
+                             const th_eval_units *units, th_ppl_result *out);
 
 /* ---------------------------------------------------------------------------------
  * faulty-inference checks: a model that fails one is not rated ("not rated: <reason>") */
@@ -57,14 +68,30 @@ th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *te
  * TH_ERR_INVALID if n is not in [1, max_seq_len]. The model's last forward is replaced. */
 th_status th_eval_kv_check(th_gpt2 *m, const int *ids, int n, double *max_abs_diff, double *max_abs_logit);
 
+/* The KV-cache check passes when max_abs_diff <= TH_EVAL_KV_TOL_REL x max(1, max_abs_logit):
+ * float32 accumulated in a different order over a short prefix stays orders of magnitude
+ * below it, a broken cache or a NaN does not. th_eval_kv_tolerance gives the limit. */
+#define TH_EVAL_KV_TOL_REL 1e-4
+double th_eval_kv_tolerance(double max_abs_logit);
+
 /* Tokenizer round trip: decode(encode(text[0..len))) == text. *ok gets 1 or 0; when 0,
  * *first_diff the first byte offset that differs (len if only the length does). */
 th_status th_eval_tokenizer_roundtrip(const th_tokenizer *tok, const char *text, size_t len, int *ok,
                                       size_t *first_diff);
 
-/* The validation loss a training run recorded in its run metadata (JSON key
- * "val_loss" or "last_val_loss"), NaN when the metadata holds none or is not JSON. */
+/* The validation loss a training run recorded in its run metadata: the checkpoint's
+ * run_meta JSON object carries it as the number "last_val_loss" (the agreed key; no other
+ * key is read). NaN when run_meta is NULL, not JSON, or has no such number. */
 double th_eval_recorded_val_loss(const char *run_meta);
+
+/* The loss check: a model whose mean loss on the data is above
+ * TH_EVAL_LOSS_RATIO x recorded + TH_EVAL_LOSS_MARGIN_NATS is broken, not poor (held-out
+ * text of another domain raises the loss by a fraction, a wrong weight layout or tokenizer
+ * sends it towards ln V). Returns 1 when loss_nats passes, 0 when it fails (a NaN loss
+ * fails), and 1 when recorded_nats is NaN (nothing to check against). */
+#define TH_EVAL_LOSS_RATIO 1.5
+#define TH_EVAL_LOSS_MARGIN_NATS 1.0
+int th_eval_loss_plausible(double loss_nats, double recorded_nats);
 
 /* ---------------------------------------------------------------------------------
  * rating (pure functions) */

@@ -7,6 +7,7 @@
 #include "thermo/analyze.h"
 #include "thermo/core.h"
 #include "thermo/eco.h"
+#include "thermo/evaluate.h"
 #include "thermo/govern.h"
 #include "thermo/guard.h"
 #include "thermo/io.h"
@@ -353,5 +354,118 @@ th_status th_generate_prompt(const th_tokenizer *tok, const th_gpt2_config *cfg,
  * *out holds what was done up to then. */
 th_status th_generate(th_gpt2 *m, const th_tokenizer *tok, const int *prompt, size_t n_prompt,
                       const th_generate_opts *o, th_generate_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * eco-benchmark: models rated by quality per joule, gram CO2e and litre of water
+ *
+ * For each model, inside its own monitored run:
+ *   checks   tokenizer round trip on the data's first KB, every data token inside the
+ *            model's vocabulary, KV cache against the full forward (evaluate.h's tolerance),
+ *            the data's loss against the "last_val_loss" a checkpoint's run_meta recorded
+ *            (evaluate.h's loss rule); a model that fails one is "not rated: <reason>",
+ *            never rated down;
+ *   prefill  the perplexity pass over the data (evaluate.h's recipe, each window a unit of
+ *            work): one warm-up pass, then passes until min_s have gone by; J per predicted
+ *            token;
+ *   decode   queries: `prompts` prompts (the data's first non-empty lines, at most
+ *            TH_BENCH_ECO_PROMPT_TOKENS tokens each) x {greedy, seeded sampling}, each
+ *            decoding exactly `decode` tokens through the KV cache, each token a unit of work;
+ *            the first query is a warm-up, then rounds of the others until min_s have gone
+ *            by. A query's energy (its prompt's prefill included) gives Wh, CO2e, water and
+ *            pollutants per 1,000 queries; J per decoded token is that energy over the
+ *            query's decoded tokens.
+ * Energy is the difference of th_run_figures_now over each steady window. Rating:
+ * th_eval_energy_stars over Wh per 1,000 queries of the rated models and th_eval_pareto of
+ * perplexity against it. */
+
+#define TH_BENCH_ECO_MAX_MODELS 32
+#define TH_BENCH_ECO_MAX_PROMPTS 16
+#define TH_BENCH_ECO_PROMPT_TOKENS 32
+
+typedef struct {
+    th_run_opts run;               /* one monitored run per model; its telemetry_path is
+                                      rewritten by each model's run */
+    const th_eco_factors *factors; /* prices the footprint of 1,000 queries (required) */
+    int ctx;                       /* perplexity window (0: each model's context) */
+    int prompts;                   /* 1..TH_BENCH_ECO_MAX_PROMPTS (default 4): 2 x prompts queries */
+    int decode;                    /* tokens decoded per query (default 32) */
+    double min_s;                  /* length of each steady window, seconds (default 1) */
+    uint64_t seed;                 /* the sampled queries' seed (default 1337) */
+} th_bench_eco_opts;
+
+typedef struct {
+    const char *path;              /* the caller's string (th_bench_eco's models[i]) */
+    char not_rated[256];           /* "" when rated, else the first check it failed */
+    char checks[512];              /* what the checks found */
+    th_ppl_result ppl;
+    double kv_diff;                /* largest KV-cache logit difference */
+    double recorded_val_loss;      /* NaN: none recorded */
+    double j_tok_prefill;          /* J per predicted token, prefill window */
+    double j_tok_decode, j_query;  /* J per decoded token, per query, decode window */
+    double tokens_per_s;           /* decoded tokens per second, decode window */
+    long prefill_tokens, queries, decode_tokens; /* counted in the steady windows */
+    int have_energy;               /* the run had an energy figure and j_query is finite */
+    th_eco_footprint per_kq;       /* footprint of 1,000 queries (when have_energy) */
+    double temp_mean_c, temp_peak_c, above_limit_s, duty_mean;
+    th_run_figures fig;            /* the model's run */
+    int stars;                     /* 1..5, 0 when not rated */
+    int pareto;                    /* on the front of perplexity against Wh per 1,000 queries */
+} th_bench_eco_model;
+
+typedef struct {
+    th_bench_eco_model *models;
+    int n_models;
+    int modeled;                   /* some model's energy or temperature came from a model */
+    char cpu[256];                 /* th_cpu_name */
+    int threads;
+    const char *matmul;            /* the matmul backend's name */
+    th_eco_factors factors;        /* a copy of the factors the footprints were priced with */
+} th_bench_eco_result;
+
+/* prompts 4, decode 32, min_s 1, seed 1337, ctx 0; run: th_run_opts_default() at 50 Hz
+ * (short windows: finer energy steps) with governor "none" (a benchmark measures the model,
+ * not the pacing, whose idle time would be charged to the model). */
+th_bench_eco_opts th_bench_eco_defaults(void);
+
+/* Checks, measures and rates models[0..n) (paths: HF dir, .safetensors, llm.c .bin,
+ * checkpoint; a directory's own tokenizer if it has one, else GPT-2's) on the held-out text
+ * text[0..len). A model failing a check is reported with not_rated set: TH_OK. An error
+ * status (its message names the model) when the benchmark itself could not run: a model
+ * that does not load, data of fewer than 2 tokens or without a non-empty line, a decode
+ * length leaving no room for a prompt, the run's sensor or log, TH_ERR_INTERRUPTED;
+ * TH_ERR_INVALID for n outside [1, TH_BENCH_ECO_MAX_MODELS] or bad options. Progress goes
+ * to th_log (info). On success *out is the caller's (th_bench_eco_free); the model paths
+ * are borrowed and must outlive it. */
+th_status th_bench_eco(const char *const *models, int n, const char *text, size_t len, const th_bench_eco_opts *o,
+                       th_bench_eco_result **out);
+void th_bench_eco_free(th_bench_eco_result *r);
+
+/* The result as a text table (a MODELED note first when it applies, one row per model,
+ * the rating rule and the machine, then each model's checks). *text is th_alloc'd. */
+th_status th_bench_eco_table(const th_bench_eco_result *r, char **text);
+
+/* The result as one JSON document: models (figures, rating, not_rated, checks, a basis
+ * per figure), rating_rule, machine, factors. *text is th_alloc'd (no trailing newline). */
+th_status th_bench_eco_json(const th_bench_eco_result *r, char **text);
+
+/* The JSON document / a self-contained HTML report (table and quality-against-energy
+ * scatter with the Pareto front, no external assets) written atomically to path
+ * (th_atomic_*: the old file or the new one, never a mix). TH_ERR_IO names the path. */
+th_status th_bench_eco_write_json(const th_bench_eco_result *r, const char *path);
+th_status th_bench_eco_write_html(const th_bench_eco_result *r, const char *path);
+
+/* ---------------------------------------------------------------------------------
+ * calibration experiment: the live step response that analyze.h's th_calibrate_fit fits
+ * (th_calibrate_simulated runs the same on a simulated plant in simulated time) */
+
+/* On the sensor `sensor` (NULL: auto), inside a monitored run at fixed duty 1 sampled at
+ * o->hz: idle o->idle_s, a CPU burn loop of 20 ms units for o->load_s, idle o->idle_s; the
+ * samples logged to telemetry_path (required; CSV or JSONL) are read back and fitted, with
+ * the limits and name of the profile `profile` when it names one (else generic limits).
+ * *fig (may be NULL) gets the run's figures: fig->origin says whether the data was
+ * measured. Fails with the sensor's, the log's or the fit's status. Takes 2 idle_s + load_s
+ * of wall time; the phases are announced through th_log (info). */
+th_status th_calibrate_live(const char *sensor, const char *profile, const th_calib_opts *o,
+                            const char *telemetry_path, th_calib_result *out, th_run_figures *fig);
 
 #endif

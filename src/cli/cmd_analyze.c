@@ -238,69 +238,14 @@ static void calibrate_usage(FILE *f) {
                "  --seed S         sensor noise seed (simulated)\n");
 }
 
-/* Burns CPU for about `ms` milliseconds: the calibration load. */
-static double burn(double ms) {
-    uint64_t end = th_now_ns() + (uint64_t)(ms * 1e6);
-    volatile double x = 1.0;
-    while (th_now_ns() < end)
-        for (int i = 0; i < 20000; i++) x = x * 1.0000001 + 1e-9;
-    return x;
-}
-
-static void sleep_s(double s) {
-    uint64_t end = th_now_ns() + (uint64_t)(s * 1e9);
-    while (th_now_ns() < end) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
+/* The experiment on this machine (th_calibrate_live), its telemetry beside the profile. */
 static int calibrate_real(const char *sensor, const char *profile, const th_calib_opts *o, const char *out,
                           th_calib_result *res) {
     char tel[4200];
     snprintf(tel, sizeof tel, "%s.telemetry.csv", out);
-    th_run_opts ro = th_run_opts_default();
-    ro.sensor = sensor;
-    ro.sense.profile = profile;
-    ro.hz = o->hz;
-    ro.telemetry_path = tel;
-    ro.fixed_duty = 1.0;
-    th_run *run = NULL;
-    uint64_t t0 = th_now_ns();
-    th_status st = th_run_start(&ro, &run);
-    if (st != TH_OK) return cli_report(st, "calibrate: sensor");
-    fprintf(stderr, "calibrate: idle %.0f s, full duty %.0f s, idle %.0f s on %s\n", o->idle_s, o->load_s, o->idle_s,
-            th_sensor_backend(th_run_sensor(run)));
-    sleep_s(o->idle_s);
-    double load_start = (th_now_ns() - t0) / 1e9;
-    uint64_t end = th_now_ns() + (uint64_t)(o->load_s * 1e9);
-    while (th_now_ns() < end) {
-        th_run_unit_begin(run);
-        burn(20);
-        if (th_run_unit_end(run, NULL) != TH_OK) break;
-    }
-    double load_end = (th_now_ns() - t0) / 1e9;
-    sleep_s(o->idle_s);
     th_run_figures fig;
-    if ((st = th_run_stop(run, &fig)) != TH_OK) return cli_report(st, "calibrate: telemetry");
-    th_telemetry_row *rows = NULL;
-    size_t n = 0;
-    if ((st = th_telemetry_read(tel, &rows, &n)) != TH_OK) return cli_report(st, "calibrate");
-    double *buf = malloc(3 * (n ? n : 1) * sizeof *buf);
-    if (!buf) {
-        th_free(rows);
-        return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "calibrate");
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!rows[i].is_step && (rows[i].has & TH_COL_TEMP) && (rows[i].has & TH_COL_POWER))
-            buf[m] = rows[i].t_s, buf[n + m] = rows[i].temp_c, buf[2 * n + m] = rows[i].power_w, m++;
-    th_free(rows);
-    th_thermal_profile base, *bp = NULL;
-    if (profile && th_profile_find(profile, &base) == TH_OK) bp = &base;
-    st = th_calibrate_fit(buf, buf + n, buf + 2 * n, m, load_start, load_end, bp, "calibrated", res);
-    free(buf);
-    if (st != TH_OK) return cli_report(st, "calibrate: fit");
+    th_status st = th_calibrate_live(sensor, profile, o, tel, res, &fig);
+    if (st != TH_OK) return cli_report(st, "calibrate");
     if (fig.origin == TH_ORIGIN_MODELED)
         fprintf(stderr, "NOTE: the sensor was the simulated plant (%s): this profile is fitted to MODELED data\n",
                 fig.sensor);

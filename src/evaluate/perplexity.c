@@ -9,8 +9,8 @@
 /* ---------------------------------------------------------------------------------
  * perplexity */
 
-th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes, th_run *run,
-                                 th_ppl_result *out) {
+th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, size_t n_bytes,
+                                 const th_eval_units *units, th_ppl_result *out) {
     const th_gpt2_config *cfg = th_gpt2_get_config(m);
     if (ctx == 0) ctx = cfg->max_seq_len;
     if (ctx < 2 || ctx > cfg->max_seq_len)
@@ -29,16 +29,16 @@ th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, 
         if (len < 2) break; // a last window of one token predicts nothing
         int T = (int)len - 1;
         float loss;
-        th_run_unit_begin(run);
+        if (units && units->begin) units->begin(units->user);
         // inputs window[0..len-2], targets window[1..len-1]: the same array shifted by one
         th_status st = th_gpt2_forward(m, ids + start, ids + start + 1, 1, T, &loss);
-        th_status paced = th_run_unit_end(run, NULL);
+        th_status marked = units && units->end ? units->end(units->user) : TH_OK;
         if (st != TH_OK) return st;
+        if (marked != TH_OK) return marked;
         const float *losses = th_gpt2_losses(m); // (1, T)
         for (int t = 0; t < T; t++) r.nll_sum += losses[t];
         r.predicted += T;
         r.windows++;
-        if (paced == TH_ERR_INTERRUPTED) return th_fail(TH_ERR_INTERRUPTED, "perplexity: interrupted");
     }
     r.mean_nll = r.nll_sum / (double)r.predicted;
     r.perplexity = exp(r.mean_nll);
@@ -48,12 +48,12 @@ th_status th_eval_perplexity_ids(th_gpt2 *m, const int *ids, size_t n, int ctx, 
 }
 
 th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *text, size_t len, int ctx,
-                             th_run *run, th_ppl_result *out) {
+                             const th_eval_units *units, th_ppl_result *out) {
     int *ids = NULL;
     size_t n = 0;
     th_status st = th_tokenizer_encode(tok, text, len, 0, &ids, &n);
     if (st != TH_OK) return st;
-    st = th_eval_perplexity_ids(m, ids, n, ctx, len, run, out);
+    st = th_eval_perplexity_ids(m, ids, n, ctx, len, units, out);
     th_free(ids);
     return st;
 }
@@ -118,12 +118,17 @@ double th_eval_recorded_val_loss(const char *run_meta) {
     json_error_t err;
     json_t *j = json_loads(run_meta, 0, &err);
     if (!j) return NAN;
-    double v = NAN;
-    static const char *const keys[] = {"last_val_loss", "val_loss"};
-    for (int k = 0; k < 2 && isnan(v); k++) {
-        json_t *x = json_object_get(j, keys[k]);
-        if (json_is_number(x)) v = json_number_value(x);
-    }
+    json_t *x = json_object_get(j, "last_val_loss");
+    double v = json_is_number(x) ? json_number_value(x) : NAN;
     json_decref(j);
     return v;
+}
+
+double th_eval_kv_tolerance(double max_abs_logit) {
+    return TH_EVAL_KV_TOL_REL * (max_abs_logit > 1 ? max_abs_logit : 1);
+}
+
+int th_eval_loss_plausible(double loss_nats, double recorded_nats) {
+    if (isnan(recorded_nats)) return 1;
+    return loss_nats <= TH_EVAL_LOSS_RATIO * recorded_nats + TH_EVAL_LOSS_MARGIN_NATS;
 }
