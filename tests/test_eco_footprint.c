@@ -112,9 +112,9 @@ static void test_reports(void) {
 
     char small[16];
     size_t need = 0;
-    CHECK(th_eco_report_text(&fp, small, sizeof small, &need) == TH_ERR_INVALID && need > sizeof small, "small buffer");
+    CHECK(th_eco_report_text(&fp, TH_ECO_TEXT_FULL, small, sizeof small, &need) == TH_ERR_INVALID && need > sizeof small, "small buffer");
     char *text = malloc(need + 1);
-    CHECK(th_eco_report_text(&fp, text, need + 1, NULL) == TH_OK, "text report");
+    CHECK(th_eco_report_text(&fp, TH_ECO_TEXT_FULL, text, need + 1, NULL) == TH_OK, "text report");
     CHECK(strstr(text, "modeled") && strstr(text, "sim-plant:h100-sxm"), "text says the energy was modeled:\n%s", text);
     CHECK(strstr(text, "Uptime Institute") && strstr(text, "2024"), "text names the PUE source and year");
     CHECK(strstr(text, "NOx") && strstr(text, "unknown"), "text marks the unsourced NOx for FR");

@@ -204,8 +204,8 @@ int cmd_generate(int argc, char **argv) {
             th_status paced = th_run_unit_end(run);
             th_run_figures_now(run, &f1);
             th_guard_cost c;
-            th_guard_cost_from_energy(f1.energy.energy_j - f0.energy.energy_j, (th_now_ns() - u0) / 1e9, &rf.factors,
-                                      &c);
+            th_guard_cost_priced(f1.energy.energy_j - f0.energy.energy_j, (th_now_ns() - u0) / 1e9,
+                                 rf.have_price ? &rf.price : NULL, &c);
             th_budget_charge(&budget, &c);
             if (paced == TH_ERR_INTERRUPTED) {
                 reason = "interrupted";

@@ -4,13 +4,11 @@
  *   water = IT x WUE_site (on-site) + facility x EWIF (off-site, at power plants)
  *   NOx/SO2/PM2.5 = grid x regional rate + generator x genset limit
  *   equivalences = CO2e / EPA factors
- * and per-unit divisions. Pure functions: no I/O. */
+ * per-unit divisions, and the same rules as prices per joule. Pure functions: no I/O. */
 #include <math.h>
 #include <string.h>
 
 #include "thermo/eco.h"
-
-#define J_PER_KWH 3.6e6
 
 th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_factors *f, th_eco_footprint *out) {
     if (!it || !f || !out) return th_fail(TH_ERR_INVALID, "footprint: NULL argument");
@@ -26,7 +24,7 @@ th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_fact
     out->it = *it;
     out->factors = *f;
     double share = F[TH_ECO_F_GEN_SHARE].available ? F[TH_ECO_F_GEN_SHARE].value : 0.0;
-    out->energy_it_kwh = it->energy_j / J_PER_KWH;
+    out->energy_it_kwh = it->energy_j / TH_J_PER_KWH;
     out->energy_facility_kwh = out->energy_it_kwh * F[TH_ECO_F_PUE].value;
     out->energy_generator_kwh = out->energy_facility_kwh * share;
     out->energy_grid_kwh = out->energy_facility_kwh - out->energy_generator_kwh;
@@ -62,6 +60,19 @@ th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_fact
     out->forest_acres = co2e_t / F[TH_ECO_F_FOREST_ACRE_YEAR].value;
     out->homes_energy_year = co2e_t / F[TH_ECO_F_HOME_ENERGY_YEAR].value;
     out->homes_electricity_year = co2e_t / F[TH_ECO_F_HOME_ELEC_YEAR].value;
+    return TH_OK;
+}
+
+th_status th_eco_price_of(const th_eco_factors *f, th_eco_price *out) {
+    if (!f || !out) return th_fail(TH_ERR_INVALID, "price: NULL argument");
+    // one kWh through the footprint itself, so that the two can never disagree
+    th_energy_figure kwh = {TH_J_PER_KWH, 0.0, TH_ECO_BASIS_ESTIMATE, "price"};
+    th_eco_footprint fp;
+    th_status st = th_eco_footprint_compute(&kwh, f, &fp);
+    if (st != TH_OK) return st;
+    out->g_co2e_per_j = fp.co2e_g / TH_J_PER_KWH;
+    out->water_known = isfinite(fp.water_offsite_l);
+    out->ml_water_per_j = (fp.water_onsite_l + (out->water_known ? fp.water_offsite_l : 0.0)) * 1000.0 / TH_J_PER_KWH;
     return TH_OK;
 }
 
