@@ -287,8 +287,8 @@ typedef enum { TH_ECO_TEXT_SUMMARY = 0, TH_ECO_TEXT_FULL = 1 } th_eco_text_style
  * excluding the NUL; TH_ERR_INVALID if it did not fit or on an unknown style. */
 th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style, char *buf, size_t cap, size_t *len);
 
-/* A quantity with an SI prefix chosen for it, three significant digits: 2410 J -> "2.41 kJ",
- * 2.4e-7 g -> "0.24 µg" style ("240 ng"); NaN -> "unknown". Always NUL-terminated. */
+/* A quantity in engineering notation, three significant digits: 2410 J -> "2.41 kJ",
+ * 2.4e-7 g -> "240 ng", 3e6 g -> "3 t"; NaN -> "unknown". Always NUL-terminated. */
 void th_eco_fmt_si(char *buf, size_t cap, double value, const char *unit);
 
 /* The short name of a factor's source for one-line summaries: its text up to the first

@@ -65,14 +65,24 @@ th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_fact
 
 th_status th_eco_price_of(const th_eco_factors *f, th_eco_price *out) {
     if (!f || !out) return th_fail(TH_ERR_INVALID, "price: NULL argument");
-    // one kWh through the footprint itself, so that the two can never disagree
-    th_energy_figure kwh = {TH_J_PER_KWH, 0.0, TH_ECO_BASIS_ESTIMATE, "price"};
-    th_eco_footprint fp;
-    th_status st = th_eco_footprint_compute(&kwh, f, &fp);
-    if (st != TH_OK) return st;
-    out->g_co2e_per_j = fp.co2e_g / TH_J_PER_KWH;
-    out->water_known = isfinite(fp.water_offsite_l);
-    out->ml_water_per_j = (fp.water_onsite_l + (out->water_known ? fp.water_offsite_l : 0.0)) * 1000.0 / TH_J_PER_KWH;
+    const th_eco_factor *F = f->f;
+    if (!F[TH_ECO_F_GRID_CO2E].available) return th_fail(TH_ERR_INVALID, "price: no grid intensity for region %s", f->region);
+    if (!F[TH_ECO_F_PUE].available) return th_fail(TH_ERR_INVALID, "price: no PUE");
+    if (!F[TH_ECO_F_WUE_SITE].available) return th_fail(TH_ERR_INVALID, "price: no on-site WUE");
+    double pue = F[TH_ECO_F_PUE].value;
+    double g_per_kwh_it = pue * F[TH_ECO_F_GRID_CO2E].value;
+    if (f->methane_enabled) {
+        if (!F[TH_ECO_F_METHANE].available || !F[TH_ECO_F_GAS_SHARE].available)
+            return th_fail(TH_ERR_INVALID, "price: upstream methane is on but region %s has no gas share (no generation mix)",
+                           f->region);
+        double grid_part = 1.0 - (F[TH_ECO_F_GEN_SHARE].available ? F[TH_ECO_F_GEN_SHARE].value : 0.0);
+        g_per_kwh_it += pue * grid_part * F[TH_ECO_F_GAS_SHARE].value * F[TH_ECO_F_METHANE].value;
+    }
+    double l_per_kwh_it = F[TH_ECO_F_WUE_SITE].value;
+    out->water_known = F[TH_ECO_F_EWIF].available;
+    if (out->water_known) l_per_kwh_it += pue * F[TH_ECO_F_EWIF].value;
+    out->g_co2e_per_j = g_per_kwh_it / TH_J_PER_KWH;
+    out->ml_water_per_j = l_per_kwh_it * 1000.0 / TH_J_PER_KWH;
     return TH_OK;
 }
 

@@ -51,9 +51,9 @@ void th_eco_fmt_si(char *buf, size_t cap, double value, const char *unit) {
         snprintf(buf, cap, "unknown");
         return;
     }
-    // the largest prefix that leaves at least 0.1 of it: 2410 J -> 2.41 kJ, 0.3 g -> 0.3 g
+    // engineering notation: the largest prefix that leaves at least 1 of it (2410 J -> 2.41 kJ)
     size_t k = 0, n = sizeof si / sizeof si[0];
-    while (k + 1 < n && fabs(value) < 0.1 * si[k].scale) k++;
+    while (k + 1 < n && fabs(value) < si[k].scale) k++;
     if (value == 0.0) k = 3;
     const char *prefix = si[k].prefix;
     if (!strcmp(unit, "g") && si[k].scale >= 1e6) // tonnes, not megagrams

@@ -181,11 +181,10 @@ static void text_summary(text_buf *b, const th_run_report *r) {
         tb_printf(b, "\n");
     }
     if (r->have_fp) {
-        int n = 0;
-        for (int i = 0; i < TH_ECO_F_COUNT; i++)
-            n += i != TH_ECO_F_GRID_CO2E && (i != TH_ECO_F_METHANE || r->fp.factors.methane_enabled);
-        tb_printf(b, "  %d more factors with sources and the EPA equivalences: --report full, or --report-json FILE\n",
-                  n);
+        int n = 0; // the factor rows of the full text
+        for (int i = 0; i < TH_ECO_F_COUNT; i++) n += i != TH_ECO_F_METHANE || r->fp.factors.methane_enabled;
+        tb_printf(b, "  all %d factors with their sources, and the EPA equivalences: --report full, or --report-json "
+                     "FILE\n", n);
     }
 }
 
