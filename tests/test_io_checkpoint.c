@@ -3,7 +3,10 @@
  * run metadata), every single-byte corruption and every truncation rejected with
  * the model and state untouched, wrong magic / version / flags with a valid checksum,
  * allocation faults, and interrupted saves that must leave the previous file loadable. */
-#include "test_io_common.h"
+#include "io/io_internal.h"
+#include "thermo/io.h"
+
+#include "test_util.h"
 
 static th_gpt2 *model;
 static th_train_state state;
@@ -36,7 +39,7 @@ static void test_round_trip(void) {
     printf("-- checkpoint save → load restores everything\n");
     SPATH(path, "a.ckpt");
     CHECK(th_checkpoint_save(path, model, &state) == TH_OK, "save");
-    CHECK(!file_exists(spath("a.ckpt.tmp")), "no temp file left");
+    CHECK(!test_file_exists(spath("a.ckpt.tmp")), "no temp file left");
     th_gpt2 *m = NULL;
     th_train_state st;
     memset(&st, 0, sizeof st);
@@ -64,7 +67,7 @@ static void test_round_trip(void) {
     memset(bad.run_meta, 'x', sizeof bad.run_meta);
     CHECK_FAIL(th_checkpoint_save(spath("c.ckpt"), model, &bad), TH_ERR_INVALID, "run metadata",
                "unterminated run metadata");
-    CHECK(!file_exists(spath("c.ckpt")), "nothing written");
+    CHECK(!test_file_exists(spath("c.ckpt")), "nothing written");
 }
 
 static void test_corruption(void) {
@@ -72,7 +75,7 @@ static void test_corruption(void) {
     SPATH(path, "a.ckpt");
     SPATH(bad, "bad.ckpt");
     size_t len;
-    unsigned char *good = slurp(path, &len);
+    unsigned char *good = test_read_file(path, &len);
     CHECK(good != NULL, "read checkpoint");
     if (!good) return;
     unsigned char *copy = malloc(len + 16);
@@ -82,7 +85,7 @@ static void test_corruption(void) {
     for (size_t i = 0; i < len; i += i < 400 || i >= len - 16 ? 1 : 61) {
         memcpy(copy, good, len);
         copy[i] ^= (unsigned char)(i % 8 == 0 ? 0x80 : 1u << (i % 7));
-        spit(bad, copy, len);
+        test_write_file(bad, copy, len);
         untouched &= load_fails_untouched(bad, &s);
         all_rejected &= s != TH_OK;
         flips++;
@@ -91,24 +94,24 @@ static void test_corruption(void) {
           flips);
     memcpy(copy, good, len);
     copy[len / 2] ^= 0x40;
-    spit(bad, copy, len);
+    test_write_file(bad, copy, len);
     load_fails_untouched(bad, &s);
     CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "checksum mismatch") &&
               strstr(th_last_error(), "bad.ckpt"), "a flipped parameter byte is a checksum mismatch");
 
     all_rejected = untouched = 1;
     for (size_t k = 0; k < len; k += k < 300 ? 1 : 401) {
-        spit(bad, good, k);
+        test_write_file(bad, good, k);
         untouched &= load_fails_untouched(bad, &s);
         all_rejected &= s == TH_ERR_FORMAT;
     }
     CHECK(all_rejected && untouched, "truncations of the %zu-byte file: TH_ERR_FORMAT, untouched", len);
-    spit(bad, good, len - 1);
+    test_write_file(bad, good, len - 1);
     load_fails_untouched(bad, &s);
     CHECK(strstr(th_last_error(), "truncated") != NULL, "the message says truncated");
     memcpy(copy, good, len);
     memset(copy + len, 0, 16);
-    spit(bad, copy, len + 16);
+    test_write_file(bad, copy, len + 16);
     CHECK(load_fails_untouched(bad, &s) && s == TH_ERR_FORMAT, "appended bytes are rejected");
 
     /* fields that lie while the checksum is right: recompute it after each edit */
@@ -131,7 +134,7 @@ static void test_corruption(void) {
         memcpy(copy, good, len);
         th_put32(copy + lies[i].off, lies[i].value);
         th_put64(copy + len - 8, th_xxh64(copy, len - 8));
-        spit(bad, copy, len);
+        test_write_file(bad, copy, len);
         int ok = load_fails_untouched(bad, &s);
         char what[80];
         snprintf(what, sizeof what, "field at %zu = %u", lies[i].off, lies[i].value);
@@ -141,10 +144,10 @@ static void test_corruption(void) {
     }
     memcpy(copy, good, len);
     memcpy(copy, "THRMCKPX", 8);
-    spit(bad, copy, len);
+    test_write_file(bad, copy, len);
     CHECK(load_fails_untouched(bad, &s) && s == TH_ERR_FORMAT && strstr(th_last_error(), "wrong magic"),
           "wrong magic");
-    spit(bad, "", 0);
+    test_write_file(bad, "", 0);
     CHECK(load_fails_untouched(bad, &s) && s == TH_ERR_FORMAT, "empty file");
     CHECK(load_fails_untouched(spath("absent.ckpt"), &s) && s == TH_ERR_IO, "absent file");
     free(copy);
@@ -173,8 +176,8 @@ static void test_faults(void) {
 
     SPATH(keep, "keep.ckpt");
     size_t len;
-    unsigned char *old = slurp(path, &len);
-    CHECK(old && spit(keep, old, len), "keep a copy");
+    unsigned char *old = test_read_file(path, &len);
+    CHECK(old && test_write_file(keep, old, len), "keep a copy");
     th_gpt2 *other = tiny_model(5);
     th_train_state ost = state;
     ost.step = 1234;
@@ -185,7 +188,7 @@ static void test_faults(void) {
         th_status s = th_checkpoint_save(path, other, &ost);
         th_io_fail_write_after(0);
         if (s == TH_OK) break;
-        clean &= s == TH_ERR_IO && same_file(path, keep) && !file_exists(spath("a.ckpt.tmp"));
+        clean &= s == TH_ERR_IO && test_same_file(path, keep) && !test_file_exists(spath("a.ckpt.tmp"));
     }
     CHECK(clean && (size_t)k > len / 3, "a save failing at byte k < %lld leaves the old file", k);
     th_gpt2 *m = NULL;
@@ -196,7 +199,7 @@ static void test_faults(void) {
     CHECK_FAIL(th_checkpoint_save("/nonexistent-dir/x.ckpt", other, &ost), TH_ERR_IO, "cannot create",
                "unwritable directory");
     th_gpt2_free(other);
-    CHECK(spit(path, old, len), "restore");
+    CHECK(test_write_file(path, old, len), "restore");
     free(old);
 }
 
@@ -206,7 +209,7 @@ static void test_llmc(void) {
     SPATH(b16, "m_bf16.bin");
     CHECK(th_llmc_save(model, f32, 0) == TH_OK && th_llmc_save(model, b16, 1) == TH_OK, "save both");
     size_t len;
-    unsigned char *p = slurp(f32, &len);
+    unsigned char *p = test_read_file(f32, &len);
     const th_gpt2_config *c = th_gpt2_get_config(model);
     size_t n = th_gpt2_num_params(c), pad = (128 - 50) * 16;
     CHECK(p && len == 1024 + (n + pad) * 4, "file size %zu = header + (params + padding) × 4", len);
@@ -256,7 +259,7 @@ static void test_llmc(void) {
     for (size_t i = 0; p && i < sizeof lies / sizeof lies[0]; i++) {
         memcpy(copy, p, len);
         th_put32(copy + 4 * lies[i].field, (uint32_t)lies[i].value);
-        spit(bad, copy, len);
+        test_write_file(bad, copy, len);
         th_gpt2 *mm = (th_gpt2 *)&mm;
         char what[64];
         snprintf(what, sizeof what, "llm.c header[%d] = %d", lies[i].field, lies[i].value);
@@ -265,7 +268,7 @@ static void test_llmc(void) {
     }
     int trunc_ok = 1;
     for (size_t k = 0; p && k < len; k += k < 1100 ? 7 : 333) {
-        spit(bad, p, k);
+        test_write_file(bad, p, k);
         th_gpt2 *mm = (th_gpt2 *)&mm;
         trunc_ok &= th_llmc_load(bad, &mm, NULL) == TH_ERR_FORMAT && mm == (th_gpt2 *)&mm;
     }

@@ -3,7 +3,10 @@
  * extra and misshapen tensors against config.json, broken or unsupported configs, mixed
  * names, unconvertible dtypes), allocation and write fault injection, and
  * th_model_load_any on each format. */
-#include "test_io_common.h"
+#include "io/io_internal.h"
+#include "thermo/io.h"
+
+#include "test_util.h"
 
 #include <jansson.h>
 
@@ -48,7 +51,7 @@ static int rewrite_config(const char *src_dir, const char *dst_dir, const char *
     snprintf(in, sizeof in, "%s/config.json", src_dir);
     snprintf(out, sizeof out, "%s/config.json", dst_dir);
     mkdir(dst_dir, 0777);
-    if (raw) return spit(out, raw, strlen(raw));
+    if (raw) return test_write_file(out, raw, strlen(raw));
     json_t *root = json_load_file(in, 0, NULL);
     if (!root) return 0;
     if (svalue) json_object_set_new(root, key, json_string(svalue));
@@ -65,8 +68,8 @@ static void copy_file(const char *from_dir, const char *to_dir, const char *name
     snprintf(b, sizeof b, "%s/%s", to_dir, name);
     mkdir(to_dir, 0777);
     size_t n;
-    unsigned char *p = slurp(a, &n);
-    if (!p || !spit(b, p, n)) printf("FAIL copying %s\n", a);
+    unsigned char *p = test_read_file(a, &n);
+    if (!p || !test_write_file(b, p, n)) printf("FAIL copying %s\n", a);
     free(p);
 }
 
@@ -201,11 +204,11 @@ static void test_bad_dirs(void) {
         snprintf(st, sizeof st, "%s/model.safetensors", dir);
         CHECK(rewrite_tensors(good, dir, NULL, NULL, NULL, NULL), "copy");
         size_t n;
-        unsigned char *p = slurp(st, &n);
+        unsigned char *p = test_read_file(st, &n);
         /* the header is JSON: the first "F32" belongs to some tensor; make it I32 */
         char *hit = p ? strstr((char *)p + 8, "\"F32\"") : NULL;
         if (hit) hit[1] = 'I';
-        CHECK(hit && spit(st, p, n), "patch a dtype");
+        CHECK(hit && test_write_file(st, p, n), "patch a dtype");
         free(p);
         expect_bad(dir, TH_ERR_UNSUPPORTED, "dtype I32", "I32 parameter");
     }
@@ -257,7 +260,7 @@ static void test_faults(void) {
         th_io_fail_write_after(0);
         if (s == TH_OK) break;
         th_gpt2 *m = NULL;
-        clean &= s == TH_ERR_IO && same_file(st, keep) && same_file(cfgp, keepc) &&
+        clean &= s == TH_ERR_IO && test_same_file(st, keep) && test_same_file(cfgp, keepc) &&
                  th_hf_load(good, &m, NULL) == TH_OK && same_params(m, model);
         th_gpt2_free(m);
     }
@@ -300,7 +303,7 @@ static void test_load_any(void) {
         th_gpt2_free(m);
     }
     SPATH(junk, "junk.bin");
-    CHECK(spit(junk, "hello, world, not a model", 25), "write junk");
+    CHECK(test_write_file(junk, "hello, world, not a model", 25), "write junk");
     th_gpt2 *m = (th_gpt2 *)&m;
     CHECK_FAIL(th_model_load_any(junk, &m, NULL), TH_ERR_FORMAT, "not a recognized model", "junk");
     CHECK_FAIL(th_model_load_any(spath("absent"), &m, NULL), TH_ERR_IO, "absent", "absent path");

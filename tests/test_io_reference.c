@@ -4,7 +4,10 @@
  * against the block Python computed independently: bit-exact. Also every float16 bit
  * pattern against numpy's conversion, and that saving reproduces Python's file tensor
  * for tensor. Needs /usr/bin/python3 with numpy; fails (not skips) without it. */
-#include "test_io_common.h"
+#include "io/io_internal.h"
+#include "thermo/io.h"
+
+#include "test_util.h"
 
 #include <math.h>
 
@@ -23,7 +26,7 @@ static int run_generator(void) {
 /* Compares a model's parameters with an expected.bin of float32, bit for bit. */
 static void check_expected(th_gpt2 *m, const char *expected_path, const char *what) {
     size_t len;
-    unsigned char *want = slurp(expected_path, &len);
+    unsigned char *want = test_read_file(expected_path, &len);
     size_t n = th_gpt2_num_params(th_gpt2_get_config(m));
     CHECK(want && len == n * 4, "%s: %s holds %zu floats", what, expected_path, n);
     if (!want || len != n * 4) {
@@ -67,7 +70,7 @@ static void test_f16_all(void) {
     th_safetensors *st = NULL;
     CHECK(th_safetensors_open(path, &st) == TH_OK, "open f16_all");
     size_t len;
-    unsigned char *want = slurp(exp, &len);
+    unsigned char *want = test_read_file(exp, &len);
     if (st && want && len == 65536 * 4) {
         float *got = malloc(65536 * 4);
         CHECK(th_safetensors_read_f32(st, th_safetensors_find(st, "all"), got, 65536, 0) == TH_OK,
@@ -158,7 +161,7 @@ static void test_llmc_reference(const char *file, const char *expected, const ch
     /* our writer must produce Python's file exactly */
     const char *again = spath("again.bin");
     CHECK(th_llmc_save(m, again, strcmp(dtype, "BF16") == 0) == TH_OK, "save %s", file);
-    CHECK(same_file(path, again), "%s: our save is byte-identical to llm.c's", file);
+    CHECK(test_same_file(path, again), "%s: our save is byte-identical to llm.c's", file);
     th_gpt2_free(m);
 }
 

@@ -2,7 +2,10 @@
  * bfloat16 rounding against published values, a write/read round trip with transposes,
  * every kind of malformed header, truncation at every length, byte flips, allocation
  * and write fault injection, and a failed save leaving the old file intact. */
-#include "test_io_common.h"
+#include "io/io_internal.h"
+#include "thermo/io.h"
+
+#include "test_util.h"
 
 #include <math.h>
 
@@ -82,7 +85,7 @@ static void test_round_trip(void) {
     for (int i = 0; i < 15; i++) mat[i] = (float)i + 0.5f; /* source (5, 3) */
     SPATH(path, "sample.safetensors");
     CHECK(write_sample(path) == TH_OK, "write sample");
-    CHECK(!file_exists(spath("sample.safetensors.tmp")), "no temp file left");
+    CHECK(!test_file_exists(spath("sample.safetensors.tmp")), "no temp file left");
     th_safetensors *st = NULL;
     CHECK(th_safetensors_open(path, &st) == TH_OK, "open sample");
     if (!st) return;
@@ -126,7 +129,7 @@ static void test_round_trip(void) {
     th_st_source tr[1] = {{"t", 1, {4}, vec, 1}};
     CHECK_FAIL(th_safetensors_write(spath("dup.safetensors"), tr, 1, NULL), TH_ERR_INVALID, "rank",
                "1-D transpose");
-    CHECK(!file_exists(spath("dup.safetensors")) && !file_exists(spath("dup.safetensors.tmp")),
+    CHECK(!test_file_exists(spath("dup.safetensors")) && !test_file_exists(spath("dup.safetensors.tmp")),
           "rejected writes leave no file");
     CHECK_FAIL(th_safetensors_write("/nonexistent-dir/x.safetensors", dup, 1, NULL), TH_ERR_IO,
                "cannot create", "unwritable directory");
@@ -188,7 +191,7 @@ static void test_bad_headers(void) {
     CHECK_FAIL(open_mem(buf, n), TH_ERR_FORMAT, "extends past the end", "header length 2^64-1");
     CHECK_FAIL(open_mem(buf, 5), TH_ERR_FORMAT, "too short", "5-byte file");
     CHECK_FAIL(open_mem(buf, 0), TH_ERR_FORMAT, "too short", "empty file");
-    CHECK(spit(spath("empty.safetensors"), "", 0), "write empty file");
+    CHECK(test_write_file(spath("empty.safetensors"), "", 0), "write empty file");
     th_safetensors *st = NULL;
     CHECK_FAIL(th_safetensors_open(spath("empty.safetensors"), &st), TH_ERR_FORMAT, "too short",
                "empty file on disk");
@@ -210,7 +213,7 @@ static void test_bad_headers(void) {
 static void test_truncation_and_flips(void) {
     printf("-- truncation at every length and byte flips of a valid file\n");
     size_t len;
-    unsigned char *good = slurp(spath("sample.safetensors"), &len);
+    unsigned char *good = test_read_file(spath("sample.safetensors"), &len);
     CHECK(good != NULL, "read sample back");
     if (!good) return;
     int truncated_ok = 1;
@@ -224,7 +227,7 @@ static void test_truncation_and_flips(void) {
     CHECK(truncated_ok, "every truncation of the %zu-byte file is TH_ERR_FORMAT", len);
     /* a few on disk too, through the mmap path */
     for (size_t k = 0; k < len; k += len / 7 + 1) {
-        CHECK(spit(spath("trunc.safetensors"), good, k), "write truncated");
+        CHECK(test_write_file(spath("trunc.safetensors"), good, k), "write truncated");
         th_safetensors *st = NULL;
         th_status s = th_safetensors_open(spath("trunc.safetensors"), &st);
         CHECK(s == TH_ERR_FORMAT && st == NULL, "truncated to %zu on disk: %s", k, th_status_name(s));
@@ -277,8 +280,8 @@ static void test_faults(void) {
 
     SPATH(copy, "keep.safetensors");
     size_t len;
-    unsigned char *old = slurp(path, &len);
-    CHECK(old && spit(copy, old, len), "copy the good file");
+    unsigned char *old = test_read_file(path, &len);
+    CHECK(old && test_write_file(copy, old, len), "copy the good file");
     for (int i = 0; i < 15; i++) mat[i] = -(float)i; /* a save would now change the file */
     clean = 1;
     for (n = 1; n < 100; n++) {
@@ -286,11 +289,11 @@ static void test_faults(void) {
         th_status s = write_sample(path);
         th_alloc_fail_nth(0);
         if (s == TH_OK) break;
-        clean &= s == TH_ERR_NOMEM && same_file(path, copy) && !file_exists(spath("sample.safetensors.tmp"));
+        clean &= s == TH_ERR_NOMEM && test_same_file(path, copy) && !test_file_exists(spath("sample.safetensors.tmp"));
     }
     CHECK(clean && n > 1 && n < 100, "write fails cleanly with TH_ERR_NOMEM until allocation %d", n);
-    CHECK(!same_file(path, copy), "the successful write replaced the file");
-    CHECK(spit(path, old, len), "restore the good file");
+    CHECK(!test_same_file(path, copy), "the successful write replaced the file");
+    CHECK(test_write_file(path, old, len), "restore the good file");
     clean = 1;
     long long k;
     for (k = 1; k < 100000; k += k < 16 ? 1 : 37) {
@@ -298,7 +301,7 @@ static void test_faults(void) {
         th_status s = write_sample(path);
         th_io_fail_write_after(0);
         if (s == TH_OK) break;
-        clean &= s == TH_ERR_IO && same_file(path, copy) && !file_exists(spath("sample.safetensors.tmp")) &&
+        clean &= s == TH_ERR_IO && test_same_file(path, copy) && !test_file_exists(spath("sample.safetensors.tmp")) &&
                  strstr(th_last_error(), "injected") != NULL;
     }
     CHECK(clean && k > 100, "a write failing at byte k < %lld leaves the old file intact", k);

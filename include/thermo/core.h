@@ -1,11 +1,12 @@
-/* core.h: status codes with error messages, monotonic clock, RNG, aligned allocation
- * and the logging callback. Every other module builds on these; the library never
+/* core.h: status codes with error messages, monotonic clock, RNG, aligned allocation,
+ * the logging callback, atomic files and two small text helpers (CSV split, name lists). Every other module builds on these; the library never
  * prints or exits, it returns a th_status and leaves a message in th_last_error(). */
 #ifndef THERMO_CORE_H
 #define THERMO_CORE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---------------------------------------------------------------------------------
  * status codes */
@@ -62,6 +63,10 @@ double th_rng_normal(th_rng *rng);
 
 void *th_alloc(size_t bytes);
 void *th_calloc(size_t count, size_t size);
+/* Resizes a block from th_alloc/th_calloc/th_realloc (p NULL: a plain th_alloc), keeping the
+ * first min(old, new) bytes and the 64-byte alignment. On failure returns NULL and p stays
+ * valid and owned by the caller. Counts as one allocation for th_alloc_fail_nth. */
+void *th_realloc(void *p, size_t bytes);
 void th_free(void *p);
 
 /* Fault injection for tests (SQLite style): the Nth allocation from now fails (N >= 1),
@@ -77,5 +82,54 @@ typedef void (*th_log_fn)(th_log_level level, const char *msg, void *user);
 
 void th_log_set_handler(th_log_fn fn, void *user);
 void th_log(th_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------------------------
+ * atomic files: every file the program writes goes through this. Bytes go to "<path>.tmp";
+ * commit = fflush + fsync(file) + close + rename(tmp, path) + fsync(directory). A kill at
+ * any instant leaves the old file or the new one, never a mix; on any failure the old file
+ * is untouched and the temporary removed. Errors are sticky: after a failed write, later
+ * writes are ignored and commit fails with the first error, so callers check once. */
+
+typedef struct th_atomic_file th_atomic_file;
+
+/* Creates "<path>.tmp"; TH_ERR_IO naming it if it cannot, TH_ERR_NOMEM. *out is NULL on failure. */
+th_status th_atomic_open(const char *path, th_atomic_file **out);
+/* The temporary's stream, for fprintf or json_dumpf; a stream error fails the commit. */
+FILE *th_atomic_stream(th_atomic_file *f);
+/* Appends n bytes; a short write records TH_ERR_IO (sticky). */
+void th_atomic_write(th_atomic_file *f, const void *p, size_t n);
+/* Marks the file failed with the caller's own error (its th_fail message stands); the first
+ * failure wins. */
+void th_atomic_fail(th_atomic_file *f, th_status st);
+/* TH_OK while nothing has failed; the sticky error otherwise. Lets long writers stop early. */
+th_status th_atomic_status(const th_atomic_file *f);
+/* Publishes the file (see above) and frees f, on success and on failure alike. */
+th_status th_atomic_commit(th_atomic_file *f);
+/* Removes the temporary and frees f; NULL is fine. */
+void th_atomic_abort(th_atomic_file *f);
+/* Commit in two halves, for saves of several files that should land together: finish
+ * flushes, fsyncs and closes the temporary (on failure it aborts: f is freed); publish
+ * renames it over the path, fsyncs the directory and frees f. After a successful finish,
+ * call publish or abort. */
+th_status th_atomic_finish(th_atomic_file *f);
+th_status th_atomic_publish(th_atomic_file *f);
+/* One shot: path gets exactly data[0..n) or keeps its old content. */
+th_status th_atomic_write_file(const char *path, const void *data, size_t n);
+
+/* ---------------------------------------------------------------------------------
+ * text helpers */
+
+/* Splits one CSV line in place (RFC 4180: fields may be quoted, "" inside quotes is a
+ * quote; a trailing \r\n is stripped); cells[i] point into line. Returns the number of
+ * cells, or -1 if there are more than max_cells, a quote is unterminated, a quote stands
+ * inside an unquoted field or text follows a closing quote. On -1 the cells before the
+ * faulty one are set and, if there is room, the next slot is NULL, so a caller can count
+ * them to name the column. */
+int th_csv_split(char *line, char **cells, int max_cells);
+
+/* Writes "a<sep>b<sep>c" into buf (capacity cap > 0) from a registry: name_at(i, user) for
+ * i = 0, 1, ... until it returns NULL. If the list does not fit it ends in "...". */
+void th_names_join(char *buf, size_t cap, const char *(*name_at)(size_t i, void *user), void *user,
+                   const char *sep);
 
 #endif

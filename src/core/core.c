@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE /* M_PI, clock_gettime, posix_memalign */
 #include "thermo/core.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -119,6 +120,16 @@ void *th_calloc(size_t count, size_t size) {
     void *p = th_alloc(count * size);
     if (p) memset(p, 0, count * size);
     return p;
+}
+
+void *th_realloc(void *p, size_t bytes) {
+    if (!p) return th_alloc(bytes);
+    void *q = th_alloc(bytes);
+    if (!q) return NULL;
+    size_t old = malloc_usable_size(p);
+    memcpy(q, p, old < bytes ? old : bytes);
+    free(p);
+    return q;
 }
 
 void th_free(void *p) { free(p); }

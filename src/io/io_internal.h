@@ -1,5 +1,5 @@
 /* io_internal.h: pieces shared by the io module's formats: overflow-checked sizes,
- * half-precision conversions, streaming XXH64, an atomic file writer and a positioned
+ * half-precision conversions, streaming XXH64, the hashing file writer and a positioned
  * reader that checks every span against the file's length. Not a public interface;
  * tests include it for the write-fault hook. */
 #ifndef THERMO_IO_INTERNAL_H
@@ -59,15 +59,14 @@ void th_xxh64_update(th_xxh64_state *s, const void *data, size_t len);
 uint64_t th_xxh64_digest(const th_xxh64_state *s);
 
 /* ---------------------------------------------------------------------------------
- * atomic writer: bytes go to path.tmp; commit flushes, fsyncs, renames over path and
- * fsyncs the directory; abort (or any failed write) removes path.tmp. Writes after a
- * failure are ignored, so callers check the status once, at commit. Every byte written
- * also feeds `hash` when hashing is on. */
+ * the io formats' writer: core's th_atomic_file (temporary, fsync, rename, directory
+ * fsync) with two additions, a running XXH64 of every byte written while hashing is on,
+ * and the write-fault hook below. `status` mirrors the file's sticky error so long
+ * writers can stop early. */
 
 typedef struct {
-    FILE *f;
-    char *path;     /* th_alloc'd copy */
-    char *tmp_path; /* path + ".tmp" */
+    th_atomic_file *file;
+    const char *path; /* the caller's, for messages; outlives the save */
     th_status status;
     int hashing;
     th_xxh64_state hash;
@@ -77,11 +76,10 @@ th_status th_afile_open(th_afile *a, const char *path);
 void th_afile_write(th_afile *a, const void *p, size_t n);
 /* Writes n floats, as float32 little-endian (the only byte order we build for). */
 void th_afile_write_f32(th_afile *a, const float *p, size_t n);
+/* th_atomic_commit / abort / finish / publish on a->file; each leaves a released (abort
+ * is then harmless). */
 th_status th_afile_commit(th_afile *a);
 void th_afile_abort(th_afile *a);
-/* commit in two halves, for saves of several files that should land together: finish
- * flushes, fsyncs and closes path.tmp (aborting on failure); publish renames it over path
- * and fsyncs the directory. After a successful finish, call publish or abort. */
 th_status th_afile_finish(th_afile *a);
 th_status th_afile_publish(th_afile *a);
 

@@ -3,12 +3,9 @@
 #include "io/io_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the io module writes float32 with fwrite and assumes a little-endian host"
@@ -173,100 +170,47 @@ static size_t write_fault_allowance(size_t n) {
 
 th_status th_afile_open(th_afile *a, const char *path) {
     memset(a, 0, sizeof *a);
-    size_t len = strlen(path);
-    a->path = th_alloc(len + 1);
-    a->tmp_path = th_alloc(len + 5);
-    if (!a->path || !a->tmp_path) {
-        th_free(a->path);
-        th_free(a->tmp_path);
-        a->path = a->tmp_path = NULL;
-        return th_fail(TH_ERR_NOMEM, "%s: out of memory for the file name", path);
-    }
-    memcpy(a->path, path, len + 1);
-    memcpy(a->tmp_path, path, len);
-    memcpy(a->tmp_path + len, ".tmp", 5);
-    a->f = fopen(a->tmp_path, "wb");
-    if (!a->f) {
-        th_status s = th_fail(TH_ERR_IO, "%s: cannot create: %s", a->tmp_path, strerror(errno));
-        th_free(a->path);
-        th_free(a->tmp_path);
-        a->path = a->tmp_path = NULL;
-        return s;
-    }
-    a->status = TH_OK;
-    return TH_OK;
+    a->path = path;
+    a->status = th_atomic_open(path, &a->file);
+    return a->status;
 }
 
 void th_afile_write(th_afile *a, const void *p, size_t n) {
     if (a->status != TH_OK || n == 0) return;
     size_t allowed = write_fault_allowance(n);
-    if (fwrite(p, 1, allowed, a->f) != allowed || allowed != n) {
-        a->status = th_fail(TH_ERR_IO, "%s: write failed: %s", a->tmp_path,
-                            allowed != n ? "injected fault (no space left on device)"
-                                         : strerror(errno));
-        return;
-    }
-    if (a->hashing) th_xxh64_update(&a->hash, p, n);
+    th_atomic_write(a->file, p, allowed);
+    if (allowed != n)
+        th_atomic_fail(a->file, th_fail(TH_ERR_IO, "%s.tmp: write failed: injected fault (no space left on device)",
+                                        a->path));
+    a->status = th_atomic_status(a->file);
+    if (a->status == TH_OK && a->hashing) th_xxh64_update(&a->hash, p, n);
 }
 
 void th_afile_write_f32(th_afile *a, const float *p, size_t n) {
     th_afile_write(a, p, n * sizeof(float));
 }
 
-static void afile_release(th_afile *a) {
-    th_free(a->path);
-    th_free(a->tmp_path);
-    memset(a, 0, sizeof *a);
-}
-
 void th_afile_abort(th_afile *a) {
-    if (a->f) fclose(a->f);
-    if (a->tmp_path) unlink(a->tmp_path);
-    afile_release(a);
-}
-
-static void fsync_parent_dir(const char *path, size_t len) {
-    char dir[4096];
-    if (len >= sizeof dir) return;
-    memcpy(dir, path, len + 1);
-    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return;
-    fsync(fd); /* best effort: some filesystems refuse fsync on directories */
-    close(fd);
+    th_atomic_abort(a->file);
+    a->file = NULL;
 }
 
 th_status th_afile_finish(th_afile *a) {
-    if (a->status != TH_OK) {
-        th_status s = a->status; /* the message of the failed write stands */
-        th_afile_abort(a);
-        return s;
-    }
-    th_status s = TH_OK;
-    if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
-        s = th_fail(TH_ERR_IO, "%s: flush failed: %s", a->tmp_path, strerror(errno));
-    if (fclose(a->f) != 0 && s == TH_OK)
-        s = th_fail(TH_ERR_IO, "%s: close failed: %s", a->tmp_path, strerror(errno));
-    a->f = NULL;
-    if (s != TH_OK) th_afile_abort(a);
-    return s;
+    th_status st = th_atomic_finish(a->file);
+    if (st != TH_OK) a->file = NULL; /* finish aborted it */
+    return st;
 }
 
 th_status th_afile_publish(th_afile *a) {
-    th_status s = TH_OK;
-    if (rename(a->tmp_path, a->path) != 0) {
-        s = th_fail(TH_ERR_IO, "%s: cannot rename %s over it: %s", a->path, a->tmp_path,
-                    strerror(errno));
-        unlink(a->tmp_path);
-    } else {
-        fsync_parent_dir(a->path, strlen(a->path));
-    }
-    afile_release(a);
-    return s;
+    th_status st = th_atomic_publish(a->file);
+    a->file = NULL;
+    return st;
 }
 
 th_status th_afile_commit(th_afile *a) {
-    th_status s = th_afile_finish(a);
-    return s != TH_OK ? s : th_afile_publish(a);
+    th_status st = th_atomic_commit(a->file);
+    a->file = NULL;
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------
