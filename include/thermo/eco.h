@@ -284,7 +284,8 @@ typedef enum { TH_ECO_TEXT_SUMMARY = 0, TH_ECO_TEXT_FULL = 1 } th_eco_text_style
  * SUMMARY: two lines, the energy with its basis and source, then CO2e with the region, the
  * grid factor's value, source and year and the PUE, water and pollutants (each line
  * indented by two spaces, ending in '\n'). *len (optional) gets the length needed
- * excluding the NUL; TH_ERR_INVALID if it did not fit or on an unknown style. */
+ * excluding the NUL; TH_ERR_INVALID if it did not fit or on an unknown style. buf NULL with
+ * cap 0 only measures (TH_OK). */
 th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style, char *buf, size_t cap, size_t *len);
 
 /* A quantity in engineering notation, three significant digits: 2410 J -> "2.41 kJ",

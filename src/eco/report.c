@@ -155,6 +155,7 @@ th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style
     else
         report_full(&b, fp);
     if (len) *len = b.len;
+    if (!buf) return TH_OK; // only measured
     if (b.len >= cap) return th_fail(TH_ERR_INVALID, "eco text report: needs %zu bytes, buffer has %zu", b.len + 1, cap);
     return TH_OK;
 }
