@@ -1,7 +1,8 @@
 /* test_eco_footprint.c: the footprint arithmetic in closed form (PUE, CO2e, on-site and
  * off-site water, pollutants with a generator share, upstream methane, per-unit figures),
  * the GPT-4o-scale example (7,546 t CO2e = ~1,640 car-years = ~8,900-9,000 acres of forest
- * = ~900 homes' energy use = ~1,400 homes' electricity), the text and JSON reports, the
+ * = ~900 homes' energy use = ~1,400 homes' electricity), the price per joule against the
+ * footprint, the text (full and summary) and JSON reports, the
  * CodeCarbon-compatible emissions.csv (header handling, never corrupting a file), and
  * `thermo estimate` end to end including bad input. */
 #include <jansson.h>
@@ -112,9 +113,9 @@ static void test_reports(void) {
 
     char small[16];
     size_t need = 0;
-    CHECK(th_eco_report_text(&fp, small, sizeof small, &need) == TH_ERR_INVALID && need > sizeof small, "small buffer");
+    CHECK(th_eco_report_text(&fp, TH_ECO_TEXT_FULL, small, sizeof small, &need) == TH_ERR_INVALID && need > sizeof small, "small buffer");
     char *text = malloc(need + 1);
-    CHECK(th_eco_report_text(&fp, text, need + 1, NULL) == TH_OK, "text report");
+    CHECK(th_eco_report_text(&fp, TH_ECO_TEXT_FULL, text, need + 1, NULL) == TH_OK, "text report");
     CHECK(strstr(text, "modeled") && strstr(text, "sim-plant:h100-sxm"), "text says the energy was modeled:\n%s", text);
     CHECK(strstr(text, "Uptime Institute") && strstr(text, "2024"), "text names the PUE source and year");
     CHECK(strstr(text, "NOx") && strstr(text, "unknown"), "text marks the unsourced NOx for FR");
@@ -132,6 +133,107 @@ static void test_reports(void) {
               strcmp(json_string_value(json_object_get(pue, "year")), "2024") == 0,
           "json factor provenance");
     json_decref(o);
+}
+
+/* The price per joule charges exactly what the footprint does, in every region and preset,
+ * with upstream methane and a generator share, and says when off-site water is unknown. */
+static void test_price(void) {
+    const char *regions[] = {"WORLD", "US", "FR", "DE", "IN", "SE"};
+    const char *presets[] = {"own-machine", "datacenter"};
+    const double joules[] = {1.0, 3.6e6, 12345.678};
+    int cases = 0;
+    for (size_t r = 0; r < sizeof regions / sizeof regions[0]; r++)
+        for (size_t p = 0; p < 2; p++)
+            for (int methane = 0; methane < 2; methane++)
+                for (int gen = 0; gen < 2; gen++) {
+                    th_eco_factors f = factors_for(regions[r], presets[p]);
+                    f.methane_enabled = methane;
+                    if (gen) th_eco_factor_set(&f, TH_ECO_F_GEN_SHARE, 0.25, "test");
+                    th_eco_price price;
+                    CHECK(th_eco_price_of(&f, &price) == TH_OK, "%s %s: %s", regions[r], presets[p], th_last_error());
+                    for (size_t k = 0; k < sizeof joules / sizeof joules[0]; k++) {
+                        th_energy_figure it = {joules[k], 1.0, TH_ECO_BASIS_MEASURED_POWER, "test"};
+                        th_eco_footprint fp;
+                        CHECK(th_eco_footprint_compute(&it, &f, &fp) == TH_OK, "%s", th_last_error());
+                        double co2 = joules[k] * price.g_co2e_per_j, water = joules[k] * price.ml_water_per_j;
+                        double want_water = (fp.water_onsite_l + fp.water_offsite_l) * 1000.0;
+                        CHECK(fabs(co2 - fp.co2e_g) <= 1e-12 * fp.co2e_g, "%s %s methane %d gen %d: %.17g g, footprint %.17g",
+                              regions[r], presets[p], methane, gen, co2, fp.co2e_g);
+                        CHECK(price.water_known && fabs(water - want_water) <= 1e-12 * want_water,
+                              "%s %s: %.17g mL, footprint %.17g", regions[r], presets[p], water, want_water);
+                        cases++;
+                    }
+                    if (methane) {
+                        th_eco_price off;
+                        f.methane_enabled = 0;
+                        th_eco_price_of(&f, &off);
+                        CHECK(price.g_co2e_per_j > off.g_co2e_per_j, "%s: methane adds nothing", regions[r]);
+                    }
+                }
+    CHECK(cases == 6 * 2 * 2 * 2 * 3, "%d cases", cases);
+
+    // no EWIF: water is the on-site part alone, and says so
+    th_eco_factors f = factors_for("US", "datacenter");
+    f.f[TH_ECO_F_EWIF].available = 0;
+    th_eco_price price;
+    CHECK(th_eco_price_of(&f, &price) == TH_OK && !price.water_known &&
+              fabs(price.ml_water_per_j - f.f[TH_ECO_F_WUE_SITE].value * 1000.0 / TH_J_PER_KWH) < 1e-18,
+          "without EWIF: known %d, %g mL/J", price.water_known, price.ml_water_per_j);
+    f.f[TH_ECO_F_GRID_CO2E].available = 0;
+    CHECK(th_eco_price_of(&f, &price) == TH_ERR_INVALID, "priced without a grid intensity");
+    CHECK(th_eco_price_of(NULL, &price) == TH_ERR_INVALID, "NULL factors");
+}
+
+/* The summary: two lines with the energy basis and source, and the grid factor's source
+ * and year; the full text stays the full text. */
+static void test_summary_text(void) {
+    struct {
+        const char *region, *preset, *source;
+        th_eco_basis basis;
+    } cases[] = {{"WORLD", NULL, "IEA", TH_ECO_BASIS_MODELED},
+                 {"US", "datacenter", "Our World in Data", TH_ECO_BASIS_MEASURED_COUNTER}};
+    for (size_t i = 0; i < 2; i++) {
+        th_eco_factors f = factors_for(cases[i].region, cases[i].preset);
+        th_energy_figure it = {2410.0, 61.0, cases[i].basis, "sim:laptop-cpu"};
+        th_eco_footprint fp;
+        th_eco_footprint_compute(&it, &f, &fp);
+        char text[2048];
+        size_t len = 0;
+        CHECK(th_eco_report_text(&fp, TH_ECO_TEXT_SUMMARY, text, sizeof text, &len) == TH_OK && len == strlen(text),
+              "summary: %s", th_last_error());
+        int lines = 0;
+        for (const char *c = text; *c; c++) lines += *c == '\n';
+        printf("%s", text);
+        CHECK(lines >= 1 && lines <= 6, "%d lines:\n%s", lines, text);
+        CHECK(strstr(text, th_eco_basis_name(cases[i].basis)) && strstr(text, "sim:laptop-cpu"),
+              "summary lacks the energy basis and source:\n%s", text);
+        CHECK(strstr(text, cases[i].source) && strstr(text, f.f[TH_ECO_F_GRID_CO2E].year) &&
+                  strstr(text, cases[i].region),
+              "summary lacks the grid factor's source %s and year %s:\n%s", cases[i].source,
+              f.f[TH_ECO_F_GRID_CO2E].year, text);
+        CHECK(strstr(text, "2.41 kJ"), "energy in kJ:\n%s", text);
+        CHECK(!strstr(text, "Uptime Institute") && !strstr(text, "equivalences"), "the summary is the full text:\n%s", text);
+    }
+    th_eco_footprint fp;
+    th_eco_factors f = factors_for("FR", NULL);
+    th_energy_figure it = {1.0, 1.0, TH_ECO_BASIS_MODELED, "x"};
+    th_eco_footprint_compute(&it, &f, &fp);
+    char text[16];
+    CHECK(th_eco_report_text(&fp, (th_eco_text_style)7, text, sizeof text, NULL) == TH_ERR_INVALID, "unknown style");
+
+    char b[32];
+    th_eco_fmt_si(b, sizeof b, 2410.0, "J");
+    CHECK(!strcmp(b, "2.41 kJ"), "%s", b);
+    th_eco_fmt_si(b, sizeof b, 2.4e-7, "g");
+    CHECK(!strcmp(b, "240 ng"), "%s", b);
+    th_eco_fmt_si(b, sizeof b, 0.0019, "J");
+    CHECK(!strcmp(b, "1.9 mJ"), "%s", b);
+    th_eco_fmt_si(b, sizeof b, 3e6, "g");
+    CHECK(!strcmp(b, "3 t"), "%s", b);
+    th_eco_fmt_si(b, sizeof b, 0.0, "L");
+    CHECK(!strcmp(b, "0 L"), "%s", b);
+    th_eco_fmt_si(b, sizeof b, NAN, "L");
+    CHECK(!strcmp(b, "unknown"), "%s", b);
 }
 
 static long file_size(const char *p) {
@@ -317,6 +419,8 @@ int main(void) {
     test_closed_form();
     test_gpt4o_example();
     test_reports();
+    test_price();
+    test_summary_text();
     test_emissions_csv();
     th_eco_tables_free(tables);
     test_cli();

@@ -198,7 +198,9 @@ static void test_budget(void) {
     th_eco_factors f;
     if (th_eco_tables_load(&t, NULL) == TH_OK && th_eco_factors_resolve(t, "WORLD", NULL, &f) == TH_OK) {
         th_guard_cost u;
-        CHECK(th_guard_cost_from_energy(3.6e6, 60, &f, &u) == TH_OK, "%s", th_last_error());
+        th_eco_price price;
+        CHECK(th_eco_price_of(&f, &price) == TH_OK, "%s", th_last_error());
+        th_guard_cost_priced(TH_J_PER_KWH, 60, &price, &u);
         double g_per_kwh = f.f[TH_ECO_F_GRID_CO2E].value;
         CHECK(fabs(u.co2e_g - g_per_kwh) < 1e-6 * g_per_kwh && u.water_ml > 0 && u.seconds == 60,
               "1 kWh: %g g (grid %g), %g mL", u.co2e_g, g_per_kwh, u.water_ml);
@@ -206,7 +208,7 @@ static void test_budget(void) {
         c.co2e_g = g_per_kwh; // one kWh worth
         th_budget_init(&b, &c);
         th_guard_cost step;
-        th_guard_cost_from_energy(1e5, 1, &f, &step); // 1/36 kWh per step
+        th_guard_cost_priced(1e5, 1, &price, &step); // 1/36 kWh per step
         int n = 0;
         while (th_budget_allow(&b, &step) && n < 100) {
             th_budget_charge(&b, &step);

@@ -79,6 +79,8 @@ static void test_train_telemetry(const char *dir) {
     }
     snprintf(cmd, sizeof cmd, "grep -q 'MODELED by the simulated plant' '%s/stderr.txt'", dir);
     CHECK(run(cmd) == 0, "the run's report does not say the energy is modeled");
+    snprintf(cmd, sizeof cmd, "grep -q 'equivalences (EPA)' '%s/stderr.txt'", dir);
+    CHECK(run(cmd) != 0, "the default report is the full one, not the summary");
     th_free(rows);
 }
 
@@ -124,9 +126,14 @@ static void test_cpu_power_model(const char *dir) {
     remove(rep); // a report left by an earlier run must not pass for this one
     snprintf(cmd, sizeof cmd,
              "'%s' generate --model '%s/run/model' --prompt 'And it was so' --max-tokens 120 --temperature 0 "
-             "--sensor procstat --tdp-w 15 --report-json '%s' >/dev/null 2>&1",
-             bin(), dir, rep);
+             "--sensor procstat --tdp-w 15 --report full --report-json '%s' >/dev/null 2>'%s/generate.txt'",
+             bin(), dir, rep, dir);
     CHECK(run(cmd) == 0, "generate with the CPU power model failed: %s", cmd);
+    snprintf(cmd, sizeof cmd, "grep -q '== eco report: generate ==' '%s/generate.txt' && grep -q 'NOTE: energy is MODELED' "
+             "'%s/generate.txt' && grep -q '^factors$' '%s/generate.txt'", dir, dir, dir);
+    CHECK(run(cmd) == 0, "--report full did not print the full report");
+    snprintf(cmd, sizeof cmd, "'%s' generate --model '%s/run/model' --prompt x --report long >/dev/null 2>&1", bin(), dir);
+    CHECK(run(cmd) == 2, "--report long is not a usage error");
     json_error_t err;
     json_t *j = json_load_file(rep, 0, &err);
     CHECK(j != NULL, "report: %s", err.text);

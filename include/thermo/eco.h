@@ -11,6 +11,10 @@
 #include <stdint.h>
 
 #include "thermo/core.h"
+#include "thermo/sense.h" /* th_sample, th_origin: the ledger reads energy from samples */
+
+/* Joules in one kilowatt-hour: the one conversion every figure here goes through. */
+#define TH_J_PER_KWH 3.6e6
 
 /* ---------------------------------------------------------------------------------
  * energy figures with their basis */
@@ -97,6 +101,51 @@ th_status th_energy_sum(const th_energy_figure *parts, size_t n, th_energy_figur
  * "estimate: P x N x hours"); PUE is applied by the footprint like for any figure.
  * Fails on power_w outside (0, 100000], devices outside [1, 10^7], hours outside (0, 10^6]. */
 th_status th_energy_estimate(double power_w, double devices, double hours, th_energy_figure *out);
+
+/* ---------------------------------------------------------------------------------
+ * the run's energy ledger */
+
+/* The run's energy ledger, pushed to by samples. Three figures are kept side by side and
+ * the best one with two readings wins: the energy counter first (differences of the
+ * sample's energy_uj through th_energy_counter: a reading that goes down or back in time is
+ * rejected and ignored), polled power second (trapezoid rule), a CPU power model last
+ * (th_cpu_model_power_uw from cpu_tdp_w and the sample's utilization). Thread-safe (one
+ * mutex): samples from the sampler thread, queries from the work loop. */
+typedef struct {
+    const char *source;  /* sensor name for the figure; NULL or "": the samples' own source */
+    th_origin origin;    /* anything but measured (a simulated plant, a replayed trace) makes
+                            every figure's basis modeled: it is not measured now */
+    double cpu_tdp_w;    /* > 0 enables the model; 0 leaves a run without counter or power
+                            without an energy figure */
+} th_eco_ledger_config;
+typedef struct th_eco_ledger th_eco_ledger;
+
+/* Creates an empty ledger. TH_ERR_INVALID on a NULL config or a cpu_tdp_w outside
+ * [0, 2000] W; TH_ERR_NOMEM. *out is NULL on failure; release with th_eco_ledger_free. */
+th_status th_eco_ledger_create(const th_eco_ledger_config *c, th_eco_ledger **out);
+void th_eco_ledger_free(th_eco_ledger *l);
+
+/* Adds one sample. Fields without their valid bit, negative power, utilization outside
+ * [0, 1], counters going down and times going backwards are ignored field by field; a NULL
+ * ledger or sample is a no-op. A sample whose origin is not measured makes the figures
+ * modeled. */
+void th_eco_ledger_add(th_eco_ledger *l, const th_sample *s);
+
+/* IT energy since the first reading up to t_ns, joules: the last figure plus the latest
+ * power times the time since the last reading (so a unit shorter than the sampling period
+ * is charged its share, not 0 or all). The latest power is the last two counter readings'
+ * difference over their interval, the last polled power, or the last modeled power, for
+ * whichever figure wins. Monotone: never below a value it returned before, so unit charges
+ * (differences of successive calls) are never negative and add up to the last value
+ * returned. That equals the final figure (called at the last reading's time) unless the
+ * power fell during the last sampling period, in which case the extrapolation already
+ * charged up to that period x the fall more. 0 before any reading; a t_ns before the last
+ * reading gets the figure at the last reading. */
+double th_eco_ledger_energy_at(th_eco_ledger *l, uint64_t t_ns);
+
+/* The winning figure (basis, source, duration from its first to its last reading).
+ * TH_ERR_STATE before any figure has two readings; TH_ERR_INVALID on NULL. */
+th_status th_eco_ledger_figure(th_eco_ledger *l, th_energy_figure *out);
 
 /* ---------------------------------------------------------------------------------
  * factors */
@@ -208,6 +257,19 @@ typedef struct {
  * carries grid CO2e and water too (the genset's own fuel is not modeled separately). */
 th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_factors *f, th_eco_footprint *out);
 
+/* Prices per joule of IT energy, worked out once when the factors are resolved, so that a
+ * unit of work costs energy x price (th_guard_cost_priced) without a footprint per unit.
+ *   g_co2e_per_j = PUE x (grid + (1 - generator share) x gas share x methane, if enabled) / J_PER_KWH
+ *   ml_water_per_j = (WUE_site + PUE x EWIF) x 1000 / J_PER_KWH
+ * exactly what th_eco_footprint_compute charges. With EWIF unavailable water_known is 0
+ * and ml_water_per_j holds the on-site part alone. Fails like th_eco_footprint_compute on
+ * an unavailable grid intensity, PUE or on-site WUE, or methane on without a gas share. */
+typedef struct {
+    double g_co2e_per_j, ml_water_per_j;
+    int water_known;
+} th_eco_price;
+th_status th_eco_price_of(const th_eco_factors *f, th_eco_price *out);
+
 /* Per-unit figures (per token, per step): every extensive quantity of `fp` divided by
  * `units` (> 0, finite); factors and basis are kept. */
 th_status th_eco_footprint_per_unit(const th_eco_footprint *fp, double units, th_eco_footprint *out);
@@ -215,10 +277,25 @@ th_status th_eco_footprint_per_unit(const th_eco_footprint *fp, double units, th
 /* ---------------------------------------------------------------------------------
  * reports */
 
-/* A human-readable block (energy with its basis, CO2e, water, pollutants, equivalences,
- * then each factor with its source and year) written into buf (NUL-terminated). *len
- * (optional) gets the length needed excluding the NUL; TH_ERR_INVALID if it did not fit. */
-th_status th_eco_report_text(const th_eco_footprint *fp, char *buf, size_t cap, size_t *len);
+typedef enum { TH_ECO_TEXT_SUMMARY = 0, TH_ECO_TEXT_FULL = 1 } th_eco_text_style;
+
+/* A human-readable block written into buf (NUL-terminated). FULL: energy with its basis,
+ * CO2e, water, pollutants, equivalences, then each factor with its source and year.
+ * SUMMARY: two lines, the energy with its basis and source, then CO2e with the region, the
+ * grid factor's value, source and year and the PUE, water and pollutants (each line
+ * indented by two spaces, ending in '\n'). *len (optional) gets the length needed
+ * excluding the NUL; TH_ERR_INVALID if it did not fit or on an unknown style. buf NULL with
+ * cap 0 only measures (TH_OK). */
+th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style, char *buf, size_t cap, size_t *len);
+
+/* A quantity in engineering notation, three significant digits: 2410 J -> "2.41 kJ",
+ * 2.4e-7 g -> "240 ng", 3e6 g -> "3 t"; NaN -> "unknown". Always NUL-terminated. */
+void th_eco_fmt_si(char *buf, size_t cap, double value, const char *unit);
+
+/* The short name of a factor's source for one-line summaries: its text up to the first
+ * ',', '(' or ';', cut at a word to at most 32 characters ("IEA", "Uptime Institute Global
+ * Data Center..."). Always NUL-terminated. */
+void th_eco_source_short(const th_eco_factor *x, char *buf, size_t cap);
 
 /* The footprint as a JSON object (jansson json_t *, returned as void * so this header does
  * not pull in jansson): keys energy_it_kwh, energy_facility_kwh, co2e_kg, water_onsite_l,

@@ -50,10 +50,11 @@ typedef struct {
     double seconds;
 } th_guard_cost;
 
-/* Prices `energy_j` IT energy taking `seconds` under the eco factors `f` (th_eco_footprint
- * applied to a figure of basis `measured-power`; the basis does not change the numbers).
- * With f NULL only energy and time are filled and CO2e and water are 0. */
-th_status th_guard_cost_from_energy(double energy_j, double seconds, const th_eco_factors *f, th_guard_cost *out);
+/* The cost of `energy_j` IT energy taking `seconds`: energy x the price per joule
+ * (th_eco_price_of, worked out once from the resolved factors). With p NULL only energy and
+ * time are filled and CO2e and water are 0; a price without off-site water (water_known 0)
+ * charges the on-site water alone. A negative or non-finite energy or time is charged as 0. */
+void th_guard_cost_priced(double energy_j, double seconds, const th_eco_price *p, th_guard_cost *out);
 
 /* units x a per-unit footprint (th_eco_footprint_per_unit): the price of `units` wasted
  * tokens or steps. seconds is left 0. */

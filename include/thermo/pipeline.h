@@ -468,4 +468,57 @@ th_status th_bench_eco_write_html(const th_bench_eco_result *r, const char *path
 th_status th_calibrate_live(const char *sensor, const char *profile, const th_calib_opts *o,
                             const char *telemetry_path, th_calib_result *out, th_run_figures *fig);
 
+/* ---------------------------------------------------------------------------------
+ * run report (L): the report that ends a monitored run, built in the library from one
+ * structure, so that the text (summary or full) and the JSON cannot disagree. Every figure
+ * says where it came from: energy its basis and sensor, CO2e and water their factors. */
+
+typedef enum { TH_REPORT_SUMMARY = 0, TH_REPORT_FULL = 1 } th_report_style;
+
+typedef struct {
+    const char *command;        /* "train", "generate" */
+    double tokens, steps;       /* per-unit figures for those > 0 */
+    const char *stop_reason;    /* why the run ended; NULL: not reported */
+    double wasted_tokens;       /* tokens a guard judged wasted, priced per token */
+    const char *waste_what;     /* what wasted them ("loop: period 7 ..."); NULL: "a guard" */
+} th_run_units;
+
+typedef struct th_run_report th_run_report;
+
+/* Builds the report of a run from its final figures, the resolved factors (NULL: energy
+ * and thermal figures only, no footprint) and its units (NULL: none). Copies everything it
+ * needs: the arguments may go away afterwards. A run without an energy figure still gets a
+ * report (th_run_report_has_energy 0) that says so. Fails with TH_ERR_INVALID on a NULL
+ * fig or out, with the footprint's status when the factors cannot price the energy, and
+ * with TH_ERR_NOMEM; *out is NULL on failure. Release with th_run_report_free. */
+th_status th_run_report_build(const th_run_figures *fig, const th_eco_factors *f, const th_run_units *u,
+                              th_run_report **out);
+void th_run_report_free(th_run_report *r);
+
+/* 1 when the run had an energy figure (so there is a footprint to write). */
+int th_run_report_has_energy(const th_run_report *r);
+
+/* The report as text, th_alloc'd into *text (the caller th_frees it). SUMMARY: about five
+ * lines: the energy basis and sensor, energy and CO2e with the region and the grid
+ * factor's source and year, water, per-unit cost, peak temperature against the limit with
+ * the time above it, the pacing cost, and where the rest is. FULL: everything, with every
+ * factor's source, year and basis. TH_ERR_INVALID on NULL arguments or an unknown style,
+ * TH_ERR_NOMEM. */
+th_status th_run_report_text(const th_run_report *r, th_report_style style, char **text);
+
+/* Writes the report as JSON to `path` through an atomic file: the footprint's keys
+ * (th_eco_report_json; energy keys only without factors) plus per_unit, command,
+ * stop_reason, wasted, measured, temp_peak_c, temp_last_c, thermal and report_version. On
+ * any failure the file at `path` is untouched (TH_ERR_IO naming it, TH_ERR_NOMEM);
+ * TH_ERR_STATE without an energy figure. */
+th_status th_run_report_write_json(const th_run_report *r, const char *path);
+
+/* Appends the run's CodeCarbon emissions.csv row (th_eco_emissions_csv_append, with the
+ * command as experiment_id and the mean power as CPU power). TH_ERR_STATE without an
+ * energy figure or without factors; otherwise the CSV writer's status. */
+th_status th_run_report_append_emissions(const th_run_report *r, const char *path);
+
+/* The version of the JSON layout: 1 is the first with this key; older files have none. */
+#define TH_RUN_REPORT_VERSION 1
+
 #endif

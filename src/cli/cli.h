@@ -69,7 +69,10 @@ typedef struct {
     cli_factor_override overrides[4];
     int n_overrides;
     int methane;
+    th_report_style report; /* --report summary (default) | full: the end-of-run text */
     th_eco_factors factors; /* filled by cli_eco_resolve */
+    th_eco_price price;     /* per joule of IT energy, from factors (cli_eco_resolve) */
+    int have_price;         /* 0 when the factors cannot price energy */
     th_budget_config budget; /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
 } cli_run_flags;
 
@@ -87,11 +90,12 @@ const char *cli_run_flags_help(void);
 int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *i);
 /* Loads the factor tables and resolves f->factors; returns an exit code (0 on success). */
 int cli_eco_resolve(cli_run_flags *f, const char *cmd);
-/* Running CO2e of energy_j under the resolved factors, for progress lines. */
+/* Running CO2e of energy_j for progress lines: energy x the resolved price (0 without one). */
 double cli_live_co2e_g(const cli_run_flags *f, double energy_j);
-/* The footprint as text; returns an exit code. */
+/* The footprint as the full text; returns an exit code. */
 int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out);
-/* The end-of-run eco report: text on stderr, --report-json, --emissions-csv. */
+/* The end-of-run report (th_run_report): text on stderr in the --report style, --report-json,
+ * --emissions-csv. Returns an exit code. */
 int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units);
 
 /* ---------------------------------------------------------------------------------

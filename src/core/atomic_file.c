@@ -37,7 +37,7 @@ th_status th_atomic_open(const char *path, th_atomic_file **out) {
     memcpy(a->path, path, len + 1);
     memcpy(a->tmp_path, path, len);
     memcpy(a->tmp_path + len, ".tmp", 5);
-    a->f = fopen(a->tmp_path, "wb");
+    a->f = fopen(a->tmp_path, "w+b"); /* update mode: writers may seek back and read */
     if (!a->f) st = th_fail(TH_ERR_IO, "%s: cannot create: %s", a->tmp_path, strerror(errno));
 done:
     if (st != TH_OK) {

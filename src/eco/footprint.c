@@ -4,13 +4,11 @@
  *   water = IT x WUE_site (on-site) + facility x EWIF (off-site, at power plants)
  *   NOx/SO2/PM2.5 = grid x regional rate + generator x genset limit
  *   equivalences = CO2e / EPA factors
- * and per-unit divisions. Pure functions: no I/O. */
+ * per-unit divisions, and the same rules as prices per joule. Pure functions: no I/O. */
 #include <math.h>
 #include <string.h>
 
 #include "thermo/eco.h"
-
-#define J_PER_KWH 3.6e6
 
 th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_factors *f, th_eco_footprint *out) {
     if (!it || !f || !out) return th_fail(TH_ERR_INVALID, "footprint: NULL argument");
@@ -26,7 +24,7 @@ th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_fact
     out->it = *it;
     out->factors = *f;
     double share = F[TH_ECO_F_GEN_SHARE].available ? F[TH_ECO_F_GEN_SHARE].value : 0.0;
-    out->energy_it_kwh = it->energy_j / J_PER_KWH;
+    out->energy_it_kwh = it->energy_j / TH_J_PER_KWH;
     out->energy_facility_kwh = out->energy_it_kwh * F[TH_ECO_F_PUE].value;
     out->energy_generator_kwh = out->energy_facility_kwh * share;
     out->energy_grid_kwh = out->energy_facility_kwh - out->energy_generator_kwh;
@@ -62,6 +60,29 @@ th_status th_eco_footprint_compute(const th_energy_figure *it, const th_eco_fact
     out->forest_acres = co2e_t / F[TH_ECO_F_FOREST_ACRE_YEAR].value;
     out->homes_energy_year = co2e_t / F[TH_ECO_F_HOME_ENERGY_YEAR].value;
     out->homes_electricity_year = co2e_t / F[TH_ECO_F_HOME_ELEC_YEAR].value;
+    return TH_OK;
+}
+
+th_status th_eco_price_of(const th_eco_factors *f, th_eco_price *out) {
+    if (!f || !out) return th_fail(TH_ERR_INVALID, "price: NULL argument");
+    const th_eco_factor *F = f->f;
+    if (!F[TH_ECO_F_GRID_CO2E].available) return th_fail(TH_ERR_INVALID, "price: no grid intensity for region %s", f->region);
+    if (!F[TH_ECO_F_PUE].available) return th_fail(TH_ERR_INVALID, "price: no PUE");
+    if (!F[TH_ECO_F_WUE_SITE].available) return th_fail(TH_ERR_INVALID, "price: no on-site WUE");
+    double pue = F[TH_ECO_F_PUE].value;
+    double g_per_kwh_it = pue * F[TH_ECO_F_GRID_CO2E].value;
+    if (f->methane_enabled) {
+        if (!F[TH_ECO_F_METHANE].available || !F[TH_ECO_F_GAS_SHARE].available)
+            return th_fail(TH_ERR_INVALID, "price: upstream methane is on but region %s has no gas share (no generation mix)",
+                           f->region);
+        double grid_part = 1.0 - (F[TH_ECO_F_GEN_SHARE].available ? F[TH_ECO_F_GEN_SHARE].value : 0.0);
+        g_per_kwh_it += pue * grid_part * F[TH_ECO_F_GAS_SHARE].value * F[TH_ECO_F_METHANE].value;
+    }
+    double l_per_kwh_it = F[TH_ECO_F_WUE_SITE].value;
+    out->water_known = F[TH_ECO_F_EWIF].available;
+    if (out->water_known) l_per_kwh_it += pue * F[TH_ECO_F_EWIF].value;
+    out->g_co2e_per_j = g_per_kwh_it / TH_J_PER_KWH;
+    out->ml_water_per_j = l_per_kwh_it * 1000.0 / TH_J_PER_KWH;
     return TH_OK;
 }
 

@@ -41,41 +41,121 @@ static void sb_opt(sbuf *b, const char *label, double v, const char *unit, const
         sb_printf(b, "  %-26s %.4g %s\n", label, v, unit);
 }
 
-th_status th_eco_report_text(const th_eco_footprint *fp, char *buf, size_t cap, size_t *len) {
-    if (!fp || (!buf && cap)) return th_fail(TH_ERR_INVALID, "eco text report: NULL argument");
-    sbuf b = {buf, cap, 0};
+void th_eco_fmt_si(char *buf, size_t cap, double value, const char *unit) {
+    static const struct {
+        double scale;
+        const char *prefix;
+    } si[] = {{1e9, "G"}, {1e6, "M"}, {1e3, "k"}, {1.0, ""}, {1e-3, "m"}, {1e-6, "\xc2\xb5"}, {1e-9, "n"}};
+    if (!cap) return;
+    if (!isfinite(value)) {
+        snprintf(buf, cap, "unknown");
+        return;
+    }
+    // engineering notation: the largest prefix that leaves at least 1 of it (2410 J -> 2.41 kJ)
+    size_t k = 0, n = sizeof si / sizeof si[0];
+    while (k + 1 < n && fabs(value) < si[k].scale) k++;
+    if (value == 0.0) k = 3;
+    const char *prefix = si[k].prefix;
+    if (!strcmp(unit, "g") && si[k].scale >= 1e6) // tonnes, not megagrams
+        prefix = si[k].scale == 1e6 ? "" : "k", unit = "t";
+    snprintf(buf, cap, "%.3g %s%s", value / si[k].scale, prefix, unit);
+}
+
+void th_eco_source_short(const th_eco_factor *x, char *buf, size_t cap) {
+    if (!cap) return;
+    size_t n = strcspn(x->source, ",(;");
+    while (n > 0 && x->source[n - 1] == ' ') n--;
+    const size_t max = 32;
+    if (n > max) { // cut at the last word that fits, and say so
+        size_t cut = max;
+        while (cut > 0 && x->source[cut] != ' ') cut--;
+        n = cut ? cut : max;
+        snprintf(buf, cap, "%.*s...", (int)n, x->source);
+        return;
+    }
+    snprintf(buf, cap, "%.*s", (int)n, x->source);
+}
+
+/* The two summary lines: the energy and its basis; CO2e with the factor that dominates it,
+ * water and pollutants. */
+static void report_summary(sbuf *b, const th_eco_footprint *fp) {
     const th_eco_factor *F = fp->factors.f;
-    sb_printf(&b, "energy (%s, %s)\n", th_eco_basis_name(fp->it.basis), fp->it.source);
-    sb_printf(&b, "  %-26s %.4g kWh over %.1f s\n", "IT", fp->energy_it_kwh, fp->it.duration_s);
-    sb_printf(&b, "  %-26s %.4g kWh (PUE %.3g)\n", "facility", fp->energy_facility_kwh, F[TH_ECO_F_PUE].value);
+    char e[32], co2[32], water[32], src[48];
+    th_eco_fmt_si(e, sizeof e, fp->energy_it_kwh * TH_J_PER_KWH, "J");
+    sb_printf(b, "  energy %s IT over %.3g s, %s (%s)\n", e, fp->it.duration_s, th_eco_basis_name(fp->it.basis),
+              fp->it.source);
+    th_eco_fmt_si(co2, sizeof co2, fp->co2e_g, "g");
+    th_eco_source_short(&F[TH_ECO_F_GRID_CO2E], src, sizeof src);
+    sb_printf(b, "  %s CO2e (%s %.4g g/kWh, %s %s; PUE %.3g %s%s)", co2, fp->factors.region,
+              F[TH_ECO_F_GRID_CO2E].value, src, F[TH_ECO_F_GRID_CO2E].year, F[TH_ECO_F_PUE].value, fp->factors.preset,
+              fp->factors.methane_enabled ? "; upstream methane on" : "");
+    if (isfinite(fp->water_offsite_l)) {
+        th_eco_fmt_si(water, sizeof water, fp->water_onsite_l + fp->water_offsite_l, "L");
+        sb_printf(b, " \xc2\xb7 %s water", water);
+    } else {
+        th_eco_fmt_si(water, sizeof water, fp->water_onsite_l, "L");
+        sb_printf(b, " \xc2\xb7 %s water on site (off-site unknown)", water);
+    }
+    const char *names[3] = {"NOx", "SO2", "PM2.5"};
+    const double v[3] = {fp->nox_g, fp->so2_g, fp->pm25_g};
+    if (isnan(v[0]) && isnan(v[1]) && isnan(v[2])) {
+        sb_printf(b, " \xc2\xb7 NOx/SO2/PM2.5 unknown\n");
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        char g[32];
+        th_eco_fmt_si(g, sizeof g, v[i], "g");
+        sb_printf(b, "%s %s %s", i ? "," : " \xc2\xb7", names[i], g);
+    }
+    sb_printf(b, "\n");
+}
+
+static void report_full(sbuf *b, const th_eco_footprint *fp) {
+    const th_eco_factor *F = fp->factors.f;
+    sb_printf(b, "energy (%s, %s)\n", th_eco_basis_name(fp->it.basis), fp->it.source);
+    sb_printf(b, "  %-26s %.4g kWh over %.1f s\n", "IT", fp->energy_it_kwh, fp->it.duration_s);
+    sb_printf(b, "  %-26s %.4g kWh (PUE %.3g)\n", "facility", fp->energy_facility_kwh, F[TH_ECO_F_PUE].value);
     if (fp->energy_generator_kwh > 0)
-        sb_printf(&b, "  %-26s %.4g kWh (share %.3g)\n", "from backup generators", fp->energy_generator_kwh,
+        sb_printf(b, "  %-26s %.4g kWh (share %.3g)\n", "from backup generators", fp->energy_generator_kwh,
                   F[TH_ECO_F_GEN_SHARE].value);
-    sb_printf(&b, "footprint (region %s, preset %s)\n", fp->factors.region, fp->factors.preset);
-    sb_printf(&b, "  %-26s %.6g kg", "CO2e", fp->co2e_g * 1e-3);
-    if (fp->factors.methane_enabled) sb_printf(&b, " (of which upstream methane %.4g kg)", fp->co2e_methane_g * 1e-3);
-    sb_printf(&b, "\n");
-    sb_printf(&b, "  %-26s %.4g L\n", "water on site", fp->water_onsite_l);
-    sb_opt(&b, "water off site", fp->water_offsite_l, "L", F[TH_ECO_F_EWIF].basis);
-    sb_opt(&b, "NOx", fp->nox_g, "g", F[TH_ECO_F_GRID_NOX].basis);
-    sb_opt(&b, "SO2", fp->so2_g, "g", F[TH_ECO_F_GRID_SO2].basis);
-    sb_opt(&b, "PM2.5", fp->pm25_g, "g", F[TH_ECO_F_GRID_PM25].basis);
-    sb_printf(&b, "equivalences (EPA)\n");
-    sb_printf(&b, "  %-26s %.4g\n", "car-years", fp->cars_year);
-    sb_printf(&b, "  %-26s %.4g\n", "acres of forest, 1 yr", fp->forest_acres);
-    sb_printf(&b, "  %-26s %.4g\n", "homes' energy, 1 yr", fp->homes_energy_year);
-    sb_printf(&b, "  %-26s %.4g\n", "homes' electricity, 1 yr", fp->homes_electricity_year);
-    sb_printf(&b, "factors\n");
+    sb_printf(b, "footprint (region %s, preset %s)\n", fp->factors.region, fp->factors.preset);
+    sb_printf(b, "  %-26s %.6g kg", "CO2e", fp->co2e_g * 1e-3);
+    if (fp->factors.methane_enabled) sb_printf(b, " (of which upstream methane %.4g kg)", fp->co2e_methane_g * 1e-3);
+    sb_printf(b, "\n");
+    sb_printf(b, "  %-26s %.4g L\n", "water on site", fp->water_onsite_l);
+    sb_opt(b, "water off site", fp->water_offsite_l, "L", F[TH_ECO_F_EWIF].basis);
+    sb_opt(b, "NOx", fp->nox_g, "g", F[TH_ECO_F_GRID_NOX].basis);
+    sb_opt(b, "SO2", fp->so2_g, "g", F[TH_ECO_F_GRID_SO2].basis);
+    sb_opt(b, "PM2.5", fp->pm25_g, "g", F[TH_ECO_F_GRID_PM25].basis);
+    sb_printf(b, "equivalences (EPA)\n");
+    sb_printf(b, "  %-26s %.4g\n", "car-years", fp->cars_year);
+    sb_printf(b, "  %-26s %.4g\n", "acres of forest, 1 yr", fp->forest_acres);
+    sb_printf(b, "  %-26s %.4g\n", "homes' energy, 1 yr", fp->homes_energy_year);
+    sb_printf(b, "  %-26s %.4g\n", "homes' electricity, 1 yr", fp->homes_electricity_year);
+    sb_printf(b, "factors\n");
     for (int i = 0; i < TH_ECO_F_COUNT; i++) {
         const th_eco_factor *x = &F[i];
         if (i == TH_ECO_F_METHANE && !fp->factors.methane_enabled) continue;
         if (x->available)
-            sb_printf(&b, "  %-28s %.4g %s  [%s, %s; %s]\n", th_eco_factor_name((th_eco_factor_id)i), x->value,
+            sb_printf(b, "  %-28s %.4g %s  [%s, %s; %s]\n", th_eco_factor_name((th_eco_factor_id)i), x->value,
                       th_eco_factor_unit((th_eco_factor_id)i), x->source, x->year, x->basis);
         else
-            sb_printf(&b, "  %-28s n/a  [%s]\n", th_eco_factor_name((th_eco_factor_id)i), x->basis);
+            sb_printf(b, "  %-28s n/a  [%s]\n", th_eco_factor_name((th_eco_factor_id)i), x->basis);
     }
+}
+
+th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style, char *buf, size_t cap, size_t *len) {
+    if (!fp || (!buf && cap)) return th_fail(TH_ERR_INVALID, "eco text report: NULL argument");
+    if (style != TH_ECO_TEXT_SUMMARY && style != TH_ECO_TEXT_FULL)
+        return th_fail(TH_ERR_INVALID, "eco text report: unknown style %d", (int)style);
+    sbuf b = {buf, cap, 0};
+    if (cap) buf[0] = '\0';
+    if (style == TH_ECO_TEXT_SUMMARY)
+        report_summary(&b, fp);
+    else
+        report_full(&b, fp);
     if (len) *len = b.len;
+    if (!buf) return TH_OK; // only measured
     if (b.len >= cap) return th_fail(TH_ERR_INVALID, "eco text report: needs %zu bytes, buffer has %zu", b.len + 1, cap);
     return TH_OK;
 }

@@ -1,5 +1,5 @@
 /* common.c: the guards' shared vocabulary: mode and action names, the cost vector and
- * its pricing through the eco ledger, and FNV-1a. */
+ * its pricing with the eco price per joule, and FNV-1a. */
 #include <math.h>
 #include <string.h>
 
@@ -36,31 +36,19 @@ const char *th_guard_action_name(th_guard_action a) {
     return "?";
 }
 
-th_status th_guard_cost_from_energy(double energy_j, double seconds, const th_eco_factors *f, th_guard_cost *out) {
-    if (!out) return th_fail(TH_ERR_INVALID, "guard cost: NULL output");
-    if (!(energy_j >= 0) || !isfinite(energy_j) || !(seconds >= 0) || !isfinite(seconds))
-        return th_fail(TH_ERR_INVALID, "guard cost: energy %g J and time %g s must be finite and >= 0", energy_j,
-                       seconds);
+void th_guard_cost_priced(double energy_j, double seconds, const th_eco_price *p, th_guard_cost *out) {
+    if (!(energy_j >= 0) || !isfinite(energy_j)) energy_j = 0.0;
+    if (!(seconds >= 0) || !isfinite(seconds)) seconds = 0.0;
     th_guard_cost c = {energy_j, 0, 0, seconds};
-    if (f) {
-        th_energy_figure fig;
-        memset(&fig, 0, sizeof fig);
-        fig.energy_j = energy_j;
-        fig.duration_s = seconds;
-        fig.basis = TH_ECO_BASIS_MEASURED_POWER;
-        strcpy(fig.source, "guard");
-        th_eco_footprint fp;
-        th_status st = th_eco_footprint_compute(&fig, f, &fp);
-        if (st != TH_OK) return st;
-        c.co2e_g = fp.co2e_g;
-        c.water_ml = (fp.water_onsite_l + fp.water_offsite_l) * 1000.0;
+    if (p) {
+        c.co2e_g = energy_j * p->g_co2e_per_j;
+        c.water_ml = energy_j * p->ml_water_per_j;
     }
     *out = c;
-    return TH_OK;
 }
 
 void th_guard_cost_of_units(const th_eco_footprint *per_unit, double units, th_guard_cost *out) {
-    out->energy_j = per_unit->energy_it_kwh * 3.6e6 * units;
+    out->energy_j = per_unit->energy_it_kwh * TH_J_PER_KWH * units;
     out->co2e_g = per_unit->co2e_g * units;
     out->water_ml = (per_unit->water_onsite_l + per_unit->water_offsite_l) * 1000.0 * units;
     out->seconds = 0;

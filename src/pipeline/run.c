@@ -1,9 +1,10 @@
 /* run.c: a monitored, governed run. Opens the sensor (real hardware where found, else the
  * simulated plant, labelled modeled), samples it on its own thread into the telemetry log,
  * lets the governor decide a duty from every sample and publishes it to the pace, which
- * inserts idle time between the work loop's units. Keeps the energy ledger (counter
- * difference, else integrated power; modeled for the plant). The plant is driven by the
- * duty the pace measures: it heats only while the work loop actually works. */
+ * inserts idle time between the work loop's units. Feeds every good reading to eco's energy
+ * ledger (counter difference, else integrated power, else the CPU model; modeled for the
+ * plant). The plant is driven by the duty the pace measures: it heats only while the work
+ * loop actually works. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,13 +23,11 @@ struct th_run {
     double limit_c;
     char governor[32];
 
+    th_eco_ledger *ledger; /* the energy figure: counter, else power, else the CPU model */
+
     /* written by the sampler thread, read under the mutex */
     pthread_mutex_t mu;
-    int have_first;
-    uint64_t first_energy_uj, last_energy_uj, first_t_ns, last_t_ns, prev_sample_ns, first_read_ns;
-    int energy_counter; /* samples carry an energy counter */
-    th_power_integrator power, model; /* measured (or plant) power; the CPU power model */
-    double cpu_tdp_w;
+    uint64_t prev_sample_ns;
     double temp_c, temp_max_c, above_limit_s, first_temp_c, first_temp_t_s;
     uint64_t samples, failed, fail_safe;
     char source[96], gov_status[160];
@@ -69,7 +68,6 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
     }
     double dt = r->prev_sample_ns && s->t_ns > r->prev_sample_ns ? (s->t_ns - r->prev_sample_ns) / 1e9 : 0.0;
     r->prev_sample_ns = s->t_ns;
-    if (!r->first_read_ns) r->first_read_ns = s->t_ns;
     r->samples++;
     snprintf(r->source, sizeof r->source, "%s", s->source);
     r->origin = s->origin;
@@ -82,27 +80,8 @@ static void on_sample(const th_sample *s, th_status st, th_sense_health h, void 
         if (!(r->temp_c <= r->temp_max_c)) r->temp_max_c = r->temp_c;
         if (r->temp_c > r->limit_c) r->above_limit_s += dt;
     }
-    if (s->valid & TH_SAMPLE_ENERGY) {
-        if (!r->have_first) {
-            r->first_energy_uj = s->energy_uj;
-            r->first_t_ns = s->t_ns;
-            r->have_first = 1;
-        }
-        r->energy_counter = 1;
-        r->last_energy_uj = s->energy_uj;
-        r->last_t_ns = s->t_ns;
-    } else if ((s->valid & TH_SAMPLE_POWER) && s->power_uw >= 0) {
-        th_power_integrator_add(&r->power, s->t_ns, (uint64_t)s->power_uw);
-    } else if ((s->valid & TH_SAMPLE_UTIL) && r->cpu_tdp_w > 0) {
-        uint64_t p_uw;
-        if (th_cpu_model_power_uw(r->cpu_tdp_w, s->util, &p_uw) == TH_OK) {
-            // utilization needs two reads; hold the first value back to the run's first reading
-            if (r->model.samples == 0 && r->first_read_ns && r->first_read_ns < s->t_ns)
-                th_power_integrator_add(&r->model, r->first_read_ns, p_uw);
-            th_power_integrator_add(&r->model, s->t_ns, p_uw);
-        }
-    }
     pthread_mutex_unlock(&r->mu);
+    th_eco_ledger_add(r->ledger, s);
 }
 
 /* The limit when none is given: the device's max operating temperature − 2 °C, else its
@@ -123,6 +102,7 @@ static void run_free(th_run *r) {
     th_governor_free(r->gov);
     th_pace_free(r->pace);
     th_telemetry_close(r->log);
+    th_eco_ledger_free(r->ledger);
     th_sensor_close(r->sensor);
     pthread_mutex_destroy(&r->mu);
     th_free(r);
@@ -143,19 +123,14 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     r->plant = th_sensor_plant(r->sensor);
     r->origin = th_sensor_origin(r->sensor);
     r->limit_c = isnan(o->temp_limit_c) ? default_limit_c(r->sensor) : o->temp_limit_c;
-    th_eco_basis basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_POWER;
-    th_power_integrator_init(&r->power, th_sensor_backend(r->sensor), basis);
-    r->cpu_tdp_w = o->cpu_tdp_w;
-    char model_src[128];
-    snprintf(model_src, sizeof model_src, "cpu model: TDP %g W x (0.1 + 0.9 u^3), u from %s", o->cpu_tdp_w,
-             th_sensor_backend(r->sensor));
-    th_power_integrator_init(&r->model, model_src, TH_ECO_BASIS_MODELED);
+    th_eco_ledger_config lc = {NULL, r->origin, o->cpu_tdp_w}; // figures named after the samples' source
+    if ((st = th_eco_ledger_create(&lc, &r->ledger)) != TH_OK) goto fail;
 
     if (o->factors) {
-        th_guard_cost one;
-        if (th_guard_cost_from_energy(1e6, 0, o->factors, &one) == TH_OK) {
-            r->g_co2e_per_j = one.co2e_g / 1e6;
-            r->ml_water_per_j = isfinite(one.water_ml) ? one.water_ml / 1e6 : 0.0;
+        th_eco_price price;
+        if (th_eco_price_of(o->factors, &price) == TH_OK) {
+            r->g_co2e_per_j = price.g_co2e_per_j;
+            r->ml_water_per_j = price.ml_water_per_j;
         }
     }
     th_pace_config pc = th_pace_config_default();
@@ -207,10 +182,8 @@ th_status th_run_unit_end(th_run *r, th_unit_cost *cost) {
     th_status st = th_pace_wait(r->pace);
     if (cost) {
         th_pace_get_stats(r->pace, &after);
-        th_run_figures f;
-        th_run_figures_now(r, &f);
-        double e = f.have_energy ? f.energy.energy_j : 0.0;
-        cost->energy_j = e - r->charged_j;
+        double e = th_eco_ledger_energy_at(r->ledger, th_now_ns());
+        cost->energy_j = e > r->charged_j ? e - r->charged_j : 0.0;
         r->charged_j = e;
         cost->busy_s = (after.busy_ns - before.busy_ns) / 1e9;
         cost->idle_s = (after.idle_ns - before.idle_ns) / 1e9;
@@ -258,17 +231,8 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
     f->origin = r->origin;
     snprintf(f->governor_status, sizeof f->governor_status, "%s", r->gov_status);
     snprintf(f->sensor, sizeof f->sensor, "%s", r->source[0] ? r->source : th_sensor_backend(r->sensor));
-    if (r->energy_counter && r->last_t_ns > r->first_t_ns) {
-        f->have_energy = 1;
-        f->energy.energy_j = (r->last_energy_uj - r->first_energy_uj) / 1e6;
-        f->energy.duration_s = (r->last_t_ns - r->first_t_ns) / 1e9;
-        f->energy.basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_COUNTER;
-        snprintf(f->energy.source, sizeof f->energy.source, "%s", f->sensor);
-    } else if (th_power_integrator_figure(&r->power, &f->energy) == TH_OK ||
-               th_power_integrator_figure(&r->model, &f->energy) == TH_OK) {
-        f->have_energy = 1; // measured power first, the CPU power model last
-    }
     pthread_mutex_unlock(&r->mu);
+    f->have_energy = th_eco_ledger_figure(r->ledger, &f->energy) == TH_OK;
     if (r->plant) {
         const th_thermal_profile *p = th_plant_profile(r->plant);
         f->ambient_c = p->t_ambient_c;

@@ -165,6 +165,8 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     float lr_scale = 1.0f; // lowered after a rollback
     uint64_t t_start = th_now_ns();
     double e_start = run_energy_j(o->run);
+    th_eco_price price; // CO2e and water per joule, worked out once (NULL price: energy and time only)
+    const th_eco_price *priced = o->factors && th_eco_price_of(o->factors, &price) == TH_OK ? &price : NULL;
     out->steps_done = st->step;
     long steps_run = 0;
 
@@ -266,7 +268,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         if (o->on_step) o->on_step(&rec, o->user);
         // the step's cost, for the budget and the forecast
         th_guard_cost cost;
-        th_guard_cost_from_energy(run_energy_j(o->run) - e0, rec.step_ms / 1e3, o->factors, &cost);
+        th_guard_cost_priced(run_energy_j(o->run) - e0, rec.step_ms / 1e3, priced, &cost);
         th_budget_charge(&budget, &cost);
         th_forecast_verdict fv;
         if (th_forecast_step(forecast, &cost, &fv) == TH_GUARD_REFUSE) {

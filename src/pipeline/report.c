@@ -1,0 +1,380 @@
+/* report.c: the report that ends a monitored run (train, generate): the footprint of the
+ * run's energy, its per-token and per-step figures, what a guard judged wasted, and the
+ * thermal and pacing figures, built once into one structure and written from it as a short
+ * summary, the full text, the JSON file (atomically) and the CodeCarbon emissions.csv row. */
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "thermo/pipeline.h"
+
+/* What one unit (a token, a step) or the wasted tokens cost. co2e and water are NaN without
+ * factors; water_offsite_l is NaN when EWIF is unknown. */
+typedef struct {
+    int have;
+    double count;
+    double energy_j, co2e_g, water_onsite_l, water_offsite_l;
+} unit_figure;
+
+struct th_run_report {
+    th_run_figures fig;
+    int have_fp;            /* factors were given and the energy priced */
+    th_eco_footprint fp;    /* the run's footprint, with the factors that applied */
+    char command[64];
+    int have_stop_reason;
+    char stop_reason[256];
+    char waste_what[256];
+    unit_figure per_token, per_step, waste;
+};
+
+static int is_measured(const th_run_figures *fig) {
+    return fig->origin == TH_ORIGIN_MEASURED && fig->energy.basis != TH_ECO_BASIS_MODELED;
+}
+
+/* What `k` of the run's `n` units cost: one unit's figures for k = 1, `count` says how many
+ * units the figure stands for (n per unit, k for the wasted ones). */
+static unit_figure unit_share(const th_run_report *r, double n, double k, double count) {
+    unit_figure u = {0, 0, 0, NAN, NAN, NAN};
+    if (!(n > 0) || !isfinite(n)) return u;
+    double share = k / n;
+    u.have = 1;
+    u.count = count;
+    u.energy_j = r->fig.energy.energy_j * share;
+    if (r->have_fp) {
+        u.co2e_g = r->fp.co2e_g * share;
+        u.water_onsite_l = r->fp.water_onsite_l * share;
+        u.water_offsite_l = r->fp.water_offsite_l * share;
+    }
+    return u;
+}
+
+th_status th_run_report_build(const th_run_figures *fig, const th_eco_factors *f, const th_run_units *u,
+                              th_run_report **out) {
+    if (!out) return th_fail(TH_ERR_INVALID, "run report: NULL output");
+    *out = NULL;
+    if (!fig) return th_fail(TH_ERR_INVALID, "run report: NULL figures");
+    th_status st = TH_OK;
+    th_run_report *r = th_calloc(1, sizeof *r);
+    if (!r) return th_fail(TH_ERR_NOMEM, "run report: out of memory");
+    r->fig = *fig;
+    snprintf(r->command, sizeof r->command, "%s", u && u->command ? u->command : "run");
+    if (u && u->stop_reason) {
+        r->have_stop_reason = 1;
+        snprintf(r->stop_reason, sizeof r->stop_reason, "%s", u->stop_reason);
+    }
+    snprintf(r->waste_what, sizeof r->waste_what, "%s", u && u->waste_what ? u->waste_what : "a guard");
+    if (fig->have_energy && f) {
+        if ((st = th_eco_footprint_compute(&fig->energy, f, &r->fp)) != TH_OK) goto done;
+        r->have_fp = 1;
+    }
+    if (fig->have_energy && u) {
+        r->per_token = unit_share(r, u->tokens, 1.0, u->tokens);
+        r->per_step = unit_share(r, u->steps, 1.0, u->steps);
+        if (u->wasted_tokens > 0) r->waste = unit_share(r, u->tokens, u->wasted_tokens, u->wasted_tokens);
+    }
+done:
+    if (st != TH_OK) {
+        th_free(r);
+        return st;
+    }
+    *out = r;
+    return TH_OK;
+}
+
+void th_run_report_free(th_run_report *r) { th_free(r); }
+
+int th_run_report_has_energy(const th_run_report *r) { return r && r->fig.have_energy; }
+
+/* ---------------------------------------------------------------------------------
+ * text: formatted twice, once to measure and once into the allocation */
+
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} text_buf;
+
+static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(text_buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->len < b->cap ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) b->len += (size_t)n;
+}
+
+static void tb_footprint(text_buf *b, const th_eco_footprint *fp, th_eco_text_style style) {
+    size_t room = b->len < b->cap ? b->cap - b->len : 0, need = 0;
+    (void)th_eco_report_text(fp, style, room ? b->buf + b->len : NULL, room, &need);
+    b->len += need;
+}
+
+static double water_total_l(const unit_figure *u) {
+    return u->water_onsite_l + (isnan(u->water_offsite_l) ? 0.0 : u->water_offsite_l);
+}
+
+/* The first line: where the figures come from (DESIGN.md invariant 4). */
+static void text_header(text_buf *b, const th_run_report *r) {
+    const th_run_figures *g = &r->fig;
+    if (g->origin == TH_ORIGIN_MODELED)
+        tb_printf(b, "eco: MODELED by the simulated plant (%s; no hardware sensor was read)\n", g->sensor);
+    else if (g->origin != TH_ORIGIN_MEASURED)
+        tb_printf(b, "eco: MODELED (%s is not a live measurement; no hardware sensor was read)\n", g->sensor);
+    else if (g->have_energy && g->energy.basis == TH_ECO_BASIS_MODELED)
+        tb_printf(b, "eco: energy MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
+    else
+        tb_printf(b, "eco: MEASURED by %s\n", g->sensor);
+}
+
+static void text_no_energy(text_buf *b, const th_run_report *r) {
+    tb_printf(b, "no energy figure: the sensor %s gave neither an energy counter nor power (%llu samples, %llu failed "
+                 "reads)\n", r->fig.sensor, (unsigned long long)r->fig.samples, (unsigned long long)r->fig.failed_reads);
+}
+
+static void text_summary(text_buf *b, const th_run_report *r) {
+    const th_run_figures *g = &r->fig;
+    text_header(b, r);
+    if (!g->have_energy) {
+        tb_printf(b, "  ");
+        text_no_energy(b, r);
+    } else if (r->have_fp) {
+        tb_footprint(b, &r->fp, TH_ECO_TEXT_SUMMARY);
+    } else {
+        char e[32];
+        th_eco_fmt_si(e, sizeof e, g->energy.energy_j, "J");
+        tb_printf(b, "  energy %s IT over %.3g s, %s (%s); no factors: CO2e and water not priced\n", e,
+                  g->energy.duration_s, th_eco_basis_name(g->energy.basis), g->energy.source);
+    }
+    const char *sep = "  ";
+    const unit_figure *u = r->per_token.have ? &r->per_token : r->per_step.have ? &r->per_step : NULL;
+    if (u) {
+        char e[32], c[32];
+        th_eco_fmt_si(e, sizeof e, u->energy_j, "J");
+        tb_printf(b, "%sper %s %s", sep, u == &r->per_token ? "token" : "step", e);
+        if (r->have_fp) {
+            th_eco_fmt_si(c, sizeof c, u->co2e_g, "g");
+            tb_printf(b, ", %s CO2e", c);
+        }
+        sep = " \xc2\xb7 ";
+    }
+    if (!isnan(g->temp_max_c)) {
+        tb_printf(b, "%speak %.1f \xc2\xb0""C %s (limit %.1f, %.0f s above)", sep, g->temp_max_c,
+                  g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c, g->above_limit_s);
+        sep = " \xc2\xb7 ";
+    }
+    double paced = g->busy_s + g->idle_s;
+    tb_printf(b, "%spacing %.0f %% idle (%s)", sep, paced > 0 ? 100.0 * g->idle_s / paced : 0.0, g->governor);
+    if (g->fail_safe_decisions)
+        tb_printf(b, " \xc2\xb7 %llu fail-safe decisions", (unsigned long long)g->fail_safe_decisions);
+    tb_printf(b, "\n");
+    if (r->waste.have) {
+        char e[32];
+        th_eco_fmt_si(e, sizeof e, r->waste.energy_j, "J");
+        tb_printf(b, "  wasted by %s: %.0f tokens, %s", r->waste_what, r->waste.count, e);
+        if (r->have_fp) {
+            char c[32];
+            th_eco_fmt_si(c, sizeof c, r->waste.co2e_g, "g");
+            tb_printf(b, ", %s CO2e", c);
+        }
+        tb_printf(b, "\n");
+    }
+    if (r->have_fp) {
+        int n = 0; // the factor rows of the full text
+        for (int i = 0; i < TH_ECO_F_COUNT; i++) n += i != TH_ECO_F_METHANE || r->fp.factors.methane_enabled;
+        tb_printf(b, "  all %d factors with their sources, and the EPA equivalences: --report full, or --report-json "
+                     "FILE\n", n);
+    }
+}
+
+static void text_unit_line(text_buf *b, const char *name, const unit_figure *u) {
+    tb_printf(b, "per %-5s %.4g J IT", name, u->energy_j);
+    if (!isnan(u->co2e_g)) tb_printf(b, ", %.4g mg CO2e, %.4g mL water", u->co2e_g * 1e3, water_total_l(u) * 1e3);
+    tb_printf(b, " (%g %ss)\n", u->count, name);
+}
+
+/* The full text: the run's lines as the CLI printed them before, then the footprint's. */
+static void text_full(text_buf *b, const th_run_report *r) {
+    const th_run_figures *g = &r->fig;
+    tb_printf(b, "\n== eco report: %s ==\n", r->command);
+    if (!g->have_energy) {
+        text_no_energy(b, r);
+        return;
+    }
+    if (g->origin == TH_ORIGIN_MODELED)
+        tb_printf(b, "NOTE: no hardware sensor was read; energy and temperature are MODELED by the simulated plant "
+                     "(%s), not measured.\n", g->sensor);
+    else if (g->origin != TH_ORIGIN_MEASURED)
+        tb_printf(b, "NOTE: %s is not a live measurement; energy and temperature are MODELED, not measured now.\n",
+                  g->sensor);
+    else if (g->energy.basis == TH_ECO_BASIS_MODELED)
+        tb_printf(b, "NOTE: energy is MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
+    else
+        tb_printf(b, "energy measured by %s (%s)\n", g->energy.source, th_eco_basis_name(g->energy.basis));
+    if (!isnan(g->temp_max_c))
+        tb_printf(b, "temperature: last %.1f C, peak %.1f C (%s); limit %.1f C, %.1f s above it\n", g->temp_c,
+                  g->temp_max_c, g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c,
+                  g->above_limit_s);
+    double paced = g->busy_s + g->idle_s;
+    tb_printf(b, "pacing (%s): %.1f s of idle injected over %.1f s of work, throughput cost %.1f%%%s\n", g->governor,
+              g->idle_s, g->busy_s, paced > 0 ? 100.0 * g->idle_s / paced : 0.0,
+              g->fail_safe_decisions ? "; fail-safe decisions: yes" : "");
+    if (g->governor_status[0]) tb_printf(b, "governor: %s\n", g->governor_status);
+    if (r->have_fp)
+        tb_footprint(b, &r->fp, TH_ECO_TEXT_FULL);
+    else
+        tb_printf(b, "energy (%s, %s)\n  %-26s %.4g J over %.1f s\n  no factors: CO2e and water not priced\n",
+                  th_eco_basis_name(g->energy.basis), g->energy.source, "IT", g->energy.energy_j,
+                  g->energy.duration_s);
+    if (r->per_token.have) text_unit_line(b, "token", &r->per_token);
+    if (r->per_step.have) text_unit_line(b, "step", &r->per_step);
+    if (r->waste.have) {
+        tb_printf(b, "wasted by %s: %.0f tokens, %.4g J", r->waste_what, r->waste.count, r->waste.energy_j);
+        if (r->have_fp) tb_printf(b, ", %.4g g CO2e, %.4g mL water", r->waste.co2e_g, water_total_l(&r->waste) * 1e3);
+        tb_printf(b, "\n");
+    }
+}
+
+th_status th_run_report_text(const th_run_report *r, th_report_style style, char **text) {
+    if (!text) return th_fail(TH_ERR_INVALID, "run report text: NULL output");
+    *text = NULL;
+    if (!r) return th_fail(TH_ERR_INVALID, "run report text: NULL report");
+    if (style != TH_REPORT_SUMMARY && style != TH_REPORT_FULL)
+        return th_fail(TH_ERR_INVALID, "run report text: unknown style %d", (int)style);
+    text_buf b = {NULL, 0, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            b.cap = b.len + 1;
+            b.len = 0;
+            if (!(b.buf = th_alloc(b.cap))) return th_fail(TH_ERR_NOMEM, "run report text: out of memory");
+            b.buf[0] = '\0';
+        }
+        if (style == TH_REPORT_SUMMARY)
+            text_summary(&b, r);
+        else
+            text_full(&b, r);
+    }
+    *text = b.buf;
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * JSON */
+
+static int set_real(json_t *o, const char *key, double v) {
+    return json_object_set_new(o, key, isfinite(v) ? json_real(v) : json_null());
+}
+
+static json_t *unit_json(const unit_figure *u) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    int bad = set_real(o, "energy_it_j", u->energy_j);
+    bad |= set_real(o, "co2e_g", u->co2e_g);
+    bad |= set_real(o, "water_onsite_l", u->water_onsite_l);
+    bad |= set_real(o, "count", u->count);
+    if (isfinite(u->water_offsite_l)) bad |= set_real(o, "water_offsite_l", u->water_offsite_l);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The energy keys of th_eco_report_json, for a run with no factors to price it. */
+static json_t *energy_json(const th_energy_figure *e) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    int bad = set_real(o, "energy_it_kwh", e->energy_j / TH_J_PER_KWH);
+    bad |= set_real(o, "duration_s", e->duration_s);
+    bad |= json_object_set_new(o, "basis", json_string(th_eco_basis_name(e->basis)));
+    bad |= json_object_set_new(o, "energy_basis", json_string(th_eco_basis_name(e->basis)));
+    bad |= json_object_set_new(o, "energy_source", json_string(e->source));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static th_status report_json(const th_run_report *r, json_t **out) {
+    *out = NULL;
+    const th_run_figures *g = &r->fig;
+    json_t *j = NULL, *per = NULL;
+    th_status st = TH_OK;
+    if (r->have_fp) {
+        void *v = NULL;
+        if ((st = th_eco_report_json(&r->fp, NULL, &v)) != TH_OK) goto done;
+        j = v;
+    } else if (!(j = energy_json(&g->energy))) {
+        st = th_fail(TH_ERR_NOMEM, "run report JSON: out of memory");
+        goto done;
+    }
+    int bad = !(per = json_object());
+    if (!bad && r->per_token.have) bad |= json_object_set_new(per, "token", unit_json(&r->per_token));
+    if (!bad && r->per_step.have) bad |= json_object_set_new(per, "step", unit_json(&r->per_step));
+    bad |= json_object_set_new(j, "per_unit", per);
+    per = NULL; // owned by j now, even when the set failed
+    bad |= json_object_set_new(j, "command", json_string(r->command));
+    if (r->have_stop_reason) bad |= json_object_set_new(j, "stop_reason", json_string(r->stop_reason));
+    if (r->waste.have)
+        bad |= json_object_set_new(j, "wasted",
+                                   json_pack("{s:s, s:f, s:f, s:o, s:o}", "by", r->waste_what, "tokens", r->waste.count,
+                                             "energy_it_j", r->waste.energy_j, "co2e_g",
+                                             isfinite(r->waste.co2e_g) ? json_real(r->waste.co2e_g) : json_null(),
+                                             "water_onsite_l",
+                                             isfinite(r->waste.water_onsite_l) ? json_real(r->waste.water_onsite_l)
+                                                                               : json_null()));
+    bad |= json_object_set_new(j, "measured", json_boolean(is_measured(g)));
+    if (isfinite(g->temp_max_c)) bad |= set_real(j, "temp_peak_c", g->temp_max_c);
+    if (isfinite(g->temp_c)) bad |= set_real(j, "temp_last_c", g->temp_c);
+    bad |= json_object_set_new(j, "thermal",
+                               json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "governor", g->governor, "limit_c",
+                                         g->limit_c, "above_limit_s", g->above_limit_s, "busy_s", g->busy_s, "idle_s",
+                                         g->idle_s, "fail_safe_decisions", (json_int_t)g->fail_safe_decisions));
+    bad |= json_object_set_new(j, "report_version", json_integer(TH_RUN_REPORT_VERSION));
+    if (bad) st = th_fail(TH_ERR_NOMEM, "run report JSON: out of memory");
+done:
+    json_decref(per);
+    if (st != TH_OK) {
+        json_decref(j);
+        return st;
+    }
+    *out = j;
+    return TH_OK;
+}
+
+th_status th_run_report_write_json(const th_run_report *r, const char *path) {
+    if (!r || !path) return th_fail(TH_ERR_INVALID, "run report JSON: NULL argument");
+    if (!r->fig.have_energy) return th_fail(TH_ERR_STATE, "run report JSON %s: the run has no energy figure", path);
+    json_t *j = NULL;
+    th_atomic_file *af = NULL;
+    th_status st = report_json(r, &j);
+    if (st != TH_OK) goto done;
+    if ((st = th_atomic_open(path, &af)) != TH_OK) goto done;
+    if (json_dumpf(j, th_atomic_stream(af), JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0 ||
+        fputc('\n', th_atomic_stream(af)) == EOF)
+        th_atomic_fail(af, th_fail(TH_ERR_IO, "run report JSON: cannot write %s", path));
+    st = th_atomic_commit(af);
+    af = NULL;
+done:
+    th_atomic_abort(af);
+    json_decref(j);
+    return st;
+}
+
+th_status th_run_report_append_emissions(const th_run_report *r, const char *path) {
+    if (!r || !path) return th_fail(TH_ERR_INVALID, "emissions row: NULL argument");
+    if (!r->have_fp)
+        return th_fail(TH_ERR_STATE, "emissions row %s: the run has %s", path,
+                       r->fig.have_energy ? "no factors to price its energy" : "no energy figure");
+    th_eco_emissions_row row;
+    th_eco_emissions_row_init(&row);
+    row.project_name = "thermo-adaptive-pipeline";
+    row.experiment_id = r->command;
+    row.tracking_mode = "process";
+    row.cpu_energy_kwh = r->fp.energy_it_kwh;
+    const th_energy_figure *e = &r->fig.energy;
+    row.cpu_power_w = e->duration_s > 0 ? e->energy_j / e->duration_s : NAN;
+    return th_eco_emissions_csv_append(path, &r->fp, &row);
+}
