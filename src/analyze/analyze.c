@@ -387,8 +387,8 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     for (size_t i = 0; i < m; i++) {
         if (rows[i].is_step) { a->step_rows++; continue; }
         a->sample_rows++;
-        if (strncmp(rows[i].source, "sim:", 4) == 0) sim_source = 1;
-        else if (rows[i].source[0]) measured_source = 1;
+        if ((rows[i].has & TH_COL_ORIGIN) && rows[i].origin != TH_ORIGIN_MEASURED) sim_source = 1;
+        else if (rows[i].has & TH_COL_ORIGIN) measured_source = 1;
         if (!a->meta.sensor[0] && rows[i].source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", rows[i].source);
     }
     if (sim_source) a->meta.modeled = 1; /* a simulated temperature is never shown as measured */
@@ -409,7 +409,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
                 s_temp[n_temp++] = (pt){r->t_s, r->temp_c};
             }
             if (r->has & TH_COL_POWER) s_pow[n_pow++] = (pt){r->t_s, r->power_w};
-            if (r->has & TH_COL_DUTY) s_duty[n_duty++] = (pt){r->t_s, r->duty};
+            if (r->has & TH_COL_DUTY_SET) s_duty[n_duty++] = (pt){r->t_s, r->duty_set};
             if (r->has & TH_COL_UTIL) s_util[n_util++] = (pt){r->t_s, r->util}, have_util_col = 1;
         } else {
             k_t0 = fmin(k_t0, r->t_s), k_t1 = fmax(k_t1, r->t_s);
@@ -718,14 +718,16 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
         th_an_fmt(tel, sizeof tel, "%s", path);
     }
     th_telemetry_row *rows = NULL;
-    size_t n = 0, bad = 0;
-    char first_bad[600] = "", strict_err[600] = "";
+    size_t n = 0;
+    char strict_err[600] = "";
+    th_telemetry_read_report rep = {0};
     th_status st = th_telemetry_read(tel, &rows, &n);
     if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
         th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
         th_free(rows);
         rows = NULL;
-        st = th_an_read_tolerant(tel, &rows, &n, &bad, first_bad, sizeof first_bad);
+        th_telemetry_read_options ro = {.tolerant = 1};
+        st = th_telemetry_read_opts(tel, &ro, &rows, &n, &rep);
     }
     if (st != TH_OK) return st;
     th_analysis *a = NULL;
@@ -733,8 +735,9 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     th_free(rows);
     if (st != TH_OK) return st;
     if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
-    a->bad_rows = bad;
-    if (bad) warn(a, "%zu line%s skipped; first: %s", bad, bad == 1 ? "" : "s", first_bad);
+    a->bad_rows = rep.bad_lines;
+    if (rep.bad_lines)
+        warn(a, "%zu line%s skipped; first: %s", rep.bad_lines, rep.bad_lines == 1 ? "" : "s", rep.first_bad);
     if (!a->meta.id[0]) {
         const char *base = strrchr(path, '/');
         th_an_fmt(a->meta.id, sizeof a->meta.id, "%s", base && base[1] ? base + 1 : path);

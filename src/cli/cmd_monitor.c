@@ -30,19 +30,21 @@ static void monitor_usage(FILE *f) {
                "  -- COMMAND        run COMMAND and log until it exits; otherwise log until Ctrl-C\n");
 }
 
-/* The simulated plant follows the machine's measured CPU utilization. */
+/* Every sample goes to the log; the simulated plant follows the machine's measured CPU
+ * utilization. */
 typedef struct {
     th_plant *plant;
     th_sensor *util;
+    th_telemetry *log;
 } sim_drive;
 
-static void drive_plant(const th_sample *s, th_status st, th_sense_health h, void *user) {
-    (void)s;
+static void on_sample(const th_sample *s, th_status st, th_sense_health h, const char *why, void *user) {
     (void)st;
-    (void)h;
+    (void)why;
     sim_drive *d = user;
+    if (s->valid) th_telemetry_add_sample(d->log, s, h, NULL); /* a write error stays in the log handle */
     th_sample u;
-    if (d->util && th_sensor_read(d->util, &u) == TH_OK && (u.valid & TH_SAMPLE_UTIL))
+    if (d->plant && d->util && th_sensor_read(d->util, &u) == TH_OK && (u.valid & TH_SAMPLE_UTIL))
         th_plant_set_duty(d->plant, u.util);
 }
 
@@ -97,7 +99,7 @@ int cmd_monitor(int argc, char **argv) {
     int rc = EXIT_OK;
     th_status st = th_sensor_open(backend, &cfg, &sensor);
     if (st != TH_OK) return cli_report(st, "monitor: sensor");
-    sim_drive drive = {th_sensor_plant(sensor), NULL};
+    sim_drive drive = {th_sensor_plant(sensor), NULL, NULL};
     if (drive.plant) {
         if (th_sensor_open("procstat", &cfg, &util) == TH_OK) drive.util = util;
         fprintf(stderr,
@@ -111,7 +113,8 @@ int cmd_monitor(int argc, char **argv) {
         rc = cli_report(st, "monitor");
         goto done;
     }
-    th_sense_sampler_config sc = {hz, sensor, log, drive.plant ? drive_plant : NULL, &drive};
+    drive.log = log;
+    th_sense_sampler_config sc = {hz, sensor, on_sample, &drive};
     st = th_sense_sampler_start(&sc, &sampler);
     if (st != TH_OK) {
         rc = cli_report(st, "monitor");
@@ -166,15 +169,14 @@ done:;
     th_sense_health h = TH_HEALTH_OK;
     int have = sampler && th_sense_sampler_latest(sampler, &last, &last_st, &h);
     uint64_t reads = sampler ? th_sense_sampler_reads(sampler) : 0;
-    th_status ls = th_sense_sampler_stop(sampler);
-    if (ls != TH_OK && rc == EXIT_OK) rc = cli_report(ls, "monitor: log");
-    ls = th_telemetry_close(log);
+    th_sense_sampler_stop(sampler);
+    th_status ls = th_telemetry_close(log);
     if (ls != TH_OK && rc == EXIT_OK) rc = cli_report(ls, "monitor: log");
     if (have) {
         char why[320] = "";
         h = th_sensor_health(sensor, why, sizeof why);
         fprintf(stderr, "thermo monitor: %llu samples from %s (%s) written to %s; sensor health %s%s%s\n",
-                (unsigned long long)reads, last.source, last.origin == TH_ORIGIN_MODELED ? "modeled" : "measured", out,
+                (unsigned long long)reads, last.source, th_origin_name(last.origin), out,
                 th_sense_health_name(h), why[0] ? ": " : "", why);
     }
     th_sensor_close(util);

@@ -45,20 +45,25 @@ th_run_opts th_run_opts_default(void) {
     return o;
 }
 
-static void on_sample(const th_sample *s, th_status st, th_sense_health h, void *user) {
+static void on_sample(const th_sample *s, th_status st, th_sense_health h, const char *why, void *user) {
     th_run *r = user;
+    th_telemetry_pace pace = {th_pace_duty(r->pace), th_pace_measured_duty(r->pace), th_threads_get()};
     // the governor decides on every reading, good or bad: a bad one gets the fail-safe duty
     if (r->gov) {
-        th_gov_input in = {st == TH_OK ? s : NULL, st, h, th_sense_health_name(h), 0};
+        th_gov_input in = {st == TH_OK ? s : NULL, st, h, why};
         th_gov_output out;
         double dt = r->prev_sample_ns && s->t_ns > r->prev_sample_ns ? (s->t_ns - r->prev_sample_ns) / 1e9 : 0.0;
         th_governor_decide(r->gov, &in, dt, &out);
         th_pace_set(r->pace, out.duty, out.threads);
+        pace.duty_set = out.duty; // the row records the decision made on its own sample
+        if (out.entered_fail_safe) th_log(TH_LOG_WARN, "governor %s: %s", r->governor, th_governor_status(r->gov));
+        if (out.left_fail_safe) th_log(TH_LOG_INFO, "governor %s: sensor healthy again, leaving fail-safe", r->governor);
         pthread_mutex_lock(&r->mu);
         r->fail_safe += out.fail_safe != 0;
         snprintf(r->gov_status, sizeof r->gov_status, "%s", th_governor_status(r->gov));
         pthread_mutex_unlock(&r->mu);
     }
+    if (r->log && s->valid) th_telemetry_add_sample(r->log, s, h, &pace); // a read with nothing valid leaves no row
     pthread_mutex_lock(&r->mu);
     if (st != TH_OK) {
         r->failed++;
@@ -137,7 +142,7 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     r->plant = th_sensor_plant(r->sensor);
     r->origin = th_sensor_origin(r->sensor);
     r->limit_c = isnan(o->temp_limit_c) ? default_limit_c(r->sensor) : o->temp_limit_c;
-    th_eco_basis basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_POWER;
+    th_eco_basis basis = r->origin != TH_ORIGIN_MEASURED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_POWER;
     th_power_integrator_init(&r->power, th_sensor_backend(r->sensor), basis);
     r->cpu_tdp_w = o->cpu_tdp_w;
     char model_src[128];
@@ -146,7 +151,6 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     th_power_integrator_init(&r->model, model_src, TH_ECO_BASIS_MODELED);
 
     th_pace_config pc = th_pace_config_default();
-    pc.plant = r->plant;
     if ((st = th_pace_create(&pc, &r->pace)) != TH_OK) goto fail;
     if (!isnan(o->fixed_duty)) {
         th_pace_set(r->pace, o->fixed_duty, 0);
@@ -167,11 +171,9 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
     // has an energy figure from its last reading
     th_sample first;
     th_status fs = th_sensor_read(r->sensor, &first);
-    on_sample(&first, fs, TH_HEALTH_OK, r);
-    if (fs == TH_OK && r->log) th_telemetry_add_sample(r->log, &first, th_pace_duty(r->pace), th_threads_get());
-    th_sense_sampler_config sc = {o->hz > 0 ? o->hz : 10.0, r->sensor, r->log, on_sample, r};
+    on_sample(&first, fs, TH_HEALTH_OK, "", r);
+    th_sense_sampler_config sc = {o->hz > 0 ? o->hz : TH_SENSE_HZ, r->sensor, on_sample, r};
     if ((st = th_sense_sampler_start(&sc, &r->sampler)) != TH_OK) goto fail;
-    th_sense_sampler_set_pace(r->sampler, th_pace_duty(r->pace), th_threads_get());
     *out = r;
     return TH_OK;
 fail:
@@ -180,14 +182,15 @@ fail:
 }
 
 void th_run_unit_begin(th_run *r) {
-    if (r) th_pace_begin_unit(r->pace);
+    if (!r) return;
+    th_pace_begin_unit(r->pace);
+    // the pace has just measured the cycle that ended here: the plant heats at that duty
+    if (r->plant) th_plant_set_duty(r->plant, th_pace_measured_duty(r->pace));
 }
 
 th_status th_run_unit_end(th_run *r) {
     if (!r) return TH_OK;
     th_pace_end_unit(r->pace);
-    // the telemetry's duty column: the pace in force (set here, on the work loop's thread)
-    th_sense_sampler_set_pace(r->sampler, th_pace_duty(r->pace), th_threads_get());
     return th_pace_wait(r->pace);
 }
 
@@ -197,9 +200,11 @@ void th_run_interrupt(th_run *r) {
 
 void th_run_log_step(th_run *r, const th_step_record *rec) {
     if (!r || !r->log) return;
-    th_telemetry_step ts = {rec->t_ns, rec->step, rec->loss, rec->grad_norm, rec->lr, rec->tokens, rec->step_ms,
-                            th_pace_measured_duty(r->pace), th_threads_get()};
-    th_telemetry_add_step(r->log, &ts);
+    th_telemetry_unit u = {TH_UNIT_STEP, rec->t_ns, rec->step, rec->loss, rec->grad_norm, rec->lr, rec->tokens,
+                           rec->step_ms, NAN,
+                           {th_pace_duty(r->pace), th_pace_measured_duty(r->pace), th_threads_get()},
+                           th_sensor_origin(r->sensor)};
+    th_telemetry_add_unit(r->log, &u);
 }
 
 void th_run_figures_now(th_run *r, th_run_figures *f) {
@@ -225,7 +230,7 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
         f->have_energy = 1;
         f->energy.energy_j = (r->last_energy_uj - r->first_energy_uj) / 1e6;
         f->energy.duration_s = (r->last_t_ns - r->first_t_ns) / 1e9;
-        f->energy.basis = r->origin == TH_ORIGIN_MODELED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_COUNTER;
+        f->energy.basis = r->origin != TH_ORIGIN_MEASURED ? TH_ECO_BASIS_MODELED : TH_ECO_BASIS_MEASURED_COUNTER;
         snprintf(f->energy.source, sizeof f->energy.source, "%s", f->sensor);
     } else if (th_power_integrator_figure(&r->power, &f->energy) == TH_OK ||
                th_power_integrator_figure(&r->model, &f->energy) == TH_OK) {
@@ -238,21 +243,19 @@ th_sensor *th_run_sensor(th_run *r) { return r->sensor; }
 
 th_status th_run_stop(th_run *r, th_run_figures *out) {
     if (!r) return TH_OK;
-    th_status st = th_sense_sampler_stop(r->sampler);
+    th_sense_sampler_stop(r->sampler);
     r->sampler = NULL;
     // one last reading closes the ledger at the end of the work, however short the run
     th_sample last;
     th_status rs = th_sensor_read(r->sensor, &last);
     th_governor *gov = r->gov;
     r->gov = NULL; // the last reading is for the ledger only
-    on_sample(&last, rs, TH_HEALTH_OK, r);
+    on_sample(&last, rs, TH_HEALTH_OK, "", r);
     r->gov = gov;
-    if (rs == TH_OK && r->log) th_telemetry_add_sample(r->log, &last, th_pace_measured_duty(r->pace), th_threads_get());
     if (r->plant) th_plant_set_duty(r->plant, 0.0);
     if (out) th_run_figures_now(r, out);
-    th_status st2 = th_telemetry_close(r->log);
+    th_status st = th_telemetry_close(r->log);
     r->log = NULL;
-    if (st == TH_OK) st = st2;
     run_free(r);
     return st;
 }
