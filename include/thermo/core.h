@@ -94,7 +94,8 @@ typedef struct th_atomic_file th_atomic_file;
 
 /* Creates "<path>.tmp"; TH_ERR_IO naming it if it cannot, TH_ERR_NOMEM. *out is NULL on failure. */
 th_status th_atomic_open(const char *path, th_atomic_file **out);
-/* The temporary's stream, for fprintf or json_dumpf; a stream error fails the commit. */
+/* The temporary's stream, for fprintf or json_dumpf; a stream error fails the commit. It is
+ * open for update, so a writer may fseeko back (to fill in a header) and read what it wrote. */
 FILE *th_atomic_stream(th_atomic_file *f);
 /* Appends n bytes; a short write records TH_ERR_IO (sticky). */
 void th_atomic_write(th_atomic_file *f, const void *p, size_t n);

@@ -59,7 +59,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* The q-quantile of the finite values (NaN if none); sorts a copy. */
 static double quantile(const double *v, size_t n, double q) {
-    double *c = malloc((n ? n : 1) * sizeof *c);
+    double *c = th_alloc((n ? n : 1) * sizeof *c);
     if (!c) return NAN;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -69,7 +69,7 @@ static double quantile(const double *v, size_t n, double q) {
         qsort(c, m, sizeof *c, cmp_double);
         r = c[(size_t)floor(q * (m - 1) + 0.5)];
     }
-    free(c);
+    th_free(c);
     return r;
 }
 
@@ -216,7 +216,7 @@ static double fo_search(const double *t, const double *T, const double *P, size_
 th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
                              double ambient_c, double max_lag_s, th_fo_fit *out) {
     size_t cap = n_in ? n_in : 1;
-    double *t = malloc(5 * cap * sizeof *t);
+    double *t = th_alloc(5 * cap * sizeof *t);
     if (!t) return th_fail(TH_ERR_NOMEM, "fit: out of memory");
     double *T = t + cap, *P = T + cap, *y = P + cap, *e = y + cap;
     size_t n = 0;
@@ -268,7 +268,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
     out->rms_c = sqrt(sse / n);
     out->n = n;
 done:
-    free(t);
+    th_free(t);
     return st;
 }
 
@@ -337,8 +337,8 @@ static const struct {
 
 void th_analysis_free(th_analysis *a) {
     if (!a) return;
-    free(a->t_s);
-    free(a);
+    th_free(a->t_s);
+    th_free(a);
 }
 
 th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
@@ -347,11 +347,11 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     if (!(o.hz > 0)) o.hz = 1;
     if (!(o.tolerance_s >= 0)) o.tolerance_s = 2;
     if (o.max_lag < 0 || o.max_lag > TH_AN_MAX_LAG) o.max_lag = 3;
-    th_analysis *a = calloc(1, sizeof *a);
-    th_telemetry_row *rows = n_rows ? malloc(n_rows * sizeof *rows) : NULL;
-    pt *ps = n_rows ? malloc(5 * n_rows * sizeof *ps) : NULL;
+    th_analysis *a = th_calloc(1, sizeof *a);
+    th_telemetry_row *rows = n_rows ? th_alloc(n_rows * sizeof *rows) : NULL;
+    pt *ps = n_rows ? th_alloc(5 * n_rows * sizeof *ps) : NULL;
     if (!a || (n_rows && (!rows || !ps))) {
-        free(a), free(rows), free(ps);
+        th_free(a), th_free(rows), th_free(ps);
         return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
     }
     if (meta) a->meta = *meta;
@@ -380,7 +380,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     if (a->reordered) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
     qsort(rows, m, sizeof *rows, cmp_row);
     if (m == 0) {
-        free(rows), free(ps), free(a);
+        th_free(rows), th_free(ps), th_free(a);
         return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
     }
     int sim_source = 0, measured_source = 0;
@@ -426,12 +426,12 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
 
     /* η_util per step: achieved rate (tokens per wall second since the previous step ended)
      * over the full-duty rate (the 90th percentile of tokens per busy second, step_ms). */
-    pt *s_eta = malloc((a->step_rows + 1) * sizeof *s_eta);
-    double *busy_rate = malloc((a->step_rows + 1) * sizeof *busy_rate);
+    pt *s_eta = th_alloc((a->step_rows + 1) * sizeof *s_eta);
+    double *busy_rate = th_alloc((a->step_rows + 1) * sizeof *busy_rate);
     size_t n_eta = 0, n_busy = 0;
     const char *eta_how = NULL;
     if (!s_eta || !busy_rate) {
-        free(s_eta), free(busy_rate), free(rows), free(ps), free(a);
+        th_free(s_eta), th_free(busy_rate), th_free(rows), th_free(ps), th_free(a);
         return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
     }
     for (size_t i = 0; i < m; i++)
@@ -453,7 +453,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     } else if (have_util_col) {
         eta_how = "measured duty (util column): no step rows with tokens and step_ms";
     }
-    free(busy_rate);
+    th_free(busy_rate);
 
     /* --- the grid */
     double h = 1.0 / o.hz, t0 = rows[0].t_s, t1 = rows[m - 1].t_s;
@@ -461,10 +461,10 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     a->n_grid = ng;
     a->t0_s = t0;
     a->duration_s = t1 - t0;
-    double *buf = malloc(11 * ng * sizeof *buf);
-    double *hA = malloc(3 * ng * sizeof *hA);
+    double *buf = th_alloc(11 * ng * sizeof *buf);
+    double *hA = th_alloc(3 * ng * sizeof *hA);
     if (!buf || !hA) {
-        free(buf), free(hA), free(s_eta), free(rows), free(ps), free(a);
+        th_free(buf), th_free(hA), th_free(s_eta), th_free(rows), th_free(ps), th_free(a);
         return th_fail(TH_ERR_NOMEM, "analyze: out of memory for %zu grid points", ng);
     }
     double *dTdt = hA + ng, *dPdt = hA + 2 * ng;
@@ -487,7 +487,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
         size_t c = 0;
         for (size_t k = 0; k < ng; k++) a->eta_util[k] = at(s_util, n_util, t0 + k * h, h, o.tolerance_s, &c);
     }
-    free(s_eta);
+    th_free(s_eta);
     a->dropped = ng - a->n_samples;
     if (a->dropped)
         warn(a, "%zu of %zu grid points dropped: no temperature%s within +-%.1f s", a->dropped, ng,
@@ -551,9 +551,9 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
     }
 
     /* --- per grid point: hA, η_stability, A_load, τ_local and τ_sustain, RLE, balance */
-    double *hAv = malloc(ng * sizeof *hAv), *tau_loc = malloc(ng * sizeof *tau_loc);
+    double *hAv = th_alloc(ng * sizeof *hAv), *tau_loc = th_alloc(ng * sizeof *tau_loc);
     if (!hAv || !tau_loc) {
-        free(hAv), free(tau_loc), free(hA), th_analysis_free(a), free(rows), free(ps);
+        th_free(hAv), th_free(tau_loc), th_free(hA), th_analysis_free(a), th_free(rows), th_free(ps);
         return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
     }
     const double dT_min = 1.0, slope_eps = 0.05;
@@ -689,7 +689,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
             th_an_fmt(a->causal, sizeof a->causal, "no causal reading: %s", why);
         }
     }
-    free(hAv), free(tau_loc), free(hA), free(rows), free(ps);
+    th_free(hAv), th_free(tau_loc), th_free(hA), th_free(rows), th_free(ps);
     *out = a;
     return TH_OK;
 }
