@@ -304,7 +304,7 @@ static void test_tolerant(void) {
     CHECK(th_telemetry_read(p, &rows, &n) == TH_ERR_FORMAT && strstr(th_last_error(), ":3:"),
           "strict mode stops at line 3: %s", th_last_error());
     th_telemetry_read_options o = {.tolerant = 1, .on_bad_line = on_bad};
-    th_telemetry_read_report rep;
+    th_telemetry_read_report rep = {0};
     n_bad_cb = 0;
     CHECK(th_telemetry_read_opts(p, &o, &rows, &n, &rep) == TH_OK && n == 3, "3 rows read: %zu (%s)", n, th_last_error());
     CHECK(rep.rows == 3 && rep.bad_lines == 4 && rep.first_bad_line == 3 && !rep.old_format, "4 bad lines, first 3: %zu %ld",
@@ -365,7 +365,7 @@ static void test_old_format(void) {
     for (int k = 0; k < 2; k++) {
         for (int tolerant = 0; tolerant <= 1; tolerant++) {
             th_telemetry_read_options o = {.tolerant = tolerant};
-            th_telemetry_read_report rep;
+            th_telemetry_read_report rep = {0};
             th_telemetry_row *rows = NULL;
             size_t n = 0;
             CHECK(th_telemetry_read_opts(paths[k], &o, &rows, &n, &rep) == TH_OK && n == 3, "%s (%s): %s",
@@ -397,7 +397,7 @@ static void test_old_format(void) {
     snprintf(s.source, sizeof s.source, "sim:looks-modeled");
     th_telemetry_add_sample(t, &s, TH_HEALTH_OK, NULL);
     th_telemetry_close(t);
-    th_telemetry_read_report rep;
+    th_telemetry_read_report rep = {0};
     th_telemetry_row *rows = NULL;
     size_t n = 0;
     CHECK(th_telemetry_read_opts(p, NULL, &rows, &n, &rep) == TH_OK && n == 1 && !rep.old_format &&

@@ -77,7 +77,7 @@ th_status th_calibrate_simulated(const th_thermal_profile *plant_p, const th_cal
         return th_fail(TH_ERR_INVALID, "calibrate: idle, load and rate must be > 0");
     double total = 2 * o.idle_s + o.load_s, dt = 1.0 / o.hz;
     size_t n = (size_t)floor(total * o.hz) + 1;
-    double *buf = malloc(3 * n * sizeof *buf);
+    double *buf = th_alloc(3 * n * sizeof *buf);
     if (!buf) return th_fail(TH_ERR_NOMEM, "calibrate: out of memory");
     double *t = buf, *T = buf + n, *P = buf + 2 * n;
     th_plant *pl = NULL;
@@ -107,14 +107,14 @@ th_status th_calibrate_simulated(const th_thermal_profile *plant_p, const th_cal
         th_an_fmt(name, sizeof name, "%s-calibrated", plant_p->name);
         st = th_calibrate_fit(t, T, P, m, o.idle_s, o.idle_s + o.load_s, plant_p, name, out);
     }
-    free(buf);
+    th_free(buf);
     return st;
 }
 
 th_status th_profile_write(const char *path, const th_thermal_profile *p) {
     json_t *o = json_object();
     if (!o) return th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
-    json_object_set_new(o, "name", json_string(p->name));
+    int ok = json_object_set_new(o, "name", json_string(p->name)) == 0;
     struct {
         const char *k;
         double v;
@@ -125,16 +125,16 @@ th_status th_profile_write(const char *path, const th_thermal_profile *p) {
              {"leak_w_at_ref", p->leak_w_at_ref}, {"leak_ref_c", p->leak_ref_c},
              {"leak_doubling_c", p->leak_doubling_c}, {"sensor_quantum_c", p->sensor_quantum_c},
              {"sensor_noise_c", p->sensor_noise_c}, {"sensor_lag_s", p->sensor_lag_s}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) json_object_set_new(o, f[i].k, json_real(f[i].v));
-    json_object_set_new(o, "source", json_string(p->source));
-    char tmp[4200];
-    th_an_fmt(tmp, sizeof tmp, "%s.tmp", path);
-    int bad = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0 ||
-              rename(tmp, path) != 0;
-    json_decref(o);
-    if (bad) {
-        remove(tmp);
-        return th_fail(TH_ERR_IO, "%s: cannot write the profile", path);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) ok &= json_object_set_new(o, f[i].k, json_real(f[i].v)) == 0;
+    ok &= json_object_set_new(o, "source", json_string(p->source)) == 0;
+    th_status st = ok ? TH_OK : th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
+    th_atomic_file *af = NULL;
+    if (st == TH_OK) st = th_atomic_open(path, &af);
+    if (st == TH_OK) {
+        if (json_dump_callback(o, th_atomic_json_sink, af, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0)
+            th_atomic_fail(af, th_fail(TH_ERR_NOMEM, "%s: out of memory writing the profile", path));
+        st = th_atomic_commit(af);
     }
-    return TH_OK;
+    json_decref(o);
+    return st;
 }

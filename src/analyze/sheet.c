@@ -1,7 +1,6 @@
 /* sheet.c: the data sheet (JSON and Markdown) and its plots, hand-written SVG that any
  * browser shows offline: temperature, power and duty against time; RLE and grad norm
  * against time; r against lag. */
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -187,8 +186,10 @@ static void svg_panel(FILE *f, int y0, const char *title, const char *color, con
 
 static th_status svg_file(const char *path, const char *title, int panels, const char *const *titles,
                           const char *const *colors, const double *x, const double *const *ys, size_t n, int bars) {
-    FILE *f = fopen(path, "w");
-    if (!f) return th_fail(TH_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+    th_atomic_file *af;
+    th_status st = th_atomic_open(path, &af);
+    if (st != TH_OK) return st;
+    FILE *f = th_atomic_stream(af);
     int h = TOP + panels * (PANEL_H + GAP) + 10;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
                "height=\"%d\" viewBox=\"0 0 %d %d\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
@@ -197,9 +198,7 @@ static th_status svg_file(const char *path, const char *title, int panels, const
     for (int p = 0; p < panels; p++)
         svg_panel(f, TOP + 14 + p * (PANEL_H + GAP), titles[p], colors[p], x, ys[p], n, bars);
     fprintf(f, "</svg>\n");
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return th_fail(TH_ERR_IO, "%s: write failed", path);
-    return TH_OK;
+    return th_atomic_commit(af); /* a stream error fails it */
 }
 
 th_status th_analysis_write(const th_analysis *a, const char *dir) {
@@ -208,18 +207,19 @@ th_status th_analysis_write(const th_analysis *a, const char *dir) {
     th_status st = th_analysis_json(a, &json);
     if (st != TH_OK) return st;
     th_an_fmt(path, sizeof path, "%s/datasheet.json", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        free(json);
-        return th_fail(TH_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+    th_atomic_file *af;
+    st = th_atomic_open(path, &af);
+    if (st == TH_OK) {
+        th_atomic_write(af, json, strlen(json));
+        th_atomic_write(af, "\n", 1);
+        st = th_atomic_commit(af);
     }
-    int bad = fputs(json, f) == EOF || fputc('\n', f) == EOF;
-    free(json);
-    if (fclose(f) != 0 || bad) return th_fail(TH_ERR_IO, "%s: write failed", path);
+    free(json); /* jansson's */
+    if (st != TH_OK) return st;
     th_an_fmt(path, sizeof path, "%s/datasheet.md", dir);
-    if (!(f = fopen(path, "w"))) return th_fail(TH_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
-    bad = write_markdown(a, f);
-    if (fclose(f) != 0 || bad) return th_fail(TH_ERR_IO, "%s: write failed", path);
+    if ((st = th_atomic_open(path, &af)) != TH_OK) return st;
+    if (write_markdown(a, th_atomic_stream(af))) th_atomic_fail(af, th_fail(TH_ERR_IO, "%s: write failed", path));
+    if ((st = th_atomic_commit(af)) != TH_OK) return st;
 
     const char *tag = a->meta.modeled == 1 ? " (MODELED: simulated plant)" : a->meta.modeled == 0 ? " (measured)" : "";
     char title[256];

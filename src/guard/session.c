@@ -1,6 +1,6 @@
 /* session.c: the session guard for agent loops (a sequence of `thermo generate` calls
  * sharing an id), after OpenHands' StuckDetector, and its state file: a small JSON
- * document written atomically and shared between processes under an flock. */
+ * document written through th_atomic_file and shared between processes under an flock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -171,85 +171,71 @@ static json_t *hex_or_null(uint64_t h) {
     return json_string(buf);
 }
 
+/* Sets o[k] = v, stealing v in every case; 0 if o or v is NULL or memory ran out. */
+static int put(json_t *o, const char *k, json_t *v) {
+    if (!o) {
+        json_decref(v);
+        return 0;
+    }
+    return v && json_object_set_new(o, k, v) == 0;
+}
+
+/* The state as a JSON document, or NULL if memory ran out (never a document missing keys). */
 static json_t *to_json(const th_session_guard *g) {
     json_t *root = json_object(), *cfg = json_object(), *evs = json_array(), *last = json_object();
-    json_object_set_new(root, "format", json_string("thermo-session-guard"));
-    json_object_set_new(root, "version", json_integer(1));
-    json_object_set_new(root, "session", json_string(g->session));
-    json_object_set_new(root, "calls", json_integer(g->calls));
-    json_object_set_new(root, "energy_j", json_real(g->energy_j));
-    json_object_set_new(root, "fired", json_integer(g->fired));
-    json_object_set_new(cfg, "mode", json_string(th_guard_mode_name(g->cfg.mode)));
-    json_object_set_new(cfg, "same_output", json_integer(g->cfg.same_output));
-    json_object_set_new(cfg, "same_error", json_integer(g->cfg.same_error));
-    json_object_set_new(cfg, "cycle_events", json_integer(g->cfg.cycle_events));
-    json_object_set_new(cfg, "max_period", json_integer(g->cfg.max_period));
-    json_object_set_new(root, "config", cfg);
-    for (int i = 0; i < g->n; i++) {
+    int ok = put(root, "format", json_string("thermo-session-guard"));
+    ok &= put(root, "version", json_integer(1));
+    ok &= put(root, "session", json_string(g->session));
+    ok &= put(root, "calls", json_integer(g->calls));
+    ok &= put(root, "energy_j", json_real(g->energy_j));
+    ok &= put(root, "fired", json_integer(g->fired));
+    ok &= put(cfg, "mode", json_string(th_guard_mode_name(g->cfg.mode)));
+    ok &= put(cfg, "same_output", json_integer(g->cfg.same_output));
+    ok &= put(cfg, "same_error", json_integer(g->cfg.same_error));
+    ok &= put(cfg, "cycle_events", json_integer(g->cfg.cycle_events));
+    ok &= put(cfg, "max_period", json_integer(g->cfg.max_period));
+    for (int i = 0; i < g->n && ok; i++) {
         json_t *e = json_object();
-        json_object_set_new(e, "prompt", hex_or_null(g->ev[i].prompt_hash));
-        json_object_set_new(e, "output", hex_or_null(g->ev[i].output_hash));
-        json_object_set_new(e, "error", hex_or_null(g->ev[i].error_hash));
-        json_object_set_new(e, "energy_j", json_real(g->ev[i].energy_j));
-        json_array_append_new(evs, e);
+        ok &= put(e, "prompt", hex_or_null(g->ev[i].prompt_hash));
+        ok &= put(e, "output", hex_or_null(g->ev[i].output_hash));
+        ok &= put(e, "error", hex_or_null(g->ev[i].error_hash));
+        ok &= put(e, "energy_j", json_real(g->ev[i].energy_j));
+        ok &= e && json_array_append_new(evs, e) == 0;
     }
-    json_object_set_new(root, "events", evs);
-    json_object_set_new(last, "action", json_string(th_guard_action_name(g->last.action)));
-    json_object_set_new(last, "pattern", json_string(th_session_pattern_name(g->last.pattern)));
-    json_object_set_new(last, "period", json_integer(g->last.period));
-    json_object_set_new(last, "repeats", json_integer(g->last.repeats));
-    json_object_set_new(last, "loop_start", json_integer(g->last.loop_start));
-    json_object_set_new(last, "loop_energy_j", json_real(g->last.loop_energy_j));
-    json_object_set_new(last, "reason", json_string(g->last.reason));
-    json_object_set_new(root, "last", last);
+    ok &= put(last, "action", json_string(th_guard_action_name(g->last.action)));
+    ok &= put(last, "pattern", json_string(th_session_pattern_name(g->last.pattern)));
+    ok &= put(last, "period", json_integer(g->last.period));
+    ok &= put(last, "repeats", json_integer(g->last.repeats));
+    ok &= put(last, "loop_start", json_integer(g->last.loop_start));
+    ok &= put(last, "loop_energy_j", json_real(g->last.loop_energy_j));
+    ok &= put(last, "reason", json_string(g->last.reason));
+    /* the children go in last so that a failure above can still free each of them once */
+    ok &= put(root, "config", json_incref(cfg));
+    ok &= put(root, "events", json_incref(evs));
+    ok &= put(root, "last", json_incref(last));
+    json_decref(cfg);
+    json_decref(evs);
+    json_decref(last);
+    if (!ok) {
+        json_decref(root);
+        return NULL;
+    }
     return root;
 }
 
 th_status th_session_guard_save(const th_session_guard *g, const char *path) {
     json_t *root = to_json(g);
-    char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    if (!root) return th_fail(TH_ERR_NOMEM, "%s: out of memory for the session state", path);
+    th_atomic_file *f;
+    th_status st = th_atomic_open(path, &f);
+    if (st == TH_OK) {
+        if (json_dump_callback(root, th_atomic_json_sink, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)
+            th_atomic_fail(f, th_fail(TH_ERR_NOMEM, "%s: out of memory writing the session state", path));
+        th_atomic_write(f, "\n", 1);
+        st = th_atomic_commit(f);
+    }
     json_decref(root);
-    if (!text) return th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
-    char tmp[4096], dir[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        free(text);
-        return th_fail(TH_ERR_INVALID, "%s: path too long", path);
-    }
-    th_status st = TH_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(text);
-        return th_fail(TH_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    free(text);
-    if (off < len || write(fd, "\n", 1) != 1 || fsync(fd) != 0)
-        st = th_fail(TH_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == TH_OK) st = th_fail(TH_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == TH_OK && rename(tmp, path) != 0)
-        st = th_fail(TH_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (st != TH_OK) {
-        unlink(tmp);
-        return st;
-    }
-    // make the rename itself durable
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = '\0';
-    else if (slash) *slash = '\0';
-    else strcpy(dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return TH_OK;
+    return st;
 }
 
 static int get_hex(json_t *v, uint64_t *out) {
@@ -294,7 +280,9 @@ th_status th_session_guard_load(th_session_guard *out, const char *path) {
     if (!f) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);
-    if (!root) return th_fail(TH_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
+    if (!root)
+        return th_fail(json_error_code(&err) == json_error_out_of_memory ? TH_ERR_NOMEM : TH_ERR_FORMAT,
+                       "%s: line %d: %s", path, err.line, err.text);
     th_session_guard g;
     const char *bad = NULL;
     long x;

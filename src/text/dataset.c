@@ -1,12 +1,12 @@
 /* dataset.c: token shards (format in text.h), building a train and a validation shard
  * from text files, and the batch loader with its resumable cursor.
  *
- * Files are written through a temporary file in the target's directory that is fsynced
- * and renamed over the target, then the directory is fsynced: a crash leaves the old
- * file or the new one, never a mix. Shards are read with mmap after the header has been
- * checked against the file's length, and every token is checked once at open. */
+ * Files are written through core's th_atomic_file (temporary, fsync, rename, directory
+ * fsync): a crash leaves the old file or the new one, never a mix. Shards are read with
+ * mmap after the header has been checked against the file's length, and every token is
+ * checked once at open. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* pread, ftruncate, O_DIRECTORY */
+#define _GNU_SOURCE /* pread, ftruncate, fseeko */
 #endif
 #include "thermo/text.h"
 
@@ -165,82 +165,16 @@ th_status th_shard_read_info(const char *path, th_shard_info *info) {
 }
 
 /* ---------------------------------------------------------------------------------
- * atomic files */
+ * positioned writes into core's atomic file (temporary, fsync, rename): a shard's header
+ * is filled in last, and the validation shard is copied from the tail of the train
+ * shard's temporary before that is cut off. Errors stay in the file (sticky); `path` is
+ * the target, for messages. */
 
-typedef struct {
-    int fd;
-    const char *path;
-    char *tmp;
-} atomic_file;
-
-static th_status af_open(atomic_file *f, const char *path) {
-    f->fd = -1;
-    f->path = path;
-    size_t n = strlen(path) + 32;
-    f->tmp = th_alloc(n);
-    if (!f->tmp) return th_fail(TH_ERR_NOMEM, "%s: no memory", path);
-    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    f->fd = open(f->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
-        th_status s = th_fail(TH_ERR_IO, "%s: cannot create: %s", f->tmp, strerror(errno));
-        th_free(f->tmp);
-        f->tmp = NULL;
-        return s;
-    }
-    return TH_OK;
-}
-
-static th_status af_pwrite(atomic_file *f, const void *buf, size_t n, uint64_t off) {
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(f->fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return th_fail(TH_ERR_IO, "%s: write failed: %s", f->tmp, strerror(errno));
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return TH_OK;
-}
-
-/* Removes the temporary file; the target is untouched. Safe after a failed af_open. */
-static void af_abort(atomic_file *f) {
-    if (f->fd >= 0) close(f->fd);
-    if (f->tmp) unlink(f->tmp);
-    th_free(f->tmp);
-    f->fd = -1;
-    f->tmp = NULL;
-}
-
-static th_status af_commit(atomic_file *f) {
-    th_status s = TH_OK;
-    if (fsync(f->fd) != 0) s = th_fail(TH_ERR_IO, "%s: fsync failed: %s", f->tmp, strerror(errno));
-    if (close(f->fd) != 0 && !s) s = th_fail(TH_ERR_IO, "%s: close failed: %s", f->tmp, strerror(errno));
-    f->fd = -1;
-    if (!s && rename(f->tmp, f->path) != 0)
-        s = th_fail(TH_ERR_IO, "%s: cannot rename %s over it: %s", f->path, f->tmp, strerror(errno));
-    if (s) {
-        af_abort(f);
-        return s;
-    }
-    th_free(f->tmp);
-    f->tmp = NULL;
-    /* make the rename itself durable */
-    char *dir = th_alloc(strlen(f->path) + 2);
-    if (dir) {
-        strcpy(dir, f->path);
-        char *slash = strrchr(dir, '/');
-        if (slash == dir) slash[1] = 0;
-        else if (slash) *slash = 0;
-        else strcpy(dir, ".");
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        th_free(dir);
-    }
-    return TH_OK;
+static th_status shard_pwrite(th_atomic_file *f, const char *path, const void *buf, size_t n, uint64_t off) {
+    if (th_atomic_status(f) == TH_OK && fseeko(th_atomic_stream(f), (off_t)off, SEEK_SET) != 0)
+        th_atomic_fail(f, th_fail(TH_ERR_IO, "%s: cannot seek the temporary: %s", path, strerror(errno)));
+    th_atomic_write(f, buf, n);
+    return th_atomic_status(f);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -262,28 +196,24 @@ th_status th_shard_write(const char *path, const int *tokens, size_t n, uint64_t
     enum { CHUNK = 1 << 16 };
     uint8_t *buf = th_alloc(CHUNK * 4);
     if (!buf) return th_fail(TH_ERR_NOMEM, "%s: no memory", path);
-    atomic_file f;
-    th_status s = af_open(&f, path);
+    th_atomic_file *f;
+    th_status s = th_atomic_open(path, &f);
     if (s) {
         th_free(buf);
         return s;
     }
     header_encode(&h, buf);
-    s = af_pwrite(&f, buf, TH_SHARD_HEADER_BYTES, 0);
+    s = shard_pwrite(f, path, buf, TH_SHARD_HEADER_BYTES, 0);
     uint64_t off = TH_SHARD_HEADER_BYTES;
     for (size_t i = 0; i < n && !s; i += CHUNK) {
         size_t m = n - i < CHUNK ? n - i : CHUNK;
         for (size_t k = 0; k < m; k++) put_token(buf + k * h.token_bytes, h.token_bytes,
                                                  (uint32_t)tokens[i + k]);
-        s = af_pwrite(&f, buf, m * h.token_bytes, off);
+        s = shard_pwrite(f, path, buf, m * h.token_bytes, off);
         off += m * h.token_bytes;
     }
     th_free(buf);
-    if (s) {
-        af_abort(&f);
-        return s;
-    }
-    return af_commit(&f);
+    return th_atomic_commit(f); /* a failed write fails the commit, which removes the temporary */
 }
 
 /* ---------------------------------------------------------------------------------
@@ -354,7 +284,8 @@ static th_status collect_dir(path_list *l, const char *dir) {
 
 /* Tokens on their way to the train shard's temporary file. */
 typedef struct {
-    atomic_file *f;
+    th_atomic_file *f;
+    const char *path;
     uint32_t tb;
     uint8_t *buf;
     size_t fill, cap; /* bytes */
@@ -362,8 +293,7 @@ typedef struct {
 } token_sink;
 
 static th_status sink_flush(token_sink *k) {
-    th_status s = af_pwrite(k->f, k->buf, k->fill,
-                            TH_SHARD_HEADER_BYTES + k->count * k->tb - k->fill);
+    th_status s = shard_pwrite(k->f, k->path, k->buf, k->fill, TH_SHARD_HEADER_BYTES + k->count * k->tb - k->fill);
     k->fill = 0;
     return s;
 }
@@ -467,10 +397,12 @@ static th_status encode_file(const th_tokenizer *tok, const char *path, const th
     return st;
 }
 
-/* Copies tokens [from, from + n) of the temporary train file into a new shard at path,
- * computing its checksum, and commits it. */
-static th_status write_split(atomic_file *src, uint32_t tb, uint64_t vocab, uint64_t from,
-                             uint64_t n, atomic_file *dst, uint8_t *buf, size_t cap) {
+/* Copies tokens [from, from + n) of the temporary train file (at src_path) into the shard
+ * being written in dst, computing its checksum and writing its header; dst may be src
+ * itself, which is then cut after the copied tokens. Does not commit. */
+static th_status write_split(th_atomic_file *src, const char *src_path, uint32_t tb, uint64_t vocab,
+                             uint64_t from, uint64_t n, th_atomic_file *dst, const char *dst_path,
+                             uint8_t *buf, size_t cap) {
     shard_header h = {TH_SHARD_VERSION, tb, 0, vocab, n, FNV_OFFSET};
     th_status s = TH_OK;
     uint64_t done = 0;
@@ -478,22 +410,24 @@ static th_status write_split(atomic_file *src, uint32_t tb, uint64_t vocab, uint
     while (!s && done < n) {
         size_t m = n - done < per ? (size_t)(n - done) : per;
         off_t off = (off_t)(TH_SHARD_HEADER_BYTES + (from + done) * tb);
-        ssize_t r = pread(src->fd, buf, m * tb, off);
-        if (r != (ssize_t)(m * tb)) {
-            s = th_fail(TH_ERR_IO, "%s: cannot read back tokens: %s", src->tmp,
-                        r < 0 ? strerror(errno) : "short read");
+        FILE *in = th_atomic_stream(src);
+        if (fseeko(in, off, SEEK_SET) != 0 || fread(buf, 1, m * tb, in) != m * tb) {
+            s = th_fail(TH_ERR_IO, "%s: cannot read back tokens from the temporary: %s", src_path,
+                        ferror(in) ? strerror(errno) : "short read");
             break;
         }
         h.checksum = fnv1a(h.checksum, buf, m * tb);
-        if (dst != src) s = af_pwrite(dst, buf, m * tb, TH_SHARD_HEADER_BYTES + done * tb);
+        if (dst != src) s = shard_pwrite(dst, dst_path, buf, m * tb, TH_SHARD_HEADER_BYTES + done * tb);
         done += m;
     }
-    if (!s && dst == src && ftruncate(dst->fd, (off_t)(TH_SHARD_HEADER_BYTES + n * tb)) != 0)
-        s = th_fail(TH_ERR_IO, "%s: cannot truncate: %s", dst->tmp, strerror(errno));
+    FILE *out = th_atomic_stream(dst);
+    if (!s && dst == src &&
+        (fflush(out) != 0 || ftruncate(fileno(out), (off_t)(TH_SHARD_HEADER_BYTES + n * tb)) != 0))
+        s = th_fail(TH_ERR_IO, "%s: cannot cut the temporary: %s", dst_path, strerror(errno));
     if (!s) {
         uint8_t head[TH_SHARD_HEADER_BYTES];
         header_encode(&h, head);
-        s = af_pwrite(dst, head, sizeof head, 0);
+        s = shard_pwrite(dst, dst_path, head, sizeof head, 0);
     }
     return s;
 }
@@ -530,11 +464,12 @@ th_status th_dataset_build(const th_tokenizer *tok, const char *const *inputs, s
 
     uint64_t vocab = (uint64_t)th_tokenizer_vocab_size(tok);
     enum { BUF = 1 << 16 };
-    atomic_file train = {.fd = -1}, val = {.fd = -1};
-    token_sink k = {&train, token_bytes_for(vocab), th_alloc(BUF), 0, BUF, 0};
+    th_atomic_file *train = NULL, *val = NULL;
+    token_sink k = {NULL, train_path, token_bytes_for(vocab), th_alloc(BUF), 0, BUF, 0};
     uint64_t bytes = 0, text_tokens = 0;
     if (!k.buf) s = th_fail(TH_ERR_NOMEM, "dataset: no memory");
-    if (!s) s = af_open(&train, train_path);
+    if (!s) s = th_atomic_open(train_path, &train);
+    k.f = train;
     for (size_t i = 0; i < files.n && !s; i++)
         s = encode_file(tok, files.paths[i], &o, &k, &bytes, &text_tokens);
     if (!s) s = sink_flush(&k);
@@ -547,16 +482,15 @@ th_status th_dataset_build(const th_tokenizer *tok, const char *const *inputs, s
         s = th_fail(TH_ERR_INVALID, "dataset: a validation share of %g of %llu tokens is empty; "
                     "add text or raise val_fraction", o.val_fraction, (unsigned long long)n);
     if (!s && n_val > 0) {
-        s = af_open(&val, val_path);
-        if (!s) s = write_split(&train, k.tb, vocab, n_train, n_val, &val, k.buf, BUF);
-        if (!s) s = af_commit(&val);
+        s = th_atomic_open(val_path, &val);
+        if (!s) s = write_split(train, train_path, k.tb, vocab, n_train, n_val, val, val_path, k.buf, BUF);
+        if (!s) s = th_atomic_commit(val);
+        else th_atomic_abort(val);
     }
-    if (!s) s = write_split(&train, k.tb, vocab, 0, n_train, &train, k.buf, BUF);
-    if (!s) s = af_commit(&train);
-    if (s) {
-        af_abort(&train);
-        af_abort(&val);
-    } else if (stats) {
+    if (!s) s = write_split(train, train_path, k.tb, vocab, 0, n_train, train, train_path, k.buf, BUF);
+    if (!s) s = th_atomic_commit(train);
+    else th_atomic_abort(train);
+    if (!s && stats) {
         stats->files = files.n;
         stats->bytes = bytes;
         stats->train_tokens = n_train;

@@ -7,13 +7,11 @@
 #include "text_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* ---------------------------------------------------------------------------------
  * the byte alphabet (GPT-2's bytes_to_unicode), as UTF-8: printable Latin-1 bytes stand
@@ -60,63 +58,14 @@ static char *spell_token(const th_tokenizer *tok, const byte_spelling *sp, int i
 }
 
 /* ---------------------------------------------------------------------------------
- * a small atomic writer: dir/name.tmp, fsync, rename over dir/name (the text module's
- * own, so that it does not depend on the io module) */
+ * dir/name through core's atomic file */
 
-typedef struct {
-    FILE *f;
-    char path[4096], tmp[4200];
-    th_status status;
-} save_file;
-
-static th_status sf_open(save_file *sf, const char *dir, const char *name) {
-    memset(sf, 0, sizeof *sf);
-    int n = snprintf(sf->path, sizeof sf->path, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= sizeof sf->path)
-        return th_fail(TH_ERR_INVALID, "%s: the path is too long", dir);
-    snprintf(sf->tmp, sizeof sf->tmp, "%s.tmp.%ld", sf->path, (long)getpid());
-    sf->f = fopen(sf->tmp, "wb");
-    if (!sf->f) return th_fail(TH_ERR_IO, "%s: cannot create: %s", sf->tmp, strerror(errno));
-    return TH_OK;
-}
-
-static void sf_write(save_file *sf, const void *p, size_t n) {
-    if (sf->status == TH_OK && fwrite(p, 1, n, sf->f) != n)
-        sf->status = th_fail(TH_ERR_IO, "%s: write failed: %s", sf->tmp, strerror(errno));
-}
-
-static void sf_abort(save_file *sf) {
-    if (sf->f) fclose(sf->f);
-    sf->f = NULL;
-    unlink(sf->tmp);
-}
-
-/* Flushes, fsyncs and closes the temporary file; on failure removes it. */
-static th_status sf_finish(save_file *sf) {
-    th_status st = sf->status;
-    if (!st && (fflush(sf->f) != 0 || fsync(fileno(sf->f)) != 0))
-        st = th_fail(TH_ERR_IO, "%s: cannot flush: %s", sf->tmp, strerror(errno));
-    int closed = fclose(sf->f);
-    sf->f = NULL;
-    if (!st && closed != 0) st = th_fail(TH_ERR_IO, "%s: close failed: %s", sf->tmp, strerror(errno));
-    if (st) unlink(sf->tmp);
-    return st;
-}
-
-/* Renames a finished temporary file over its target; on failure removes it. */
-static th_status sf_publish(save_file *sf) {
-    if (rename(sf->tmp, sf->path) == 0) return TH_OK;
-    th_status st = th_fail(TH_ERR_IO, "%s: cannot rename %s over it: %s", sf->path, sf->tmp, strerror(errno));
-    unlink(sf->tmp);
-    return st;
-}
-
-static void fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+static th_status open_in(const char *dir, const char *name, th_atomic_file **out) {
+    char path[4096];
+    *out = NULL;
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof path) return th_fail(TH_ERR_INVALID, "%s: the path is too long", dir);
+    return th_atomic_open(path, out);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -152,11 +101,11 @@ static th_status vocab_json(const th_tokenizer *tok, const byte_spelling *sp, ch
     return st;
 }
 
-static th_status write_merges(const th_tokenizer *tok, const byte_spelling *sp, save_file *sf) {
+static th_status write_merges(const th_tokenizer *tok, const byte_spelling *sp, th_atomic_file *f) {
     static const char header[] = "#version: 0.2\n";
-    sf_write(sf, header, sizeof header - 1);
+    th_atomic_write(f, header, sizeof header - 1);
     const th_bpe_merges *m = th_tokenizer_merges(tok);
-    for (int32_t r = 0; r < m->count && sf->status == TH_OK; r++) {
+    for (int32_t r = 0; r < m->count && th_atomic_status(f) == TH_OK; r++) {
         int unused;
         char *a = spell_token(tok, sp, m->first[r], &unused);
         char *b = a ? spell_token(tok, sp, m->second[r], &unused) : NULL;
@@ -164,14 +113,14 @@ static th_status write_merges(const th_tokenizer *tok, const byte_spelling *sp, 
             th_free(a);
             return th_fail(TH_ERR_NOMEM, "tokenizer: no memory for merges.txt");
         }
-        sf_write(sf, a, strlen(a));
-        sf_write(sf, " ", 1);
-        sf_write(sf, b, strlen(b));
-        sf_write(sf, "\n", 1);
+        th_atomic_write(f, a, strlen(a));
+        th_atomic_write(f, " ", 1);
+        th_atomic_write(f, b, strlen(b));
+        th_atomic_write(f, "\n", 1);
         th_free(a);
         th_free(b);
     }
-    return sf->status;
+    return th_atomic_status(f);
 }
 
 th_status th_tokenizer_save_dir(const th_tokenizer *tok, const char *dir) {
@@ -182,40 +131,33 @@ th_status th_tokenizer_save_dir(const th_tokenizer *tok, const char *dir) {
     spelling_init(&sp);
 
     char *vocab = NULL;
+    th_atomic_file *vf = NULL, *mf = NULL;
     th_status st = vocab_json(tok, &sp, &vocab);
-    if (st) return st;
-    save_file vf, mf;
-    if ((st = sf_open(&vf, dir, "vocab.json"))) {
-        free(vocab);
-        return st;
-    }
-    sf_write(&vf, vocab, strlen(vocab));
-    sf_write(&vf, "\n", 1);
-    free(vocab);
-    if ((st = sf_open(&mf, dir, "merges.txt"))) {
-        sf_abort(&vf);
-        return st;
-    }
-    if ((st = write_merges(tok, &sp, &mf))) {
-        sf_abort(&mf);
-        sf_abort(&vf);
-        return st;
-    }
+    if (st) goto done;
+    if ((st = open_in(dir, "vocab.json", &vf))) goto done;
+    th_atomic_write(vf, vocab, strlen(vocab));
+    th_atomic_write(vf, "\n", 1);
+    if ((st = open_in(dir, "merges.txt", &mf))) goto done;
+    if ((st = write_merges(tok, &sp, mf))) goto done;
     /* Both files are complete and synced before either replaces its target, so a failed
      * save leaves the previous pair; only a crash between the renames could mix them. */
-    if ((st = sf_finish(&mf))) {
-        sf_abort(&vf);
-        return st;
+    st = th_atomic_finish(mf);
+    if (st) mf = NULL; /* finish aborted it */
+    if (!st) {
+        st = th_atomic_finish(vf);
+        if (st) vf = NULL;
     }
-    if ((st = sf_finish(&vf))) {
-        unlink(mf.tmp);
-        return st;
+    if (!st) {
+        st = th_atomic_publish(mf);
+        mf = NULL;
     }
-    if ((st = sf_publish(&mf))) {
-        unlink(vf.tmp);
-        return st;
+    if (!st) {
+        st = th_atomic_publish(vf);
+        vf = NULL;
     }
-    st = sf_publish(&vf);
-    fsync_dir(dir);
+done:
+    th_atomic_abort(mf);
+    th_atomic_abort(vf);
+    free(vocab); /* jansson's */
     return st;
 }
