@@ -21,6 +21,13 @@ static double cpu_s(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* What a monitored run does with each sample, minus the decision: one telemetry row. */
+static void log_sample(const th_sample *s, th_status st, th_sense_health h, const char *why, void *user) {
+    (void)st;
+    (void)why;
+    if (s->valid) th_telemetry_add_sample(user, s, h, NULL);
+}
+
 static int run(const char *label, const char *backend, const th_sense_config *cfg, double seconds, double hz,
                const char *log_path) {
     th_sensor *s;
@@ -30,7 +37,7 @@ static int run(const char *label, const char *backend, const th_sense_config *cf
         fprintf(stderr, "%s: %s\n", label, th_last_error());
         return 1;
     }
-    th_sense_sampler_config sc = {hz, s, t, NULL, NULL};
+    th_sense_sampler_config sc = {hz, s, log_sample, t};
     double c0 = cpu_s();
     uint64_t w0 = th_now_ns();
     if (th_sense_sampler_start(&sc, &sp) != TH_OK) {

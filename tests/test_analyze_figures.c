@@ -42,11 +42,16 @@ typedef struct {
     int truncate_last;  /* cut the last line in half */
 } synth;
 
+#define HEADER                                                                                                    \
+    "t_s,kind,origin,source,temp_c,power_w,energy_j,util,health,duty_set,duty_measured,threads,step,loss,grad_norm," \
+    "lr,tokens,step_ms,unit_j\n"
+#define OLD_HEADER "t_s,kind,source,temp_c,power_w,energy_j,util,duty,threads,step,loss,grad_norm,lr,tokens,step_ms\n"
+
 /* Writes a telemetry CSV: samples at 10 Hz, a step every 0.5 s. */
 static void write_synth(const char *path, const synth *s) {
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
-    fprintf(f, "t_s,kind,source,temp_c,power_w,energy_j,util,duty,threads,step,loss,grad_norm,lr,tokens,step_ms\n");
+    fprintf(f, HEADER);
     srand(7);
     size_t cap = 20 * SECONDS + 10, n = 0;
     char **lines = calloc(cap, sizeof *lines);
@@ -64,14 +69,15 @@ static void write_synth(const char *path, const synth *s) {
         int keep = !((double)rand() / RAND_MAX < s->drop_frac) && !(t >= s->gap_from && t < s->gap_to);
         char buf[256];
         if (keep) {
-            snprintf(buf, sizeof buf, "%.3f,sample,test:synthetic,%.3f,%.4f,,%.4f,%.4f,2,,,,,,", t + s->t_offset, T, P, u, u);
+            snprintf(buf, sizeof buf, "%.3f,sample,measured,test:synthetic,%.3f,%.4f,,%.4f,ok,%.4f,,2,,,,,,,", t + s->t_offset,
+                     T, P, u, u);
             lines[n++] = strdup(buf);
         }
         if (i % 5 == 4) { /* a step ends every 0.5 s; tokens say the achieved rate is u * 1000 tok/s */
             long tokens = lround(500.0 * u); /* full rate 1000 tok/s: busy ms = tokens */
             double busy_ms = (double)tokens;
-            snprintf(buf, sizeof buf, "%.3f,step,,,,,,%.4f,2,%ld,%.4f,%.6f,0.001,%ld,%.3f", t + s->t_offset + s->step_shift,
-                     u, ++step, 3.0, 1.0 + interp(g_sec, t), tokens, busy_ms);
+            snprintf(buf, sizeof buf, "%.3f,step,measured,,,,,,,,%.4f,2,%ld,%.4f,%.6f,0.001,%ld,%.3f,",
+                     t + s->t_offset + s->step_shift, u, ++step, 3.0, 1.0 + interp(g_sec, t), tokens, busy_ms);
             lines[n++] = strdup(buf);
         }
     }
@@ -183,7 +189,7 @@ int main(void) {
     CHECK(th_analyze_path(path, &o, &b) == TH_ERR_FORMAT && strstr(th_last_error(), "empty"), "empty: %s", th_last_error());
     snprintf(path, sizeof path, "%s/header_only.csv", dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "t_s,kind,source,temp_c,power_w,energy_j,util,duty,threads,step,loss,grad_norm,lr,tokens,step_ms\n");
+    fprintf(f, HEADER);
     fclose(f);
     CHECK(th_analyze_path(path, &o, &b) == TH_ERR_FORMAT && strstr(th_last_error(), "no readable row"),
           "header only: %s", th_last_error());
@@ -231,17 +237,42 @@ int main(void) {
     free(json);
     th_analysis_free(a);
 
-    /* too few rows for any figure */
+    /* too few rows for any figure (in the previous format: one duty column, no origin) */
     snprintf(path, sizeof path, "%s/three_rows.csv", dir);
     f = fopen(path, "w");
-    fprintf(f, "t_s,kind,source,temp_c,power_w,energy_j,util,duty,threads,step,loss,grad_norm,lr,tokens,step_ms\n"
-               "0,sample,x,30,10,,,,,,,,,,\n1,sample,x,31,10,,,,,,,,,,\n1.5,step,,,,,,,,1,3,1.0,0.001,512,100\n");
+    fprintf(f, OLD_HEADER "0,sample,x,30,10,,,,,,,,,,\n1,sample,x,31,10,,,,,,,,,,\n1.5,step,,,,,,,,1,3,1.0,0.001,512,100\n");
     fclose(f);
     a = analyze(path, &o);
+    CHECK(a && a->sample_rows == 2 && a->step_rows == 1 && a->meta.modeled == 0, "old format read: %zu samples",
+          a ? a->sample_rows : 0);
     for (int i = 0; a && i < TH_AN_COUNT; i++)
         if (i != TH_AN_ETA_P && i != TH_AN_A_LOAD && i != TH_AN_ETA_UTIL)
             CHECK(isnan(a->fig[i].value) && a->fig[i].how[0], "%s with 3 rows: %g (%s)", a->fig[i].key,
                   a->fig[i].value, a->fig[i].how);
+    th_analysis_free(a);
+
+    /* modeled or measured comes from the origin column; a log in the previous format has
+     * none, and there a "sim:" source meant the simulated plant */
+    snprintf(path, sizeof path, "%s/old_sim.csv", dir);
+    f = fopen(path, "w");
+    fprintf(f, OLD_HEADER "0,sample,sim:laptop-cpu,30,10,,,0.5,,,,,,,\n1,sample,sim:laptop-cpu,31,10,,,0.5,,,,,,,\n");
+    fclose(f);
+    a = analyze(path, &o);
+    CHECK(a && a->meta.modeled == 1, "an old sim log is modeled");
+    th_analysis_free(a);
+    snprintf(path, sizeof path, "%s/origin.csv", dir);
+    f = fopen(path, "w");
+    fprintf(f, HEADER "0,sample,measured,sim:named-so,30,10,,,ok,,,,,,,,,,\n1,sample,measured,sim:named-so,31,10,,,ok,,,,,,,,,,\n"
+                      "2,sample,modeled,plant,31,10,,,ok,,,,,,,,,,\n");
+    fclose(f);
+    a = analyze(path, &o);
+    CHECK(a && a->meta.modeled == 1, "one modeled row makes the session modeled");
+    th_analysis_free(a);
+    f = fopen(path, "w");
+    fprintf(f, HEADER "0,sample,measured,sim:named-so,30,10,,,ok,,,,,,,,,,\n1,sample,measured,sim:named-so,31,10,,,ok,,,,,,,,,,\n");
+    fclose(f);
+    a = analyze(path, &o);
+    CHECK(a && a->meta.modeled == 0, "the origin column decides, not the source's name");
     th_analysis_free(a);
 
     /* the writer: data sheet and plots */

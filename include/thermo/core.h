@@ -70,8 +70,9 @@ void *th_realloc(void *p, size_t bytes);
 void th_free(void *p);
 
 /* Fault injection for tests (SQLite style): the Nth allocation from now fails (N >= 1),
- * and every later one succeeds again. N = 0 disarms. */
-void th_alloc_fail_nth(long n);
+ * and every later one succeeds again. N = 0 disarms. Returns how many allocations the
+ * previous arming made fail (0 or 1), so a fault loop knows when a run no longer hit it. */
+long th_alloc_fail_nth(long n);
 
 /* ---------------------------------------------------------------------------------
  * logging: the library reports progress and warnings through one handler that the
@@ -94,7 +95,8 @@ typedef struct th_atomic_file th_atomic_file;
 
 /* Creates "<path>.tmp"; TH_ERR_IO naming it if it cannot, TH_ERR_NOMEM. *out is NULL on failure. */
 th_status th_atomic_open(const char *path, th_atomic_file **out);
-/* The temporary's stream, for fprintf or json_dumpf; a stream error fails the commit. */
+/* The temporary's stream, for fprintf or json_dumpf; a stream error fails the commit. It is
+ * open for update, so a writer may fseeko back (to fill in a header) and read what it wrote. */
 FILE *th_atomic_stream(th_atomic_file *f);
 /* Appends n bytes; a short write records TH_ERR_IO (sticky). */
 void th_atomic_write(th_atomic_file *f, const void *p, size_t n);
@@ -113,6 +115,11 @@ void th_atomic_abort(th_atomic_file *f);
  * call publish or abort. */
 th_status th_atomic_finish(th_atomic_file *f);
 th_status th_atomic_publish(th_atomic_file *f);
+/* th_atomic_write with the shape of jansson's json_dump_callback_t (user: the file), so a
+ * JSON document streams straight into the file: json_dump_callback(doc, th_atomic_json_sink,
+ * f, flags). Returns 0 always (errors stay in f), so a -1 from jansson means it ran out of
+ * memory. */
+int th_atomic_json_sink(const char *buf, size_t n, void *user);
 /* One shot: path gets exactly data[0..n) or keeps its old content. */
 th_status th_atomic_write_file(const char *path, const void *data, size_t n);
 

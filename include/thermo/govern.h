@@ -7,15 +7,19 @@
  * power_allocator) and "predictive" (online RC-model identification, picks the highest
  * duty whose predicted temperature stays under the limit).
  *
- * Fail-safe (invariant 2): every governor but "none" answers an invalid, failed, stale,
- * stuck, vanished or nonsense sample with the configured safe duty, flags the output and
- * says "fail-safe: <reason>" in th_governor_status() and once in the log.
+ * Fail-safe (invariant 2): every governor but "none" answers a sample the sensor judged
+ * unhealthy (stale, stuck, vanished, nonsense: the sensor tracks that, with a reason),
+ * a failed read, a missing sample or temperature, or an implausible value with the
+ * configured safe duty, flags the output (entered_fail_safe / left_fail_safe on the
+ * transitions, for the caller to log) and says "fail-safe: <reason>" in
+ * th_governor_status(). The governor itself logs nothing.
  *
  * The pace actuator is the only part that touches the work loop: the control thread
  * publishes the governor's duty with th_pace_set(); the work loop brackets each unit of work
  * with th_pace_begin_unit() / th_pace_end_unit() and then calls th_pace_wait(), which sleeps
  * for the kernel's idle-injection time t_idle = t_run·(1/duty − 1). Pacing only inserts
- * waits: it never changes what is computed (invariant 1). */
+ * waits: it never changes what is computed (invariant 1). The pace touches nothing else:
+ * whoever drives a simulated plant feeds it th_pace_measured_duty(). */
 #ifndef THERMO_GOVERN_H
 #define THERMO_GOVERN_H
 
@@ -37,10 +41,6 @@ typedef struct {
     double min_duty;    /* lowest duty any governor outputs: "off" for bang_bang (default 0.05) */
     int max_threads;    /* thread cap published with every decision, 0 = no cap (default 0).
                            Governors do not vary it: a thread count can change reductions */
-    double stale_s;     /* a sample older than this, or a timestamp not advancing for this
-                           long, is stale (default 2, as th_sense_config) */
-    double stuck_s;     /* the same temperature reading for this long is stuck (default 120;
-                           0 disables) */
     int recover_samples; /* good samples in a row that end a fail-safe (default 3) */
 
     /* what is known of the plant (a profile, `thermo calibrate`, or nothing): 0 = unknown */
@@ -70,20 +70,23 @@ double th_gov_default_limit_c(const th_thermal_profile *p);
 /* ---------------------------------------------------------------------------------
  * governors */
 
-/* One decision's input: the latest sample and what is known of its health. */
+/* One decision's input: the latest sample and the sensor's word on its health. The
+ * governor trusts that word: freshness and sticking are the sensor's to track
+ * (th_sensor_health, or the sampler's callback). */
 typedef struct {
     const th_sample *sample;   /* NULL: no reading at all (fail-safe) */
     th_status read_status;     /* status of the read that produced it (TH_OK) */
-    th_sense_health health;    /* th_sensor_health() or th_sense_sampler_latest(); OK if unknown */
+    th_sense_health health;    /* the sensor's health; OK for a plant read every period */
     const char *health_why;    /* its reason text (may be NULL) */
-    uint64_t now_ns;           /* when the decision is taken; 0 = the sample's own time */
 } th_gov_input;
 
 typedef struct {
-    double duty;        /* in [min_duty, 1] */
-    int threads;        /* thread cap, 0 = no cap */
-    int fail_safe;      /* 1: the sample was not trusted and duty is the safe duty */
-    double predicted_c; /* predictive: expected temperature at the horizon; NaN otherwise */
+    double duty;           /* in [min_duty, 1] */
+    int threads;           /* thread cap, 0 = no cap */
+    int fail_safe;         /* 1: the sample was not trusted and duty is the safe duty */
+    int entered_fail_safe; /* 1: this decision entered the fail-safe, or changed its reason */
+    int left_fail_safe;    /* 1: this decision left it (enough good samples in a row) */
+    double predicted_c;    /* predictive: expected temperature at the horizon; NaN otherwise */
 } th_gov_output;
 
 size_t th_governor_count(void);
@@ -100,7 +103,8 @@ th_status th_governor_create(const char *name, const th_gov_config *cfg, th_gove
 void th_governor_free(th_governor *g);
 
 /* One decision, dt_s seconds after the previous one (the first call may pass 0). Never
- * fails: a bad input gives the fail-safe output. Not thread-safe on one governor. */
+ * fails: a bad input gives the fail-safe output. Pure: the same state and the same input
+ * give the same output and the same next state. Not thread-safe on one governor. */
 void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_gov_output *out);
 
 /* Forgets what was learned and decided (back to the state after create). */
@@ -108,8 +112,9 @@ void th_governor_reset(th_governor *g);
 
 const char *th_governor_get_name(const th_governor *g);
 const th_gov_config *th_governor_config(const th_governor *g);
-/* One line on the last decision: "fail-safe: stale: ..." or the governor's own account
- * ("predictive: R 0.080 K/W, tau 20.1 s, ..."). Valid until the next decide. */
+/* One line on the last decision: "fail-safe: stale: ..." (the reason a caller logs when
+ * entered_fail_safe is set) or the governor's own account ("predictive: R 0.080 K/W,
+ * tau 20.1 s, ..."). Valid until the next decide. */
 const char *th_governor_status(const th_governor *g);
 
 /* What the predictive governor has identified (fails with TH_ERR_UNSUPPORTED for the others). */
@@ -130,10 +135,12 @@ th_status th_governor_model(const th_governor *g, th_gov_model *out);
 /* ---------------------------------------------------------------------------------
  * the pace actuator */
 
+#define TH_PACE_WINDOW_S 2.0     /* default sliding window of the measured duty */
+#define TH_PACE_MAX_SLICE_S 0.05 /* default longest sleep before a wait re-reads the duty */
+
 typedef struct {
-    double window_s;   /* sliding window of the measured duty (default 2) */
-    double max_slice_s; /* a wait re-reads the published duty at least this often (default 0.05) */
-    th_plant *plant;   /* optional: the measured duty is published here (th_plant_set_duty) */
+    double window_s;    /* sliding window of the measured duty (TH_PACE_WINDOW_S) */
+    double max_slice_s; /* a wait re-reads the published duty at least this often (TH_PACE_MAX_SLICE_S) */
 } th_pace_config;
 
 typedef struct {

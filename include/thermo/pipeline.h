@@ -64,7 +64,7 @@ typedef struct {
     long tokens;       /* tokens processed by this step */
     double step_ms;
     float val_loss;    /* NaN unless a validation ran after this step */
-    uint64_t t_ns;     /* end of the step, CLOCK_MONOTONIC */
+    uint64_t t_ns;     /* when the step's unit closed (after its pacing wait), CLOCK_MONOTONIC */
     int saved;         /* a checkpoint was written after this step */
 } th_step_record;
 
@@ -86,6 +86,11 @@ typedef struct {
     double cpu_tdp_w;          /* > 0: when the sensor gives neither an energy counter nor power,
                                   model the CPU's power from its utilization (th_cpu_model_power_uw) */
     const th_eco_factors *factors; /* prices each unit's energy in CO2e and water (NULL: energy only) */
+    int max_threads;           /* thread cap the governor publishes and units apply (0: none, the
+                                  default; with a backend whose sums depend on the thread count a
+                                  cap changes the numerics) */
+    int drive_plant_from_util; /* simulated plant only: heat at this machine's measured CPU
+                                  utilization (/proc/stat) instead of the work loop's duty */
 } th_run_opts;
 
 th_run_opts th_run_opts_default(void);
@@ -100,7 +105,8 @@ typedef struct {
     double temp_c, temp_max_c; /* last and highest temperature read (NaN if none) */
     uint64_t samples, failed_reads;
     char sensor[96];           /* source of the samples */
-    th_origin origin;          /* measured or modeled */
+    th_origin origin;          /* measured, modeled or replayed */
+    char origin_name[16];      /* th_origin_name(origin) */
     char governor[32];         /* governor name, or "fixed" for a fixed duty */
     double limit_c;            /* temperature limit in force */
     double above_limit_s;      /* time the samples spent above the limit */
@@ -136,8 +142,9 @@ th_status th_run_unit_end(th_run *r, th_unit_cost *cost);
 /* Async-signal-safe: cuts the current and every later pacing wait short. */
 void th_run_interrupt(th_run *r);
 
-/* Logs a training step record to the telemetry log (no-op without a log). */
-void th_run_log_step(th_run *r, const th_step_record *rec);
+/* Logs a training step record and what its units cost (cost may be NULL) to the telemetry
+ * log (no-op without a log). */
+void th_run_log_step(th_run *r, const th_step_record *rec, const th_unit_cost *cost);
 
 /* Logs one generated token (index >= 1), or the prefill (index 0, tokens = the prompt's
  * length), with the time its model call took and the unit's cost. No-op without a log. */

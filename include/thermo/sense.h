@@ -4,9 +4,10 @@
  * sensor health for the governor's fail-safe; a sampler thread; the telemetry log that
  * holds samples and the work loop's step records (CSV or JSONL).
  *
- * Every sample says where it came from (DESIGN invariant 4): `origin` is measured or
- * modeled, `source` names the sensor ("hwmon:coretemp/Package id 0", "rapl:package-0",
- * "nvml:0:NVIDIA H100", "sim:h100-sxm"). Modeled sources always start with "sim:". */
+ * Every sample says where it came from (DESIGN invariant 4): `origin` is measured, modeled
+ * (the simulated plant) or replayed (a recorded trace), and the telemetry log keeps it in
+ * its own column; `source` names the sensor ("hwmon:coretemp/Package id 0",
+ * "rapl:package-0", "nvml:0:NVIDIA H100", "sim:h100-sxm"). */
 #ifndef THERMO_SENSE_H
 #define THERMO_SENSE_H
 
@@ -37,7 +38,20 @@ enum {
     TH_THROTTLE_HW_POWER_BRAKE = 0x80,
 };
 
-typedef enum { TH_ORIGIN_MEASURED = 0, TH_ORIGIN_MODELED = 1 } th_origin;
+typedef enum { TH_ORIGIN_MEASURED = 0, TH_ORIGIN_MODELED = 1, TH_ORIGIN_REPLAYED = 2 } th_origin;
+
+/* "measured", "modeled", "replayed" ("unknown" for anything else). */
+const char *th_origin_name(th_origin o);
+
+/* Plausibility bounds: a temperature outside them is NONSENSE, never a number to trust. */
+#define TH_SENSE_TEMP_MIN_MC (-40000)
+#define TH_SENSE_TEMP_MAX_MC 150000
+
+/* Defaults of th_sense_config and the sampler, named once. */
+#define TH_SENSE_STALE_S 2.0       /* no good reading for this long: stale */
+#define TH_SENSE_STUCK_S 120.0     /* the same milli-degree for this long: stuck */
+#define TH_SENSE_MAX_POWER_W 5000.0 /* RAPL: a counter step implying more is nonsense */
+#define TH_SENSE_HZ 10.0           /* sampling rate */
 
 /* Sensor health, the governor's input for the fail-safe (invariant 2). */
 typedef enum {
@@ -147,9 +161,9 @@ typedef struct {
     int device;              /* nvml: GPU index (default 0) */
     const char *zone;        /* thermal/hwmon: preferred zone type or chip name (NULL: auto) */
     uint64_t seed;           /* sim: noise seed */
-    double stale_s;          /* health: no good reading for this long = stale (default 2) */
-    double stuck_s;          /* health: identical temperature this long = stuck (default 120) */
-    double max_power_w;      /* RAPL: above this implied power a counter step is nonsense (default 5000) */
+    double stale_s;          /* health: no good reading for this long = stale (TH_SENSE_STALE_S) */
+    double stuck_s;          /* health: identical temperature this long = stuck (TH_SENSE_STUCK_S) */
+    double max_power_w;      /* RAPL: above this implied power a counter step is nonsense (TH_SENSE_MAX_POWER_W) */
     uint64_t (*clock_ns)(void *user); /* time source (default th_now_ns); tests inject one */
     void *clock_user;
 } th_sense_config;
@@ -222,41 +236,64 @@ th_status th_sense_list(const th_sense_config *cfg, double interval_s, th_readin
 th_status th_sense_list_sim(const th_sense_config *cfg, th_reading **out, size_t *n);
 
 /* ---------------------------------------------------------------------------------
- * telemetry log: samples and the work loop's step records in one file, columns
- *   t_s,kind,source,temp_c,power_w,energy_j,util,duty,threads,step,loss,grad_norm,lr,tokens,step_ms
- * (t_s = seconds since the log's t0; kind sample|step; empty cells where a column does not
- * apply), or JSONL with the same keys (absent keys where a column does not apply). */
+ * telemetry log: samples and the work loop's units in one file, columns
+ *   t_s,kind,origin,source,temp_c,power_w,energy_j,util,health,duty_set,duty_measured,
+ *   threads,step,loss,grad_norm,lr,tokens,step_ms,unit_j
+ * t_s: seconds since the log's t0. kind: sample | step (a training step) | token (one
+ * generated token; the prefill is token 0 with tokens = the prompt length). origin:
+ * measured | modeled | replayed. health: the sensor's health (sample rows). duty_set: the
+ * governor's decision made on this very sample (sample rows) or in force (unit rows);
+ * duty_measured: the pace's measured duty. unit_j: the IT energy charged to the unit.
+ * Empty cells where a column does not apply; JSONL has the same keys, absent where a
+ * column does not apply. */
 
 typedef enum { TH_TELEMETRY_CSV = 0, TH_TELEMETRY_JSONL = 1 } th_telemetry_format;
 
-/* A step record as the work loop reports it. NaN / negative marks a field as absent. */
+/* The pace a row records. NaN duty / threads < 0: empty cells. */
 typedef struct {
+    double duty_set, duty_measured;
+    int threads;
+} th_telemetry_pace;
+
+typedef enum { TH_UNIT_STEP = 0, TH_UNIT_TOKEN = 1 } th_unit_kind;
+
+/* One unit of work as the work loop reports it. NaN / negative marks a field as absent. */
+typedef struct {
+    th_unit_kind kind;
     uint64_t t_ns;
-    long step;
-    double loss, grad_norm, lr;
+    long step;                  /* step number, or token index (0 = the prefill) */
+    double loss, grad_norm, lr; /* NaN for tokens */
     long tokens;
     double step_ms;
-    double duty;  /* pace duty in effect (NaN: none) */
-    int threads;  /* thread cap in effect (< 0: none) */
-} th_telemetry_step;
+    double unit_j;              /* IT energy charged to this unit (NaN: unknown) */
+    th_telemetry_pace pace;
+    th_origin origin;           /* of the energy figure: the run's sensor origin */
+} th_telemetry_unit;
 
 enum {
     TH_COL_TEMP = 1u << 0, TH_COL_POWER = 1u << 1, TH_COL_ENERGY = 1u << 2, TH_COL_UTIL = 1u << 3,
-    TH_COL_DUTY = 1u << 4, TH_COL_THREADS = 1u << 5, TH_COL_STEP = 1u << 6, TH_COL_LOSS = 1u << 7,
+    TH_COL_DUTY_SET = 1u << 4, TH_COL_THREADS = 1u << 5, TH_COL_STEP = 1u << 6, TH_COL_LOSS = 1u << 7,
     TH_COL_GRAD_NORM = 1u << 8, TH_COL_LR = 1u << 9, TH_COL_TOKENS = 1u << 10, TH_COL_STEP_MS = 1u << 11,
+    TH_COL_DUTY_MEASURED = 1u << 12, TH_COL_UNIT_J = 1u << 13, TH_COL_ORIGIN = 1u << 14, TH_COL_HEALTH = 1u << 15,
 };
+
+typedef enum { TH_ROW_SAMPLE = 0, TH_ROW_STEP = 1, TH_ROW_TOKEN = 2 } th_row_kind;
 
 /* One parsed row; `has` holds a TH_COL_* bit for each non-empty cell. */
 typedef struct {
     double t_s;
-    int is_step; /* 0: sample row, 1: step row */
+    th_row_kind kind;
+    int is_step;            /* kind != TH_ROW_SAMPLE: a unit of work (step or token) */
+    th_origin origin;       /* TH_COL_ORIGIN */
     char source[96];
-    double temp_c, power_w, energy_j, util, duty;
+    double temp_c, power_w, energy_j, util;
+    th_sense_health health; /* TH_COL_HEALTH */
+    double duty_set, duty_measured;
     int threads;
     long step;
     double loss, grad_norm, lr;
     long tokens;
-    double step_ms;
+    double step_ms, unit_j;
     uint32_t has;
 } th_telemetry_row;
 
@@ -267,44 +304,74 @@ typedef struct th_telemetry th_telemetry;
 th_status th_telemetry_open(const char *path, th_telemetry_format fmt, uint64_t t0_ns, th_telemetry **out);
 /* The format a path implies: ".jsonl"/".json" → JSONL, anything else CSV. */
 th_telemetry_format th_telemetry_format_for(const char *path);
-/* Thread-safe appends (one short mutex around a buffered write). duty NaN / threads < 0:
- * empty cells. Only the sample's valid fields are written. The first write error is
- * remembered and returned by this and every later call and by th_telemetry_close. */
-th_status th_telemetry_add_sample(th_telemetry *t, const th_sample *s, double duty, int threads);
-th_status th_telemetry_add_step(th_telemetry *t, const th_telemetry_step *r);
+/* Thread-safe appends (one short mutex around a buffered write). A sample row holds the
+ * sample's valid fields, its origin and source, the health h and the pace p (NULL: empty
+ * pace cells). The first write error is remembered and returned by this and every later
+ * call and by th_telemetry_close. */
+th_status th_telemetry_add_sample(th_telemetry *t, const th_sample *s, th_sense_health h, const th_telemetry_pace *p);
+th_status th_telemetry_add_unit(th_telemetry *t, const th_telemetry_unit *u);
 th_status th_telemetry_flush(th_telemetry *t);
 /* Flushes, closes, frees; returns the first error seen. NULL is a no-op. */
 th_status th_telemetry_close(th_telemetry *t);
 
-/* Reads a CSV (header checked) or JSONL telemetry file. *rows is th_alloc'ed (th_free).
- * Fails with TH_ERR_FORMAT naming the file, line and column. */
+/* How to read a log. Strict (tolerant = 0): the CSV header must be this format's or the
+ * previous one's (one `duty` column, no origin/health/unit_j), and the first bad line
+ * fails the read with TH_ERR_FORMAT naming the file, line and column. Tolerant: the
+ * header names the columns present (t_s required, unknown ones ignored, JSONL unknown
+ * keys ignored), a line that does not parse is skipped, counted and passed to on_bad_line
+ * (optional) with its line number and reason. */
+typedef struct {
+    int tolerant;
+    void (*on_bad_line)(long line, const char *why, void *user);
+    void *user;
+} th_telemetry_read_options;
+
+typedef struct {
+    size_t rows;          /* rows read */
+    size_t bad_lines;     /* lines skipped (tolerant mode) */
+    long first_bad_line;  /* its line number, 0 if none */
+    char first_bad[640];  /* "path:line: reason" of the first skipped line */
+    int old_format;       /* rows in the previous format (one duty column, no origin) were read */
+} th_telemetry_read_report;
+
+/* Reads a CSV or JSONL telemetry file (opts NULL: strict; rep may be NULL). Rows of the
+ * previous format map their `duty` to duty_set on sample rows and duty_measured on step
+ * rows, and take their origin from the source name ("sim:" modeled, else measured).
+ * *rows is th_alloc'ed (th_free). Fails with TH_ERR_IO (unreadable), TH_ERR_NOMEM or
+ * TH_ERR_FORMAT; tolerant mode fails only on an empty file, a header without t_s, or no
+ * readable row. The outputs are untouched on failure. */
+th_status th_telemetry_read_opts(const char *path, const th_telemetry_read_options *opts, th_telemetry_row **rows,
+                                 size_t *n, th_telemetry_read_report *rep);
+/* th_telemetry_read_opts in strict mode. */
 th_status th_telemetry_read(const char *path, th_telemetry_row **rows, size_t *n);
 
 /* ---------------------------------------------------------------------------------
  * sampler thread: reads a sensor at `hz` on absolute CLOCK_MONOTONIC deadlines, keeps the
- * latest sample for lock-free-enough polling (a mutex held for one struct copy), appends
- * to the telemetry log and calls on_sample from the sampler thread. */
+ * latest sample for lock-free-enough polling (a mutex held for one struct copy) and calls
+ * on_sample from the sampler thread with the read's status and the sensor's health and
+ * reason. It writes nothing: the caller decides and records inside on_sample, so a
+ * telemetry row can carry the decision made on its own sample. */
 
-typedef void (*th_sample_fn)(const th_sample *s, th_status st, th_sense_health h, void *user);
+/* why: th_sensor_health's reason, "" when healthy; valid for the call only. */
+typedef void (*th_sample_fn)(const th_sample *s, th_status st, th_sense_health h, const char *why, void *user);
 
 typedef struct {
-    double hz;               /* default 10 */
+    double hz;               /* default TH_SENSE_HZ */
     th_sensor *sensor;       /* required; the sampler is its only reader while running */
-    th_telemetry *log;       /* optional */
     th_sample_fn on_sample;  /* optional; runs on the sampler thread, keep it short */
     void *user;
 } th_sense_sampler_config;
 
 typedef struct th_sense_sampler th_sense_sampler;
 
+/* Fails with TH_ERR_INVALID (no sensor, rate outside 0.001..10000 Hz), TH_ERR_NOMEM, or
+ * TH_ERR_IO (no thread). */
 th_status th_sense_sampler_start(const th_sense_sampler_config *cfg, th_sense_sampler **out);
-/* Stops and joins the thread, frees the sampler; returns the first telemetry write error.
- * The sensor and log stay open (the caller's). NULL is a no-op. */
-th_status th_sense_sampler_stop(th_sense_sampler *sp);
+/* Stops and joins the thread (at most one period), frees the sampler. The sensor stays
+ * open (the caller's). NULL is a no-op. */
+void th_sense_sampler_stop(th_sense_sampler *sp);
 /* Copies the latest sample, its read status and health; returns 0 before the first read. */
 int th_sense_sampler_latest(th_sense_sampler *sp, th_sample *out, th_status *st, th_sense_health *h);
-/* The pace recorded with each sample row (the work loop or governor sets it). */
-void th_sense_sampler_set_pace(th_sense_sampler *sp, double duty, int threads);
 /* Reads taken so far, and deadlines missed (a read that overran its period). */
 uint64_t th_sense_sampler_reads(th_sense_sampler *sp);
 uint64_t th_sense_sampler_overruns(th_sense_sampler *sp);

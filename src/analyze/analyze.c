@@ -20,6 +20,34 @@ th_analyze_opts th_analyze_defaults(void) {
 }
 
 /* ---------------------------------------------------------------------------------
+ * the analysis' fixed choices */
+
+#define AN_MIN_PAIRS 8              /* a Pearson r needs this many finite pairs */
+#define AN_XCORR_MIN_SECONDS 30     /* fewer aligned seconds: r_peak is flagged as unreliable */
+#define AN_SLOPE_MIN_C_PER_S 0.05   /* |dT/dt| below this: no transient, τ_local not formed */
+#define AN_DT_MIN_C 1.0             /* T − T_amb at or below this: hA = P/(T − T_amb) left out */
+#define AN_TAU_LOCAL_MAX_RECORDS 10 /* a local τ longer than 10x the record is noise */
+#define AN_FULL_RATE_QUANTILE 0.9   /* the full-duty token rate: 90th percentile of busy rates */
+#define AN_P_IDLE_QUANTILE 0.05     /* P_idle without a profile: 5th percentile of power */
+
+/* |r| > 0.5 strong, >= 0.3 moderate, else weak: the manual's reading, used by the figure's
+ * interpretation and by the causal sentence. */
+#define AN_R_STRONG 0.5
+#define AN_R_MODERATE 0.3
+static const struct {
+    const char *word, *reading;
+} r_strengths[3] = {
+    {"strong", "strong (|r| > 0.5)"},
+    {"moderate", "moderate (|r| 0.3-0.5)"},
+    {"weak", "weak (|r| < 0.3)"},
+};
+
+static int r_strength(double r) {
+    double a = fabs(r);
+    return a > AN_R_STRONG ? 0 : a >= AN_R_MODERATE ? 1 : 2;
+}
+
+/* ---------------------------------------------------------------------------------
  * the manual's readings */
 
 const char *th_an_interp_tau(double t) {
@@ -32,8 +60,7 @@ const char *th_an_interp_eta_p(double e) {
 }
 const char *th_an_interp_r(double r) {
     if (!isfinite(r)) return "";
-    double a = fabs(r);
-    return a > 0.5 ? "strong (|r| > 0.5)" : a >= 0.3 ? "moderate (|r| 0.3-0.5)" : "weak (|r| < 0.3)";
+    return r_strengths[r_strength(r)].reading;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -57,10 +84,11 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The q-quantile of the finite values (NaN if none); sorts a copy. */
-static double quantile(const double *v, size_t n, double q) {
-    double *c = malloc((n ? n : 1) * sizeof *c);
-    if (!c) return NAN;
+/* The q-quantile of the finite values into *out (NaN if none); sorts a copy, so it can
+ * fail with TH_ERR_NOMEM. */
+static th_status quantile(const double *v, size_t n, double q, double *out) {
+    double *c = th_alloc((n ? n : 1) * sizeof *c);
+    if (!c) return th_fail(TH_ERR_NOMEM, "analyze: out of memory for a quantile of %zu values", n);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (isfinite(v[i])) c[m++] = v[i];
@@ -69,8 +97,9 @@ static double quantile(const double *v, size_t n, double q) {
         qsort(c, m, sizeof *c, cmp_double);
         r = c[(size_t)floor(q * (m - 1) + 0.5)];
     }
-    free(c);
-    return r;
+    th_free(c);
+    *out = r;
+    return TH_OK;
 }
 
 static double mean_of(const double *v, size_t n, size_t *count) {
@@ -93,7 +122,7 @@ static double pearson_lag(const double *a, const double *b, size_t n, int k, int
         m++;
     }
     *pairs = m;
-    if (m < 8) return NAN;
+    if (m < AN_MIN_PAIRS) return NAN;
     double va = saa - sa * sa / m, vb = sbb - sb * sb / m;
     if (!(va > 1e-12 * (saa + 1e-300)) || !(vb > 1e-12 * (sbb + 1e-300))) return NAN;
     return (sab - sa * sb / m) / sqrt(va * vb);
@@ -216,7 +245,7 @@ static double fo_search(const double *t, const double *T, const double *P, size_
 th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
                              double ambient_c, double max_lag_s, th_fo_fit *out) {
     size_t cap = n_in ? n_in : 1;
-    double *t = malloc(5 * cap * sizeof *t);
+    double *t = th_alloc(5 * cap * sizeof *t);
     if (!t) return th_fail(TH_ERR_NOMEM, "fit: out of memory");
     double *T = t + cap, *P = T + cap, *y = P + cap, *e = y + cap;
     size_t n = 0;
@@ -268,7 +297,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
     out->rms_c = sqrt(sse / n);
     out->n = n;
 done:
-    free(t);
+    th_free(t);
     return st;
 }
 
@@ -337,199 +366,229 @@ static const struct {
 
 void th_analysis_free(th_analysis *a) {
     if (!a) return;
-    free(a->t_s);
-    free(a);
+    th_free(a->t_s);
+    th_free(a);
 }
 
-th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
-                          const th_analyze_opts *o_in, th_analysis **out) {
-    th_analyze_opts o = o_in ? *o_in : th_analyze_defaults();
-    if (!(o.hz > 0)) o.hz = 1;
-    if (!(o.tolerance_s >= 0)) o.tolerance_s = 2;
-    if (o.max_lag < 0 || o.max_lag > TH_AN_MAX_LAG) o.max_lag = 3;
-    th_analysis *a = calloc(1, sizeof *a);
-    th_telemetry_row *rows = n_rows ? malloc(n_rows * sizeof *rows) : NULL;
-    pt *ps = n_rows ? malloc(5 * n_rows * sizeof *ps) : NULL;
-    if (!a || (n_rows && (!rows || !ps))) {
-        free(a), free(rows), free(ps);
-        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
-    }
-    if (meta) a->meta = *meta;
-    else th_session_meta_init(&a->meta);
-    for (int i = 0; i < TH_AN_COUNT; i++) {
-        a->fig[i].key = fig_names[i].key, a->fig[i].label = fig_names[i].label, a->fig[i].unit = fig_names[i].unit;
-        fig_set(a, (th_an_figure_id)i, NAN, NULL, "not computed");
-    }
-    a->max_lag = o.max_lag;
-    for (int k = 0; k < 2 * TH_AN_MAX_LAG + 1; k++) a->xcorr_r[k] = NAN;
+/* What the stages of th_analyze_rows share. Scratch arrays are th_alloc'd here and freed
+ * once at the end; the grid arrays belong to the analysis (a->t_s heads them). */
+typedef struct {
+    th_analyze_opts o;
+    th_analysis *a;
+    th_telemetry_row *rows; /* the rows with a time, sorted */
+    size_t m;
+    pt *ps; /* the five streams below, n_rows each */
+    pt *s_temp, *s_pow, *s_duty, *s_grad, *s_util, *s_eta;
+    size_t n_temp, n_pow, n_duty, n_grad, n_util, n_eta;
+    double first_temp;
+    int have_util_col;
+    const char *eta_how;
+    double h, amb;               /* grid step (s) and the ambient used (°C) */
+    double *dTdt, *dPdt;         /* local slopes on the grid */
+    double *hAv, *tau_loc;       /* per grid point; scratch for the cross-correlation after */
+    th_fo_fit fit;
+    int have_fit;
+    double R, tau_fit;           /* the fitted R, else the profile's; the fitted τ */
+} an_ctx;
 
-    /* --- sort, count, metadata from the rows */
+/* Copies the rows with a time (steps shifted by step_offset_s), sorts them and reads the
+ * counts and the sensor metadata from them. */
+static th_status an_rows(an_ctx *c, const th_telemetry_row *rows_in, size_t n_rows) {
+    th_analysis *a = c->a;
     size_t m = 0;
     for (size_t i = 0; i < n_rows; i++) {
         if (!isfinite(rows_in[i].t_s)) continue;
-        rows[m] = rows_in[i];
-        if (rows[m].is_step) rows[m].t_s += o.step_offset_s;
+        c->rows[m] = rows_in[i];
+        if (c->rows[m].is_step) c->rows[m].t_s += c->o.step_offset_s;
         m++;
     }
-    a->rows = m;
+    c->m = a->rows = m;
     double tmax_seen = -INFINITY;
     for (size_t i = 0; i < m; i++) {
-        if (rows[i].t_s < tmax_seen) a->reordered++;
-        tmax_seen = fmax(tmax_seen, rows[i].t_s);
+        if (c->rows[i].t_s < tmax_seen) a->reordered++;
+        tmax_seen = fmax(tmax_seen, c->rows[i].t_s);
     }
     if (a->reordered) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
-    qsort(rows, m, sizeof *rows, cmp_row);
-    if (m == 0) {
-        free(rows), free(ps), free(a);
-        return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
-    }
+    if (m == 0) return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
+    qsort(c->rows, m, sizeof *c->rows, cmp_row);
     int sim_source = 0, measured_source = 0;
     for (size_t i = 0; i < m; i++) {
-        if (rows[i].is_step) { a->step_rows++; continue; }
+        const th_telemetry_row *r = &c->rows[i];
+        if (r->is_step) {
+            a->step_rows++;
+            continue;
+        }
         a->sample_rows++;
-        if (strncmp(rows[i].source, "sim:", 4) == 0) sim_source = 1;
-        else if (rows[i].source[0]) measured_source = 1;
-        if (!a->meta.sensor[0] && rows[i].source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", rows[i].source);
+        if ((r->has & TH_COL_ORIGIN) && r->origin != TH_ORIGIN_MEASURED) sim_source = 1;
+        else if (r->has & TH_COL_ORIGIN) measured_source = 1;
+        if (!a->meta.sensor[0] && r->source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", r->source);
     }
     if (sim_source) a->meta.modeled = 1; /* a simulated temperature is never shown as measured */
     else if (measured_source && a->meta.modeled < 0) a->meta.modeled = 0;
+    return TH_OK;
+}
 
-    /* --- streams */
-    pt *s_temp = ps, *s_pow = ps + n_rows, *s_duty = ps + 2 * n_rows, *s_grad = ps + 3 * n_rows,
-       *s_util = ps + 4 * n_rows;
-    size_t n_temp = 0, n_pow = 0, n_duty = 0, n_grad = 0, n_util = 0;
-    double first_temp = NAN, s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
-    int have_util_col = 0;
-    for (size_t i = 0; i < m; i++) {
-        const th_telemetry_row *r = &rows[i];
+/* Splits the rows into time series (temperature, power, duty, util from samples; grad norm
+ * from steps) and warns about what is missing or misaligned. */
+static void an_streams(an_ctx *c, size_t n_rows) {
+    th_analysis *a = c->a;
+    c->s_temp = c->ps, c->s_pow = c->ps + n_rows, c->s_duty = c->ps + 2 * n_rows, c->s_grad = c->ps + 3 * n_rows,
+    c->s_util = c->ps + 4 * n_rows;
+    c->first_temp = NAN;
+    double s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
+    for (size_t i = 0; i < c->m; i++) {
+        const th_telemetry_row *r = &c->rows[i];
         if (!r->is_step) {
             s_t0 = fmin(s_t0, r->t_s), s_t1 = fmax(s_t1, r->t_s);
             if (r->has & TH_COL_TEMP) {
-                if (isnan(first_temp)) first_temp = r->temp_c;
-                s_temp[n_temp++] = (pt){r->t_s, r->temp_c};
+                if (isnan(c->first_temp)) c->first_temp = r->temp_c;
+                c->s_temp[c->n_temp++] = (pt){r->t_s, r->temp_c};
             }
-            if (r->has & TH_COL_POWER) s_pow[n_pow++] = (pt){r->t_s, r->power_w};
-            if (r->has & TH_COL_DUTY) s_duty[n_duty++] = (pt){r->t_s, r->duty};
-            if (r->has & TH_COL_UTIL) s_util[n_util++] = (pt){r->t_s, r->util}, have_util_col = 1;
+            if (r->has & TH_COL_POWER) c->s_pow[c->n_pow++] = (pt){r->t_s, r->power_w};
+            if (r->has & TH_COL_DUTY_SET) c->s_duty[c->n_duty++] = (pt){r->t_s, r->duty_set};
+            if (r->has & TH_COL_UTIL) c->s_util[c->n_util++] = (pt){r->t_s, r->util}, c->have_util_col = 1;
         } else {
             k_t0 = fmin(k_t0, r->t_s), k_t1 = fmax(k_t1, r->t_s);
-            if (r->has & TH_COL_GRAD_NORM) s_grad[n_grad++] = (pt){r->t_s, r->grad_norm};
+            if (r->has & TH_COL_GRAD_NORM) c->s_grad[c->n_grad++] = (pt){r->t_s, r->grad_norm};
         }
     }
-    if (!n_duty) memcpy(s_duty, s_util, n_util * sizeof *s_util), n_duty = n_util;
-    if (a->sample_rows && a->step_rows && (k_t0 > s_t1 + o.tolerance_s || k_t1 < s_t0 - o.tolerance_s))
+    if (!c->n_duty) memcpy(c->s_duty, c->s_util, c->n_util * sizeof *c->s_util), c->n_duty = c->n_util;
+    double tol = c->o.tolerance_s;
+    if (a->sample_rows && a->step_rows && (k_t0 > s_t1 + tol || k_t1 < s_t0 - tol))
         warn(a, "step rows (%.1f-%.1f s) and sample rows (%.1f-%.1f s) do not overlap in time: different clocks? "
                 "(--step-offset shifts the step rows)", k_t0, k_t1, s_t0, s_t1);
-    if (!n_temp) warn(a, "no temperature column or value: thermal figures are NaN");
-    if (!n_pow) warn(a, "no power column or value: power figures are NaN");
-    if (!n_grad) warn(a, "no step rows with grad_norm: sigma_opt and the cross-correlation are NaN");
+    if (!c->n_temp) warn(a, "no temperature column or value: thermal figures are NaN");
+    if (!c->n_pow) warn(a, "no power column or value: power figures are NaN");
+    if (!c->n_grad) warn(a, "no step rows with grad_norm: sigma_opt and the cross-correlation are NaN");
+}
 
-    /* η_util per step: achieved rate (tokens per wall second since the previous step ended)
-     * over the full-duty rate (the 90th percentile of tokens per busy second, step_ms). */
-    pt *s_eta = malloc((a->step_rows + 1) * sizeof *s_eta);
-    double *busy_rate = malloc((a->step_rows + 1) * sizeof *busy_rate);
-    size_t n_eta = 0, n_busy = 0;
-    const char *eta_how = NULL;
-    if (!s_eta || !busy_rate) {
-        free(s_eta), free(busy_rate), free(rows), free(ps), free(a);
-        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+static int has_rate(const th_telemetry_row *r) {
+    return r->is_step && (r->has & TH_COL_TOKENS) && (r->has & TH_COL_STEP_MS) && r->step_ms > 0;
+}
+
+/* η_util per step: achieved rate (tokens per wall second since the previous step ended)
+ * over the full-duty rate (a high percentile of tokens per busy second, step_ms). */
+static th_status an_eta_util(an_ctx *c) {
+    th_analysis *a = c->a;
+    c->s_eta = th_alloc((a->step_rows + 1) * sizeof *c->s_eta);
+    double *busy_rate = th_alloc((a->step_rows + 1) * sizeof *busy_rate);
+    th_status st = TH_OK;
+    if (!c->s_eta || !busy_rate) {
+        st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+        goto done;
     }
-    for (size_t i = 0; i < m; i++)
-        if (rows[i].is_step && (rows[i].has & TH_COL_TOKENS) && (rows[i].has & TH_COL_STEP_MS) && rows[i].step_ms > 0)
-            busy_rate[n_busy++] = rows[i].tokens / (rows[i].step_ms / 1e3);
-    double full_rate = quantile(busy_rate, n_busy, 0.9);
+    size_t n_busy = 0;
+    for (size_t i = 0; i < c->m; i++)
+        if (has_rate(&c->rows[i])) busy_rate[n_busy++] = c->rows[i].tokens / (c->rows[i].step_ms / 1e3);
+    double full_rate;
+    if ((st = quantile(busy_rate, n_busy, AN_FULL_RATE_QUANTILE, &full_rate)) != TH_OK) goto done;
     if (n_busy >= 2 && full_rate > 0) {
         double prev_end = NAN;
-        for (size_t i = 0; i < m; i++) {
-            const th_telemetry_row *r = &rows[i];
-            if (!r->is_step || !(r->has & TH_COL_TOKENS) || !(r->has & TH_COL_STEP_MS) || !(r->step_ms > 0)) continue;
+        for (size_t i = 0; i < c->m; i++) {
+            const th_telemetry_row *r = &c->rows[i];
+            if (!has_rate(r)) continue;
             double wall = isfinite(prev_end) && r->t_s > prev_end ? r->t_s - prev_end : r->step_ms / 1e3;
             prev_end = r->t_s;
             double e = r->tokens / wall / full_rate;
-            s_eta[n_eta++] = (pt){r->t_s, e > 1 ? 1 : e < 0 ? 0 : e};
+            c->s_eta[c->n_eta++] = (pt){r->t_s, e > 1 ? 1 : e < 0 ? 0 : e};
         }
-        eta_how = "tokens per wall second between step ends / full-duty rate (90th percentile of tokens per busy "
-                  "second, step_ms)";
-    } else if (have_util_col) {
-        eta_how = "measured duty (util column): no step rows with tokens and step_ms";
+        c->eta_how = "tokens per wall second between step ends / full-duty rate (90th percentile of tokens per busy "
+                     "second, step_ms)";
+    } else if (c->have_util_col) {
+        c->eta_how = "measured duty (util column): no step rows with tokens and step_ms";
     }
-    free(busy_rate);
+done:
+    th_free(busy_rate);
+    return st;
+}
 
-    /* --- the grid */
-    double h = 1.0 / o.hz, t0 = rows[0].t_s, t1 = rows[m - 1].t_s;
-    size_t ng = (size_t)floor((t1 - t0) * o.hz + 1e-9) + 1;
+/* Puts every stream on the grid (o.hz) and allocates the analysis' series and the scratch
+ * arrays that go with them. */
+static th_status an_grid(an_ctx *c) {
+    th_analysis *a = c->a;
+    const th_analyze_opts *o = &c->o;
+    double h = c->h = 1.0 / o->hz, t0 = c->rows[0].t_s, t1 = c->rows[c->m - 1].t_s;
+    size_t ng = (size_t)floor((t1 - t0) * o->hz + 1e-9) + 1;
+    double *buf = th_alloc(11 * ng * sizeof *buf);
+    c->dTdt = th_alloc(4 * ng * sizeof *c->dTdt);
+    if (!buf || !c->dTdt) {
+        th_free(buf);
+        return th_fail(TH_ERR_NOMEM, "analyze: out of memory for %zu grid points", ng);
+    }
+    c->dPdt = c->dTdt + ng, c->hAv = c->dTdt + 2 * ng, c->tau_loc = c->dTdt + 3 * ng;
     a->n_grid = ng;
     a->t0_s = t0;
     a->duration_s = t1 - t0;
-    double *buf = malloc(11 * ng * sizeof *buf);
-    double *hA = malloc(3 * ng * sizeof *hA);
-    if (!buf || !hA) {
-        free(buf), free(hA), free(s_eta), free(rows), free(ps), free(a);
-        return th_fail(TH_ERR_NOMEM, "analyze: out of memory for %zu grid points", ng);
-    }
-    double *dTdt = hA + ng, *dPdt = hA + 2 * ng;
     a->t_s = buf, a->temp_c = buf + ng, a->power_w = buf + 2 * ng, a->duty = buf + 3 * ng, a->grad_norm = buf + 4 * ng;
     a->eta_util = buf + 5 * ng, a->eta_stab = buf + 6 * ng, a->a_load = buf + 7 * ng, a->tau_sustain = buf + 8 * ng;
     a->rle = buf + 9 * ng, a->resid_w = buf + 10 * ng;
     size_t c_temp = 0, c_pow = 0, c_duty = 0, c_grad = 0, c_eta = 0;
+    double tol = o->tolerance_s;
     for (size_t k = 0; k < ng; k++) {
         double tk = t0 + k * h;
         a->t_s[k] = tk - t0;
-        a->temp_c[k] = at(s_temp, n_temp, tk, h, o.tolerance_s, &c_temp);
-        a->power_w[k] = at(s_pow, n_pow, tk, h, o.tolerance_s, &c_pow);
-        a->duty[k] = at(s_duty, n_duty, tk, h, o.tolerance_s, &c_duty);
-        a->grad_norm[k] = at(s_grad, n_grad, tk, h, o.tolerance_s, &c_grad);
-        a->eta_util[k] = n_eta ? at(s_eta, n_eta, tk, h, o.tolerance_s, &c_eta) : NAN;
-        int ok = isfinite(a->temp_c[k]) && (n_pow == 0 || isfinite(a->power_w[k]));
-        if (ok) a->n_samples++;
+        a->temp_c[k] = at(c->s_temp, c->n_temp, tk, h, tol, &c_temp);
+        a->power_w[k] = at(c->s_pow, c->n_pow, tk, h, tol, &c_pow);
+        a->duty[k] = at(c->s_duty, c->n_duty, tk, h, tol, &c_duty);
+        a->grad_norm[k] = at(c->s_grad, c->n_grad, tk, h, tol, &c_grad);
+        a->eta_util[k] = c->n_eta ? at(c->s_eta, c->n_eta, tk, h, tol, &c_eta) : NAN;
+        if (isfinite(a->temp_c[k]) && (c->n_pow == 0 || isfinite(a->power_w[k]))) a->n_samples++;
     }
-    if (!n_eta && have_util_col) {
-        size_t c = 0;
-        for (size_t k = 0; k < ng; k++) a->eta_util[k] = at(s_util, n_util, t0 + k * h, h, o.tolerance_s, &c);
+    if (!c->n_eta && c->have_util_col) {
+        size_t cu = 0;
+        for (size_t k = 0; k < ng; k++) a->eta_util[k] = at(c->s_util, c->n_util, t0 + k * h, h, tol, &cu);
     }
-    free(s_eta);
     a->dropped = ng - a->n_samples;
     if (a->dropped)
         warn(a, "%zu of %zu grid points dropped: no temperature%s within +-%.1f s", a->dropped, ng,
-             n_pow ? " or power" : "", o.tolerance_s);
+             c->n_pow ? " or power" : "", tol);
+    return TH_OK;
+}
 
-    /* --- ambient, P_ref, P_idle */
-    double amb = o.ambient_c;
+/* Ambient, P_ref and P_idle: given, else from the session's profile, else from the log. */
+static th_status an_references(an_ctx *c) {
+    th_analysis *a = c->a;
+    th_status st = TH_OK;
+    double amb = c->o.ambient_c;
     if (isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "given (--ambient)");
     else if (isfinite(a->meta.ambient_c)) amb = a->meta.ambient_c;
-    else if (isfinite(first_temp)) {
-        amb = first_temp;
+    else if (isfinite(c->first_temp)) {
+        amb = c->first_temp;
         th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "first temperature sample");
     }
-    a->meta.ambient_c = amb;
-    a->p_ref_w = o.p_ref_w;
+    c->amb = a->meta.ambient_c = amb;
+    a->p_ref_w = c->o.p_ref_w;
     if (isfinite(a->p_ref_w)) th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "given");
     else if (isfinite(a->meta.p_max_w)) a->p_ref_w = a->meta.p_max_w, th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "profile p_max_w");
     else {
-        a->p_ref_w = quantile(a->power_w, ng, 1.0);
+        if ((st = quantile(a->power_w, a->n_grid, 1.0, &a->p_ref_w)) != TH_OK) return st;
         th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "highest power in the log (no profile)");
     }
-    a->p_idle_w = o.p_idle_w;
+    a->p_idle_w = c->o.p_idle_w;
     if (isfinite(a->p_idle_w)) th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "given");
     else if (isfinite(a->meta.p_idle_w)) a->p_idle_w = a->meta.p_idle_w, th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "profile p_idle_w");
     else {
-        a->p_idle_w = quantile(a->power_w, ng, 0.05);
+        st = quantile(a->power_w, a->n_grid, AN_P_IDLE_QUANTILE, &a->p_idle_w);
         th_an_fmt(a->p_idle_how, sizeof a->p_idle_how, "5th percentile of power in the log (no profile)");
     }
+    return st;
+}
 
-    /* --- fit τ, R, C over the session (ambient held at the recorded one) */
-    th_fo_fit fit;
-    int have_fit = 0;
-    if (n_temp && n_pow) {
-        th_status fs = th_fit_first_order(a->t_s, a->temp_c, a->power_w, ng, amb, 0, &fit);
+/* τ, R, C fitted over the session (ambient held at the recorded one). A fit that does not
+ * converge leaves those figures NaN with the reason; running out of memory fails. */
+static th_status an_fit(an_ctx *c) {
+    th_analysis *a = c->a;
+    if (c->n_temp && c->n_pow) {
+        th_status fs = th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
+        if (fs == TH_ERR_NOMEM) return fs;
         if (fs == TH_OK) {
-            have_fit = 1;
-            fig_set(a, TH_AN_TAU_FIT, fit.tau_s, th_an_interp_tau(fit.tau_s),
+            c->have_fit = 1;
+            fig_set(a, TH_AN_TAU_FIT, c->fit.tau_s, th_an_interp_tau(c->fit.tau_s),
                     "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu points, T_amb %.2f C held",
-                    fit.n, amb);
-            fig_set(a, TH_AN_R_FIT, fit.r_k_per_w, NULL, "from the same fit");
-            fig_set(a, TH_AN_C_FIT, fit.c_j_per_k, NULL, "tau / R");
-            fig_set(a, TH_AN_FIT_RMS, fit.rms_c, NULL, "RMS of T - model over the session");
+                    c->fit.n, c->amb);
+            fig_set(a, TH_AN_R_FIT, c->fit.r_k_per_w, NULL, "from the same fit");
+            fig_set(a, TH_AN_C_FIT, c->fit.c_j_per_k, NULL, "tau / R");
+            fig_set(a, TH_AN_FIT_RMS, c->fit.rms_c, NULL, "RMS of T - model over the session");
         } else {
             for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++) fig_set(a, (th_an_figure_id)id, NAN, NULL, "%s", th_last_error());
             warn(a, "first-order fit: %s", th_last_error());
@@ -538,158 +597,208 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
         for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++)
             fig_set(a, (th_an_figure_id)id, NAN, NULL, "needs temperature and power");
     }
-    double R = have_fit ? fit.r_k_per_w : a->meta.r_k_per_w, tau_fit = have_fit ? fit.tau_s : NAN;
+    c->R = c->have_fit ? c->fit.r_k_per_w : a->meta.r_k_per_w;
+    c->tau_fit = c->have_fit ? c->fit.tau_s : NAN;
+    return TH_OK;
+}
 
-    /* --- local slopes */
-    int half_s = (int)floor(o.slope_window_s * o.hz / 2 + 0.5), half_w = (int)floor(o.window_s * o.hz / 2 + 0.5);
+/* Per grid point: local slopes, hA, η_stability, A_load, τ_local and τ_sustain, RLE. */
+static void an_local(an_ctx *c, size_t *n_local, size_t *n_fallback) {
+    th_analysis *a = c->a;
+    size_t ng = a->n_grid;
+    int half_s = (int)floor(c->o.slope_window_s * c->o.hz / 2 + 0.5), half_w = (int)floor(c->o.window_s * c->o.hz / 2 + 0.5);
     if (half_s < 1) half_s = 1;
     if (half_w < 1) half_w = 1;
     for (size_t k = 0; k < ng; k++) {
         size_t lo = k >= (size_t)half_s ? k - half_s : 0, hi = k + half_s < ng ? k + half_s : ng - 1;
-        dTdt[k] = isfinite(a->temp_c[k]) ? th_an_slope(a->t_s + lo, a->temp_c + lo, hi - lo + 1) : NAN;
-        dPdt[k] = isfinite(a->power_w[k]) ? th_an_slope(a->t_s + lo, a->power_w + lo, hi - lo + 1) : NAN;
+        c->dTdt[k] = isfinite(a->temp_c[k]) ? th_an_slope(a->t_s + lo, a->temp_c + lo, hi - lo + 1) : NAN;
+        c->dPdt[k] = isfinite(a->power_w[k]) ? th_an_slope(a->t_s + lo, a->power_w + lo, hi - lo + 1) : NAN;
+        double dT = a->temp_c[k] - c->amb;
+        c->hAv[k] = isfinite(dT) && dT > AN_DT_MIN_C && isfinite(a->power_w[k]) ? a->power_w[k] / dT : NAN;
     }
-
-    /* --- per grid point: hA, η_stability, A_load, τ_local and τ_sustain, RLE, balance */
-    double *hAv = malloc(ng * sizeof *hAv), *tau_loc = malloc(ng * sizeof *tau_loc);
-    if (!hAv || !tau_loc) {
-        free(hAv), free(tau_loc), free(hA), th_analysis_free(a), free(rows), free(ps);
-        return th_fail(TH_ERR_NOMEM, "analyze: out of memory");
-    }
-    const double dT_min = 1.0, slope_eps = 0.05;
-    for (size_t k = 0; k < ng; k++) {
-        double dT = a->temp_c[k] - amb;
-        hAv[k] = isfinite(dT) && dT > dT_min && isfinite(a->power_w[k]) ? a->power_w[k] / dT : NAN;
-    }
-    size_t n_local = 0, n_fallback = 0;
+    *n_local = *n_fallback = 0;
     for (size_t k = 0; k < ng; k++) {
         size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
         double s = 0, ss = 0;
-        int c = 0;
+        int cnt = 0;
         for (size_t j = lo; j <= hi; j++)
-            if (isfinite(hAv[j])) s += hAv[j], ss += hAv[j] * hAv[j], c++;
+            if (isfinite(c->hAv[j])) s += c->hAv[j], ss += c->hAv[j] * c->hAv[j], cnt++;
         a->eta_stab[k] = NAN;
-        if (c >= 3 && s > 0) {
-            double mu = s / c, var = fmax(0, ss / c - mu * mu);
+        if (cnt >= 3 && s > 0) {
+            double mu = s / cnt, var = fmax(0, ss / cnt - mu * mu);
             double e = 1 - sqrt(var) / mu;
             a->eta_stab[k] = e < 0 ? 0 : e > 1 ? 1 : e;
         }
-        a->a_load[k] = isfinite(dPdt[k]) && a->p_ref_w > 0 ? 1 + fabs(dPdt[k]) / a->p_ref_w : NAN;
-        tau_loc[k] = NAN;
-        if (isfinite(R) && isfinite(dTdt[k]) && fabs(dTdt[k]) >= slope_eps && isfinite(a->power_w[k])) {
-            double tl = (amb + R * a->power_w[k] - a->temp_c[k]) / dTdt[k];
-            if (tl > 0 && tl < 10 * fmax(a->duration_s, 1)) tau_loc[k] = tl;
+        a->a_load[k] = isfinite(c->dPdt[k]) && a->p_ref_w > 0 ? 1 + fabs(c->dPdt[k]) / a->p_ref_w : NAN;
+        c->tau_loc[k] = NAN;
+        if (isfinite(c->R) && isfinite(c->dTdt[k]) && fabs(c->dTdt[k]) >= AN_SLOPE_MIN_C_PER_S && isfinite(a->power_w[k])) {
+            double tl = (c->amb + c->R * a->power_w[k] - a->temp_c[k]) / c->dTdt[k];
+            if (tl > 0 && tl < AN_TAU_LOCAL_MAX_RECORDS * fmax(a->duration_s, 1)) c->tau_loc[k] = tl;
         }
-        if (isfinite(tau_loc[k])) a->tau_sustain[k] = tau_loc[k], n_local++;
-        else if (isfinite(a->temp_c[k])) a->tau_sustain[k] = tau_fit, n_fallback += isfinite(tau_fit);
+        if (isfinite(c->tau_loc[k])) a->tau_sustain[k] = c->tau_loc[k], (*n_local)++;
+        else if (isfinite(a->temp_c[k])) a->tau_sustain[k] = c->tau_fit, *n_fallback += isfinite(c->tau_fit);
         else a->tau_sustain[k] = NAN;
         a->rle[k] = a->eta_util[k] * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
     }
+}
 
-    size_t cnt;
+/* The session figures: means and medians of the per-point series, σ_opt, η_p and the
+ * energy balance. */
+static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
+    th_analysis *a = c->a;
+    const th_analyze_opts *o = &c->o;
+    size_t ng = a->n_grid, cnt;
+    th_status st;
     double v = mean_of(a->eta_util, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_ETA_UTIL, v, NULL, "mean over %zu grid points of %s", cnt, eta_how);
+    if (cnt) fig_set(a, TH_AN_ETA_UTIL, v, NULL, "mean over %zu grid points of %s", cnt, c->eta_how);
     else fig_set(a, TH_AN_ETA_UTIL, NAN, NULL, "no step rows with tokens and step_ms, and no util column");
     v = mean_of(a->eta_stab, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA) in a %.0f s window, hA = P/(T - T_amb), points with T - T_amb <= %.0f C left out", cnt, o.window_s, dT_min);
-    else fig_set(a, TH_AN_ETA_STABILITY, NAN, NULL, "needs power and a temperature above ambient + %.0f C at 3+ points in a window", dT_min);
+    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA) in a %.0f s window, hA = P/(T - T_amb), points with T - T_amb <= %.0f C left out", cnt, o->window_s, AN_DT_MIN_C);
+    else fig_set(a, TH_AN_ETA_STABILITY, NAN, NULL, "needs power and a temperature above ambient + %.0f C at 3+ points in a window", AN_DT_MIN_C);
     v = mean_of(a->a_load, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the least-squares slope over %.0f s, P_ref %.1f W (%s)", o.slope_window_s, a->p_ref_w, a->p_ref_how);
+    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the least-squares slope over %.0f s, P_ref %.1f W (%s)", o->slope_window_s, a->p_ref_w, a->p_ref_how);
     else fig_set(a, TH_AN_A_LOAD, NAN, NULL, "needs power");
-    v = quantile(tau_loc, ng, 0.5);
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median over %zu points of (T_amb + R*P - T)/(dT/dt), where |dT/dt| >= %.2f C/s", n_local, slope_eps);
-    else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "%s", isfinite(R) ? "dT/dt never reached 0.05 C/s: no transient" : "needs R (no fit, no profile)");
-    v = quantile(a->tau_sustain, ng, 0.5);
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "median of tau_th: the local estimate at %zu points, the fitted tau where |dT/dt| < %.2f C/s or the local one is not positive (%zu points)", n_local, slope_eps, n_fallback);
+    if ((st = quantile(c->tau_loc, ng, 0.5, &v)) != TH_OK) return st;
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median over %zu points of (T_amb + R*P - T)/(dT/dt), where |dT/dt| >= %.2f C/s", n_local, AN_SLOPE_MIN_C_PER_S);
+    else if (isfinite(c->R)) fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "dT/dt never reached %.2f C/s: no transient", AN_SLOPE_MIN_C_PER_S);
+    else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "needs R (no fit, no profile)");
+    if ((st = quantile(a->tau_sustain, ng, 0.5, &v)) != TH_OK) return st;
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "median of tau_th: the local estimate at %zu points, the fitted tau where |dT/dt| < %.2f C/s or the local one is not positive (%zu points)", n_local, AN_SLOPE_MIN_C_PER_S, n_fallback);
     else fig_set(a, TH_AN_TAU_SUSTAIN, NAN, NULL, "no local or fitted tau");
     v = mean_of(a->rle, ng, &cnt);
     if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))", cnt);
     else fig_set(a, TH_AN_RLE, NAN, NULL, "no point has all of eta_util, eta_stability, A_load and tau_sustain");
 
     /* σ_opt over the step rows themselves */
-    {
-        double s = 0, ss = 0;
-        size_t c = 0;
-        for (size_t i = 0; i < n_grad; i++) s += s_grad[i].v, ss += s_grad[i].v * s_grad[i].v, c++;
-        if (c >= 2 && s > 0) {
-            double mu = s / c, sd = sqrt(fmax(0, (ss - c * mu * mu) / (c - 1)));
-            fig_set(a, TH_AN_SIGMA_OPT, sd / mu, NULL, "std/mean of grad_norm over %zu step rows", c);
-        } else {
-            fig_set(a, TH_AN_SIGMA_OPT, NAN, NULL, "needs 2+ step rows with grad_norm (%zu)", c);
-        }
+    double s = 0, ss = 0;
+    size_t n = c->n_grad;
+    for (size_t i = 0; i < n; i++) s += c->s_grad[i].v, ss += c->s_grad[i].v * c->s_grad[i].v;
+    if (n >= 2 && s > 0) {
+        double mu = s / n, sd = sqrt(fmax(0, (ss - n * mu * mu) / (n - 1)));
+        fig_set(a, TH_AN_SIGMA_OPT, sd / mu, NULL, "std/mean of grad_norm over %zu step rows", n);
+    } else {
+        fig_set(a, TH_AN_SIGMA_OPT, NAN, NULL, "needs 2+ step rows with grad_norm (%zu)", n);
     }
 
     /* η_p */
-    {
-        double sp = 0, su = 0;
-        size_t c = 0;
-        for (size_t k = 0; k < ng; k++)
-            if (isfinite(a->power_w[k])) sp += a->power_w[k], su += a->power_w[k] - a->p_idle_w, c++;
-        if (c && sp > 0 && isfinite(a->p_idle_w))
-            fig_set(a, TH_AN_ETA_P, su / sp, th_an_interp_eta_p(su / sp), "mean(P - P_idle)/mean(P) over %zu points, P_idle %.2f W (%s)", c, a->p_idle_w, a->p_idle_how);
-        else
-            fig_set(a, TH_AN_ETA_P, NAN, NULL, "needs power");
-    }
+    double sp = 0, su = 0;
+    cnt = 0;
+    for (size_t k = 0; k < ng; k++)
+        if (isfinite(a->power_w[k])) sp += a->power_w[k], su += a->power_w[k] - a->p_idle_w, cnt++;
+    if (cnt && sp > 0 && isfinite(a->p_idle_w))
+        fig_set(a, TH_AN_ETA_P, su / sp, th_an_interp_eta_p(su / sp), "mean(P - P_idle)/mean(P) over %zu points, P_idle %.2f W (%s)", cnt, a->p_idle_w, a->p_idle_how);
+    else
+        fig_set(a, TH_AN_ETA_P, NAN, NULL, "needs power");
 
     /* energy balance with the profile's R, C where the session names one, else the fitted */
-    {
-        double Rb = a->meta.r_k_per_w, Cb = a->meta.c_j_per_k;
-        const char *which = "the profile's R and C";
-        if (!(isfinite(Rb) && isfinite(Cb))) Rb = have_fit ? fit.r_k_per_w : NAN, Cb = have_fit ? fit.c_j_per_k : NAN, which = "the fitted R and C";
-        double ss = 0, sp = 0;
-        size_t c = 0;
-        for (size_t k = 0; k < ng; k++) {
-            a->resid_w[k] = a->power_w[k] - (a->temp_c[k] - amb) / Rb - Cb * dTdt[k];
-            if (isfinite(a->resid_w[k])) ss += a->resid_w[k] * a->resid_w[k], sp += a->power_w[k], c++;
-        }
-        if (c) {
-            fig_set(a, TH_AN_BALANCE_RMS, sqrt(ss / c), NULL, "RMS over %zu points of P - (T - T_amb)/R - C*dT/dt with %s (R %.4g K/W, C %.4g J/K)", c, which, Rb, Cb);
-            fig_set(a, TH_AN_BALANCE_REL, sqrt(ss / c) / (sp / c), NULL, "the RMS residual over the mean power");
-        } else {
-            fig_set(a, TH_AN_BALANCE_RMS, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
-            fig_set(a, TH_AN_BALANCE_REL, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
-        }
+    double Rb = a->meta.r_k_per_w, Cb = a->meta.c_j_per_k;
+    const char *which = "the profile's R and C";
+    if (!(isfinite(Rb) && isfinite(Cb)))
+        Rb = c->have_fit ? c->fit.r_k_per_w : NAN, Cb = c->have_fit ? c->fit.c_j_per_k : NAN, which = "the fitted R and C";
+    ss = sp = 0;
+    cnt = 0;
+    for (size_t k = 0; k < ng; k++) {
+        a->resid_w[k] = a->power_w[k] - (a->temp_c[k] - c->amb) / Rb - Cb * c->dTdt[k];
+        if (isfinite(a->resid_w[k])) ss += a->resid_w[k] * a->resid_w[k], sp += a->power_w[k], cnt++;
     }
+    if (cnt) {
+        fig_set(a, TH_AN_BALANCE_RMS, sqrt(ss / cnt), NULL, "RMS over %zu points of P - (T - T_amb)/R - C*dT/dt with %s (R %.4g K/W, C %.4g J/K)", cnt, which, Rb, Cb);
+        fig_set(a, TH_AN_BALANCE_REL, sqrt(ss / cnt) / (sp / cnt), NULL, "the RMS residual over the mean power");
+    } else {
+        fig_set(a, TH_AN_BALANCE_RMS, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
+        fig_set(a, TH_AN_BALANCE_REL, NAN, NULL, "needs temperature, power and R, C (fit or profile)");
+    }
+    return TH_OK;
+}
 
-    /* cross-correlation of RLE(t) with grad norm(t + k), both linearly detrended */
-    if (n_grad && a->n_samples < 30)
+/* Cross-correlation of RLE(t) with grad norm(t + k), both linearly detrended; r_peak, t_lag
+ * and the causal reading. Uses hAv and tau_loc as scratch. */
+static void an_xcorr(an_ctx *c) {
+    th_analysis *a = c->a;
+    size_t ng = a->n_grid;
+    int max_lag = c->o.max_lag;
+    if (c->n_grad && a->n_samples < AN_XCORR_MIN_SECONDS)
         warn(a, "only %zu aligned seconds: the cross-correlation rests on few pairs; run 60 s or more for a "
                 "reliable r_peak", a->n_samples);
-    {
-        double *x = hAv, *g = tau_loc; /* reuse as scratch */
-        memcpy(x, a->rle, ng * sizeof *x);
-        memcpy(g, a->grad_norm, ng * sizeof *g);
-        detrend(x, a->t_s, ng);
-        detrend(g, a->t_s, ng);
-        int best = 0, any = 0;
-        double best_r = NAN;
-        for (int k = -o.max_lag; k <= o.max_lag; k++) {
-            int idx = k + o.max_lag;
-            a->xcorr_r[idx] = pearson_lag(x, g, ng, k, &a->xcorr_pairs[idx]);
-            double r = a->xcorr_r[idx];
-            if (!isfinite(r)) continue;
-            if (!any || fabs(r) > fabs(best_r) + 1e-12 || (fabs(fabs(r) - fabs(best_r)) <= 1e-12 && abs(k) < abs(best)))
-                best = k, best_r = r, any = 1;
-        }
-        if (any) {
-            double lag = best * h;
-            fig_set(a, TH_AN_R_PEAK, best_r, th_an_interp_r(best_r), "Pearson r of RLE(t) and grad_norm(t + t_lag), both linearly detrended, %d pairs", a->xcorr_pairs[best + o.max_lag]);
-            fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", o.max_lag, o.max_lag);
-            const char *strength = fabs(best_r) > 0.5 ? "strong" : fabs(best_r) >= 0.3 ? "moderate" : "weak";
-            if (best < 0)
-                th_an_fmt(a->causal, sizeof a->causal, "t_lag < 0: gradient-norm changes precede RLE changes by %.0f s; %s %s coupling (%s)", -lag, strength, best_r < 0 ? "inverse" : "direct", best_r < 0 ? "gradient spikes precede RLE drops" : "gradient spikes precede RLE rises");
-            else if (best > 0)
-                th_an_fmt(a->causal, sizeof a->causal, "t_lag > 0: RLE changes precede gradient-norm changes by %.0f s; %s %s coupling", lag, strength, best_r < 0 ? "inverse" : "direct");
-            else
-                th_an_fmt(a->causal, sizeof a->causal, "t_lag = 0: RLE and gradient norm move together (no causal order at 1 s resolution); %s %s coupling", strength, best_r < 0 ? "inverse" : "direct");
-        } else {
-            const char *why = n_grad ? "fewer than 8 grid points with both RLE and grad norm at every lag" : "no grad norm (no step rows)";
-            fig_set(a, TH_AN_R_PEAK, NAN, NULL, "%s", why);
-            fig_set(a, TH_AN_T_LAG, NAN, NULL, "%s", why);
-            th_an_fmt(a->causal, sizeof a->causal, "no causal reading: %s", why);
-        }
+    double *x = c->hAv, *g = c->tau_loc;
+    memcpy(x, a->rle, ng * sizeof *x);
+    memcpy(g, a->grad_norm, ng * sizeof *g);
+    detrend(x, a->t_s, ng);
+    detrend(g, a->t_s, ng);
+    int best = 0, any = 0;
+    double best_r = NAN;
+    for (int k = -max_lag; k <= max_lag; k++) {
+        int idx = k + max_lag;
+        a->xcorr_r[idx] = pearson_lag(x, g, ng, k, &a->xcorr_pairs[idx]);
+        double r = a->xcorr_r[idx];
+        if (!isfinite(r)) continue;
+        if (!any || fabs(r) > fabs(best_r) + 1e-12 || (fabs(fabs(r) - fabs(best_r)) <= 1e-12 && abs(k) < abs(best)))
+            best = k, best_r = r, any = 1;
     }
-    free(hAv), free(tau_loc), free(hA), free(rows), free(ps);
+    if (!any) {
+        char why[120];
+        if (c->n_grad) th_an_fmt(why, sizeof why, "fewer than %d grid points with both RLE and grad norm at every lag", AN_MIN_PAIRS);
+        else th_an_fmt(why, sizeof why, "no grad norm (no step rows)");
+        fig_set(a, TH_AN_R_PEAK, NAN, NULL, "%s", why);
+        fig_set(a, TH_AN_T_LAG, NAN, NULL, "%s", why);
+        th_an_fmt(a->causal, sizeof a->causal, "no causal reading: %s", why);
+        return;
+    }
+    double lag = best * c->h;
+    fig_set(a, TH_AN_R_PEAK, best_r, th_an_interp_r(best_r), "Pearson r of RLE(t) and grad_norm(t + t_lag), both linearly detrended, %d pairs", a->xcorr_pairs[best + max_lag]);
+    fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", max_lag, max_lag);
+    const char *strength = r_strengths[r_strength(best_r)].word, *sense = best_r < 0 ? "inverse" : "direct";
+    if (best < 0)
+        th_an_fmt(a->causal, sizeof a->causal, "t_lag < 0: gradient-norm changes precede RLE changes by %.0f s; %s %s coupling (%s)", -lag, strength, sense, best_r < 0 ? "gradient spikes precede RLE drops" : "gradient spikes precede RLE rises");
+    else if (best > 0)
+        th_an_fmt(a->causal, sizeof a->causal, "t_lag > 0: RLE changes precede gradient-norm changes by %.0f s; %s %s coupling", lag, strength, sense);
+    else
+        th_an_fmt(a->causal, sizeof a->causal, "t_lag = 0: RLE and gradient norm move together (no causal order at 1 s resolution); %s %s coupling", strength, sense);
+}
+
+th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
+                          const th_analyze_opts *o_in, th_analysis **out) {
+    an_ctx c;
+    memset(&c, 0, sizeof c);
+    c.o = o_in ? *o_in : th_analyze_defaults();
+    if (!(c.o.hz > 0)) c.o.hz = 1;
+    if (!(c.o.tolerance_s >= 0)) c.o.tolerance_s = 2;
+    if (c.o.max_lag < 0 || c.o.max_lag > TH_AN_MAX_LAG) c.o.max_lag = 3;
+    th_status st = TH_OK;
+    th_analysis *a = c.a = th_calloc(1, sizeof *a);
+    c.rows = n_rows ? th_alloc(n_rows * sizeof *c.rows) : NULL;
+    c.ps = n_rows ? th_alloc(5 * n_rows * sizeof *c.ps) : NULL;
+    if (!a || (n_rows && (!c.rows || !c.ps))) {
+        st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+        goto done;
+    }
+    if (meta) a->meta = *meta;
+    else th_session_meta_init(&a->meta);
+    for (int i = 0; i < TH_AN_COUNT; i++) {
+        a->fig[i].key = fig_names[i].key, a->fig[i].label = fig_names[i].label, a->fig[i].unit = fig_names[i].unit;
+        fig_set(a, (th_an_figure_id)i, NAN, NULL, "not computed");
+    }
+    a->max_lag = c.o.max_lag;
+    for (int k = 0; k < 2 * TH_AN_MAX_LAG + 1; k++) a->xcorr_r[k] = NAN;
+
+    size_t n_local, n_fallback;
+    if ((st = an_rows(&c, rows_in, n_rows)) != TH_OK) goto done;
+    an_streams(&c, n_rows);
+    if ((st = an_eta_util(&c)) != TH_OK || (st = an_grid(&c)) != TH_OK || (st = an_references(&c)) != TH_OK ||
+        (st = an_fit(&c)) != TH_OK)
+        goto done;
+    an_local(&c, &n_local, &n_fallback);
+    if ((st = an_figures(&c, n_local, n_fallback)) != TH_OK) goto done;
+    an_xcorr(&c);
+done:
+    th_free(c.rows);
+    th_free(c.ps);
+    th_free(c.s_eta);
+    th_free(c.dTdt);
+    if (st != TH_OK) {
+        th_analysis_free(a);
+        return st;
+    }
     *out = a;
     return TH_OK;
 }
@@ -718,14 +827,16 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
         th_an_fmt(tel, sizeof tel, "%s", path);
     }
     th_telemetry_row *rows = NULL;
-    size_t n = 0, bad = 0;
-    char first_bad[600] = "", strict_err[600] = "";
+    size_t n = 0;
+    char strict_err[600] = "";
+    th_telemetry_read_report rep = {0};
     th_status st = th_telemetry_read(tel, &rows, &n);
     if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
         th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
         th_free(rows);
         rows = NULL;
-        st = th_an_read_tolerant(tel, &rows, &n, &bad, first_bad, sizeof first_bad);
+        th_telemetry_read_options ro = {.tolerant = 1};
+        st = th_telemetry_read_opts(tel, &ro, &rows, &n, &rep);
     }
     if (st != TH_OK) return st;
     th_analysis *a = NULL;
@@ -733,8 +844,9 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     th_free(rows);
     if (st != TH_OK) return st;
     if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
-    a->bad_rows = bad;
-    if (bad) warn(a, "%zu line%s skipped; first: %s", bad, bad == 1 ? "" : "s", first_bad);
+    a->bad_rows = rep.bad_lines;
+    if (rep.bad_lines)
+        warn(a, "%zu line%s skipped; first: %s", rep.bad_lines, rep.bad_lines == 1 ? "" : "s", rep.first_bad);
     if (!a->meta.id[0]) {
         const char *base = strrchr(path, '/');
         th_an_fmt(a->meta.id, sizeof a->meta.id, "%s", base && base[1] ? base + 1 : path);

@@ -10,11 +10,6 @@
 /* snprintf that always terminates and never warns about truncation. */
 void th_an_fmt(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Reads a telemetry file tolerantly (see th_analyze_path): columns by header name, bad
- * lines skipped and counted, the first one described in first_bad. */
-th_status th_an_read_tolerant(const char *path, th_telemetry_row **rows, size_t *n, size_t *bad, char *first_bad,
-                              size_t first_bad_len);
-
 /* The manual's readings. */
 const char *th_an_interp_tau(double tau_s);
 const char *th_an_interp_eta_p(double eta_p);

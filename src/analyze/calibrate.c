@@ -131,8 +131,8 @@ th_status th_profile_write(const char *path, const th_thermal_profile *p) {
     th_atomic_file *af = NULL;
     if (st == TH_OK) st = th_atomic_open(path, &af);
     if (st == TH_OK) {
-        if (json_dumpf(o, th_atomic_stream(af), JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0)
-            th_atomic_fail(af, th_fail(TH_ERR_IO, "%s: cannot write the profile", path));
+        if (json_dump_callback(o, th_atomic_json_sink, af, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0)
+            th_atomic_fail(af, th_fail(TH_ERR_NOMEM, "%s: out of memory writing the profile", path));
         st = th_atomic_commit(af);
     }
     json_decref(o);

@@ -30,22 +30,6 @@ static void monitor_usage(FILE *f) {
                "  -- COMMAND        run COMMAND and log until it exits; otherwise log until Ctrl-C\n");
 }
 
-/* The simulated plant follows the machine's measured CPU utilization. */
-typedef struct {
-    th_plant *plant;
-    th_sensor *util;
-} sim_drive;
-
-static void drive_plant(const th_sample *s, th_status st, th_sense_health h, void *user) {
-    (void)s;
-    (void)st;
-    (void)h;
-    sim_drive *d = user;
-    th_sample u;
-    if (d->util && th_sensor_read(d->util, &u) == TH_OK && (u.valid & TH_SAMPLE_UTIL))
-        th_plant_set_duty(d->plant, u.util);
-}
-
 int cmd_monitor(int argc, char **argv) {
     th_sense_config cfg = th_sense_config_default();
     const char *out = NULL, *backend = NULL;
@@ -90,39 +74,30 @@ int cmd_monitor(int argc, char **argv) {
         return EXIT_USAGE;
     }
     cli_install_logger(TH_LOG_WARN);
-
-    th_sensor *sensor = NULL, *util = NULL;
-    th_telemetry *log = NULL;
-    th_sense_sampler *sampler = NULL;
+    // a monitored run that paces nothing: governor none, the log at --hz, and a simulated
+    // plant (when there is no sensor) heating at this machine's measured CPU utilization
+    th_run_opts ro = th_run_opts_default();
+    ro.sensor = backend;
+    ro.sense = cfg;
+    ro.hz = hz;
+    ro.telemetry_path = out;
+    ro.governor = "none";
+    ro.drive_plant_from_util = 1;
+    th_run *run = NULL;
     int rc = EXIT_OK;
-    th_status st = th_sensor_open(backend, &cfg, &sensor);
-    if (st != TH_OK) return cli_report(st, "monitor: sensor");
-    sim_drive drive = {th_sensor_plant(sensor), NULL};
-    if (drive.plant) {
-        if (th_sensor_open("procstat", &cfg, &util) == TH_OK) drive.util = util;
-        fprintf(stderr,
-                "thermo monitor: %s; using the simulated plant '%s' (modeled readings, not measured), driven by %s\n",
-                backend ? "simulated plant requested" : "no hardware sensors found",
-                th_plant_profile(drive.plant)->name,
-                util ? "this machine's measured CPU utilization (/proc/stat)" : "duty 0 (no /proc/stat)");
-    }
-    st = th_telemetry_open(out, th_telemetry_format_for(out), th_now_ns(), &log);
-    if (st != TH_OK) {
-        rc = cli_report(st, "monitor");
-        goto done;
-    }
-    th_sense_sampler_config sc = {hz, sensor, log, drive.plant ? drive_plant : NULL, &drive};
-    st = th_sense_sampler_start(&sc, &sampler);
-    if (st != TH_OK) {
-        rc = cli_report(st, "monitor");
-        goto done;
-    }
+    th_status st = th_run_start(&ro, &run);
+    if (st != TH_OK) return cli_report(st, "monitor");
+    th_plant *plant = th_sensor_plant(th_run_sensor(run));
+    if (plant)
+        fprintf(stderr, "thermo monitor: %s; using the simulated plant '%s' (modeled readings, not measured), driven by "
+                        "this machine's measured CPU utilization (/proc/stat)\n",
+                backend ? "simulated plant requested" : "no hardware sensors found", th_plant_profile(plant)->name);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    fprintf(stderr, "thermo monitor: logging %s at %g Hz to %s%s\n", th_sensor_backend(sensor), hz, out,
+    fprintf(stderr, "thermo monitor: logging %s at %g Hz to %s%s\n", th_sensor_backend(th_run_sensor(run)), hz, out,
             command ? "" : " (Ctrl-C to stop)");
 
     pid_t child = -1;
@@ -161,23 +136,13 @@ int cmd_monitor(int argc, char **argv) {
     }
 
 done:;
-    th_sample last;
-    th_status last_st = TH_OK;
-    th_sense_health h = TH_HEALTH_OK;
-    int have = sampler && th_sense_sampler_latest(sampler, &last, &last_st, &h);
-    uint64_t reads = sampler ? th_sense_sampler_reads(sampler) : 0;
-    th_status ls = th_sense_sampler_stop(sampler);
+    char why[320] = "";
+    th_sense_health h = th_sensor_health(th_run_sensor(run), why, sizeof why);
+    th_run_figures fig;
+    th_status ls = th_run_stop(run, &fig);
     if (ls != TH_OK && rc == EXIT_OK) rc = cli_report(ls, "monitor: log");
-    ls = th_telemetry_close(log);
-    if (ls != TH_OK && rc == EXIT_OK) rc = cli_report(ls, "monitor: log");
-    if (have) {
-        char why[320] = "";
-        h = th_sensor_health(sensor, why, sizeof why);
-        fprintf(stderr, "thermo monitor: %llu samples from %s (%s) written to %s; sensor health %s%s%s\n",
-                (unsigned long long)reads, last.source, last.origin == TH_ORIGIN_MODELED ? "modeled" : "measured", out,
-                th_sense_health_name(h), why[0] ? ": " : "", why);
-    }
-    th_sensor_close(util);
-    th_sensor_close(sensor);
+    fprintf(stderr, "thermo monitor: %llu samples from %s (%s) written to %s; sensor health %s%s%s\n",
+            (unsigned long long)fig.samples, fig.sensor, fig.origin_name, out, th_sense_health_name(h),
+            why[0] ? ": " : "", why);
     return rc;
 }

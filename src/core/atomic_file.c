@@ -13,13 +13,33 @@ struct th_atomic_file {
     FILE *f;
     char *path;     /* the file being replaced */
     char *tmp_path; /* path + ".tmp" */
+    char *dir_path; /* the directory holding path, fsynced after the rename */
     th_status status;
 };
 
 static void atomic_release(th_atomic_file *a) {
     th_free(a->path);
     th_free(a->tmp_path);
+    th_free(a->dir_path);
     th_free(a);
+}
+
+/* The directory part of path ("." for a bare name, "/" for a file in the root), th_alloc'd.
+ * Worked out at open so that publishing allocates nothing. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    char *dir = th_alloc(len + 2);
+    if (!dir) return NULL;
+    if (!slash) {
+        memcpy(dir, ".", 2);
+    } else if (len == 0) {
+        memcpy(dir, "/", 2);
+    } else {
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    return dir;
 }
 
 th_status th_atomic_open(const char *path, th_atomic_file **out) {
@@ -30,7 +50,8 @@ th_status th_atomic_open(const char *path, th_atomic_file **out) {
     if (!a) return th_fail(TH_ERR_NOMEM, "%s: out of memory for the writer", path);
     a->path = th_alloc(len + 1);
     a->tmp_path = th_alloc(len + 5);
-    if (!a->path || !a->tmp_path) {
+    a->dir_path = dir_of(path);
+    if (!a->path || !a->tmp_path || !a->dir_path) {
         st = th_fail(TH_ERR_NOMEM, "%s: out of memory for the file name", path);
         goto done;
     }
@@ -84,21 +105,8 @@ th_status th_atomic_finish(th_atomic_file *f) {
 
 /* Makes the rename durable. Best effort: some filesystems refuse fsync on a directory,
  * and by now the new file is in place either way. */
-static void fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    size_t len = slash ? (size_t)(slash - path) : 0;
-    char *dir = th_alloc(len + 2);
-    if (!dir) return;
-    if (!slash) {
-        memcpy(dir, ".", 2);
-    } else if (len == 0) {
-        memcpy(dir, "/", 2);
-    } else {
-        memcpy(dir, path, len);
-        dir[len] = '\0';
-    }
+static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    th_free(dir);
     if (fd < 0) return;
     fsync(fd);
     close(fd);
@@ -110,7 +118,7 @@ th_status th_atomic_publish(th_atomic_file *f) {
         st = th_fail(TH_ERR_IO, "%s: cannot rename %s over it: %s", f->path, f->tmp_path, strerror(errno));
         unlink(f->tmp_path);
     } else {
-        fsync_parent_dir(f->path);
+        fsync_dir(f->dir_path);
     }
     atomic_release(f);
     return st;
@@ -119,6 +127,11 @@ th_status th_atomic_publish(th_atomic_file *f) {
 th_status th_atomic_commit(th_atomic_file *f) {
     th_status st = th_atomic_finish(f);
     return st != TH_OK ? st : th_atomic_publish(f);
+}
+
+int th_atomic_json_sink(const char *buf, size_t n, void *user) {
+    th_atomic_write(user, buf, n);
+    return 0;
 }
 
 th_status th_atomic_write_file(const char *path, const void *data, size_t n) {

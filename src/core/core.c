@@ -99,14 +99,19 @@ double th_rng_normal(th_rng *rng) {
 /* ---------------------------------------------------------------------------------
  * allocation */
 
-static atomic_long alloc_countdown;
+static atomic_long alloc_countdown, alloc_faults;
 
 static int alloc_should_fail(void) {
     if (atomic_load_explicit(&alloc_countdown, memory_order_relaxed) <= 0) return 0;
-    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
+    if (atomic_fetch_sub(&alloc_countdown, 1) != 1) return 0;
+    atomic_fetch_add(&alloc_faults, 1);
+    return 1;
 }
 
-void th_alloc_fail_nth(long n) { atomic_store(&alloc_countdown, n > 0 ? n : 0); }
+long th_alloc_fail_nth(long n) {
+    atomic_store(&alloc_countdown, n > 0 ? n : 0);
+    return atomic_exchange(&alloc_faults, 0);
+}
 
 void *th_alloc(size_t bytes) {
     if (alloc_should_fail()) return NULL;

@@ -172,7 +172,7 @@ struct th_eco_tables {
 };
 
 static void table_free(table_t *t) {
-    free(t->rows);
+    th_free(t->rows);
     memset(t, 0, sizeof *t);
 }
 
@@ -235,7 +235,7 @@ static th_status table_parse(const th_csv *c, table_kind kind, table_t *out) {
     memset(out, 0, sizeof *out);
     if (!header_matches(c, s)) return missing_column(c, s);
     if (c->nrows == 0) return th_fail(TH_ERR_FORMAT, "%s: no rows", c->path);
-    out->rows = calloc(c->nrows, sizeof *out->rows);
+    out->rows = th_calloc(c->nrows, sizeof *out->rows);
     if (!out->rows) return th_fail(TH_ERR_NOMEM, "%s: out of memory", c->path);
     snprintf(out->path, sizeof out->path, "%s", c->path);
     int csrc = th_csv_col(c, "source"), cyear = th_csv_col(c, "year"), cbasis = th_csv_col(c, "basis");
@@ -381,7 +381,7 @@ th_status th_eco_tables_load(th_eco_tables **out, const char *dir) {
     *out = NULL;
     char dbuf[1024];
     if (!dir) dir = default_dir(dbuf, sizeof dbuf);
-    th_eco_tables *t = calloc(1, sizeof *t);
+    th_eco_tables *t = th_calloc(1, sizeof *t);
     if (!t) return th_fail(TH_ERR_NOMEM, "eco tables: out of memory");
     for (int k = 0; k < T_COUNT; k++) {
         char path[1200];
@@ -399,7 +399,7 @@ th_status th_eco_tables_load(th_eco_tables **out, const char *dir) {
 void th_eco_tables_free(th_eco_tables *t) {
     if (!t) return;
     for (int k = 0; k < T_COUNT; k++) table_free(&t->t[k]);
-    free(t);
+    th_free(t);
 }
 
 th_status th_eco_tables_replace(th_eco_tables *t, const char *path) {
@@ -499,6 +499,12 @@ static void resolve_ewif(const th_eco_tables *t, const char *region, th_eco_fact
     from_row(&out->f[TH_ECO_F_GAS_SHARE], mix, m, m->v[1]);
 }
 
+/* The key of row i of a table (user), for th_names_join. */
+static const char *row_key_at(size_t i, void *user) {
+    const table_t *t = user;
+    return i < t->n ? t->rows[i].key[0] : NULL;
+}
+
 th_status th_eco_factors_resolve(const th_eco_tables *t, const char *region, const char *preset, th_eco_factors *out) {
     if (!t || !out) return th_fail(TH_ERR_INVALID, "eco factors: NULL argument");
     if (!region) region = "WORLD";
@@ -506,10 +512,7 @@ th_status th_eco_factors_resolve(const th_eco_tables *t, const char *region, con
     const row_t *g = find(&t->t[T_GRID], region, NULL);
     if (!g) {
         char list[600];
-        size_t used = 0;
-        list[0] = '\0';
-        for (size_t i = 0; i < t->t[T_GRID].n && used + 20 < sizeof list; i++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", t->t[T_GRID].rows[i].key[0]);
+        th_names_join(list, sizeof list, row_key_at, (void *)&t->t[T_GRID], ", ");
         return th_fail(TH_ERR_INVALID, "unknown region '%s' (known: %s)", region, list);
     }
     const row_t *pp = find(&t->t[T_PRESETS], preset, "pue"), *pw = find(&t->t[T_PRESETS], preset, "wue_site");
@@ -558,10 +561,7 @@ th_status th_eco_factors_set_cooling(const th_eco_tables *t, th_eco_factors *f, 
     const row_t *row = find(&t->t[T_COOLING], cooling, NULL);
     if (!row) {
         char list[400];
-        size_t used = 0;
-        list[0] = '\0';
-        for (size_t i = 0; i < t->t[T_COOLING].n && used + 40 < sizeof list; i++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", t->t[T_COOLING].rows[i].key[0]);
+        th_names_join(list, sizeof list, row_key_at, (void *)&t->t[T_COOLING], ", ");
         return th_fail(TH_ERR_INVALID, "unknown cooling type '%s' (known: %s)", cooling, list);
     }
     from_row(&f->f[TH_ECO_F_WUE_SITE], &t->t[T_COOLING], row, row->v[0]);

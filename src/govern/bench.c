@@ -134,16 +134,14 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
 
     th_plant *pl = NULL;
     th_governor *g = NULL;
+    th_atomic_file *trace_file = NULL;
     FILE *trace = NULL;
     th_status st = th_plant_create(profile, o.seed, &pl);
     if (st != TH_OK) return st;
     if ((st = th_governor_create(governor, &gc, &g)) != TH_OK) goto done;
     if (o.trace_path) {
-        trace = fopen(o.trace_path, "w");
-        if (!trace) {
-            st = th_fail(TH_ERR_IO, "bench governor: cannot write trace %s", o.trace_path);
-            goto done;
-        }
+        if ((st = th_atomic_open(o.trace_path, &trace_file)) != TH_OK) goto done;
+        trace = th_atomic_stream(trace_file);
         fprintf(trace, "t_s,temp_c,sensor_c,duty,power_w,work\n");
     }
 
@@ -183,7 +181,8 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
         memset(&s, 0, sizeof s);
         uint64_t t_ns = (uint64_t)llround((t + 1.0) * 1e9); /* sample clock starts at 1 s, never 0 */
         th_status rst = th_plant_read(pl, t_ns, &s);
-        th_gov_input in = {.sample = &s, .read_status = rst, .health = TH_HEALTH_OK, .now_ns = t_ns};
+        /* no th_sensor here: the plant is read every period, so the sample is always fresh */
+        th_gov_input in = {.sample = &s, .read_status = rst, .health = TH_HEALTH_OK};
         th_gov_output d;
         uint64_t a = th_now_ns();
         th_governor_decide(g, &in, k == 0 ? 0.0 : dt, &d);
@@ -216,7 +215,10 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     out->mean_duty = steps > 0 ? duty_sum / steps : 0;
     out->decision_us = steps > 0 ? (double)decide_ns / steps / 1e3 : 0;
 done:
-    if (trace && fclose(trace) != 0 && st == TH_OK) st = th_fail(TH_ERR_IO, "bench governor: cannot write trace %s", o.trace_path);
+    if (trace_file && st == TH_OK)
+        st = th_atomic_commit(trace_file);
+    else
+        th_atomic_abort(trace_file);
     th_governor_free(g);
     th_plant_free(pl);
     return st;

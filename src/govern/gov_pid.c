@@ -89,6 +89,8 @@ static void pid_describe(const void *state, const th_gov_config *cfg, char *buf,
                  p->err, p->err_integral);
 }
 
+double th_gov_pid_integral(const void *state) { return ((const pid_state *)state)->err_integral; }
+
 const th_governor_ops th_gov_pid_ops = {
     .name = "pid",
     .api_version = TH_GOV_API_VERSION,

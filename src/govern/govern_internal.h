@@ -29,6 +29,15 @@ typedef struct {
 extern const th_governor_ops th_gov_none_ops, th_gov_bang_bang_ops, th_gov_step_wise_ops, th_gov_pid_ops,
     th_gov_predictive_ops;
 
+/* Creates a governor from an ops struct not (necessarily) in the registry; fails with
+ * TH_ERR_UNSUPPORTED when its api_version is not TH_GOV_API_VERSION, else as
+ * th_governor_create. For tests and out-of-tree governors. */
+th_status th_governor_create_ops(const th_governor_ops *ops, const th_gov_config *cfg, th_governor **out);
+/* The governor's own state (state_size bytes, NULL if 0), read-only: for tests. */
+const void *th_governor_state(const th_governor *g);
+/* pid: Σerr, the integral of its state (tests read it here instead of parsing the status). */
+double th_gov_pid_integral(const void *pid_state);
+
 static inline double th_gov_temp_c(const th_sample *s) { return s->temp_mc / 1000.0; }
 static inline double th_gov_clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
 

@@ -1,6 +1,8 @@
 /* governor.c: the governor registry, configuration defaults, and the wrapper every
- * decision goes through: it checks the sample (the fail-safe of invariant 2), calls the
- * governor's pure decide(), clamps the duty and publishes the thread cap. */
+ * decision goes through: it checks the input (the fail-safe of invariant 2: the sensor's
+ * health, the read, the sample's plausibility), calls the governor's pure decide(), clamps
+ * the duty and publishes the thread cap. It logs nothing: fail-safe transitions are output
+ * fields. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,8 +29,6 @@ th_gov_config th_gov_config_default(double limit_c) {
     c.period_s = 0.1;
     c.safe_duty = 0.5;
     c.min_duty = 0.05;
-    c.stale_s = 2.0;
-    c.stuck_s = 120.0;
     c.recover_samples = 3;
     c.hysteresis_c = 2.0;
     c.switch_on_c = limit_c - 10.0;
@@ -54,14 +54,13 @@ double th_gov_default_limit_c(const th_thermal_profile *p) { return p->t_max_ope
 static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
     if (!in) return th_fail(TH_ERR_INVALID, "governor: no configuration");
     *c = *in;
-    if (!isfinite(c->limit_c) || c->limit_c < -40 || c->limit_c > 150)
-        return th_fail(TH_ERR_INVALID, "governor: limit_c must be a temperature in -40..150 °C, got %g", c->limit_c);
+    if (!isfinite(c->limit_c) || c->limit_c < TH_SENSE_TEMP_MIN_MC / 1000.0 || c->limit_c > TH_SENSE_TEMP_MAX_MC / 1000.0)
+        return th_fail(TH_ERR_INVALID, "governor: limit_c must be a temperature in %g..%g °C, got %g",
+                       TH_SENSE_TEMP_MIN_MC / 1000.0, TH_SENSE_TEMP_MAX_MC / 1000.0, c->limit_c);
     th_gov_config d = th_gov_config_default(c->limit_c);
     if (!(c->period_s > 0)) c->period_s = d.period_s;
     if (c->safe_duty == 0) c->safe_duty = d.safe_duty;
     if (c->min_duty == 0) c->min_duty = d.min_duty;
-    if (!(c->stale_s > 0)) c->stale_s = d.stale_s;
-    if (c->stuck_s < 0 || !isfinite(c->stuck_s)) c->stuck_s = d.stuck_s;
     if (c->recover_samples <= 0) c->recover_samples = d.recover_samples;
     if (!(c->hysteresis_c > 0)) c->hysteresis_c = d.hysteresis_c;
     if (c->switch_on_c == 0 || !isfinite(c->switch_on_c)) c->switch_on_c = d.switch_on_c;
@@ -93,15 +92,9 @@ struct th_governor {
     const th_governor_ops *ops;
     th_gov_config cfg;
     void *state;
-    /* sample checks the wrapper keeps (a sample may come straight from a plant, with no
-     * th_sensor to track its health) */
-    uint64_t last_t_ns;   /* timestamp of the last sample seen */
-    double repeat_s;      /* how long the timestamp has not advanced */
-    int32_t stuck_mc;     /* the temperature being watched for sticking */
-    double stuck_for_s;
-    int have_last;
-    int fail_safe;        /* currently in fail-safe */
-    int good_run;         /* good samples in a row while in fail-safe */
+    int fail_safe;            /* currently in fail-safe */
+    th_sense_health fail_why; /* the health that put it there */
+    int good_run;             /* good samples in a row while in fail-safe */
     char reason[256];
     char status[320];
 };
@@ -112,34 +105,46 @@ static int find_ops(const char *name) {
     return -1;
 }
 
+static const char *name_at(size_t i, void *user) {
+    (void)user;
+    return th_governor_name(i);
+}
+
 th_status th_governor_create(const char *name, const th_gov_config *cfg, th_governor **out) {
     int i = name ? find_ops(name) : -1;
-    if (i < 0)
-        return th_fail(TH_ERR_INVALID, "governor '%s': unknown (known: none, bang_bang, step_wise, pid, predictive)",
-                       name ? name : "(null)");
-    const th_governor_ops *ops = registry[i];
+    if (i < 0) {
+        char known[160];
+        th_names_join(known, sizeof known, name_at, NULL, ", ");
+        return th_fail(TH_ERR_INVALID, "governor '%s': unknown (known: %s)", name ? name : "(null)", known);
+    }
+    return th_governor_create_ops(registry[i], cfg, out);
+}
+
+th_status th_governor_create_ops(const th_governor_ops *ops, const th_gov_config *cfg, th_governor **out) {
     if (ops->api_version != TH_GOV_API_VERSION)
-        return th_fail(TH_ERR_UNSUPPORTED, "governor '%s': API version %d, this build speaks %d", name,
+        return th_fail(TH_ERR_UNSUPPORTED, "governor '%s': API version %d, this build speaks %d", ops->name,
                        ops->api_version, TH_GOV_API_VERSION);
     th_governor *g = th_calloc(1, sizeof *g);
     if (!g) return th_fail(TH_ERR_NOMEM, "governor: out of memory");
     th_status st = complete_config(cfg, &g->cfg);
-    if (st != TH_OK) goto err;
+    if (st != TH_OK) goto done;
     g->ops = ops;
     if (ops->state_size) {
         g->state = th_calloc(1, ops->state_size);
         if (!g->state) {
             st = th_fail(TH_ERR_NOMEM, "governor: out of memory");
-            goto err;
+            goto done;
         }
     }
-    if (ops->init && (st = ops->init(g->state, &g->cfg)) != TH_OK) goto err;
+    if (ops->init && (st = ops->init(g->state, &g->cfg)) != TH_OK) goto done;
     snprintf(g->status, sizeof g->status, "%s: no decision yet", ops->name);
     *out = g;
-    return TH_OK;
-err:
-    th_free(g->state);
-    th_free(g);
+    g = NULL;
+done:
+    if (g) {
+        th_free(g->state);
+        th_free(g);
+    }
     return st;
 }
 
@@ -156,9 +161,9 @@ void th_governor_reset(th_governor *g) {
         if (g->ops->state_size) memset(g->state, 0, g->ops->state_size);
         if (g->ops->init) g->ops->init(g->state, &g->cfg);
     }
-    g->have_last = 0;
-    g->repeat_s = g->stuck_for_s = 0;
     g->fail_safe = 0;
+    g->fail_why = TH_HEALTH_OK;
+    g->reason[0] = '\0';
     g->good_run = 0;
     snprintf(g->status, sizeof g->status, "%s: no decision yet", g->ops->name);
 }
@@ -166,16 +171,16 @@ void th_governor_reset(th_governor *g) {
 const char *th_governor_get_name(const th_governor *g) { return g->ops->name; }
 const th_gov_config *th_governor_config(const th_governor *g) { return &g->cfg; }
 const char *th_governor_status(const th_governor *g) { return g->status; }
+const void *th_governor_state(const th_governor *g) { return g->state; }
 
 th_status th_governor_model(const th_governor *g, th_gov_model *out) {
     if (!g->ops->model) return th_fail(TH_ERR_UNSUPPORTED, "governor '%s' identifies no model", g->ops->name);
     return g->ops->model(g->state, out);
 }
 
-/* Returns the health of this input, with a reason in why. Tracks repeats and sticking
- * across calls (dt_s is the time since the previous decision). */
-static th_sense_health check_input(th_governor *g, const th_gov_input *in, double dt_s, char *why, size_t n) {
-    const th_gov_config *c = &g->cfg;
+/* The health of this input, with a reason in why: the sensor's verdict first, then what
+ * the sample itself shows (no reading, a failed read, no temperature, implausible values). */
+static th_sense_health check_input(const th_gov_input *in, char *why, size_t n) {
     const th_sample *s = in ? in->sample : NULL;
     why[0] = '\0';
     if (!s) {
@@ -198,8 +203,9 @@ static th_sense_health check_input(th_governor *g, const th_gov_input *in, doubl
         snprintf(why, n, "the sample holds no temperature");
         return TH_HEALTH_NONSENSE;
     }
-    if (s->temp_mc < -40000 || s->temp_mc > 150000) {
-        snprintf(why, n, "temperature %.3f °C is outside -40..150 °C", s->temp_mc / 1000.0);
+    if (s->temp_mc < TH_SENSE_TEMP_MIN_MC || s->temp_mc > TH_SENSE_TEMP_MAX_MC) {
+        snprintf(why, n, "temperature %.3f °C is outside %g..%g °C", s->temp_mc / 1000.0,
+                 TH_SENSE_TEMP_MIN_MC / 1000.0, TH_SENSE_TEMP_MAX_MC / 1000.0);
         return TH_HEALTH_NONSENSE;
     }
     if ((s->valid & TH_SAMPLE_POWER) && s->power_uw < 0) {
@@ -210,33 +216,6 @@ static th_sense_health check_input(th_governor *g, const th_gov_input *in, doubl
         snprintf(why, n, "utilization %g is outside 0..1", s->util);
         return TH_HEALTH_NONSENSE;
     }
-    if (in->now_ns && in->now_ns > s->t_ns && (double)(in->now_ns - s->t_ns) / 1e9 > c->stale_s) {
-        snprintf(why, n, "the sample is %.1f s old (limit %.1f s)", (double)(in->now_ns - s->t_ns) / 1e9, c->stale_s);
-        return TH_HEALTH_STALE;
-    }
-    double step = dt_s > 0 && isfinite(dt_s) ? dt_s : 0;
-    if (g->have_last && s->t_ns <= g->last_t_ns) {
-        g->repeat_s += step;
-        if (g->repeat_s > c->stale_s) {
-            snprintf(why, n, "no new sample for %.1f s (limit %.1f s)", g->repeat_s, c->stale_s);
-            return TH_HEALTH_STALE;
-        }
-    } else {
-        if (g->have_last && s->temp_mc == g->stuck_mc) {
-            g->stuck_for_s += (double)(s->t_ns - g->last_t_ns) / 1e9;
-        } else {
-            g->stuck_mc = s->temp_mc;
-            g->stuck_for_s = 0;
-        }
-        g->repeat_s = 0;
-        g->last_t_ns = s->t_ns;
-        g->have_last = 1;
-    }
-    if (c->stuck_s > 0 && g->stuck_for_s >= c->stuck_s) {
-        snprintf(why, n, "temperature stuck at %.3f °C for %.1f s (limit %.1f s)", g->stuck_mc / 1000.0,
-                 g->stuck_for_s, c->stuck_s);
-        return TH_HEALTH_STUCK;
-    }
     return TH_HEALTH_OK;
 }
 
@@ -244,17 +223,16 @@ void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_
     const th_gov_config *c = &g->cfg;
     out->threads = c->max_threads;
     out->predicted_c = NAN;
-    out->fail_safe = 0;
+    out->fail_safe = out->entered_fail_safe = out->left_fail_safe = 0;
     char why[200];
-    th_sense_health h = check_input(g, in, dt_s, why, sizeof why);
+    th_sense_health h = check_input(in, why, sizeof why);
     if (h != TH_HEALTH_OK) g->good_run = 0;
     if (g->ops->fail_safe && (h != TH_HEALTH_OK || (g->fail_safe && ++g->good_run < c->recover_samples))) {
         if (h != TH_HEALTH_OK) {
-            char reason[256];
-            snprintf(reason, sizeof reason, "%s: %s", th_sense_health_name(h), why);
-            if (!g->fail_safe || strcmp(reason, g->reason) != 0)
-                th_log(TH_LOG_WARN, "governor %s: fail-safe at duty %.2f: %s", g->ops->name, c->safe_duty, reason);
-            snprintf(g->reason, sizeof g->reason, "%s", reason);
+            /* a new kind of fault is news; the same fault with fresher numbers is not */
+            out->entered_fail_safe = !g->fail_safe || h != g->fail_why;
+            g->fail_why = h;
+            snprintf(g->reason, sizeof g->reason, "%s: %s", th_sense_health_name(h), why);
         }
         g->fail_safe = 1;
         out->duty = c->safe_duty;
@@ -263,8 +241,9 @@ void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_
         return;
     }
     if (g->fail_safe) {
-        th_log(TH_LOG_INFO, "governor %s: sensor healthy again, leaving fail-safe", g->ops->name);
+        out->left_fail_safe = 1;
         g->fail_safe = 0;
+        g->fail_why = TH_HEALTH_OK;
         g->good_run = 0;
     }
     if (h != TH_HEALTH_OK) { /* "none": full speed regardless, as the baseline must */

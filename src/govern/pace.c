@@ -44,8 +44,8 @@ double th_pace_idle_s(double t_run_s, double duty) {
 th_pace_config th_pace_config_default(void) {
     th_pace_config c;
     memset(&c, 0, sizeof c);
-    c.window_s = 2.0;
-    c.max_slice_s = 0.05;
+    c.window_s = TH_PACE_WINDOW_S;
+    c.max_slice_s = TH_PACE_MAX_SLICE_S;
     return c;
 }
 
@@ -53,8 +53,8 @@ th_status th_pace_create(const th_pace_config *cfg, th_pace **out) {
     th_pace *p = th_calloc(1, sizeof *p);
     if (!p) return th_fail(TH_ERR_NOMEM, "pace: out of memory");
     p->cfg = cfg ? *cfg : th_pace_config_default();
-    if (!(p->cfg.window_s > 0)) p->cfg.window_s = 2.0;
-    if (!(p->cfg.max_slice_s > 0)) p->cfg.max_slice_s = 0.05;
+    if (!(p->cfg.window_s > 0)) p->cfg.window_s = TH_PACE_WINDOW_S;
+    if (!(p->cfg.max_slice_s > 0)) p->cfg.max_slice_s = TH_PACE_MAX_SLICE_S;
     if (pipe2(p->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
         int e = errno;
         th_free(p);
@@ -112,7 +112,6 @@ static void account_cycle(th_pace *p, double busy_s, double wall_s) {
     double d = p->wall_acc > 0 ? p->busy_acc / p->wall_acc : 1.0;
     if (d > 1) d = 1;
     atomic_store_explicit(&p->measured, d, memory_order_relaxed);
-    if (p->cfg.plant) th_plant_set_duty(p->cfg.plant, d);
 }
 
 void th_pace_begin_unit(th_pace *p) {

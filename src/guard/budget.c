@@ -149,12 +149,12 @@ th_status th_forecast_create(const th_forecast_config *cfg, th_forecast **out) {
     for (int k = 0; k < TH_BUDGET_NUM; k++)
         if (!limit_ok(lim[k])) return th_fail(TH_ERR_INVALID, "forecast: the %s limit must be >= 0 and finite",
                                               th_budget_kind_name((th_budget_kind)k));
-    th_forecast *f = calloc(1, sizeof *f);
+    th_forecast *f = th_calloc(1, sizeof *f);
     if (!f) return th_fail(TH_ERR_NOMEM, "forecast: out of memory");
     f->cfg = *cfg;
     int ok = 1;
-    for (int k = 0; k < TH_BUDGET_NUM; k++) ok &= (f->ring[k] = calloc((size_t)cfg->window, sizeof(double))) != NULL;
-    ok &= (f->scratch = calloc((size_t)cfg->window, sizeof(double))) != NULL;
+    for (int k = 0; k < TH_BUDGET_NUM; k++) ok &= (f->ring[k] = th_calloc((size_t)cfg->window, sizeof(double))) != NULL;
+    ok &= (f->scratch = th_calloc((size_t)cfg->window, sizeof(double))) != NULL;
     if (!ok) {
         th_forecast_free(f);
         return th_fail(TH_ERR_NOMEM, "forecast: out of memory");
@@ -165,9 +165,9 @@ th_status th_forecast_create(const th_forecast_config *cfg, th_forecast **out) {
 
 void th_forecast_free(th_forecast *f) {
     if (!f) return;
-    for (int k = 0; k < TH_BUDGET_NUM; k++) free(f->ring[k]);
-    free(f->scratch);
-    free(f);
+    for (int k = 0; k < TH_BUDGET_NUM; k++) th_free(f->ring[k]);
+    th_free(f->scratch);
+    th_free(f);
 }
 
 static int cmp_double(const void *a, const void *b) {

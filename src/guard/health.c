@@ -70,12 +70,12 @@ th_status th_train_health_create(const th_train_health_config *cfg, th_train_hea
     if (c.max_rollbacks < 0) return th_fail(TH_ERR_INVALID, "train health: max_rollbacks %d is negative", c.max_rollbacks);
     if (!(c.lr_factor > 0 && c.lr_factor <= 1))
         return th_fail(TH_ERR_INVALID, "train health: lr_factor %g is outside (0, 1]", c.lr_factor);
-    th_train_health *h = calloc(1, sizeof *h);
+    th_train_health *h = th_calloc(1, sizeof *h);
     if (!h) return th_fail(TH_ERR_NOMEM, "train health: out of memory");
     h->cfg = c;
-    h->loss = calloc((size_t)c.window, sizeof(double));
-    h->grad = calloc((size_t)c.window, sizeof(double));
-    h->step = calloc((size_t)c.window, sizeof(long));
+    h->loss = th_calloc((size_t)c.window, sizeof(double));
+    h->grad = th_calloc((size_t)c.window, sizeof(double));
+    h->step = th_calloc((size_t)c.window, sizeof(long));
     if (!h->loss || !h->grad || !h->step) {
         th_train_health_free(h);
         return th_fail(TH_ERR_NOMEM, "train health: out of memory");
@@ -86,10 +86,10 @@ th_status th_train_health_create(const th_train_health_config *cfg, th_train_hea
 
 void th_train_health_free(th_train_health *h) {
     if (!h) return;
-    free(h->loss);
-    free(h->grad);
-    free(h->step);
-    free(h);
+    th_free(h->loss);
+    th_free(h->grad);
+    th_free(h->step);
+    th_free(h);
 }
 
 static void push(th_train_health *h, long step, double loss, double grad) {
@@ -244,8 +244,8 @@ void th_train_health_rolled_back(th_train_health *h, long restored_step, double 
     h->n_recent = 0;
     // keep only the statistics of steps the restored weights have seen, oldest first
     int W = h->cfg.window, n = 0;
-    double *loss = malloc(sizeof(double) * (size_t)W * 2);
-    long *step = malloc(sizeof(long) * (size_t)W);
+    double *loss = th_alloc(sizeof(double) * (size_t)W * 2);
+    long *step = th_alloc(sizeof(long) * (size_t)W);
     if (loss && step)
         for (int i = 0; i < h->len; i++) {
             int src = (h->head + i) % W;
@@ -263,8 +263,8 @@ void th_train_health_rolled_back(th_train_health *h, long restored_step, double 
     }
     h->len = n;
     h->head = 0;
-    free(loss);
-    free(step);
+    th_free(loss);
+    th_free(step);
 }
 
 void th_train_health_summary(const th_train_health *h, th_health_summary *out) { *out = h->sum; }

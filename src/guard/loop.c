@@ -71,20 +71,20 @@ th_status th_loop_guard_create(const th_loop_guard_config *cfg, th_loop_guard **
     th_loop_guard_config c = cfg ? *cfg : th_loop_guard_defaults();
     th_status st = validate(&c);
     if (st != TH_OK) return st;
-    th_loop_guard *g = calloc(1, sizeof *g);
+    th_loop_guard *g = th_calloc(1, sizeof *g);
     if (!g) return th_fail(TH_ERR_NOMEM, "loop guard: out of memory");
     g->cfg = c;
     g->hist_cap = c.max_period + 1;
-    g->hist = calloc((size_t)g->hist_cap, sizeof(int));
-    g->run = calloc((size_t)c.max_period + 1, sizeof(int));
+    g->hist = th_calloc((size_t)g->hist_cap, sizeof(int));
+    g->run = th_calloc((size_t)c.max_period + 1, sizeof(int));
     if (c.ngram_n > 0) {
         g->win_cap = c.ngram_window - c.ngram_n + 1;
         size_t cap = 16;
         while (cap < (size_t)g->win_cap * 2) cap <<= 1; // load factor <= 1/2
         g->mask = cap - 1;
-        g->win = calloc((size_t)g->win_cap, sizeof(uint64_t));
-        g->keys = calloc(cap, sizeof(uint64_t));
-        g->counts = calloc(cap, sizeof(int));
+        g->win = th_calloc((size_t)g->win_cap, sizeof(uint64_t));
+        g->keys = th_calloc(cap, sizeof(uint64_t));
+        g->counts = th_calloc(cap, sizeof(int));
     }
     if (!g->hist || !g->run || (c.ngram_n > 0 && (!g->win || !g->keys || !g->counts))) {
         th_loop_guard_free(g);
@@ -97,12 +97,12 @@ th_status th_loop_guard_create(const th_loop_guard_config *cfg, th_loop_guard **
 
 void th_loop_guard_free(th_loop_guard *g) {
     if (!g) return;
-    free(g->counts);
-    free(g->keys);
-    free(g->win);
-    free(g->run);
-    free(g->hist);
-    free(g);
+    th_free(g->counts);
+    th_free(g->keys);
+    th_free(g->win);
+    th_free(g->run);
+    th_free(g->hist);
+    th_free(g);
 }
 
 void th_loop_guard_reset(th_loop_guard *g) {

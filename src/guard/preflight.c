@@ -183,7 +183,7 @@ th_status th_preflight_compare_models(th_gpt2 *a, th_gpt2 *b) {
 }
 
 th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st_in, const char *tmp_path) {
-    th_train_state *back = calloc(1, sizeof *back);
+    th_train_state *back = th_calloc(1, sizeof *back);
     if (!back) return th_fail(TH_ERR_NOMEM, "checkpoint round trip: out of memory");
     th_gpt2 *loaded = NULL;
     th_status st = th_checkpoint_save(tmp_path, m, st_in);
@@ -203,6 +203,6 @@ th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st
         st = th_fail(st, "checkpoint round trip via %s: %s", tmp_path, msg);
     }
     th_gpt2_free(loaded);
-    free(back);
+    th_free(back);
     return st;
 }

@@ -229,8 +229,8 @@ th_status th_session_guard_save(const th_session_guard *g, const char *path) {
     th_atomic_file *f;
     th_status st = th_atomic_open(path, &f);
     if (st == TH_OK) {
-        if (json_dumpf(root, th_atomic_stream(f), JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)
-            th_atomic_fail(f, th_fail(TH_ERR_IO, "%s: cannot write the session state", path));
+        if (json_dump_callback(root, th_atomic_json_sink, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)
+            th_atomic_fail(f, th_fail(TH_ERR_NOMEM, "%s: out of memory writing the session state", path));
         th_atomic_write(f, "\n", 1);
         st = th_atomic_commit(f);
     }

@@ -63,12 +63,12 @@ static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_tra
     return s != TH_OK ? s : th_checkpoint_save(o->checkpoint_path, m, st);
 }
 
-/* IT energy the run's ledger holds so far (0 without a monitored run). */
-static double run_energy_j(th_run *run) {
-    if (!run) return 0.0;
-    th_run_figures f;
-    th_run_figures_now(run, &f);
-    return f.have_energy ? f.energy.energy_j : 0.0;
+static void cost_add(th_unit_cost *sum, const th_unit_cost *c) {
+    sum->busy_s += c->busy_s;
+    sum->idle_s += c->idle_s;
+    sum->energy_j += c->energy_j;
+    sum->co2e_g += c->co2e_g;
+    sum->water_ml += c->water_ml;
 }
 
 /* Preflight: what would make a long run fail or waste, checked before it starts. */
@@ -164,7 +164,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     th_lr_schedule sched = {o->opt.lr, o->lr_min, o->warmup_steps, (int)o->steps};
     float lr_scale = 1.0f; // lowered after a rollback
     uint64_t t_start = th_now_ns();
-    double e_start = run_energy_j(o->run);
+    double spent_j = 0.0; // IT energy the run charged to this call's units
     th_eco_price price; // CO2e and water per joule, worked out once (NULL price: energy and time only)
     const th_eco_price *priced = o->factors && th_eco_price_of(o->factors, &price) == TH_OK ? &price : NULL;
     out->steps_done = st->step;
@@ -178,7 +178,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             break;
         }
         uint64_t t0 = th_now_ns();
-        double e0 = run_energy_j(o->run);
+        th_unit_cost step_cost = {0}, c;
         th_data_loader_get_cursor(train, &step_start);
         th_run_unit_begin(o->run);
         status = th_gpt2_zero_grad(m);
@@ -196,7 +196,8 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             if (micro + 1 < o->grad_accum) {
-                th_status paced = th_run_unit_end(o->run, NULL); // idle injection: waits only
+                th_status paced = th_run_unit_end(o->run, &c); // idle injection: waits only
+                cost_add(&step_cost, &c);
                 if (status == TH_OK) status = paced;
             }
             loss_sum += loss;
@@ -210,7 +211,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         rec.lr = th_lr_at(&sched, (int)st->step) * lr_scale;
         // the health guard sees the loss and the gradient norm before any update: a NaN or
         // a spike never reaches the weights
-        double mean_step_j = steps_run > 0 ? (run_energy_j(o->run) - e_start) / steps_run : 0.0;
+        double mean_step_j = steps_run > 0 ? (spent_j + step_cost.energy_j) / steps_run : 0.0;
         th_health_verdict hv;
         th_guard_action act = th_train_health_check(health, st->step + 1, rec.loss, rec.grad_norm, mean_step_j, &hv);
         if (act == TH_GUARD_CONTINUE || act == TH_GUARD_WARNED) {
@@ -221,7 +222,6 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             th_log(TH_LOG_WARN, "%s", hv.reason);
         } else if (act == TH_GUARD_ROLLBACK) {
             long restored = 0;
-            double before = run_energy_j(o->run);
             long from = st->step;
             th_status rs = rollback(m, o, st, &restored);
             if (rs == TH_OK) {
@@ -230,8 +230,8 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 th_train_health_rolled_back(health, restored, discarded);
                 th_log(TH_LOG_WARN, "%s; rolled back to step %ld (%.1f J of steps discarded), lr x %.2f", hv.reason,
                        restored, discarded, lr_scale);
-                (void)before;
-                status = th_run_unit_end(o->run, NULL);
+                status = th_run_unit_end(o->run, &c);
+                spent_j += step_cost.energy_j + c.energy_j;
                 if (status != TH_OK) break;
                 continue; // the data cursor moves on: the offending batches are skipped
             }
@@ -264,11 +264,17 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         out->tokens += rec.tokens;
         out->last_loss = rec.loss;
         out->steps_done = st->step;
-        th_run_log_step(o->run, &rec);
+        // the step is complete: an interruption from here on resumes after it
+        th_data_loader_get_cursor(train, &step_start);
+        th_status paced = th_run_unit_end(o->run, &c);
+        rec.t_ns = th_now_ns(); // the step's unit closes after its pacing wait
+        cost_add(&step_cost, &c);
+        spent_j += step_cost.energy_j;
+        th_run_log_step(o->run, &rec, &step_cost);
         if (o->on_step) o->on_step(&rec, o->user);
         // the step's cost, for the budget and the forecast
         th_guard_cost cost;
-        th_guard_cost_priced(run_energy_j(o->run) - e0, rec.step_ms / 1e3, priced, &cost);
+        th_guard_cost_priced(step_cost.energy_j, rec.step_ms / 1e3, priced, &cost);
         th_budget_charge(&budget, &cost);
         th_forecast_verdict fv;
         if (th_forecast_step(forecast, &cost, &fv) == TH_GUARD_REFUSE) {
@@ -285,14 +291,12 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 snprintf(out->stop_reason, sizeof out->stop_reason, "%s", ev.reason);
             }
         }
-        // the step is complete: an interruption from here on resumes after it
-        th_data_loader_get_cursor(train, &step_start);
-        status = th_run_unit_end(o->run, NULL);
+        status = paced;
         if (status != TH_OK || out->stopped_by[0]) break;
     }
     if (out->stopped_by[0] && status == TH_OK) {
         // a guard ended the run early: keep what was learned, say what was not spent
-        double per_step = steps_run > 0 ? (run_energy_j(o->run) - e_start) / steps_run : 0.0;
+        double per_step = steps_run > 0 ? spent_j / steps_run : 0.0;
         out->energy_saved_j = per_step * (double)(o->steps - st->step);
         if (o->checkpoint_path) status = save_checkpoint(m, train, o, st, out->last_val_loss);
     }
@@ -307,7 +311,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         th_fail(TH_ERR_INTERRUPTED, "train: stopped at step %ld", st->step);
     }
     out->seconds = (th_now_ns() - t_start) / 1e9;
-    out->energy_j = run_energy_j(o->run) - e_start;
+    out->energy_j = spent_j;
     th_train_health_summary(health, &out->health);
 done:
     th_forecast_free(forecast);

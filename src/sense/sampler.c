@@ -1,9 +1,11 @@
 /* sampler.c: the sampler thread. Reads the sensor at a fixed rate on absolute
  * CLOCK_MONOTONIC deadlines (clock_nanosleep TIMER_ABSTIME, so the period does not drift
- * by the read time), logs each sample with the pace in effect, calls the callback and
- * publishes the latest sample. The work loop only ever takes a mutex held for one struct
- * copy, or reads atomics; it never waits for a sensor read. A missed deadline is counted
- * and skipped rather than caught up in a burst. Stop latency is at most one period. */
+ * by the read time), asks the sensor for its health and reason, calls the callback, and
+ * publishes the latest sample. It records nothing itself: the callback decides and logs,
+ * so a row carries the decision made on its own sample. The work loop only ever takes a
+ * mutex held for one struct copy, or reads atomics; it never waits for a sensor read. A
+ * missed deadline is counted and skipped rather than caught up in a burst. Stop latency is
+ * at most one period. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -23,11 +25,7 @@ struct th_sense_sampler {
     th_status latest_st;
     th_sense_health latest_h;
     int have_latest;
-    _Atomic double duty;
-    atomic_int threads;
     atomic_uint_least64_t reads, overruns;
-    th_status log_err;
-    char log_msg[256];
 };
 
 static struct timespec to_ts(uint64_t ns) {
@@ -35,28 +33,16 @@ static struct timespec to_ts(uint64_t ns) {
     return ts;
 }
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void *sampler_main(void *arg) {
     th_sense_sampler *sp = arg;
-    uint64_t next = mono_ns();
+    uint64_t next = th_now_ns();
     while (!atomic_load(&sp->stop)) {
         th_sample s;
+        char why[320];
         th_status st = th_sensor_read(sp->cfg.sensor, &s);
-        th_sense_health h = th_sensor_health(sp->cfg.sensor, NULL, 0);
+        th_sense_health h = th_sensor_health(sp->cfg.sensor, why, sizeof why);
         atomic_fetch_add(&sp->reads, 1);
-        if (sp->cfg.log && s.valid) { /* a read with nothing valid leaves no row */
-            th_status ls = th_telemetry_add_sample(sp->cfg.log, &s, atomic_load(&sp->duty), atomic_load(&sp->threads));
-            if (ls != TH_OK && sp->log_err == TH_OK) {
-                sp->log_err = ls;
-                th_sense_fmt(sp->log_msg, sizeof sp->log_msg, "%s", th_last_error());
-            }
-        }
-        if (sp->cfg.on_sample) sp->cfg.on_sample(&s, st, h, sp->cfg.user);
+        if (sp->cfg.on_sample) sp->cfg.on_sample(&s, st, h, why, sp->cfg.user);
         pthread_mutex_lock(&sp->mu);
         sp->latest = s;
         sp->latest_st = st;
@@ -65,7 +51,7 @@ static void *sampler_main(void *arg) {
         pthread_mutex_unlock(&sp->mu);
 
         next += sp->period_ns;
-        uint64_t now = mono_ns();
+        uint64_t now = th_now_ns();
         if (now >= next) { /* overran: skip the missed deadlines */
             atomic_fetch_add(&sp->overruns, 1);
             next = now + sp->period_ns - (now - next) % sp->period_ns;
@@ -79,7 +65,7 @@ static void *sampler_main(void *arg) {
 
 th_status th_sense_sampler_start(const th_sense_sampler_config *cfg, th_sense_sampler **out) {
     if (!cfg || !cfg->sensor) return th_fail(TH_ERR_INVALID, "sampler: a sensor is required");
-    double hz = cfg->hz > 0 ? cfg->hz : 10.0;
+    double hz = cfg->hz > 0 ? cfg->hz : TH_SENSE_HZ;
     if (!isfinite(hz) || hz > 10000 || hz < 0.001)
         return th_fail(TH_ERR_INVALID, "sampler: rate %g Hz is outside 0.001..10000", cfg->hz);
     th_sense_sampler *sp = th_calloc(1, sizeof *sp);
@@ -87,8 +73,6 @@ th_status th_sense_sampler_start(const th_sense_sampler_config *cfg, th_sense_sa
     sp->cfg = *cfg;
     sp->cfg.hz = hz;
     sp->period_ns = (uint64_t)llround(1e9 / hz);
-    atomic_store(&sp->duty, NAN);
-    atomic_store(&sp->threads, -1);
     pthread_mutex_init(&sp->mu, NULL);
     int e = pthread_create(&sp->thread, NULL, sampler_main, sp);
     if (e != 0) {
@@ -100,15 +84,12 @@ th_status th_sense_sampler_start(const th_sense_sampler_config *cfg, th_sense_sa
     return TH_OK;
 }
 
-th_status th_sense_sampler_stop(th_sense_sampler *sp) {
-    if (!sp) return TH_OK;
+void th_sense_sampler_stop(th_sense_sampler *sp) {
+    if (!sp) return;
     atomic_store(&sp->stop, 1);
     pthread_join(sp->thread, NULL);
-    th_status st = sp->log_err;
-    if (st != TH_OK) th_fail(st, "%s", sp->log_msg);
     pthread_mutex_destroy(&sp->mu);
     th_free(sp);
-    return st;
 }
 
 int th_sense_sampler_latest(th_sense_sampler *sp, th_sample *out, th_status *st, th_sense_health *h) {
@@ -121,11 +102,6 @@ int th_sense_sampler_latest(th_sense_sampler *sp, th_sample *out, th_status *st,
     }
     pthread_mutex_unlock(&sp->mu);
     return have;
-}
-
-void th_sense_sampler_set_pace(th_sense_sampler *sp, double duty, int threads) {
-    atomic_store(&sp->duty, duty);
-    atomic_store(&sp->threads, threads);
 }
 
 uint64_t th_sense_sampler_reads(th_sense_sampler *sp) { return atomic_load(&sp->reads); }

@@ -30,6 +30,7 @@ typedef struct th_sensor_ops {
     const char *name;
     int api_version;
     uint32_t provides; /* TH_SAMPLE_* bits it can fill; auto-selection needs TH_SAMPLE_TEMP */
+    th_origin origin;  /* what its readings are: measured (0), modeled (sim), replayed (trace) */
     int (*probe)(const th_sense_config *cfg);
     th_status (*open)(const th_sense_config *cfg, void **ctx);
     th_status (*read)(void *ctx, th_sample *out);
@@ -73,10 +74,6 @@ size_t th_sense_list_dir(const char *dir, const char *prefix, th_sense_name *nam
 
 /* Test hook: reads of paths ending in `suffix` fail with errno `err` (0 or NULL clears). */
 void th_sense_inject_errno(const char *suffix, int err);
-
-/* Plausibility bounds shared by the backends and the health checks. */
-#define TH_SENSE_TEMP_MIN_MC (-40000)
-#define TH_SENSE_TEMP_MAX_MC 150000
 
 /* ---------------------------------------------------------------------------------
  * pieces the composite "host" backend reuses */

@@ -38,9 +38,9 @@ th_sense_config th_sense_config_default(void) {
     memset(&c, 0, sizeof c);
     c.root = "/";
     c.trace_speed = 1.0;
-    c.stale_s = 2.0;
-    c.stuck_s = 120.0;
-    c.max_power_w = 5000.0;
+    c.stale_s = TH_SENSE_STALE_S;
+    c.stuck_s = TH_SENSE_STUCK_S;
+    c.max_power_w = TH_SENSE_MAX_POWER_W;
     return c;
 }
 
@@ -72,9 +72,9 @@ static const th_sensor_ops *find_backend(const char *name) {
 th_status th_sensor_open(const char *name, const th_sense_config *cfg_in, th_sensor **out) {
     th_sense_config cfg = cfg_in ? *cfg_in : th_sense_config_default();
     if (!cfg.root || !*cfg.root) cfg.root = "/";
-    if (!(cfg.stale_s > 0)) cfg.stale_s = 2.0;
-    if (!(cfg.stuck_s > 0)) cfg.stuck_s = 120.0;
-    if (!(cfg.max_power_w > 0)) cfg.max_power_w = 5000.0;
+    if (!(cfg.stale_s > 0)) cfg.stale_s = TH_SENSE_STALE_S;
+    if (!(cfg.stuck_s > 0)) cfg.stuck_s = TH_SENSE_STUCK_S;
+    if (!(cfg.max_power_w > 0)) cfg.max_power_w = TH_SENSE_MAX_POWER_W;
     const th_sensor_ops *ops = NULL;
     if (!name || strcmp(name, "auto") == 0) {
         int best = 0;
@@ -109,7 +109,7 @@ th_status th_sensor_open(const char *name, const th_sense_config *cfg_in, th_sen
     s->cfg = cfg;
     s->cfg.root = s->cfg.profile = s->cfg.trace_path = s->cfg.nvml_lib = s->cfg.zone = NULL; /* not owned */
     s->opened_ns = th_sense_now(&s->cfg);
-    s->origin = ops == &th_sense_sim_ops ? TH_ORIGIN_MODELED : TH_ORIGIN_MEASURED;
+    s->origin = ops->origin;
     *out = s;
     return TH_OK;
 }
@@ -143,7 +143,7 @@ th_status th_sensor_read(th_sensor *s, th_sample *out) {
     uint64_t now = th_sense_now(&s->cfg);
     th_status st = s->ops->read(s->ctx, out);
     if (!out->t_ns) out->t_ns = now;
-    if (out->source[0]) s->origin = out->origin; /* a replayed trace keeps its recorded provenance */
+    out->origin = s->origin;
     if (st != TH_OK && out->fault == TH_HEALTH_OK) out->fault = TH_HEALTH_STALE;
     th_status bad = TH_OK;
     if ((out->valid & TH_SAMPLE_TEMP) && (out->temp_mc < TH_SENSE_TEMP_MIN_MC || out->temp_mc > TH_SENSE_TEMP_MAX_MC))
@@ -242,7 +242,7 @@ static th_status finish_list(th_reading_list *l, th_reading **out, size_t *n) {
 th_status th_sense_list(const th_sense_config *cfg_in, double interval_s, th_reading **out, size_t *n) {
     th_sense_config cfg = cfg_in ? *cfg_in : th_sense_config_default();
     if (!cfg.root || !*cfg.root) cfg.root = "/";
-    if (!(cfg.max_power_w > 0)) cfg.max_power_w = 5000.0;
+    if (!(cfg.max_power_w > 0)) cfg.max_power_w = TH_SENSE_MAX_POWER_W;
     th_reading_list l = {0};
     const th_sensor_ops *measured[] = {&th_sense_thermal_ops, &th_sense_hwmon_ops, &th_sense_rapl_ops,
                                        &th_sense_nvml_ops};

@@ -92,6 +92,7 @@ const th_sensor_ops th_sense_sim_ops = {
     .name = "sim",
     .api_version = TH_SENSE_API_VERSION,
     .provides = TH_SAMPLE_TEMP | TH_SAMPLE_POWER | TH_SAMPLE_ENERGY | TH_SAMPLE_UTIL | TH_SAMPLE_THROTTLE,
+    .origin = TH_ORIGIN_MODELED,
     .probe = sim_probe,
     .open = sim_open,
     .read = sim_read,

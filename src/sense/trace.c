@@ -1,8 +1,9 @@
 /* trace.c: the "trace" backend, a recorded telemetry file (CSV or JSONL) played back as a
  * sensor by sample time: a read returns the latest recorded sample whose time (from the
  * first sample, scaled by trace_speed) has passed on the config's clock. Replayed samples
- * keep the recorded provenance (a "sim:" source stays modeled) and say "(replay)". After
- * the last sample plus one recorded interval the sensor reads as vanished. */
+ * have origin replayed (whatever was recorded, nothing is being measured now) and keep the
+ * recorded source with "(replay)". After the last sample plus one recorded interval the
+ * sensor reads as vanished. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +33,7 @@ static th_status trace_open(const th_sense_config *cfg, void **out) {
     if (st != TH_OK) return st;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (rows[i].is_step) continue;
+        if (rows[i].kind != TH_ROW_SAMPLE) continue;
         if (k > 0 && rows[i].t_s < rows[k - 1].t_s) {
             double t = rows[i].t_s, prev = rows[k - 1].t_s; // read before the rows are freed
             th_free(rows);
@@ -70,7 +71,6 @@ static th_status trace_read(void *ctx, th_sample *out) {
     while (c->cursor + 1 < c->n && c->rows[c->cursor + 1].t_s <= t_rec) c->cursor++;
     const th_telemetry_row *r = &c->rows[c->cursor];
     th_sense_fmt(out->source, sizeof out->source, "%.80s (replay)", r->source[0] ? r->source : "trace");
-    out->origin = strncmp(r->source, "sim:", 4) == 0 ? TH_ORIGIN_MODELED : TH_ORIGIN_MEASURED;
     if (t_rec >= c->end_s) {
         out->fault = TH_HEALTH_VANISHED;
         return th_fail(TH_ERR_IO, "%s: trace ended at t=%.3f s", c->path, c->rows[c->n - 1].t_s);
@@ -105,6 +105,7 @@ const th_sensor_ops th_sense_trace_ops = {
     .name = "trace",
     .api_version = TH_SENSE_API_VERSION,
     .provides = TH_SAMPLE_TEMP | TH_SAMPLE_POWER | TH_SAMPLE_ENERGY | TH_SAMPLE_UTIL,
+    .origin = TH_ORIGIN_REPLAYED,
     .probe = trace_probe,
     .open = trace_open,
     .read = trace_read,
