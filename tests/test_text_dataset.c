@@ -22,17 +22,7 @@
 static char tmp_dir[] = "/tmp/thermo_text_ds_XXXXXX";
 static th_tokenizer *gpt2;
 
-static char *path_in(const char *dir, const char *name) {
-    static char buf[8][4096];
-    static int k;
-    char *p = buf[k++ % 8];
-    if (snprintf(p, sizeof buf[0], "%s/%s", dir, name) >= (int)sizeof buf[0]) {
-        printf("FAIL: path too long: %s/%s\n", dir, name);
-        exit(1);
-    }
-    return p;
-}
-static char *tmp(const char *name) { return path_in(tmp_dir, name); }
+static char *tmp(const char *name) { return test_path_in(tmp_dir, name); }
 
 static uint64_t rng_state = 7;
 static uint32_t rnd(uint32_t n) {
@@ -203,8 +193,8 @@ static void test_build_fixture(void) {
     printf("build: tests/fixtures/text/corpus -> train + val shards equal the tokenizer's output\n");
     char dir[4096], a[4096], b[4096];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/text/corpus", test_source_dir());
-    snprintf(a, sizeof a, "%s", path_in(dir, "01_genesis.txt"));
-    snprintf(b, sizeof b, "%s", path_in(dir, "02_proverbs.txt"));
+    snprintf(a, sizeof a, "%s", test_path_in(dir, "01_genesis.txt"));
+    snprintf(b, sizeof b, "%s", test_path_in(dir, "02_proverbs.txt"));
 
     /* the expected stream: EOT before each file, files in name order */
     int *want = NULL;

