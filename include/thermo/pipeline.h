@@ -138,6 +138,8 @@ typedef struct {
 
 void th_run_unit_begin(th_run *r);
 th_status th_run_unit_end(th_run *r, th_unit_cost *cost);
+/* sum += c, field by field. */
+void th_unit_cost_add(th_unit_cost *sum, const th_unit_cost *c);
 
 /* Async-signal-safe: cuts the current and every later pacing wait short. */
 void th_run_interrupt(th_run *r);

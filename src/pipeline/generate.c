@@ -67,14 +67,6 @@ th_status th_generate_prompt(const th_tokenizer *tok, const th_gpt2_config *cfg,
     return TH_OK;
 }
 
-static void cost_add(th_unit_cost *sum, const th_unit_cost *c) {
-    sum->busy_s += c->busy_s;
-    sum->idle_s += c->idle_s;
-    sum->energy_j += c->energy_j;
-    sum->co2e_g += c->co2e_g;
-    sum->water_ml += c->water_ml;
-}
-
 /* One unit of work: begin, run the model over `n` tokens at the cache's end, end (paced),
  * record. The unit's status is the model's; an interruption during the wait is returned
  * through *interrupted. */
@@ -153,7 +145,7 @@ th_status th_generate(th_gpt2 *m, const th_tokenizer *tok, const int *prompt, si
         }
         th_unit_cost c;
         st = infer_unit(m, kv, &next, 1, logits, o->run, out->generated, &c, &interrupted);
-        cost_add(&out->decode_cost, &c);
+        th_unit_cost_add(&out->decode_cost, &c);
         th_guard_cost gc = {c.energy_j, c.co2e_g, c.water_ml, c.busy_s + c.idle_s};
         th_budget_charge(&budget, &gc);
         if (interrupted) out->stop = TH_GEN_STOP_INTERRUPTED;

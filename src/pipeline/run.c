@@ -227,6 +227,14 @@ th_status th_run_unit_end(th_run *r, th_unit_cost *cost) {
     return st;
 }
 
+void th_unit_cost_add(th_unit_cost *sum, const th_unit_cost *c) {
+    sum->busy_s += c->busy_s;
+    sum->idle_s += c->idle_s;
+    sum->energy_j += c->energy_j;
+    sum->co2e_g += c->co2e_g;
+    sum->water_ml += c->water_ml;
+}
+
 void th_run_interrupt(th_run *r) {
     if (r) th_pace_interrupt(r->pace);
 }

@@ -63,14 +63,6 @@ static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_tra
     return s != TH_OK ? s : th_checkpoint_save(o->checkpoint_path, m, st);
 }
 
-static void cost_add(th_unit_cost *sum, const th_unit_cost *c) {
-    sum->busy_s += c->busy_s;
-    sum->idle_s += c->idle_s;
-    sum->energy_j += c->energy_j;
-    sum->co2e_g += c->co2e_g;
-    sum->water_ml += c->water_ml;
-}
-
 /* Preflight: what would make a long run fail or waste, checked before it starts. */
 static th_status preflight(th_gpt2 *m, th_data_loader *train, const th_train_opts *o, const th_train_state *st,
                            const int *batch) {
@@ -197,7 +189,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             if (micro + 1 < o->grad_accum) {
                 th_status paced = th_run_unit_end(o->run, &c); // idle injection: waits only
-                cost_add(&step_cost, &c);
+                th_unit_cost_add(&step_cost, &c);
                 if (status == TH_OK) status = paced;
             }
             loss_sum += loss;
@@ -268,7 +260,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         th_data_loader_get_cursor(train, &step_start);
         th_status paced = th_run_unit_end(o->run, &c);
         rec.t_ns = th_now_ns(); // the step's unit closes after its pacing wait
-        cost_add(&step_cost, &c);
+        th_unit_cost_add(&step_cost, &c);
         spent_j += step_cost.energy_j;
         th_run_log_step(o->run, &rec, &step_cost);
         if (o->on_step) o->on_step(&rec, o->user);
