@@ -62,6 +62,9 @@ int main(void) {
     th_run_opts ro = th_run_opts_default();
     ro.sensor = "sim";
     ro.fixed_duty = 0.3;
+    char tel[4200];
+    snprintf(tel, sizeof tel, "%s/tokens.csv", test_tmp_dir("pipeline_generate"));
+    ro.telemetry_path = tel;
     th_run *run = NULL;
     CHECK(th_run_start(&ro, &run) == TH_OK, "run: %s", th_last_error());
     o.run = run;
@@ -77,6 +80,26 @@ int main(void) {
     double charged = rb.prefill_cost.energy_j + rb.decode_cost.energy_j;
     CHECK(charged > 0 && fig.have_energy && charged <= fig.energy.energy_j * (1 + 1e-9),
           "charged %g J of a run's %g J", charged, fig.energy.energy_j);
+
+    // one telemetry record per generated token: the unit that produced it (the prefill,
+    // index 0 with the prompt's length, produced the first; decoding token i produced token
+    // i + 1), each with the energy charged to it; they add up to what was charged
+    th_telemetry_row *rows = NULL;
+    size_t nrows = 0;
+    CHECK(th_telemetry_read(tel, &rows, &nrows) == TH_OK, "telemetry: %s", th_last_error());
+    long token_rows = 0, prefill_rows = 0;
+    double logged_j = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].kind != TH_ROW_TOKEN) continue;
+        if (rows[i].step == 0) prefill_rows += rows[i].tokens == 3;
+        else token_rows++;
+        if (rows[i].has & TH_COL_UNIT_J) logged_j += rows[i].unit_j;
+        CHECK(rows[i].has & TH_COL_DUTY_SET, "token row %zu without the pace in force", i);
+    }
+    th_free(rows);
+    CHECK(prefill_rows == 1 && token_rows == rb.generated - 1, "%ld prefill rows, %ld token rows for %ld tokens",
+          prefill_rows, token_rows, rb.generated);
+    CHECK(fabs(logged_j - charged) <= 1e-6 * charged + 1e-9, "logged %g J, charged %g J", logged_j, charged);
 
     // the caller stops it
     o.max_tokens = 20;

@@ -148,8 +148,10 @@ void th_run_interrupt(th_run *r);
  * log (no-op without a log). */
 void th_run_log_step(th_run *r, const th_step_record *rec, const th_unit_cost *cost);
 
-/* Logs one generated token (index >= 1), or the prefill (index 0, tokens = the prompt's
- * length), with the time its model call took and the unit's cost. No-op without a log. */
+/* Logs the unit that produced a generated token: the prefill (index 0, tokens = the
+ * prompt's length) produced the first; decoding token i (index i, tokens 1) produced token
+ * i + 1. So a generation of N tokens has N token rows. With the time the model call took and
+ * the unit's cost. No-op without a log. */
 void th_run_log_token(th_run *r, long index, long tokens, double ms, const th_unit_cost *cost);
 
 /* Current figures (thread-safe). */
