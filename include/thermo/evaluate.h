@@ -79,11 +79,6 @@ double th_eval_kv_tolerance(double max_abs_logit);
 th_status th_eval_tokenizer_roundtrip(const th_tokenizer *tok, const char *text, size_t len, int *ok,
                                       size_t *first_diff);
 
-/* The validation loss a training run recorded in its run metadata: the checkpoint's
- * run_meta JSON object carries it as the number "last_val_loss" (the agreed key; no other
- * key is read). NaN when run_meta is NULL, not JSON, or has no such number. */
-double th_eval_recorded_val_loss(const char *run_meta);
-
 /* The loss check: a model whose mean loss on the data is above
  * TH_EVAL_LOSS_RATIO x recorded + TH_EVAL_LOSS_MARGIN_NATS is broken, not poor (held-out
  * text of another domain raises the loss by a fraction, a wrong weight layout or tokenizer

@@ -113,17 +113,6 @@ th_status th_eval_tokenizer_roundtrip(const th_tokenizer *tok, const char *text,
     return st;
 }
 
-double th_eval_recorded_val_loss(const char *run_meta) {
-    if (!run_meta || !run_meta[0]) return NAN;
-    json_error_t err;
-    json_t *j = json_loads(run_meta, 0, &err);
-    if (!j) return NAN;
-    json_t *x = json_object_get(j, "last_val_loss");
-    double v = json_is_number(x) ? json_number_value(x) : NAN;
-    json_decref(j);
-    return v;
-}
-
 double th_eval_kv_tolerance(double max_abs_logit) {
     return TH_EVAL_KV_TOL_REL * (max_abs_logit > 1 ? max_abs_logit : 1);
 }

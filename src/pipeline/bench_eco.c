@@ -280,7 +280,9 @@ static th_status eco_measure(th_bench_eco_model *em, const char *text, size_t le
     th_status st = info ? th_model_load_any(em->path, &s.m, info) : th_fail(TH_ERR_NOMEM, "out of memory");
     if (st != TH_OK) goto done;
     s.cfg = th_gpt2_get_config(s.m);
-    em->recorded_val_loss = th_eval_recorded_val_loss(info->format == TH_FORMAT_CHECKPOINT ? info->run_meta : NULL);
+    th_run_meta meta = th_run_meta_empty(); // a model file's metadata that does not parse records no loss
+    if (info->format == TH_FORMAT_CHECKPOINT) th_run_meta_parse(info->run_meta, em->path, &meta);
+    em->recorded_val_loss = meta.last_val_loss;
     struct stat sb;
     if (!(stat(em->path, &sb) == 0 && S_ISDIR(sb.st_mode) && th_tokenizer_load_dir(em->path, &tok) == TH_OK) &&
         (st = th_tokenizer_load_default(&tok)) != TH_OK)
