@@ -101,6 +101,30 @@ int main(void) {
           prefill_rows, token_rows, rb.generated);
     CHECK(fabs(logged_j - charged) <= 1e-6 * charged + 1e-9, "logged %g J, charged %g J", logged_j, charged);
 
+    // the governor's thread cap is applied between units; on a backend whose sums do not
+    // depend on the thread count (naive here; avx512 too) the tokens stay the same
+    char prev_backend[32];
+    snprintf(prev_backend, sizeof prev_backend, "%s", th_compute_current());
+    int prev_threads = th_threads_get();
+    CHECK(th_compute_select("naive") == TH_OK, "naive backend: %s", th_last_error());
+    th_threads_set(2);
+    CHECK(run_one(m, tok, ids, n, &o, &a, &ra) == TH_OK, "naive, 2 threads: %s", th_last_error());
+    th_run_opts capped = th_run_opts_default();
+    capped.sensor = "sim";
+    capped.governor = "none";
+    capped.max_threads = 1;
+    CHECK(th_run_start(&capped, &run) == TH_OK, "capped run: %s", th_last_error());
+    o.run = run;
+    CHECK(run_one(m, tok, ids, n, &o, &b, &rb) == TH_OK, "capped: %s", th_last_error());
+    CHECK(th_threads_get() == 1, "the cap of 1 thread was not applied (%d)", th_threads_get());
+    th_run_stop(run, NULL);
+    o.run = NULL;
+    CHECK(a.n == b.n && memcmp(a.tokens, b.tokens, sizeof(int) * (size_t)a.n) == 0, "the thread cap changed the tokens");
+    th_threads_set(prev_threads);
+    th_compute_select(prev_backend);
+    o.max_tokens = 20;
+    CHECK(run_one(m, tok, ids, n, &o, &a, &ra) == TH_OK, "back on %s: %s", prev_backend, th_last_error());
+
     // the caller stops it
     o.max_tokens = 20;
     memset(&b, 0, sizeof b);
