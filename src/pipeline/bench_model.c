@@ -61,8 +61,8 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     int B = o->batch, T = o->seq, V = cfg->vocab_size;
     int n_tok = B * T + 1 > o->prompt_tokens ? B * T + 1 : o->prompt_tokens;
     int n_ms = o->train_steps + 1 > o->baseline_steps + 1 ? o->train_steps + 1 : o->baseline_steps + 1;
-    tok = malloc(sizeof(int) * (size_t)n_tok);
-    ms = malloc(sizeof(double) * (size_t)n_ms);
+    tok = th_alloc(sizeof(int) * (size_t)n_tok);
+    ms = th_alloc(sizeof(double) * (size_t)n_ms);
     logits = th_alloc(sizeof(float) * (size_t)V);
     if (!tok || !ms || !logits) {
         st = th_fail(TH_ERR_NOMEM, "bench: out of memory");
@@ -115,8 +115,8 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     }
 done:
     th_free(logits);
-    free(ms);
-    free(tok);
+    th_free(ms);
+    th_free(tok);
     th_gpt2_kv_free(kv);
     th_gpt2_free(m);
     return st;

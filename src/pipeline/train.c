@@ -35,7 +35,7 @@ th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches
     uint64_t n = th_data_loader_batches_per_epoch(val);
     if (batches > 0 && (uint64_t)batches < n) n = (uint64_t)batches;
     if (n == 0) return th_fail(TH_ERR_INVALID, "validation: the split holds no complete batch of %d x %d", B, T);
-    int *in = malloc(sizeof(int) * (size_t)B * T * 2);
+    int *in = th_alloc(sizeof(int) * (size_t)B * T * 2);
     if (!in) return th_fail(TH_ERR_NOMEM, "validation: out of memory");
     double sum = 0.0;
     for (uint64_t i = 0; i < n && st == TH_OK; i++) {
@@ -44,7 +44,7 @@ th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches
         st = th_gpt2_forward(m, in, in + (size_t)B * T, B, T, &l);
         sum += l;
     }
-    free(in);
+    th_free(in);
     if (st == TH_OK) *loss = (float)(sum / (double)n);
     return st;
 }
@@ -129,7 +129,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                        o->steps);
     int B = o->batch, T = o->seq;
     size_t BT = (size_t)B * T;
-    int *batch = malloc(sizeof(int) * BT * 2);
+    int *batch = th_alloc(sizeof(int) * BT * 2);
     th_train_health *health = NULL;
     th_forecast *forecast = NULL;
     th_early_stop es;
@@ -308,6 +308,6 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
 done:
     th_forecast_free(forecast);
     th_train_health_free(health);
-    free(batch);
+    th_free(batch);
     return status;
 }
