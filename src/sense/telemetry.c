@@ -361,7 +361,7 @@ static th_status read_header(reader *rd, char *line, const char *where) {
         have_t |= rd->map[i] == C_T;
         rd->has_kind_col |= rd->map[i] == C_KIND;
         exact &= rd->map[i] == i;
-        old &= rd->map[i] == old_cols[i];
+        old = old && rd->map[i] == old_cols[i]; // short-circuit: old_cols has N_OLD_COLS entries
     }
     rd->ncols = n;
     if (rd->tolerant && n > 0 && have_t) return TH_OK;
