@@ -1,7 +1,5 @@
 /* main.c: `thermo`, the command-line front end. Dispatches to one function per
  * subcommand (one file each) and holds the helpers they share. */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,38 +65,6 @@ int cli_report(th_status st, const char *context) {
     case TH_ERR_INTERRUPTED: return EXIT_INTERRUPTED;
     default: return EXIT_FAILURE_RUN;
     }
-}
-
-int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end != '\0') {
-        fprintf(stderr, "thermo %s: %s expects an integer, got '%s'\n", cmd, flag, text);
-        return 0;
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "thermo %s: %s %ld is out of range [%ld, %ld]\n", cmd, flag, v, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-int cli_parse_float(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end != '\0' || !isfinite(v)) {
-        fprintf(stderr, "thermo %s: %s expects a number, got '%s'\n", cmd, flag, text);
-        return 0;
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "thermo %s: %s %g is out of range [%g, %g]\n", cmd, flag, v, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
 }
 
 static void log_to_stderr(th_log_level level, const char *msg, void *user) {
