@@ -40,6 +40,10 @@ int cmd_repro(int argc, char **argv);
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);
 
+/* Prints a jansson value on stdout as one document (json_dumps flags) and releases it (NULL:
+ * out of memory). Returns an exit code naming cmd on failure. */
+int cli_print_json(void *json, size_t flags, const char *cmd);
+
 /* Creates dir and its missing parents (mode 0755); 1 on success or if it exists, else 0. */
 int cli_mkdir_p(const char *dir);
 

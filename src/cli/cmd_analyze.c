@@ -1,6 +1,7 @@
 /* cmd_analyze.c: `thermo analyze` (the data sheet of a session or a telemetry log, built by
  * th_analyze_path and written by th_analysis_write) and `thermo repro` (do several sessions'
  * coupling figures agree, th_repro_compare); and the summary lines both print. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,8 @@ int cmd_analyze(int argc, char **argv) {
 /* ---------------------------------------------------------------------------------
  * thermo repro */
 
+static double finite_or_0(double v) { return isfinite(v) ? v : 0; }
+
 int cmd_repro(int argc, char **argv) {
     int json = 0, n = 0;
     const char **dirs = th_calloc((size_t)argc, sizeof *dirs);
@@ -126,7 +129,7 @@ int cmd_repro(int argc, char **argv) {
         for (int i = 0; i < n; i++) modeled |= an[i]->meta.modeled == 1;
         fprintf(stderr, "%d sessions%s\n%-30s %10s %10s %10s %8s %s\n", n, modeled ? " (MODELED data: simulated plant)" : "",
                 "figure", "mean", "min", "max", "spread", "agree");
-        if (json) printf("{\n  \"sessions\": %d,\n  \"figures\": {\n", n);
+        json_t *figs = json_object();
         for (int f = 0; f < TH_REPRO_FIGURES; f++) {
             const th_repro_figure *g = &r.fig[f];
             const th_an_figure *d = &an[0]->fig[g->id];
@@ -135,14 +138,16 @@ int cmd_repro(int argc, char **argv) {
                 fprintf(stderr, "%-30s %10.4g %10.4g %10.4g %6.1f s %s\n", d->label, g->mean, g->min, g->max, g->spread, verdict);
             else
                 fprintf(stderr, "%-30s %10.4g %10.4g %10.4g %7.1f%% %s\n", d->label, g->mean, g->min, g->max, 100 * g->spread, verdict);
-            if (json)
-                printf("    \"%s\": {\"mean\": %s%.8g, \"min\": %.8g, \"max\": %.8g, \"spread\": %.8g, \"n\": %d, \"agree\": %s}%s\n",
-                       d->key, "", isfinite(g->mean) ? g->mean : 0, isfinite(g->min) ? g->min : 0,
-                       isfinite(g->max) ? g->max : 0, isfinite(g->spread) ? g->spread : 0, g->n,
-                       g->agree < 0 ? "null" : g->agree ? "true" : "false", f + 1 < TH_REPRO_FIGURES ? "," : "");
+            json_object_set_new(figs, d->key,
+                                json_pack("{s:f, s:f, s:f, s:f, s:i, s:o}", "mean", finite_or_0(g->mean), "min",
+                                          finite_or_0(g->min), "max", finite_or_0(g->max), "spread",
+                                          finite_or_0(g->spread), "n", g->n, "agree",
+                                          g->agree < 0 ? json_null() : json_boolean(g->agree)));
         }
         fprintf(stderr, "verdict: %s\n", r.all_agree ? "the coupling figures agree within +-20 %" : "the figures DISAGREE");
-        if (json) printf("  },\n  \"all_agree\": %s\n}\n", r.all_agree ? "true" : "false");
+        json_t *doc = json_pack("{s:i, s:o, s:b}", "sessions", n, "figures", figs, "all_agree", r.all_agree);
+        if (json) rc = cli_print_json(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8), "repro");
+        else json_decref(doc);
     }
     for (int i = 0; an && i < n; i++) th_analysis_free(an[i]);
     th_free(an);

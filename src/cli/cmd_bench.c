@@ -60,23 +60,18 @@ static int bench_model(int argc, char **argv) {
         json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
         json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
     }
-    if (json) {
-        char *text = json_dumps(j, JSON_REAL_PRECISION(6));
-        printf("%s\n", text);
-        free(text);
-    } else {
-        printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
-        printf("threads          %d, matmul %s\n", r.threads, r.matmul);
-        printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
-               r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
-        if (o.baseline_naive)
-            printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
-                   r.train_step_ms_naive / r.train_step_ms);
-        printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
-        printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
-        printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
-    }
+    if (json) return cli_print_json(j, JSON_REAL_PRECISION(6), "bench model");
     json_decref(j);
+    printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
+    printf("threads          %d, matmul %s\n", r.threads, r.matmul);
+    printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
+           r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
+    if (o.baseline_naive)
+        printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
+               r.train_step_ms_naive / r.train_step_ms);
+    printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
+    printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
+    printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
     return EXIT_OK;
 }
 

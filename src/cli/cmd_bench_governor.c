@@ -105,11 +105,7 @@ int cmd_bench_governor(int argc, char **argv) {
             }
         }
     }
-    if (json && rc == EXIT_OK) {
-        char *text = json_dumps(arr, JSON_REAL_PRECISION(6) | JSON_INDENT(1));
-        printf("%s\n", text);
-        free(text);
-    }
+    if (json && rc == EXIT_OK) return cli_print_json(arr, JSON_REAL_PRECISION(6) | JSON_INDENT(1), "bench governor");
     json_decref(arr);
     return rc;
 }

@@ -51,12 +51,7 @@ int cmd_estimate(int argc, char **argv) {
     if (json) {
         void *o = NULL;
         if ((st = th_eco_report_json(&fp, "estimate", &o)) != TH_OK) return cli_report(st, "estimate");
-        char *text = json_dumps((json_t *)o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        json_decref((json_t *)o);
-        if (!text) return cli_report(th_fail(TH_ERR_NOMEM, "JSON encoding failed"), "estimate");
-        printf("%s\n", text);
-        free(text);
-        return EXIT_OK;
+        return cli_print_json(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10), "estimate");
     }
     printf("planning estimate (not a measurement): E = %g W x %g devices x %g h x PUE %g\n", power_w, (double)devices, hours,
            pue);

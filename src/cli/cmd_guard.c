@@ -77,10 +77,7 @@ static void print_verdict_json(const th_session_verdict *v, const th_session_gua
     json_object_set_new(o, "loop_energy_j", json_real(v->loop_energy_j));
     json_object_set_new(o, "session_energy_j", json_real(v->session_energy_j));
     json_object_set_new(o, "reason", json_string(v->reason));
-    char *s = json_dumps(o, JSON_PRESERVE_ORDER);
-    if (s) printf("%s\n", s);
-    free(s);
-    json_decref(o);
+    cli_print_json(o, JSON_PRESERVE_ORDER, "guard record");
 }
 
 static int guard_record(int argc, char **argv) {
@@ -152,12 +149,7 @@ static int guard_show(int argc, char **argv) {
     if (json) {
         // the validated file, re-read as is
         json_error_t err;
-        json_t *root = json_load_file(state, 0, &err);
-        char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        if (s) printf("%s\n", s);
-        free(s);
-        json_decref(root);
-        return s ? EXIT_OK : EXIT_FAILURE_RUN;
+        return cli_print_json(json_load_file(state, 0, &err), JSON_INDENT(2) | JSON_PRESERVE_ORDER, "guard show");
     }
     printf("session   %s\n", g.session);
     printf("calls     %ld (%ld fired a pattern)\n", g.calls, g.fired);

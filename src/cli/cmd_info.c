@@ -133,15 +133,7 @@ static int print_json(const char *path, const th_model_info *in, const tokenizer
     json_object_set_new(tj, "vocab_size", ti->vocab_size ? json_integer(ti->vocab_size) : json_null());
     if (ti->error[0]) json_object_set_new(tj, "error", json_string(ti->error));
     json_object_set_new(o, "tokenizer", tj);
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
-    json_decref(o);
-    if (!text) {
-        fprintf(stderr, "thermo info: out of memory\n");
-        return EXIT_FAILURE_RUN;
-    }
-    printf("%s\n", text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7), "info");
 }
 
 int cmd_info(int argc, char **argv) {

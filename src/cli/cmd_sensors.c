@@ -86,15 +86,8 @@ int cmd_sensors(int argc, char **argv) {
     rc = EXIT_OK;
     if (json) {
         json_t *arr = json_array();
-        if (!arr || !append_json(arr, real, n_real) || !append_json(arr, sim, n_sim)) {
-            fprintf(stderr, "thermo sensors: out of memory\n");
-            rc = EXIT_FAILURE_RUN;
-        } else {
-            char *text = json_dumps(arr, JSON_INDENT(2));
-            if (text) printf("%s\n", text);
-            free(text);
-        }
-        json_decref(arr);
+        if (arr && (!append_json(arr, real, n_real) || !append_json(arr, sim, n_sim))) json_decref(arr), arr = NULL;
+        rc = cli_print_json(arr, JSON_INDENT(2), "sensors");
         if (ok == 0)
             fprintf(stderr, "thermo sensors: no hardware sensors found under %s, using simulated profile %s\n", cfg.root,
                     profile);

@@ -1,5 +1,6 @@
 /* main.c: `thermo`, the command-line front end. Dispatches to one function per
  * subcommand (one file each) and holds the helpers they share. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,4 +91,13 @@ int cli_mkdir_p(const char *dir) {
         *p = '/';
     }
     return mkdir(tmp, 0755) == 0 || access(tmp, F_OK) == 0;
+}
+
+int cli_print_json(void *json, size_t flags, const char *cmd) {
+    char *text = json ? json_dumps(json, flags) : NULL;
+    json_decref(json);
+    if (!text) return cli_report(th_fail(TH_ERR_NOMEM, "out of memory for the JSON document"), cmd);
+    printf("%s\n", text);
+    free(text);
+    return EXIT_OK;
 }
