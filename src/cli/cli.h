@@ -1,11 +1,12 @@
 /* cli.h (internal to the CLI): the subcommand table and the helpers every subcommand
- * shares: option parsing with clear errors, and turning a library status into a message
+ * shares: the option tables (cli_opts.h), and turning a library status into a message
  * and an exit code. The CLI is the only code that prints to the terminal or exits. */
 #ifndef THERMO_CLI_H
 #define THERMO_CLI_H
 
 #include <stdio.h>
 
+#include "cli/cli_opts.h"
 #include "thermo/core.h"
 #include "thermo/eco.h"
 #include "thermo/pipeline.h"
@@ -39,13 +40,15 @@ int cmd_repro(int argc, char **argv);
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);
 
-/* Parses a whole decimal integer / float in [lo, hi]; on failure prints
- * "thermo <cmd>: --<flag> ..." and returns 0. */
-int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
-int cli_parse_float(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
+/* Prints a jansson value on stdout as one document (json_dumps flags) and releases it (NULL:
+ * out of memory). Returns an exit code naming cmd on failure. */
+int cli_print_json(void *json, size_t flags, const char *cmd);
 
 /* Creates dir and its missing parents (mode 0755); 1 on success or if it exists, else 0. */
 int cli_mkdir_p(const char *dir);
+
+/* The summary of an analysis (its figures, the causal reading, warnings) in lines (cmd_analyze.c). */
+void cli_print_analysis(const th_analysis *a, FILE *f);
 
 /* Installs a log handler that prints library messages to stderr at `min_level` and above. */
 void cli_install_logger(th_log_level min_level);
@@ -53,27 +56,22 @@ void cli_install_logger(th_log_level min_level);
 /* ---------------------------------------------------------------------------------
  * options shared by monitored commands (run_flags.c) */
 
-typedef struct {
-    const char *flag;
-    th_eco_factor_id id;
-    double hi;
-    double value;
-} cli_factor_override;
+/* The factor overrides, in the order cli_eco_resolve applies them. */
+enum { CLI_OV_GRID, CLI_OV_WUE, CLI_OV_EWIF, CLI_OV_GEN_SHARE, CLI_OV_COUNT };
 
 typedef struct {
     th_run_opts run;
     const char *region, *preset, *cooling, *report_json, *emissions_csv;
     const char *factor_files[16];
     int n_factor_files;
-    double pue; /* NaN: the preset's */
-    cli_factor_override overrides[4];
-    int n_overrides;
+    double pue;                       /* NaN: the preset's */
+    double overrides[CLI_OV_COUNT];   /* NaN: the table's */
     int methane;
-    th_report_style report; /* --report summary (default) | full: the end-of-run text */
-    th_eco_factors factors; /* filled by cli_eco_resolve */
-    th_eco_price price;     /* per joule of IT energy, from factors (cli_eco_resolve) */
-    int have_price;         /* 0 when the factors cannot price energy */
-    th_budget_config budget; /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
+    int report;                       /* th_report_style: --report summary (default) | full */
+    th_eco_factors factors;           /* filled by cli_eco_resolve */
+    th_budget_config budget;          /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
+    cli_opt run_opts[24];             /* the options of a monitored run, pointing into this struct */
+    cli_opt eco_opts[16];             /* the eco factor options (all that `thermo estimate` takes) */
 } cli_run_flags;
 
 typedef struct {
@@ -83,15 +81,15 @@ typedef struct {
     const char *waste_what;  /* what wasted them ("loop: period 7 ...") */
 } cli_run_units;
 
+/* A guard mode option's names and values (CLI_O_CHOICE into an int holding a th_guard_mode). */
+extern const char *const cli_guard_modes[];
+extern const int cli_guard_mode_values[];
+
+/* Defaults, and the option tables run_opts and eco_opts (which point into f: do not copy f
+ * after this). */
 void cli_run_flags_init(cli_run_flags *f);
-const char *cli_run_flags_help(void);
-/* If argv[*i] is one of the shared options, consumes it (and its value, advancing *i) and
- * returns 1; returns 0 if it is not ours, -1 after printing an error. */
-int cli_run_flag(cli_run_flags *f, const char *cmd, int argc, char **argv, int *i);
 /* Loads the factor tables and resolves f->factors; returns an exit code (0 on success). */
 int cli_eco_resolve(cli_run_flags *f, const char *cmd);
-/* Running CO2e of energy_j for progress lines: energy x the resolved price (0 without one). */
-double cli_live_co2e_g(const cli_run_flags *f, double energy_j);
 /* The footprint as the full text; returns an exit code. */
 int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out);
 /* The end-of-run report (th_run_report): text on stderr in the --report style, --report-json,
@@ -114,11 +112,17 @@ typedef struct {
     th_train_job job;
     const char *data[TH_TRAIN_JOB_MAX_DATA];
     int n_data;
+    int threads, spike_mode; /* --threads (0: all cores), --spike-guard */
+    int no_preflight;
     cli_train_progress progress;
+    cli_opt opts[40];        /* train's own options, pointing into this struct */
 } cli_train_args;
 
-/* 0: parsed (job ready); 1: help printed; -1: error printed. */
-int cli_train_parse(int argc, char **argv, const char *cmd, cli_train_args *t);
+/* Defaults and the option table t->opts (train's own; t->flags has the shared ones). */
+void cli_train_init(cli_train_args *t);
+/* After parsing: the thread count, the eco factors and the job's callbacks. Returns an exit
+ * code (0: the job is ready to run). */
+int cli_train_ready(cli_train_args *t, const char *cmd);
 /* Installs (on = 1) or removes the Ctrl-C / SIGTERM handler that stops a job after its
  * current micro-batch. */
 void cli_train_signals(int on);

@@ -7,71 +7,40 @@
 #include "cli/cli.h"
 #include "thermo/pipeline.h"
 
-static void bench_model_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo bench model [options]\n"
-            "  --preset NAME     model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny\n"
-            "  --json            print one JSON object instead of a table\n"
-            "  --threads N       threads for kernels and BLAS (default: all cores)\n"
-            "  --batch B --seq T training shape (default 4 x 64)\n"
-            "  --steps N         timed training steps, median reported (default 5)\n"
-            "  --prompt N        prefill length (default 128); --decode N decoded tokens (default 64)\n"
-            "  --matmul NAME     compute backend: auto (default: the fastest this CPU runs), avx512,\n"
-            "                    blas, naive\n"
-            "  --baseline naive  also time training with the naive matmul loops (slow: ~10 s a step\n"
-            "                    for gpt2) and report the speed-up measured in the same run\n");
-}
+static const char *const baselines[] = {"naive", NULL};
 
 static int bench_model(int argc, char **argv) {
-    const char *preset = "gpt2";
-    int json = 0;
+    const char *preset = "gpt2", *matmul = NULL;
+    int json = 0, baseline = -1;
     th_bench_model_opts o = th_bench_model_defaults();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long v;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            bench_model_usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "thermo bench model: unknown option or missing value: %s\n", a);
-            bench_model_usage(stderr);
-            return EXIT_USAGE;
-        } else if (strcmp(a, "--preset") == 0) {
-            preset = argv[++i];
-        } else if (strcmp(a, "--matmul") == 0) {
-            th_status st = th_compute_select(argv[++i]);
-            if (st == TH_ERR_INVALID) {
-                fprintf(stderr, "thermo bench model: --matmul: %s\n", th_last_error());
-                return EXIT_USAGE;
-            }
-            if (st != TH_OK) return cli_report(st, "bench model");
-        } else if (strcmp(a, "--baseline") == 0) {
-            if (strcmp(argv[++i], "naive") != 0) {
-                fprintf(stderr, "thermo bench model: --baseline supports 'naive', got '%s'\n", argv[i]);
-                return EXIT_USAGE;
-            }
-            o.baseline_naive = 1;
-        } else {
-            struct { const char *flag; int *dst; long lo, hi; } ints[] = {
-                {"--threads", &o.threads, 1, 1024}, {"--batch", &o.batch, 1, 4096},
-                {"--seq", &o.seq, 1, 1 << 20},      {"--steps", &o.train_steps, 1, 1000},
-                {"--prompt", &o.prompt_tokens, 1, 1 << 20}, {"--decode", &o.decode_tokens, 1, 1 << 20},
-            };
-            size_t k = 0;
-            while (k < sizeof ints / sizeof ints[0] && strcmp(a, ints[k].flag) != 0) k++;
-            if (k == sizeof ints / sizeof ints[0]) {
-                fprintf(stderr, "thermo bench model: unknown option %s\n", a);
-                bench_model_usage(stderr);
-                return EXIT_USAGE;
-            }
-            if (!cli_parse_int("bench model", a, argv[++i], ints[k].lo, ints[k].hi, &v)) return EXIT_USAGE;
-            *ints[k].dst = (int)v;
-        }
+    const cli_opt opts[] = {
+        CLI_O_STR("--preset", "NAME", &preset, "model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny"),
+        CLI_O_FLAG("--json", &json, "print one JSON object instead of a table"),
+        CLI_O_INT("--threads", "N", &o.threads, 1, 1024, "threads for kernels and BLAS (default: all cores)"),
+        CLI_O_INT("--batch", "B", &o.batch, 1, 4096, "training batch (default 4)"),
+        CLI_O_INT("--seq", "T", &o.seq, 1, 1 << 20, "training sequence length (default 64)"),
+        CLI_O_INT("--steps", "N", &o.train_steps, 1, 1000, "timed training steps, median reported (default 5)"),
+        CLI_O_INT("--prompt", "N", &o.prompt_tokens, 1, 1 << 20, "prefill length (default 128)"),
+        CLI_O_INT("--decode", "N", &o.decode_tokens, 1, 1 << 20, "decoded tokens (default 64)"),
+        CLI_O_STR("--matmul", "NAME", &matmul,
+                  "compute backend: auto (default: the fastest this CPU runs), avx512,\nblas, naive"),
+        CLI_O_CHOICE("--baseline", &baseline, baselines, NULL,
+                     "also time training with the naive matmul loops (slow: ~10 s a step\n"
+                     "for gpt2) and report the speed-up measured in the same run"),
+        {0},
+    };
+    cli_cmd c = {.name = "bench model", .synopsis = "[options]", .tables = {opts}};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
+    o.baseline_naive = baseline == 0;
+    th_status st = matmul ? th_compute_select(matmul) : TH_OK;
+    if (st == TH_ERR_INVALID) {
+        fprintf(stderr, "thermo bench model: --matmul: %s\n", th_last_error());
+        return EXIT_USAGE;
     }
+    if (st != TH_OK) return cli_report(st, "bench model");
     th_gpt2_config cfg;
-    th_status st = th_gpt2_config_preset(preset, &cfg);
+    st = th_gpt2_config_preset(preset, &cfg);
     if (st != TH_OK) return cli_report(st, "bench model");
     if (!json)
         fprintf(stderr, "thermo bench model: %s, random weights, training %d x %d, prompt %d, decode %d ...\n", preset,
@@ -91,23 +60,18 @@ static int bench_model(int argc, char **argv) {
         json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
         json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
     }
-    if (json) {
-        char *text = json_dumps(j, JSON_REAL_PRECISION(6));
-        printf("%s\n", text);
-        free(text);
-    } else {
-        printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
-        printf("threads          %d, matmul %s\n", r.threads, r.matmul);
-        printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
-               r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
-        if (o.baseline_naive)
-            printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
-                   r.train_step_ms_naive / r.train_step_ms);
-        printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
-        printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
-        printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
-    }
+    if (json) return cli_print_json(j, JSON_REAL_PRECISION(6), "bench model");
     json_decref(j);
+    printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
+    printf("threads          %d, matmul %s\n", r.threads, r.matmul);
+    printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
+           r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
+    if (o.baseline_naive)
+        printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
+               r.train_step_ms_naive / r.train_step_ms);
+    printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
+    printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
+    printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
     return EXIT_OK;
 }
 

@@ -7,27 +7,6 @@
 
 #include "cli/cli.h"
 
-static void eco_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo bench eco --models M1 [M2 ...] --data FILE [options]\n"
-            "Rates models by quality (perplexity, bits per byte on FILE) per joule, gram CO2e and\n"
-            "litre of water, inside a monitored run per model (energy: the run's ledger).\n"
-            "  --models M ...     model paths (HF dir, .safetensors, llm.c .bin, checkpoint)\n"
-            "  --data FILE        held-out text: scored for perplexity; its first lines are the prompts\n"
-            "  --ctx N            perplexity window (default: each model's context)\n"
-            "  --prompts N        prompts (default 4), each run greedy and seeded: 2N queries\n"
-            "  --decode N         tokens decoded per query (default 32)\n"
-            "  --min-seconds S    length of each steady measurement window (default 1)\n"
-            "  --seed N           sampling seed (default 1337); --threads N\n"
-            "  --json [FILE]      one JSON object on stdout (or written to FILE) instead of a table\n"
-            "  --html FILE        a self-contained report: table and quality-vs-energy scatter\n"
-            "Rating: 1-5 stars by Wh per 1,000 queries among the rated models (five equal bands of\n"
-            "their min-max range, as AI Energy Score), and the Pareto front of perplexity vs energy.\n"
-            "The governor defaults to none here (--governor to pace): pacing would be charged to the model.\n"
-            "%s",
-            cli_run_flags_help());
-}
-
 /* Prints or writes the result as asked; returns an exit code. */
 static int eco_output(const th_bench_eco_result *r, int json, const char *json_path, const char *html) {
     char *text = NULL;
@@ -42,71 +21,48 @@ static int eco_output(const th_bench_eco_result *r, int json, const char *json_p
 }
 
 int cmd_bench_eco(int argc, char **argv) {
-    const char *models[TH_BENCH_ECO_MAX_MODELS], *data = NULL, *html = NULL, *json_path = NULL;
-    int n_models = 0, json = 0;
-    long ctx = 0, prompts, decode, seed, threads = 0;
+    const char *models[TH_BENCH_ECO_MAX_MODELS], *data = NULL, *html = NULL, *json_arg = NULL;
+    int n_models = 0, threads = 0;
     th_bench_eco_opts o = th_bench_eco_defaults();
-    prompts = o.prompts, decode = o.decode, seed = (long)o.seed;
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     rf.run = o.run; // 50 Hz and no governor unless asked for (see th_bench_eco_defaults)
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            eco_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) json_path = argv[++i];
-            continue;
-        }
-        if (!strcmp(a, "--models")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                if (n_models == TH_BENCH_ECO_MAX_MODELS) {
-                    fprintf(stderr, "thermo bench eco: at most %d models\n", TH_BENCH_ECO_MAX_MODELS);
-                    return EXIT_USAGE;
-                }
-                models[n_models++] = argv[++i];
-            }
-            continue;
-        }
-        int r = cli_run_flag(&rf, "bench eco", argc, argv, &i);
-        if (r < 0) return EXIT_USAGE;
-        if (r > 0) continue;
-        if (i + 1 >= argc) {
-            fprintf(stderr, "thermo bench eco: unknown option or missing value: %s\n", a);
-            eco_usage(stderr);
-            return EXIT_USAGE;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--html")) html = v;
-        else if (!strcmp(a, "--ctx")) ok = cli_parse_int("bench eco", a, v, 2, 1 << 20, &ctx);
-        else if (!strcmp(a, "--prompts")) ok = cli_parse_int("bench eco", a, v, 1, TH_BENCH_ECO_MAX_PROMPTS, &prompts);
-        else if (!strcmp(a, "--decode")) ok = cli_parse_int("bench eco", a, v, 1, 1 << 16, &decode);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_int("bench eco", a, v, 0, 0x7fffffffffffffffL, &seed);
-        else if (!strcmp(a, "--threads")) ok = cli_parse_int("bench eco", a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--min-seconds")) ok = cli_parse_float("bench eco", a, v, 0.01, 3600, &o.min_s);
-        else {
-            fprintf(stderr, "thermo bench eco: unknown option %s\n", a);
-            eco_usage(stderr);
-            return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
+    const cli_opt opts[] = {
+        CLI_O_LIST("--models", "M", models, TH_BENCH_ECO_MAX_MODELS, &n_models,
+                   "model paths (HF dir, .safetensors, llm.c .bin, checkpoint)"),
+        CLI_O_STR("--data", "FILE", &data, "held-out text: scored for perplexity; its first lines are the prompts"),
+        CLI_O_INT("--ctx", "N", &o.ctx, 2, 1 << 20, "perplexity window (default: each model's context)"),
+        CLI_O_INT("--prompts", "N", &o.prompts, 1, TH_BENCH_ECO_MAX_PROMPTS,
+                  "prompts (default 4), each run greedy and seeded: 2N queries"),
+        CLI_O_INT("--decode", "N", &o.decode, 1, 1 << 16, "tokens decoded per query (default 32)"),
+        CLI_O_DBL("--min-seconds", "S", &o.min_s, 0.01, 3600, "length of each steady measurement window (default 1)"),
+        CLI_O_U64("--seed", "N", &o.seed, 0, 0x7fffffffffffffffL, "sampling seed (default 1337)"),
+        CLI_O_INT("--threads", "N", &threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_OPTSTR("--json", "[FILE]", &json_arg, "one JSON object on stdout (or written to FILE) instead of a table"),
+        CLI_O_STR("--html", "FILE", &html, "a self-contained report: table and quality-vs-energy scatter"),
+        {0},
+    };
+    cli_cmd c = {.name = "bench eco",
+                 .synopsis = "--models M1 [M2 ...] --data FILE [options]",
+                 .about = "Rates models by quality (perplexity, bits per byte on FILE) per joule, gram CO2e and\n"
+                          "litre of water, inside a monitored run per model (energy: the run's ledger).\n",
+                 .tables = {opts, rf.run_opts, rf.eco_opts},
+                 .epilog = "Rating: 1-5 stars by Wh per 1,000 queries among the rated models (five equal bands of\n"
+                           "their min-max range, as AI Energy Score), and the Pareto front of perplexity vs energy.\n"
+                           "The governor defaults to none here (--governor to pace): pacing would be charged to the "
+                           "model.\n"};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
     if (n_models == 0 || !data) {
-        fprintf(stderr, "thermo bench eco: --models and --data are required\n");
-        eco_usage(stderr);
+        fprintf(stderr, "thermo bench eco: --models and --data are required (thermo bench eco --help)\n");
         return EXIT_USAGE;
     }
-    if (threads > 0) th_threads_set((int)threads);
-    int rc = cli_eco_resolve(&rf, "bench eco");
-    if (rc != EXIT_OK) return rc;
+    if (threads > 0) th_threads_set(threads);
+    if ((rc = cli_eco_resolve(&rf, "bench eco")) != EXIT_OK) return rc;
     o.run = rf.run;
     o.factors = &rf.factors;
-    o.ctx = (int)ctx, o.prompts = (int)prompts, o.decode = (int)decode, o.seed = (uint64_t)seed;
+    int json = json_arg != NULL;
+    const char *json_path = json && json_arg[0] ? json_arg : NULL;
     char *text = NULL;
     size_t len = 0;
     th_status st = th_read_file(data, &text, &len);

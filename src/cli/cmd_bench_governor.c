@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "thermo/govern.h"
@@ -16,76 +15,46 @@
 static const char *const shipped_profiles[] = {"laptop-cpu", "desktop-cpu", "server-cpu",
                                                 "rtx-4090",   "a100-sxm4",   "h100-sxm"};
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo bench governor [options]\n"
-            "  Runs every governor on the SIMULATED thermal plant in simulated time (hours of\n"
-            "  scenario in seconds) and reports, per scenario and governor: seconds above the\n"
-            "  limit, maximum overshoot, work versus the oracle constant duty, energy per unit\n"
-            "  of work and the measured cost of one decision.\n"
-            "  --profile NAME|FILE  one profile (default: the six shipped ones)\n"
-            "  --scenario NAME      steady, ambient_step, cooling_degraded, bursty, long_training\n"
-            "                       (default: all)\n"
-            "  --governor NAME      none, bang_bang, step_wise, pid, predictive (default: all)\n"
-            "  --limit C            temperature limit (default: the profile's t_max_operating_c - 2)\n"
-            "  --seed N             sensor noise and burst pattern seed (default 1)\n"
-            "  --traces DIR         write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
-            "                       simulated second: t_s,temp_c,sensor_c,duty,power_w,work)\n"
-            "  --json               print a JSON array of result objects\n");
-}
-
-static int make_dir(const char *dir) {
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return 1;
-    fprintf(stderr, "thermo bench governor: cannot create %s: %s\n", dir, strerror(errno));
-    return 0;
-}
-
 int cmd_bench_governor(int argc, char **argv) {
     const char *profile_arg = NULL, *scenario_arg = NULL, *governor_arg = NULL, *traces = NULL;
     int json = 0;
     th_bench_gov_opts o = th_bench_gov_defaults();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "thermo bench governor: unknown option or missing value: %s\n", a);
-            usage(stderr);
-            return EXIT_USAGE;
-        } else if (strcmp(a, "--profile") == 0) {
-            profile_arg = argv[++i];
-        } else if (strcmp(a, "--scenario") == 0) {
-            scenario_arg = argv[++i];
-            if (th_scenario_parse(scenario_arg) < 0) {
-                fprintf(stderr, "thermo bench governor: unknown scenario '%s'\n", scenario_arg);
-                return EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--governor") == 0) {
-            governor_arg = argv[++i];
-            size_t k = 0;
-            while (k < th_governor_count() && strcmp(th_governor_name(k), governor_arg) != 0) k++;
-            if (k == th_governor_count()) {
-                fprintf(stderr, "thermo bench governor: unknown governor '%s'\n", governor_arg);
-                return EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--traces") == 0) {
-            traces = argv[++i];
-        } else if (strcmp(a, "--limit") == 0) {
-            if (!cli_parse_float("bench governor", a, argv[++i], -40, 150, &o.limit_c)) return EXIT_USAGE;
-        } else if (strcmp(a, "--seed") == 0) {
-            long v;
-            if (!cli_parse_int("bench governor", a, argv[++i], 0, 1L << 30, &v)) return EXIT_USAGE;
-            o.seed = (uint64_t)v;
-        } else {
-            fprintf(stderr, "thermo bench governor: unknown option %s\n", a);
-            usage(stderr);
-            return EXIT_USAGE;
-        }
+    const cli_opt opts[] = {
+        CLI_O_STR("--profile", "NAME|FILE", &profile_arg, "one profile (default: the six shipped ones)"),
+        CLI_O_STR("--scenario", "NAME", &scenario_arg,
+                  "steady, ambient_step, cooling_degraded, bursty, long_training\n(default: all)"),
+        CLI_O_STR("--governor", "NAME", &governor_arg, "none, bang_bang, step_wise, pid, predictive (default: all)"),
+        CLI_O_DBL("--limit", "C", &o.limit_c, -40, 150, "temperature limit (default: the profile's t_max_operating_c - 2)"),
+        CLI_O_U64("--seed", "N", &o.seed, 0, 1L << 30, "sensor noise and burst pattern seed (default 1)"),
+        CLI_O_STR("--traces", "DIR", &traces,
+                  "write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
+                  "simulated second: t_s,temp_c,sensor_c,duty,power_w,work)"),
+        CLI_O_FLAG("--json", &json, "print a JSON array of result objects"),
+        {0},
+    };
+    cli_cmd c = {.name = "bench governor", .synopsis = "[options]",
+                 .about = "Runs every governor on the SIMULATED thermal plant in simulated time (hours of\n"
+                          "scenario in seconds) and reports, per scenario and governor: seconds above the\n"
+                          "limit, maximum overshoot, work versus the oracle constant duty, energy per unit\n"
+                          "of work and the measured cost of one decision.\n",
+                 .tables = {opts}};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
+    rc = EXIT_OK;
+    if (scenario_arg && th_scenario_parse(scenario_arg) < 0) {
+        fprintf(stderr, "thermo bench governor: unknown scenario '%s'\n", scenario_arg);
+        return EXIT_USAGE;
     }
-    if (traces && !make_dir(traces)) return EXIT_FAILURE_RUN;
+    size_t k = 0;
+    while (governor_arg && k < th_governor_count() && strcmp(th_governor_name(k), governor_arg) != 0) k++;
+    if (governor_arg && k == th_governor_count()) {
+        fprintf(stderr, "thermo bench governor: unknown governor '%s'\n", governor_arg);
+        return EXIT_USAGE;
+    }
+    if (traces && !cli_mkdir_p(traces)) {
+        fprintf(stderr, "thermo bench governor: cannot create %s: %s\n", traces, strerror(errno));
+        return EXIT_FAILURE_RUN;
+    }
 
     size_t n_prof = profile_arg ? 1 : sizeof shipped_profiles / sizeof shipped_profiles[0];
     json_t *arr = json_array();
@@ -96,7 +65,6 @@ int cmd_bench_governor(int argc, char **argv) {
         printf("%-30s %-11s %8s %8s %8s %9s %9s %7s %8s\n", "scenario", "governor", "above_s", "over_C", "max_C",
                "work_frac", "J/work", "thr_s", "dec_us");
     }
-    int rc = EXIT_OK;
     for (size_t pi = 0; pi < n_prof && rc == EXIT_OK; pi++) {
         th_thermal_profile prof;
         th_status st = th_profile_find(profile_arg ? profile_arg : shipped_profiles[pi], &prof);
@@ -137,11 +105,7 @@ int cmd_bench_governor(int argc, char **argv) {
             }
         }
     }
-    if (json && rc == EXIT_OK) {
-        char *text = json_dumps(arr, JSON_REAL_PRECISION(6) | JSON_INDENT(1));
-        printf("%s\n", text);
-        free(text);
-    }
+    if (json && rc == EXIT_OK) return cli_print_json(arr, JSON_REAL_PRECISION(6) | JSON_INDENT(1), "bench governor");
     json_decref(arr);
     return rc;
 }

@@ -31,81 +31,51 @@ static void print_warning(const char *msg, void *user) {
     fprintf(stderr, "\nthermo generate: warning: %s\n", msg);
 }
 
-static void generate_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo generate [options]\n"
-            "  --model DIR|FILE     Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint\n"
-            "                       (default: runs/default/model, what `thermo train` writes)\n"
-            "  --prompt TEXT        text to continue (default: start of a document)\n"
-            "  --max-tokens N       tokens to generate at most (default 64)\n"
-            "  --temperature X      0 = greedy; default 0.8\n"
-            "  --top-k K            keep the K most likely tokens (default 40; 0 = off)\n"
-            "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
-            "  --seed S             sampling seed (default 1337)\n"
-            "  --threads N          compute threads (default: all cores)\n"
-            "  --loop-guard MODE     stop (default), warn or off: detect a token stream stuck in a loop\n"
-            "Stops at <|endoftext|>, at --max-tokens, when the context is full, when the loop guard\n"
-            "catches a loop, or before a token a budget cannot pay for.\n%s", cli_run_flags_help());
-}
-
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL;
-    long max_tokens = 64, top_k = 40, seed = 1337, threads = 0;
+    long max_tokens = 64;
+    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP;
+    uint64_t seed = 1337;
     double temperature = 0.8, top_p = 0.95;
-    const char *loop_mode = "stop";
     cli_run_flags rf;
     cli_run_flags_init(&rf);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            generate_usage(stdout);
-            return EXIT_OK;
-        }
-        int r = cli_run_flag(&rf, "generate", argc, argv, &i);
-        if (r < 0) return EXIT_USAGE;
-        if (r > 0) continue;
-        if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "thermo generate: unknown option or missing value: %s\n", a);
-            generate_usage(stderr);
-            return EXIT_USAGE;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--loop-guard")) loop_mode = v;
-        else if (!strcmp(a, "--max-tokens")) ok = cli_parse_int("generate", a, v, 1, 1 << 20, &max_tokens);
-        else if (!strcmp(a, "--top-k")) ok = cli_parse_int("generate", a, v, 0, 1 << 24, &top_k);
-        else if (!strcmp(a, "--seed")) ok = cli_parse_int("generate", a, v, 0, 0x7fffffffffffffffL, &seed);
-        else if (!strcmp(a, "--threads")) ok = cli_parse_int("generate", a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--temperature")) ok = cli_parse_float("generate", a, v, 0, 100, &temperature);
-        else if (!strcmp(a, "--top-p")) ok = cli_parse_float("generate", a, v, 1e-6, 1, &top_p);
-        else {
-            fprintf(stderr, "thermo generate: unknown option %s\n", a);
-            generate_usage(stderr);
-            return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
-    th_threads_set(threads > 0 ? (int)threads : th_threads_get());
+    const cli_opt opts[] = {
+        CLI_O_STR("--model", "DIR|FILE", &model_path,
+                  "Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint\n"
+                  "(default: runs/default/model, what `thermo train` writes)"),
+        CLI_O_STR("--prompt", "TEXT", &prompt, "text to continue (default: start of a document)"),
+        CLI_O_LONG("--max-tokens", "N", &max_tokens, 1, 1 << 20, "tokens to generate at most (default 64)"),
+        CLI_O_DBL("--temperature", "X", &temperature, 0, 100, "0 = greedy; default 0.8"),
+        CLI_O_INT("--top-k", "K", &top_k, 0, 1 << 24, "keep the K most likely tokens (default 40; 0 = off)"),
+        CLI_O_DBL("--top-p", "P", &top_p, 1e-6, 1, "nucleus sampling threshold (default 0.95; 1 = off)"),
+        CLI_O_U64("--seed", "S", &seed, 0, 0x7fffffffffffffffL, "sampling seed (default 1337)"),
+        CLI_O_INT("--threads", "N", &threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_CHOICE("--loop-guard", &loop_mode, cli_guard_modes, cli_guard_mode_values,
+                     "stop (default), warn or off: detect a token stream stuck in a loop"),
+        {0},
+    };
+    cli_cmd c = {.name = "generate", .synopsis = "[options]", .tables = {opts, rf.run_opts, rf.eco_opts},
+                 .epilog = "Stops at <|endoftext|>, at --max-tokens, when the context is full, when the loop guard\n"
+                           "catches a loop, or before a token a budget cannot pay for.\n"};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
+    rc = EXIT_OK;
+    th_threads_set(threads > 0 ? threads : th_threads_get());
     int erc = cli_eco_resolve(&rf, "generate");
     if (erc != EXIT_OK) return erc;
     th_generate_opts go = th_generate_defaults();
     go.max_tokens = max_tokens;
-    go.sampling = (th_sampler_config){(float)temperature, (int)top_k, (float)top_p};
-    go.seed = (uint64_t)seed;
+    go.sampling = (th_sampler_config){(float)temperature, top_k, (float)top_p};
+    go.seed = seed;
     go.budget = rf.budget;
     go.on_token = print_token;
     go.on_warning = print_warning;
-    if (th_guard_mode_parse(loop_mode, &go.loop_guard.mode) != TH_OK) {
-        fprintf(stderr, "thermo generate: --loop-guard must be stop, warn or off, got '%s'\n", loop_mode);
-        return EXIT_USAGE;
-    }
+    go.loop_guard.mode = (th_guard_mode)loop_mode;
 
     th_gpt2 *m = NULL;
     th_tokenizer *tok = NULL;
     th_run *run = NULL;
-    int *ids = NULL, rc = EXIT_OK;
+    int *ids = NULL;
     size_t n_ids = 0;
     th_model_info info;
     th_status st = th_model_load_any(model_path, &m, &info);

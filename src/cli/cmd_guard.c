@@ -14,29 +14,31 @@
 /* Exit code of `thermo guard record` when a pattern fired in stop mode. */
 #define EXIT_GUARD_FIRED 4
 
+static const char record_about[] =
+    "Adds one call of an agent session (e.g. one `thermo generate`) to FILE, a small JSON state\n"
+    "shared by separate processes (locked with FILE.lock, written atomically), and checks the\n"
+    "patterns of OpenHands' stuck detector: the same prompt and output 4 times in a row, the same\n"
+    "error 3 times, a cycle of period 2..8 over 6 calls (A/B ping-pong). Hashes are 1..16 hex\n"
+    "digits; --prompt/--output/--error TEXT are hashed with 64-bit FNV-1a. The session's energy\n"
+    "(--energy-j per call) is summed.\n";
+static const char memory_about[] =
+    "Estimates the bytes training takes at (B, T) (parameters, gradients, AdamW moments,\n"
+    "activations) and compares them with MemAvailable in ROOT/proc/meminfo minus a margin.\n";
+static const char exit_codes[] =
+    "exit codes: 0 ok (or a pattern in warn mode), 4 a pattern fired (record, stop mode) or the\n"
+    "            training does not fit (memory), 2 bad command line, 3 bad or foreign state file,\n"
+    "            1 I/O error\n";
+
 static void guard_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo guard record --session ID --state FILE (--prompt-hash H | --prompt TEXT)\n"
-            "                           (--output-hash H | --output TEXT) [--error TEXT] [--energy-j J]\n"
-            "                           [--mode stop|warn|off] [--json]\n"
-            "       thermo guard show --state FILE [--json]\n"
-            "       thermo guard memory [--config gpt2|distilgpt2|small|tiny|...] [--batch B] [--seq T]\n"
-            "                           [--margin-mb M] [--root DIR]\n"
-            "\n"
-            "record  adds one call of an agent session (e.g. one `thermo generate`) to FILE, a small JSON\n"
-            "        state shared by separate processes (locked with FILE.lock, written atomically), and\n"
-            "        checks the patterns of OpenHands' stuck detector: the same prompt and output 4 times\n"
-            "        in a row, the same error 3 times, a cycle of period 2..8 over 6 calls (A/B ping-pong).\n"
-            "        Hashes are 1..16 hex digits; --prompt/--output/--error TEXT are hashed with 64-bit\n"
-            "        FNV-1a. The session's energy (--energy-j per call) is summed.\n"
-            "show    prints the session in FILE.\n"
-            "memory  estimates the bytes training takes at (B, T) (parameters, gradients, AdamW moments,\n"
-            "        activations) and compares them with MemAvailable in ROOT/proc/meminfo minus a margin\n"
-            "        (default 1024 MB).\n"
-            "\n"
-            "exit codes: 0 ok (or a pattern in warn mode), 4 a pattern fired (record, stop mode) or the\n"
-            "            training does not fit (memory), 2 bad command line, 3 bad or foreign state file,\n"
-            "            1 I/O error\n");
+    fprintf(f, "usage: thermo guard record --session ID --state FILE (--prompt-hash H | --prompt TEXT)\n"
+               "                           (--output-hash H | --output TEXT) [options]\n"
+               "       thermo guard show --state FILE [--json]\n"
+               "       thermo guard memory [--config PRESET] [--batch B] [--seq T] [--margin-mb M] [--root DIR]\n"
+               "record  adds one call of an agent session to a shared state file; exit 4 when stuck\n"
+               "show    prints the session in FILE\n"
+               "memory  the preflight memory check for a training shape\n"
+               "(thermo guard SUBCOMMAND --help gives each one's options)\n%s",
+            exit_codes);
 }
 
 static int parse_hash(const char *flag, const char *text, uint64_t *out) {
@@ -75,57 +77,43 @@ static void print_verdict_json(const th_session_verdict *v, const th_session_gua
     json_object_set_new(o, "loop_energy_j", json_real(v->loop_energy_j));
     json_object_set_new(o, "session_energy_j", json_real(v->session_energy_j));
     json_object_set_new(o, "reason", json_string(v->reason));
-    char *s = json_dumps(o, JSON_PRESERVE_ORDER);
-    if (s) printf("%s\n", s);
-    free(s);
-    json_decref(o);
+    cli_print_json(o, JSON_PRESERVE_ORDER, "guard record");
 }
 
 static int guard_record(int argc, char **argv) {
-    const char *session = NULL, *state = NULL, *error = NULL;
+    const char *session = NULL, *state = NULL, *error = NULL, *prompt = NULL, *output = NULL;
+    const char *prompt_hash = NULL, *output_hash = NULL;
     uint64_t ph = 0, oh = 0;
     double energy = 0;
-    int json = 0;
+    int json = 0, mode = TH_GUARD_STOP;
     th_session_guard_config cfg = th_session_guard_defaults();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            guard_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "thermo guard record: unknown option or missing value: %s\n", a);
-            return EXIT_USAGE;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(a, "--session")) session = v;
-        else if (!strcmp(a, "--state")) state = v;
-        else if (!strcmp(a, "--prompt-hash")) ok = parse_hash(a, v, &ph);
-        else if (!strcmp(a, "--output-hash")) ok = parse_hash(a, v, &oh);
-        else if (!strcmp(a, "--prompt")) ph = hash_text(v);
-        else if (!strcmp(a, "--output")) oh = hash_text(v);
-        else if (!strcmp(a, "--error")) error = v;
-        else if (!strcmp(a, "--energy-j")) ok = cli_parse_float("guard record", a, v, 0, 1e15, &energy);
-        else if (!strcmp(a, "--mode")) {
-            if (th_guard_mode_parse(v, &cfg.mode) != TH_OK) {
-                fprintf(stderr, "thermo guard record: --mode expects stop, warn or off, got '%s'\n", v);
-                ok = 0;
-            }
-        } else {
-            fprintf(stderr, "thermo guard record: unknown option %s\n", a);
-            guard_usage(stderr);
-            return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
+    const cli_opt opts[] = {
+        CLI_O_STR("--session", "ID", &session, "the agent session"),
+        CLI_O_STR("--state", "FILE", &state, "the shared state file"),
+        CLI_O_STR("--prompt-hash", "H", &prompt_hash, "the call's prompt, hashed (1..16 hex digits)"),
+        CLI_O_STR("--prompt", "TEXT", &prompt, "the call's prompt (hashed here)"),
+        CLI_O_STR("--output-hash", "H", &output_hash, "the call's output, hashed"),
+        CLI_O_STR("--output", "TEXT", &output, "the call's output (hashed here)"),
+        CLI_O_STR("--error", "TEXT", &error, "the call's error, if it failed"),
+        CLI_O_DBL("--energy-j", "J", &energy, 0, 1e15, "the call's energy"),
+        CLI_O_CHOICE("--mode", &mode, cli_guard_modes, cli_guard_mode_values,
+                     "stop (default: exit 4 when a pattern fires), warn or off"),
+        CLI_O_FLAG("--json", &json, "print the verdict as one JSON object"),
+        {0},
+    };
+    cli_cmd c = {.name = "guard record", .synopsis = "--session ID --state FILE (--prompt-hash H | --prompt TEXT)\n"
+                             "                           (--output-hash H | --output TEXT) [options]",
+                 .about = record_about, .tables = {opts}, .epilog = exit_codes};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
+    cfg.mode = (th_guard_mode)mode;
+    if (prompt_hash ? !parse_hash("--prompt-hash", prompt_hash, &ph) : 0) return EXIT_USAGE;
+    if (output_hash ? !parse_hash("--output-hash", output_hash, &oh) : 0) return EXIT_USAGE;
+    if (!prompt_hash && prompt) ph = hash_text(prompt);
+    if (!output_hash && output) oh = hash_text(output);
     if (!session || !state || !ph || !oh) {
-        fprintf(stderr, "thermo guard record: --session, --state, a prompt and an output are required\n");
-        guard_usage(stderr);
+        fprintf(stderr, "thermo guard record: --session, --state, a prompt and an output are required "
+                        "(thermo guard record --help)\n");
         return EXIT_USAGE;
     }
     th_session_event e = {ph, oh, error && *error ? hash_text(error) : 0, energy};
@@ -142,17 +130,15 @@ static int guard_record(int argc, char **argv) {
 static int guard_show(int argc, char **argv) {
     const char *state = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            guard_usage(stdout);
-            return EXIT_OK;
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--state") && i + 1 < argc) state = argv[++i];
-        else {
-            fprintf(stderr, "thermo guard show: unknown option or missing value: %s\n", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_O_STR("--state", "FILE", &state, "the shared state file"),
+        CLI_O_FLAG("--json", &json, "print the file as JSON"),
+        {0},
+    };
+    cli_cmd c = {.name = "guard show", .synopsis = "--state FILE [--json]",
+                 .about = "Prints an agent session's state file.\n", .tables = {opts}, .epilog = exit_codes};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
     if (!state) {
         fprintf(stderr, "thermo guard show: --state FILE is required\n");
         return EXIT_USAGE;
@@ -163,12 +149,7 @@ static int guard_show(int argc, char **argv) {
     if (json) {
         // the validated file, re-read as is
         json_error_t err;
-        json_t *root = json_load_file(state, 0, &err);
-        char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        if (s) printf("%s\n", s);
-        free(s);
-        json_decref(root);
-        return s ? EXIT_OK : EXIT_FAILURE_RUN;
+        return cli_print_json(json_load_file(state, 0, &err), JSON_INDENT(2) | JSON_PRESERVE_ORDER, "guard show");
     }
     printf("session   %s\n", g.session);
     printf("calls     %ld (%ld fired a pattern)\n", g.calls, g.fired);
@@ -190,29 +171,18 @@ static int guard_memory(int argc, char **argv) {
     const char *preset = "gpt2", *root = NULL;
     long B = 4, T = 64;
     double margin_mb = 1024;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            guard_usage(stdout);
-            return EXIT_OK;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "thermo guard memory: unknown option or missing value: %s\n", a);
-            return EXIT_USAGE;
-        }
-        const char *v = argv[++i];
-        int ok = 1;
-        if (!strcmp(a, "--config")) preset = v;
-        else if (!strcmp(a, "--root")) root = v;
-        else if (!strcmp(a, "--batch")) ok = cli_parse_int("guard memory", a, v, 1, 1 << 20, &B);
-        else if (!strcmp(a, "--seq")) ok = cli_parse_int("guard memory", a, v, 1, 1 << 20, &T);
-        else if (!strcmp(a, "--margin-mb")) ok = cli_parse_float("guard memory", a, v, 0, 1e9, &margin_mb);
-        else {
-            fprintf(stderr, "thermo guard memory: unknown option %s\n", a);
-            return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
+    const cli_opt opts[] = {
+        CLI_O_STR("--config", "PRESET", &preset, "model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny"),
+        CLI_O_LONG("--batch", "B", &B, 1, 1 << 20, "micro-batch size (default 4)"),
+        CLI_O_LONG("--seq", "T", &T, 1, 1 << 20, "sequence length (default 64)"),
+        CLI_O_DBL("--margin-mb", "M", &margin_mb, 0, 1e9, "memory kept free (default 1024 MB)"),
+        CLI_O_STR("--root", "DIR", &root, "read DIR/proc/meminfo instead of /proc/meminfo"),
+        {0},
+    };
+    cli_cmd c = {.name = "guard memory", .synopsis = "[options]", .about = memory_about, .tables = {opts},
+                 .epilog = exit_codes};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
     th_gpt2_config cfg;
     th_status st = th_gpt2_config_preset(preset, &cfg);
     if (st != TH_OK) return cli_report(st, "guard memory --config");

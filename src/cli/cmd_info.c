@@ -14,15 +14,6 @@
 #include "thermo/model.h"
 #include "thermo/text.h"
 
-static void info_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo info [--json] MODEL\n"
-            "  MODEL    a Hugging Face GPT-2 directory, a .safetensors file with config.json beside it,\n"
-            "           an llm.c .bin or a thermo checkpoint\n"
-            "  --json   print one JSON object instead of text\n"
-            "Exits 3 if the file is not a model this build can load.\n");
-}
-
 static const char *names_variant(th_names_variant v) {
     switch (v) {
     case TH_NAMES_GPT2: return "gpt2";
@@ -142,39 +133,22 @@ static int print_json(const char *path, const th_model_info *in, const tokenizer
     json_object_set_new(tj, "vocab_size", ti->vocab_size ? json_integer(ti->vocab_size) : json_null());
     if (ti->error[0]) json_object_set_new(tj, "error", json_string(ti->error));
     json_object_set_new(o, "tokenizer", tj);
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
-    json_decref(o);
-    if (!text) {
-        fprintf(stderr, "thermo info: out of memory\n");
-        return EXIT_FAILURE_RUN;
-    }
-    printf("%s\n", text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7), "info");
 }
 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    int as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            info_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(a, "--json")) {
-            as_json = 1;
-        } else if (strncmp(a, "--", 2) == 0 || path) {
-            fprintf(stderr, "thermo info: unexpected argument %s\n", a);
-            info_usage(stderr);
-            return EXIT_USAGE;
-        } else {
-            path = a;
-        }
-    }
+    int as_json = 0, n_pos = 0;
+    const cli_opt opts[] = {CLI_O_FLAG("--json", &as_json, "print one JSON object instead of text"), {0}};
+    cli_cmd c = {.name = "info", .synopsis = "[--json] MODEL",
+                 .about = "  MODEL    a Hugging Face GPT-2 directory, a .safetensors file with config.json beside it,\n"
+                          "           an llm.c .bin or a thermo checkpoint\n",
+                 .tables = {opts}, .epilog = "Exits 3 if the file is not a model this build can load.\n",
+                 .pos = &path, .max_pos = 1, .n_pos = &n_pos, .pos_name = "MODEL"};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
     if (!path) {
         fprintf(stderr, "thermo info: which model? (a directory or a file)\n");
-        info_usage(stderr);
         return EXIT_USAGE;
     }
     th_gpt2 *m = NULL;

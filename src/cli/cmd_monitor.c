@@ -19,58 +19,35 @@
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
-static void monitor_usage(FILE *f) {
-    fprintf(f, "usage: thermo monitor --out FILE [--hz N] [--sysfs-root DIR] [--profile NAME|FILE]\n"
-               "                      [--backend NAME] [-- COMMAND [ARGS...]]\n"
-               "  --out FILE        telemetry log; .jsonl gives JSON lines, anything else CSV\n"
-               "  --hz N            samples per second (default 10)\n"
-               "  --sysfs-root DIR  read DIR/sys and DIR/proc instead of /\n"
-               "  --profile P       use the simulated plant with this profile (bundled name or JSON file)\n"
-               "  --backend NAME    host, nvml, hwmon, thermal, rapl, procstat, trace, sim (default: best found)\n"
-               "  -- COMMAND        run COMMAND and log until it exits; otherwise log until Ctrl-C\n");
-}
-
 int cmd_monitor(int argc, char **argv) {
     th_sense_config cfg = th_sense_config_default();
-    const char *out = NULL, *backend = NULL;
+    const char *out = NULL, *backend = NULL, *profile = NULL;
     double hz = 10.0;
     char **command = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            monitor_usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "thermo monitor: '--' must be followed by a command\n");
-                return EXIT_USAGE;
-            }
-            command = argv + i + 1;
-            break;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "thermo monitor: unknown option or missing value: %s\n", a);
-            monitor_usage(stderr);
-            return EXIT_USAGE;
-        } else if (strcmp(a, "--out") == 0) {
-            out = argv[++i];
-        } else if (strcmp(a, "--hz") == 0) {
-            if (!cli_parse_float("monitor", "--hz", argv[++i], 0.01, 1000, &hz)) return EXIT_USAGE;
-        } else if (strcmp(a, "--sysfs-root") == 0) {
-            cfg.root = argv[++i];
-        } else if (strcmp(a, "--profile") == 0) {
-            cfg.profile = argv[++i];
-            backend = "sim";
-        } else if (strcmp(a, "--backend") == 0) {
-            backend = argv[++i];
-        } else {
-            fprintf(stderr, "thermo monitor: unknown option %s\n", a);
-            monitor_usage(stderr);
-            return EXIT_USAGE;
-        }
+    const cli_opt opts[] = {
+        CLI_O_STR("--out", "FILE", &out, "telemetry log; .jsonl gives JSON lines, anything else CSV"),
+        CLI_O_DBL("--hz", "N", &hz, 0.01, 1000, "samples per second (default 10)"),
+        CLI_O_STR("--sysfs-root", "DIR", &cfg.root, "read DIR/sys and DIR/proc instead of /"),
+        CLI_O_STR("--profile", "P", &profile, "use the simulated plant with this profile (bundled name or JSON file)"),
+        CLI_O_STR("--backend", "NAME", &backend,
+                  "host, nvml, hwmon, thermal, rapl, procstat, trace, sim (default: best found)"),
+        {0},
+    };
+    cli_cmd c = {.name = "monitor",
+                 .synopsis = "--out FILE [--hz N] [--sysfs-root DIR] [--profile NAME|FILE]\n"
+                             "                      [--backend NAME] [-- COMMAND [ARGS...]]",
+                 .tables = {opts},
+                 .epilog = "  -- COMMAND              run COMMAND and log until it exits; otherwise log until Ctrl-C\n",
+                 .rest = &command};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
+    rc = EXIT_OK;
+    if (profile) {
+        cfg.profile = profile;
+        backend = "sim";
     }
     if (!out) {
-        fprintf(stderr, "thermo monitor: --out FILE is required\n");
-        monitor_usage(stderr);
+        fprintf(stderr, "thermo monitor: --out FILE is required (thermo monitor --help)\n");
         return EXIT_USAGE;
     }
     cli_install_logger(TH_LOG_WARN);
@@ -84,7 +61,6 @@ int cmd_monitor(int argc, char **argv) {
     ro.governor = "none";
     ro.drive_plant_from_util = 1;
     th_run *run = NULL;
-    int rc = EXIT_OK;
     th_status st = th_run_start(&ro, &run);
     if (st != TH_OK) return cli_report(st, "monitor");
     th_plant *plant = th_sensor_plant(th_run_sensor(run));

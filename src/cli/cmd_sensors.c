@@ -22,13 +22,6 @@ static const char *kind_name(th_reading_kind k) {
     return "?";
 }
 
-static void sensors_usage(FILE *f) {
-    fprintf(f, "usage: thermo sensors [--sysfs-root DIR] [--profile NAME|FILE] [--json]\n"
-               "  --sysfs-root DIR  read DIR/sys and DIR/proc instead of / (fixture trees, containers)\n"
-               "  --profile P       simulated plant shown when no hardware sensor is found (default laptop-cpu)\n"
-               "  --json            print a JSON array of {name, kind, source, value, unit, measured}\n");
-}
-
 static void print_table(const th_reading *r, size_t n) {
     printf("%-44s %-12s %-40s %14s  %s\n", "NAME", "KIND", "SOURCE", "VALUE", "ORIGIN");
     for (size_t i = 0; i < n; i++) {
@@ -66,23 +59,15 @@ int cmd_sensors(int argc, char **argv) {
     th_sense_config cfg = th_sense_config_default();
     int json = 0;
     const char *profile = "laptop-cpu";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            sensors_usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--sysfs-root") == 0 && i + 1 < argc) {
-            cfg.root = argv[++i];
-        } else if (strcmp(a, "--profile") == 0 && i + 1 < argc) {
-            profile = argv[++i];
-        } else {
-            fprintf(stderr, "thermo sensors: unknown option or missing value: %s\n", a);
-            sensors_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_O_STR("--sysfs-root", "DIR", &cfg.root, "read DIR/sys and DIR/proc instead of / (fixture trees, containers)"),
+        CLI_O_STR("--profile", "P", &profile, "simulated plant shown when no hardware sensor is found (default laptop-cpu)"),
+        CLI_O_FLAG("--json", &json, "print a JSON array of {name, kind, source, value, unit, measured}"),
+        {0},
+    };
+    cli_cmd c = {.name = "sensors", .synopsis = "[--sysfs-root DIR] [--profile NAME|FILE] [--json]", .tables = {opts}};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc;
     cfg.profile = profile;
     th_reading *real = NULL, *sim = NULL;
     size_t n_real = 0, n_sim = 0;
@@ -98,18 +83,11 @@ int cmd_sensors(int argc, char **argv) {
             return cli_report(st, "sensors: simulated profile");
         }
     }
-    int rc = EXIT_OK;
+    rc = EXIT_OK;
     if (json) {
         json_t *arr = json_array();
-        if (!arr || !append_json(arr, real, n_real) || !append_json(arr, sim, n_sim)) {
-            fprintf(stderr, "thermo sensors: out of memory\n");
-            rc = EXIT_FAILURE_RUN;
-        } else {
-            char *text = json_dumps(arr, JSON_INDENT(2));
-            if (text) printf("%s\n", text);
-            free(text);
-        }
-        json_decref(arr);
+        if (arr && (!append_json(arr, real, n_real) || !append_json(arr, sim, n_sim))) json_decref(arr), arr = NULL;
+        rc = cli_print_json(arr, JSON_INDENT(2), "sensors");
         if (ok == 0)
             fprintf(stderr, "thermo sensors: no hardware sensors found under %s, using simulated profile %s\n", cfg.root,
                     profile);

@@ -25,39 +25,6 @@ static int should_stop(void *user) {
     return stop_requested;
 }
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-            "usage: thermo train [options]\n"
-            "  --model DIR|FILE|PRESET  a Hugging Face GPT-2 directory, an llm.c .bin, a thermo checkpoint, or a\n"
-            "                           preset to train from scratch (gpt2, distilgpt2, gpt2-medium, small, tiny);\n"
-            "                           default: small\n"
-            "  --data PATH              text file, directory of .txt files, or a token shard (.bin from an earlier\n"
-            "                           run); may repeat. Default: the embedded corpus (%s)\n"
-            "  --val-data SHARD         validation shard when --data is a shard\n"
-            "  --out DIR                output directory (default runs/default): model/, checkpoint.bin, data/\n"
-            "  --steps N                optimizer steps (default 300)\n"
-            "  --batch B --seq T        micro-batch shape (default 8 x 64)\n"
-            "  --grad-accum K           micro-batches per step (default 1)\n"
-            "  --lr X                   peak learning rate (default 1e-3 from scratch, 1e-4 fine-tuning)\n"
-            "  --warmup N               warmup steps (default 10%% of steps, at most 100)\n"
-            "  --weight-decay X --grad-clip X   AdamW settings (default 0.1, 1.0)\n"
-            "  --val-every N            validate every N steps and at the end (default 50; 0 = never)\n"
-            "  --val-batches N          batches per validation (default 8; 0 = the whole split)\n"
-            "  --save-every N           checkpoint every N steps (default 0: at the end and on Ctrl-C)\n"
-            "  --resume                 continue from OUT/checkpoint.bin exactly where it stopped\n"
-            "  --seed S                 seed for initialization and data order (default 1337)\n"
-            "  --threads N              compute threads (default: all cores)\n"
-            "waste guards:\n"
-            "  --no-preflight           skip the checks before the run (memory, loss at init, checkpoint round trip)\n"
-            "  --spike-guard MODE       stop (default: skip loss/grad-norm spikes over 6 sigma, roll back after 3),\n"
-            "                           warn or off; NaN/Inf never reach the weights whatever the mode\n"
-            "  --early-stop N           stop after N validations without improvement (0: off, default)\n"
-            "  --early-stop-delta X     minimum improvement (default 0.001)\n"
-            "  --max-forecast-j J --max-forecast-co2-g G   refuse to go on once the projected run exceeds it\n"
-            "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n%s",
-            "the King James Bible and Debian's fortunes, installed by scripts/setup", cli_run_flags_help());
-}
-
 static void on_run_started(th_run *run, void *user) {
     cli_train_progress *p = user;
     p->run = active_run = run;
@@ -85,113 +52,89 @@ static void print_step(const th_step_record *r, void *user) {
     fprintf(stderr, " | ETA %dm%02ds%s\n", (int)eta / 60, (int)eta % 60, r->saved ? " | saved" : "");
 }
 
-/* Parses `thermo train`'s options (also those `thermo session` passes on) into a job.
- * Returns 1 when it printed help, -1 after printing an error, 0 when the job is ready to
- * run. Strings point into argv. */
-int cli_train_parse(int argc, char **argv, const char *cmd, cli_train_args *t) {
-    cli_run_flags *rf = &t->flags;
-    cli_run_flags_init(rf);
+void cli_train_init(cli_train_args *t) {
+    memset(t, 0, sizeof *t);
+    cli_run_flags_init(&t->flags);
     t->job = th_train_job_defaults();
+    t->spike_mode = TH_GUARD_STOP;
     th_train_job *j = &t->job;
     th_run_meta *s = &j->settings;
-    long threads = 0, v_long = 0;
-    double v_dbl = 0;
-    const char *spike_mode = "stop";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            train_usage(stdout);
-            return 1;
-        }
-        int r = cli_run_flag(rf, cmd, argc, argv, &i);
-        if (r < 0) return -1;
-        if (r > 0) continue;
-        if (!strcmp(a, "--resume")) { j->resume = 1; continue; }
-        if (!strcmp(a, "--no-preflight")) { j->preflight = 0; continue; }
-        if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "thermo %s: unknown option or missing value: %s\n", cmd, a);
-            train_usage(stderr);
-            return -1;
-        }
-        const char *v = argv[++i];
-        /* integer settings recorded in the checkpoint: flag, range, where, has bit */
-        static const struct { const char *flag; long lo, hi; uint32_t bit; } meta_ints[] = {
-            {"--steps", 1, 100000000, TH_META_STEPS}, {"--batch", 1, 65536, TH_META_BATCH},
-            {"--seq", 1, 1 << 20, TH_META_SEQ},       {"--grad-accum", 1, 65536, TH_META_GRAD_ACCUM},
-            {"--warmup", 0, 100000000, TH_META_WARMUP}, {"--seed", 0, 0x7fffffffffffffffL, TH_META_SEED}};
-        static const struct { const char *flag; double hi; uint32_t bit; } meta_reals[] = {
-            {"--lr", 10, TH_META_LR}, {"--weight-decay", 10, TH_META_WEIGHT_DECAY}, {"--grad-clip", 1e9, TH_META_GRAD_CLIP}};
-        int ok = 1, done = 0;
-        for (size_t k = 0; k < sizeof meta_ints / sizeof meta_ints[0] && !done; k++)
-            if (!strcmp(a, meta_ints[k].flag)) {
-                done = 1;
-                if (!(ok = cli_parse_int(cmd, a, v, meta_ints[k].lo, meta_ints[k].hi, &v_long))) break;
-                s->has |= meta_ints[k].bit;
-                switch (meta_ints[k].bit) {
-                case TH_META_STEPS: s->steps = v_long; break;
-                case TH_META_BATCH: s->batch = (int)v_long; break;
-                case TH_META_SEQ: s->seq = (int)v_long; break;
-                case TH_META_GRAD_ACCUM: s->grad_accum = (int)v_long; break;
-                case TH_META_WARMUP: s->warmup = (int)v_long; break;
-                default: s->seed = (uint64_t)v_long; break;
-                }
-            }
-        for (size_t k = 0; k < sizeof meta_reals / sizeof meta_reals[0] && !done; k++)
-            if (!strcmp(a, meta_reals[k].flag)) {
-                done = 1;
-                if (!(ok = cli_parse_float(cmd, a, v, 0, meta_reals[k].hi, &v_dbl))) break;
-                s->has |= meta_reals[k].bit;
-                *(meta_reals[k].bit == TH_META_LR ? &s->lr : meta_reals[k].bit == TH_META_WEIGHT_DECAY ? &s->weight_decay
-                                                                                                : &s->grad_clip) = v_dbl;
-            }
-        if (done) {
-            if (!ok) return -1;
-            continue;
-        }
-        if (!strcmp(a, "--model")) j->model = v;
-        else if (!strcmp(a, "--data")) {
-            if (t->n_data == TH_TRAIN_JOB_MAX_DATA) {
-                fprintf(stderr, "thermo %s: at most %d --data paths\n", cmd, TH_TRAIN_JOB_MAX_DATA);
-                return -1;
-            }
-            t->data[t->n_data++] = v;
-        } else if (!strcmp(a, "--val-data")) j->val_shard = v;
-        else if (!strcmp(a, "--out")) j->out_dir = v;
-        else if (!strcmp(a, "--val-every") && (ok = cli_parse_int(cmd, a, v, 0, 100000000, &v_long))) j->val_every = (int)v_long;
-        else if (!strcmp(a, "--val-batches") && (ok = cli_parse_int(cmd, a, v, 0, 100000000, &v_long))) j->val_batches = (int)v_long;
-        else if (!strcmp(a, "--save-every") && (ok = cli_parse_int(cmd, a, v, 0, 100000000, &v_long))) j->save_every = (int)v_long;
-        else if (!strcmp(a, "--threads")) ok = cli_parse_int(cmd, a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--spike-guard")) spike_mode = v;
-        else if (!strcmp(a, "--early-stop") && (ok = cli_parse_int(cmd, a, v, 0, 1000000, &v_long))) j->early_stop_patience = (int)v_long;
-        else if (!strcmp(a, "--early-stop-delta")) ok = cli_parse_float(cmd, a, v, 0, 100, &j->early_stop_delta);
-        else if (!strcmp(a, "--max-forecast-j")) ok = cli_parse_float(cmd, a, v, 1e-9, 1e15, &j->forecast_limit.energy_j);
-        else if (!strcmp(a, "--max-forecast-co2-g")) ok = cli_parse_float(cmd, a, v, 1e-9, 1e15, &j->forecast_limit.co2e_g);
-        else if (ok) {
-            fprintf(stderr, "thermo %s: unknown option %s\n", cmd, a);
-            train_usage(stderr);
-            return -1;
-        }
-        if (!ok) return -1;
-    }
-    if (th_guard_mode_parse(spike_mode, &j->spike_mode) != TH_OK) {
-        fprintf(stderr, "thermo %s: --spike-guard must be stop, warn or off, got '%s'\n", cmd, spike_mode);
-        return -1;
-    }
-    th_threads_set(threads > 0 ? (int)threads : th_threads_get());
-    if (cli_eco_resolve(rf, cmd) != EXIT_OK) return -1;
+    uint32_t *has = &s->has; /* the settings given, recorded in the checkpoint */
+    const cli_opt opts[] = {
+        CLI_O_STR("--model", "DIR|FILE|PRESET", &j->model,
+                  "a Hugging Face GPT-2 directory, an llm.c .bin, a thermo checkpoint, or a\n"
+                  "preset to train from scratch (gpt2, distilgpt2, gpt2-medium, small, tiny);\n"
+                  "default: small"),
+        CLI_O_REPEAT("--data", "PATH", t->data, TH_TRAIN_JOB_MAX_DATA, &t->n_data,
+                     "text file, directory of .txt files, or a token shard (.bin from an earlier\n"
+                     "run); may repeat. Default: the embedded corpus (the King James Bible and\n"
+                     "Debian's fortunes, installed by scripts/setup)"),
+        CLI_O_STR("--val-data", "SHARD", &j->val_shard, "validation shard when --data is a shard"),
+        CLI_O_STR("--out", "DIR", &j->out_dir, "output directory (default runs/default): model/, checkpoint.bin, data/"),
+        CLI_O_LONG("--steps", "N", &s->steps, 1, 100000000, "optimizer steps (default 300)", .has = has,
+                   .bit = TH_META_STEPS),
+        CLI_O_INT("--batch", "B", &s->batch, 1, 65536, "micro-batch size (default 8)", .has = has, .bit = TH_META_BATCH),
+        CLI_O_INT("--seq", "T", &s->seq, 1, 1 << 20, "micro-batch sequence length (default 64)", .has = has,
+                  .bit = TH_META_SEQ),
+        CLI_O_INT("--grad-accum", "K", &s->grad_accum, 1, 65536, "micro-batches per step (default 1)", .has = has,
+                  .bit = TH_META_GRAD_ACCUM),
+        CLI_O_DBL("--lr", "X", &s->lr, 0, 10, "peak learning rate (default 1e-3 from scratch, 1e-4 fine-tuning)",
+                  .has = has, .bit = TH_META_LR),
+        CLI_O_INT("--warmup", "N", &s->warmup, 0, 100000000, "warmup steps (default 10% of steps, at most 100)",
+                  .has = has, .bit = TH_META_WARMUP),
+        CLI_O_DBL("--weight-decay", "X", &s->weight_decay, 0, 10, "AdamW weight decay (default 0.1)", .has = has,
+                  .bit = TH_META_WEIGHT_DECAY),
+        CLI_O_DBL("--grad-clip", "X", &s->grad_clip, 0, 1e9, "gradient norm clip (default 1.0)", .has = has,
+                  .bit = TH_META_GRAD_CLIP),
+        CLI_O_INT("--val-every", "N", &j->val_every, 0, 100000000,
+                  "validate every N steps and at the end (default 50; 0 = never)"),
+        CLI_O_INT("--val-batches", "N", &j->val_batches, 0, 100000000,
+                  "batches per validation (default 8; 0 = the whole split)"),
+        CLI_O_INT("--save-every", "N", &j->save_every, 0, 100000000,
+                  "checkpoint every N steps (default 0: at the end and on Ctrl-C)"),
+        CLI_O_FLAG("--resume", &j->resume, "continue from OUT/checkpoint.bin exactly where it stopped"),
+        CLI_O_U64("--seed", "S", &s->seed, 0, 0x7fffffffffffffffL,
+                  "seed for initialization and data order (default 1337)", .has = has, .bit = TH_META_SEED),
+        CLI_O_INT("--threads", "N", &t->threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_HEAD("waste guards"),
+        CLI_O_FLAG("--no-preflight", &t->no_preflight,
+                   "skip the checks before the run (memory, loss at init, checkpoint round trip)"),
+        CLI_O_CHOICE("--spike-guard", &t->spike_mode, cli_guard_modes, cli_guard_mode_values,
+                     "stop (default: skip loss/grad-norm spikes over 6 sigma, roll back after 3),\n"
+                     "warn or off; NaN/Inf never reach the weights whatever the mode"),
+        CLI_O_INT("--early-stop", "N", &j->early_stop_patience, 0, 1000000,
+                  "stop after N validations without improvement (0: off, default)"),
+        CLI_O_DBL("--early-stop-delta", "X", &j->early_stop_delta, 0, 100, "minimum improvement (default 0.001)"),
+        CLI_O_DBL("--max-forecast-j", "J", &j->forecast_limit.energy_j, 1e-9, 1e15,
+                  "refuse to go on once the projected run exceeds J joules"),
+        CLI_O_DBL("--max-forecast-co2-g", "G", &j->forecast_limit.co2e_g, 1e-9, 1e15,
+                  "refuse to go on once the projected run exceeds G grams CO2e"),
+    };
+    _Static_assert(sizeof opts < sizeof t->opts, "opts keeps a terminator");
+    memcpy(t->opts, opts, sizeof opts);
+}
+
+int cli_train_ready(cli_train_args *t, const char *cmd) {
+    cli_run_flags *rf = &t->flags;
+    th_train_job *j = &t->job;
+    th_threads_set(t->threads > 0 ? t->threads : th_threads_get());
+    int rc = cli_eco_resolve(rf, cmd);
+    if (rc != EXIT_OK) return rc;
+    if (t->no_preflight) j->preflight = 0;
+    j->spike_mode = (th_guard_mode)t->spike_mode;
     j->data = t->n_data ? t->data : NULL;
     j->n_data = (size_t)t->n_data;
     j->budget = rf->budget;
     j->run = rf->run;
     j->run.factors = &rf->factors;
-    t->progress.every = (s->has & TH_META_STEPS ? s->steps : 300) / 20;
+    t->progress.every = (j->settings.has & TH_META_STEPS ? j->settings.steps : 300) / 20;
     if (t->progress.every < 1) t->progress.every = 1;
     t->progress.flags = rf;
     j->on_step = print_step;
     j->should_stop = should_stop;
     j->on_run_started = on_run_started;
     j->user = &t->progress;
-    return 0;
+    return EXIT_OK;
 }
 
 void cli_train_signals(int on) {
@@ -230,22 +173,27 @@ int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, con
 
 int cmd_train(int argc, char **argv) {
     cli_train_args *t = th_calloc(1, sizeof *t);
-    if (!t) return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "train");
-    int rc = cli_train_parse(argc, argv, "train", t);
-    if (rc != 0) {
-        th_free(t);
-        return rc > 0 ? EXIT_OK : EXIT_USAGE;
-    }
     th_train_job_result *res = th_calloc(1, sizeof *res);
-    if (!res) {
-        th_free(t);
-        return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "train");
+    int rc = EXIT_OK;
+    if (!t || !res) {
+        rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "train");
+        goto done;
+    }
+    cli_train_init(t);
+    cli_cmd c = {.name = "train", .synopsis = "[options]",
+                 .tables = {t->opts, t->flags.run_opts, t->flags.eco_opts},
+                 .epilog = "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n"};
+    if ((rc = cli_parse(&c, argc, argv)) != CLI_GO) goto done;
+    if (cli_train_ready(t, "train") != EXIT_OK) { /* a factor the tables reject: exit 2, as ever */
+        rc = EXIT_USAGE;
+        goto done;
     }
     cli_train_signals(1);
     th_status st = th_train_job_run(&t->job, res);
     cli_train_signals(0);
     active_run = NULL;
     rc = cli_train_finish(&t->flags, "train", st, res);
+done:
     th_free(res);
     th_free(t);
     return rc;

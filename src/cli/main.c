@@ -1,7 +1,6 @@
 /* main.c: `thermo`, the command-line front end. Dispatches to one function per
  * subcommand (one file each) and holds the helpers they share. */
-#include <errno.h>
-#include <math.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,38 +68,6 @@ int cli_report(th_status st, const char *context) {
     }
 }
 
-int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end != '\0') {
-        fprintf(stderr, "thermo %s: %s expects an integer, got '%s'\n", cmd, flag, text);
-        return 0;
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "thermo %s: %s %ld is out of range [%ld, %ld]\n", cmd, flag, v, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-int cli_parse_float(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end != '\0' || !isfinite(v)) {
-        fprintf(stderr, "thermo %s: %s expects a number, got '%s'\n", cmd, flag, text);
-        return 0;
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "thermo %s: %s %g is out of range [%g, %g]\n", cmd, flag, v, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 static void log_to_stderr(th_log_level level, const char *msg, void *user) {
     th_log_level min_level = (th_log_level)(long)user;
     if (level < min_level) return;
@@ -124,4 +91,13 @@ int cli_mkdir_p(const char *dir) {
         *p = '/';
     }
     return mkdir(tmp, 0755) == 0 || access(tmp, F_OK) == 0;
+}
+
+int cli_print_json(void *json, size_t flags, const char *cmd) {
+    char *text = json ? json_dumps(json, flags) : NULL;
+    json_decref(json);
+    if (!text) return cli_report(th_fail(TH_ERR_NOMEM, "out of memory for the JSON document"), cmd);
+    printf("%s\n", text);
+    free(text);
+    return EXIT_OK;
 }
