@@ -43,6 +43,7 @@ static void generate_usage(FILE *f) {
             "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
             "  --seed S             sampling seed (default 1337)\n"
             "  --threads N          compute threads (default: all cores)\n"
+            "  --compute NAME       matmul backend: auto (default), avx512, blas, naive\n"
             "  --loop-guard MODE     stop (default), warn or off: detect a token stream stuck in a loop\n"
             "Stops at <|endoftext|>, at --max-tokens, when the context is full, when the loop guard\n"
             "catches a loop, or before a token a budget cannot pay for.\n%s", cli_run_flags_help());
@@ -74,6 +75,7 @@ int cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--loop-guard")) loop_mode = v;
+        else if (!strcmp(a, "--compute")) ok = th_compute_select(v) == TH_OK || !cli_report(TH_ERR_INVALID, "generate --compute");
         else if (!strcmp(a, "--max-tokens")) ok = cli_parse_int("generate", a, v, 1, 1 << 20, &max_tokens);
         else if (!strcmp(a, "--top-k")) ok = cli_parse_int("generate", a, v, 0, 1 << 24, &top_k);
         else if (!strcmp(a, "--seed")) ok = cli_parse_int("generate", a, v, 0, 0x7fffffffffffffffL, &seed);
