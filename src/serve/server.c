@@ -96,6 +96,7 @@ struct th_server {
     double duty, last_busy, last_idle;
     double idle_j; /* energy of the time with nothing to decode */
     int was_idle;
+    int batch_max; /* the most rows a decode step ran */
     /* metrics */
     unsigned long long by_code[8];
     unsigned long long by_finish[4];
@@ -405,6 +406,7 @@ static void *engine_main(void *arg) {
             th_status st = th_gpt2_infer_batch(s->m, s->batch, kvs, toks, m, s->logits);
             th_run_unit_end(s->run, &c);
             pthread_mutex_lock(&s->mu);
+            if (m > s->batch_max) s->batch_max = m;
             for (int i = 0; i < m; i++) {
                 rows[i]->decode_j += c.energy_j / m;
                 rows[i]->co2e_g += c.co2e_g / m;
@@ -661,10 +663,12 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
     j->t_arrive = th_now_ns();
     j->refs = 2; // the connection and the engine
     pthread_cond_init(&j->cv, NULL);
+    int has_seed = q.has_seed;
+    uint64_t seed = q.seed;
     th_serve_request_free(&q);
 
     pthread_mutex_lock(&s->mu);
-    j->seed = q.has_seed ? q.seed : 1337 + (uint64_t)s->next_id;
+    j->seed = has_seed ? seed : 1337 + (uint64_t)s->next_id;
     snprintf(j->id, sizeof j->id, "cmpl-%ld", ++s->next_id);
     s->sum.requests++;
     int slots = slots_for(s, s->thermal), hot = s->thermal == THERMAL_HOT;
@@ -830,8 +834,10 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
             "thermo_requests_waiting %d\n# HELP thermo_requests_running Sequences being decoded.\n"
             "# TYPE thermo_requests_running gauge\nthermo_requests_running %d\n"
             "# HELP thermo_sequences_allowed Sequences the thermal state allows at once.\n"
-            "# TYPE thermo_sequences_allowed gauge\nthermo_sequences_allowed %d\n",
-        s->n_queued, s->n_running, slots_for(s, s->thermal));
+            "# TYPE thermo_sequences_allowed gauge\nthermo_sequences_allowed %d\n"
+            "# HELP thermo_decode_batch_rows_max The most sequences one decode step has run.\n"
+            "# TYPE thermo_decode_batch_rows_max gauge\nthermo_decode_batch_rows_max %d\n",
+        s->n_queued, s->n_running, slots_for(s, s->thermal), s->batch_max);
     put(&b, "# HELP thermo_thermal_state Admission state (1 for the current one).\n# TYPE thermo_thermal_state gauge\n");
     for (int i = 0; i < 3; i++) put(&b, "thermo_thermal_state{state=\"%s\"} %d\n", thermal_names[i], (int)s->thermal == i);
     put(&b, "# HELP thermo_temperature_celsius Last temperature read.\n# TYPE thermo_temperature_celsius gauge\n"
