@@ -184,6 +184,31 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
                         int all_logits);
 
 /* ---------------------------------------------------------------------------------
+ * batched decoding (infer_batch.c): one decode step for several sequences at once, each
+ * with its own KV cache, in one pass over the weights. Batch invariance: every row's
+ * logits are bit-identical whatever the other rows are and however many there are,
+ * because each row's sums run in one order fixed by the model's shape alone (the naive
+ * backend's: bias, then the products in index order; the layer norms, attention and GELU
+ * row by row). The prefill stays th_gpt2_infer, so with the naive backend selected a
+ * sequence decoded here follows th_gpt2_infer's (and th_generate's) logits bit for bit;
+ * with another backend the decode differs from it in the last bits of the sums. */
+
+typedef struct th_gpt2_batch th_gpt2_batch;
+
+/* Scratch for steps of up to max_rows sequences. TH_ERR_INVALID for max_rows < 1,
+ * TH_ERR_NOMEM. */
+th_status th_gpt2_batch_create(const th_gpt2 *m, int max_rows, th_gpt2_batch **out);
+void th_gpt2_batch_free(th_gpt2_batch *b);
+
+/* One decode step: row i runs tokens[i] at position th_gpt2_kv_len(kvs[i]) of its own
+ * cache, appends its key and value there, and writes its logits to logits + i·V. The
+ * caches must be distinct. Fails, with no cache changed, with TH_ERR_INVALID for n outside
+ * [1, max_rows], a cache made for another model, a full cache or a token out of range (the
+ * message names the row). */
+th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *kvs, const int *tokens, int n,
+                              float *logits);
+
+/* ---------------------------------------------------------------------------------
  * sampling */
 
 typedef struct {

@@ -24,6 +24,7 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_governor(int argc, char **argv);
 int cmd_bench_eco(int argc, char **argv);

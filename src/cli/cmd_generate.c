@@ -32,7 +32,7 @@ static void print_warning(const char *msg, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_path = "runs/default/model", *prompt = NULL;
+    const char *model_path = "runs/default/model", *prompt = NULL, *compute = NULL;
     long max_tokens = 64;
     int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP;
     uint64_t seed = 1337;
@@ -50,6 +50,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_O_DBL("--top-p", "P", &top_p, 1e-6, 1, "nucleus sampling threshold (default 0.95; 1 = off)"),
         CLI_O_U64("--seed", "S", &seed, 0, 0x7fffffffffffffffL, "sampling seed (default 1337)"),
         CLI_O_INT("--threads", "N", &threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_STR("--compute", "NAME", &compute, "compute backend: auto (default), avx512, blas, naive"),
         CLI_O_CHOICE("--loop-guard", &loop_mode, cli_guard_modes, cli_guard_mode_values,
                      "stop (default), warn or off: detect a token stream stuck in a loop"),
         {0},
@@ -61,6 +62,7 @@ int cmd_generate(int argc, char **argv) {
     if (rc != CLI_GO) return rc;
     rc = EXIT_OK;
     th_threads_set(threads > 0 ? threads : th_threads_get());
+    if (compute && th_compute_select(compute) != TH_OK) return cli_report(TH_ERR_INVALID, "generate --compute");
     int erc = cli_eco_resolve(&rf, "generate");
     if (erc != EXIT_OK) return erc;
     th_generate_opts go = th_generate_defaults();

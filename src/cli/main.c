@@ -16,6 +16,7 @@ static const struct {
 } commands[] = {
     {"train", cmd_train, "train or fine-tune a GPT-2 model (default: the embedded demo)"},
     {"generate", cmd_generate, "continue a prompt; only the generated text goes to stdout"},
+    {"serve", cmd_serve, "inference server: OpenAI-style completions, per-request energy, /metrics, dashboard"},
     {"sensors", cmd_sensors, "list temperature/power/energy sensors (the simulated plant when none)"},
     {"monitor", cmd_monitor, "log sensors to CSV/JSONL until Ctrl-C or until a command exits"},
     {"estimate", cmd_estimate, "planning estimate: energy, CO2e, water, pollutants of P x N x hours x PUE"},

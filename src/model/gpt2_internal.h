@@ -67,4 +67,9 @@ struct th_gpt2 {
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
 
+/* A KV cache's storage for the batched decode (infer_batch.c): its shape, capacity, the
+ * (L, capacity, C) key and value arrays; th_gpt2_kv_advance counts one appended position. */
+const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity, float **k, float **v);
+void th_gpt2_kv_advance(th_gpt2_kv *kv);
+
 #endif

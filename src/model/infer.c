@@ -157,3 +157,12 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     kv->len += n;
     return TH_OK;
 }
+
+const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity, float **k, float **v) {
+    *capacity = kv->capacity;
+    *k = kv->k;
+    *v = kv->v;
+    return &kv->cfg;
+}
+
+void th_gpt2_kv_advance(th_gpt2_kv *kv) { kv->len++; }

@@ -1,0 +1,81 @@
+/* serve_internal.h (internal to the serve module): the small HTTP interface the server is
+ * written against (http.c implements it on libmicrohttpd, so the library choice stays in
+ * one file), the latency histograms and the dashboard page. */
+#ifndef THERMO_SERVE_INTERNAL_H
+#define THERMO_SERVE_INTERNAL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "thermo/serve.h"
+
+/* ---------------------------------------------------------------------------------
+ * HTTP (http.c) */
+
+typedef struct th_http th_http;
+
+typedef struct {
+    const char *method, *path;
+    const char *body;      /* the whole body (NUL after it), or "" */
+    size_t body_len;
+    int body_too_large;    /* the body passed the limit: it was not kept */
+    void *conn;            /* for th_http_header */
+} th_http_req;
+
+/* A request header's value, or NULL. */
+const char *th_http_header(const th_http_req *r, const char *name);
+
+#define TH_HTTP_MAX_HEADERS 12
+
+/* A streamed body: next fills buf with up to max bytes and returns how many (> 0), 0 at the
+ * end, -1 to abort the connection; it may block. done is called once, with completed 0
+ * when the client went away or the stream was aborted. */
+typedef struct {
+    ssize_t (*next)(void *user, char *buf, size_t max);
+    void (*done)(void *user, int completed);
+    void *user;
+} th_http_stream;
+
+typedef struct {
+    int status;
+    const char *content_type;
+    char *body;            /* th_alloc'd, taken by the HTTP layer */
+    size_t len;
+    char headers[TH_HTTP_MAX_HEADERS][2][96];
+    int n_headers;
+    th_http_stream stream; /* next != NULL: the body is streamed (chunked) instead */
+} th_http_resp;
+
+void th_http_resp_header(th_http_resp *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Called on a connection's own thread once the whole request is in; fills resp. */
+typedef void (*th_http_handler)(void *user, const th_http_req *req, th_http_resp *resp);
+
+/* Binds host:port (port 0: any) and serves each connection on its own thread. TH_ERR_IO
+ * naming the address when it cannot bind, TH_ERR_INVALID for a host that is no IPv4
+ * address. */
+th_status th_http_start(const char *host, int port, size_t max_body, int timeout_s, int max_connections,
+                        th_http_handler handler, void *user, th_http **out);
+int th_http_port(const th_http *h);
+/* Stops listening and waits for the connection threads to end. */
+void th_http_stop(th_http *h);
+
+/* ---------------------------------------------------------------------------------
+ * latency histograms (Prometheus buckets, seconds) */
+
+#define TH_HIST_BUCKETS 14
+
+typedef struct {
+    unsigned long long counts[TH_HIST_BUCKETS + 1]; /* last: +Inf */
+    double sum;
+    unsigned long long n;
+} th_hist;
+
+extern const double th_hist_bounds[TH_HIST_BUCKETS];
+void th_hist_add(th_hist *h, double seconds);
+
+/* The dashboard page (dashboard.c): self-contained HTML, no external assets. */
+extern const char th_serve_dashboard_html[];
+
+#endif
