@@ -38,15 +38,8 @@ static const char *copy_fixture(const char *name) {
 }
 
 static void write_file(const char *root, const char *rel, const char *text) {
-    char p[2048];
-    snprintf(p, sizeof p, "%s/%s", root, rel);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        fprintf(stderr, "cannot write %s\n", p);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
+    const char *p = test_path_in(root, rel);
+    CHECK(test_write_text(p, text), "cannot write %s", p);
 }
 
 static th_sense_config cfg_for(const char *root) {
