@@ -44,7 +44,9 @@ th_sense_config th_sense_config_default(void) {
     return c;
 }
 
-th_sense_clock th_sense_clock_of(const th_sense_config *cfg) { return (th_sense_clock){cfg->clock_ns, cfg->clock_user}; }
+th_sense_clock th_sense_clock_of(const th_sense_config *cfg) {
+    return (th_sense_clock){cfg->clock_ns, cfg->clock_user};
+}
 
 uint64_t th_sense_clock_now(th_sense_clock k) { return k.clock_ns ? k.clock_ns(k.user) : th_now_ns(); }
 
@@ -198,16 +200,16 @@ th_sense_health th_sensor_health(th_sensor *s, char *why, size_t why_len) {
         if (now - s->opened_ns > stale_ns) {
             h = TH_HEALTH_STALE;
             th_fmt(tmp, sizeof tmp, "no good reading in %.1f s since the sensor was opened%s%s",
-                     (double)(now - s->opened_ns) / 1e9, s->fault_msg[0] ? ": " : "", s->fault_msg);
+                   (double)(now - s->opened_ns) / 1e9, s->fault_msg[0] ? ": " : "", s->fault_msg);
         }
     } else if (now > s->last_good_ns && now - s->last_good_ns > stale_ns) {
         h = TH_HEALTH_STALE;
         th_fmt(tmp, sizeof tmp, "last good reading %.1f s ago (limit %.1f s)%s%s",
-                 (double)(now - s->last_good_ns) / 1e9, s->cfg.stale_s, s->fault_msg[0] ? ": " : "", s->fault_msg);
+               (double)(now - s->last_good_ns) / 1e9, s->cfg.stale_s, s->fault_msg[0] ? ": " : "", s->fault_msg);
     } else if (s->have_temp && s->last_good_ns - s->temp_since_ns >= stuck_ns) {
         h = TH_HEALTH_STUCK;
         th_fmt(tmp, sizeof tmp, "temperature stuck at %.3f °C for %.1f s (limit %.1f s)", s->last_temp_mc / 1000.0,
-                 (double)(s->last_good_ns - s->temp_since_ns) / 1e9, s->cfg.stuck_s);
+               (double)(s->last_good_ns - s->temp_since_ns) / 1e9, s->cfg.stuck_s);
     }
     if (why && why_len) th_fmt(why, why_len, "%s", tmp);
     return h;

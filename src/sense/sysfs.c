@@ -1,4 +1,5 @@
-/* sysfs.c: the file helpers every sysfs/procfs backend uses. A sensor file can vanish
+/* sysfs.c: the file helpers every sysfs/procfs backend uses, and the class-directory scan
+ * they start with (hwmon, thermal, powercap). A sensor file can vanish
  * (hot-unplug, module unload), refuse us (RAPL energy_uj is root-only since Linux 5.10),
  * hiccup (hwmon returns EIO/ENODATA) or hold garbage; each case gets its own status,
  * health diagnosis and a message naming the file, so nothing turns into a silent zero. */
