@@ -1,15 +1,9 @@
 /* test_core_host.c: th_read_file (empty, small, a file past the first 64 KB buffer, a
- * missing path and a directory) and th_cpu_name (never empty, truncated to its buffer). */
+ * missing path and a directory), th_open_regular (a file, its size, a missing path, a
+ * directory) and th_cpu_name (never empty, truncated to its buffer). */
 #include "thermo/core.h"
 
 #include "test_util.h"
-
-static int write_bytes(const char *path, const char *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
 
 int main(void) {
     const char *tmp = test_tmp_dir("core_host");
@@ -20,14 +14,14 @@ int main(void) {
     if (!big) return test_summary();
     for (size_t i = 0; i < big_n; i++) big[i] = (char)(i * 131 % 251); /* NUL bytes included */
     snprintf(path, sizeof path, "%s/big.bin", tmp);
-    CHECK(write_bytes(path, big, big_n), "write %s", path);
+    CHECK(test_write_file(path, big, big_n), "write %s", path);
     char *data = NULL;
     size_t n = 0;
     CHECK(th_read_file(path, &data, &n) == TH_OK && n == big_n && !memcmp(data, big, n) && data[n] == '\0',
           "200,000 bytes read back exactly, NUL after: %zu", n);
     th_free(data);
     snprintf(path, sizeof path, "%s/empty", tmp);
-    CHECK(write_bytes(path, "", 0), "write %s", path);
+    CHECK(test_write_file(path, "", 0), "write %s", path);
     CHECK(th_read_file(path, &data, &n) == TH_OK && n == 0 && data && data[0] == '\0', "empty file");
     th_free(data);
     snprintf(path, sizeof path, "%s/missing", tmp);
@@ -36,6 +30,18 @@ int main(void) {
     CHECK(th_read_file(path, &data, &n) == TH_ERR_IO && data == NULL && n == 0 && strstr(th_last_error(), path),
           "missing file: %s", th_last_error());
     CHECK(th_read_file(tmp, &data, &n) == TH_ERR_IO && data == NULL, "a directory: %s", th_last_error());
+
+    snprintf(path, sizeof path, "%s/big.bin", tmp);
+    int fd = -2;
+    uint64_t size = 0;
+    CHECK(th_open_regular(path, &fd, &size) == TH_OK && fd >= 0 && size == big_n, "open regular: %llu bytes",
+          (unsigned long long)size);
+    if (fd >= 0) close(fd);
+    snprintf(path, sizeof path, "%s/missing", tmp);
+    CHECK(th_open_regular(path, &fd, &size) == TH_ERR_IO && fd == -1 && strstr(th_last_error(), "cannot open"),
+          "missing: %s", th_last_error());
+    CHECK(th_open_regular(tmp, &fd, &size) == TH_ERR_IO && fd == -1 && strstr(th_last_error(), "not a regular file"),
+          "directory: %s", th_last_error());
     free(big);
 
     char cpu[256], small[5];

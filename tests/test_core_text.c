@@ -1,6 +1,7 @@
 /* test_core_text.c: th_csv_split (RFC 4180 quoting, in place, the malformed cases and
- * the NULL slot that names the faulty column) and th_names_join (separators, truncation
- * with "...", tiny buffers). */
+ * the NULL slot that names the faulty column), th_names_join (separators, truncation
+ * with "...", tiny buffers), th_fmt (quiet truncation, n = 0) and th_textbuf (measure,
+ * then format into exactly that many bytes). */
 #include "thermo/core.h"
 
 #include "test_util.h"
@@ -62,8 +63,43 @@ static void test_names(void) {
     CHECK(!strcmp(exact, "none..."), "cut at a name: %s", exact);
 }
 
+static void test_fmt(void) {
+    char buf[8] = "xxxxxxx";
+    th_fmt(buf, sizeof buf, "%s-%d", "abc", 42);
+    CHECK(!strcmp(buf, "abc-42"), "fits: %s", buf);
+    th_fmt(buf, sizeof buf, "%s", "a longer label");
+    CHECK(!strcmp(buf, "a longe"), "cut quietly to 7 bytes and a NUL: %s", buf);
+    char one = 'z';
+    th_fmt(&one, 0, "%s", "nothing");
+    CHECK(one == 'z', "n = 0 writes nothing");
+}
+
+static void fill(th_textbuf *b) {
+    th_textbuf_printf(b, "energy %.1f J", 12.5);
+    th_textbuf_printf(b, "%s", "");
+    th_textbuf_printf(b, ", peak %d C\n", 71);
+}
+
+static void test_textbuf(void) {
+    const char *want = "energy 12.5 J, peak 71 C\n";
+    th_textbuf m = {NULL, 0, 0};
+    fill(&m);
+    CHECK(m.len == strlen(want), "measured %zu bytes, want %zu", m.len, strlen(want));
+    char *buf = malloc(m.len + 1);
+    th_textbuf b = {buf, m.len + 1, 0};
+    fill(&b);
+    CHECK(b.len == m.len && !strcmp(buf, want), "formatted into the measured size: [%s]", buf);
+    free(buf);
+    char small[10];
+    th_textbuf s = {small, sizeof small, 0};
+    fill(&s);
+    CHECK(s.len == m.len && !strcmp(small, "energy 12"), "past cap: counted, cut, terminated: [%s] %zu", small, s.len);
+}
+
 int main(void) {
     test_csv();
     test_names();
+    test_fmt();
+    test_textbuf();
     return test_summary();
 }

@@ -15,17 +15,8 @@ static th_eco_tables *load_default(void) {
 }
 
 static const char *write_file(const char *name, const char *text) {
-    static char path[8][4400];
-    static int slot;
-    char *p = path[slot++ % 8];
-    snprintf(p, 4400, "%s/%s", test_tmp_dir("eco_factors"), name);
-    FILE *f = fopen(p, "wb");
-    if (!f) {
-        fprintf(stderr, "cannot write %s\n", p);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
+    const char *p = test_path_in(test_tmp_dir("eco_factors"), name);
+    CHECK(test_write_text(p, text), "cannot write %s", p);
     return p;
 }
 

@@ -23,7 +23,7 @@ static th_eco_factors factors_for(const char *region, const char *preset) {
 }
 
 static th_energy_figure kwh(double k) {
-    th_energy_figure e = {k * 3.6e6, 3600.0, TH_ECO_BASIS_MEASURED_COUNTER, "rapl:package-0"};
+    th_energy_figure e = {k * TH_J_PER_KWH, 3600.0, TH_ECO_BASIS_MEASURED_COUNTER, "rapl:package-0"};
     return e;
 }
 
@@ -241,16 +241,6 @@ static long file_size(const char *p) {
     return stat(p, &st) == 0 ? (long)st.st_size : -1;
 }
 
-static char *slurp(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    char *b = calloc(1, 1 << 16);
-    size_t n = fread(b, 1, (1 << 16) - 1, f);
-    b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static void test_emissions_csv(void) {
     const char *dir = test_tmp_dir("eco_emissions");
     char path[4400], cmd[9000];
@@ -258,7 +248,7 @@ static void test_emissions_csv(void) {
     remove(path);
 
     th_eco_factors f = factors_for("DE", "datacenter");
-    th_energy_figure it = {3.6e6, 1800.0, TH_ECO_BASIS_MEASURED_COUNTER, "rapl:package-0+nvml:0"};
+    th_energy_figure it = {TH_J_PER_KWH, 1800.0, TH_ECO_BASIS_MEASURED_COUNTER, "rapl:package-0+nvml:0"};
     th_eco_footprint fp;
     th_eco_footprint_compute(&it, &f, &fp);
     th_eco_emissions_row row;
@@ -300,10 +290,10 @@ static void test_emissions_csv(void) {
     snprintf(other, sizeof other, "%s/old.csv", dir);
     snprintf(cmd, sizeof cmd, "printf 'timestamp,project_name,run_id,duration,emissions\\n2021,x,y,1,2\\n' > '%s'", other);
     CHECK(system(cmd) == 0, "write old file");
-    char *before = slurp(other);
+    char *before = test_read_file(other, NULL);
     CHECK(th_eco_emissions_csv_append(other, &fp, &row) == TH_ERR_FORMAT, "foreign header accepted");
     CHECK(strstr(th_last_error(), "column 4 is 'duration', expected 'experiment_id'"), "message: %s", th_last_error());
-    char *after = slurp(other);
+    char *after = test_read_file(other, NULL);
     CHECK(before && after && strcmp(before, after) == 0, "refused file was modified");
     free(before);
     free(after);
@@ -319,7 +309,7 @@ static void test_emissions_csv(void) {
     snprintf(cmd, sizeof cmd, ": > '%s'", other);
     CHECK(system(cmd) == 0, "empty file");
     CHECK(th_eco_emissions_csv_append(other, &fp, &row) == TH_OK, "empty file: %s", th_last_error());
-    char *t = slurp(other);
+    char *t = test_read_file(other, NULL);
     CHECK(t && strncmp(t, th_eco_emissions_csv_header(), strlen(th_eco_emissions_csv_header())) == 0, "header written");
     free(t);
     CHECK(th_eco_emissions_csv_append("/nonexistent-dir/emissions.csv", &fp, &row) == TH_ERR_IO, "unwritable path");
@@ -334,8 +324,8 @@ static int run_cli(const char *args, char **out, char **err) {
     snprintf(e, sizeof e, "%s/err.txt", dir);
     snprintf(cmd, sizeof cmd, "'%s' estimate %s > '%s' 2> '%s'", bin, args, o, e);
     int st = system(cmd);
-    *out = slurp(o);
-    *err = slurp(e);
+    *out = test_read_file(o, NULL);
+    *err = test_read_file(e, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

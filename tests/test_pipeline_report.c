@@ -5,7 +5,6 @@
  * wrote (plus report_version) and reads back; a failed write leaves the old file; runs
  * without energy or without factors; allocation failures. */
 #include <jansson.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -50,21 +49,6 @@ static int count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
     return n;
-}
-
-static char *slurp(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    char *b = calloc(1, 1 << 16);
-    size_t n = fread(b, 1, (1 << 16) - 1, f);
-    b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
-static int exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
 }
 
 static void test_text(void) {
@@ -172,12 +156,12 @@ static void test_json(const char *dir) {
     }
 
     // a failed write leaves the old file as it was, and no temporary behind
-    char *before = slurp(path);
+    char *before = test_read_file(path, NULL);
     char tmp[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     CHECK(mkdir(tmp, 0755) == 0, "a directory where the temporary goes");
     CHECK(th_run_report_write_json(r, path) == TH_ERR_IO, "write over a blocked temporary succeeded");
-    char *after = slurp(path);
+    char *after = test_read_file(path, NULL);
     CHECK(before && after && !strcmp(before, after), "the old report was changed");
     free(after);
     rmdir(tmp);
@@ -192,13 +176,14 @@ static void test_json(const char *dir) {
     if (geteuid() != 0) { // root writes anywhere
         CHECK(th_run_report_write_json(r, in_ro) == TH_ERR_IO && strstr(th_last_error(), "readonly"),
               "write into an unwritable directory");
-        after = slurp(in_ro);
+        after = test_read_file(in_ro, NULL);
         CHECK(after && !strcmp(after, "{\"old\": true}\n"), "the old file in the unwritable directory changed");
         free(after);
     }
     chmod(ro, 0755);
     snprintf(in_ro, sizeof in_ro, "%s/no/such/dir/report.json", dir);
-    CHECK(th_run_report_write_json(r, in_ro) == TH_ERR_IO && !exists(in_ro), "write into a missing directory");
+    CHECK(th_run_report_write_json(r, in_ro) == TH_ERR_IO && !test_file_exists(in_ro),
+          "write into a missing directory");
     free(before);
 
     // the CodeCarbon row
@@ -206,7 +191,7 @@ static void test_json(const char *dir) {
     remove(path);
     CHECK(th_run_report_append_emissions(r, path) == TH_OK && th_run_report_append_emissions(r, path) == TH_OK,
           "emissions: %s", th_last_error());
-    char *csv = slurp(path);
+    char *csv = test_read_file(path, NULL);
     CHECK(csv && !strncmp(csv, th_eco_emissions_csv_header(), strlen(th_eco_emissions_csv_header())) &&
               count_lines(csv) == 3 && strstr(csv, ",generate,"),
           "emissions.csv:\n%s", csv ? csv : "");
@@ -232,7 +217,7 @@ static void test_without(const char *dir) {
     th_free(s);
     CHECK(th_run_report_text(r, TH_REPORT_FULL, &s) == TH_OK && strstr(s, "no energy figure"), "full without energy");
     th_free(s);
-    CHECK(th_run_report_write_json(r, path) == TH_ERR_STATE && !exists(path), "JSON without energy");
+    CHECK(th_run_report_write_json(r, path) == TH_ERR_STATE && !test_file_exists(path), "JSON without energy");
     th_run_report_free(r);
 
     // no factors: energy only
@@ -250,7 +235,8 @@ static void test_without(const char *dir) {
           "energy keys only");
     json_decref(j);
     snprintf(path, sizeof path, "%s/none.csv", dir);
-    CHECK(th_run_report_append_emissions(r, path) == TH_ERR_STATE && !exists(path), "emissions without factors");
+    CHECK(th_run_report_append_emissions(r, path) == TH_ERR_STATE && !test_file_exists(path),
+          "emissions without factors");
     th_run_report_free(r);
 
     // factors that cannot price the energy: the build fails with the footprint's message

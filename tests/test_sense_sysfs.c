@@ -38,15 +38,8 @@ static const char *copy_fixture(const char *name) {
 }
 
 static void write_file(const char *root, const char *rel, const char *text) {
-    char p[2048];
-    snprintf(p, sizeof p, "%s/%s", root, rel);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        fprintf(stderr, "cannot write %s\n", p);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
+    const char *p = test_path_in(root, rel);
+    CHECK(test_write_text(p, text), "cannot write %s", p);
 }
 
 static th_sense_config cfg_for(const char *root) {
@@ -192,6 +185,9 @@ static void test_rapl_wrap(void) {
               strstr(th_last_error(), "not a wrap") && strstr(th_last_error(), "x/energy_uj"),
           "a 1 J step backwards is not a 262 kJ wrap: %s", th_last_error());
     CHECK(th_rapl_delta(500, 100, 0, 1.0, 5000, "x", &d) == TH_ERR_FORMAT, "backwards with no range");
+    CHECK(th_rapl_delta(100, range + 5, range, 1.0, 5000, "x", &d) == TH_ERR_FORMAT &&
+              strstr(th_last_error(), "above its wrap range"),
+          "a reading above max_energy_range_uj is nonsense, not a step: %s", th_last_error());
 
     const char *root = copy_fixture("laptop");
     th_sense_config c = cfg_for(root);

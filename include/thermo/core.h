@@ -1,9 +1,12 @@
 /* core.h: status codes with error messages, monotonic clock, RNG, aligned allocation,
- * the logging callback, atomic files and two small text helpers (CSV split, name lists). Every other module builds on these; the library never
- * prints or exits, it returns a th_status and leaves a message in th_last_error(). */
+ * the logging callback, atomic files, small text helpers (CSV split, name lists, quiet
+ * formatting, a measuring text buffer) and the wrap arithmetic of cumulative counters.
+ * Every other module builds on these; the library never prints or exits, it returns a
+ * th_status and leaves a message in th_last_error(). */
 #ifndef THERMO_CORE_H
 #define THERMO_CORE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,8 +142,46 @@ int th_csv_split(char *line, char **cells, int max_cells);
 void th_names_join(char *buf, size_t cap, const char *(*name_at)(size_t i, void *user), void *user,
                    const char *sep);
 
+/* snprintf that truncates quietly, for labels, paths and messages whose length is bounded
+ * by what was read, where a cut is harmless (keeps -Wformat-truncation quiet). n == 0
+ * writes nothing; an encoding error leaves "". th_vfmt is the va_list form. */
+void th_fmt(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void th_vfmt(char *dst, size_t n, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+/* Text built by appending, formatted twice: once with buf NULL / cap 0 to measure (len
+ * counts every byte asked for), then into a buffer of len + 1 bytes. Appends past cap are
+ * counted but not written, so len > cap - 1 after the fact means the text was cut. The
+ * caller owns buf; th_textbuf_printf keeps it NUL-terminated while there is room. */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} th_textbuf;
+
+void th_textbuf_printf(th_textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------------------------
+ * cumulative counters (RAPL energy_uj, NVML total energy): the arithmetic only; each
+ * caller words its own failures */
+
+typedef enum {
+    TH_COUNTER_STEP = 0,        /* cur >= prev: delta = cur - prev */
+    TH_COUNTER_WRAP = 1,        /* cur < prev with a wrap range: delta = (max_range - prev) + cur */
+    TH_COUNTER_RESET = 2,       /* cur < prev and max_range is 0: a reset or a counter gone backwards */
+    TH_COUNTER_ABOVE_RANGE = 3, /* max_range > 0 and prev or cur above it: not this counter */
+} th_counter_step;
+
+/* The step of a counter that wraps to 0 after max_range (0 = never wraps) from reading prev
+ * to reading cur. *delta is set for STEP and WRAP and is 0 otherwise. One wrap at most is
+ * seen: a counter read less often than once per wrap period undercounts. */
+th_counter_step th_counter_delta(uint64_t prev, uint64_t cur, uint64_t max_range, uint64_t *delta);
+
 /* ---------------------------------------------------------------------------------
  * the host: whole files and the CPU's name */
+
+/* Opens path read-only (O_CLOEXEC) and checks that it is a regular file: *fd and *size
+ * are set on success and the caller closes *fd. Fails with TH_ERR_IO naming the path
+ * ("cannot open: <errno>" or "not a regular file"); *fd is -1 then. */
+th_status th_open_regular(const char *path, int *fd, uint64_t *size);
 
 /* Reads the whole file at path into a th_alloc'd buffer (*data, with a NUL after the last
  * byte; *len bytes before it). Fails with TH_ERR_IO naming the path, or TH_ERR_NOMEM;

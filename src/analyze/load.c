@@ -10,12 +10,10 @@
 #include "analyze/analyze_internal.h"
 
 void th_an_fmt(char *dst, size_t n, const char *fmt, ...) {
-    if (!n) return;
     va_list ap;
     va_start(ap, fmt);
-    int k = vsnprintf(dst, n, fmt, ap);
+    th_vfmt(dst, n, fmt, ap);
     va_end(ap);
-    if (k < 0) dst[0] = '\0';
 }
 
 /* ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /* core.c: status messages, the monotonic clock, the xoshiro256** RNG, aligned
- * allocation with fault injection, and the logging hook (see core.h). */
+ * allocation with fault injection, the logging hook and the wrap arithmetic of
+ * cumulative counters (see core.h). */
 #define _DEFAULT_SOURCE /* M_PI, clock_gettime, posix_memalign */
 #include "thermo/core.h"
 
@@ -158,4 +159,19 @@ void th_log(th_log_level level, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_fn(level, msg, log_user);
+}
+
+/* ---------------------------------------------------------------------------------
+ * cumulative counters */
+
+th_counter_step th_counter_delta(uint64_t prev, uint64_t cur, uint64_t max_range, uint64_t *delta) {
+    *delta = 0;
+    if (max_range && (prev > max_range || cur > max_range)) return TH_COUNTER_ABOVE_RANGE;
+    if (cur >= prev) {
+        *delta = cur - prev;
+        return TH_COUNTER_STEP;
+    }
+    if (!max_range) return TH_COUNTER_RESET;
+    *delta = (max_range - prev) + cur;
+    return TH_COUNTER_WRAP;
 }

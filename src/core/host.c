@@ -1,8 +1,12 @@
 /* host.c: what the program reads from the host as a whole: a file read in one go (data
- * for the benchmarks, small configuration files) and the CPU's name for reports. */
+ * for the benchmarks, small configuration files), a regular file opened for the loaders
+ * that read it themselves, and the CPU's name for reports. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "thermo/core.h"
 
@@ -41,6 +45,21 @@ done:
     th_free(buf);
     fclose(f);
     return st;
+}
+
+th_status th_open_regular(const char *path, int *fd, uint64_t *size) {
+    *fd = -1;
+    *size = 0;
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return th_fail(TH_ERR_IO, "%s: not a regular file", path);
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return TH_OK;
 }
 
 void th_cpu_name(char *buf, size_t cap) {

@@ -1,5 +1,8 @@
-/* text_util.c: the CSV line splitter every table reader shares, and the "a, b, c" list
- * builder that error messages use to name what a registry knows (see core.h). */
+/* text_util.c: the CSV line splitter every table reader shares, the "a, b, c" list
+ * builder that error messages use to name what a registry knows, the quiet snprintf and
+ * the measuring text buffer the report writers append to (see core.h). */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "thermo/core.h"
@@ -58,4 +61,25 @@ void th_names_join(char *buf, size_t cap, const char *(*name_at)(size_t i, void 
         memcpy(buf + used + (i ? seplen : 0), name, strlen(name) + 1);
         used += add;
     }
+}
+
+void th_vfmt(char *dst, size_t n, const char *fmt, va_list ap) {
+    if (!n) return;
+    if (vsnprintf(dst, n, fmt, ap) < 0) dst[0] = '\0';
+}
+
+void th_fmt(char *dst, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    th_vfmt(dst, n, fmt, ap);
+    va_end(ap);
+}
+
+void th_textbuf_printf(th_textbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->len < b->cap ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) b->len += (size_t)n;
 }

@@ -43,34 +43,26 @@ th_status th_energy_counter_init(th_energy_counter *c, const char *source, doubl
 
 th_status th_energy_counter_add(th_energy_counter *c, uint64_t t_ns, uint64_t value) {
     if (!c) return th_fail(TH_ERR_INVALID, "energy counter: NULL counter");
-    if (c->max_range && value > c->max_range)
-        return th_fail(TH_ERR_INVALID, "energy counter %s: reading %llu is above the wrap range %llu", c->source,
-                       (unsigned long long)value, (unsigned long long)c->max_range);
-    if (!c->have_last) {
-        c->have_last = 1;
-        c->last_value = value;
-        c->t_first_ns = c->t_last_ns = t_ns;
-        c->samples = 1;
-        return TH_OK;
-    }
-    if (t_ns < c->t_last_ns)
+    if (c->have_last && t_ns < c->t_last_ns)
         return th_fail(TH_ERR_INVALID, "energy counter %s: sample time went backwards (%llu ns after %llu ns)",
                        c->source, (unsigned long long)t_ns, (unsigned long long)c->t_last_ns);
     uint64_t delta;
-    int wrapped = 0;
-    if (value >= c->last_value) {
-        delta = value - c->last_value;
-    } else if (c->max_range) {
-        delta = (c->max_range - c->last_value) + value;
-        wrapped = 1;
-    } else {
+    /* the first reading is a step of 0 from itself: only its range is checked */
+    th_counter_step step = th_counter_delta(c->have_last ? c->last_value : value, value, c->max_range, &delta);
+    if (step == TH_COUNTER_ABOVE_RANGE)
+        return th_fail(TH_ERR_INVALID, "energy counter %s: reading %llu is above the wrap range %llu", c->source,
+                       (unsigned long long)value, (unsigned long long)c->max_range);
+    if (step == TH_COUNTER_RESET)
         return th_fail(TH_ERR_INVALID,
                        "energy counter %s: reading went down (%llu after %llu) and the counter has no wrap range: "
                        "a reset; start a new window",
                        c->source, (unsigned long long)value, (unsigned long long)c->last_value);
+    if (!c->have_last) {
+        c->have_last = 1;
+        c->t_first_ns = t_ns;
     }
     c->total_units += (double)delta;
-    c->wraps += (uint64_t)wrapped;
+    c->wraps += step == TH_COUNTER_WRAP;
     c->last_value = value;
     c->t_last_ns = t_ns;
     c->samples++;

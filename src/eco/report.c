@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,26 +18,11 @@
 /* ---------------------------------------------------------------------------------
  * text */
 
-typedef struct {
-    char *buf;
-    size_t cap, len;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->len < b->cap ? b->cap - b->len : 0;
-    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) b->len += (size_t)n;
-}
-
-static void sb_opt(sbuf *b, const char *label, double v, const char *unit, const char *why) {
+static void sb_opt(th_textbuf *b, const char *label, double v, const char *unit, const char *why) {
     if (isnan(v))
-        sb_printf(b, "  %-26s unknown (%s)\n", label, why);
+        th_textbuf_printf(b, "  %-26s unknown (%s)\n", label, why);
     else
-        sb_printf(b, "  %-26s %.4g %s\n", label, v, unit);
+        th_textbuf_printf(b, "  %-26s %.4g %s\n", label, v, unit);
 }
 
 void th_eco_fmt_si(char *buf, size_t cap, double value, const char *unit) {
@@ -78,69 +62,70 @@ void th_eco_source_short(const th_eco_factor *x, char *buf, size_t cap) {
 
 /* The two summary lines: the energy and its basis; CO2e with the factor that dominates it,
  * water and pollutants. */
-static void report_summary(sbuf *b, const th_eco_footprint *fp) {
+static void report_summary(th_textbuf *b, const th_eco_footprint *fp) {
     const th_eco_factor *F = fp->factors.f;
     char e[32], co2[32], water[32], src[48];
     th_eco_fmt_si(e, sizeof e, fp->energy_it_kwh * TH_J_PER_KWH, "J");
-    sb_printf(b, "  energy %s IT over %.3g s, %s (%s)\n", e, fp->it.duration_s, th_eco_basis_name(fp->it.basis),
-              fp->it.source);
+    th_textbuf_printf(b, "  energy %s IT over %.3g s, %s (%s)\n", e, fp->it.duration_s, th_eco_basis_name(fp->it.basis),
+                      fp->it.source);
     th_eco_fmt_si(co2, sizeof co2, fp->co2e_g, "g");
     th_eco_source_short(&F[TH_ECO_F_GRID_CO2E], src, sizeof src);
-    sb_printf(b, "  %s CO2e (%s %.4g g/kWh, %s %s; PUE %.3g %s%s)", co2, fp->factors.region,
-              F[TH_ECO_F_GRID_CO2E].value, src, F[TH_ECO_F_GRID_CO2E].year, F[TH_ECO_F_PUE].value, fp->factors.preset,
-              fp->factors.methane_enabled ? "; upstream methane on" : "");
+    th_textbuf_printf(b, "  %s CO2e (%s %.4g g/kWh, %s %s; PUE %.3g %s%s)", co2, fp->factors.region,
+                      F[TH_ECO_F_GRID_CO2E].value, src, F[TH_ECO_F_GRID_CO2E].year, F[TH_ECO_F_PUE].value,
+                      fp->factors.preset, fp->factors.methane_enabled ? "; upstream methane on" : "");
     if (isfinite(fp->water_offsite_l)) {
         th_eco_fmt_si(water, sizeof water, fp->water_onsite_l + fp->water_offsite_l, "L");
-        sb_printf(b, " \xc2\xb7 %s water", water);
+        th_textbuf_printf(b, " \xc2\xb7 %s water", water);
     } else {
         th_eco_fmt_si(water, sizeof water, fp->water_onsite_l, "L");
-        sb_printf(b, " \xc2\xb7 %s water on site (off-site unknown)", water);
+        th_textbuf_printf(b, " \xc2\xb7 %s water on site (off-site unknown)", water);
     }
     const char *names[3] = {"NOx", "SO2", "PM2.5"};
     const double v[3] = {fp->nox_g, fp->so2_g, fp->pm25_g};
     if (isnan(v[0]) && isnan(v[1]) && isnan(v[2])) {
-        sb_printf(b, " \xc2\xb7 NOx/SO2/PM2.5 unknown\n");
+        th_textbuf_printf(b, " \xc2\xb7 NOx/SO2/PM2.5 unknown\n");
         return;
     }
     for (int i = 0; i < 3; i++) {
         char g[32];
         th_eco_fmt_si(g, sizeof g, v[i], "g");
-        sb_printf(b, "%s %s %s", i ? "," : " \xc2\xb7", names[i], g);
+        th_textbuf_printf(b, "%s %s %s", i ? "," : " \xc2\xb7", names[i], g);
     }
-    sb_printf(b, "\n");
+    th_textbuf_printf(b, "\n");
 }
 
-static void report_full(sbuf *b, const th_eco_footprint *fp) {
+static void report_full(th_textbuf *b, const th_eco_footprint *fp) {
     const th_eco_factor *F = fp->factors.f;
-    sb_printf(b, "energy (%s, %s)\n", th_eco_basis_name(fp->it.basis), fp->it.source);
-    sb_printf(b, "  %-26s %.4g kWh over %.1f s\n", "IT", fp->energy_it_kwh, fp->it.duration_s);
-    sb_printf(b, "  %-26s %.4g kWh (PUE %.3g)\n", "facility", fp->energy_facility_kwh, F[TH_ECO_F_PUE].value);
+    th_textbuf_printf(b, "energy (%s, %s)\n", th_eco_basis_name(fp->it.basis), fp->it.source);
+    th_textbuf_printf(b, "  %-26s %.4g kWh over %.1f s\n", "IT", fp->energy_it_kwh, fp->it.duration_s);
+    th_textbuf_printf(b, "  %-26s %.4g kWh (PUE %.3g)\n", "facility", fp->energy_facility_kwh, F[TH_ECO_F_PUE].value);
     if (fp->energy_generator_kwh > 0)
-        sb_printf(b, "  %-26s %.4g kWh (share %.3g)\n", "from backup generators", fp->energy_generator_kwh,
-                  F[TH_ECO_F_GEN_SHARE].value);
-    sb_printf(b, "footprint (region %s, preset %s)\n", fp->factors.region, fp->factors.preset);
-    sb_printf(b, "  %-26s %.6g kg", "CO2e", fp->co2e_g * 1e-3);
-    if (fp->factors.methane_enabled) sb_printf(b, " (of which upstream methane %.4g kg)", fp->co2e_methane_g * 1e-3);
-    sb_printf(b, "\n");
-    sb_printf(b, "  %-26s %.4g L\n", "water on site", fp->water_onsite_l);
+        th_textbuf_printf(b, "  %-26s %.4g kWh (share %.3g)\n", "from backup generators", fp->energy_generator_kwh,
+                          F[TH_ECO_F_GEN_SHARE].value);
+    th_textbuf_printf(b, "footprint (region %s, preset %s)\n", fp->factors.region, fp->factors.preset);
+    th_textbuf_printf(b, "  %-26s %.6g kg", "CO2e", fp->co2e_g * 1e-3);
+    if (fp->factors.methane_enabled)
+        th_textbuf_printf(b, " (of which upstream methane %.4g kg)", fp->co2e_methane_g * 1e-3);
+    th_textbuf_printf(b, "\n");
+    th_textbuf_printf(b, "  %-26s %.4g L\n", "water on site", fp->water_onsite_l);
     sb_opt(b, "water off site", fp->water_offsite_l, "L", F[TH_ECO_F_EWIF].basis);
     sb_opt(b, "NOx", fp->nox_g, "g", F[TH_ECO_F_GRID_NOX].basis);
     sb_opt(b, "SO2", fp->so2_g, "g", F[TH_ECO_F_GRID_SO2].basis);
     sb_opt(b, "PM2.5", fp->pm25_g, "g", F[TH_ECO_F_GRID_PM25].basis);
-    sb_printf(b, "equivalences (EPA)\n");
-    sb_printf(b, "  %-26s %.4g\n", "car-years", fp->cars_year);
-    sb_printf(b, "  %-26s %.4g\n", "acres of forest, 1 yr", fp->forest_acres);
-    sb_printf(b, "  %-26s %.4g\n", "homes' energy, 1 yr", fp->homes_energy_year);
-    sb_printf(b, "  %-26s %.4g\n", "homes' electricity, 1 yr", fp->homes_electricity_year);
-    sb_printf(b, "factors\n");
+    th_textbuf_printf(b, "equivalences (EPA)\n");
+    th_textbuf_printf(b, "  %-26s %.4g\n", "car-years", fp->cars_year);
+    th_textbuf_printf(b, "  %-26s %.4g\n", "acres of forest, 1 yr", fp->forest_acres);
+    th_textbuf_printf(b, "  %-26s %.4g\n", "homes' energy, 1 yr", fp->homes_energy_year);
+    th_textbuf_printf(b, "  %-26s %.4g\n", "homes' electricity, 1 yr", fp->homes_electricity_year);
+    th_textbuf_printf(b, "factors\n");
     for (int i = 0; i < TH_ECO_F_COUNT; i++) {
         const th_eco_factor *x = &F[i];
         if (i == TH_ECO_F_METHANE && !fp->factors.methane_enabled) continue;
         if (x->available)
-            sb_printf(b, "  %-28s %.4g %s  [%s, %s; %s]\n", th_eco_factor_name((th_eco_factor_id)i), x->value,
-                      th_eco_factor_unit((th_eco_factor_id)i), x->source, x->year, x->basis);
+            th_textbuf_printf(b, "  %-28s %.4g %s  [%s, %s; %s]\n", th_eco_factor_name((th_eco_factor_id)i), x->value,
+                              th_eco_factor_unit((th_eco_factor_id)i), x->source, x->year, x->basis);
         else
-            sb_printf(b, "  %-28s n/a  [%s]\n", th_eco_factor_name((th_eco_factor_id)i), x->basis);
+            th_textbuf_printf(b, "  %-28s n/a  [%s]\n", th_eco_factor_name((th_eco_factor_id)i), x->basis);
     }
 }
 
@@ -148,7 +133,7 @@ th_status th_eco_report_text(const th_eco_footprint *fp, th_eco_text_style style
     if (!fp || (!buf && cap)) return th_fail(TH_ERR_INVALID, "eco text report: NULL argument");
     if (style != TH_ECO_TEXT_SUMMARY && style != TH_ECO_TEXT_FULL)
         return th_fail(TH_ERR_INVALID, "eco text report: unknown style %d", (int)style);
-    sbuf b = {buf, cap, 0};
+    th_textbuf b = {buf, cap, 0};
     if (cap) buf[0] = '\0';
     if (style == TH_ECO_TEXT_SUMMARY)
         report_summary(&b, fp);
@@ -252,28 +237,28 @@ void th_eco_emissions_row_init(th_eco_emissions_row *row) {
     row->on_cloud = 0;
 }
 
-static void csv_str(sbuf *b, const char *s, int first) {
-    if (!first) sb_printf(b, ",");
+static void csv_str(th_textbuf *b, const char *s, int first) {
+    if (!first) th_textbuf_printf(b, ",");
     if (!s) return;
     if (strpbrk(s, ",\"\r\n")) {
-        sb_printf(b, "\"");
+        th_textbuf_printf(b, "\"");
         for (const char *p = s; *p; p++) {
             if (*p == '"')
-                sb_printf(b, "\"\"");
+                th_textbuf_printf(b, "\"\"");
             else
-                sb_printf(b, "%c", *p);
+                th_textbuf_printf(b, "%c", *p);
         }
-        sb_printf(b, "\"");
+        th_textbuf_printf(b, "\"");
     } else {
-        sb_printf(b, "%s", s);
+        th_textbuf_printf(b, "%s", s);
     }
 }
 
-static void csv_num(sbuf *b, double v) {
+static void csv_num(th_textbuf *b, double v) {
     if (isfinite(v))
-        sb_printf(b, ",%.17g", v);
+        th_textbuf_printf(b, ",%.17g", v);
     else
-        sb_printf(b, ",");
+        th_textbuf_printf(b, ",");
 }
 
 /* First line of the file at fd (up to cap-1 bytes), and whether the file ends in '\n'. */
@@ -327,7 +312,7 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     size_t cap = 8192;
     char *line = malloc(cap);
     if (!line) return th_fail(TH_ERR_NOMEM, "emissions.csv: out of memory");
-    sbuf b = {line, cap, 0};
+    th_textbuf b = {line, cap, 0};
     csv_str(&b, timestamp, 1);
     csv_str(&b, row->project_name, 0);
     csv_str(&b, row->run_id, 0);
@@ -365,7 +350,7 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     csv_str(&b, row->on_cloud ? "Y" : "N", 0);
     csv_num(&b, F[TH_ECO_F_PUE].value);
     csv_num(&b, F[TH_ECO_F_WUE_SITE].value);
-    sb_printf(&b, "\n");
+    th_textbuf_printf(&b, "\n");
     if (b.len >= cap) {
         free(line);
         return th_fail(TH_ERR_INVALID, "emissions.csv: row longer than %zu bytes (a metadata string is too long)", cap);

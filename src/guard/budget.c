@@ -184,7 +184,7 @@ static double quantile(const double *x, int n, double q) {
 }
 
 static void fmt_energy(char *buf, size_t cap, double j) {
-    if (j >= 3.6e6) snprintf(buf, cap, "%.3g kWh", j / 3.6e6);
+    if (j >= TH_J_PER_KWH) snprintf(buf, cap, "%.3g kWh", j / TH_J_PER_KWH);
     else if (j >= 1e3) snprintf(buf, cap, "%.3g kJ", j / 1e3);
     else snprintf(buf, cap, "%.3g J", j);
 }

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the io module writes float32 with fwrite and assumes a little-endian host"
@@ -217,15 +217,16 @@ th_status th_afile_commit(th_afile *a) {
  * reading */
 
 th_status th_rfile_open(const char *path, FILE **f, uint64_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(fp);
-        return th_fail(TH_ERR_IO, "%s: not a regular file", path);
+    int fd;
+    th_status st = th_open_regular(path, &fd, size);
+    if (st != TH_OK) return st;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        return th_fail(TH_ERR_IO, "%s: cannot open a stream: %s", path, strerror(e));
     }
     *f = fp;
-    *size = (uint64_t)sb.st_size;
     return TH_OK;
 }
 

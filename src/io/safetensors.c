@@ -5,11 +5,9 @@
 #include "io/io_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* The reference implementation refuses headers over 100 MB; so do we, which also bounds
@@ -204,20 +202,17 @@ th_status th_safetensors_open_memory(const void *data, size_t len, const char *l
 }
 
 th_status th_safetensors_open(const char *path, th_safetensors **out) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return th_fail(TH_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t file_bytes;
+    th_status opened = th_open_regular(path, &fd, &file_bytes);
+    if (opened) return opened;
     th_safetensors *st = th_calloc(1, sizeof *st);
     if (!st) {
         close(fd);
         return th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(st->label, sizeof st->label, "%s", path);
-    st->len = (size_t)sb.st_size;
+    st->len = (size_t)file_bytes;
     if (st->len >= 8) {
         void *p = mmap(NULL, st->len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

@@ -4,7 +4,6 @@
  * summary, the full text, the JSON file (atomically) and the CodeCarbon emissions.csv row. */
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,22 +89,7 @@ int th_run_report_has_energy(const th_run_report *r) { return r && r->fig.have_e
 /* ---------------------------------------------------------------------------------
  * text: formatted twice, once to measure and once into the allocation */
 
-typedef struct {
-    char *buf;
-    size_t cap, len;
-} text_buf;
-
-static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(text_buf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->len < b->cap ? b->cap - b->len : 0;
-    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) b->len += (size_t)n;
-}
-
-static void tb_footprint(text_buf *b, const th_eco_footprint *fp, th_eco_text_style style) {
+static void tb_footprint(th_textbuf *b, const th_eco_footprint *fp, th_eco_text_style style) {
     size_t room = b->len < b->cap ? b->cap - b->len : 0, need = 0;
     (void)th_eco_report_text(fp, style, room ? b->buf + b->len : NULL, room, &need);
     b->len += need;
@@ -116,123 +100,133 @@ static double water_total_l(const unit_figure *u) {
 }
 
 /* The first line: where the figures come from (DESIGN.md invariant 4). */
-static void text_header(text_buf *b, const th_run_report *r) {
+static void text_header(th_textbuf *b, const th_run_report *r) {
     const th_run_figures *g = &r->fig;
     if (g->origin == TH_ORIGIN_MODELED)
-        tb_printf(b, "eco: MODELED by the simulated plant (%s; no hardware sensor was read)\n", g->sensor);
+        th_textbuf_printf(b, "eco: MODELED by the simulated plant (%s; no hardware sensor was read)\n", g->sensor);
     else if (g->origin != TH_ORIGIN_MEASURED)
-        tb_printf(b, "eco: MODELED (%s is not a live measurement; no hardware sensor was read)\n", g->sensor);
+        th_textbuf_printf(b, "eco: MODELED (%s is not a live measurement; no hardware sensor was read)\n", g->sensor);
     else if (g->have_energy && g->energy.basis == TH_ECO_BASIS_MODELED)
-        tb_printf(b, "eco: energy MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
+        th_textbuf_printf(b, "eco: energy MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
     else
-        tb_printf(b, "eco: MEASURED by %s\n", g->sensor);
+        th_textbuf_printf(b, "eco: MEASURED by %s\n", g->sensor);
 }
 
-static void text_no_energy(text_buf *b, const th_run_report *r) {
-    tb_printf(b, "no energy figure: the sensor %s gave neither an energy counter nor power (%llu samples, %llu failed "
-                 "reads)\n", r->fig.sensor, (unsigned long long)r->fig.samples, (unsigned long long)r->fig.failed_reads);
+static void text_no_energy(th_textbuf *b, const th_run_report *r) {
+    th_textbuf_printf(b,
+                      "no energy figure: the sensor %s gave neither an energy counter nor power (%llu samples, "
+                      "%llu failed reads)\n",
+                      r->fig.sensor, (unsigned long long)r->fig.samples, (unsigned long long)r->fig.failed_reads);
 }
 
-static void text_summary(text_buf *b, const th_run_report *r) {
+static void text_summary(th_textbuf *b, const th_run_report *r) {
     const th_run_figures *g = &r->fig;
     text_header(b, r);
     if (!g->have_energy) {
-        tb_printf(b, "  ");
+        th_textbuf_printf(b, "  ");
         text_no_energy(b, r);
     } else if (r->have_fp) {
         tb_footprint(b, &r->fp, TH_ECO_TEXT_SUMMARY);
     } else {
         char e[32];
         th_eco_fmt_si(e, sizeof e, g->energy.energy_j, "J");
-        tb_printf(b, "  energy %s IT over %.3g s, %s (%s); no factors: CO2e and water not priced\n", e,
-                  g->energy.duration_s, th_eco_basis_name(g->energy.basis), g->energy.source);
+        th_textbuf_printf(b, "  energy %s IT over %.3g s, %s (%s); no factors: CO2e and water not priced\n", e,
+                          g->energy.duration_s, th_eco_basis_name(g->energy.basis), g->energy.source);
     }
     const char *sep = "  ";
     const unit_figure *u = r->per_token.have ? &r->per_token : r->per_step.have ? &r->per_step : NULL;
     if (u) {
         char e[32], c[32];
         th_eco_fmt_si(e, sizeof e, u->energy_j, "J");
-        tb_printf(b, "%sper %s %s", sep, u == &r->per_token ? "token" : "step", e);
+        th_textbuf_printf(b, "%sper %s %s", sep, u == &r->per_token ? "token" : "step", e);
         if (r->have_fp) {
             th_eco_fmt_si(c, sizeof c, u->co2e_g, "g");
-            tb_printf(b, ", %s CO2e", c);
+            th_textbuf_printf(b, ", %s CO2e", c);
         }
         sep = " \xc2\xb7 ";
     }
     if (!isnan(g->temp_max_c)) {
-        tb_printf(b, "%speak %.1f \xc2\xb0""C %s (limit %.1f, %.0f s above)", sep, g->temp_max_c,
-                  g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c, g->above_limit_s);
+        th_textbuf_printf(b, "%speak %.1f \xc2\xb0""C %s (limit %.1f, %.0f s above)", sep, g->temp_max_c,
+                          g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c, g->above_limit_s);
         sep = " \xc2\xb7 ";
     }
     double paced = g->busy_s + g->idle_s;
-    tb_printf(b, "%spacing %.0f %% idle (%s)", sep, paced > 0 ? 100.0 * g->idle_s / paced : 0.0, g->governor);
+    th_textbuf_printf(b, "%spacing %.0f %% idle (%s)", sep, paced > 0 ? 100.0 * g->idle_s / paced : 0.0, g->governor);
     if (g->fail_safe_decisions)
-        tb_printf(b, " \xc2\xb7 %llu fail-safe decisions", (unsigned long long)g->fail_safe_decisions);
-    tb_printf(b, "\n");
+        th_textbuf_printf(b, " \xc2\xb7 %llu fail-safe decisions", (unsigned long long)g->fail_safe_decisions);
+    th_textbuf_printf(b, "\n");
     if (r->waste.have) {
         char e[32];
         th_eco_fmt_si(e, sizeof e, r->waste.energy_j, "J");
-        tb_printf(b, "  wasted by %s: %.0f tokens, %s", r->waste_what, r->waste.count, e);
+        th_textbuf_printf(b, "  wasted by %s: %.0f tokens, %s", r->waste_what, r->waste.count, e);
         if (r->have_fp) {
             char c[32];
             th_eco_fmt_si(c, sizeof c, r->waste.co2e_g, "g");
-            tb_printf(b, ", %s CO2e", c);
+            th_textbuf_printf(b, ", %s CO2e", c);
         }
-        tb_printf(b, "\n");
+        th_textbuf_printf(b, "\n");
     }
     if (r->have_fp) {
         int n = 0; // the factor rows of the full text
         for (int i = 0; i < TH_ECO_F_COUNT; i++) n += i != TH_ECO_F_METHANE || r->fp.factors.methane_enabled;
-        tb_printf(b, "  all %d factors with their sources, and the EPA equivalences: --report full, or --report-json "
-                     "FILE\n", n);
+        th_textbuf_printf(b,
+                          "  all %d factors with their sources, and the EPA equivalences: --report full, or "
+                          "--report-json FILE\n",
+                          n);
     }
 }
 
-static void text_unit_line(text_buf *b, const char *name, const unit_figure *u) {
-    tb_printf(b, "per %-5s %.4g J IT", name, u->energy_j);
-    if (!isnan(u->co2e_g)) tb_printf(b, ", %.4g mg CO2e, %.4g mL water", u->co2e_g * 1e3, water_total_l(u) * 1e3);
-    tb_printf(b, " (%g %ss)\n", u->count, name);
+static void text_unit_line(th_textbuf *b, const char *name, const unit_figure *u) {
+    th_textbuf_printf(b, "per %-5s %.4g J IT", name, u->energy_j);
+    if (!isnan(u->co2e_g))
+        th_textbuf_printf(b, ", %.4g mg CO2e, %.4g mL water", u->co2e_g * 1e3, water_total_l(u) * 1e3);
+    th_textbuf_printf(b, " (%g %ss)\n", u->count, name);
 }
 
 /* The full text: the run's lines as the CLI printed them before, then the footprint's. */
-static void text_full(text_buf *b, const th_run_report *r) {
+static void text_full(th_textbuf *b, const th_run_report *r) {
     const th_run_figures *g = &r->fig;
-    tb_printf(b, "\n== eco report: %s ==\n", r->command);
+    th_textbuf_printf(b, "\n== eco report: %s ==\n", r->command);
     if (!g->have_energy) {
         text_no_energy(b, r);
         return;
     }
     if (g->origin == TH_ORIGIN_MODELED)
-        tb_printf(b, "NOTE: no hardware sensor was read; energy and temperature are MODELED by the simulated plant "
-                     "(%s), not measured.\n", g->sensor);
+        th_textbuf_printf(b,
+                          "NOTE: no hardware sensor was read; energy and temperature are MODELED by the simulated "
+                          "plant (%s), not measured.\n",
+                          g->sensor);
     else if (g->origin != TH_ORIGIN_MEASURED)
-        tb_printf(b, "NOTE: %s is not a live measurement; energy and temperature are MODELED, not measured now.\n",
-                  g->sensor);
+        th_textbuf_printf(b,
+                          "NOTE: %s is not a live measurement; energy and temperature are MODELED, not measured "
+                          "now.\n",
+                          g->sensor);
     else if (g->energy.basis == TH_ECO_BASIS_MODELED)
-        tb_printf(b, "NOTE: energy is MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
+        th_textbuf_printf(b, "NOTE: energy is MODELED (%s); readings measured by %s\n", g->energy.source, g->sensor);
     else
-        tb_printf(b, "energy measured by %s (%s)\n", g->energy.source, th_eco_basis_name(g->energy.basis));
+        th_textbuf_printf(b, "energy measured by %s (%s)\n", g->energy.source, th_eco_basis_name(g->energy.basis));
     if (!isnan(g->temp_max_c))
-        tb_printf(b, "temperature: last %.1f C, peak %.1f C (%s); limit %.1f C, %.1f s above it\n", g->temp_c,
-                  g->temp_max_c, g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c,
-                  g->above_limit_s);
+        th_textbuf_printf(b, "temperature: last %.1f C, peak %.1f C (%s); limit %.1f C, %.1f s above it\n", g->temp_c,
+                          g->temp_max_c, g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c,
+                          g->above_limit_s);
     double paced = g->busy_s + g->idle_s;
-    tb_printf(b, "pacing (%s): %.1f s of idle injected over %.1f s of work, throughput cost %.1f%%%s\n", g->governor,
-              g->idle_s, g->busy_s, paced > 0 ? 100.0 * g->idle_s / paced : 0.0,
-              g->fail_safe_decisions ? "; fail-safe decisions: yes" : "");
-    if (g->governor_status[0]) tb_printf(b, "governor: %s\n", g->governor_status);
+    th_textbuf_printf(b, "pacing (%s): %.1f s of idle injected over %.1f s of work, throughput cost %.1f%%%s\n",
+                      g->governor, g->idle_s, g->busy_s, paced > 0 ? 100.0 * g->idle_s / paced : 0.0,
+                      g->fail_safe_decisions ? "; fail-safe decisions: yes" : "");
+    if (g->governor_status[0]) th_textbuf_printf(b, "governor: %s\n", g->governor_status);
     if (r->have_fp)
         tb_footprint(b, &r->fp, TH_ECO_TEXT_FULL);
     else
-        tb_printf(b, "energy (%s, %s)\n  %-26s %.4g J over %.1f s\n  no factors: CO2e and water not priced\n",
-                  th_eco_basis_name(g->energy.basis), g->energy.source, "IT", g->energy.energy_j,
-                  g->energy.duration_s);
+        th_textbuf_printf(b, "energy (%s, %s)\n  %-26s %.4g J over %.1f s\n  no factors: CO2e and water not priced\n",
+                          th_eco_basis_name(g->energy.basis), g->energy.source, "IT", g->energy.energy_j,
+                          g->energy.duration_s);
     if (r->per_token.have) text_unit_line(b, "token", &r->per_token);
     if (r->per_step.have) text_unit_line(b, "step", &r->per_step);
     if (r->waste.have) {
-        tb_printf(b, "wasted by %s: %.0f tokens, %.4g J", r->waste_what, r->waste.count, r->waste.energy_j);
-        if (r->have_fp) tb_printf(b, ", %.4g g CO2e, %.4g mL water", r->waste.co2e_g, water_total_l(&r->waste) * 1e3);
-        tb_printf(b, "\n");
+        th_textbuf_printf(b, "wasted by %s: %.0f tokens, %.4g J", r->waste_what, r->waste.count, r->waste.energy_j);
+        if (r->have_fp)
+            th_textbuf_printf(b, ", %.4g g CO2e, %.4g mL water", r->waste.co2e_g, water_total_l(&r->waste) * 1e3);
+        th_textbuf_printf(b, "\n");
     }
 }
 
@@ -242,7 +236,7 @@ th_status th_run_report_text(const th_run_report *r, th_report_style style, char
     if (!r) return th_fail(TH_ERR_INVALID, "run report text: NULL report");
     if (style != TH_REPORT_SUMMARY && style != TH_REPORT_FULL)
         return th_fail(TH_ERR_INVALID, "run report text: unknown style %d", (int)style);
-    text_buf b = {NULL, 0, 0};
+    th_textbuf b = {NULL, 0, 0};
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
             b.cap = b.len + 1;

@@ -81,11 +81,11 @@ static th_status host_read(void *ctx, th_sample *out) {
         th_sample s;
         memset(&s, 0, sizeof s);
         th_status st = parts[i]->ops->read(parts[i]->ctx, &s);
-        th_sense_fmt(src[i], sizeof src[i], "%s", s.source);
+        th_fmt(src[i], sizeof src[i], "%s", s.source);
         if (st != TH_OK && first == TH_OK) {
             first = st;
             fault = s.fault;
-            th_sense_fmt(msg, sizeof msg, "%s", th_last_error());
+            th_fmt(msg, sizeof msg, "%s", th_last_error());
         }
         if (s.valid & TH_SAMPLE_TEMP) out->temp_mc = s.temp_mc;
         if (s.valid & TH_SAMPLE_POWER) out->power_uw = s.power_uw;

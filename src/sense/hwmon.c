@@ -58,43 +58,45 @@ static void add_channels(chip *k, const char *prefix, const char *suffix, int ki
         size_t ln = strlen(names[i]), ls = strlen(suffix);
         if (ln <= ls || strcmp(names[i] + ln - ls, suffix) != 0) continue;
         char stem[256];
-        th_sense_fmt(stem, sizeof stem, "%.*s", (int)(ln - ls), names[i]); /* "temp1" */
+        th_fmt(stem, sizeof stem, "%.*s", (int)(ln - ls), names[i]); /* "temp1" */
         char p[700];
         if (kind == 1 && strcmp(suffix, "_average") == 0) {
             /* power*_input wins over power*_average for the same index */
-            th_sense_fmt(p, sizeof p, "%s/%s_input", k->dir, stem);
+            th_fmt(p, sizeof p, "%s/%s_input", k->dir, stem);
             if (th_sense_exists(p)) continue;
         }
         channel *c = &k->ch[k->nch++];
         memset(c, 0, sizeof *c);
-        th_sense_fmt(c->path, sizeof c->path, "%s/%s", k->dir, names[i]);
-        th_sense_fmt(c->stem, sizeof c->stem, "%s", stem);
+        th_fmt(c->path, sizeof c->path, "%s/%s", k->dir, names[i]);
+        th_fmt(c->stem, sizeof c->stem, "%s", stem);
         c->kind = kind;
-        th_sense_fmt(p, sizeof p, "%s/%s_label", k->dir, stem);
-        if (th_sense_read_text(p, c->label, sizeof c->label, NULL) != TH_OK) th_sense_fmt(c->label, sizeof c->label, "%s", stem);
+        th_fmt(p, sizeof p, "%s/%s_label", k->dir, stem);
+        if (th_sense_read_text(p, c->label, sizeof c->label, NULL) != TH_OK) th_fmt(c->label, sizeof c->label, "%s", stem);
     }
 }
 
+static int add_chip(const char *dir, const char *name, void *user) {
+    hwmon_ctx *h = user;
+    char p[600];
+    (void)name;
+    chip *k = &h->c[h->n];
+    memset(k, 0, sizeof *k);
+    th_fmt(k->dir, sizeof k->dir, "%s", dir);
+    th_fmt(p, sizeof p, "%s/name", k->dir);
+    if (th_sense_read_text(p, k->name, sizeof k->name, NULL) != TH_OK) return 0;
+    k->cpu = is_cpu_chip(k->name);
+    add_channels(k, "temp", "_input", 0);
+    add_channels(k, "power", "_input", 1);
+    add_channels(k, "power", "_average", 1);
+    add_channels(k, "energy", "_input", 2);
+    if (k->nch == 0) return 0;
+    h->n++;
+    return 1;
+}
+
 static int scan(const char *root, hwmon_ctx *h) {
-    char base[512], p[600];
-    th_sense_name names[MAX_CHIPS];
-    if (th_sense_path(base, sizeof base, root, "sys/class/hwmon") != TH_OK) return 0;
-    size_t n = th_sense_list_dir(base, "hwmon", names, MAX_CHIPS);
     h->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        chip *k = &h->c[h->n];
-        memset(k, 0, sizeof *k);
-        th_sense_fmt(k->dir, sizeof k->dir, "%s/%s", base, names[i]);
-        th_sense_fmt(p, sizeof p, "%s/name", k->dir);
-        if (th_sense_read_text(p, k->name, sizeof k->name, NULL) != TH_OK) continue;
-        k->cpu = is_cpu_chip(k->name);
-        add_channels(k, "temp", "_input", 0);
-        add_channels(k, "power", "_input", 1);
-        add_channels(k, "power", "_average", 1);
-        add_channels(k, "energy", "_input", 2);
-        if (k->nch > 0) h->n++;
-    }
-    return h->n;
+    return th_sense_scan_class(root, "hwmon", "hwmon", MAX_CHIPS, add_chip, h);
 }
 
 /* Reads <stem>_<what> beside a temperature channel (max, crit), 0 if absent. */
@@ -102,7 +104,7 @@ static long long side_value(const channel *c, const char *what) {
     char p[700];
     long long v;
     const char *slash = strrchr(c->path, '/');
-    th_sense_fmt(p, sizeof p, "%.*s/%s_%s", (int)(slash - c->path), c->path, c->stem, what);
+    th_fmt(p, sizeof p, "%.*s/%s_%s", (int)(slash - c->path), c->path, c->stem, what);
     return th_sense_read_ll(p, &v, NULL) == TH_OK && v > 0 ? v : 0;
 }
 
@@ -143,9 +145,9 @@ static int choose(hwmon_ctx *h, const char *want) {
     for (int i = 0; i < h->n; i++)
         if (t0 >= h->c[i].ch && t0 < h->c[i].ch + MAX_CHANNELS) chipname = h->c[i].name;
     if (h->ntemps > 1)
-        th_sense_fmt(h->source, sizeof h->source, "hwmon:%s/%s (max of %d)", chipname, t0->label, h->ntemps);
+        th_fmt(h->source, sizeof h->source, "hwmon:%s/%s (max of %d)", chipname, t0->label, h->ntemps);
     else
-        th_sense_fmt(h->source, sizeof h->source, "hwmon:%s/%s", chipname, t0->label);
+        th_fmt(h->source, sizeof h->source, "hwmon:%s/%s", chipname, t0->label);
     return 1;
 }
 
@@ -180,7 +182,7 @@ static th_status hwmon_read(void *ctx, th_sample *out) {
     th_status first = TH_OK;
     th_sense_health fault = TH_HEALTH_OK;
     char msg[512] = "";
-    th_sense_fmt(out->source, sizeof out->source, "%s", h->source);
+    th_fmt(out->source, sizeof out->source, "%s", h->source);
     out->origin = TH_ORIGIN_MEASURED;
     /* Every channel of the sample is read even after a failure, so what still works stays valid. */
 #define NOTE_FAIL(st_, f_)                                                   \
@@ -188,7 +190,7 @@ static th_status hwmon_read(void *ctx, th_sample *out) {
         if (first == TH_OK) {                                                \
             first = (st_);                                                   \
             fault = (f_);                                                    \
-            th_sense_fmt(msg, sizeof msg, "%s", th_last_error());                \
+            th_fmt(msg, sizeof msg, "%s", th_last_error());                \
         }                                                                    \
     } while (0)
     long long best = 0;
@@ -289,13 +291,13 @@ static void hwmon_list(void *ctx, double interval_s, th_reading_list *l) {
             char name[96], src[64];
             long long v = 0;
             th_status st = th_sense_read_ll(c->path, &v, NULL);
-            th_sense_fmt(name, sizeof name, "%s/%s", k->name, c->label);
-            th_sense_fmt(src, sizeof src, "hwmon:%s/%s", strrchr(k->dir, '/') + 1, strrchr(c->path, '/') + 1);
+            th_fmt(name, sizeof name, "%s/%s", k->name, c->label);
+            th_fmt(src, sizeof src, "hwmon:%s/%s", strrchr(k->dir, '/') + 1, strrchr(c->path, '/') + 1);
             th_reading_add(l, name, kinds[c->kind], src, (double)v * scale[c->kind], 1, st, th_last_error());
             for (int m = 0; c->kind == 0 && m < 2; m++) {
                 const char *what = m ? "crit" : "max";
                 if ((v = side_value(c, what)) == 0) continue;
-                th_sense_fmt(name, sizeof name, "%s/%s %s", k->name, c->label, what);
+                th_fmt(name, sizeof name, "%s/%s %s", k->name, c->label, what);
                 th_reading_add(l, name, TH_KIND_LIMIT, src, (double)v / 1000.0, 1, TH_OK, NULL);
             }
         }

@@ -160,9 +160,9 @@ static th_status nvml_open(const th_sense_config *cfg, void **out) {
         return st;
     }
     if (a->name(c->dev, c->gpu_name, sizeof c->gpu_name) != NVML_SUCCESS)
-        th_sense_fmt(c->gpu_name, sizeof c->gpu_name, "GPU");
+        th_fmt(c->gpu_name, sizeof c->gpu_name, "GPU");
     c->gpu_name[sizeof c->gpu_name - 1] = '\0';
-    th_sense_fmt(c->source, sizeof c->source, "nvml:%u:%s", c->index, c->gpu_name);
+    th_fmt(c->source, sizeof c->source, "nvml:%u:%s", c->index, c->gpu_name);
     *out = c;
     return TH_OK;
 }
@@ -193,7 +193,7 @@ static th_status query_fail(nvml_ctx *c, th_sample *out, const char *what, nvml_
 static th_status nvml_read(void *ctx, th_sample *out) {
     nvml_ctx *c = ctx;
     nvml_api *a = &c->api;
-    th_sense_fmt(out->source, sizeof out->source, "%s", c->source);
+    th_fmt(out->source, sizeof out->source, "%s", c->source);
     out->origin = TH_ORIGIN_MEASURED;
     unsigned int v;
     nvml_ret r = a->temp(c->dev, NVML_TEMPERATURE_GPU, &v);
@@ -262,14 +262,14 @@ static void nvml_list(void *ctx, double interval_s, th_reading_list *l) {
         char name[160], src[64];
         nvml_ret r = a->handle(i, &g.dev);
         if (r == NVML_SUCCESS && a->name(g.dev, g.gpu_name, sizeof g.gpu_name) != NVML_SUCCESS)
-            th_sense_fmt(g.gpu_name, sizeof g.gpu_name, "GPU");
+            th_fmt(g.gpu_name, sizeof g.gpu_name, "GPU");
         g.gpu_name[sizeof g.gpu_name - 1] = '\0';
-        th_sense_fmt(src, sizeof src, "nvml:%u", i);
+        th_fmt(src, sizeof src, "nvml:%u", i);
         th_sample s;
         memset(&s, 0, sizeof s);
         th_status st = r == NVML_SUCCESS ? nvml_read(&g, &s) : query_fail(&g, &s, "device handle", r);
         char msg[160];
-        th_sense_fmt(msg, sizeof msg, "%s", st == TH_OK ? "" : th_last_error());
+        th_fmt(msg, sizeof msg, "%s", st == TH_OK ? "" : th_last_error());
         /* the counter since driver load, not since our open */
         unsigned long long e_mj = 0;
         int have_e = st == TH_OK && a->energy && a->energy(g.dev, &e_mj) == NVML_SUCCESS;
@@ -285,7 +285,7 @@ static void nvml_list(void *ctx, double interval_s, th_reading_list *l) {
             {"utilization", TH_KIND_UTIL, (s.valid & TH_SAMPLE_UTIL) != 0, s.util},
         };
         for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
-            th_sense_fmt(name, sizeof name, "GPU %u %s %s", i, g.gpu_name, rows[k].what);
+            th_fmt(name, sizeof name, "GPU %u %s %s", i, g.gpu_name, rows[k].what);
             th_status rs = st != TH_OK ? st : rows[k].ok ? TH_OK : TH_ERR_UNSUPPORTED;
             th_reading_add(l, name, rows[k].kind, src, rows[k].v, 1, rs, st != TH_OK ? msg : "not supported on this GPU");
         }
@@ -295,7 +295,7 @@ static void nvml_list(void *ctx, double interval_s, th_reading_list *l) {
             int32_t lv[] = {lim.max_operating_mc, lim.slowdown_mc, lim.shutdown_mc};
             for (int k = 0; k < 3; k++) {
                 if (!lv[k]) continue;
-                th_sense_fmt(name, sizeof name, "GPU %u %s %s", i, g.gpu_name, ln[k]);
+                th_fmt(name, sizeof name, "GPU %u %s %s", i, g.gpu_name, ln[k]);
                 th_reading_add(l, name, TH_KIND_LIMIT, src, lv[k] / 1000.0, 1, TH_OK, NULL);
             }
         }

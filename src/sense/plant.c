@@ -106,7 +106,7 @@ th_status th_profile_load(const char *path, th_thermal_profile *out) {
             st = th_fail(TH_ERR_FORMAT, "%s: key '%s' is longer than %zu bytes", path, skeys[i], ssize[i] - 1);
             goto done;
         }
-        th_sense_fmt(sdst[i], ssize[i], "%s", json_string_value(s));
+        th_fmt(sdst[i], ssize[i], "%s", json_string_value(s));
     }
     for (size_t i = 0; i < N_NUM; i++) {
         json_t *n = json_object_get(root, num_fields[i].key);
@@ -138,7 +138,7 @@ th_status th_profile_find(const char *name_or_path, th_thermal_profile *out) {
 #endif
     if (!dir || !*dir) dir = "data";
     char path[1024];
-    th_sense_fmt(path, sizeof path, "%s/profiles/%s.json", dir, name_or_path);
+    th_fmt(path, sizeof path, "%s/profiles/%s.json", dir, name_or_path);
     FILE *f = fopen(path, "rb");
     if (!f)
         return th_fail(TH_ERR_INVALID,
@@ -256,7 +256,7 @@ th_status th_plant_advance_to(th_plant *pl, uint64_t now_ns) {
 
 th_status th_plant_read(th_plant *pl, uint64_t t_ns, th_sample *out) {
     const th_thermal_profile *p = &pl->p;
-    th_sense_fmt(out->source, sizeof out->source, "sim:%s", p->name);
+    th_fmt(out->source, sizeof out->source, "sim:%s", p->name);
     out->origin = TH_ORIGIN_MODELED;
     out->t_ns = t_ns;
     if (pl->shut_down) {

@@ -73,7 +73,7 @@ static th_status procstat_open(const th_sense_config *cfg, void **out) {
 static th_status procstat_read(void *ctx, th_sample *out) {
     procstat_ctx *c = ctx;
     uint64_t total, idle;
-    th_sense_fmt(out->source, sizeof out->source, "procstat:cpu");
+    th_fmt(out->source, sizeof out->source, "procstat:cpu");
     out->origin = TH_ORIGIN_MEASURED;
     th_status st = read_counters(c->path, &total, &idle, &out->fault);
     if (st != TH_OK) return st;

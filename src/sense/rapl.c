@@ -29,20 +29,21 @@ typedef struct {
     double max_power_w;
     uint64_t last_t_ns;
     uint64_t last_total_uj;
-    uint64_t (*clock_ns)(void *);
-    void *clock_user;
+    th_sense_clock clock;
     char source[96];
 } rapl_ctx;
 
 th_status th_rapl_delta(uint64_t old_uj, uint64_t new_uj, uint64_t max_range_uj, double dt_s, double max_power_w,
                         const char *path, uint64_t *delta) {
-    if (new_uj >= old_uj) {
-        *delta = new_uj - old_uj;
-    } else {
-        if (max_range_uj == 0 || old_uj > max_range_uj)
-            return th_fail(TH_ERR_FORMAT, "%s: energy counter went backwards (%llu -> %llu µJ) with no wrap range",
-                           path, (unsigned long long)old_uj, (unsigned long long)new_uj);
-        *delta = (max_range_uj - old_uj) + new_uj;
+    switch (th_counter_delta(old_uj, new_uj, max_range_uj, delta)) {
+    case TH_COUNTER_STEP:
+    case TH_COUNTER_WRAP: break;
+    case TH_COUNTER_RESET:
+        return th_fail(TH_ERR_FORMAT, "%s: energy counter went backwards (%llu -> %llu µJ) with no wrap range",
+                       path, (unsigned long long)old_uj, (unsigned long long)new_uj);
+    case TH_COUNTER_ABOVE_RANGE:
+        return th_fail(TH_ERR_FORMAT, "%s: energy counter reading %llu µJ (previous %llu) is above its wrap range %llu",
+                       path, (unsigned long long)new_uj, (unsigned long long)old_uj, (unsigned long long)max_range_uj);
     }
     /* A wrap that implies an impossible power is a counter that jumped or went backwards. */
     double limit_uj = max_power_w * (dt_s > 0 ? dt_s : 0) * 1e6 + 1e6; /* +1 J slack for clock granularity */
@@ -55,38 +56,43 @@ th_status th_rapl_delta(uint64_t old_uj, uint64_t new_uj, uint64_t max_range_uj,
     return TH_OK;
 }
 
-static uint64_t now(const rapl_ctx *c) { return c->clock_ns ? c->clock_ns(c->clock_user) : th_now_ns(); }
+typedef struct {
+    rapl_ctx *c;
+    th_status *perm_err;
+} scan_state;
+
+static int add_zone(const char *dir, const char *name, void *user) {
+    scan_state *s = user;
+    rapl_ctx *c = s->c;
+    char p[600];
+    zone *z = &c->z[c->n];
+    memset(z, 0, sizeof *z);
+    th_fmt(z->dir, sizeof z->dir, "%s", dir);
+    th_fmt(z->id, sizeof z->id, "%s", name);
+    th_fmt(p, sizeof p, "%s/name", z->dir);
+    if (th_sense_read_text(p, z->name, sizeof z->name, NULL) != TH_OK) return 0;
+    long long v;
+    th_fmt(p, sizeof p, "%s/max_energy_range_uj", z->dir);
+    z->max_range_uj = th_sense_read_ll(p, &v, NULL) == TH_OK && v > 0 ? (uint64_t)v : 0;
+    z->counted = strncmp(z->name, "package", 7) == 0 || strcmp(z->name, "dram") == 0;
+    th_fmt(p, sizeof p, "%s/energy_uj", z->dir);
+    th_status st = th_sense_read_ll(p, &v, NULL);
+    if (st != TH_OK) {
+        if (z->counted && *s->perm_err == TH_OK) *s->perm_err = st;
+        return 0;
+    }
+    z->last_uj = (uint64_t)v;
+    c->n++;
+    return 1;
+}
 
 /* Scans the zones; fills c. Returns the count; *perm_err receives the first unreadable
  * counted counter's status (its message is in th_last_error). */
 static int scan(const th_sense_config *cfg, rapl_ctx *c, th_status *perm_err) {
-    char base[512], p[600];
-    th_sense_name names[MAX_ZONES];
+    scan_state s = {c, perm_err};
     *perm_err = TH_OK;
     c->n = 0;
-    if (th_sense_path(base, sizeof base, cfg->root, "sys/class/powercap") != TH_OK) return 0;
-    size_t n = th_sense_list_dir(base, "intel-rapl:", names, MAX_ZONES);
-    for (size_t i = 0; i < n; i++) {
-        zone *z = &c->z[c->n];
-        memset(z, 0, sizeof *z);
-        th_sense_fmt(z->dir, sizeof z->dir, "%s/%s", base, names[i]);
-        th_sense_fmt(z->id, sizeof z->id, "%s", names[i]);
-        th_sense_fmt(p, sizeof p, "%s/name", z->dir);
-        if (th_sense_read_text(p, z->name, sizeof z->name, NULL) != TH_OK) continue;
-        long long v;
-        th_sense_fmt(p, sizeof p, "%s/max_energy_range_uj", z->dir);
-        z->max_range_uj = th_sense_read_ll(p, &v, NULL) == TH_OK && v > 0 ? (uint64_t)v : 0;
-        z->counted = strncmp(z->name, "package", 7) == 0 || strcmp(z->name, "dram") == 0;
-        th_sense_fmt(p, sizeof p, "%s/energy_uj", z->dir);
-        th_status st = th_sense_read_ll(p, &v, NULL);
-        if (st != TH_OK) {
-            if (z->counted && *perm_err == TH_OK) *perm_err = st;
-            continue;
-        }
-        z->last_uj = (uint64_t)v;
-        c->n++;
-    }
-    return c->n;
+    return th_sense_scan_class(cfg->root, "powercap", "intel-rapl:", MAX_ZONES, add_zone, &s);
 }
 
 static int rapl_probe(const th_sense_config *cfg) {
@@ -117,9 +123,8 @@ static th_status rapl_open(const th_sense_config *cfg, void **out) {
                        cfg->root ? cfg->root : "");
     }
     c->max_power_w = cfg->max_power_w > 0 ? cfg->max_power_w : 5000.0;
-    c->clock_ns = cfg->clock_ns;
-    c->clock_user = cfg->clock_user;
-    c->last_t_ns = now(c);
+    c->clock = th_sense_clock_of(cfg);
+    c->last_t_ns = th_sense_clock_now(c->clock);
     int w = snprintf(c->source, sizeof c->source, "rapl:");
     for (int i = 0; i < c->n && w < (int)sizeof c->source; i++)
         if (c->z[i].counted)
@@ -130,10 +135,10 @@ static th_status rapl_open(const th_sense_config *cfg, void **out) {
 
 static th_status rapl_read(void *ctx, th_sample *out) {
     rapl_ctx *c = ctx;
-    uint64_t t = now(c);
+    uint64_t t = th_sense_clock_now(c->clock);
     double dt_s = (double)(t - c->last_t_ns) / 1e9;
     char p[600];
-    th_sense_fmt(out->source, sizeof out->source, "%s", c->source);
+    th_fmt(out->source, sizeof out->source, "%s", c->source);
     out->origin = TH_ORIGIN_MEASURED;
     /* Read every counter first and commit only if all steps are sane, so one bad counter
      * does not half-update the totals. */
@@ -141,7 +146,7 @@ static th_status rapl_read(void *ctx, th_sample *out) {
     for (int i = 0; i < c->n; i++) {
         zone *z = &c->z[i];
         long long v;
-        th_sense_fmt(p, sizeof p, "%s/energy_uj", z->dir);
+        th_fmt(p, sizeof p, "%s/energy_uj", z->dir);
         th_status st = th_sense_read_ll(p, &v, &out->fault);
         if (st != TH_OK) return st;
         if (v < 0) {
@@ -162,8 +167,8 @@ static th_status rapl_read(void *ctx, th_sample *out) {
     uint64_t total = 0;
     for (int i = 0; i < c->n; i++) {
         zone *z = &c->z[i];
-        uint64_t d;
-        th_rapl_delta(z->last_uj, fresh[i], z->max_range_uj, dt_s, 1e30, "", &d);
+        uint64_t d; /* checked above */
+        th_counter_delta(z->last_uj, fresh[i], z->max_range_uj, &d);
         z->acc_uj += d;
         z->last_uj = fresh[i];
         if (z->counted) total += z->acc_uj;
@@ -188,11 +193,11 @@ static void rapl_list(void *ctx, double interval_s, th_reading_list *l) {
     uint64_t t0 = th_now_ns();
     for (int i = 0; i < c->n; i++) {
         long long v = 0;
-        th_sense_fmt(p, sizeof p, "%s/energy_uj", c->z[i].dir);
+        th_fmt(p, sizeof p, "%s/energy_uj", c->z[i].dir);
         th_status st = th_sense_read_ll(p, &v, NULL);
         first[i] = st == TH_OK ? (uint64_t)v : UINT64_MAX;
-        th_sense_fmt(name, sizeof name, "%s (%s)", c->z[i].name, c->z[i].id);
-        th_sense_fmt(src, sizeof src, "rapl:%s/energy_uj", c->z[i].id);
+        th_fmt(name, sizeof name, "%s (%s)", c->z[i].name, c->z[i].id);
+        th_fmt(src, sizeof src, "rapl:%s/energy_uj", c->z[i].id);
         th_reading_add(l, name, TH_KIND_ENERGY, src, (double)v / 1e6, 1, st, th_last_error());
     }
     if (interval_s <= 0) return;
@@ -202,11 +207,11 @@ static void rapl_list(void *ctx, double interval_s, th_reading_list *l) {
     for (int i = 0; i < c->n; i++) {
         long long v = 0;
         uint64_t d = 0;
-        th_sense_fmt(p, sizeof p, "%s/energy_uj", c->z[i].dir);
+        th_fmt(p, sizeof p, "%s/energy_uj", c->z[i].dir);
         th_status st = first[i] == UINT64_MAX ? TH_ERR_IO : th_sense_read_ll(p, &v, NULL);
         if (st == TH_OK) st = th_rapl_delta(first[i], (uint64_t)v, c->z[i].max_range_uj, dt, c->max_power_w, p, &d);
-        th_sense_fmt(name, sizeof name, "%s (%s)", c->z[i].name, c->z[i].id);
-        th_sense_fmt(src, sizeof src, "rapl:%s/energy_uj", c->z[i].id);
+        th_fmt(name, sizeof name, "%s (%s)", c->z[i].name, c->z[i].id);
+        th_fmt(src, sizeof src, "rapl:%s/energy_uj", c->z[i].id);
         th_reading_add(l, name, TH_KIND_POWER, src, (double)d / 1e6 / dt, 1, st, th_last_error());
     }
 }

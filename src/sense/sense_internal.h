@@ -44,11 +44,16 @@ typedef struct th_sensor_ops {
 extern const th_sensor_ops th_sense_host_ops, th_sense_nvml_ops, th_sense_hwmon_ops, th_sense_thermal_ops,
     th_sense_rapl_ops, th_sense_procstat_ops, th_sense_trace_ops, th_sense_sim_ops;
 
-/* snprintf that truncates quietly: for labels and messages whose length is bounded by
- * the files we read, where a cut label is harmless (keeps -Wformat-truncation quiet). */
-void th_sense_fmt(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The config's time source, copied into a backend's context at open (the config need not
+ * outlive the open). Now is clock_ns(user), or th_now_ns() when clock_ns is NULL. */
+typedef struct {
+    uint64_t (*clock_ns)(void *user);
+    void *user;
+} th_sense_clock;
 
-/* The config's clock. */
+th_sense_clock th_sense_clock_of(const th_sense_config *cfg);
+uint64_t th_sense_clock_now(th_sense_clock k);
+/* The config's clock, now. */
 uint64_t th_sense_now(const th_sense_config *cfg);
 
 /* ---------------------------------------------------------------------------------
@@ -72,6 +77,18 @@ int th_sense_exists(const char *path);
 typedef char th_sense_name[256];
 size_t th_sense_list_dir(const char *dir, const char *prefix, th_sense_name *names, size_t max);
 
+/* One entry of a sysfs class directory: dir is its full path, name the entry's name.
+ * Returns 1 if it kept the entry, 0 if it skipped it. */
+typedef int (*th_sense_class_fn)(const char *dir, const char *name, void *user);
+
+/* The device scan every sysfs backend starts with: cb for each entry of
+ * <root>/sys/class/<cls> whose name starts with prefix, in natural order, at most max
+ * entries (and at most TH_SENSE_CLASS_MAX). Returns how many cb kept; an absent directory
+ * is none. */
+#define TH_SENSE_CLASS_MAX 64
+int th_sense_scan_class(const char *root, const char *cls, const char *prefix, size_t max, th_sense_class_fn cb,
+                        void *user);
+
 /* Test hook: reads of paths ending in `suffix` fail with errno `err` (0 or NULL clears). */
 void th_sense_inject_errno(const char *suffix, int err);
 
@@ -81,9 +98,10 @@ void th_sense_inject_errno(const char *suffix, int err);
 /* Parses one "cpu " line of /proc/stat text into total and idle jiffies. */
 th_status th_procstat_parse(const char *text, const char *path, uint64_t *total, uint64_t *idle);
 
-/* RAPL counter step with wrap: new < old is a wrap at max_range only if the implied
- * average power over dt_s stays below max_power_w; otherwise the counter went backwards
- * (TH_ERR_FORMAT). Returns the delta in µJ through *delta. */
+/* RAPL counter step with wrap (th_counter_delta): new < old is a wrap at max_range only if
+ * the implied average power over dt_s stays below max_power_w; otherwise the counter went
+ * backwards (TH_ERR_FORMAT), as is a reading above max_range. Returns the delta in µJ
+ * through *delta. */
 th_status th_rapl_delta(uint64_t old_uj, uint64_t new_uj, uint64_t max_range_uj, double dt_s, double max_power_w,
                         const char *path, uint64_t *delta);
 

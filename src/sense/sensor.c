@@ -44,7 +44,13 @@ th_sense_config th_sense_config_default(void) {
     return c;
 }
 
-uint64_t th_sense_now(const th_sense_config *cfg) { return cfg->clock_ns ? cfg->clock_ns(cfg->clock_user) : th_now_ns(); }
+th_sense_clock th_sense_clock_of(const th_sense_config *cfg) {
+    return (th_sense_clock){cfg->clock_ns, cfg->clock_user};
+}
+
+uint64_t th_sense_clock_now(th_sense_clock k) { return k.clock_ns ? k.clock_ns(k.user) : th_now_ns(); }
+
+uint64_t th_sense_now(const th_sense_config *cfg) { return th_sense_clock_now(th_sense_clock_of(cfg)); }
 
 struct th_sensor {
     const th_sensor_ops *ops;
@@ -133,7 +139,7 @@ static th_status nonsense(th_sample *out, uint32_t bit, th_status st, const char
     out->valid &= ~bit;
     out->fault = TH_HEALTH_NONSENSE;
     char msg[200];
-    th_sense_fmt(msg, sizeof msg, fmt, v);
+    th_fmt(msg, sizeof msg, fmt, v);
     /* the first problem in a read wins */
     return st == TH_OK ? th_fail(TH_ERR_FORMAT, "%s: %s", out->source, msg) : st;
 }
@@ -159,7 +165,7 @@ th_status th_sensor_read(th_sensor *s, th_sample *out) {
     if (st == TH_OK) st = bad;
     if (st != TH_OK) {
         s->fault = out->fault;
-        th_sense_fmt(s->fault_msg, sizeof s->fault_msg, "%s", th_last_error());
+        th_fmt(s->fault_msg, sizeof s->fault_msg, "%s", th_last_error());
         return st;
     }
     if (out->valid == 0) return TH_OK; /* nothing new yet (e.g. no jiffy elapsed): not a good read */
@@ -189,23 +195,23 @@ th_sense_health th_sensor_health(th_sensor *s, char *why, size_t why_len) {
     uint64_t stale_ns = (uint64_t)(s->cfg.stale_s * 1e9), stuck_ns = (uint64_t)(s->cfg.stuck_s * 1e9);
     if (s->fault == TH_HEALTH_VANISHED || s->fault == TH_HEALTH_NONSENSE) {
         h = s->fault;
-        th_sense_fmt(tmp, sizeof tmp, "%s", s->fault_msg);
+        th_fmt(tmp, sizeof tmp, "%s", s->fault_msg);
     } else if (!s->have_good) {
         if (now - s->opened_ns > stale_ns) {
             h = TH_HEALTH_STALE;
-            th_sense_fmt(tmp, sizeof tmp, "no good reading in %.1f s since the sensor was opened%s%s",
-                     (double)(now - s->opened_ns) / 1e9, s->fault_msg[0] ? ": " : "", s->fault_msg);
+            th_fmt(tmp, sizeof tmp, "no good reading in %.1f s since the sensor was opened%s%s",
+                   (double)(now - s->opened_ns) / 1e9, s->fault_msg[0] ? ": " : "", s->fault_msg);
         }
     } else if (now > s->last_good_ns && now - s->last_good_ns > stale_ns) {
         h = TH_HEALTH_STALE;
-        th_sense_fmt(tmp, sizeof tmp, "last good reading %.1f s ago (limit %.1f s)%s%s",
-                 (double)(now - s->last_good_ns) / 1e9, s->cfg.stale_s, s->fault_msg[0] ? ": " : "", s->fault_msg);
+        th_fmt(tmp, sizeof tmp, "last good reading %.1f s ago (limit %.1f s)%s%s",
+               (double)(now - s->last_good_ns) / 1e9, s->cfg.stale_s, s->fault_msg[0] ? ": " : "", s->fault_msg);
     } else if (s->have_temp && s->last_good_ns - s->temp_since_ns >= stuck_ns) {
         h = TH_HEALTH_STUCK;
-        th_sense_fmt(tmp, sizeof tmp, "temperature stuck at %.3f °C for %.1f s (limit %.1f s)", s->last_temp_mc / 1000.0,
-                 (double)(s->last_good_ns - s->temp_since_ns) / 1e9, s->cfg.stuck_s);
+        th_fmt(tmp, sizeof tmp, "temperature stuck at %.3f °C for %.1f s (limit %.1f s)", s->last_temp_mc / 1000.0,
+               (double)(s->last_good_ns - s->temp_since_ns) / 1e9, s->cfg.stuck_s);
     }
-    if (why && why_len) th_sense_fmt(why, why_len, "%s", tmp);
+    if (why && why_len) th_fmt(why, why_len, "%s", tmp);
     return h;
 }
 
@@ -219,7 +225,7 @@ static th_status list_backend(const th_sensor_ops *ops, const th_sense_config *c
     if (st == TH_ERR_UNSUPPORTED) return TH_OK;
     if (st != TH_OK) {
         char src[64];
-        th_sense_fmt(src, sizeof src, "%s", ops->name);
+        th_fmt(src, sizeof src, "%s", ops->name);
         th_reading_kind kind = ops == &th_sense_rapl_ops ? TH_KIND_ENERGY : TH_KIND_TEMP;
         th_reading_add(l, ops->name, kind, src, NAN, ops != &th_sense_sim_ops, st, th_last_error());
         return TH_OK;

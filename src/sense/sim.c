@@ -11,8 +11,7 @@
 
 typedef struct {
     th_plant *plant;
-    uint64_t (*clock_ns)(void *);
-    void *clock_user;
+    th_sense_clock clock;
 } sim_ctx;
 
 static int sim_probe(const th_sense_config *cfg) {
@@ -31,16 +30,15 @@ static th_status sim_open(const th_sense_config *cfg, void **out) {
         th_free(c);
         return st;
     }
-    c->clock_ns = cfg->clock_ns;
-    c->clock_user = cfg->clock_user;
-    th_plant_advance_to(c->plant, c->clock_ns ? c->clock_ns(c->clock_user) : th_now_ns());
+    c->clock = th_sense_clock_of(cfg);
+    th_plant_advance_to(c->plant, th_sense_clock_now(c->clock));
     *out = c;
     return TH_OK;
 }
 
 static th_status sim_read(void *ctx, th_sample *out) {
     sim_ctx *c = ctx;
-    uint64_t t = c->clock_ns ? c->clock_ns(c->clock_user) : th_now_ns();
+    uint64_t t = th_sense_clock_now(c->clock);
     th_status st = th_plant_advance_to(c->plant, t);
     if (st != TH_OK) return st;
     return th_plant_read(c->plant, t, out);
@@ -69,19 +67,19 @@ static void sim_list(void *ctx, double interval_s, th_reading_list *l) {
     th_status st = sim_read(ctx, &s);
     const char *err = st == TH_OK ? NULL : th_last_error();
     char src[64], name[96];
-    th_sense_fmt(src, sizeof src, "sim:%s", p->name);
-    th_sense_fmt(name, sizeof name, "%s temperature", p->name);
+    th_fmt(src, sizeof src, "sim:%s", p->name);
+    th_fmt(name, sizeof name, "%s temperature", p->name);
     th_reading_add(l, name, TH_KIND_TEMP, src, s.temp_mc / 1000.0, 0, st, err);
-    th_sense_fmt(name, sizeof name, "%s power", p->name);
+    th_fmt(name, sizeof name, "%s power", p->name);
     th_reading_add(l, name, TH_KIND_POWER, src, (double)s.power_uw / 1e6, 0, st, err);
-    th_sense_fmt(name, sizeof name, "%s energy", p->name);
+    th_fmt(name, sizeof name, "%s energy", p->name);
     th_reading_add(l, name, TH_KIND_ENERGY, src, (double)s.energy_uj / 1e6, 0, st, err);
-    th_sense_fmt(name, sizeof name, "%s duty", p->name);
+    th_fmt(name, sizeof name, "%s duty", p->name);
     th_reading_add(l, name, TH_KIND_UTIL, src, s.util, 0, st, err);
     const char *lim[] = {"max operating", "slowdown", "shutdown"};
     double v[] = {p->t_max_operating_c, p->t_slowdown_c, p->t_shutdown_c};
     for (int i = 0; i < 3; i++) {
-        th_sense_fmt(name, sizeof name, "%s %s", p->name, lim[i]);
+        th_fmt(name, sizeof name, "%s %s", p->name, lim[i]);
         th_reading_add(l, name, TH_KIND_LIMIT, src, v[i], 0, TH_OK, NULL);
     }
 }

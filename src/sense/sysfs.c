@@ -1,4 +1,5 @@
-/* sysfs.c: the file helpers every sysfs/procfs backend uses. A sensor file can vanish
+/* sysfs.c: the file helpers every sysfs/procfs backend uses, and the class-directory scan
+ * they start with (hwmon, thermal, powercap). A sensor file can vanish
  * (hot-unplug, module unload), refuse us (RAPL energy_uj is root-only since Linux 5.10),
  * hiccup (hwmon returns EIO/ENODATA) or hold garbage; each case gets its own status,
  * health diagnosis and a message naming the file, so nothing turns into a silent zero. */
@@ -7,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +15,6 @@
 #include <unistd.h>
 
 #include "sense/sense_internal.h"
-
-void th_sense_fmt(char *dst, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, n, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------------------------
  * fault injection (tests) */
@@ -147,6 +140,21 @@ size_t th_sense_list_dir(const char *dir, const char *prefix, th_sense_name *nam
     closedir(d);
     qsort(names, n, sizeof names[0], natural_cmp);
     return n;
+}
+
+int th_sense_scan_class(const char *root, const char *cls, const char *prefix, size_t max, th_sense_class_fn cb,
+                        void *user) {
+    char base[512], rel[128], dir[800];
+    th_sense_name names[TH_SENSE_CLASS_MAX];
+    th_fmt(rel, sizeof rel, "sys/class/%s", cls);
+    if (th_sense_path(base, sizeof base, root, rel) != TH_OK) return 0;
+    size_t n = th_sense_list_dir(base, prefix, names, max < TH_SENSE_CLASS_MAX ? max : TH_SENSE_CLASS_MAX);
+    int kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        th_fmt(dir, sizeof dir, "%s/%s", base, names[i]);
+        kept += cb(dir, names[i], user);
+    }
+    return kept;
 }
 
 /* ---------------------------------------------------------------------------------

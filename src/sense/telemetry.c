@@ -80,7 +80,7 @@ th_status th_telemetry_open(const char *path, th_telemetry_format fmt, uint64_t 
     }
     t->fmt = fmt;
     t->t0_ns = t0_ns;
-    th_sense_fmt(t->path, sizeof t->path, "%s", path);
+    th_fmt(t->path, sizeof t->path, "%s", path);
     if (fmt == TH_TELEMETRY_CSV && write_header(t->f) != 0) {
         st = th_fail(TH_ERR_IO, "%s: write failed (%s)", path, strerror(errno));
         goto done;
@@ -102,16 +102,16 @@ typedef struct {
 } row_buf;
 
 static void put_num(row_buf *r, int col, const char *fmt, double v) {
-    if (isfinite(v)) th_sense_fmt(r->cell[col], sizeof r->cell[col], fmt, v);
+    if (isfinite(v)) th_fmt(r->cell[col], sizeof r->cell[col], fmt, v);
 }
 
-static void put_text(row_buf *r, int col, const char *v) { th_sense_fmt(r->cell[col], sizeof r->cell[col], "%s", v); }
+static void put_text(row_buf *r, int col, const char *v) { th_fmt(r->cell[col], sizeof r->cell[col], "%s", v); }
 
 static void put_pace(row_buf *r, const th_telemetry_pace *p) {
     if (!p) return;
     put_num(r, C_DUTY_SET, "%.6f", p->duty_set);
     put_num(r, C_DUTY_MEASURED, "%.6f", p->duty_measured);
-    if (p->threads >= 0) th_sense_fmt(r->cell[C_THREADS], sizeof r->cell[C_THREADS], "%d", p->threads);
+    if (p->threads >= 0) th_fmt(r->cell[C_THREADS], sizeof r->cell[C_THREADS], "%d", p->threads);
 }
 
 /* One CSV cell, quoted (RFC 4180) when it holds a comma, quote or line break. */
@@ -165,7 +165,7 @@ static th_status emit(th_telemetry *t, const row_buf *r) {
     th_status st = TH_OK;
     if (bad) {
         t->err = TH_ERR_IO;
-        th_sense_fmt(t->err_msg, sizeof t->err_msg, "%s: telemetry write failed (%s)", t->path, strerror(errno));
+        th_fmt(t->err_msg, sizeof t->err_msg, "%s: telemetry write failed (%s)", t->path, strerror(errno));
         st = th_fail(TH_ERR_IO, "%s", t->err_msg);
     }
     pthread_mutex_unlock(&t->mu);
@@ -199,11 +199,11 @@ th_status th_telemetry_add_unit(th_telemetry *t, const th_telemetry_unit *u) {
     put_text(&r, C_KIND, kind_names[u->kind == TH_UNIT_TOKEN ? TH_ROW_TOKEN : TH_ROW_STEP]);
     put_text(&r, C_ORIGIN, th_origin_name(u->origin));
     put_pace(&r, &u->pace);
-    if (u->step >= 0) th_sense_fmt(r.cell[C_STEP], sizeof r.cell[C_STEP], "%ld", u->step);
+    if (u->step >= 0) th_fmt(r.cell[C_STEP], sizeof r.cell[C_STEP], "%ld", u->step);
     put_num(&r, C_LOSS, "%.9g", u->loss);
     put_num(&r, C_GRAD, "%.9g", u->grad_norm);
     put_num(&r, C_LR, "%.9g", u->lr);
-    if (u->tokens >= 0) th_sense_fmt(r.cell[C_TOKENS], sizeof r.cell[C_TOKENS], "%ld", u->tokens);
+    if (u->tokens >= 0) th_fmt(r.cell[C_TOKENS], sizeof r.cell[C_TOKENS], "%ld", u->tokens);
     if (u->step_ms >= 0) put_num(&r, C_STEP_MS, "%.3f", u->step_ms);
     put_num(&r, C_UNIT_J, "%.9g", u->unit_j);
     return emit(t, &r);
@@ -213,7 +213,7 @@ th_status th_telemetry_flush(th_telemetry *t) {
     pthread_mutex_lock(&t->mu);
     if (t->err == TH_OK && fflush(t->f) != 0) {
         t->err = TH_ERR_IO;
-        th_sense_fmt(t->err_msg, sizeof t->err_msg, "%s: telemetry flush failed (%s)", t->path, strerror(errno));
+        th_fmt(t->err_msg, sizeof t->err_msg, "%s: telemetry flush failed (%s)", t->path, strerror(errno));
     }
     th_status st = t->err == TH_OK ? TH_OK : th_fail(t->err, "%s", t->err_msg);
     pthread_mutex_unlock(&t->mu);
@@ -273,7 +273,7 @@ static th_status set_num(row_parse *rp, int c, double v) {
 static th_status set_text(row_parse *rp, int c, const char *v) {
     th_telemetry_row *row = rp->row;
     if (c == C_SOURCE) {
-        th_sense_fmt(row->source, sizeof row->source, "%s", v);
+        th_fmt(row->source, sizeof row->source, "%s", v);
     } else if (c == C_KIND) {
         int k = 0;
         while (k < 3 && strcmp(v, kind_names[k]) != 0) k++;
@@ -448,7 +448,7 @@ th_status th_telemetry_read_opts(const char *path, const th_telemetry_read_optio
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
         char where[600];
-        th_sense_fmt(where, sizeof where, "%s:%ld", path, lineno);
+        th_fmt(where, sizeof where, "%s:%ld", path, lineno);
         if (rd.fmt < 0) {
             rd.fmt = line[0] == '{' ? TH_TELEMETRY_JSONL : TH_TELEMETRY_CSV;
             if (rd.fmt == TH_TELEMETRY_CSV) {
@@ -474,7 +474,7 @@ th_status th_telemetry_read_opts(const char *path, const th_telemetry_read_optio
         } else if (rd.tolerant && st == TH_ERR_FORMAT) {
             if (!rep.bad_lines) {
                 rep.first_bad_line = lineno;
-                th_sense_fmt(rep.first_bad, sizeof rep.first_bad, "%s", th_last_error());
+                th_fmt(rep.first_bad, sizeof rep.first_bad, "%s", th_last_error());
             }
             rep.bad_lines++;
             if (opts->on_bad_line) opts->on_bad_line(lineno, th_last_error(), opts->user);

@@ -28,33 +28,33 @@ typedef struct {
 static const char *cpu_zone_types[] = {"x86_pkg_temp", "cpu-thermal", "cpu_thermal", "cpu0-thermal", "soc_thermal",
                                        "cpu", "acpitz"};
 
-static int scan(const char *root, thermal_ctx *c) {
-    char base[512], p[600];
-    th_sense_name names[MAX_ZONES];
-    if (th_sense_path(base, sizeof base, root, "sys/class/thermal") != TH_OK) return 0;
-    size_t n = th_sense_list_dir(base, "thermal_zone", names, MAX_ZONES);
-    c->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        zone *z = &c->z[c->n];
-        memset(z, 0, sizeof *z);
-        th_sense_fmt(z->dir, sizeof z->dir, "%s/%s", base, names[i]);
-        th_sense_fmt(p, sizeof p, "%s/temp", z->dir);
-        if (!th_sense_exists(p)) continue;
-        th_sense_fmt(p, sizeof p, "%s/type", z->dir);
-        if (th_sense_read_text(p, z->type, sizeof z->type, NULL) != TH_OK) th_sense_fmt(z->type, sizeof z->type, "%s", names[i]);
-        for (int t = 0; t < MAX_TRIPS; t++) {
-            long long v;
-            th_sense_fmt(p, sizeof p, "%s/trip_point_%d_temp", z->dir, t);
-            if (th_sense_read_ll(p, &v, NULL) != TH_OK) break;
-            th_sense_fmt(p, sizeof p, "%s/trip_point_%d_type", z->dir, t);
-            if (th_sense_read_text(p, z->trip_type[t], sizeof z->trip_type[t], NULL) != TH_OK)
-                th_sense_fmt(z->trip_type[t], sizeof z->trip_type[t], "unknown");
-            z->trip_mc[t] = v;
-            z->ntrips = t + 1;
-        }
-        c->n++;
+static int add_zone(const char *dir, const char *name, void *user) {
+    thermal_ctx *c = user;
+    char p[600];
+    zone *z = &c->z[c->n];
+    memset(z, 0, sizeof *z);
+    th_fmt(z->dir, sizeof z->dir, "%s", dir);
+    th_fmt(p, sizeof p, "%s/temp", z->dir);
+    if (!th_sense_exists(p)) return 0;
+    th_fmt(p, sizeof p, "%s/type", z->dir);
+    if (th_sense_read_text(p, z->type, sizeof z->type, NULL) != TH_OK) th_fmt(z->type, sizeof z->type, "%s", name);
+    for (int t = 0; t < MAX_TRIPS; t++) {
+        long long v;
+        th_fmt(p, sizeof p, "%s/trip_point_%d_temp", z->dir, t);
+        if (th_sense_read_ll(p, &v, NULL) != TH_OK) break;
+        th_fmt(p, sizeof p, "%s/trip_point_%d_type", z->dir, t);
+        if (th_sense_read_text(p, z->trip_type[t], sizeof z->trip_type[t], NULL) != TH_OK)
+            th_fmt(z->trip_type[t], sizeof z->trip_type[t], "unknown");
+        z->trip_mc[t] = v;
+        z->ntrips = t + 1;
     }
-    return c->n;
+    c->n++;
+    return 1;
+}
+
+static int scan(const char *root, thermal_ctx *c) {
+    c->n = 0;
+    return th_sense_scan_class(root, "thermal", "thermal_zone", MAX_ZONES, add_zone, c);
 }
 
 static int find_type(const thermal_ctx *c, const char *type) {
@@ -96,7 +96,7 @@ static th_status thermal_open(const th_sense_config *cfg, void **out) {
         th_free(c);
         return th_fail(TH_ERR_UNSUPPORTED, "thermal: no zone of type '%s'", cfg->zone);
     }
-    th_sense_fmt(c->source, sizeof c->source, "thermal:%s", c->z[c->primary].type);
+    th_fmt(c->source, sizeof c->source, "thermal:%s", c->z[c->primary].type);
     *out = c;
     return TH_OK;
 }
@@ -105,8 +105,8 @@ static th_status thermal_read(void *ctx, th_sample *out) {
     thermal_ctx *c = ctx;
     char p[600];
     long long v;
-    th_sense_fmt(p, sizeof p, "%s/temp", c->z[c->primary].dir);
-    th_sense_fmt(out->source, sizeof out->source, "%s", c->source);
+    th_fmt(p, sizeof p, "%s/temp", c->z[c->primary].dir);
+    th_fmt(out->source, sizeof out->source, "%s", c->source);
     out->origin = TH_ORIGIN_MEASURED;
     th_status st = th_sense_read_ll(p, &v, &out->fault);
     if (st != TH_OK) return st;
@@ -139,14 +139,14 @@ static void thermal_list(void *ctx, double interval_s, th_reading_list *l) {
         const zone *z = &c->z[i];
         const char *zn = strrchr(z->dir, '/') + 1;
         long long v = 0;
-        th_sense_fmt(p, sizeof p, "%s/temp", z->dir);
+        th_fmt(p, sizeof p, "%s/temp", z->dir);
         th_status st = th_sense_read_ll(p, &v, NULL);
-        th_sense_fmt(name, sizeof name, "%s (%s)", z->type, zn);
-        th_sense_fmt(src, sizeof src, "thermal:%s", zn);
+        th_fmt(name, sizeof name, "%s (%s)", z->type, zn);
+        th_fmt(src, sizeof src, "thermal:%s", zn);
         th_reading_add(l, name, TH_KIND_TEMP, src, (double)v / 1000.0, 1, st, th_last_error());
         for (int t = 0; t < z->ntrips; t++) {
             if (z->trip_mc[t] <= 0) continue;
-            th_sense_fmt(name, sizeof name, "%s (%s) trip %d %s", z->type, zn, t, z->trip_type[t]);
+            th_fmt(name, sizeof name, "%s (%s) trip %d %s", z->type, zn, t, z->trip_type[t]);
             th_reading_add(l, name, TH_KIND_LIMIT, src, (double)z->trip_mc[t] / 1000.0, 1, TH_OK, NULL);
         }
     }

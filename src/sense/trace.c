@@ -16,8 +16,7 @@ typedef struct {
     double end_s;
     double speed;
     uint64_t t0_ns;
-    uint64_t (*clock_ns)(void *);
-    void *clock_user;
+    th_sense_clock clock;
     char path[512];
 } trace_ctx;
 
@@ -56,21 +55,20 @@ static th_status trace_open(const th_sense_config *cfg, void **out) {
     c->speed = cfg->trace_speed > 0 ? cfg->trace_speed : 1.0;
     double last_gap = k > 1 ? rows[k - 1].t_s - rows[k - 2].t_s : 1.0;
     c->end_s = rows[k - 1].t_s + (last_gap > 0 ? last_gap : 1.0);
-    c->clock_ns = cfg->clock_ns;
-    c->clock_user = cfg->clock_user;
-    c->t0_ns = c->clock_ns ? c->clock_ns(c->clock_user) : th_now_ns();
-    th_sense_fmt(c->path, sizeof c->path, "%s", cfg->trace_path);
+    c->clock = th_sense_clock_of(cfg);
+    c->t0_ns = th_sense_clock_now(c->clock);
+    th_fmt(c->path, sizeof c->path, "%s", cfg->trace_path);
     *out = c;
     return TH_OK;
 }
 
 static th_status trace_read(void *ctx, th_sample *out) {
     trace_ctx *c = ctx;
-    uint64_t now = c->clock_ns ? c->clock_ns(c->clock_user) : th_now_ns();
+    uint64_t now = th_sense_clock_now(c->clock);
     double t_rec = c->rows[0].t_s + (double)(now - c->t0_ns) / 1e9 * c->speed;
     while (c->cursor + 1 < c->n && c->rows[c->cursor + 1].t_s <= t_rec) c->cursor++;
     const th_telemetry_row *r = &c->rows[c->cursor];
-    th_sense_fmt(out->source, sizeof out->source, "%.80s (replay)", r->source[0] ? r->source : "trace");
+    th_fmt(out->source, sizeof out->source, "%.80s (replay)", r->source[0] ? r->source : "trace");
     if (t_rec >= c->end_s) {
         out->fault = TH_HEALTH_VANISHED;
         return th_fail(TH_ERR_IO, "%s: trace ended at t=%.3f s", c->path, c->rows[c->n - 1].t_s);

@@ -126,27 +126,24 @@ static th_status header_decode(const uint8_t *in, uint64_t file_size, const char
 
 /* Opens path and checks its header; on success *fd_out is open and *h filled. */
 static th_status shard_open(const char *path, int *fd_out, shard_header *h, uint64_t *size) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return th_fail(TH_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t file_bytes;
+    th_status s = th_open_regular(path, &fd, &file_bytes);
+    if (s) return s;
     uint8_t head[TH_SHARD_HEADER_BYTES] = {0};
-    size_t want = (uint64_t)st.st_size < sizeof head ? (size_t)st.st_size : sizeof head;
+    size_t want = file_bytes < sizeof head ? (size_t)file_bytes : sizeof head;
     ssize_t got = pread(fd, head, want, 0);
     if (got < 0 || (size_t)got != want) {
         close(fd);
         return th_fail(TH_ERR_IO, "%s: cannot read the header", path);
     }
-    th_status s = header_decode(head, (uint64_t)st.st_size, path, h);
+    s = header_decode(head, file_bytes, path, h);
     if (s) {
         close(fd);
         return s;
     }
     *fd_out = fd;
-    *size = (uint64_t)st.st_size;
+    *size = file_bytes;
     return TH_OK;
 }
 

@@ -14,7 +14,6 @@
 #include "text_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,19 +132,16 @@ void th_tokenizer_free(th_tokenizer *tok) { tokenizer_destroy(tok); }
 
 /* Reads a whole file into a new buffer. */
 static th_status read_file(const char *path, char **buf, size_t *len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return th_fail(TH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int fd;
+    uint64_t size;
+    th_status st = th_open_regular(path, &fd, &size);
+    if (st) return st;
+    if (size > MAX_FILE_BYTES) {
         close(fd);
-        return th_fail(TH_ERR_IO, "%s: not a regular file", path);
+        return th_fail(TH_ERR_FORMAT, "%s: %llu bytes, too large for a tokenizer file", path,
+                       (unsigned long long)size);
     }
-    if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
-        close(fd);
-        return th_fail(TH_ERR_FORMAT, "%s: %lld bytes, too large for a tokenizer file", path,
-                       (long long)st.st_size);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     char *b = th_alloc(n + 1);
     if (!b) {
         close(fd);
@@ -342,6 +338,18 @@ static th_status tokenizer_new(th_tokenizer **out) {
     return TH_OK;
 }
 
+/* The end of every load: frees the parse state, then hands t to *out on success or
+ * destroys it on failure. Returns st. */
+static th_status load_finish(th_status st, th_tokenizer *t, strmap *map, json_t *root, th_tokenizer **out) {
+    strmap_free(map);
+    json_decref(root);
+    if (st)
+        tokenizer_destroy(t);
+    else
+        *out = t;
+    return st;
+}
+
 th_status th_tokenizer_load_memory(const char *vocab_json, size_t vocab_len,
                                    const char *vocab_label, const char *merges, size_t merges_len,
                                    const char *merges_label, th_tokenizer **out) {
@@ -350,18 +358,11 @@ th_status th_tokenizer_load_memory(const char *vocab_json, size_t vocab_len,
     strmap map = {0};
     th_status st = tokenizer_new(&t);
     if (st) return st;
-    if ((st = parse_json(vocab_json, vocab_len, vocab_label, &root))) goto err;
-    if ((st = build_vocab(t, root, vocab_label, &map))) goto err;
-    if ((st = build_merges_text(t, &map, merges, merges_len, merges_label, vocab_label))) goto err;
-    strmap_free(&map);
-    json_decref(root);
-    *out = t;
-    return TH_OK;
-err:
-    strmap_free(&map);
-    json_decref(root);
-    tokenizer_destroy(t);
-    return st;
+    if ((st = parse_json(vocab_json, vocab_len, vocab_label, &root))) goto done;
+    if ((st = build_vocab(t, root, vocab_label, &map))) goto done;
+    if ((st = build_merges_text(t, &map, merges, merges_len, merges_label, vocab_label))) goto done;
+done:
+    return load_finish(st, t, &map, root, out);
 }
 
 th_status th_tokenizer_load(const char *vocab_path, const char *merges_path, th_tokenizer **out) {
@@ -498,35 +499,28 @@ th_status th_tokenizer_load_json_memory(const char *json, size_t len, const char
     strmap map = {0};
     th_status st = tokenizer_new(&t);
     if (st) return st;
-    if ((st = parse_json(json, len, label, &root))) goto err;
+    if ((st = parse_json(json, len, label, &root))) goto done;
     json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
         st = th_fail(TH_ERR_FORMAT, "%s: no \"model\" object", label);
-        goto err;
+        goto done;
     }
     const char *type = json_string_value(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE") != 0) {
         st = th_fail(TH_ERR_UNSUPPORTED, "%s: model type \"%s\" is not BPE", label, type);
-        goto err;
+        goto done;
     }
-    if ((st = check_pre_tokenizer(json_object_get(root, "pre_tokenizer"), label))) goto err;
+    if ((st = check_pre_tokenizer(json_object_get(root, "pre_tokenizer"), label))) goto done;
     json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
     if (!vocab || !merges) {
         st = th_fail(TH_ERR_FORMAT, "%s: model lacks \"%s\"", label, vocab ? "merges" : "vocab");
-        goto err;
+        goto done;
     }
-    if ((st = build_vocab(t, vocab, label, &map))) goto err;
-    if ((st = build_merges_json(t, &map, merges, label))) goto err;
-    if ((st = add_added_tokens(t, &map, json_object_get(root, "added_tokens"), label))) goto err;
-    strmap_free(&map);
-    json_decref(root);
-    *out = t;
-    return TH_OK;
-err:
-    strmap_free(&map);
-    json_decref(root);
-    tokenizer_destroy(t);
-    return st;
+    if ((st = build_vocab(t, vocab, label, &map))) goto done;
+    if ((st = build_merges_json(t, &map, merges, label))) goto done;
+    if ((st = add_added_tokens(t, &map, json_object_get(root, "added_tokens"), label))) goto done;
+done:
+    return load_finish(st, t, &map, root, out);
 }
 
 th_status th_tokenizer_load_json(const char *path, th_tokenizer **out) {
