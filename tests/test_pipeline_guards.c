@@ -19,13 +19,19 @@ static void inject(th_gpt2 *m, long step, float *loss, void *user) {
 
 static char shard[4200], ckpt[4200];
 
-static th_status run(long steps, plan *p, th_train_opts *o, th_train_result *res, float **weights) {
+/* The guards' test model (1 layer, 16 channels, vocabulary 64) and its shuffled loader. */
+static th_gpt2 *guard_model(th_data_loader **dl) {
     th_gpt2_config cfg = {32, 64, 1, 2, 16, 1e-5f};
     th_gpt2 *m;
     th_gpt2_create(&cfg, &m);
     th_gpt2_init_random(m, 3);
+    th_data_loader_open(shard, 4, 16, TH_DATA_SHUFFLED, 9, dl);
+    return m;
+}
+
+static th_status run(long steps, plan *p, th_train_opts *o, th_train_result *res, float **weights) {
     th_data_loader *dl;
-    th_data_loader_open(shard, 4, 16, TH_DATA_SHUFFLED, 9, &dl);
+    th_gpt2 *m = guard_model(&dl);
     if (!o->steps) *o = th_train_defaults(steps);
     o->steps = steps;
     o->batch = 4;
@@ -40,7 +46,7 @@ static th_status run(long steps, plan *p, th_train_opts *o, th_train_result *res
     th_train_state st;
     memset(&st, 0, sizeof st);
     th_status s = th_train(m, dl, NULL, o, &st, res);
-    size_t n = th_gpt2_num_params(&cfg);
+    size_t n = th_gpt2_num_params(th_gpt2_get_config(m));
     *weights = malloc(n * sizeof(float));
     memcpy(*weights, th_gpt2_params(m), n * sizeof(float));
     th_data_loader_close(dl);
@@ -124,12 +130,8 @@ int main(void) {
     // plateau: lr 0 keeps the validation loss constant: stop after `patience` validations
     th_data_loader *val;
     th_data_loader_open(shard, 4, 16, TH_DATA_SEQUENTIAL, 0, &val);
-    th_gpt2_config cfg = {32, 64, 1, 2, 16, 1e-5f};
-    th_gpt2 *m;
-    th_gpt2_create(&cfg, &m);
-    th_gpt2_init_random(m, 3);
     th_data_loader *dl;
-    th_data_loader_open(shard, 4, 16, TH_DATA_SHUFFLED, 9, &dl);
+    th_gpt2 *m = guard_model(&dl);
     o = th_train_defaults(1000);
     o.batch = 4, o.seq = 16, o.preflight = 0, o.val_every = 5, o.val_batches = 2;
     o.opt.lr = 0.0f, o.lr_min = 0.0f;
