@@ -1,6 +1,7 @@
 /* test_core_host.c: th_read_file (empty, small, a file past the first 64 KB buffer, a
  * missing path and a directory), th_open_regular (a file, its size, a missing path, a
  * directory) and th_cpu_name (never empty, truncated to its buffer). */
+#include <sys/stat.h>
 #include "thermo/core.h"
 
 #include "test_util.h"
@@ -50,5 +51,17 @@ int main(void) {
     printf("cpu: %s\n", cpu);
     CHECK(cpu[0] != '\0' && strlen(small) <= 4 && !strncmp(cpu, small, strlen(small)), "cpu name %s / %s", cpu,
           small);
+
+    // th_mkdir_p: parents created, an existing directory is fine, a file in the way is named
+    char nested[4300], blocked[4300];
+    snprintf(nested, sizeof nested, "%s/a/b/c", tmp);
+    CHECK(th_mkdir_p(nested) == TH_OK && th_mkdir_p(nested) == TH_OK, "mkdir -p: %s", th_last_error());
+    struct stat sb;
+    CHECK(stat(nested, &sb) == 0 && S_ISDIR(sb.st_mode), "%s was not created", nested);
+    snprintf(blocked, sizeof blocked, "%s/a/file", tmp);
+    test_write_text(blocked, "x");
+    snprintf(nested, sizeof nested, "%s/a/file/d", tmp);
+    CHECK_FAIL(th_mkdir_p(nested), TH_ERR_IO, "a/file", "a file in the way");
+    CHECK_FAIL(th_mkdir_p(""), TH_ERR_INVALID, "bad length", "an empty path");
     return test_summary();
 }

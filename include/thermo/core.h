@@ -183,6 +183,11 @@ th_counter_step th_counter_delta(uint64_t prev, uint64_t cur, uint64_t max_range
  * ("cannot open: <errno>" or "not a regular file"); *fd is -1 then. */
 th_status th_open_regular(const char *path, int *fd, uint64_t *size);
 
+/* Creates dir and its missing parents (mode 0755); TH_OK if it exists already. Fails with
+ * TH_ERR_IO naming the first directory that cannot be created (TH_ERR_INVALID for an empty
+ * or over-long path). */
+th_status th_mkdir_p(const char *dir);
+
 /* Reads the whole file at path into a th_alloc'd buffer (*data, with a NUL after the last
  * byte; *len bytes before it). Fails with TH_ERR_IO naming the path, or TH_ERR_NOMEM;
  * *data is NULL and *len 0 then. */

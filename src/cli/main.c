@@ -81,18 +81,7 @@ static void log_to_stderr(th_log_level level, const char *msg, void *user) {
 
 void cli_install_logger(th_log_level min_level) { th_log_set_handler(log_to_stderr, (void *)(long)min_level); }
 
-int cli_mkdir_p(const char *dir) {
-    char tmp[4096];
-    if (strlen(dir) >= sizeof tmp) return 0;
-    memcpy(tmp, dir, strlen(dir) + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0) return 0;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) == 0 || access(tmp, F_OK) == 0;
-}
+int cli_mkdir_p(const char *dir) { return th_mkdir_p(dir) == TH_OK; }
 
 int cli_print_json(void *json, size_t flags, const char *cmd) {
     char *text = json ? json_dumps(json, flags) : NULL;

@@ -80,3 +80,20 @@ void th_cpu_name(char *buf, size_t cap) {
     }
     fclose(f);
 }
+
+th_status th_mkdir_p(const char *dir) {
+    char tmp[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof tmp) return th_fail(TH_ERR_INVALID, "directory '%s': bad length", dir);
+    memcpy(tmp, dir, len + 1);
+    for (char *p = tmp + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0)
+            return th_fail(TH_ERR_IO, "cannot create the directory %s: %s", tmp, strerror(errno));
+        if (c == '\0') break;
+        *p = c;
+    }
+    return TH_OK;
+}

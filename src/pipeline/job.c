@@ -77,23 +77,6 @@ static int is_shard(const char *path) {
     return th_shard_read_info(path, &info) == TH_OK;
 }
 
-static th_status mkdir_p(const char *dir) {
-    char tmp[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof tmp) return th_fail(TH_ERR_INVALID, "output directory '%s': bad length", dir);
-    memcpy(tmp, dir, len + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0)
-            return th_fail(TH_ERR_IO, "cannot create the output directory %s", tmp);
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && access(tmp, F_OK) != 0)
-        return th_fail(TH_ERR_IO, "cannot create the output directory %s", tmp);
-    return TH_OK;
-}
-
 /* The model: resumed from the job's checkpoint, a preset from scratch, or a file. */
 static th_status open_model(const th_train_job *j, const char *ckpt_path, th_gpt2 **m, th_train_state *state,
                             th_run_meta *recorded, int *have_recorded, th_train_job_result *out) {
@@ -199,7 +182,7 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     memset(&state, 0, sizeof state);
     th_run_meta recorded;
     int have_recorded = 0;
-    th_status st = mkdir_p(data_dir);
+    th_status st = th_mkdir_p(data_dir);
     if (st != TH_OK) goto done;
     if ((st = open_model(j, out->checkpoint_path, &m, &state, &recorded, &have_recorded, out)) != TH_OK) goto done;
     out->settings = decide_settings(&j->settings, have_recorded ? &recorded : NULL, out->from_scratch);
