@@ -222,6 +222,13 @@ typedef struct {
     double work, oracle_work, work_fraction; /* work in full-speed seconds */
     double oracle_duty;     /* the oracle's duty (before a mid-run change) */
     double energy_j, energy_per_work_j;
+    double optimal_work;    /* the optimal control bound: full duty until the limit, then the
+                               duty that holds it exactly, knowing the plant (through any change) */
+    double work_vs_optimal; /* work / optimal_work (<= 1 up to the bound's step error) */
+    double optimal_energy_per_work_j; /* J per unit of work of that optimal policy */
+    double race_energy_per_work_j;    /* the same work (min(work, optimal_work)) done race-to-idle */
+    double pace_energy_per_work_j;    /* ... and pace-to-cool: the lowest constant duty that does it */
+    double pace_duty;                 /* that constant duty */
     double throttled_s;     /* seconds the modeled hardware slowdown was engaged */
     double fail_safe_s;     /* seconds the governor spent in fail-safe */
     double mean_duty;

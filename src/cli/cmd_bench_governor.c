@@ -92,9 +92,11 @@ int cmd_bench_governor(int argc, char **argv) {
     if (!json) {
         printf("thermo bench governor: SIMULATED plant (th_plant, modeled, not measured), simulated time,\n"
                "sensor at 10 Hz (lagged, noisy, quantized); limit = t_max_operating_c - 2 unless --limit.\n"
-               "work_frac = work / work of the oracle constant duty that holds the limit at steady state.\n\n");
-        printf("%-30s %-11s %8s %8s %8s %9s %9s %7s %8s\n", "scenario", "governor", "above_s", "over_C", "max_C",
-               "work_frac", "J/work", "thr_s", "dec_us");
+               "work_frac = work / work of the oracle constant duty that holds the limit at steady state;\n"
+               "vs_opt = work / the optimal control bound (full duty to the limit, then hold it, plant known);\n"
+               "race_J, pace_J = J/work of the same work done race-to-idle / pace-to-cool, plant known.\n\n");
+        printf("%-30s %-11s %8s %8s %8s %9s %8s %9s %8s %8s %7s %8s\n", "scenario", "governor", "above_s", "over_C",
+               "max_C", "work_frac", "vs_opt", "J/work", "race_J", "pace_J", "thr_s", "dec_us");
     }
     int rc = EXIT_OK;
     for (size_t pi = 0; pi < n_prof && rc == EXIT_OK; pi++) {
@@ -129,10 +131,15 @@ int cmd_bench_governor(int argc, char **argv) {
                     r.energy_j, "energy_per_work_j", isfinite(r.energy_per_work_j) ? r.energy_per_work_j : -1.0,
                     "throttled_s", r.throttled_s, "fail_safe_s", r.fail_safe_s, "mean_duty", r.mean_duty,
                     "decision_us", r.decision_us, "decisions", (json_int_t)r.decisions);
+                json_object_set_new(j, "work_vs_optimal", json_real(r.work_vs_optimal));
+                json_object_set_new(j, "optimal_work", json_real(r.optimal_work));
+                json_object_set_new(j, "race_to_idle_j_per_work", json_real(r.race_energy_per_work_j));
+                json_object_set_new(j, "pace_to_cool_j_per_work", json_real(r.pace_energy_per_work_j));
                 json_array_append_new(arr, j);
                 if (!json)
-                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %9.1f %7.1f %8.3f\n", r.scenario, r.governor,
-                           r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction, r.energy_per_work_j,
+                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %8.3f %9.1f %8.1f %8.1f %7.1f %8.3f\n", r.scenario,
+                           r.governor, r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction,
+                           r.work_vs_optimal, r.energy_per_work_j, r.race_energy_per_work_j, r.pace_energy_per_work_j,
                            r.throttled_s, r.decision_us);
             }
         }
