@@ -48,6 +48,8 @@ typedef struct {
     double r_k_per_w, tau_s;   /* thermal resistance and time constant (predictive prior) */
     double t_ambient_c;        /* ambient (predictive prior; pid's default sustainable power) */
     double sensor_lag_s;       /* the sensor's first-order lag (predictive compensates it) */
+    double sensor_quantum_c, sensor_noise_c; /* the sensor's step and noise (the safe band's allowance) */
+    double t_shutdown_c;       /* the device's shutdown temperature: limit_c must be below it (0: unknown) */
 
     double hysteresis_c;       /* bang_bang and step_wise trip hysteresis (default 2) */
     double switch_on_c;        /* pid: below this, full power and PID reset (default limit − 10) */
@@ -58,7 +60,26 @@ typedef struct {
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
     double block_s;            /* predictive: samples are averaged over blocks this long
                                   before identification (default 1) */
+    /* predictive, the safe band (needs the prior: p_max_w, r_k_per_w, tau_s): full duty while
+     * a worst-case bound shows the limit cannot be reached within sensor_lag_s + reaction_s
+     * at full duty, converged model or not. The plausible plant: heat capacity down to
+     * c_min_factor·C, R up to r_max_factor·R, power up to p_margin·max(P_max, measured),
+     * ambient up to T_amb + ambient_margin_c. Outside the band and before the model has
+     * converged, the duty is the highest whose worst-case prediction over the horizon stays
+     * under the limit. */
+    double reaction_s;         /* time for a cut to take effect: pace window + a period (default 2.5) */
+    double c_min_factor;       /* default 0.6 (a plant may heat 1/0.6 = 1.67x faster than the prior) */
+    double r_max_factor;       /* default 1.5 */
+    double p_margin;           /* default 1.15 */
+    double ambient_margin_c;   /* default 10 */
+    int objective;             /* TH_GOV_OBJ_THROUGHPUT (default) or TH_GOV_OBJ_ENERGY */
 } th_gov_config;
+
+/* What predictive maximizes under the limit: work, or (energy) the lowest modeled joules per
+ * unit of work: P(u, T_ss(u))/u over the duties the limit allows (leakage falls with
+ * temperature, idle power does not, so the answer is usually full speed). */
+#define TH_GOV_OBJ_THROUGHPUT 0
+#define TH_GOV_OBJ_ENERGY 1
 
 /* Defaults for a limit; every plant field unknown. */
 th_gov_config th_gov_config_default(double limit_c);
