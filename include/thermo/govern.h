@@ -162,6 +162,10 @@ th_status th_governor_model(const th_governor *g, th_gov_model *out);
 typedef struct {
     double window_s;    /* sliding window of the measured duty (TH_PACE_WINDOW_S) */
     double max_slice_s; /* a wait re-reads the published duty at least this often (TH_PACE_MAX_SLICE_S) */
+    /* the work loop's clock (NULL: th_now_ns): tests inject a recorded one to check the
+     * bookkeeping without timing anything */
+    uint64_t (*now_ns)(void *user);
+    void *clock_user;
 } th_pace_config;
 
 typedef struct {
@@ -197,6 +201,10 @@ void th_pace_interrupt(th_pace *p);
 void th_pace_clear_interrupt(th_pace *p);
 int th_pace_interrupted(const th_pace *p);
 
+/* Seconds the next th_pace_wait would still sleep now (the pace's clock): the idle rule
+ * for the last unit at the published duty, less the time since it ended; 0 if none. */
+double th_pace_wait_left_s(const th_pace *p);
+
 /* Achieved duty: busy time / wall time over the sliding window (1 before any unit). */
 double th_pace_measured_duty(const th_pace *p);
 void th_pace_get_stats(const th_pace *p, th_pace_stats *out);
@@ -229,6 +237,7 @@ typedef struct {
     uint64_t seed;       /* sensor noise and burst pattern */
     double trace_hz;     /* rows per simulated second in the trace (default 1) */
     const char *trace_path; /* CSV t_s,temp_c,sensor_c,duty,power_w,work (NULL: none) */
+    int objective;          /* the governors' th_gov_config.objective (TH_GOV_OBJ_THROUGHPUT) */
 } th_bench_gov_opts;
 
 th_bench_gov_opts th_bench_gov_defaults(void);

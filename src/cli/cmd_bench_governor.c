@@ -28,6 +28,8 @@ static void usage(FILE *f) {
             "                       (default: all)\n"
             "  --governor NAME      none, bang_bang, step_wise, pid, predictive (default: all)\n"
             "  --limit C            temperature limit (default: the profile's t_max_operating_c - 2)\n"
+            "  --objective throughput|energy  predictive maximizes work (default) or picks the duty\n"
+            "                       with the lowest modeled J/work under the limit\n"
             "  --seed N             sensor noise and burst pattern seed (default 1)\n"
             "  --traces DIR         write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
             "                       simulated second: t_s,temp_c,sensor_c,duty,power_w,work)\n"
@@ -71,6 +73,13 @@ int cmd_bench_governor(int argc, char **argv) {
                 fprintf(stderr, "thermo bench governor: unknown governor '%s'\n", governor_arg);
                 return EXIT_USAGE;
             }
+        } else if (strcmp(a, "--objective") == 0) {
+            const char *v = argv[++i];
+            if (strcmp(v, "energy") != 0 && strcmp(v, "throughput") != 0) {
+                fprintf(stderr, "thermo bench governor: --objective is throughput or energy, got '%s'\n", v);
+                return EXIT_USAGE;
+            }
+            o.objective = strcmp(v, "energy") == 0 ? TH_GOV_OBJ_ENERGY : TH_GOV_OBJ_THROUGHPUT;
         } else if (strcmp(a, "--traces") == 0) {
             traces = argv[++i];
         } else if (strcmp(a, "--limit") == 0) {

@@ -220,6 +220,7 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
 
     th_gov_config gc = th_gov_config_default(limit);
     gc.period_s = o.period_s;
+    gc.objective = o.objective;
     th_gov_config_set_plant(&gc, profile);
 
     th_plant *pl = NULL;
