@@ -168,7 +168,39 @@ static void test_bad_input(void) {
     th_governor_free(g);
 }
 
+/* --objective energy: on a plant whose leakage dominates (no idle power, steep leakage) the
+ * lowest J per unit of work is below full speed, and predictive finds it; on a shipped
+ * profile idle power dominates and the answer is the throughput one. */
+static void test_energy_objective(void) {
+    th_thermal_profile prof;
+    if (th_profile_find("h100-sxm", &prof) != TH_OK) {
+        CHECK(0, "h100-sxm: %s", th_last_error());
+        return;
+    }
+    th_bench_gov_opts o = th_bench_gov_defaults();
+    th_bench_gov_result thr, en;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "predictive", &o, &thr) == TH_OK, "bench");
+    o.objective = TH_GOV_OBJ_ENERGY;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "predictive", &o, &en) == TH_OK, "bench");
+    CHECK(fabs(en.work - thr.work) < 1e-9, "h100-sxm: idle power dominates, energy = throughput (%.3f vs %.3f)", en.work,
+          thr.work);
+    th_thermal_profile leaky = prof;
+    snprintf(leaky.name, sizeof leaky.name, "leaky");
+    leaky.p_idle_w = 0;
+    leaky.leak_w_at_ref = 60;
+    leaky.leak_doubling_c = 10;
+    leaky.leak_ref_c = 80;
+    o.limit_c = 85;
+    CHECK(th_bench_governor(&leaky, TH_SCEN_STEADY, "predictive", &o, &en) == TH_OK, "bench leaky: %s", th_last_error());
+    o.objective = TH_GOV_OBJ_THROUGHPUT;
+    CHECK(th_bench_governor(&leaky, TH_SCEN_STEADY, "predictive", &o, &thr) == TH_OK, "bench leaky");
+    CHECK(en.mean_duty < thr.mean_duty - 0.05 && en.energy_per_work_j < thr.energy_per_work_j,
+          "leaky plant: energy objective runs cooler (duty %.3f vs %.3f) for fewer J/work (%.1f vs %.1f)", en.mean_duty,
+          thr.mean_duty, en.energy_per_work_j, thr.energy_per_work_j);
+}
+
 int main(void) {
+    test_energy_objective();
     test_band("h100-sxm");
     test_band("laptop-cpu");
     test_band("tests/fixtures/govern/unseen.json");
