@@ -48,6 +48,8 @@ typedef struct {
     double r_k_per_w, tau_s;   /* thermal resistance and time constant (predictive prior) */
     double t_ambient_c;        /* ambient (predictive prior; pid's default sustainable power) */
     double sensor_lag_s;       /* the sensor's first-order lag (predictive compensates it) */
+    double sensor_quantum_c, sensor_noise_c; /* the sensor's step and noise (the safe band's allowance) */
+    double t_shutdown_c;       /* the device's shutdown temperature: limit_c must be below it (0: unknown) */
 
     double hysteresis_c;       /* bang_bang and step_wise trip hysteresis (default 2) */
     double switch_on_c;        /* pid: below this, full power and PID reset (default limit − 10) */
@@ -58,7 +60,26 @@ typedef struct {
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
     double block_s;            /* predictive: samples are averaged over blocks this long
                                   before identification (default 1) */
+    /* predictive, the safe band (needs the prior: p_max_w, r_k_per_w, tau_s): full duty while
+     * a worst-case bound shows the limit cannot be reached within sensor_lag_s + reaction_s
+     * at full duty, converged model or not. The plausible plant: heat capacity down to
+     * c_min_factor·C, R up to r_max_factor·R, power up to p_margin·max(P_max, measured),
+     * ambient up to T_amb + ambient_margin_c. Outside the band and before the model has
+     * converged, the duty is the highest whose worst-case prediction over the horizon stays
+     * under the limit. */
+    double reaction_s;         /* time for a cut to take effect: pace window + a period (default 2.5) */
+    double c_min_factor;       /* default 0.6 (a plant may heat 1/0.6 = 1.67x faster than the prior) */
+    double r_max_factor;       /* default 1.5 */
+    double p_margin;           /* default 1.15 */
+    double ambient_margin_c;   /* default 10 */
+    int objective;             /* TH_GOV_OBJ_THROUGHPUT (default) or TH_GOV_OBJ_ENERGY */
 } th_gov_config;
+
+/* What predictive maximizes under the limit: work, or (energy) the lowest modeled joules per
+ * unit of work: P(u, T_ss(u))/u over the duties the limit allows (leakage falls with
+ * temperature, idle power does not, so the answer is usually full speed). */
+#define TH_GOV_OBJ_THROUGHPUT 0
+#define TH_GOV_OBJ_ENERGY 1
 
 /* Defaults for a limit; every plant field unknown. */
 th_gov_config th_gov_config_default(double limit_c);
@@ -141,6 +162,10 @@ th_status th_governor_model(const th_governor *g, th_gov_model *out);
 typedef struct {
     double window_s;    /* sliding window of the measured duty (TH_PACE_WINDOW_S) */
     double max_slice_s; /* a wait re-reads the published duty at least this often (TH_PACE_MAX_SLICE_S) */
+    /* the work loop's clock (NULL: th_now_ns): tests inject a recorded one to check the
+     * bookkeeping without timing anything */
+    uint64_t (*now_ns)(void *user);
+    void *clock_user;
 } th_pace_config;
 
 typedef struct {
@@ -176,6 +201,10 @@ void th_pace_interrupt(th_pace *p);
 void th_pace_clear_interrupt(th_pace *p);
 int th_pace_interrupted(const th_pace *p);
 
+/* Seconds the next th_pace_wait would still sleep now (the pace's clock): the idle rule
+ * for the last unit at the published duty, less the time since it ended; 0 if none. */
+double th_pace_wait_left_s(const th_pace *p);
+
 /* Achieved duty: busy time / wall time over the sliding window (1 before any unit). */
 double th_pace_measured_duty(const th_pace *p);
 void th_pace_get_stats(const th_pace *p, th_pace_stats *out);
@@ -208,6 +237,7 @@ typedef struct {
     uint64_t seed;       /* sensor noise and burst pattern */
     double trace_hz;     /* rows per simulated second in the trace (default 1) */
     const char *trace_path; /* CSV t_s,temp_c,sensor_c,duty,power_w,work (NULL: none) */
+    int objective;          /* the governors' th_gov_config.objective (TH_GOV_OBJ_THROUGHPUT) */
 } th_bench_gov_opts;
 
 th_bench_gov_opts th_bench_gov_defaults(void);
@@ -222,6 +252,13 @@ typedef struct {
     double work, oracle_work, work_fraction; /* work in full-speed seconds */
     double oracle_duty;     /* the oracle's duty (before a mid-run change) */
     double energy_j, energy_per_work_j;
+    double optimal_work;    /* the optimal control bound: full duty until the limit, then the
+                               duty that holds it exactly, knowing the plant (through any change) */
+    double work_vs_optimal; /* work / optimal_work (<= 1 up to the bound's step error) */
+    double optimal_energy_per_work_j; /* J per unit of work of that optimal policy */
+    double race_energy_per_work_j;    /* the same work (min(work, optimal_work)) done race-to-idle */
+    double pace_energy_per_work_j;    /* ... and pace-to-cool: the lowest constant duty that does it */
+    double pace_duty;                 /* that constant duty */
     double throttled_s;     /* seconds the modeled hardware slowdown was engaged */
     double fail_safe_s;     /* seconds the governor spent in fail-safe */
     double mean_duty;

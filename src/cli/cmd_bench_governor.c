@@ -19,12 +19,17 @@ int cmd_bench_governor(int argc, char **argv) {
     const char *profile_arg = NULL, *scenario_arg = NULL, *governor_arg = NULL, *traces = NULL;
     int json = 0;
     th_bench_gov_opts o = th_bench_gov_defaults();
+    static const char *const objective_names[] = {"throughput", "energy", NULL};
+    static const int objective_values[] = {TH_GOV_OBJ_THROUGHPUT, TH_GOV_OBJ_ENERGY};
+    int objective = TH_GOV_OBJ_THROUGHPUT;
     const cli_opt opts[] = {
         CLI_O_STR("--profile", "NAME|FILE", &profile_arg, "one profile (default: the six shipped ones)"),
         CLI_O_STR("--scenario", "NAME", &scenario_arg,
                   "steady, ambient_step, cooling_degraded, bursty, long_training\n(default: all)"),
         CLI_O_STR("--governor", "NAME", &governor_arg, "none, bang_bang, step_wise, pid, predictive (default: all)"),
         CLI_O_DBL("--limit", "C", &o.limit_c, -40, 150, "temperature limit (default: the profile's t_max_operating_c - 2)"),
+        CLI_O_CHOICE("--objective", &objective, objective_names, objective_values,
+                     "throughput (default): predictive maximizes work; energy: the duty with\nthe lowest modeled J/work under the limit"),
         CLI_O_U64("--seed", "N", &o.seed, 0, 1L << 30, "sensor noise and burst pattern seed (default 1)"),
         CLI_O_STR("--traces", "DIR", &traces,
                   "write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
@@ -40,6 +45,7 @@ int cmd_bench_governor(int argc, char **argv) {
                  .tables = {opts}};
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc;
+    o.objective = objective;
     rc = EXIT_OK;
     if (scenario_arg && th_scenario_parse(scenario_arg) < 0) {
         fprintf(stderr, "thermo bench governor: unknown scenario '%s'\n", scenario_arg);
@@ -61,9 +67,11 @@ int cmd_bench_governor(int argc, char **argv) {
     if (!json) {
         printf("thermo bench governor: SIMULATED plant (th_plant, modeled, not measured), simulated time,\n"
                "sensor at 10 Hz (lagged, noisy, quantized); limit = t_max_operating_c - 2 unless --limit.\n"
-               "work_frac = work / work of the oracle constant duty that holds the limit at steady state.\n\n");
-        printf("%-30s %-11s %8s %8s %8s %9s %9s %7s %8s\n", "scenario", "governor", "above_s", "over_C", "max_C",
-               "work_frac", "J/work", "thr_s", "dec_us");
+               "work_frac = work / work of the oracle constant duty that holds the limit at steady state;\n"
+               "vs_opt = work / the optimal control bound (full duty to the limit, then hold it, plant known);\n"
+               "race_J, pace_J = J/work of the same work done race-to-idle / pace-to-cool, plant known.\n\n");
+        printf("%-30s %-11s %8s %8s %8s %9s %8s %9s %8s %8s %7s %8s\n", "scenario", "governor", "above_s", "over_C",
+               "max_C", "work_frac", "vs_opt", "J/work", "race_J", "pace_J", "thr_s", "dec_us");
     }
     for (size_t pi = 0; pi < n_prof && rc == EXIT_OK; pi++) {
         th_thermal_profile prof;
@@ -97,10 +105,15 @@ int cmd_bench_governor(int argc, char **argv) {
                     r.energy_j, "energy_per_work_j", isfinite(r.energy_per_work_j) ? r.energy_per_work_j : -1.0,
                     "throttled_s", r.throttled_s, "fail_safe_s", r.fail_safe_s, "mean_duty", r.mean_duty,
                     "decision_us", r.decision_us, "decisions", (json_int_t)r.decisions);
+                json_object_set_new(j, "work_vs_optimal", json_real(r.work_vs_optimal));
+                json_object_set_new(j, "optimal_work", json_real(r.optimal_work));
+                json_object_set_new(j, "race_to_idle_j_per_work", json_real(r.race_energy_per_work_j));
+                json_object_set_new(j, "pace_to_cool_j_per_work", json_real(r.pace_energy_per_work_j));
                 json_array_append_new(arr, j);
                 if (!json)
-                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %9.1f %7.1f %8.3f\n", r.scenario, r.governor,
-                           r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction, r.energy_per_work_j,
+                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %8.3f %9.1f %8.1f %8.1f %7.1f %8.3f\n", r.scenario,
+                           r.governor, r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction,
+                           r.work_vs_optimal, r.energy_per_work_j, r.race_energy_per_work_j, r.pace_energy_per_work_j,
                            r.throttled_s, r.decision_us);
             }
         }

@@ -2,8 +2,14 @@
  * in simulated time through a scenario; the governor sees th_plant_read samples (lagged,
  * noisy, quantized) at the control rate, and the workload model turns its duty into work:
  *   rate = duty · demand · throttle factor,  work = ∫ rate dt  (full-speed seconds).
- * The yardstick is the oracle: the constant duty whose steady temperature is the limit
- * (piecewise when the plant changes mid-run), applied to the same demand. */
+ * Two yardsticks: the oracle, the constant duty whose steady temperature is the limit
+ * (piecewise when the plant changes mid-run), applied to the same demand; and the optimal
+ * control bound, the most work any governor could do at or under the limit knowing the plant
+ * exactly: for this first-order plant with leakage rising in temperature, full duty until
+ * the limit, then the duty that holds it exactly (simulated with perfect knowledge, through
+ * a mid-run change too). Energy per unit of work is set against two ways of doing the same
+ * work in the same time with perfect knowledge: race-to-idle (the optimal policy until the
+ * work is done, then idle) and pace-to-cool (the lowest constant duty that finishes it). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -109,6 +115,85 @@ static double burst_demand(bursts *b, double t) {
     return b->on ? 1.0 : 0.0;
 }
 
+/* Leakage of the simulated plant (th_plant's formula, DESIGN §4). */
+static double leak_w(const th_thermal_profile *p, double t_c) {
+    if (p->leak_w_at_ref <= 0) return 0.0;
+    double x = fmin((t_c - p->leak_ref_c) / p->leak_doubling_c, 30.0);
+    return p->leak_w_at_ref * exp2(x);
+}
+
+/* A noiseless plant known exactly, stepped like th_plant (exact exponential over sub-steps
+ * of at most τ/50 with leakage held), under one of three policies:
+ *   OPT_HOLD: full duty (times demand) while the next sub-step stays at or under the limit,
+ *             else the duty that lands exactly on it (the optimal control bound);
+ *   OPT_RACE: OPT_HOLD until `work_goal` is done, then idle (race-to-idle);
+ *   OPT_PACE: the constant duty `pace_duty` (capped by the limit as OPT_HOLD is). */
+enum { OPT_HOLD, OPT_RACE, OPT_PACE };
+typedef struct {
+    const th_thermal_profile *p;
+    double t_c, work, energy_j;
+} ideal_plant;
+
+static void ideal_step(ideal_plant *ip, double dt, double demand, double limit, int policy, double goal,
+                       double pace_duty) {
+    const th_thermal_profile *p = ip->p;
+    double tau = p->r_k_per_w * p->c_j_per_k, left = dt;
+    while (left > 1e-12) {
+        double h = fmin(left, tau / 50.0), a = exp(-h / tau);
+        double cap = policy == OPT_PACE ? fmin(pace_duty, demand) : demand;
+        if (policy == OPT_RACE && ip->work >= goal) cap = 0;
+        double base = p->t_ambient_c + p->r_k_per_w * (p->p_idle_w + leak_w(p, ip->t_c));
+        double slope = p->r_k_per_w * (p->p_max_w - p->p_idle_w);
+        /* t_inf(u) = base + slope·u; the sub-step ends at t_inf + (T − t_inf)·a */
+        double u = cap;
+        if (base + slope * u + (ip->t_c - base - slope * u) * a > limit) {
+            double t_inf = (limit - ip->t_c * a) / (1 - a);
+            u = th_gov_clamp((t_inf - base) / slope, 0.0, cap);
+        }
+        if (policy == OPT_RACE && u * h > goal - ip->work) u = fmax(0.0, (goal - ip->work) / h);
+        double t_inf = base + slope * u;
+        ip->t_c = t_inf + (ip->t_c - t_inf) * a;
+        ip->energy_j += (p->p_idle_w + (p->p_max_w - p->p_idle_w) * u + leak_w(p, ip->t_c)) * h;
+        ip->work += u * h;
+        left -= h;
+    }
+}
+
+/* Runs one ideal policy through the scenario (same demand and mid-run change as the bench). */
+static ideal_plant ideal_run(const th_thermal_profile *before, const th_thermal_profile *after, double change_at,
+                             double duration, double dt, th_scenario_kind kind, uint64_t seed, double limit,
+                             int policy, double goal, double pace_duty) {
+    ideal_plant ip = {before, before->t_ambient_c, 0, 0};
+    bursts b;
+    th_rng_seed(&b.rng, seed ^ 0x9e3779b97f4a7c15ull);
+    b.on = 0;
+    b.next_switch_s = 0;
+    long steps = (long)llround(duration / dt);
+    for (long k = 0; k < steps; k++) {
+        double t = k * dt;
+        if (after && t >= change_at) ip.p = after;
+        double demand = kind == TH_SCEN_BURSTY ? burst_demand(&b, t) : 1.0;
+        ideal_step(&ip, dt, demand, limit, policy, goal, pace_duty);
+    }
+    return ip;
+}
+
+/* The lowest constant duty (capped at the limit) that does `goal` work in the scenario. */
+static double pace_to_cool_duty(const th_thermal_profile *before, const th_thermal_profile *after, double change_at,
+                                double duration, double dt, th_scenario_kind kind, uint64_t seed, double limit,
+                                double goal) {
+    double lo = 0, hi = 1;
+    for (int i = 0; i < 30; i++) {
+        double mid = 0.5 * (lo + hi);
+        ideal_plant ip = ideal_run(before, after, change_at, duration, dt, kind, seed, limit, OPT_PACE, 0, mid);
+        if (ip.work >= goal)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
 th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind kind, const char *governor,
                             const th_bench_gov_opts *opts_in, th_bench_gov_result *out) {
     th_bench_gov_opts o = opts_in ? *opts_in : th_bench_gov_defaults();
@@ -116,7 +201,12 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     if (!(o.period_s > 0)) o.period_s = 0.1;
     if (!(o.trace_hz > 0)) o.trace_hz = 1.0;
     double duration = o.duration_s > 0 ? o.duration_s : scenario_duration_s[kind];
+    th_status st = th_profile_validate(profile, "bench governor: profile");
+    if (st != TH_OK) return st;
     double limit = o.limit_c != 0 ? o.limit_c : th_gov_default_limit_c(profile);
+    if (!(limit < profile->t_shutdown_c))
+        return th_fail(TH_ERR_INVALID, "bench governor: limit_c %g must be below the profile's t_shutdown_c %g",
+                       limit, profile->t_shutdown_c);
     th_thermal_profile changed = *profile;
     int has_change = 0;
     if (kind == TH_SCEN_AMBIENT_STEP) {
@@ -130,14 +220,14 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
 
     th_gov_config gc = th_gov_config_default(limit);
     gc.period_s = o.period_s;
+    gc.objective = o.objective;
     th_gov_config_set_plant(&gc, profile);
 
     th_plant *pl = NULL;
     th_governor *g = NULL;
     th_atomic_file *trace_file = NULL;
     FILE *trace = NULL;
-    th_status st = th_plant_create(profile, o.seed, &pl);
-    if (st != TH_OK) return st;
+    if ((st = th_plant_create(profile, o.seed, &pl)) != TH_OK) return st;
     if ((st = th_governor_create(governor, &gc, &g)) != TH_OK) goto done;
     if (o.trace_path) {
         if ((st = th_atomic_open(o.trace_path, &trace_file)) != TH_OK) goto done;
@@ -214,6 +304,20 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     out->work_fraction = out->oracle_work > 0 ? out->work / out->oracle_work : NAN;
     out->mean_duty = steps > 0 ? duty_sum / steps : 0;
     out->decision_us = steps > 0 ? (double)decide_ns / steps / 1e3 : 0;
+    {
+        const th_thermal_profile *after = has_change ? &changed : NULL;
+        ideal_plant opt = ideal_run(profile, after, change_at, duration, dt, kind, o.seed, limit, OPT_HOLD, 0, 0);
+        out->optimal_work = opt.work;
+        out->work_vs_optimal = opt.work > 0 ? out->work / opt.work : NAN;
+        out->optimal_energy_per_work_j = opt.work > 0 ? opt.energy_j / opt.work : INFINITY;
+        double goal = fmin(out->work, opt.work);
+        ideal_plant race = ideal_run(profile, after, change_at, duration, dt, kind, o.seed, limit, OPT_RACE, goal, 0);
+        double pd = pace_to_cool_duty(profile, after, change_at, duration, dt, kind, o.seed, limit, goal);
+        ideal_plant pace = ideal_run(profile, after, change_at, duration, dt, kind, o.seed, limit, OPT_PACE, 0, pd);
+        out->race_energy_per_work_j = race.work > 0 ? race.energy_j / race.work : INFINITY;
+        out->pace_energy_per_work_j = pace.work > 0 ? pace.energy_j / pace.work : INFINITY;
+        out->pace_duty = pd;
+    }
 done:
     if (trace_file && st == TH_OK)
         st = th_atomic_commit(trace_file);

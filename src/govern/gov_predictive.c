@@ -69,6 +69,7 @@ typedef struct {
     /* the identified physics (cached on each block) */
     double r, tau, tamb;
     int valid;
+    int in_band;           /* the last decision was in the safe band */
 } pred_state;
 
 /* ---------------------------------------------------------------------------------
@@ -221,6 +222,71 @@ static double model_x(const pred_state *s, double u, double t) {
     return s->w[0] + s->w[1] * u + s->w[2] * (t - PRED_T_REF) / 10.0;
 }
 
+/* The prior the safe band and the robust duty need: P_max, R and τ. */
+static int have_prior(const th_gov_config *cfg) { return cfg->p_max_w > 0 && cfg->r_k_per_w > 0 && cfg->tau_s > 0; }
+
+/* The worst plausible plant (config: c_min_factor, r_max_factor, p_margin, ambient_margin_c)
+ * seen through the sensor's worst reading. */
+typedef struct {
+    double c_min, r_max, p_hi, amb_hi, t_lo, t_hi;
+} worst_plant;
+
+static worst_plant worst_case(const th_gov_config *cfg, double y, double p_meas) {
+    worst_plant w;
+    double allow = 0.5 * cfg->sensor_quantum_c + 3.0 * cfg->sensor_noise_c + 0.1;
+    w.c_min = cfg->c_min_factor * cfg->tau_s / cfg->r_k_per_w;
+    w.r_max = cfg->r_max_factor * cfg->r_k_per_w;
+    w.p_hi = cfg->p_margin * fmax(cfg->p_max_w, p_meas);
+    w.amb_hi = cfg->t_ambient_c + cfg->ambient_margin_c;
+    w.t_lo = y - allow;
+    w.t_hi = y + allow;
+    return w;
+}
+
+/* Worst heating rate at full duty (°C/s): the most power into the smallest capacity, cooled
+ * through the largest resistance to the warmest ambient, at the coolest the die can be. */
+static double worst_rate(const worst_plant *w) { return fmax(0.0, (w->p_hi - (w->t_lo - w->amb_hi) / w->r_max) / w->c_min); }
+
+/* The safe band: even at the worst heating rate, the die (up to rate·lag ahead of its
+ * sensor) cannot pass lim before a cut decided now has taken effect (reaction_s). The rate
+ * is taken at the current reading and only falls as the die warms, so the bound holds over
+ * the whole window. Needs the prior. */
+static int safe_band(const th_gov_config *cfg, double y, double p_meas, double lim) {
+    if (!have_prior(cfg)) return 0;
+    worst_plant w = worst_case(cfg, y, p_meas);
+    return w.t_hi + worst_rate(&w) * (cfg->sensor_lag_s + cfg->reaction_s) <= lim;
+}
+
+/* The highest duty whose worst-case first-order prediction over the horizon stays under
+ * lim, starting from the die's worst temperature (sensor + lag and reaction at the worst
+ * rate). T(H) = T0 + (T_ss(u) − T0)·(1 − e^(−H/τ)) grows with R and falls with C, so
+ * R_max and C_min are the worst case. */
+static double robust_duty(const th_gov_config *cfg, double y, double p_meas, double lim) {
+    worst_plant w = worst_case(cfg, y, p_meas);
+    double t0 = w.t_hi + worst_rate(&w) * (cfg->sensor_lag_s + cfg->reaction_s);
+    double k = 1.0 - exp(-cfg->horizon_s / (w.r_max * w.c_min));
+    double t_ss = t0 + (lim - t0) / k; /* the steady temperature allowed */
+    double p_idle = cfg->p_margin * cfg->p_idle_w, p_span = w.p_hi - p_idle;
+    double u = p_span > 0 ? ((t_ss - w.amb_hi) / w.r_max - p_idle) / p_span : 1.0;
+    return th_gov_clamp(u, 0.0, 1.0);
+}
+
+/* The energy objective: the duty with the lowest modeled J per unit of work, P(u, T_ss(u))/u,
+ * over a grid of duties (the model's power: α + β·u + γ·(T − 60)/10). */
+static double energy_duty(const pred_state *s, double base, double slope, double rg, const th_gov_config *cfg) {
+    double best_u = 1.0, best = INFINITY;
+    for (int i = 0; i <= 40; i++) {
+        double u = cfg->min_duty + (1.0 - cfg->min_duty) * i / 40.0;
+        double t = (base + slope * u) / (1.0 - rg);
+        double jpw = model_x(s, u, t) / u;
+        if (jpw < best) {
+            best = jpw;
+            best_u = u;
+        }
+    }
+    return best_u;
+}
+
 static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *smp, double dt_arg,
                         th_gov_output *out) {
     pred_state *s = state;
@@ -315,13 +381,23 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         s->tss_c = (base + slope * uc) / (1.0 - rg);
         s->pred_c = t0 + (s->tss_c - t0) * k;
         s->t0_c = t0;
+        if (cfg->objective == TH_GOV_OBJ_ENERGY && s->power_input) u = fmin(u, energy_duty(s, base, slope, rg, cfg));
     } else {
         u = 1.0;
         s->t0_c = y;
         s->pred_c = s->tss_c = NAN;
     }
-    if (!s->converged) {
-        /* cautious until the model is trusted: slow ramp, back off near the limit */
+    double p_meas = (smp->valid & TH_SAMPLE_POWER) ? smp->power_uw / 1e6 : 0.0;
+    s->in_band = safe_band(cfg, y, p_meas, lim);
+    if (s->in_band) {
+        u = 1.0; /* the limit cannot be reached before a cut would take effect */
+    } else if (!s->converged && have_prior(cfg)) {
+        /* outside the band, model not trusted yet: the worst plausible plant decides */
+        u = fmin(s->valid ? u : 1.0, robust_duty(cfg, y, p_meas, lim));
+        u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
+        if (y > lim) u = fmin(u, s->u_prev - 0.1 * dt);
+    } else if (!s->converged) {
+        /* no prior and no trusted model: slow ramp, back off near the limit */
         u = fmin(u, s->u_prev + PRED_RAMP_COLD * dt);
         if (s->t0_c > lim - 3.0) u = fmin(u, s->u_prev);
         if (s->t0_c > lim) u = fmin(u, fmin(s->u_prev, cfg->safe_duty) - 0.1 * dt);
@@ -337,12 +413,13 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
 static void pred_describe(const void *state, const th_gov_config *cfg, char *buf, size_t len) {
     const pred_state *s = state;
     if (!s->valid) {
-        snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f", s->blocks, s->u_prev);
+        snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f%s", s->blocks, s->u_prev,
+                 s->in_band ? " (safe band: full duty)" : "");
         return;
     }
     snprintf(buf, len, "predictive: R %.4g %s, tau %.1f s, T_amb %.1f °C, offset %+.2f °C, duty %.3f, T(%.0f s) %.2f °C%s",
              s->r, s->power_input ? "K/W" : "K/duty", s->tau, s->tamb, s->kd, s->u_prev, cfg->horizon_s, s->pred_c,
-             s->converged ? "" : " (converging)");
+             s->in_band ? " (safe band: full duty)" : s->converged ? "" : " (converging: worst-case duty)");
 }
 
 static th_status pred_model(const void *state, th_gov_model *out) {

@@ -36,6 +36,11 @@ th_gov_config th_gov_config_default(double limit_c) {
     c.horizon_s = 10.0;
     c.forgetting = 0.995;
     c.block_s = 1.0;
+    c.reaction_s = 2.5;
+    c.c_min_factor = 0.6;
+    c.r_max_factor = 1.5;
+    c.p_margin = 1.15;
+    c.ambient_margin_c = 10.0;
     return c;
 }
 
@@ -46,6 +51,9 @@ void th_gov_config_set_plant(th_gov_config *c, const th_thermal_profile *p) {
     c->tau_s = p->r_k_per_w * p->c_j_per_k;
     c->t_ambient_c = p->t_ambient_c;
     c->sensor_lag_s = p->sensor_lag_s;
+    c->sensor_quantum_c = p->sensor_quantum_c;
+    c->sensor_noise_c = p->sensor_noise_c;
+    c->t_shutdown_c = p->t_shutdown_c;
 }
 
 double th_gov_default_limit_c(const th_thermal_profile *p) { return p->t_max_operating_c - 2.0; }
@@ -68,6 +76,22 @@ static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
     if (!(c->horizon_s > 0)) c->horizon_s = d.horizon_s;
     if (!(c->forgetting > 0)) c->forgetting = d.forgetting;
     if (!(c->block_s > 0)) c->block_s = d.block_s;
+    if (!(c->reaction_s > 0)) c->reaction_s = d.reaction_s;
+    if (!(c->c_min_factor > 0)) c->c_min_factor = d.c_min_factor;
+    if (!(c->r_max_factor > 0)) c->r_max_factor = d.r_max_factor;
+    if (!(c->p_margin > 0)) c->p_margin = d.p_margin;
+    if (!(c->ambient_margin_c > 0)) c->ambient_margin_c = d.ambient_margin_c;
+    if (c->r_k_per_w < 0 || c->tau_s < 0)
+        return th_fail(TH_ERR_INVALID, "governor: %s must be >= 0 (0: unknown), got %g",
+                       c->r_k_per_w < 0 ? "r_k_per_w" : "tau_s", c->r_k_per_w < 0 ? c->r_k_per_w : c->tau_s);
+    if (c->t_shutdown_c != 0 && !(c->limit_c < c->t_shutdown_c))
+        return th_fail(TH_ERR_INVALID, "governor: limit_c (%g) must be below t_shutdown_c (%g)", c->limit_c,
+                       c->t_shutdown_c);
+    if (c->c_min_factor > 1 || c->r_max_factor < 1 || c->p_margin < 1)
+        return th_fail(TH_ERR_INVALID, "governor: the safe band needs c_min_factor <= 1 (%g), r_max_factor >= 1 (%g), "
+                       "p_margin >= 1 (%g)", c->c_min_factor, c->r_max_factor, c->p_margin);
+    if (c->objective != TH_GOV_OBJ_THROUGHPUT && c->objective != TH_GOV_OBJ_ENERGY)
+        return th_fail(TH_ERR_INVALID, "governor: objective must be throughput (0) or energy (1), got %d", c->objective);
     if (!(c->min_duty > 0 && c->min_duty <= 1))
         return th_fail(TH_ERR_INVALID, "governor: min_duty must be in (0, 1], got %g", c->min_duty);
     if (!(c->safe_duty >= c->min_duty && c->safe_duty <= 1))

@@ -34,6 +34,8 @@ struct th_pace {
     _Atomic uint64_t units, busy_ns, idle_ns, waits, interrupts;
 };
 
+static uint64_t pace_now(const th_pace *p) { return p->cfg.now_ns ? p->cfg.now_ns(p->cfg.clock_user) : th_now_ns(); }
+
 double th_pace_idle_s(double t_run_s, double duty) {
     if (!(t_run_s > 0)) return 0.0;
     if (!(duty < 1.0)) return 0.0; /* NaN: no pacing */
@@ -115,7 +117,7 @@ static void account_cycle(th_pace *p, double busy_s, double wall_s) {
 }
 
 void th_pace_begin_unit(th_pace *p) {
-    uint64_t now = th_now_ns();
+    uint64_t now = pace_now(p);
     /* the cycle that ends here: the previous unit plus whatever followed it */
     if (p->have_cycle && p->have_run && now > p->cycle_start_ns)
         account_cycle(p, (double)p->last_run_ns / 1e9, (double)(now - p->cycle_start_ns) / 1e9);
@@ -128,7 +130,7 @@ void th_pace_begin_unit(th_pace *p) {
 
 void th_pace_end_unit(th_pace *p) {
     if (!p->in_unit) return;
-    uint64_t now = th_now_ns();
+    uint64_t now = pace_now(p);
     p->last_run_ns = now - p->unit_start_ns;
     p->unit_end_ns = now;
     p->have_run = 1;
@@ -144,7 +146,7 @@ th_status th_pace_wait(th_pace *p) {
     }
     if (!p->have_run) return TH_OK; /* no unit measured: nothing to pace */
     double run_s = (double)p->last_run_ns / 1e9;
-    uint64_t start = th_now_ns();
+    uint64_t start = pace_now(p);
     int slept = 0;
     th_status st = TH_OK;
     for (;;) {
@@ -152,7 +154,7 @@ th_status th_pace_wait(th_pace *p) {
          * duty mid-wait shortens the wait */
         double idle = th_pace_idle_s(run_s, th_pace_duty(p));
         uint64_t deadline = p->unit_end_ns + (uint64_t)(idle * 1e9);
-        uint64_t now = th_now_ns();
+        uint64_t now = pace_now(p);
         if (now >= deadline) break;
         double left = (double)(deadline - now) / 1e9;
         if (left > p->cfg.max_slice_s) left = p->cfg.max_slice_s;
@@ -171,12 +173,19 @@ th_status th_pace_wait(th_pace *p) {
             }
         }
     }
-    uint64_t end = th_now_ns();
+    uint64_t end = pace_now(p);
     if (slept) {
         atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->idle_ns, end - start, memory_order_relaxed);
     }
     return st;
+}
+
+double th_pace_wait_left_s(const th_pace *p) {
+    if (!p->have_run) return 0.0;
+    double idle = th_pace_idle_s((double)p->last_run_ns / 1e9, th_pace_duty(p));
+    uint64_t deadline = p->unit_end_ns + (uint64_t)(idle * 1e9), now = pace_now(p);
+    return now >= deadline ? 0.0 : (double)(deadline - now) / 1e9;
 }
 
 double th_pace_measured_duty(const th_pace *p) {

@@ -1,0 +1,211 @@
+/* test_govern_band.c: the predictive governor's safe band (full duty from cold while a
+ * worst-case bound shows the limit cannot be reached), which must stay safe on a plant that
+ * heats faster than its prior; the optimal control bound of the benchmark; and the
+ * refusals of impossible plants and limits. All in simulated time, no clocks asserted. */
+#include <string.h>
+
+#include "test_util.h"
+#include "govern/govern_internal.h"
+
+/* Closed loop: the governor configured from `prior`, driving a plant built from `truth`.
+ * Returns the seconds the true temperature spent above the limit; *full_s gets the time
+ * at full duty before the first cut, *max_c the hottest true temperature. */
+static double closed_loop(const th_thermal_profile *prior, const th_thermal_profile *truth, double seconds,
+                          double *full_s, double *max_c) {
+    double limit = th_gov_default_limit_c(prior);
+    th_gov_config cfg = th_gov_config_default(limit);
+    th_gov_config_set_plant(&cfg, prior);
+    th_plant *pl = NULL;
+    th_governor *g = NULL;
+    double above = 0, dt = 0.1;
+    *full_s = -1;
+    *max_c = 0;
+    if (th_plant_create(truth, 3, &pl) != TH_OK || th_governor_create("predictive", &cfg, &g) != TH_OK) {
+        CHECK(0, "setup: %s", th_last_error());
+        goto done;
+    }
+    for (long k = 0; k < (long)(seconds / dt); k++) {
+        th_sample s;
+        th_plant_read(pl, (uint64_t)((k * dt + 1) * 1e9), &s);
+        th_gov_input in = {.sample = &s, .read_status = TH_OK, .health = TH_HEALTH_OK};
+        th_gov_output o;
+        th_governor_decide(g, &in, k ? dt : 0, &o);
+        if (o.duty < 1.0 && *full_s < 0) *full_s = k * dt;
+        th_plant_set_duty(pl, o.duty);
+        th_plant_step(pl, dt, o.duty);
+        double t = th_plant_temp_c(pl);
+        if (t > limit) above += dt;
+        if (t > *max_c) *max_c = t;
+    }
+done:
+    th_governor_free(g);
+    th_plant_free(pl);
+    return above;
+}
+
+static void test_band(const char *name) {
+    th_thermal_profile prof;
+    if (th_profile_find(name, &prof) != TH_OK) {
+        CHECK(0, "%s: %s", name, th_last_error());
+        return;
+    }
+    double full_s, max_c;
+    /* the plant is the prior: full duty from the first decision, unconverged as it is */
+    double above = closed_loop(&prof, &prof, 300, &full_s, &max_c);
+    CHECK(above == 0, "%s: %.1f s above the limit", name, above);
+    CHECK(full_s >= 5.0, "%s: full duty from cold for %.1f s (the band), not the old ramp from 0.5", name, full_s);
+    /* a plant that heats 1.5x faster than the prior says (C 0.65x) and runs hotter (R 1.1x):
+     * the band and the worst-case duty still keep it under the limit */
+    th_thermal_profile fast = prof;
+    fast.c_j_per_k *= 0.65;
+    fast.r_k_per_w *= 1.1;
+    above = closed_loop(&prof, &fast, 300, &full_s, &max_c);
+    CHECK(above == 0, "%s, plant 1.5x faster than the prior: %.1f s above the limit (max %.2f °C)", name, above, max_c);
+}
+
+/* A decision on a cold plant is full duty; one just under the limit is not. */
+static void test_band_decisions(void) {
+    th_thermal_profile prof;
+    if (th_profile_find("h100-sxm", &prof) != TH_OK) {
+        CHECK(0, "h100-sxm: %s", th_last_error());
+        return;
+    }
+    th_gov_config cfg = th_gov_config_default(85);
+    th_gov_config_set_plant(&cfg, &prof);
+    th_governor *g;
+    if (th_governor_create("predictive", &cfg, &g) != TH_OK) {
+        CHECK(0, "create: %s", th_last_error());
+        return;
+    }
+    th_sample s;
+    memset(&s, 0, sizeof s);
+    s.valid = TH_SAMPLE_TEMP | TH_SAMPLE_POWER | TH_SAMPLE_UTIL;
+    s.temp_mc = 31000;
+    s.power_uw = 700000000;
+    s.util = 1;
+    s.t_ns = 1000000000;
+    th_gov_input in = {.sample = &s, .read_status = TH_OK, .health = TH_HEALTH_OK};
+    th_gov_output o;
+    th_governor_decide(g, &in, 0, &o);
+    CHECK(o.duty == 1.0, "31 °C under an 85 °C limit: full duty at once (%.3f)", o.duty);
+    CHECK(strstr(th_governor_status(g), "safe band") != NULL, "status says why: %s", th_governor_status(g));
+    th_governor_reset(g);
+    s.temp_mc = 84000;
+    th_governor_decide(g, &in, 0, &o);
+    CHECK(o.duty < 1.0, "84 °C: outside the band, the worst-case duty (%.3f)", o.duty);
+    th_governor_free(g);
+}
+
+/* The optimal control bound: no governor beats it while staying under the limit, and on a
+ * plant that never reaches the limit it is full duty for the whole run. */
+static void test_optimal(void) {
+    th_thermal_profile prof;
+    if (th_profile_find("h100-sxm", &prof) != TH_OK) {
+        CHECK(0, "h100-sxm: %s", th_last_error());
+        return;
+    }
+    th_bench_gov_opts o = th_bench_gov_defaults();
+    for (int k = 0; k < TH_SCEN_COUNT; k++) {
+        for (size_t gi = 0; gi < th_governor_count(); gi++) {
+            th_bench_gov_result r;
+            if (th_bench_governor(&prof, k, th_governor_name(gi), &o, &r) != TH_OK) {
+                CHECK(0, "bench: %s", th_last_error());
+                return;
+            }
+            if (r.above_limit_s == 0)
+                CHECK(r.work_vs_optimal <= 1.0005, "%s %s: under the limit yet %.4f of the optimal bound", r.scenario,
+                      r.governor, r.work_vs_optimal);
+            CHECK(r.race_energy_per_work_j > 0 && r.pace_energy_per_work_j > 0 && r.pace_duty > 0,
+                  "%s %s: race-to-idle and pace-to-cool figures", r.scenario, r.governor);
+        }
+    }
+    o.limit_c = 91.0; /* above full-duty steady state (~88 °C): the bound is all the time at duty 1 */
+    o.duration_s = 120;
+    th_bench_gov_result r;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "none", &o, &r) == TH_OK, "bench");
+    CHECK(fabs(r.optimal_work - 120.0) < 1e-6, "never at the limit: the optimal is full duty, %.6f", r.optimal_work);
+    CHECK(fabs(r.work_vs_optimal - 1.0) < 1e-6, "none matches it: %.6f", r.work_vs_optimal);
+}
+
+/* Impossible plants and limits are refused with the field named. */
+static void test_bad_input(void) {
+    th_thermal_profile prof;
+    if (th_profile_find("h100-sxm", &prof) != TH_OK) {
+        CHECK(0, "h100-sxm: %s", th_last_error());
+        return;
+    }
+    th_bench_gov_opts o = th_bench_gov_defaults();
+    th_bench_gov_result r;
+    struct {
+        const char *field;
+        th_thermal_profile p;
+    } bad[4];
+    for (int i = 0; i < 4; i++) bad[i].p = prof;
+    bad[0].field = "r_k_per_w", bad[0].p.r_k_per_w = -0.1;
+    bad[1].field = "c_j_per_k", bad[1].p.c_j_per_k = -5;
+    bad[2].field = "p_max_w", bad[2].p.p_max_w = prof.p_idle_w - 1;
+    bad[3].field = "t_shutdown_c", bad[3].p.t_shutdown_c = prof.t_slowdown_c - 1;
+    for (int i = 0; i < 4; i++) {
+        th_status st = th_bench_governor(&bad[i].p, TH_SCEN_STEADY, "predictive", &o, &r);
+        CHECK(st != TH_OK && strstr(th_last_error(), bad[i].field), "bad %s refused naming it: %s", bad[i].field,
+              th_last_error());
+    }
+    o.limit_c = prof.t_shutdown_c + 1;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "predictive", &o, &r) != TH_OK &&
+              strstr(th_last_error(), "t_shutdown_c"),
+          "a limit above shutdown is refused: %s", th_last_error());
+    th_gov_config c = th_gov_config_default(95);
+    th_gov_config_set_plant(&c, &prof);
+    th_governor *g = NULL;
+    CHECK(th_governor_create("predictive", &c, &g) != TH_OK && strstr(th_last_error(), "limit_c"),
+          "governor: limit 95 above shutdown 92 refused: %s", th_last_error());
+    th_governor_free(g);
+    c = th_gov_config_default(80);
+    c.r_k_per_w = -1;
+    g = NULL;
+    CHECK(th_governor_create("predictive", &c, &g) != TH_OK && strstr(th_last_error(), "r_k_per_w"),
+          "governor: negative R refused: %s", th_last_error());
+    th_governor_free(g);
+}
+
+/* --objective energy: on a plant whose leakage dominates (no idle power, steep leakage) the
+ * lowest J per unit of work is below full speed, and predictive finds it; on a shipped
+ * profile idle power dominates and the answer is the throughput one. */
+static void test_energy_objective(void) {
+    th_thermal_profile prof;
+    if (th_profile_find("h100-sxm", &prof) != TH_OK) {
+        CHECK(0, "h100-sxm: %s", th_last_error());
+        return;
+    }
+    th_bench_gov_opts o = th_bench_gov_defaults();
+    th_bench_gov_result thr, en;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "predictive", &o, &thr) == TH_OK, "bench");
+    o.objective = TH_GOV_OBJ_ENERGY;
+    CHECK(th_bench_governor(&prof, TH_SCEN_STEADY, "predictive", &o, &en) == TH_OK, "bench");
+    CHECK(fabs(en.work - thr.work) < 1e-9, "h100-sxm: idle power dominates, energy = throughput (%.3f vs %.3f)", en.work,
+          thr.work);
+    th_thermal_profile leaky = prof;
+    snprintf(leaky.name, sizeof leaky.name, "leaky");
+    leaky.p_idle_w = 0;
+    leaky.leak_w_at_ref = 60;
+    leaky.leak_doubling_c = 10;
+    leaky.leak_ref_c = 80;
+    o.limit_c = 85;
+    CHECK(th_bench_governor(&leaky, TH_SCEN_STEADY, "predictive", &o, &en) == TH_OK, "bench leaky: %s", th_last_error());
+    o.objective = TH_GOV_OBJ_THROUGHPUT;
+    CHECK(th_bench_governor(&leaky, TH_SCEN_STEADY, "predictive", &o, &thr) == TH_OK, "bench leaky");
+    CHECK(en.mean_duty < thr.mean_duty - 0.05 && en.energy_per_work_j < thr.energy_per_work_j,
+          "leaky plant: energy objective runs cooler (duty %.3f vs %.3f) for fewer J/work (%.1f vs %.1f)", en.mean_duty,
+          thr.mean_duty, en.energy_per_work_j, thr.energy_per_work_j);
+}
+
+int main(void) {
+    test_energy_objective();
+    test_band("h100-sxm");
+    test_band("laptop-cpu");
+    test_band("tests/fixtures/govern/unseen.json");
+    test_band_decisions();
+    test_optimal();
+    test_bad_input();
+    return test_summary();
+}
