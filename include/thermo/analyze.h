@@ -48,7 +48,7 @@ typedef struct {
     double window_s;      /* η_stability window (default 10) */
     double slope_window_s; /* dT/dt and dP/dt: least-squares slope over this window (default 5) */
     int max_lag;          /* cross-correlation lags −max_lag…+max_lag grid steps (default 3) */
-    double ambient_c;     /* NaN: session.json, else the first temperature sample */
+    double ambient_c;     /* NaN: session.json's recorded one, else fitted (a free parameter of the first-order fit) */
     double p_ref_w;       /* P_ref of A_load. NaN: the profile's p_max_w, else the highest power seen */
     double p_idle_w;      /* NaN: the profile's p_idle_w, else the 5th percentile of power */
     double step_offset_s; /* added to step rows' times (a step log on a shifted clock); default 0 */
@@ -81,6 +81,7 @@ typedef struct {
     const char *label;    /* "η_util", ... */
     const char *unit;     /* "" when dimensionless */
     double value;         /* NaN when it could not be computed */
+    double sd;            /* its standard error where the figure is fitted, else NaN */
     char how[240];        /* how it was computed, or why it is NaN */
     char interp[160];     /* the manual's reading ("" when the manual has none) */
 } th_an_figure;
@@ -97,6 +98,7 @@ typedef struct {
     size_t n_samples;                    /* grid points with temperature (and power, when logged) */
     size_t dropped;                      /* n_grid − n_samples: no reading within tolerance */
     double t0_s, duration_s, p_ref_w, p_idle_w;
+    double ambient_sd_c;                 /* 0: given or recorded; else the fit's standard error; NaN: unknown */
     char p_ref_how[96], p_idle_how[96];
     /* the 1 Hz series (n_grid each; NaN where undefined) */
     double *t_s, *temp_c, *power_w, *duty, *grad_norm, *eta_util, *eta_stab, *a_load, *tau_sustain, *rle, *resid_w;
@@ -134,7 +136,9 @@ th_status th_analysis_write(const th_analysis *a, const char *dir);
 
 /* ---------------------------------------------------------------------------------
  * the first-order fit: T(t) = T_amb + R·y_τ(t) + d0·e^(−(t−t0)/τ), where y_τ is P passed
- * through τ·dy/dt = P − y from y(t0) = 0 (the exact step-hold solution between samples).
+ * through τ·dy/dt = P − y from y(t0) = 0, each power reading held over the interval that
+ * ends at it (the exact solution when a reading is the average power since the previous
+ * one, as RAPL- and NVML-derived power is).
  * For each τ the model is linear in (T_amb, R, d0) and is solved by least squares; τ is
  * found by golden-section search on log τ (output error, so sensor noise does not bias it). */
 
@@ -143,6 +147,12 @@ typedef struct {
     double sensor_lag_s; /* the sensor's first-order lag (0 unless fitted) */
     double rms_c;      /* RMS of T − model */
     size_t n;
+    int ambient_fitted; /* 1: T_amb was a free parameter */
+    /* one-standard-error uncertainties: the linear least-squares covariance at the best τ
+     * (σ² = SSE/(n − p)), combined in quadrature with the spread of each coefficient over
+     * the τ interval where SSE ≤ SSE_min·(1 + 1/(n − p)) (the profile's Δχ² = 1). NaN
+     * when not formed; t_ambient_sd_c is 0 when the ambient was held. */
+    double tau_sd_s, r_sd_k_per_w, t_ambient_sd_c;
 } th_fo_fit;
 
 /* t ascending, n >= 8, NaN entries skipped. ambient_c NaN: fitted; else held. max_lag_s > 0

@@ -29,6 +29,7 @@ th_analyze_opts th_analyze_defaults(void) {
 #define AN_TAU_LOCAL_MAX_RECORDS 10 /* a local τ longer than 10x the record is noise */
 #define AN_FULL_RATE_QUANTILE 0.9   /* the full-duty token rate: 90th percentile of busy rates */
 #define AN_P_IDLE_QUANTILE 0.05     /* P_idle without a profile: 5th percentile of power */
+#define AN_DPDT_MAX_STEPS 2         /* dP/dt's backward difference reaches back at most 2 grid steps */
 
 /* |r| > 0.5 strong, >= 0.3 moderate, else weak: the manual's reading, used by the figure's
  * interpretation and by the causal sentence. */
@@ -152,7 +153,7 @@ static void fo_regressors(const double *t, const double *P, size_t n, double tau
     for (size_t i = 0; i < n; i++) {
         if (i > 0) {
             double a = exp(-(t[i] - t[i - 1]) / tau);
-            yy = yy * a + 0.5 * (P[i] + P[i - 1]) * (1 - a);
+            yy = yy * a + P[i] * (1 - a);
         }
         y[i] = yy;
         e[i] = exp(-(t[i] - t[0]) / tau);
@@ -242,6 +243,58 @@ static double fo_search(const double *t, const double *T, const double *P, size_
     return fo_sse(t, T, P, n, *tau_out, amb, lag, y, e, beta);
 }
 
+/* The uncertainties of th_fo_fit (see analyze.h): the linear covariance of (T_amb, R, d0)
+ * at τ, and the profile over τ, scanned in 0.5 % steps of log τ each way from the optimum
+ * until SSE passes SSE_min·(1 + 1/(n − p)) (at most a factor e each way). */
+static void fo_uncertainty(const double *t, const double *T, const double *P, size_t n, double amb, double lag,
+                           double tau, double sse, const double beta[3], double *y, double *e, th_fo_fit *out) {
+    int fixed = isfinite(amb), k = fixed ? 2 : 3, dof = (int)n - k - 1;
+    out->tau_sd_s = out->r_sd_k_per_w = NAN;
+    out->t_ambient_sd_c = fixed ? 0 : NAN;
+    if (dof < 1) return;
+    fo_regressors(t, P, n, tau, lag, y, e);
+    double M[3][6] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        double x[3];
+        if (fixed) x[0] = y[i], x[1] = e[i];
+        else x[0] = 1, x[1] = y[i], x[2] = e[i];
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c < k; c++) M[r][c] += x[r] * x[c];
+    }
+    for (int r = 0; r < k; r++) M[r][k + r] = 1;
+    for (int c = 0; c < k; c++) { /* Gauss-Jordan: the inverse lands in the right half */
+        int best = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(M[r][c]) > fabs(M[best][c])) best = r;
+        for (int j = 0; j < 2 * k; j++) {
+            double tmp = M[c][j];
+            M[c][j] = M[best][j], M[best][j] = tmp;
+        }
+        if (!(fabs(M[c][c]) > 0)) return;
+        double piv = M[c][c];
+        for (int j = 0; j < 2 * k; j++) M[c][j] /= piv;
+        for (int r = 0; r < k; r++) {
+            if (r == c) continue;
+            double f = M[r][c];
+            for (int j = 0; j < 2 * k; j++) M[r][j] -= f * M[c][j];
+        }
+    }
+    double s2 = sse / dof;
+    double var_amb = fixed ? 0 : s2 * M[0][k], var_r = s2 * M[fixed ? 0 : 1][k + (fixed ? 0 : 1)];
+    double limit = sse * (1 + 1.0 / dof), b[3], lo_tau = tau, hi_tau = tau;
+    double amb_lo = beta[0], amb_hi = beta[0], r_lo = beta[1], r_hi = beta[1];
+    for (int dir = -1; dir <= 1; dir += 2)
+        for (int s = 1; s <= 200; s++) {
+            double tt = tau * exp(dir * 0.005 * s);
+            if (fo_sse(t, T, P, n, tt, amb, lag, y, e, b) > limit) break;
+            lo_tau = fmin(lo_tau, tt), hi_tau = fmax(hi_tau, tt);
+            amb_lo = fmin(amb_lo, b[0]), amb_hi = fmax(amb_hi, b[0]), r_lo = fmin(r_lo, b[1]), r_hi = fmax(r_hi, b[1]);
+        }
+    out->tau_sd_s = 0.5 * (hi_tau - lo_tau);
+    out->r_sd_k_per_w = sqrt(var_r + 0.25 * (r_hi - r_lo) * (r_hi - r_lo));
+    if (!fixed) out->t_ambient_sd_c = sqrt(var_amb + 0.25 * (amb_hi - amb_lo) * (amb_hi - amb_lo));
+}
+
 th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
                              double ambient_c, double max_lag_s, th_fo_fit *out) {
     size_t cap = n_in ? n_in : 1;
@@ -289,6 +342,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
                                      "follow power", beta[1]);
         goto done;
     }
+    fo_uncertainty(t, T, P, n, ambient_c, best_lag, best_tau, sse, beta, y, e, out);
     out->tau_s = best_tau;
     out->r_k_per_w = beta[1];
     out->c_j_per_k = best_tau / beta[1];
@@ -296,6 +350,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
     out->sensor_lag_s = best_lag;
     out->rms_c = sqrt(sse / n);
     out->n = n;
+    out->ambient_fitted = !isfinite(ambient_c);
 done:
     th_free(t);
     return st;
@@ -349,6 +404,7 @@ static void fig_set(th_analysis *a, th_an_figure_id id, double v, const char *in
     vsnprintf(f->how, sizeof f->how, fmt, ap);
     va_end(ap);
     th_an_fmt(f->interp, sizeof f->interp, "%s", interp ? interp : "");
+    f->sd = NAN;
 }
 
 static const struct {
@@ -380,8 +436,9 @@ typedef struct {
     pt *ps; /* the five streams below, n_rows each */
     pt *s_temp, *s_pow, *s_duty, *s_grad, *s_util, *s_eta;
     size_t n_temp, n_pow, n_duty, n_grad, n_util, n_eta;
-    double first_temp;
     int have_util_col;
+    size_t n_stab_sub;           /* grid points whose η_stability came from their own sample rows */
+    int eta_util_unknown;        /* no tokens/step_ms and no util column: RLE takes η_util as 1 */
     const char *eta_how;
     double h, amb;               /* grid step (s) and the ambient used (°C) */
     double *dTdt, *dPdt;         /* local slopes on the grid */
@@ -434,14 +491,12 @@ static void an_streams(an_ctx *c, size_t n_rows) {
     th_analysis *a = c->a;
     c->s_temp = c->ps, c->s_pow = c->ps + n_rows, c->s_duty = c->ps + 2 * n_rows, c->s_grad = c->ps + 3 * n_rows,
     c->s_util = c->ps + 4 * n_rows;
-    c->first_temp = NAN;
     double s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
     for (size_t i = 0; i < c->m; i++) {
         const th_telemetry_row *r = &c->rows[i];
         if (!r->is_step) {
             s_t0 = fmin(s_t0, r->t_s), s_t1 = fmax(s_t1, r->t_s);
             if (r->has & TH_COL_TEMP) {
-                if (isnan(c->first_temp)) c->first_temp = r->temp_c;
                 c->s_temp[c->n_temp++] = (pt){r->t_s, r->temp_c};
             }
             if (r->has & TH_COL_POWER) c->s_pow[c->n_pow++] = (pt){r->t_s, r->power_w};
@@ -496,6 +551,8 @@ static th_status an_eta_util(an_ctx *c) {
                      "second, step_ms)";
     } else if (c->have_util_col) {
         c->eta_how = "measured duty (util column): no step rows with tokens and step_ms";
+    } else {
+        c->eta_util_unknown = 1;
     }
 done:
     th_free(busy_rate);
@@ -545,18 +602,23 @@ static th_status an_grid(an_ctx *c) {
     return TH_OK;
 }
 
-/* Ambient, P_ref and P_idle: given, else from the session's profile, else from the log. */
+/* Ambient, P_ref and P_idle: given, else from the session's profile, else from the log.
+ * An ambient that was not recorded (none given, none in session.json, or session.json's
+ * is only the first sensor sample) is left NaN here: the first-order fit takes it as a
+ * free parameter (an_fit). */
 static th_status an_references(an_ctx *c) {
     th_analysis *a = c->a;
     th_status st = TH_OK;
     double amb = c->o.ambient_c;
+    a->ambient_sd_c = NAN;
     if (isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "given (--ambient)");
-    else if (isfinite(a->meta.ambient_c)) amb = a->meta.ambient_c;
-    else if (isfinite(c->first_temp)) {
-        amb = c->first_temp;
-        th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "first temperature sample");
-    }
+    else if (isfinite(a->meta.ambient_c) && strncmp(a->meta.ambient_how, "first", 5) != 0) amb = a->meta.ambient_c;
+    else if (isfinite(a->meta.ambient_c))
+        warn(a, "session.json's ambient %.2f C is the first sensor sample, not a recorded ambient: fitted instead",
+             a->meta.ambient_c);
+    if (isfinite(amb)) a->ambient_sd_c = 0;
     c->amb = a->meta.ambient_c = amb;
+    if (!isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "not recorded");
     a->p_ref_w = c->o.p_ref_w;
     if (isfinite(a->p_ref_w)) th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "given");
     else if (isfinite(a->meta.p_max_w)) a->p_ref_w = a->meta.p_max_w, th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "profile p_max_w");
@@ -574,21 +636,56 @@ static th_status an_references(an_ctx *c) {
     return st;
 }
 
-/* τ, R, C fitted over the session (ambient held at the recorded one). A fit that does not
- * converge leaves those figures NaN with the reason; running out of memory fails. */
+/* The fit's input: the sample rows that carry both temperature and power, on the log's
+ * own clock (no grid averaging); a log whose temperature and power sit on separate rows
+ * is fitted on the grid instead. Returns the count (0: use the grid). */
+static size_t fit_points(an_ctx *c, double *t, double *T, double *P) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->m; i++) {
+        const th_telemetry_row *r = &c->rows[i];
+        if (r->is_step || !(r->has & TH_COL_TEMP) || !(r->has & TH_COL_POWER)) continue;
+        t[n] = r->t_s - c->a->t0_s, T[n] = r->temp_c, P[n] = r->power_w, n++;
+    }
+    return n >= 8 ? n : 0;
+}
+
+/* τ, R, C fitted over the session: ambient held where it was recorded, else a free
+ * parameter whose value and uncertainty become the session's ambient. A fit that does not
+ * converge leaves those figures (and a not-recorded ambient) NaN with the reason; running
+ * out of memory fails. */
 static th_status an_fit(an_ctx *c) {
     th_analysis *a = c->a;
+    int free_amb = !isfinite(c->amb);
     if (c->n_temp && c->n_pow) {
-        th_status fs = th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
+        double *buf = th_alloc(3 * (c->m ? c->m : 1) * sizeof *buf);
+        if (!buf) return th_fail(TH_ERR_NOMEM, "analyze: out of memory for the fit");
+        size_t n = fit_points(c, buf, buf + c->m, buf + 2 * c->m);
+        const char *on = n ? "sample rows" : "1 Hz grid points";
+        th_status fs = n ? th_fit_first_order(buf, buf + c->m, buf + 2 * c->m, n, c->amb, 0, &c->fit)
+                         : th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
+        th_free(buf);
         if (fs == TH_ERR_NOMEM) return fs;
         if (fs == TH_OK) {
             c->have_fit = 1;
+            char amb_text[96];
+            if (free_amb) {
+                c->amb = a->meta.ambient_c = c->fit.t_ambient_c;
+                a->ambient_sd_c = c->fit.t_ambient_sd_c;
+                th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "fitted (free parameter of the first-order fit, +-%.2f C)",
+                          c->fit.t_ambient_sd_c);
+                th_an_fmt(amb_text, sizeof amb_text, "T_amb fitted %.2f +- %.2f C", c->fit.t_ambient_c, c->fit.t_ambient_sd_c);
+            } else {
+                th_an_fmt(amb_text, sizeof amb_text, "T_amb %.2f C held", c->amb);
+            }
             fig_set(a, TH_AN_TAU_FIT, c->fit.tau_s, th_an_interp_tau(c->fit.tau_s),
-                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu points, T_amb %.2f C held",
-                    c->fit.n, c->amb);
+                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu %s, %s", c->fit.n, on, amb_text);
             fig_set(a, TH_AN_R_FIT, c->fit.r_k_per_w, NULL, "from the same fit");
             fig_set(a, TH_AN_C_FIT, c->fit.c_j_per_k, NULL, "tau / R");
             fig_set(a, TH_AN_FIT_RMS, c->fit.rms_c, NULL, "RMS of T - model over the session");
+            a->fig[TH_AN_TAU_FIT].sd = c->fit.tau_sd_s;
+            a->fig[TH_AN_R_FIT].sd = c->fit.r_sd_k_per_w;
+            double rel = hypot(c->fit.tau_sd_s / c->fit.tau_s, c->fit.r_sd_k_per_w / c->fit.r_k_per_w);
+            a->fig[TH_AN_C_FIT].sd = c->fit.c_j_per_k * rel;
         } else {
             for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++) fig_set(a, (th_an_figure_id)id, NAN, NULL, "%s", th_last_error());
             warn(a, "first-order fit: %s", th_last_error());
@@ -596,6 +693,10 @@ static th_status an_fit(an_ctx *c) {
     } else {
         for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++)
             fig_set(a, (th_an_figure_id)id, NAN, NULL, "needs temperature and power");
+    }
+    if (free_amb && !c->have_fit) {
+        th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "not recorded, and the fit that would give it failed");
+        if (c->n_temp) warn(a, "ambient not recorded and not fitted: figures that need T - T_amb are NaN (give --ambient)");
     }
     c->R = c->have_fit ? c->fit.r_k_per_w : a->meta.r_k_per_w;
     c->tau_fit = c->have_fit ? c->fit.tau_s : NAN;
@@ -612,17 +713,38 @@ static void an_local(an_ctx *c, size_t *n_local, size_t *n_fallback) {
     for (size_t k = 0; k < ng; k++) {
         size_t lo = k >= (size_t)half_s ? k - half_s : 0, hi = k + half_s < ng ? k + half_s : ng - 1;
         c->dTdt[k] = isfinite(a->temp_c[k]) ? th_an_slope(a->t_s + lo, a->temp_c + lo, hi - lo + 1) : NAN;
-        c->dPdt[k] = isfinite(a->power_w[k]) ? th_an_slope(a->t_s + lo, a->power_w + lo, hi - lo + 1) : NAN;
+        c->dPdt[k] = NAN; /* backward difference: a rise is dated where it happens (see an_xcorr) */
+        for (size_t j = k; j-- > 0 && k - j <= AN_DPDT_MAX_STEPS;)
+            if (isfinite(a->power_w[j])) {
+                c->dPdt[k] = (a->power_w[k] - a->power_w[j]) / (a->t_s[k] - a->t_s[j]);
+                break;
+            }
         double dT = a->temp_c[k] - c->amb;
         c->hAv[k] = isfinite(dT) && dT > AN_DT_MIN_C && isfinite(a->power_w[k]) ? a->power_w[k] / dT : NAN;
     }
     *n_local = *n_fallback = 0;
+    size_t cur = 0;
     for (size_t k = 0; k < ng; k++) {
-        size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
-        double s = 0, ss = 0;
+        /* η_stability: 1 - CV(hA) over the sample rows inside this grid point's interval
+         * when it holds 3 or more (a sub-second window, dated where the rows are), else
+         * over the grid points of the ±window_s/2 window */
+        double tk = a->t0_s + a->t_s[k], s = 0, ss = 0;
         int cnt = 0;
-        for (size_t j = lo; j <= hi; j++)
-            if (isfinite(c->hAv[j])) s += c->hAv[j], ss += c->hAv[j] * c->hAv[j], cnt++;
+        while (cur < c->m && c->rows[cur].t_s < tk - c->h / 2) cur++;
+        for (size_t i = cur; i < c->m && c->rows[i].t_s < tk + c->h / 2; i++) {
+            const th_telemetry_row *r = &c->rows[i];
+            double dT = r->temp_c - c->amb;
+            if (r->is_step || (r->has & (TH_COL_TEMP | TH_COL_POWER)) != (TH_COL_TEMP | TH_COL_POWER) || !(dT > AN_DT_MIN_C)) continue;
+            s += r->power_w / dT, ss += (r->power_w / dT) * (r->power_w / dT), cnt++;
+        }
+        if (cnt < 3) {
+            size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
+            s = ss = 0, cnt = 0;
+            for (size_t j = lo; j <= hi; j++)
+                if (isfinite(c->hAv[j])) s += c->hAv[j], ss += c->hAv[j] * c->hAv[j], cnt++;
+        } else {
+            c->n_stab_sub++;
+        }
         a->eta_stab[k] = NAN;
         if (cnt >= 3 && s > 0) {
             double mu = s / cnt, var = fmax(0, ss / cnt - mu * mu);
@@ -635,10 +757,13 @@ static void an_local(an_ctx *c, size_t *n_local, size_t *n_fallback) {
             double tl = (c->amb + c->R * a->power_w[k] - a->temp_c[k]) / c->dTdt[k];
             if (tl > 0 && tl < AN_TAU_LOCAL_MAX_RECORDS * fmax(a->duration_s, 1)) c->tau_loc[k] = tl;
         }
-        if (isfinite(c->tau_loc[k])) a->tau_sustain[k] = c->tau_loc[k], (*n_local)++;
-        else if (isfinite(a->temp_c[k])) a->tau_sustain[k] = c->tau_fit, *n_fallback += isfinite(c->tau_fit);
-        else a->tau_sustain[k] = NAN;
-        a->rle[k] = a->eta_util[k] * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
+        /* τ_sustain is the plant's fitted τ: the local ratio divides an instantaneous power
+         * by a slope over slope_window_s, which turns every power spike into a spurious
+         * τ_sustain swing (it hid planted couplings); without a fit, the local one */
+        if (isfinite(c->tau_fit)) a->tau_sustain[k] = isfinite(a->temp_c[k]) ? c->tau_fit : NAN, *n_fallback += isfinite(a->temp_c[k]);
+        else a->tau_sustain[k] = c->tau_loc[k], *n_local += isfinite(c->tau_loc[k]);
+        double eu = isfinite(a->eta_util[k]) ? a->eta_util[k] : c->eta_util_unknown ? 1.0 : NAN;
+        a->rle[k] = eu * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
     }
 }
 
@@ -663,10 +788,12 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     else if (isfinite(c->R)) fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "dT/dt never reached %.2f C/s: no transient", AN_SLOPE_MIN_C_PER_S);
     else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "needs R (no fit, no profile)");
     if ((st = quantile(a->tau_sustain, ng, 0.5, &v)) != TH_OK) return st;
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "median of tau_th: the local estimate at %zu points, the fitted tau where |dT/dt| < %.2f C/s or the local one is not positive (%zu points)", n_local, AN_SLOPE_MIN_C_PER_S, n_fallback);
+    if (isfinite(v) && n_fallback) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "the fitted tau_th at all %zu points with a temperature", n_fallback);
+    else if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "no fit: median of the local estimate at %zu points", n_local);
     else fig_set(a, TH_AN_TAU_SUSTAIN, NAN, NULL, "no local or fitted tau");
     v = mean_of(a->rle, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))", cnt);
+    if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))%s", cnt,
+                     c->eta_util_unknown ? ", eta_util unknown (no tokens, step_ms or util) and taken as 1: RLE is an upper bound" : "");
     else fig_set(a, TH_AN_RLE, NAN, NULL, "no point has all of eta_util, eta_stability, A_load and tau_sustain");
 
     /* σ_opt over the step rows themselves */
