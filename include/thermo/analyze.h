@@ -149,8 +149,9 @@ typedef struct {
     size_t n;
     int ambient_fitted; /* 1: T_amb was a free parameter */
     /* one-standard-error uncertainties: the linear least-squares covariance at the best τ
-     * (σ² = SSE/(n − p)), combined in quadrature with the spread of each coefficient over
-     * the τ interval where SSE ≤ SSE_min·(1 + 1/(n − p)) (the profile's Δχ² = 1). NaN
+     * (σ² = SSE/(n − p), scaled by (1 + ρ)/(1 − ρ) for residuals with lag-1 correlation
+     * ρ), combined in quadrature with the spread of each coefficient over the τ interval
+     * where SSE ≤ SSE_min·(1 + that scale/(n − p)) (the profile's Δχ² = 1). NaN
      * when not formed; t_ambient_sd_c is 0 when the ambient was held. */
     double tau_sd_s, r_sd_k_per_w, t_ambient_sd_c;
 } th_fo_fit;

@@ -279,9 +279,19 @@ static void fo_uncertainty(const double *t, const double *T, const double *P, si
             for (int j = 0; j < 2 * k; j++) M[r][j] -= f * M[c][j];
         }
     }
-    double s2 = sse / dof;
+    /* residuals that follow each other (model error, slow drift) carry fewer independent
+     * points than n: the variance is scaled by (1 + ρ)/(1 − ρ), ρ their lag-1 correlation */
+    double r0 = 0, r1 = 0, prev = NAN;
+    for (size_t i = 0; i < n; i++) {
+        double r = T[i] - (beta[0] + beta[1] * y[i] + beta[2] * e[i]);
+        r0 += r * r;
+        if (isfinite(prev)) r1 += r * prev;
+        prev = r;
+    }
+    double rho = r0 > 0 ? fmin(0.98, fmax(0, r1 / r0)) : 0;
+    double s2 = sse / dof * (1 + rho) / (1 - rho);
     double var_amb = fixed ? 0 : s2 * M[0][k], var_r = s2 * M[fixed ? 0 : 1][k + (fixed ? 0 : 1)];
-    double limit = sse * (1 + 1.0 / dof), b[3], lo_tau = tau, hi_tau = tau;
+    double limit = sse * (1 + (1 + rho) / (1 - rho) / dof), b[3], lo_tau = tau, hi_tau = tau;
     double amb_lo = beta[0], amb_hi = beta[0], r_lo = beta[1], r_hi = beta[1];
     for (int dir = -1; dir <= 1; dir += 2)
         for (int s = 1; s <= 200; s++) {
