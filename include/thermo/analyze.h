@@ -107,6 +107,7 @@ typedef struct {
     double xcorr_r[2 * TH_AN_MAX_LAG + 1]; /* index k + max_lag; NaN: too few pairs */
     int xcorr_pairs[2 * TH_AN_MAX_LAG + 1];
     char causal[240];                      /* the causal reading of t_lag and r_peak */
+    int replayed;                          /* a sample row was replayed (modeled is then 1) */
     char warnings[TH_AN_MAX_WARN][240];
     int n_warnings;
 } th_analysis;
@@ -114,6 +115,13 @@ typedef struct {
 /* Analyzes parsed telemetry rows (any order; sorted by time here). `meta` may be NULL.
  * Fails only with TH_ERR_NOMEM, or TH_ERR_FORMAT when no row has a time at all; too few
  * rows for a figure give that figure NaN with its reason, and a warning. */
+/* The origin of a sample row in a log without an origin column (the previous format,
+ * other tools' logs): only a source that names a hardware backend (hwmon:, rapl:, nvml:,
+ * thermal:, procstat:, nvidia-smi) is measured; "trace..." or "(replay)" is replayed;
+ * any other name ("sim", "sim:laptop-cpu", "plant", a name we do not know) is modeled,
+ * so a log of unknown provenance is never shown as measured. */
+th_origin th_analyze_origin_of_source(const char *source);
+
 th_status th_analyze_rows(const th_telemetry_row *rows, size_t n, const th_session_meta *meta,
                           const th_analyze_opts *o, th_analysis **out);
 

@@ -436,6 +436,14 @@ void th_analysis_free(th_analysis *a) {
     th_free(a);
 }
 
+th_origin th_analyze_origin_of_source(const char *source) {
+    static const char *const hardware[] = {"hwmon:", "rapl:", "nvml:", "thermal:", "procstat:", "nvidia-smi"};
+    if (strstr(source, "(replay)") || strncmp(source, "trace", 5) == 0) return TH_ORIGIN_REPLAYED;
+    for (size_t i = 0; i < sizeof hardware / sizeof *hardware; i++)
+        if (strncmp(source, hardware[i], strlen(hardware[i])) == 0) return TH_ORIGIN_MEASURED;
+    return TH_ORIGIN_MODELED;
+}
+
 /* What the stages of th_analyze_rows share. Scratch arrays are th_alloc'd here and freed
  * once at the end; the grid arrays belong to the analysis (a->t_s heads them). */
 typedef struct {
@@ -486,8 +494,11 @@ static th_status an_rows(an_ctx *c, const th_telemetry_row *rows_in, size_t n_ro
             continue;
         }
         a->sample_rows++;
-        if ((r->has & TH_COL_ORIGIN) && r->origin != TH_ORIGIN_MEASURED) sim_source = 1;
-        else if (r->has & TH_COL_ORIGIN) measured_source = 1;
+        th_origin o = r->origin;
+        if (!(r->has & TH_COL_ORIGIN) && r->source[0]) o = th_analyze_origin_of_source(r->source);
+        else if (!(r->has & TH_COL_ORIGIN)) continue;
+        if (o != TH_ORIGIN_MEASURED) sim_source = 1, a->replayed |= o == TH_ORIGIN_REPLAYED;
+        else measured_source = 1;
         if (!a->meta.sensor[0] && r->source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", r->source);
     }
     if (sim_source) a->meta.modeled = 1; /* a simulated temperature is never shown as measured */
@@ -967,7 +978,7 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     size_t n = 0;
     char strict_err[600] = "";
     th_telemetry_read_report rep = {0};
-    th_status st = th_telemetry_read(tel, &rows, &n);
+    th_status st = th_telemetry_read_opts(tel, NULL, &rows, &n, &rep);
     if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
         th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
         th_free(rows);
@@ -976,6 +987,8 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
         st = th_telemetry_read_opts(tel, &ro, &rows, &n, &rep);
     }
     if (st != TH_OK) return st;
+    if (rep.old_format) /* the reader guessed these origins from "sim:"; analyze's rule decides */
+        for (size_t i = 0; i < n; i++) rows[i].has &= ~(uint32_t)TH_COL_ORIGIN;
     th_analysis *a = NULL;
     st = th_analyze_rows(rows, n, have_meta ? &meta : NULL, o, &a);
     th_free(rows);

@@ -12,7 +12,7 @@
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static const char *origin_text(const th_analysis *a) {
-    return a->meta.modeled == 1 ? "modeled" : a->meta.modeled == 0 ? "measured" : "unknown";
+    return a->replayed ? "replayed" : a->meta.modeled == 1 ? "modeled" : a->meta.modeled == 0 ? "measured" : "unknown";
 }
 
 th_status th_analysis_json(const th_analysis *a, char **out) {
@@ -76,8 +76,10 @@ static void cell(FILE *f, const char *s) {
 static int write_markdown(const th_analysis *a, FILE *f) {
     fprintf(f, "# Thermal-optimization coupling data sheet\n\n");
     if (a->meta.modeled == 1)
-        fprintf(f, "> **MODELED DATA.** Temperature and power come from the simulated thermal plant (%s), not from "
-                   "a hardware sensor. The figures describe the model's physics, not a device.\n\n", a->meta.sensor);
+        fprintf(f, "> **MODELED DATA.** Temperature and power come from %s (%s), not from a hardware sensor. The "
+                   "figures describe the model's physics, not a device.\n\n",
+                a->replayed ? "a replayed recording" : "a model or a source that is not a known hardware sensor",
+                a->meta.sensor);
     else if (a->meta.modeled == 0)
         fprintf(f, "> Measured data from %s.\n\n", a->meta.sensor);
     else
