@@ -52,6 +52,8 @@ typedef struct {
     double p_ref_w;       /* P_ref of A_load. NaN: the profile's p_max_w, else the highest power seen */
     double p_idle_w;      /* NaN: the profile's p_idle_w, else the 5th percentile of power */
     double step_offset_s; /* added to step rows' times (a step log on a shifted clock); default 0 */
+    const char *steps_path; /* a training log (CSV or JSONL) whose lines become the step rows; NULL: none */
+    const char *time_col, *grad_col; /* its columns; NULL: the first of the common names found */
 } th_analyze_opts;
 
 th_analyze_opts th_analyze_defaults(void);
@@ -134,6 +136,40 @@ th_status th_analyze_rows(const th_telemetry_row *rows, size_t n, const th_sessi
 th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysis **out);
 
 void th_analysis_free(th_analysis *a);
+
+/* ---------------------------------------------------------------------------------
+ * other tools' logs, read into telemetry rows (t_s: wall-clock seconds since the epoch) */
+
+typedef struct {
+    th_telemetry_read_report read; /* rows, and the lines or cells skipped (first one named) */
+    size_t na_lines;               /* cells not available ([N/A], an empty grad norm) */
+    char first_na[320];            /* "path:line: column power.draw is '[N/A]'" */
+    size_t other_gpu_lines;        /* nvidia-smi: lines of further GPUs (the first GPU is read) */
+    size_t other_lines;            /* training log: JSONL records without the time key */
+    char missing[320];             /* nvidia-smi: "path: no power.draw column" ("" when complete) */
+} th_analyze_foreign_report;
+
+/* 1 if a CSV header line is nvidia-smi's --query-gpu output (temperature.gpu, power.draw). */
+int th_analyze_is_nvsmi_header(const char *line);
+
+/* nvidia-smi --query-gpu=timestamp,temperature.gpu,power.draw,utilization.gpu
+ * --format=csv[,nounits] -l N: header names with or without "[unit]", values with or
+ * without unit suffixes ("45.2 W", "63 %"; mW and kW converted, any other unit rejected
+ * for that cell), "[N/A]" cells left out and counted, timestamps "YYYY/MM/DD
+ * HH:MM:SS.mmm" as local time. With several GPUs (one line each per timestamp) the first
+ * is read. Sample rows, origin measured, source "nvidia-smi". Fails with TH_ERR_IO,
+ * TH_ERR_NOMEM, or TH_ERR_FORMAT (empty, no timestamp column, power not in [W], no
+ * readable line) naming the file and line. */
+th_status th_analyze_read_nvsmi(const char *path, th_telemetry_row **rows, size_t *n, th_analyze_foreign_report *rep);
+
+/* A training log, CSV with a header or JSONL: time_col (NULL: timestamp, _timestamp, time,
+ * wall_time, t_s) holds seconds (any clock) or a date ("2024-01-15T10:23:45.5Z"; local
+ * time without the Z); grad_col (NULL: grad_norm, train/grad_norm, gradient_norm,
+ * grad-norm) the gradient norm. Step rows; a line without a grad norm is a step row
+ * without one. Fails with TH_ERR_IO, TH_ERR_NOMEM, or TH_ERR_FORMAT (empty, no such
+ * column, no line with a time) naming the file, the line and the columns looked for. */
+th_status th_analyze_read_steps(const char *path, const char *time_col, const char *grad_col, th_telemetry_row **rows,
+                                size_t *n, th_analyze_foreign_report *rep);
 
 /* The data sheet as JSON text (malloc'ed; the caller frees with free()). */
 th_status th_analysis_json(const th_analysis *a, char **out);

@@ -448,6 +448,7 @@ th_origin th_analyze_origin_of_source(const char *source) {
  * once at the end; the grid arrays belong to the analysis (a->t_s heads them). */
 typedef struct {
     th_analyze_opts o;
+    const char *samples_file, *steps_file; /* for the warnings (NULL: rows given directly) */
     th_analysis *a;
     th_telemetry_row *rows; /* the rows with a time, sorted */
     size_t m;
@@ -483,7 +484,7 @@ static th_status an_rows(an_ctx *c, const th_telemetry_row *rows_in, size_t n_ro
         if (c->rows[i].t_s < tmax_seen) a->reordered++;
         tmax_seen = fmax(tmax_seen, c->rows[i].t_s);
     }
-    if (a->reordered) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
+    if (a->reordered && !c->samples_file) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
     if (m == 0) return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
     qsort(c->rows, m, sizeof *c->rows, cmp_row);
     int sim_source = 0, measured_source = 0;
@@ -533,9 +534,10 @@ static void an_streams(an_ctx *c, size_t n_rows) {
     if (a->sample_rows && a->step_rows && (k_t0 > s_t1 + tol || k_t1 < s_t0 - tol))
         warn(a, "step rows (%.1f-%.1f s) and sample rows (%.1f-%.1f s) do not overlap in time: different clocks? "
                 "(--step-offset shifts the step rows)", k_t0, k_t1, s_t0, s_t1);
-    if (!c->n_temp) warn(a, "no temperature column or value: thermal figures are NaN");
-    if (!c->n_pow) warn(a, "no power column or value: power figures are NaN");
-    if (!c->n_grad) warn(a, "no step rows with grad_norm: sigma_opt and the cross-correlation are NaN");
+    const char *sf = c->samples_file ? c->samples_file : "the log", *gf = c->steps_file ? c->steps_file : sf;
+    if (!c->n_temp) warn(a, "%s: no temperature value in any row (column temp_c / temperature.gpu): thermal figures are NaN", sf);
+    if (!c->n_pow) warn(a, "%s: no power value in any row (column power_w / power.draw): power figures are NaN", sf);
+    if (!c->n_grad) warn(a, "%s: no step row with a gradient norm (column grad_norm): sigma_opt and the cross-correlation are NaN", gf);
 }
 
 static int has_rate(const th_telemetry_row *r) {
@@ -904,10 +906,12 @@ static void an_xcorr(an_ctx *c) {
         th_an_fmt(a->causal, sizeof a->causal, "t_lag = 0: RLE and gradient norm move together (no causal order at 1 s resolution); %s %s coupling", strength, sense);
 }
 
-th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
-                          const th_analyze_opts *o_in, th_analysis **out) {
+static th_status analyze_rows_named(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
+                                   const th_analyze_opts *o_in, const char *samples_file, const char *steps_file,
+                                   th_analysis **out) {
     an_ctx c;
     memset(&c, 0, sizeof c);
+    c.samples_file = samples_file, c.steps_file = steps_file;
     c.o = o_in ? *o_in : th_analyze_defaults();
     if (!(c.o.hz > 0)) c.o.hz = 1;
     if (!(c.o.tolerance_s >= 0)) c.o.tolerance_s = 2;
@@ -951,8 +955,74 @@ done:
     return TH_OK;
 }
 
+th_status th_analyze_rows(const th_telemetry_row *rows, size_t n, const th_session_meta *meta,
+                          const th_analyze_opts *o, th_analysis **out) {
+    return analyze_rows_named(rows, n, meta, o, NULL, NULL, out);
+}
+
 /* ---------------------------------------------------------------------------------
  * from a path */
+
+/* 1 if the file's first non-empty line is nvidia-smi's CSV header. */
+static int sniff_nvsmi(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int yes = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (line[strspn(line, " \t\r\n")]) {
+            yes = line[0] != '{' && th_analyze_is_nvsmi_header(line);
+            break;
+        }
+    if (f) fclose(f);
+    return yes;
+}
+
+/* Our telemetry: strict first, tolerant when strict rejects it. strict_err gets the reason. */
+static th_status read_ours(const char *tel, th_telemetry_row **rows, size_t *n, th_telemetry_read_report *rep,
+                           char *strict_err, size_t cap) {
+    th_status st = th_telemetry_read_opts(tel, NULL, rows, n, rep);
+    if (st == TH_ERR_FORMAT || (st == TH_OK && *n == 0)) {
+        th_an_fmt(strict_err, cap, "%s", st == TH_OK ? "no rows" : th_last_error());
+        if (st == TH_OK) th_free(*rows);
+        *rows = NULL;
+        th_telemetry_read_options ro = {.tolerant = 1};
+        st = th_telemetry_read_opts(tel, &ro, rows, n, rep);
+    }
+    if (st == TH_OK && rep->old_format) /* the reader guessed these origins from "sim:"; analyze's rule decides */
+        for (size_t i = 0; i < *n; i++) (*rows)[i].has &= ~(uint32_t)TH_COL_ORIGIN;
+    return st;
+}
+
+/* Rows out of time order or sharing a time, in file order: the first of each named by line
+ * (lines counted from the first data line; exact when no line was skipped). */
+static void order_warnings(th_analysis *a, const char *file, const th_telemetry_row *rows, size_t n, int kind_step,
+                           int header_lines, int exact) {
+    size_t back = 0, dup = 0, first_back = 0, first_dup = 0;
+    double last = NAN;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].is_step != kind_step) continue;
+        if (rows[i].t_s < last && !back++) first_back = i;
+        if (rows[i].t_s == last && !dup++) first_dup = i;
+        last = isfinite(last) ? fmax(last, rows[i].t_s) : rows[i].t_s;
+    }
+    const char *what = kind_step ? "step" : "sample";
+    if (back)
+        warn(a, "%s:%s%zu: %zu %s row%s out of time order (t %.3f s after t %.3f s); sorted by time", file,
+             exact ? "" : "~", first_back + 1 + header_lines, back, what, back == 1 ? "" : "s", rows[first_back].t_s,
+             rows[first_back - 1].t_s);
+    if (dup)
+        warn(a, "%s:%s%zu: %zu %s row%s repeat the previous row's time (t %.3f s); averaged on the grid, left out of the fit",
+             file, exact ? "" : "~", first_dup + 1 + header_lines, dup, what, dup == 1 ? "" : "s", rows[first_dup].t_s);
+}
+
+static void foreign_warnings(th_analysis *a, const char *file, const th_analyze_foreign_report *r) {
+    if (r->read.bad_lines)
+        warn(a, "%s: %zu line%s or cell%s skipped; first: %s", file, r->read.bad_lines, r->read.bad_lines == 1 ? "" : "s",
+             r->read.bad_lines == 1 ? "" : "s", r->read.first_bad);
+    if (r->na_lines) warn(a, "%zu line%s with a field not available; first: %s", r->na_lines, r->na_lines == 1 ? "" : "s", r->first_na);
+    if (r->other_gpu_lines) warn(a, "%s: %zu lines of further GPUs ignored: the first GPU's lines are read", file, r->other_gpu_lines);
+    if (r->missing[0]) warn(a, "%s", r->missing);
+}
 
 th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysis **out) {
     struct stat sb;
@@ -974,35 +1044,54 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     } else {
         th_an_fmt(tel, sizeof tel, "%s", path);
     }
-    th_telemetry_row *rows = NULL;
-    size_t n = 0;
+    th_telemetry_row *rows = NULL, *steps = NULL, *all = NULL;
+    size_t n = 0, n_steps = 0;
     char strict_err[600] = "";
     th_telemetry_read_report rep = {0};
-    th_status st = th_telemetry_read_opts(tel, NULL, &rows, &n, &rep);
-    if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
-        th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
-        th_free(rows);
-        rows = NULL;
-        th_telemetry_read_options ro = {.tolerant = 1};
-        st = th_telemetry_read_opts(tel, &ro, &rows, &n, &rep);
-    }
-    if (st != TH_OK) return st;
-    if (rep.old_format) /* the reader guessed these origins from "sim:"; analyze's rule decides */
-        for (size_t i = 0; i < n; i++) rows[i].has &= ~(uint32_t)TH_COL_ORIGIN;
+    th_analyze_foreign_report nv = {0}, sr = {0};
     th_analysis *a = NULL;
-    st = th_analyze_rows(rows, n, have_meta ? &meta : NULL, o, &a);
-    th_free(rows);
-    if (st != TH_OK) return st;
+    int nvsmi = sniff_nvsmi(tel), jsonl = th_telemetry_format_for(tel) == TH_TELEMETRY_JSONL;
+    th_status st = nvsmi ? th_analyze_read_nvsmi(tel, &rows, &n, &nv) : read_ours(tel, &rows, &n, &rep, strict_err, sizeof strict_err);
+    if (st == TH_OK && o && o->steps_path) st = th_analyze_read_steps(o->steps_path, o->time_col, o->grad_col, &steps, &n_steps, &sr);
+    if (st != TH_OK) goto done;
+    size_t kept = 0, replaced = 0;
+    all = th_alloc((n + n_steps + 1) * sizeof *all);
+    if (!all) {
+        st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (steps && rows[i].is_step) replaced++;
+        else all[kept++] = rows[i];
+    }
+    if (n_steps) memcpy(all + kept, steps, n_steps * sizeof *steps);
+    st = analyze_rows_named(all, kept + n_steps, have_meta ? &meta : NULL, o, tel, o && o->steps_path ? o->steps_path : NULL, &a);
+    if (st != TH_OK) goto done;
     if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
-    a->bad_rows = rep.bad_lines;
+    a->bad_rows = rep.bad_lines + nv.read.bad_lines + sr.read.bad_lines;
     if (rep.bad_lines)
         warn(a, "%zu line%s skipped; first: %s", rep.bad_lines, rep.bad_lines == 1 ? "" : "s", rep.first_bad);
+    if (nvsmi) {
+        foreign_warnings(a, tel, &nv);
+        th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "nvidia-smi");
+    }
+    if (steps) foreign_warnings(a, o->steps_path, &sr);
+    if (replaced) warn(a, "%zu step rows of %s replaced by --steps %s", replaced, tel, o->steps_path);
+    order_warnings(a, tel, rows, n, 0, jsonl ? 0 : 1, rep.bad_lines + nv.read.bad_lines + nv.other_gpu_lines == 0);
+    if (!steps) order_warnings(a, tel, rows, n, 1, jsonl ? 0 : 1, rep.bad_lines == 0);
+    else order_warnings(a, o->steps_path, steps, n_steps, 1, 1, sr.read.bad_lines + sr.other_lines == 0);
     if (!a->meta.id[0]) {
         const char *base = strrchr(path, '/');
         th_an_fmt(a->meta.id, sizeof a->meta.id, "%s", base && base[1] ? base + 1 : path);
     }
     *out = a;
-    return TH_OK;
+    a = NULL;
+done:
+    th_free(rows);
+    th_free(steps);
+    th_free(all);
+    th_analysis_free(a);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------

@@ -22,11 +22,15 @@ static void analyze_usage(FILE *f) {
                "  --json               print the data sheet as JSON on stdout\n"
                "  --out DIR            write datasheet.md, datasheet.json, thermal.svg, rle_grad.svg, xcorr.svg\n"
                "                       (default: the session directory, or the telemetry file's directory)\n"
-               "  --ambient C          ambient temperature (default: session.json, else the first sample)\n"
+               "  --ambient C          ambient temperature (default: session.json's recorded one, else fitted)\n"
                "  --p-ref W            P_ref of A_load (default: the profile's p_max_w, else the highest power)\n"
                "  --p-idle W           P_idle of eta_p (default: the profile's p_idle_w, else the 5th percentile)\n"
                "  --step-offset S      add S seconds to step rows' times (a step log on a shifted clock)\n"
-               "  --window S           eta_stability window (default 10)\n");
+               "  --window S           eta_stability window (default 10)\n"
+               "  --steps FILE         training log (CSV/JSONL) whose lines are the steps; PATH may be nvidia-smi CSV\n"
+               "  --time-col NAME      its time column (default: timestamp, _timestamp, time, wall_time, t_s)\n"
+               "  --grad-col NAME      its gradient-norm column (default: grad_norm, train/grad_norm, gradient_norm)\n"
+               "  --offset S           same as --step-offset: seconds added to the step times (clock alignment)\n");
 }
 
 static void print_summary(const th_analysis *a, FILE *f) {
@@ -73,7 +77,10 @@ int cmd_analyze(int argc, char **argv) {
         else if (!strcmp(a, "--ambient")) ok = cli_parse_float("analyze", a, v, -60, 150, &o.ambient_c);
         else if (!strcmp(a, "--p-ref")) ok = cli_parse_float("analyze", a, v, 1e-6, 1e6, &o.p_ref_w);
         else if (!strcmp(a, "--p-idle")) ok = cli_parse_float("analyze", a, v, 0, 1e6, &o.p_idle_w);
-        else if (!strcmp(a, "--step-offset")) ok = cli_parse_float("analyze", a, v, -1e9, 1e9, &o.step_offset_s);
+        else if (!strcmp(a, "--steps")) o.steps_path = v;
+        else if (!strcmp(a, "--time-col")) o.time_col = v;
+        else if (!strcmp(a, "--grad-col")) o.grad_col = v;
+        else if (!strcmp(a, "--step-offset") || !strcmp(a, "--offset")) ok = cli_parse_float("analyze", a, v, -1e9, 1e9, &o.step_offset_s);
         else if (!strcmp(a, "--window")) ok = cli_parse_float("analyze", a, v, 2, 3600, &o.window_s);
         else {
             fprintf(stderr, "thermo analyze: unknown option %s\n", a);
