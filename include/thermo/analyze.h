@@ -110,6 +110,7 @@ typedef struct {
     int xcorr_pairs[2 * TH_AN_MAX_LAG + 1];
     char causal[240];                      /* the causal reading of t_lag and r_peak */
     int replayed;                          /* a sample row was replayed (modeled is then 1) */
+    double n_eff, r_bound;                 /* independent pairs at t_lag, and the 95 % bound on |r| */
     char warnings[TH_AN_MAX_WARN][240];
     int n_warnings;
 } th_analysis;

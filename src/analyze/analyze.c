@@ -29,6 +29,7 @@ th_analyze_opts th_analyze_defaults(void) {
 #define AN_TAU_LOCAL_MAX_RECORDS 10 /* a local τ longer than 10x the record is noise */
 #define AN_FULL_RATE_QUANTILE 0.9   /* the full-duty token rate: 90th percentile of busy rates */
 #define AN_P_IDLE_QUANTILE 0.05     /* P_idle without a profile: 5th percentile of power */
+#define AN_DETREND_HALF_S 7.0       /* the cross-correlation's high-pass: a centered 15 s moving average */
 #define AN_DPDT_MAX_STEPS 2         /* dP/dt's backward difference reaches back at most 2 grid steps */
 
 /* |r| > 0.5 strong, >= 0.3 moderate, else weak: the manual's reading, used by the figure's
@@ -129,17 +130,21 @@ static double pearson_lag(const double *a, const double *b, size_t n, int k, int
     return (sab - sa * sb / m) / sqrt(va * vb);
 }
 
-/* Removes the least-squares line through the finite points of v (in place). */
-static void detrend(double *v, const double *t, size_t n) {
-    double b = th_an_slope(t, v, n);
-    if (!isfinite(b)) return;
-    double mt = 0, mv = 0;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) mt += t[i], mv += v[i], m++;
-    mt /= m, mv /= m;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) v[i] -= mv + b * (t[i] - mt);
+/* Removes the slow part of v in place: v minus its centered moving average over ±half
+ * points (finite points only; a point with fewer than half finite neighbours becomes NaN).
+ * A symmetric filter moves no event in time, and it takes out warm-up curves and the
+ * decay of the gradient norm over training, which a straight line leaves in and which
+ * correlate with anything else that drifts. tmp: scratch of n. */
+static void detrend(double *v, double *tmp, size_t n, int half) {
+    for (size_t i = 0; i < n; i++) {
+        size_t lo = i >= (size_t)half ? i - half : 0, hi = i + half < n ? i + half : n - 1;
+        double s = 0;
+        int m = 0;
+        for (size_t j = lo; j <= hi; j++)
+            if (isfinite(v[j])) s += v[j], m++;
+        tmp[i] = isfinite(v[i]) && m > half ? v[i] - s / m : NAN;
+    }
+    memcpy(v, tmp, n * sizeof *v);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -861,7 +866,7 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     return TH_OK;
 }
 
-/* Cross-correlation of RLE(t) with grad norm(t + k), both linearly detrended; r_peak, t_lag
+/* Cross-correlation of RLE(t) with grad norm(t + k), both high-passed (detrend); r_peak, t_lag
  * and the causal reading. Uses hAv and tau_loc as scratch. */
 static void an_xcorr(an_ctx *c) {
     th_analysis *a = c->a;
@@ -873,8 +878,9 @@ static void an_xcorr(an_ctx *c) {
     double *x = c->hAv, *g = c->tau_loc;
     memcpy(x, a->rle, ng * sizeof *x);
     memcpy(g, a->grad_norm, ng * sizeof *g);
-    detrend(x, a->t_s, ng);
-    detrend(g, a->t_s, ng);
+    int half = (int)floor(AN_DETREND_HALF_S * c->o.hz + 0.5);
+    detrend(x, c->dPdt, ng, half);
+    detrend(g, c->dPdt, ng, half);
     int best = 0, any = 0;
     double best_r = NAN;
     for (int k = -max_lag; k <= max_lag; k++) {
@@ -895,9 +901,23 @@ static void an_xcorr(an_ctx *c) {
         return;
     }
     double lag = best * c->h;
-    fig_set(a, TH_AN_R_PEAK, best_r, th_an_interp_r(best_r), "Pearson r of RLE(t) and grad_norm(t + t_lag), both linearly detrended, %d pairs", a->xcorr_pairs[best + max_lag]);
+    /* significance: series that follow themselves from second to second hold fewer
+     * independent pairs than they have points (Bartlett: N_eff = N (1 − ρx ρg)/(1 + ρx ρg),
+     * ρ the lag-1 autocorrelations); an |r| under the 95 % bound 1.96/sqrt(N_eff − 3) is
+     * read as weak whatever its size: a slow common drift is not a coupling */
+    int pairs = a->xcorr_pairs[best + max_lag], p1x, p1g;
+    double rx = pearson_lag(x, x, ng, 1, &p1x), rg = pearson_lag(g, g, ng, 1, &p1g);
+    double rr = isfinite(rx) && isfinite(rg) ? fmax(0, rx * rg) : 0;
+    double n_eff = pairs * (1 - rr) / (1 + rr), bound = n_eff > 4 ? 1.96 / sqrt(n_eff - 3) : 1;
+    a->r_bound = bound, a->n_eff = n_eff;
+    int significant = fabs(best_r) >= bound;
+    char interp[160];
+    if (significant) th_an_fmt(interp, sizeof interp, "%s", th_an_interp_r(best_r));
+    else th_an_fmt(interp, sizeof interp, "weak: not significant (|r| < %.2f, the 95 %% bound for %.0f independent pairs)", bound, n_eff);
+    fig_set(a, TH_AN_R_PEAK, best_r, interp, "Pearson r of RLE(t) and grad_norm(t + t_lag), each minus its centered %.0f s moving average, %d pairs", 2 * AN_DETREND_HALF_S + 1, a->xcorr_pairs[best + max_lag]);
     fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", max_lag, max_lag);
-    const char *strength = r_strengths[r_strength(best_r)].word, *sense = best_r < 0 ? "inverse" : "direct";
+    const char *strength = significant ? r_strengths[r_strength(best_r)].word : "weak (not significant)";
+    const char *sense = best_r < 0 ? "inverse" : "direct";
     if (best < 0)
         th_an_fmt(a->causal, sizeof a->causal, "t_lag < 0: gradient-norm changes precede RLE changes by %.0f s; %s %s coupling (%s)", -lag, strength, sense, best_r < 0 ? "gradient spikes precede RLE drops" : "gradient spikes precede RLE rises");
     else if (best > 0)
@@ -931,6 +951,7 @@ static th_status analyze_rows_named(const th_telemetry_row *rows_in, size_t n_ro
         fig_set(a, (th_an_figure_id)i, NAN, NULL, "not computed");
     }
     a->max_lag = c.o.max_lag;
+    a->n_eff = a->r_bound = NAN;
     for (int k = 0; k < 2 * TH_AN_MAX_LAG + 1; k++) a->xcorr_r[k] = NAN;
 
     size_t n_local, n_fallback;
