@@ -685,13 +685,13 @@ static th_status an_fit(an_ctx *c) {
     th_analysis *a = c->a;
     int free_amb = !isfinite(c->amb);
     if (c->n_temp && c->n_pow) {
-        double *buf = th_alloc(3 * (c->m ? c->m : 1) * sizeof *buf);
-        if (!buf) return th_fail(TH_ERR_NOMEM, "analyze: out of memory for the fit");
+        /* scratch: the temperature and power streams, done with once on the grid (2 x n_rows
+         * points = 4 x n_rows doubles, m <= n_rows) */
+        double *buf = (double *)c->s_temp;
         size_t n = fit_points(c, buf, buf + c->m, buf + 2 * c->m);
         const char *on = n ? "sample rows" : "1 Hz grid points";
         th_status fs = n ? th_fit_first_order(buf, buf + c->m, buf + 2 * c->m, n, c->amb, 0, &c->fit)
                          : th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
-        th_free(buf);
         if (fs == TH_ERR_NOMEM) return fs;
         if (fs == TH_OK) {
             c->have_fit = 1;
@@ -1075,18 +1075,21 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     th_status st = nvsmi ? th_analyze_read_nvsmi(tel, &rows, &n, &nv) : read_ours(tel, &rows, &n, &rep, strict_err, sizeof strict_err);
     if (st == TH_OK && o && o->steps_path) st = th_analyze_read_steps(o->steps_path, o->time_col, o->grad_col, &steps, &n_steps, &sr);
     if (st != TH_OK) goto done;
-    size_t kept = 0, replaced = 0;
-    all = th_alloc((n + n_steps + 1) * sizeof *all);
-    if (!all) {
-        st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
-        goto done;
+    size_t kept = n, replaced = 0;
+    if (steps) { /* the log's own step rows give way to the training log's */
+        if (!(all = th_alloc((n + n_steps) * sizeof *all))) {
+            st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+            goto done;
+        }
+        kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].is_step) replaced++;
+            else all[kept++] = rows[i];
+        }
+        memcpy(all + kept, steps, n_steps * sizeof *steps);
     }
-    for (size_t i = 0; i < n; i++) {
-        if (steps && rows[i].is_step) replaced++;
-        else all[kept++] = rows[i];
-    }
-    if (n_steps) memcpy(all + kept, steps, n_steps * sizeof *steps);
-    st = analyze_rows_named(all, kept + n_steps, have_meta ? &meta : NULL, o, tel, o && o->steps_path ? o->steps_path : NULL, &a);
+    st = analyze_rows_named(all ? all : rows, kept + n_steps, have_meta ? &meta : NULL, o, tel,
+                            steps ? o->steps_path : NULL, &a);
     if (st != TH_OK) goto done;
     if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
     a->bad_rows = rep.bad_lines + nv.read.bad_lines + sr.read.bad_lines;
