@@ -806,13 +806,13 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     if (cnt) fig_set(a, TH_AN_ETA_UTIL, v, NULL, "mean over %zu grid points of %s", cnt, c->eta_how);
     else fig_set(a, TH_AN_ETA_UTIL, NAN, NULL, "no step rows with tokens and step_ms, and no util column");
     v = mean_of(a->eta_stab, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA) in a %.0f s window, hA = P/(T - T_amb), points with T - T_amb <= %.0f C left out", cnt, o->window_s, AN_DT_MIN_C);
+    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA), hA = P/(T - T_amb), over the point's own sample rows (%zu points) or else a %.0f s window; rows with T - T_amb <= %.0f C left out", cnt, c->n_stab_sub, o->window_s, AN_DT_MIN_C);
     else fig_set(a, TH_AN_ETA_STABILITY, NAN, NULL, "needs power and a temperature above ambient + %.0f C at 3+ points in a window", AN_DT_MIN_C);
     v = mean_of(a->a_load, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the least-squares slope over %.0f s, P_ref %.1f W (%s)", o->slope_window_s, a->p_ref_w, a->p_ref_how);
+    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the backward difference on the grid, P_ref %.1f W (%s)", a->p_ref_w, a->p_ref_how);
     else fig_set(a, TH_AN_A_LOAD, NAN, NULL, "needs power");
     if ((st = quantile(c->tau_loc, ng, 0.5, &v)) != TH_OK) return st;
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median over %zu points of (T_amb + R*P - T)/(dT/dt), where |dT/dt| >= %.2f C/s", n_local, AN_SLOPE_MIN_C_PER_S);
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median of (T_amb + R*P - T)/(dT/dt) where |dT/dt| >= %.2f C/s, dT/dt the slope over %.0f s", AN_SLOPE_MIN_C_PER_S, o->slope_window_s);
     else if (isfinite(c->R)) fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "dT/dt never reached %.2f C/s: no transient", AN_SLOPE_MIN_C_PER_S);
     else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "needs R (no fit, no profile)");
     if ((st = quantile(a->tau_sustain, ng, 0.5, &v)) != TH_OK) return st;
