@@ -1,7 +1,8 @@
 /* test_analyze_cli.c: the analysis commands end to end: `thermo session` (20 steps of the
  * small preset at 5 Hz on the simulated plant) writes telemetry, session.json labelled
  * modeled and the data sheet; `thermo analyze --json` prints it; `thermo repro` compares;
- * `thermo calibrate --simulate` writes a profile that loads; bad input exits 3 with a message. */
+ * `thermo calibrate --simulate` writes a profile that loads; bad input exits 3 with a message;
+ * nvidia-smi output with --steps, --time-col, --grad-col, --offset gives a measured data sheet. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,20 @@ int main(void) {
     snprintf(path, sizeof path, "%s/a1.json", dir);
     CHECK(slurp(path, buf, sizeof buf) > 0 && strstr(buf, "\"data\": \"modeled\"") && strstr(buf, "\"n_samples\"") &&
           strstr(buf, "\"t_lag_s\"") && strstr(buf, "\"tau_s\""), "analyze --json output");
+
+    /* the simulated plant has no grad-norm coupling: none is reported on its own session */
+    CHECK(strstr(buf, "\"r_peak\"") && (strstr(buf, "weak") || strstr(buf, "\"r_peak\": null")),
+          "r_peak on the simulated plant's session reads weak");
+
+    /* other tools' logs through the CLI: nvidia-smi output with a training log on its wall clock */
+    snprintf(cmd, sizeof cmd, "TZ=UTC '%s' analyze '%s/tests/fixtures/analyze/foreign/nvsmi_units.csv' --steps "
+             "'%s/tests/fixtures/analyze/foreign/train_log.jsonl' --time-col _timestamp --grad-col train/grad_norm "
+             "--offset 0 --json --out '%s/smi' > '%s/smi.json' 2> '%s/smi.log'", bin, test_source_dir(), test_source_dir(),
+             dir, dir, dir);
+    CHECK(run(cmd) == 0, "thermo analyze on nvidia-smi + training log");
+    snprintf(path, sizeof path, "%s/smi.json", dir);
+    CHECK(slurp(path, buf, sizeof buf) > 0 && strstr(buf, "\"data\": \"measured\"") && strstr(buf, "\"sensor\": \"nvidia-smi\"") &&
+          strstr(buf, "\"step_rows\": 239"), "nvidia-smi data sheet");
 
     snprintf(cmd, sizeof cmd, "'%s' repro '%s/s1' '%s/s1' --json > '%s/r.json' 2>/dev/null", bin, dir, dir, dir);
     CHECK(run(cmd) == 0, "thermo repro failed");

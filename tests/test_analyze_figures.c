@@ -243,7 +243,8 @@ int main(void) {
     fprintf(f, OLD_HEADER "0,sample,x,30,10,,,,,,,,,,\n1,sample,x,31,10,,,,,,,,,,\n1.5,step,,,,,,,,1,3,1.0,0.001,512,100\n");
     fclose(f);
     a = analyze(path, &o);
-    CHECK(a && a->sample_rows == 2 && a->step_rows == 1 && a->meta.modeled == 0, "old format read: %zu samples",
+    /* no origin column and a source ("x") that names no hardware backend: not measured */
+    CHECK(a && a->sample_rows == 2 && a->step_rows == 1 && a->meta.modeled == 1, "old format read: %zu samples",
           a ? a->sample_rows : 0);
     for (int i = 0; a && i < TH_AN_COUNT; i++)
         if (i != TH_AN_ETA_P && i != TH_AN_A_LOAD && i != TH_AN_ETA_UTIL)

@@ -48,10 +48,12 @@ typedef struct {
     double window_s;      /* η_stability window (default 10) */
     double slope_window_s; /* dT/dt and dP/dt: least-squares slope over this window (default 5) */
     int max_lag;          /* cross-correlation lags −max_lag…+max_lag grid steps (default 3) */
-    double ambient_c;     /* NaN: session.json, else the first temperature sample */
+    double ambient_c;     /* NaN: session.json's recorded one, else fitted (a free parameter of the first-order fit) */
     double p_ref_w;       /* P_ref of A_load. NaN: the profile's p_max_w, else the highest power seen */
     double p_idle_w;      /* NaN: the profile's p_idle_w, else the 5th percentile of power */
     double step_offset_s; /* added to step rows' times (a step log on a shifted clock); default 0 */
+    const char *steps_path; /* a training log (CSV or JSONL) whose lines become the step rows; NULL: none */
+    const char *time_col, *grad_col; /* its columns; NULL: the first of the common names found */
 } th_analyze_opts;
 
 th_analyze_opts th_analyze_defaults(void);
@@ -81,6 +83,7 @@ typedef struct {
     const char *label;    /* "η_util", ... */
     const char *unit;     /* "" when dimensionless */
     double value;         /* NaN when it could not be computed */
+    double sd;            /* its standard error where the figure is fitted, else NaN */
     char how[240];        /* how it was computed, or why it is NaN */
     char interp[160];     /* the manual's reading ("" when the manual has none) */
 } th_an_figure;
@@ -97,6 +100,7 @@ typedef struct {
     size_t n_samples;                    /* grid points with temperature (and power, when logged) */
     size_t dropped;                      /* n_grid − n_samples: no reading within tolerance */
     double t0_s, duration_s, p_ref_w, p_idle_w;
+    double ambient_sd_c;                 /* 0: given or recorded; else the fit's standard error; NaN: unknown */
     char p_ref_how[96], p_idle_how[96];
     /* the 1 Hz series (n_grid each; NaN where undefined) */
     double *t_s, *temp_c, *power_w, *duty, *grad_norm, *eta_util, *eta_stab, *a_load, *tau_sustain, *rle, *resid_w;
@@ -105,6 +109,8 @@ typedef struct {
     double xcorr_r[2 * TH_AN_MAX_LAG + 1]; /* index k + max_lag; NaN: too few pairs */
     int xcorr_pairs[2 * TH_AN_MAX_LAG + 1];
     char causal[240];                      /* the causal reading of t_lag and r_peak */
+    int replayed;                          /* a sample row was replayed (modeled is then 1) */
+    double n_eff, r_bound;                 /* independent pairs at t_lag, and the 95 % bound on |r| */
     char warnings[TH_AN_MAX_WARN][240];
     int n_warnings;
 } th_analysis;
@@ -112,6 +118,13 @@ typedef struct {
 /* Analyzes parsed telemetry rows (any order; sorted by time here). `meta` may be NULL.
  * Fails only with TH_ERR_NOMEM, or TH_ERR_FORMAT when no row has a time at all; too few
  * rows for a figure give that figure NaN with its reason, and a warning. */
+/* The origin of a sample row in a log without an origin column (the previous format,
+ * other tools' logs): only a source that names a hardware backend (hwmon:, rapl:, nvml:,
+ * thermal:, procstat:, nvidia-smi) is measured; "trace..." or "(replay)" is replayed;
+ * any other name ("sim", "sim:laptop-cpu", "plant", a name we do not know) is modeled,
+ * so a log of unknown provenance is never shown as measured. */
+th_origin th_analyze_origin_of_source(const char *source);
+
 th_status th_analyze_rows(const th_telemetry_row *rows, size_t n, const th_session_meta *meta,
                           const th_analyze_opts *o, th_analysis **out);
 
@@ -125,6 +138,40 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
 
 void th_analysis_free(th_analysis *a);
 
+/* ---------------------------------------------------------------------------------
+ * other tools' logs, read into telemetry rows (t_s: wall-clock seconds since the epoch) */
+
+typedef struct {
+    th_telemetry_read_report read; /* rows, and the lines or cells skipped (first one named) */
+    size_t na_lines;               /* cells not available ([N/A], an empty grad norm) */
+    char first_na[320];            /* "path:line: column power.draw is '[N/A]'" */
+    size_t other_gpu_lines;        /* nvidia-smi: lines of further GPUs (the first GPU is read) */
+    size_t other_lines;            /* training log: JSONL records without the time key */
+    char missing[320];             /* nvidia-smi: "path: no power.draw column" ("" when complete) */
+} th_analyze_foreign_report;
+
+/* 1 if a CSV header line is nvidia-smi's --query-gpu output (temperature.gpu, power.draw). */
+int th_analyze_is_nvsmi_header(const char *line);
+
+/* nvidia-smi --query-gpu=timestamp,temperature.gpu,power.draw,utilization.gpu
+ * --format=csv[,nounits] -l N: header names with or without "[unit]", values with or
+ * without unit suffixes ("45.2 W", "63 %"; mW and kW converted, any other unit rejected
+ * for that cell), "[N/A]" cells left out and counted, timestamps "YYYY/MM/DD
+ * HH:MM:SS.mmm" as local time. With several GPUs (one line each per timestamp) the first
+ * is read. Sample rows, origin measured, source "nvidia-smi". Fails with TH_ERR_IO,
+ * TH_ERR_NOMEM, or TH_ERR_FORMAT (empty, no timestamp column, power not in [W], no
+ * readable line) naming the file and line. */
+th_status th_analyze_read_nvsmi(const char *path, th_telemetry_row **rows, size_t *n, th_analyze_foreign_report *rep);
+
+/* A training log, CSV with a header or JSONL: time_col (NULL: timestamp, _timestamp, time,
+ * wall_time, t_s) holds seconds (any clock) or a date ("2024-01-15T10:23:45.5Z"; local
+ * time without the Z); grad_col (NULL: grad_norm, train/grad_norm, gradient_norm,
+ * grad-norm) the gradient norm. Step rows; a line without a grad norm is a step row
+ * without one. Fails with TH_ERR_IO, TH_ERR_NOMEM, or TH_ERR_FORMAT (empty, no such
+ * column, no line with a time) naming the file, the line and the columns looked for. */
+th_status th_analyze_read_steps(const char *path, const char *time_col, const char *grad_col, th_telemetry_row **rows,
+                                size_t *n, th_analyze_foreign_report *rep);
+
 /* The data sheet as JSON text (malloc'ed; the caller frees with free()). */
 th_status th_analysis_json(const th_analysis *a, char **out);
 /* Writes DIR/datasheet.md, DIR/datasheet.json and the plots DIR/thermal.svg (temperature,
@@ -134,7 +181,9 @@ th_status th_analysis_write(const th_analysis *a, const char *dir);
 
 /* ---------------------------------------------------------------------------------
  * the first-order fit: T(t) = T_amb + R·y_τ(t) + d0·e^(−(t−t0)/τ), where y_τ is P passed
- * through τ·dy/dt = P − y from y(t0) = 0 (the exact step-hold solution between samples).
+ * through τ·dy/dt = P − y from y(t0) = 0, each power reading held over the interval that
+ * ends at it (the exact solution when a reading is the average power since the previous
+ * one, as RAPL- and NVML-derived power is).
  * For each τ the model is linear in (T_amb, R, d0) and is solved by least squares; τ is
  * found by golden-section search on log τ (output error, so sensor noise does not bias it). */
 
@@ -143,6 +192,13 @@ typedef struct {
     double sensor_lag_s; /* the sensor's first-order lag (0 unless fitted) */
     double rms_c;      /* RMS of T − model */
     size_t n;
+    int ambient_fitted; /* 1: T_amb was a free parameter */
+    /* one-standard-error uncertainties: the linear least-squares covariance at the best τ
+     * (σ² = SSE/(n − p), scaled by (1 + ρ)/(1 − ρ) for residuals with lag-1 correlation
+     * ρ), combined in quadrature with the spread of each coefficient over the τ interval
+     * where SSE ≤ SSE_min·(1 + that scale/(n − p)) (the profile's Δχ² = 1). NaN
+     * when not formed; t_ambient_sd_c is 0 when the ambient was held. */
+    double tau_sd_s, r_sd_k_per_w, t_ambient_sd_c;
 } th_fo_fit;
 
 /* t ascending, n >= 8, NaN entries skipped. ambient_c NaN: fitted; else held. max_lag_s > 0

@@ -29,6 +29,8 @@ th_analyze_opts th_analyze_defaults(void) {
 #define AN_TAU_LOCAL_MAX_RECORDS 10 /* a local τ longer than 10x the record is noise */
 #define AN_FULL_RATE_QUANTILE 0.9   /* the full-duty token rate: 90th percentile of busy rates */
 #define AN_P_IDLE_QUANTILE 0.05     /* P_idle without a profile: 5th percentile of power */
+#define AN_DETREND_HALF_S 7.0       /* the cross-correlation's high-pass: a centered 15 s moving average */
+#define AN_DPDT_MAX_STEPS 2         /* dP/dt's backward difference reaches back at most 2 grid steps */
 
 /* |r| > 0.5 strong, >= 0.3 moderate, else weak: the manual's reading, used by the figure's
  * interpretation and by the causal sentence. */
@@ -128,17 +130,21 @@ static double pearson_lag(const double *a, const double *b, size_t n, int k, int
     return (sab - sa * sb / m) / sqrt(va * vb);
 }
 
-/* Removes the least-squares line through the finite points of v (in place). */
-static void detrend(double *v, const double *t, size_t n) {
-    double b = th_an_slope(t, v, n);
-    if (!isfinite(b)) return;
-    double mt = 0, mv = 0;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) mt += t[i], mv += v[i], m++;
-    mt /= m, mv /= m;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) v[i] -= mv + b * (t[i] - mt);
+/* Removes the slow part of v in place: v minus its centered moving average over ±half
+ * points (finite points only; a point with fewer than half finite neighbours becomes NaN).
+ * A symmetric filter moves no event in time, and it takes out warm-up curves and the
+ * decay of the gradient norm over training, which a straight line leaves in and which
+ * correlate with anything else that drifts. tmp: scratch of n. */
+static void detrend(double *v, double *tmp, size_t n, int half) {
+    for (size_t i = 0; i < n; i++) {
+        size_t lo = i >= (size_t)half ? i - half : 0, hi = i + half < n ? i + half : n - 1;
+        double s = 0;
+        int m = 0;
+        for (size_t j = lo; j <= hi; j++)
+            if (isfinite(v[j])) s += v[j], m++;
+        tmp[i] = isfinite(v[i]) && m > half ? v[i] - s / m : NAN;
+    }
+    memcpy(v, tmp, n * sizeof *v);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -152,7 +158,7 @@ static void fo_regressors(const double *t, const double *P, size_t n, double tau
     for (size_t i = 0; i < n; i++) {
         if (i > 0) {
             double a = exp(-(t[i] - t[i - 1]) / tau);
-            yy = yy * a + 0.5 * (P[i] + P[i - 1]) * (1 - a);
+            yy = yy * a + P[i] * (1 - a);
         }
         y[i] = yy;
         e[i] = exp(-(t[i] - t[0]) / tau);
@@ -242,6 +248,68 @@ static double fo_search(const double *t, const double *T, const double *P, size_
     return fo_sse(t, T, P, n, *tau_out, amb, lag, y, e, beta);
 }
 
+/* The uncertainties of th_fo_fit (see analyze.h): the linear covariance of (T_amb, R, d0)
+ * at τ, and the profile over τ, scanned in 0.5 % steps of log τ each way from the optimum
+ * until SSE passes SSE_min·(1 + 1/(n − p)) (at most a factor e each way). */
+static void fo_uncertainty(const double *t, const double *T, const double *P, size_t n, double amb, double lag,
+                           double tau, double sse, const double beta[3], double *y, double *e, th_fo_fit *out) {
+    int fixed = isfinite(amb), k = fixed ? 2 : 3, dof = (int)n - k - 1;
+    out->tau_sd_s = out->r_sd_k_per_w = NAN;
+    out->t_ambient_sd_c = fixed ? 0 : NAN;
+    if (dof < 1) return;
+    fo_regressors(t, P, n, tau, lag, y, e);
+    double M[3][6] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        double x[3];
+        if (fixed) x[0] = y[i], x[1] = e[i];
+        else x[0] = 1, x[1] = y[i], x[2] = e[i];
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c < k; c++) M[r][c] += x[r] * x[c];
+    }
+    for (int r = 0; r < k; r++) M[r][k + r] = 1;
+    for (int c = 0; c < k; c++) { /* Gauss-Jordan: the inverse lands in the right half */
+        int best = c;
+        for (int r = c + 1; r < k; r++)
+            if (fabs(M[r][c]) > fabs(M[best][c])) best = r;
+        for (int j = 0; j < 2 * k; j++) {
+            double tmp = M[c][j];
+            M[c][j] = M[best][j], M[best][j] = tmp;
+        }
+        if (!(fabs(M[c][c]) > 0)) return;
+        double piv = M[c][c];
+        for (int j = 0; j < 2 * k; j++) M[c][j] /= piv;
+        for (int r = 0; r < k; r++) {
+            if (r == c) continue;
+            double f = M[r][c];
+            for (int j = 0; j < 2 * k; j++) M[r][j] -= f * M[c][j];
+        }
+    }
+    /* residuals that follow each other (model error, slow drift) carry fewer independent
+     * points than n: the variance is scaled by (1 + ρ)/(1 − ρ), ρ their lag-1 correlation */
+    double r0 = 0, r1 = 0, prev = NAN;
+    for (size_t i = 0; i < n; i++) {
+        double r = T[i] - (beta[0] + beta[1] * y[i] + beta[2] * e[i]);
+        r0 += r * r;
+        if (isfinite(prev)) r1 += r * prev;
+        prev = r;
+    }
+    double rho = r0 > 0 ? fmin(0.98, fmax(0, r1 / r0)) : 0;
+    double s2 = sse / dof * (1 + rho) / (1 - rho);
+    double var_amb = fixed ? 0 : s2 * M[0][k], var_r = s2 * M[fixed ? 0 : 1][k + (fixed ? 0 : 1)];
+    double limit = sse * (1 + (1 + rho) / (1 - rho) / dof), b[3], lo_tau = tau, hi_tau = tau;
+    double amb_lo = beta[0], amb_hi = beta[0], r_lo = beta[1], r_hi = beta[1];
+    for (int dir = -1; dir <= 1; dir += 2)
+        for (int s = 1; s <= 200; s++) {
+            double tt = tau * exp(dir * 0.005 * s);
+            if (fo_sse(t, T, P, n, tt, amb, lag, y, e, b) > limit) break;
+            lo_tau = fmin(lo_tau, tt), hi_tau = fmax(hi_tau, tt);
+            amb_lo = fmin(amb_lo, b[0]), amb_hi = fmax(amb_hi, b[0]), r_lo = fmin(r_lo, b[1]), r_hi = fmax(r_hi, b[1]);
+        }
+    out->tau_sd_s = 0.5 * (hi_tau - lo_tau);
+    out->r_sd_k_per_w = sqrt(var_r + 0.25 * (r_hi - r_lo) * (r_hi - r_lo));
+    if (!fixed) out->t_ambient_sd_c = sqrt(var_amb + 0.25 * (amb_hi - amb_lo) * (amb_hi - amb_lo));
+}
+
 th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
                              double ambient_c, double max_lag_s, th_fo_fit *out) {
     size_t cap = n_in ? n_in : 1;
@@ -289,6 +357,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
                                      "follow power", beta[1]);
         goto done;
     }
+    fo_uncertainty(t, T, P, n, ambient_c, best_lag, best_tau, sse, beta, y, e, out);
     out->tau_s = best_tau;
     out->r_k_per_w = beta[1];
     out->c_j_per_k = best_tau / beta[1];
@@ -296,6 +365,7 @@ th_status th_fit_first_order(const double *t_in, const double *T_in, const doubl
     out->sensor_lag_s = best_lag;
     out->rms_c = sqrt(sse / n);
     out->n = n;
+    out->ambient_fitted = !isfinite(ambient_c);
 done:
     th_free(t);
     return st;
@@ -349,6 +419,7 @@ static void fig_set(th_analysis *a, th_an_figure_id id, double v, const char *in
     vsnprintf(f->how, sizeof f->how, fmt, ap);
     va_end(ap);
     th_an_fmt(f->interp, sizeof f->interp, "%s", interp ? interp : "");
+    f->sd = NAN;
 }
 
 static const struct {
@@ -370,18 +441,28 @@ void th_analysis_free(th_analysis *a) {
     th_free(a);
 }
 
+th_origin th_analyze_origin_of_source(const char *source) {
+    static const char *const hardware[] = {"hwmon:", "rapl:", "nvml:", "thermal:", "procstat:", "nvidia-smi"};
+    if (strstr(source, "(replay)") || strncmp(source, "trace", 5) == 0) return TH_ORIGIN_REPLAYED;
+    for (size_t i = 0; i < sizeof hardware / sizeof *hardware; i++)
+        if (strncmp(source, hardware[i], strlen(hardware[i])) == 0) return TH_ORIGIN_MEASURED;
+    return TH_ORIGIN_MODELED;
+}
+
 /* What the stages of th_analyze_rows share. Scratch arrays are th_alloc'd here and freed
  * once at the end; the grid arrays belong to the analysis (a->t_s heads them). */
 typedef struct {
     th_analyze_opts o;
+    const char *samples_file, *steps_file; /* for the warnings (NULL: rows given directly) */
     th_analysis *a;
     th_telemetry_row *rows; /* the rows with a time, sorted */
     size_t m;
     pt *ps; /* the five streams below, n_rows each */
     pt *s_temp, *s_pow, *s_duty, *s_grad, *s_util, *s_eta;
     size_t n_temp, n_pow, n_duty, n_grad, n_util, n_eta;
-    double first_temp;
     int have_util_col;
+    size_t n_stab_sub;           /* grid points whose η_stability came from their own sample rows */
+    int eta_util_unknown;        /* no tokens/step_ms and no util column: RLE takes η_util as 1 */
     const char *eta_how;
     double h, amb;               /* grid step (s) and the ambient used (°C) */
     double *dTdt, *dPdt;         /* local slopes on the grid */
@@ -408,7 +489,7 @@ static th_status an_rows(an_ctx *c, const th_telemetry_row *rows_in, size_t n_ro
         if (c->rows[i].t_s < tmax_seen) a->reordered++;
         tmax_seen = fmax(tmax_seen, c->rows[i].t_s);
     }
-    if (a->reordered) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
+    if (a->reordered && !c->samples_file) warn(a, "%zu rows were out of time order; sorted by t_s before alignment", a->reordered);
     if (m == 0) return th_fail(TH_ERR_FORMAT, "analyze: no row with a time");
     qsort(c->rows, m, sizeof *c->rows, cmp_row);
     int sim_source = 0, measured_source = 0;
@@ -419,8 +500,11 @@ static th_status an_rows(an_ctx *c, const th_telemetry_row *rows_in, size_t n_ro
             continue;
         }
         a->sample_rows++;
-        if ((r->has & TH_COL_ORIGIN) && r->origin != TH_ORIGIN_MEASURED) sim_source = 1;
-        else if (r->has & TH_COL_ORIGIN) measured_source = 1;
+        th_origin o = r->origin;
+        if (!(r->has & TH_COL_ORIGIN) && r->source[0]) o = th_analyze_origin_of_source(r->source);
+        else if (!(r->has & TH_COL_ORIGIN)) continue;
+        if (o != TH_ORIGIN_MEASURED) sim_source = 1, a->replayed |= o == TH_ORIGIN_REPLAYED;
+        else measured_source = 1;
         if (!a->meta.sensor[0] && r->source[0]) th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "%s", r->source);
     }
     if (sim_source) a->meta.modeled = 1; /* a simulated temperature is never shown as measured */
@@ -434,14 +518,12 @@ static void an_streams(an_ctx *c, size_t n_rows) {
     th_analysis *a = c->a;
     c->s_temp = c->ps, c->s_pow = c->ps + n_rows, c->s_duty = c->ps + 2 * n_rows, c->s_grad = c->ps + 3 * n_rows,
     c->s_util = c->ps + 4 * n_rows;
-    c->first_temp = NAN;
     double s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
     for (size_t i = 0; i < c->m; i++) {
         const th_telemetry_row *r = &c->rows[i];
         if (!r->is_step) {
             s_t0 = fmin(s_t0, r->t_s), s_t1 = fmax(s_t1, r->t_s);
             if (r->has & TH_COL_TEMP) {
-                if (isnan(c->first_temp)) c->first_temp = r->temp_c;
                 c->s_temp[c->n_temp++] = (pt){r->t_s, r->temp_c};
             }
             if (r->has & TH_COL_POWER) c->s_pow[c->n_pow++] = (pt){r->t_s, r->power_w};
@@ -457,9 +539,10 @@ static void an_streams(an_ctx *c, size_t n_rows) {
     if (a->sample_rows && a->step_rows && (k_t0 > s_t1 + tol || k_t1 < s_t0 - tol))
         warn(a, "step rows (%.1f-%.1f s) and sample rows (%.1f-%.1f s) do not overlap in time: different clocks? "
                 "(--step-offset shifts the step rows)", k_t0, k_t1, s_t0, s_t1);
-    if (!c->n_temp) warn(a, "no temperature column or value: thermal figures are NaN");
-    if (!c->n_pow) warn(a, "no power column or value: power figures are NaN");
-    if (!c->n_grad) warn(a, "no step rows with grad_norm: sigma_opt and the cross-correlation are NaN");
+    const char *sf = c->samples_file ? c->samples_file : "the log", *gf = c->steps_file ? c->steps_file : sf;
+    if (!c->n_temp) warn(a, "%s: no temperature value in any row (column temp_c / temperature.gpu): thermal figures are NaN", sf);
+    if (!c->n_pow) warn(a, "%s: no power value in any row (column power_w / power.draw): power figures are NaN", sf);
+    if (!c->n_grad) warn(a, "%s: no step row with a gradient norm (column grad_norm): sigma_opt and the cross-correlation are NaN", gf);
 }
 
 static int has_rate(const th_telemetry_row *r) {
@@ -496,6 +579,8 @@ static th_status an_eta_util(an_ctx *c) {
                      "second, step_ms)";
     } else if (c->have_util_col) {
         c->eta_how = "measured duty (util column): no step rows with tokens and step_ms";
+    } else {
+        c->eta_util_unknown = 1;
     }
 done:
     th_free(busy_rate);
@@ -545,18 +630,23 @@ static th_status an_grid(an_ctx *c) {
     return TH_OK;
 }
 
-/* Ambient, P_ref and P_idle: given, else from the session's profile, else from the log. */
+/* Ambient, P_ref and P_idle: given, else from the session's profile, else from the log.
+ * An ambient that was not recorded (none given, none in session.json, or session.json's
+ * is only the first sensor sample) is left NaN here: the first-order fit takes it as a
+ * free parameter (an_fit). */
 static th_status an_references(an_ctx *c) {
     th_analysis *a = c->a;
     th_status st = TH_OK;
     double amb = c->o.ambient_c;
+    a->ambient_sd_c = NAN;
     if (isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "given (--ambient)");
-    else if (isfinite(a->meta.ambient_c)) amb = a->meta.ambient_c;
-    else if (isfinite(c->first_temp)) {
-        amb = c->first_temp;
-        th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "first temperature sample");
-    }
+    else if (isfinite(a->meta.ambient_c) && strncmp(a->meta.ambient_how, "first", 5) != 0) amb = a->meta.ambient_c;
+    else if (isfinite(a->meta.ambient_c))
+        warn(a, "session.json's ambient %.2f C is the first sensor sample, not a recorded ambient: fitted instead",
+             a->meta.ambient_c);
+    if (isfinite(amb)) a->ambient_sd_c = 0;
     c->amb = a->meta.ambient_c = amb;
+    if (!isfinite(amb)) th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "not recorded");
     a->p_ref_w = c->o.p_ref_w;
     if (isfinite(a->p_ref_w)) th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "given");
     else if (isfinite(a->meta.p_max_w)) a->p_ref_w = a->meta.p_max_w, th_an_fmt(a->p_ref_how, sizeof a->p_ref_how, "profile p_max_w");
@@ -574,21 +664,56 @@ static th_status an_references(an_ctx *c) {
     return st;
 }
 
-/* τ, R, C fitted over the session (ambient held at the recorded one). A fit that does not
- * converge leaves those figures NaN with the reason; running out of memory fails. */
+/* The fit's input: the sample rows that carry both temperature and power, on the log's
+ * own clock (no grid averaging); a log whose temperature and power sit on separate rows
+ * is fitted on the grid instead. Returns the count (0: use the grid). */
+static size_t fit_points(an_ctx *c, double *t, double *T, double *P) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->m; i++) {
+        const th_telemetry_row *r = &c->rows[i];
+        if (r->is_step || !(r->has & TH_COL_TEMP) || !(r->has & TH_COL_POWER)) continue;
+        t[n] = r->t_s - c->a->t0_s, T[n] = r->temp_c, P[n] = r->power_w, n++;
+    }
+    return n >= 8 ? n : 0;
+}
+
+/* τ, R, C fitted over the session: ambient held where it was recorded, else a free
+ * parameter whose value and uncertainty become the session's ambient. A fit that does not
+ * converge leaves those figures (and a not-recorded ambient) NaN with the reason; running
+ * out of memory fails. */
 static th_status an_fit(an_ctx *c) {
     th_analysis *a = c->a;
+    int free_amb = !isfinite(c->amb);
     if (c->n_temp && c->n_pow) {
-        th_status fs = th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
+        /* scratch: the temperature and power streams, done with once on the grid (2 x n_rows
+         * points = 4 x n_rows doubles, m <= n_rows) */
+        double *buf = (double *)c->s_temp;
+        size_t n = fit_points(c, buf, buf + c->m, buf + 2 * c->m);
+        const char *on = n ? "sample rows" : "1 Hz grid points";
+        th_status fs = n ? th_fit_first_order(buf, buf + c->m, buf + 2 * c->m, n, c->amb, 0, &c->fit)
+                         : th_fit_first_order(a->t_s, a->temp_c, a->power_w, a->n_grid, c->amb, 0, &c->fit);
         if (fs == TH_ERR_NOMEM) return fs;
         if (fs == TH_OK) {
             c->have_fit = 1;
+            char amb_text[96];
+            if (free_amb) {
+                c->amb = a->meta.ambient_c = c->fit.t_ambient_c;
+                a->ambient_sd_c = c->fit.t_ambient_sd_c;
+                th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "fitted (free parameter of the first-order fit, +-%.2f C)",
+                          c->fit.t_ambient_sd_c);
+                th_an_fmt(amb_text, sizeof amb_text, "T_amb fitted %.2f +- %.2f C", c->fit.t_ambient_c, c->fit.t_ambient_sd_c);
+            } else {
+                th_an_fmt(amb_text, sizeof amb_text, "T_amb %.2f C held", c->amb);
+            }
             fig_set(a, TH_AN_TAU_FIT, c->fit.tau_s, th_an_interp_tau(c->fit.tau_s),
-                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu points, T_amb %.2f C held",
-                    c->fit.n, c->amb);
+                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu %s, %s", c->fit.n, on, amb_text);
             fig_set(a, TH_AN_R_FIT, c->fit.r_k_per_w, NULL, "from the same fit");
             fig_set(a, TH_AN_C_FIT, c->fit.c_j_per_k, NULL, "tau / R");
             fig_set(a, TH_AN_FIT_RMS, c->fit.rms_c, NULL, "RMS of T - model over the session");
+            a->fig[TH_AN_TAU_FIT].sd = c->fit.tau_sd_s;
+            a->fig[TH_AN_R_FIT].sd = c->fit.r_sd_k_per_w;
+            double rel = hypot(c->fit.tau_sd_s / c->fit.tau_s, c->fit.r_sd_k_per_w / c->fit.r_k_per_w);
+            a->fig[TH_AN_C_FIT].sd = c->fit.c_j_per_k * rel;
         } else {
             for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++) fig_set(a, (th_an_figure_id)id, NAN, NULL, "%s", th_last_error());
             warn(a, "first-order fit: %s", th_last_error());
@@ -596,6 +721,10 @@ static th_status an_fit(an_ctx *c) {
     } else {
         for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++)
             fig_set(a, (th_an_figure_id)id, NAN, NULL, "needs temperature and power");
+    }
+    if (free_amb && !c->have_fit) {
+        th_an_fmt(a->meta.ambient_how, sizeof a->meta.ambient_how, "not recorded, and the fit that would give it failed");
+        if (c->n_temp) warn(a, "ambient not recorded and not fitted: figures that need T - T_amb are NaN (give --ambient)");
     }
     c->R = c->have_fit ? c->fit.r_k_per_w : a->meta.r_k_per_w;
     c->tau_fit = c->have_fit ? c->fit.tau_s : NAN;
@@ -612,17 +741,38 @@ static void an_local(an_ctx *c, size_t *n_local, size_t *n_fallback) {
     for (size_t k = 0; k < ng; k++) {
         size_t lo = k >= (size_t)half_s ? k - half_s : 0, hi = k + half_s < ng ? k + half_s : ng - 1;
         c->dTdt[k] = isfinite(a->temp_c[k]) ? th_an_slope(a->t_s + lo, a->temp_c + lo, hi - lo + 1) : NAN;
-        c->dPdt[k] = isfinite(a->power_w[k]) ? th_an_slope(a->t_s + lo, a->power_w + lo, hi - lo + 1) : NAN;
+        c->dPdt[k] = NAN; /* backward difference: a rise is dated where it happens (see an_xcorr) */
+        for (size_t j = k; j-- > 0 && k - j <= AN_DPDT_MAX_STEPS;)
+            if (isfinite(a->power_w[j])) {
+                c->dPdt[k] = (a->power_w[k] - a->power_w[j]) / (a->t_s[k] - a->t_s[j]);
+                break;
+            }
         double dT = a->temp_c[k] - c->amb;
         c->hAv[k] = isfinite(dT) && dT > AN_DT_MIN_C && isfinite(a->power_w[k]) ? a->power_w[k] / dT : NAN;
     }
     *n_local = *n_fallback = 0;
+    size_t cur = 0;
     for (size_t k = 0; k < ng; k++) {
-        size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
-        double s = 0, ss = 0;
+        /* η_stability: 1 - CV(hA) over the sample rows inside this grid point's interval
+         * when it holds 3 or more (a sub-second window, dated where the rows are), else
+         * over the grid points of the ±window_s/2 window */
+        double tk = a->t0_s + a->t_s[k], s = 0, ss = 0;
         int cnt = 0;
-        for (size_t j = lo; j <= hi; j++)
-            if (isfinite(c->hAv[j])) s += c->hAv[j], ss += c->hAv[j] * c->hAv[j], cnt++;
+        while (cur < c->m && c->rows[cur].t_s < tk - c->h / 2) cur++;
+        for (size_t i = cur; i < c->m && c->rows[i].t_s < tk + c->h / 2; i++) {
+            const th_telemetry_row *r = &c->rows[i];
+            double dT = r->temp_c - c->amb;
+            if (r->is_step || (r->has & (TH_COL_TEMP | TH_COL_POWER)) != (TH_COL_TEMP | TH_COL_POWER) || !(dT > AN_DT_MIN_C)) continue;
+            s += r->power_w / dT, ss += (r->power_w / dT) * (r->power_w / dT), cnt++;
+        }
+        if (cnt < 3) {
+            size_t lo = k >= (size_t)half_w ? k - half_w : 0, hi = k + half_w < ng ? k + half_w : ng - 1;
+            s = ss = 0, cnt = 0;
+            for (size_t j = lo; j <= hi; j++)
+                if (isfinite(c->hAv[j])) s += c->hAv[j], ss += c->hAv[j] * c->hAv[j], cnt++;
+        } else {
+            c->n_stab_sub++;
+        }
         a->eta_stab[k] = NAN;
         if (cnt >= 3 && s > 0) {
             double mu = s / cnt, var = fmax(0, ss / cnt - mu * mu);
@@ -635,10 +785,13 @@ static void an_local(an_ctx *c, size_t *n_local, size_t *n_fallback) {
             double tl = (c->amb + c->R * a->power_w[k] - a->temp_c[k]) / c->dTdt[k];
             if (tl > 0 && tl < AN_TAU_LOCAL_MAX_RECORDS * fmax(a->duration_s, 1)) c->tau_loc[k] = tl;
         }
-        if (isfinite(c->tau_loc[k])) a->tau_sustain[k] = c->tau_loc[k], (*n_local)++;
-        else if (isfinite(a->temp_c[k])) a->tau_sustain[k] = c->tau_fit, *n_fallback += isfinite(c->tau_fit);
-        else a->tau_sustain[k] = NAN;
-        a->rle[k] = a->eta_util[k] * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
+        /* τ_sustain is the plant's fitted τ: the local ratio divides an instantaneous power
+         * by a slope over slope_window_s, which turns every power spike into a spurious
+         * τ_sustain swing (it hid planted couplings); without a fit, the local one */
+        if (isfinite(c->tau_fit)) a->tau_sustain[k] = isfinite(a->temp_c[k]) ? c->tau_fit : NAN, *n_fallback += isfinite(a->temp_c[k]);
+        else a->tau_sustain[k] = c->tau_loc[k], *n_local += isfinite(c->tau_loc[k]);
+        double eu = isfinite(a->eta_util[k]) ? a->eta_util[k] : c->eta_util_unknown ? 1.0 : NAN;
+        a->rle[k] = eu * a->eta_stab[k] / (a->a_load[k] * (1 + 1 / a->tau_sustain[k]));
     }
 }
 
@@ -653,20 +806,22 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     if (cnt) fig_set(a, TH_AN_ETA_UTIL, v, NULL, "mean over %zu grid points of %s", cnt, c->eta_how);
     else fig_set(a, TH_AN_ETA_UTIL, NAN, NULL, "no step rows with tokens and step_ms, and no util column");
     v = mean_of(a->eta_stab, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA) in a %.0f s window, hA = P/(T - T_amb), points with T - T_amb <= %.0f C left out", cnt, o->window_s, AN_DT_MIN_C);
+    if (cnt) fig_set(a, TH_AN_ETA_STABILITY, v, NULL, "mean over %zu points of 1 - CV(hA), hA = P/(T - T_amb), over the point's own sample rows (%zu points) or else a %.0f s window; rows with T - T_amb <= %.0f C left out", cnt, c->n_stab_sub, o->window_s, AN_DT_MIN_C);
     else fig_set(a, TH_AN_ETA_STABILITY, NAN, NULL, "needs power and a temperature above ambient + %.0f C at 3+ points in a window", AN_DT_MIN_C);
     v = mean_of(a->a_load, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the least-squares slope over %.0f s, P_ref %.1f W (%s)", o->slope_window_s, a->p_ref_w, a->p_ref_how);
+    if (cnt) fig_set(a, TH_AN_A_LOAD, v, NULL, "mean of 1 + |dP/dt|/P_ref, dP/dt the backward difference on the grid, P_ref %.1f W (%s)", a->p_ref_w, a->p_ref_how);
     else fig_set(a, TH_AN_A_LOAD, NAN, NULL, "needs power");
     if ((st = quantile(c->tau_loc, ng, 0.5, &v)) != TH_OK) return st;
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median over %zu points of (T_amb + R*P - T)/(dT/dt), where |dT/dt| >= %.2f C/s", n_local, AN_SLOPE_MIN_C_PER_S);
+    if (isfinite(v)) fig_set(a, TH_AN_TAU_LOCAL, v, th_an_interp_tau(v), "median of (T_amb + R*P - T)/(dT/dt) where |dT/dt| >= %.2f C/s, dT/dt the slope over %.0f s", AN_SLOPE_MIN_C_PER_S, o->slope_window_s);
     else if (isfinite(c->R)) fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "dT/dt never reached %.2f C/s: no transient", AN_SLOPE_MIN_C_PER_S);
     else fig_set(a, TH_AN_TAU_LOCAL, NAN, NULL, "needs R (no fit, no profile)");
     if ((st = quantile(a->tau_sustain, ng, 0.5, &v)) != TH_OK) return st;
-    if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "median of tau_th: the local estimate at %zu points, the fitted tau where |dT/dt| < %.2f C/s or the local one is not positive (%zu points)", n_local, AN_SLOPE_MIN_C_PER_S, n_fallback);
+    if (isfinite(v) && n_fallback) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "the fitted tau_th at all %zu points with a temperature", n_fallback);
+    else if (isfinite(v)) fig_set(a, TH_AN_TAU_SUSTAIN, v, th_an_interp_tau(v), "no fit: median of the local estimate at %zu points", n_local);
     else fig_set(a, TH_AN_TAU_SUSTAIN, NAN, NULL, "no local or fitted tau");
     v = mean_of(a->rle, ng, &cnt);
-    if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))", cnt);
+    if (cnt) fig_set(a, TH_AN_RLE, v, NULL, "mean over %zu points of eta_util*eta_stability/(A_load*(1 + 1/tau_sustain))%s", cnt,
+                     c->eta_util_unknown ? ", eta_util unknown (no tokens, step_ms or util) and taken as 1: RLE is an upper bound" : "");
     else fig_set(a, TH_AN_RLE, NAN, NULL, "no point has all of eta_util, eta_stability, A_load and tau_sustain");
 
     /* σ_opt over the step rows themselves */
@@ -711,7 +866,7 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     return TH_OK;
 }
 
-/* Cross-correlation of RLE(t) with grad norm(t + k), both linearly detrended; r_peak, t_lag
+/* Cross-correlation of RLE(t) with grad norm(t + k), both high-passed (detrend); r_peak, t_lag
  * and the causal reading. Uses hAv and tau_loc as scratch. */
 static void an_xcorr(an_ctx *c) {
     th_analysis *a = c->a;
@@ -723,8 +878,9 @@ static void an_xcorr(an_ctx *c) {
     double *x = c->hAv, *g = c->tau_loc;
     memcpy(x, a->rle, ng * sizeof *x);
     memcpy(g, a->grad_norm, ng * sizeof *g);
-    detrend(x, a->t_s, ng);
-    detrend(g, a->t_s, ng);
+    int half = (int)floor(AN_DETREND_HALF_S * c->o.hz + 0.5);
+    detrend(x, c->dPdt, ng, half);
+    detrend(g, c->dPdt, ng, half);
     int best = 0, any = 0;
     double best_r = NAN;
     for (int k = -max_lag; k <= max_lag; k++) {
@@ -745,9 +901,23 @@ static void an_xcorr(an_ctx *c) {
         return;
     }
     double lag = best * c->h;
-    fig_set(a, TH_AN_R_PEAK, best_r, th_an_interp_r(best_r), "Pearson r of RLE(t) and grad_norm(t + t_lag), both linearly detrended, %d pairs", a->xcorr_pairs[best + max_lag]);
+    /* significance: series that follow themselves from second to second hold fewer
+     * independent pairs than they have points (Bartlett: N_eff = N (1 − ρx ρg)/(1 + ρx ρg),
+     * ρ the lag-1 autocorrelations); an |r| under the 95 % bound 1.96/sqrt(N_eff − 3) is
+     * read as weak whatever its size: a slow common drift is not a coupling */
+    int pairs = a->xcorr_pairs[best + max_lag], p1x, p1g;
+    double rx = pearson_lag(x, x, ng, 1, &p1x), rg = pearson_lag(g, g, ng, 1, &p1g);
+    double rr = isfinite(rx) && isfinite(rg) ? fmax(0, rx * rg) : 0;
+    double n_eff = pairs * (1 - rr) / (1 + rr), bound = n_eff > 4 ? 1.96 / sqrt(n_eff - 3) : 1;
+    a->r_bound = bound, a->n_eff = n_eff;
+    int significant = fabs(best_r) >= bound;
+    char interp[160];
+    if (significant) th_an_fmt(interp, sizeof interp, "%s", th_an_interp_r(best_r));
+    else th_an_fmt(interp, sizeof interp, "weak: not significant (|r| < %.2f, the 95 %% bound for %.0f independent pairs)", bound, n_eff);
+    fig_set(a, TH_AN_R_PEAK, best_r, interp, "Pearson r of RLE(t) and grad_norm(t + t_lag), each minus its centered %.0f s moving average, %d pairs", 2 * AN_DETREND_HALF_S + 1, a->xcorr_pairs[best + max_lag]);
     fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", max_lag, max_lag);
-    const char *strength = r_strengths[r_strength(best_r)].word, *sense = best_r < 0 ? "inverse" : "direct";
+    const char *strength = significant ? r_strengths[r_strength(best_r)].word : "weak (not significant)";
+    const char *sense = best_r < 0 ? "inverse" : "direct";
     if (best < 0)
         th_an_fmt(a->causal, sizeof a->causal, "t_lag < 0: gradient-norm changes precede RLE changes by %.0f s; %s %s coupling (%s)", -lag, strength, sense, best_r < 0 ? "gradient spikes precede RLE drops" : "gradient spikes precede RLE rises");
     else if (best > 0)
@@ -756,10 +926,12 @@ static void an_xcorr(an_ctx *c) {
         th_an_fmt(a->causal, sizeof a->causal, "t_lag = 0: RLE and gradient norm move together (no causal order at 1 s resolution); %s %s coupling", strength, sense);
 }
 
-th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
-                          const th_analyze_opts *o_in, th_analysis **out) {
+static th_status analyze_rows_named(const th_telemetry_row *rows_in, size_t n_rows, const th_session_meta *meta,
+                                   const th_analyze_opts *o_in, const char *samples_file, const char *steps_file,
+                                   th_analysis **out) {
     an_ctx c;
     memset(&c, 0, sizeof c);
+    c.samples_file = samples_file, c.steps_file = steps_file;
     c.o = o_in ? *o_in : th_analyze_defaults();
     if (!(c.o.hz > 0)) c.o.hz = 1;
     if (!(c.o.tolerance_s >= 0)) c.o.tolerance_s = 2;
@@ -779,6 +951,7 @@ th_status th_analyze_rows(const th_telemetry_row *rows_in, size_t n_rows, const 
         fig_set(a, (th_an_figure_id)i, NAN, NULL, "not computed");
     }
     a->max_lag = c.o.max_lag;
+    a->n_eff = a->r_bound = NAN;
     for (int k = 0; k < 2 * TH_AN_MAX_LAG + 1; k++) a->xcorr_r[k] = NAN;
 
     size_t n_local, n_fallback;
@@ -803,8 +976,74 @@ done:
     return TH_OK;
 }
 
+th_status th_analyze_rows(const th_telemetry_row *rows, size_t n, const th_session_meta *meta,
+                          const th_analyze_opts *o, th_analysis **out) {
+    return analyze_rows_named(rows, n, meta, o, NULL, NULL, out);
+}
+
 /* ---------------------------------------------------------------------------------
  * from a path */
+
+/* 1 if the file's first non-empty line is nvidia-smi's CSV header. */
+static int sniff_nvsmi(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int yes = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (line[strspn(line, " \t\r\n")]) {
+            yes = line[0] != '{' && th_analyze_is_nvsmi_header(line);
+            break;
+        }
+    if (f) fclose(f);
+    return yes;
+}
+
+/* Our telemetry: strict first, tolerant when strict rejects it. strict_err gets the reason. */
+static th_status read_ours(const char *tel, th_telemetry_row **rows, size_t *n, th_telemetry_read_report *rep,
+                           char *strict_err, size_t cap) {
+    th_status st = th_telemetry_read_opts(tel, NULL, rows, n, rep);
+    if (st == TH_ERR_FORMAT || (st == TH_OK && *n == 0)) {
+        th_an_fmt(strict_err, cap, "%s", st == TH_OK ? "no rows" : th_last_error());
+        if (st == TH_OK) th_free(*rows);
+        *rows = NULL;
+        th_telemetry_read_options ro = {.tolerant = 1};
+        st = th_telemetry_read_opts(tel, &ro, rows, n, rep);
+    }
+    if (st == TH_OK && rep->old_format) /* the reader guessed these origins from "sim:"; analyze's rule decides */
+        for (size_t i = 0; i < *n; i++) (*rows)[i].has &= ~(uint32_t)TH_COL_ORIGIN;
+    return st;
+}
+
+/* Rows out of time order or sharing a time, in file order: the first of each named by line
+ * (lines counted from the first data line; exact when no line was skipped). */
+static void order_warnings(th_analysis *a, const char *file, const th_telemetry_row *rows, size_t n, int kind_step,
+                           int header_lines, int exact) {
+    size_t back = 0, dup = 0, first_back = 0, first_dup = 0;
+    double last = NAN;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].is_step != kind_step) continue;
+        if (rows[i].t_s < last && !back++) first_back = i;
+        if (rows[i].t_s == last && !dup++) first_dup = i;
+        last = isfinite(last) ? fmax(last, rows[i].t_s) : rows[i].t_s;
+    }
+    const char *what = kind_step ? "step" : "sample";
+    if (back)
+        warn(a, "%s:%s%zu: %zu %s row%s out of time order (t %.3f s after t %.3f s); sorted by time", file,
+             exact ? "" : "~", first_back + 1 + header_lines, back, what, back == 1 ? "" : "s", rows[first_back].t_s,
+             rows[first_back - 1].t_s);
+    if (dup)
+        warn(a, "%s:%s%zu: %zu %s row%s repeat the previous row's time (t %.3f s); averaged on the grid, left out of the fit",
+             file, exact ? "" : "~", first_dup + 1 + header_lines, dup, what, dup == 1 ? "" : "s", rows[first_dup].t_s);
+}
+
+static void foreign_warnings(th_analysis *a, const char *file, const th_analyze_foreign_report *r) {
+    if (r->read.bad_lines)
+        warn(a, "%s: %zu line%s or cell%s skipped; first: %s", file, r->read.bad_lines, r->read.bad_lines == 1 ? "" : "s",
+             r->read.bad_lines == 1 ? "" : "s", r->read.first_bad);
+    if (r->na_lines) warn(a, "%zu line%s with a field not available; first: %s", r->na_lines, r->na_lines == 1 ? "" : "s", r->first_na);
+    if (r->other_gpu_lines) warn(a, "%s: %zu lines of further GPUs ignored: the first GPU's lines are read", file, r->other_gpu_lines);
+    if (r->missing[0]) warn(a, "%s", r->missing);
+}
 
 th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysis **out) {
     struct stat sb;
@@ -826,33 +1065,57 @@ th_status th_analyze_path(const char *path, const th_analyze_opts *o, th_analysi
     } else {
         th_an_fmt(tel, sizeof tel, "%s", path);
     }
-    th_telemetry_row *rows = NULL;
-    size_t n = 0;
+    th_telemetry_row *rows = NULL, *steps = NULL, *all = NULL;
+    size_t n = 0, n_steps = 0;
     char strict_err[600] = "";
     th_telemetry_read_report rep = {0};
-    th_status st = th_telemetry_read(tel, &rows, &n);
-    if (st == TH_ERR_FORMAT || (st == TH_OK && n == 0)) {
-        th_an_fmt(strict_err, sizeof strict_err, "%s", st == TH_OK ? "no rows" : th_last_error());
-        th_free(rows);
-        rows = NULL;
-        th_telemetry_read_options ro = {.tolerant = 1};
-        st = th_telemetry_read_opts(tel, &ro, &rows, &n, &rep);
-    }
-    if (st != TH_OK) return st;
+    th_analyze_foreign_report nv = {0}, sr = {0};
     th_analysis *a = NULL;
-    st = th_analyze_rows(rows, n, have_meta ? &meta : NULL, o, &a);
-    th_free(rows);
-    if (st != TH_OK) return st;
+    int nvsmi = sniff_nvsmi(tel), jsonl = th_telemetry_format_for(tel) == TH_TELEMETRY_JSONL;
+    th_status st = nvsmi ? th_analyze_read_nvsmi(tel, &rows, &n, &nv) : read_ours(tel, &rows, &n, &rep, strict_err, sizeof strict_err);
+    if (st == TH_OK && o && o->steps_path) st = th_analyze_read_steps(o->steps_path, o->time_col, o->grad_col, &steps, &n_steps, &sr);
+    if (st != TH_OK) goto done;
+    size_t kept = n, replaced = 0;
+    if (steps) { /* the log's own step rows give way to the training log's */
+        if (!(all = th_alloc((n + n_steps) * sizeof *all))) {
+            st = th_fail(TH_ERR_NOMEM, "analyze: out of memory");
+            goto done;
+        }
+        kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].is_step) replaced++;
+            else all[kept++] = rows[i];
+        }
+        memcpy(all + kept, steps, n_steps * sizeof *steps);
+    }
+    st = analyze_rows_named(all ? all : rows, kept + n_steps, have_meta ? &meta : NULL, o, tel,
+                            steps ? o->steps_path : NULL, &a);
+    if (st != TH_OK) goto done;
     if (strict_err[0]) warn(a, "strict reader: %s; read tolerantly instead", strict_err);
-    a->bad_rows = rep.bad_lines;
+    a->bad_rows = rep.bad_lines + nv.read.bad_lines + sr.read.bad_lines;
     if (rep.bad_lines)
         warn(a, "%zu line%s skipped; first: %s", rep.bad_lines, rep.bad_lines == 1 ? "" : "s", rep.first_bad);
+    if (nvsmi) {
+        foreign_warnings(a, tel, &nv);
+        th_an_fmt(a->meta.sensor, sizeof a->meta.sensor, "nvidia-smi");
+    }
+    if (steps) foreign_warnings(a, o->steps_path, &sr);
+    if (replaced) warn(a, "%zu step rows of %s replaced by --steps %s", replaced, tel, o->steps_path);
+    order_warnings(a, tel, rows, n, 0, jsonl ? 0 : 1, rep.bad_lines + nv.read.bad_lines + nv.other_gpu_lines == 0);
+    if (!steps) order_warnings(a, tel, rows, n, 1, jsonl ? 0 : 1, rep.bad_lines == 0);
+    else order_warnings(a, o->steps_path, steps, n_steps, 1, 1, sr.read.bad_lines + sr.other_lines == 0);
     if (!a->meta.id[0]) {
         const char *base = strrchr(path, '/');
         th_an_fmt(a->meta.id, sizeof a->meta.id, "%s", base && base[1] ? base + 1 : path);
     }
     *out = a;
-    return TH_OK;
+    a = NULL;
+done:
+    th_free(rows);
+    th_free(steps);
+    th_free(all);
+    th_analysis_free(a);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static const char *origin_text(const th_analysis *a) {
-    return a->meta.modeled == 1 ? "modeled" : a->meta.modeled == 0 ? "measured" : "unknown";
+    return a->replayed ? "replayed" : a->meta.modeled == 1 ? "modeled" : a->meta.modeled == 0 ? "measured" : "unknown";
 }
 
 th_status th_analysis_json(const th_analysis *a, char **out) {
@@ -25,6 +25,7 @@ th_status th_analysis_json(const th_analysis *a, char **out) {
     json_object_set_new(o, "profile", json_string(a->meta.profile));
     json_object_set_new(o, "ambient_c", num(a->meta.ambient_c));
     json_object_set_new(o, "ambient_how", json_string(a->meta.ambient_how));
+    json_object_set_new(o, "ambient_sd_c", num(a->ambient_sd_c));
     json_object_set_new(o, "duration_s", num(a->duration_s));
     json_object_set_new(o, "rows", json_integer((json_int_t)a->rows));
     json_object_set_new(o, "sample_rows", json_integer((json_int_t)a->sample_rows));
@@ -42,6 +43,7 @@ th_status th_analysis_json(const th_analysis *a, char **out) {
         json_t *e = json_pack("{s:o, s:s, s:s, s:s}", "value", num(f->value), "unit", f->unit, "how", f->how,
                               "interpretation", f->interp);
         if (!isfinite(f->value)) json_object_set_new(e, "reason", json_string(f->how));
+        if (isfinite(f->sd)) json_object_set_new(e, "sd", json_real(f->sd));
         json_object_set_new(figs, f->key, e);
         json_object_set_new(o, f->key, num(f->value)); /* flat copies for scripts */
     }
@@ -51,6 +53,8 @@ th_status th_analysis_json(const th_analysis *a, char **out) {
                                             "pairs", a->xcorr_pairs[k + a->max_lag]));
     json_object_set_new(o, "xcorr", xc);
     json_object_set_new(o, "causal", json_string(a->causal));
+    json_object_set_new(o, "r_significance_bound", num(a->r_bound));
+    json_object_set_new(o, "n_eff", num(a->n_eff));
     for (int i = 0; i < a->n_warnings; i++) json_array_append_new(w, json_string(a->warnings[i]));
     json_object_set_new(o, "warnings", w);
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
@@ -61,7 +65,9 @@ th_status th_analysis_json(const th_analysis *a, char **out) {
 }
 
 static void fmt_value(char *dst, size_t n, const th_an_figure *f) {
-    if (isfinite(f->value)) th_an_fmt(dst, n, "%.4g%s%s", f->value, f->unit[0] ? " " : "", f->unit);
+    if (isfinite(f->value) && isfinite(f->sd))
+        th_an_fmt(dst, n, "%.4g ± %.2g%s%s", f->value, f->sd, f->unit[0] ? " " : "", f->unit);
+    else if (isfinite(f->value)) th_an_fmt(dst, n, "%.4g%s%s", f->value, f->unit[0] ? " " : "", f->unit);
     else th_an_fmt(dst, n, "n/a");
 }
 
@@ -76,8 +82,10 @@ static void cell(FILE *f, const char *s) {
 static int write_markdown(const th_analysis *a, FILE *f) {
     fprintf(f, "# Thermal-optimization coupling data sheet\n\n");
     if (a->meta.modeled == 1)
-        fprintf(f, "> **MODELED DATA.** Temperature and power come from the simulated thermal plant (%s), not from "
-                   "a hardware sensor. The figures describe the model's physics, not a device.\n\n", a->meta.sensor);
+        fprintf(f, "> **MODELED DATA.** Temperature and power come from %s (%s), not from a hardware sensor. The "
+                   "figures describe the model's physics, not a device.\n\n",
+                a->replayed ? "a replayed recording" : "a model or a source that is not a known hardware sensor",
+                a->meta.sensor);
     else if (a->meta.modeled == 0)
         fprintf(f, "> Measured data from %s.\n\n", a->meta.sensor);
     else

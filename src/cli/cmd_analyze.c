@@ -35,7 +35,14 @@ int cmd_analyze(int argc, char **argv) {
         CLI_O_STR("--out", "DIR", &out_dir,
                   "write datasheet.md, datasheet.json, thermal.svg, rle_grad.svg, xcorr.svg\n"
                   "(default: the session directory, or the telemetry file's directory)"),
-        CLI_O_DBL("--ambient", "C", &o.ambient_c, -60, 150, "ambient temperature (default: session.json, else the first sample)"),
+        CLI_O_DBL("--ambient", "C", &o.ambient_c, -60, 150,
+                  "ambient temperature (default: session.json's recorded one, else fitted)"),
+        CLI_O_STR("--steps", "FILE", &o.steps_path,
+                  "a training log (CSV or JSONL) with a time and a gradient-norm column,\n"
+                  "aligned to the sensor log by wall time"),
+        CLI_O_STR("--time-col", "NAME", &o.time_col, "its time column (default: timestamp, _timestamp, time, ...)"),
+        CLI_O_STR("--grad-col", "NAME", &o.grad_col, "its gradient-norm column (default: grad_norm, ...)"),
+        CLI_O_DBL("--offset", "S", &o.step_offset_s, -1e9, 1e9, "the same as --step-offset"),
         CLI_O_DBL("--p-ref", "W", &o.p_ref_w, 1e-6, 1e6, "P_ref of A_load (default: the profile's p_max_w, else the highest power)"),
         CLI_O_DBL("--p-idle", "W", &o.p_idle_w, 0, 1e6,
                   "P_idle of eta_p (default: the profile's p_idle_w, else the 5th percentile)"),

@@ -40,7 +40,9 @@ static void fill_meta(const th_train_job *job, const th_session_opts *o, const t
     if (isfinite(o->ambient_c)) {
         meta->ambient_c = o->ambient_c;
         snprintf(meta->ambient_how, sizeof meta->ambient_how, "--ambient");
-    } else if (isfinite(f->ambient_c)) {
+    } else if (f->profile[0] && isfinite(f->ambient_c)) {
+        // the simulated plant's ambient is known; a real sensor's first reading is not the
+        // ambient (a session may start warm): the analysis fits it instead
         meta->ambient_c = f->ambient_c;
         snprintf(meta->ambient_how, sizeof meta->ambient_how, "%s", f->ambient_how);
     }
