@@ -177,7 +177,9 @@ th_status th_tcache_load(const char *path, th_tcache **out) {
                           th_le64(hb + 32), th_le64(hb + 40), th_le64(hb + 48), get_f64(hb + 56), get_f64(hb + 64),
                           get_f64(hb + 72), get_f64(hb + 80)};
     if ((st = th_tcache_create(&h, &c)) != TH_OK) {
-        st = th_fail(TH_ERR_FORMAT, "%s: %s", path, th_last_error());
+        char why[512];
+        snprintf(why, sizeof why, "%s", th_last_error());
+        st = th_fail(TH_ERR_FORMAT, "%s: %s", path, why);
         goto done;
     }
     uint64_t need;

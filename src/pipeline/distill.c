@@ -83,7 +83,11 @@ static th_status micro_loss_hook(th_gpt2 *m, const int *inputs, const int *targe
         for (int b = 0; b < B; b++) {
             th_status st = th_tcache_lookup(c->cache, inputs + (size_t)b * T, c->ids + (size_t)b * T * k,
                                             c->logp + (size_t)b * T * k);
-            if (st != TH_OK) return th_fail(st, "%s: %s", c->d->cache_path, th_last_error());
+            if (st != TH_OK) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", th_last_error());
+                return th_fail(st, "%s: %s", c->d->cache_path, why);
+            }
         }
         c->lookup_s += (th_now_ns() - t0) / 1e9;
         c->out->teacher_tokens += (double)BT;
@@ -148,8 +152,11 @@ static th_status make_student(const th_distill_job *d, th_gpt2 *teacher, th_dist
         if (out->n_layers == 0) out->n_layers = th_distill_default_layers(tc->num_layers, out->layers,
                                                                           TH_DISTILL_MAX_STUDENT_LAYERS);
         else memcpy(out->layers, d->layers, sizeof(int) * (size_t)d->n_layers);
-        if ((st = th_gpt2_from_teacher_blocks(teacher, out->layers, out->n_layers, student)) != TH_OK)
-            return th_fail(st, "%s: %s", d->job.model, th_last_error());
+        if ((st = th_gpt2_from_teacher_blocks(teacher, out->layers, out->n_layers, student)) != TH_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", th_last_error());
+            return th_fail(st, "%s: %s", d->job.model, why);
+        }
         if (sc) {
             th_gpt2_init_random(*student, d->job.settings.has & TH_META_SEED ? d->job.settings.seed : 1337);
             out->n_layers = 0;
