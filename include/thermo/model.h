@@ -181,9 +181,11 @@ double th_kl_temp_forward(float *losses, const float *zs, const float *zt, const
 void th_kl_temp_backward(float *dzs, const float *zs, const float *zt, const int *targets, int N, int V,
                          float temp, float scale);
 
-/* The same with a cached teacher: row i keeps k token ids (ids, (N, k), each in [0, V)) and
- * their log-probabilities at temperature 1 (logp (N, k)). The teacher's distribution at T is
- * softmax(logp/T) over those k ids (0 elsewhere), which equals the dense one for k = V. */
+/* The same with a cached teacher: row i keeps k distinct token ids (ids, (N, k), each in
+ * [0, V)) and their log-probabilities at temperature 1 (logp (N, k), k <= 4096). The teacher's
+ * distribution at T is softmax(z/T) of the log-probabilities where the ids outside the k share
+ * the rest of the mass, 1 − Σ exp(logp), evenly: the student is not pushed to put all its mass
+ * on k ids when the teacher did not. Equals the dense KL for k = V. */
 double th_kl_topk_forward(float *losses, const float *zs, const int *ids, const float *logp, int k,
                           const int *targets, int N, int V, float temp);
 void th_kl_topk_backward(float *dzs, const float *zs, const int *ids, const float *logp, int k,

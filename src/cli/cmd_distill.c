@@ -80,14 +80,10 @@ static int distill_finish(const cli_run_flags *rf, th_status st, th_distill_resu
     char *text = NULL;
     if (th_distill_report_text(res, &text) == TH_OK) fputs(text, stderr);
     th_free(text);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/distill_report.json", res->train.model_dir);
+    char path[4400]; // OUT/distill_report.json, beside OUT/model
+    snprintf(path, sizeof path, "%s", res->train.model_dir);
     char *slash = strrchr(path, '/');
-    if (slash && slash > path) { // beside model/: OUT/distill_report.json
-        char *m = slash - 1;
-        while (m > path && *m != '/') m--;
-        if (*m == '/') snprintf(m + 1, sizeof path - (size_t)(m + 1 - path), "distill_report.json");
-    }
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "distill_report.json");
     th_status s2 = th_distill_write_json(res, path);
     if (s2 != TH_OK) return cli_report(s2, "distill");
     fprintf(stderr, "distillation report written to %s\n", path);

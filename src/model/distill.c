@@ -63,25 +63,49 @@ void th_kl_temp_backward(float *dzs, const float *zs, const float *zt, const int
 /* ---------------------------------------------------------------------------------
  * the same against a cached top-k teacher */
 
-/* log-sum-exp of logp (k) / temp; entries of -inf drop out. */
-static double topk_lse(const float *logp, int k, float temp) { return lse_over_temp(logp, k, temp); }
+/* The teacher's distribution at temp from a top-k row: the k stored log-probabilities (at
+ * T = 1) and the rest of the mass, 1 − Σ exp(logp), spread evenly over the other V − k ids
+ * (exact for k = V, where there is no rest). Fills q (k) and returns the tail's probability
+ * per id at temp (0 when there is no rest) and, in *log_tail, its log (or -inf). */
+static double topk_teacher(const float *lp, int k, int V, float temp, double *q, double *log_tail) {
+    double mass = 0.0;
+    for (int j = 0; j < k; j++) mass += exp((double)lp[j]);
+    double rest = 1.0 - mass, lt1 = rest > 1e-12 && V > k ? log(rest / (V - k)) : -INFINITY;
+    double mx = lt1 / temp;
+    for (int j = 0; j < k; j++) mx = lp[j] / (double)temp > mx ? lp[j] / (double)temp : mx;
+    double z = isfinite(lt1) ? (V - k) * exp(lt1 / temp - mx) : 0.0;
+    for (int j = 0; j < k; j++) z += exp(lp[j] / (double)temp - mx);
+    double lz = mx + log(z);
+    for (int j = 0; j < k; j++) q[j] = exp(lp[j] / (double)temp - lz);
+    *log_tail = isfinite(lt1) ? lt1 / temp - lz : -INFINITY;
+    return isfinite(lt1) ? exp(*log_tail) : 0.0;
+}
+
+#define TOPK_MAX 4096
 
 double th_kl_topk_forward(float *losses, const float *zs, const int *ids, const float *logp, int k,
                           const int *targets, int N, int V, float temp) {
     // zs is (N, V); ids and logp are (N, k)
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
-        if (!counted(targets, i)) {
-            losses[i] = 0.0f;
+        if (!counted(targets, i) || k > TOPK_MAX) {
+            losses[i] = k > TOPK_MAX ? NAN : 0.0f;
             continue;
         }
         const float *s = zs + (size_t)i * V, *lp = logp + (size_t)i * k;
         const int *id = ids + (size_t)i * k;
-        double ls = lse_over_temp(s, V, temp), lq = topk_lse(lp, k, temp), kl = 0.0;
+        double q[TOPK_MAX], log_tail;
+        double ls = lse_over_temp(s, V, temp), qt = topk_teacher(lp, k, V, temp, q, &log_tail), kl = 0.0;
+        double sum_log_ps = 0.0, top_log_ps = 0.0;
+        if (qt > 0.0)
+            for (int v = 0; v < V; v++) sum_log_ps += s[v] / (double)temp - ls;
         for (int j = 0; j < k; j++) {
-            double logq = lp[j] / (double)temp - lq, q = exp(logq);
-            if (q > 0.0) kl += q * (logq - (s[id[j]] / (double)temp - ls));
+            double log_ps = s[id[j]] / (double)temp - ls;
+            top_log_ps += log_ps;
+            if (q[j] > 0.0) kl += q[j] * (log(q[j]) - log_ps);
         }
+        // the tail: V − k ids of probability qt each
+        if (qt > 0.0) kl += qt * ((double)(V - k) * log_tail - (sum_log_ps - top_log_ps));
         losses[i] = (float)(kl * temp * temp);
     }
     double sum = 0.0;
@@ -93,13 +117,14 @@ void th_kl_topk_backward(float *dzs, const float *zs, const int *ids, const floa
                          const int *targets, int N, int V, float temp, float scale) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
-        if (!counted(targets, i)) continue;
+        if (!counted(targets, i) || k > TOPK_MAX) continue;
         const float *s = zs + (size_t)i * V, *lp = logp + (size_t)i * k;
         const int *id = ids + (size_t)i * k;
         float *d = dzs + (size_t)i * V;
-        double ls = lse_over_temp(s, V, temp), lq = topk_lse(lp, k, temp);
-        for (int v = 0; v < V; v++) d[v] += (float)(scale * temp * exp(s[v] / (double)temp - ls));
-        for (int j = 0; j < k; j++) d[id[j]] -= (float)(scale * temp * exp(lp[j] / (double)temp - lq));
+        double q[TOPK_MAX], log_tail;
+        double ls = lse_over_temp(s, V, temp), qt = topk_teacher(lp, k, V, temp, q, &log_tail);
+        for (int v = 0; v < V; v++) d[v] += (float)(scale * temp * (exp(s[v] / (double)temp - ls) - qt));
+        for (int j = 0; j < k; j++) d[id[j]] -= (float)(scale * temp * (q[j] - qt));
     }
 }
 

@@ -493,7 +493,9 @@ th_status th_distill_append_emissions(const th_distill_result *r, const th_eco_f
         if (isnan(p[i].energy_j)) continue; // an unknown line has no row: never a row of 0
         th_energy_figure e = r->train.figures.energy;
         e.energy_j = p[i].energy_j;
-        if (i > 0 && r->mode == TH_TEACHER_CACHE) e.duration_s = 0;
+        double teacher_s = r->teacher.busy_s + r->teacher.idle_s; // the in-loop teacher's units
+        if (i == 0) e.duration_s = e.duration_s > teacher_s ? e.duration_s - teacher_s : e.duration_s;
+        if (i == 1) e.duration_s = r->mode == TH_TEACHER_CACHE ? 0 : teacher_s;
         if (i == 2) {
             e.basis = TH_ECO_BASIS_ESTIMATE;
             e.duration_s = 0;

@@ -7,8 +7,8 @@ wte, wpe, ln_f). On a fixed batch it writes the student's logits at init and, in
 the loss of distiller.py's step() and every student gradient, for two teachers:
   dense:  KLDivLoss(batchmean)(log_softmax(s/T), softmax(t/T))·T² + CE + CosineEmbeddingLoss
           of the last hidden states, over the rows whose target is not -1;
-  top-k:  the teacher's top-k log-probabilities at T = 1 (as a cache stores them), the
-          teacher's distribution at T being softmax(logp/T) over those k ids; no cosine.
+  top-k:  the teacher's top-k log-probabilities at T = 1 (as a cache stores them), the rest
+          of the mass spread evenly over the other ids, tempered as a whole; no cosine.
 Layout: parameters in the C engine's order and (out, in) weight layout, little-endian.
 
 usage: /usr/bin/python3 distill_reference.py OUT.bin [--seed S]
@@ -104,9 +104,11 @@ def distill_loss(sp, idx, tgt, t_logits, t_hidden, topk=None):
     else:
         ids, logp = topk
         ids, logp = ids[sel], logp[sel]
-        logq = F.log_softmax(logp / TEMP, dim=-1)
-        ls = F.log_softmax(s / TEMP, dim=-1).gather(1, ids)
-        kl = (logq.exp() * (logq - ls)).sum() / s.shape[0] * TEMP**2
+        # the teacher's full log-probabilities: the k kept, the rest of the mass spread evenly
+        rest = (1.0 - logp.exp().sum(dim=-1, keepdim=True)).clamp_min(1e-12)
+        full = torch.log(rest / (V - K)).expand(-1, V).clone()
+        full.scatter_(1, ids, logp)
+        kl = F.kl_div(F.log_softmax(s / TEMP, dim=-1), F.softmax(full / TEMP, dim=-1), reduction="batchmean") * TEMP**2
         cos = torch.tensor(float("nan"))
         total = A_KL * kl + A_CE * ce
     for n in ORDER:
