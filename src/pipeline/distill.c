@@ -362,9 +362,9 @@ typedef struct {
 
 static int parts_of(const th_distill_result *r, part *p) {
     int n = 0;
-    p[n++] = (part){"student", r->student_j, "measured on the run: the student's steps"};
+    p[n++] = (part){"student", r->student_j, "the run's ledger: the student's step units"};
     if (r->mode == TH_TEACHER_INLOOP)
-        p[n++] = (part){"teacher-inloop", r->teacher.energy_j, "measured on the run: the teacher's forward units"};
+        p[n++] = (part){"teacher-inloop", r->teacher.energy_j, "the run's ledger: the teacher's forward units"};
     else
         p[n++] = (part){"teacher-cache-share", r->cache_share_j, "the cache's recorded energy / students sharing it"};
     p[n++] = (part){"teacher-pretraining", r->pretraining_j,
