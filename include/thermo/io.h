@@ -233,6 +233,77 @@ th_status th_checkpoint_load(const char *path, th_gpt2 **model_out, th_train_sta
 uint64_t th_xxh64(const void *data, size_t len);
 
 /* ---------------------------------------------------------------------------------
+ * teacher cache (distillation): a teacher's top-k log-probabilities for every position of
+ * every window of a token shard (windows of seq + 1 tokens at w·seq, as the data loader
+ * cuts them), made once and read by many students. Little-endian:
+ *
+ *   offset  size  field
+ *        0     4  magic "THDC"
+ *        4     4  version (TH_TCACHE_VERSION)
+ *        8     4  flags: bit 0 complete (every window written); others 0
+ *       12     4  k       16  4  seq       20  4  vocab_size (<= 65536: ids are 16-bit)
+ *       24     8  n_windows of the shard   32  8  windows_done (those in the payload)
+ *       40     8  teacher fingerprint (th_tcache_fingerprint_model)
+ *       48     8  data fingerprint (XXH64 of the shard file)
+ *       56     8  energy_j  64  8  seconds  72  8  co2e_g  80  8  water_ml (doubles: what
+ *                 making the cache cost so far; NaN when unpriced)
+ *       88     8  XXH64 of the payload     96  8  XXH64 of bytes 0..96
+ *      104    24  zero
+ *      128        windows_done windows, each: XXH64 of its seq input tokens (int32 LE), then
+ *                 seq·k 16-bit ids, then seq·k fp16 log-probabilities (temperature 1), rows
+ *                 of k in descending order; 4·k bytes per token (256 B at k = 64) */
+
+#define TH_TCACHE_MAGIC "THDC"
+#define TH_TCACHE_VERSION 1u
+#define TH_TCACHE_HEADER_BYTES 128
+#define TH_TCACHE_COMPLETE 1u
+
+typedef struct {
+    uint32_t flags, k, seq, vocab_size;
+    uint64_t n_windows, windows_done;
+    uint64_t teacher_fp, data_fp;
+    double energy_j, seconds, co2e_g, water_ml;
+} th_tcache_header;
+
+typedef struct th_tcache th_tcache;
+
+/* An empty cache in memory for h (windows_done 0, flags 0). TH_ERR_INVALID for k outside
+ * [1, vocab_size], seq < 1, vocab_size above 65536 or n_windows 0; TH_ERR_NOMEM. */
+th_status th_tcache_create(const th_tcache_header *h, th_tcache **out);
+
+/* Reads and checks a whole cache file: magic, version, flags, header checksum, the file's
+ * length against windows_done (a truncated file says how many bytes it lacks), the
+ * payload checksum, every id below vocab_size. TH_ERR_IO / TH_ERR_FORMAT /
+ * TH_ERR_UNSUPPORTED naming the file and the problem; *out untouched on failure. */
+th_status th_tcache_load(const char *path, th_tcache **out);
+
+/* Appends the next window: its inputs (seq tokens), the top-k ids (seq·k, in [0, vocab))
+ * and log-probabilities (seq·k, stored as fp16, clamped to ±65504). Sets the complete flag
+ * with the last window. TH_ERR_STATE when complete, TH_ERR_INVALID for a bad id. */
+th_status th_tcache_append(th_tcache *c, const int *inputs, const int *ids, const float *logp);
+
+/* Writes the cache atomically (th_atomic_*: the old file or the new one). TH_ERR_IO names
+ * the path. */
+th_status th_tcache_save(const th_tcache *c, const char *path);
+
+/* The header (its figures may be updated before a save). */
+th_tcache_header *th_tcache_header_of(th_tcache *c);
+
+/* The teacher's rows for a window given its inputs (seq tokens): ids and log-probs (seq·k
+ * each, decoded). Windows are found by the hash of their inputs, so any order of batches
+ * finds them, and windows with the same tokens share the same rows. TH_ERR_FORMAT when no
+ * window of the cache has these tokens. */
+th_status th_tcache_lookup(th_tcache *c, const int *inputs, int *ids, float *logp);
+
+void th_tcache_free(th_tcache *c);
+
+/* XXH64 of a model's config and parameters: the teacher fingerprint. */
+uint64_t th_tcache_fingerprint_model(th_gpt2 *m);
+
+/* fp16 of f, round to nearest even, finite values beyond ±65504 clamped to it. */
+uint16_t th_f32_to_f16_clamped(float f);
+
+/* ---------------------------------------------------------------------------------
  * any of the above */
 
 /* Recognizes and loads `path`: a directory (Hugging Face), a file starting with our

@@ -166,6 +166,98 @@ typedef struct {
 float th_lr_at(const th_lr_schedule *s, int step);
 
 /* ---------------------------------------------------------------------------------
+ * distillation: DistilGPT-2's loss as forward/backward pairs, the backward from a caller's
+ * logit and hidden-state gradients, and the student built from a teacher's blocks.
+ *
+ * Rows are positions (N = B·T). A row whose target is TH_IGNORE_INDEX counts in no term
+ * (targets NULL: every row counts). Each term is a mean over the counted rows, as
+ * Hugging Face's distiller takes KLDivLoss(reduction="batchmean") over the selected rows. */
+
+/* losses (N) = T² · KL(softmax(zt/T) ‖ softmax(zs/T)) per row, zs and zt (N, V); rows not
+ * counted get 0. Returns the sum over the rows, in double. */
+double th_kl_temp_forward(float *losses, const float *zs, const float *zt, const int *targets, int N, int V,
+                          float temp);
+/* dzs (N, V) += scale · d(Σ losses)/dzs = scale · T · (softmax(zs/T) − softmax(zt/T)). */
+void th_kl_temp_backward(float *dzs, const float *zs, const float *zt, const int *targets, int N, int V,
+                         float temp, float scale);
+
+/* The same with a cached teacher: row i keeps k distinct token ids (ids, (N, k), each in
+ * [0, V)) and their log-probabilities at temperature 1 (logp (N, k), k <= 4096). The teacher's
+ * distribution at T is softmax(z/T) of the log-probabilities where the ids outside the k share
+ * the rest of the mass, 1 − Σ exp(logp), evenly: the student is not pushed to put all its mass
+ * on k ids when the teacher did not. Equals the dense KL for k = V. */
+double th_kl_topk_forward(float *losses, const float *zs, const int *ids, const float *logp, int k,
+                          const int *targets, int N, int V, float temp);
+void th_kl_topk_backward(float *dzs, const float *zs, const int *ids, const float *logp, int k,
+                         const int *targets, int N, int V, float temp, float scale);
+
+/* losses (N) = 1 − cos(hs[i], ht[i]) over C, with torch's CosineEmbeddingLoss formula
+ * cos = a·b / sqrt((|a|² + 1e-12)(|b|² + 1e-12)). Returns the sum. */
+double th_cosine_forward(float *losses, const float *hs, const float *ht, const int *targets, int N, int C);
+/* dhs (N, C) += scale · d(Σ losses)/dhs. */
+void th_cosine_backward(float *dhs, const float *hs, const float *ht, const int *targets, int N, int C,
+                        float scale);
+
+typedef struct {
+    float temperature; /* T (default 2) */
+    float alpha_kl;    /* weight of T²·KL (default 0.5) */
+    float alpha_ce;    /* weight of the cross-entropy on the data (default 0.5) */
+    float alpha_cos;   /* weight of 1 − cos of the last hidden states (default 0) */
+} th_distill_loss_config;
+
+/* T 2, α_kl 0.5, α_ce 0.5, α_cos 0: Hugging Face's train.py defaults. */
+th_distill_loss_config th_distill_loss_defaults(void);
+
+/* The teacher's side of one batch: dense (logits, and hidden when α_cos > 0) or cached
+ * (topk_ids, topk_logp, k > 0). Borrowed for the call. */
+typedef struct {
+    const float *logits; /* (B, T, V) */
+    const float *hidden; /* (B, T, C): the teacher's last hidden state (th_gpt2_last_hidden) */
+    const int *topk_ids; /* (B·T, k) */
+    const float *topk_logp;
+    int k;
+} th_distill_teacher;
+
+typedef struct {
+    float total;         /* α_kl·kl + α_ce·ce + α_cos·cos */
+    float kl, ce, cos;   /* each term's mean (NaN for a term whose α is 0 and that was skipped) */
+} th_distill_loss_parts;
+
+/* The final LayerNorm's output (B, T, C) of the last forward: the hidden state that enters
+ * the output projection (Hugging Face's last hidden_states). */
+const float *th_gpt2_last_hidden(const th_gpt2 *m);
+
+/* Backward of the last forward (with or without targets) from a caller's loss: dlogits
+ * (B, T, V) is d loss/d logits, dhidden (B, T, C, may be NULL) is added to the gradient of
+ * the last hidden state. Accumulates into the gradients. dlogits may be the model's own
+ * logits buffer (cast from th_gpt2_logits); the logits are invalid afterwards either way.
+ * TH_ERR_STATE without a forward since the last backward. */
+th_status th_gpt2_backward_from(th_gpt2 *m, const float *dlogits, const float *dhidden);
+
+/* One micro-batch of distillation on `student`: its forward on inputs (B, T) with targets,
+ * the loss of `c` against teacher `t`, and the backward of loss_scale · total, accumulated
+ * into the gradients (as th_gpt2_backward does with its mean cross-entropy). The teacher's
+ * arrays must match the student's B, T, V (and C for the cosine). scratch holds
+ * th_distill_scratch_floats floats, the caller's. Fails with TH_ERR_INVALID on a missing
+ * teacher array or bad config (message names it) and with th_gpt2_forward's errors. */
+th_status th_distill_loss_step(th_gpt2 *student, const int *inputs, const int *targets, int B, int T,
+                               const th_distill_teacher *t, const th_distill_loss_config *c, float loss_scale,
+                               float *scratch, th_distill_loss_parts *out);
+size_t th_distill_scratch_floats(const th_gpt2_config *student, int B, int T);
+
+#define TH_DISTILL_MAX_LAYERS 1024
+
+/* The student's blocks by default: DistilGPT-2's {0, 2, 4, 7, 9, 11} for a 12-layer
+ * teacher, else every other block from 0. Writes at most cap indices; returns the count. */
+int th_distill_default_layers(int teacher_layers, int *out, int cap);
+
+/* A new student with the teacher's width, heads, vocabulary and context whose block i is
+ * the teacher's block layers[i] (every tensor of it), with wte, wpe and the final norm
+ * copied. TH_ERR_INVALID, naming the index, for n outside [1, teacher layers], an index
+ * out of range or one given twice. *out is the caller's (th_gpt2_free). */
+th_status th_gpt2_from_teacher_blocks(const th_gpt2 *teacher, const int *layers, int n, th_gpt2 **out);
+
+/* ---------------------------------------------------------------------------------
  * inference with a KV cache (one sequence) */
 
 typedef struct th_gpt2_kv th_gpt2_kv;

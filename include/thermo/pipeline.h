@@ -196,6 +196,16 @@ typedef struct {
     int from_scratch;                /* the model is freshly initialized: check loss ≈ ln(V) */
     /* Fault injection for tests: called after the backward, before the health check. */
     void (*inject)(th_gpt2 *m, long step, float *loss, void *user);
+    /* Distillation hooks (NULL: none), both called with hook_user. teacher: before each
+     * micro-batch's unit of work, with the batch about to be trained on; it may mark units of
+     * its own on `run` (their cost is its to book: the step's cost leaves them out); a non-OK
+     * status ends the run with it. micro_loss: replaces the micro-batch's forward and mean
+     * cross-entropy backward; it must accumulate loss_scale · d loss/dθ into m's gradients
+     * and return the loss that the step record and the guards see. */
+    th_status (*teacher)(const int *inputs, const int *targets, int B, int T, void *hook_user);
+    th_status (*micro_loss)(th_gpt2 *m, const int *inputs, const int *targets, int B, int T, float loss_scale,
+                            float *loss, void *hook_user);
+    void *hook_user;
 } th_train_opts;
 
 typedef struct {
@@ -260,6 +270,14 @@ typedef struct {
      * progress line) and with NULL before it stops. May be NULL. */
     void (*on_run_started)(th_run *run, void *user);
     void *user;
+    /* Distillation (NULL: none): a model to train instead of opening `model` (borrowed, not
+     * freed; `model` still names where the tokenizer comes from; ignored on resume), and
+     * th_train_opts' teacher, micro_loss and hook_user, passed through. */
+    th_gpt2 *start_model;
+    th_status (*teacher)(const int *inputs, const int *targets, int B, int T, void *hook_user);
+    th_status (*micro_loss)(th_gpt2 *m, const int *inputs, const int *targets, int B, int T, float loss_scale,
+                            float *loss, void *hook_user);
+    void *hook_user;
 } th_train_job;
 
 th_train_job th_train_job_defaults(void);
@@ -365,6 +383,108 @@ th_status th_generate_prompt(const th_tokenizer *tok, const th_gpt2_config *cfg,
  * *out holds what was done up to then. */
 th_status th_generate(th_gpt2 *m, const th_tokenizer *tok, const int *prompt, size_t n_prompt,
                       const th_generate_opts *o, th_generate_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * distillation (issue 18): a student trained on a teacher's outputs with DistilGPT-2's loss
+ * (model.h), whose footprint includes the teacher: its in-loop forward passes (each a unit
+ * of work of its own on the run, paced by the same governor, booked per step) or its share
+ * of a cache of top-k log-probabilities (io.h's teacher cache), and, when given, a share of
+ * the teacher's pre-training (unknown otherwise, never 0). */
+
+typedef enum { TH_TEACHER_INLOOP = 0, TH_TEACHER_CACHE = 1 } th_teacher_mode;
+
+#define TH_DISTILL_MAX_STUDENT_LAYERS 64
+
+typedef struct {
+    th_train_job job;         /* job.model: the teacher (a model file or directory; its tokenizer);
+                                 data, out_dir, settings, guards and run as for training. The
+                                 distillation sets start_model, data, val_shard and the hooks */
+    int layers[TH_DISTILL_MAX_STUDENT_LAYERS]; /* student block i = teacher block layers[i] */
+    int n_layers;             /* 0: th_distill_default_layers */
+    const char *student_config; /* NULL: the blocks; "random": their shape, random init; else a
+                                 preset (random init) or a model path (its weights) */
+    th_distill_loss_config loss;
+    th_teacher_mode mode;
+    const char *cache_path;   /* mode CACHE: made by th_distill_cache_run from the same teacher and data */
+    double cache_students;    /* students sharing the cache (>= 1, default 1): each is charged 1/n */
+    double pretraining_kwh;   /* the teacher's pre-training energy; NaN (default): unknown */
+    double pretraining_share; /* the share of it charged to this student (default 1) */
+} th_distill_job;
+
+th_distill_job th_distill_job_defaults(void);
+
+typedef struct {
+    th_train_job_result train;  /* the student's job: settings, losses, figures, paths */
+    th_gpt2_config teacher_cfg, student_cfg;
+    int layers[TH_DISTILL_MAX_STUDENT_LAYERS], n_layers; /* 0 layers: the student did not come from blocks */
+    th_teacher_mode mode;
+    long teacher_passes;        /* in-loop teacher forwards (micro-batches) */
+    double teacher_tokens;      /* tokens the teacher scored for this student (in-loop or read from the cache) */
+    th_unit_cost teacher;       /* in-loop: the sum of the teacher's units */
+    double student_j;           /* the student's own steps (its units; the teacher's left out) */
+    double cache_j;             /* cache: what making it cost (its header); NaN unknown */
+    double cache_tokens;        /* tokens the cache covers */
+    double cache_share_j;       /* cache_j / cache_students */
+    double teacher_j_per_token; /* in-loop: measured here; cache: from the cache's making */
+    double cache_estimate_j;    /* in-loop: what a cache of the train split would cost at that rate */
+    double inloop_estimate_j;   /* cache: what the in-loop teacher would have cost this run */
+    double read_j;              /* cache: the lookups' share of the student's energy */
+    double break_even_students; /* students after which a cache costs less than the in-loop teacher
+                                   (INFINITY: never; NaN: no figure) */
+    double pretraining_j;       /* NaN: unknown */
+    double co2e_g_per_j, water_ml_per_j; /* the run's price (0 without factors) */
+    char steps_csv[4300];       /* OUT/distill_steps.csv: the teacher's ledger line per step */
+} th_distill_result;
+
+/* Checks everything it can before writing anything: the teacher loads, the student's blocks
+ * or config fit it (vocabulary, context; width when alpha-cos > 0), --seq within the context,
+ * a cache of this teacher (fingerprint), this data (fingerprint of the train shard), this
+ * --seq, complete. Only then are OUT/data and the job's files written. Fails with
+ * TH_ERR_INVALID / TH_ERR_FORMAT naming the file and the problem, or the job's status;
+ * out->train holds the job's figures as th_train_job_run leaves them. */
+th_status th_distill_run(const th_distill_job *d, th_distill_result *out);
+
+/* The footprint lines as text (*text th_alloc'd): the student's steps, the teacher (in-loop
+ * or cache share), the pre-training share (or "unknown"), the total, and the break-even. */
+th_status th_distill_report_text(const th_distill_result *r, char **text);
+/* The same as JSON to path (atomic). TH_ERR_IO names it. */
+th_status th_distill_write_json(const th_distill_result *r, const char *path);
+/* One emissions.csv row per known line (experiment_id "distill:student", "distill:teacher-
+ * inloop" or "distill:teacher-cache-share", "distill:teacher-pretraining"), priced with
+ * factors. TH_ERR_STATE without an energy figure. */
+th_status th_distill_append_emissions(const th_distill_result *r, const th_eco_factors *factors, const char *path);
+
+typedef struct {
+    const char *teacher;      /* model file or directory */
+    const char *const *data;  /* as th_train_job's (NULL: the embedded corpus) */
+    size_t n_data;
+    const char *out_path;     /* the cache file */
+    int top_k;                /* default 64 */
+    int seq;                  /* windows of seq + 1 tokens (default 64: the student's --seq) */
+    int batch;                /* windows per teacher forward (default 8) */
+    int resume;               /* continue a partial cache at out_path (same teacher, data, k, seq) */
+    int save_every;           /* publish the partial cache every N batches (default 64) */
+    th_run_opts run;          /* the monitored run that measures it */
+    int (*should_stop)(void *user);
+    void (*on_run_started)(th_run *run, void *user);
+    void *user;
+} th_distill_cache_opts;
+
+th_distill_cache_opts th_distill_cache_defaults(void);
+
+typedef struct {
+    th_tcache_header header;  /* as written */
+    th_run_figures figures;   /* this call's run */
+    int have_figures;
+    double tokens;            /* tokens scored by this call */
+} th_distill_cache_result;
+
+/* Runs the teacher over every window of the train split of the data and writes its top-k
+ * log-probabilities, the energy of this call added to the header's. Interrupted (should_stop
+ * or th_run_interrupt): the windows done so far are published (resumable), TH_ERR_INTERRUPTED.
+ * Errors name the file; a resume of a cache made from another teacher, data, k or seq is
+ * TH_ERR_INVALID and leaves it as it was. */
+th_status th_distill_cache_run(const th_distill_cache_opts *o, th_distill_cache_result *out);
 
 /* ---------------------------------------------------------------------------------
  * eco-benchmark: models rated by quality per joule, gram CO2e and litre of water

@@ -27,6 +27,8 @@ static const struct {
     {"analyze", cmd_analyze, "coupling analysis of a session or telemetry log: data sheet (Markdown, JSON), SVG plots"},
     {"calibrate", cmd_calibrate, "step-response experiment: fit a thermal profile (R, C, tau, P_idle, P_max)"},
     {"repro", cmd_repro, "do several sessions' coupling figures agree within +-20 %?"},
+    {"distill", cmd_distill, "distill a teacher into a smaller student; the footprint includes the teacher"},
+    {"distill-cache", cmd_distill_cache, "the teacher's top-k log-probabilities once, for many students"},
 };
 
 static void usage(FILE *f) {

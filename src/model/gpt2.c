@@ -310,6 +310,7 @@ th_status th_gpt2_forward(th_gpt2 *m, const int *inputs, const int *targets, int
 
     m->have_targets = targets != NULL;
     m->backward_ready = 0;
+    m->forward_fresh = 1;
     if (!targets) return TH_OK;
     memcpy(m->targets, targets, sizeof(int) * BT);
     m->n_counted = th_crossentropy_forward(a->losses, a->lse, a->logits, targets, BT, V);
@@ -346,6 +347,15 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
         if (st != TH_OK) return st;
     }
     m->backward_ready = 0;
+    m->forward_fresh = 0;
+    if (m->n_counted == 0) return TH_OK; // every target ignored: the loss has no gradient
+    float dscale = loss_scale / (float)m->n_counted;
+    th_crossentropy_backward_inplace(m->a.logits, m->a.lse, m->targets, m->B * m->T, m->cfg.vocab_size, dscale);
+    gpt2_backward_from_dlogits(m, m->a.logits, NULL);
+    return TH_OK;
+}
+
+void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *dhidden) {
     const th_gpt2_config *cfg = &m->cfg;
     int B = m->B, T = m->T, BT = B * T;
     int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads, V = cfg->vocab_size;
@@ -354,12 +364,8 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
     gpt2_grad_scratch *s = &m->s;
     size_t btc = (size_t)BT * C;
 
-    if (m->n_counted == 0) return TH_OK; // every target ignored: the loss has no gradient
-    float dscale = loss_scale / (float)m->n_counted;
-    th_crossentropy_backward_inplace(a->logits, a->lse, m->targets, BT, V, dscale);
-    float *dlogits = a->logits;
-
-    memset(s->dbtc, 0, btc * sizeof(float));
+    if (dhidden) memcpy(s->dbtc, dhidden, btc * sizeof(float));
+    else memset(s->dbtc, 0, btc * sizeof(float));
     th_mm_backward(s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C);
     memset(s->dresidual, 0, btc * sizeof(float));
     const float *last = a->residual3 + (size_t)(L - 1) * btc;
@@ -400,7 +406,6 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
         // dresidual now holds d(residual entering layer l)
     }
     th_encoder_backward(g->t[TH_P_WTE], g->t[TH_P_WPE], s->dresidual, m->inputs, B, T, C);
-    return TH_OK;
 }
 
 double th_gpt2_grad_norm(const th_gpt2 *m) {

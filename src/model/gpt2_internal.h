@@ -63,6 +63,7 @@ struct th_gpt2 {
     int have_targets;
     int n_counted;    // targets that were not ignored in the last forward
     int backward_ready; // a forward with targets ran and no backward consumed it yet
+    int forward_fresh;  // a forward (with or without targets) ran and no backward consumed it yet
 };
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
@@ -71,5 +72,10 @@ void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *o
  * (L, capacity, C) key and value arrays; th_gpt2_kv_advance counts one appended position. */
 const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity, float **k, float **v);
 void th_gpt2_kv_advance(th_gpt2_kv *kv);
+
+/* The backward of the last forward from the gradient of its logits, dlogits (B, T, V) (may
+ * be the logits buffer itself), plus dhidden (B, T, C) added to the gradient of the final
+ * LayerNorm's output (NULL: none). Accumulates into the gradients, which must exist. */
+void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *dhidden);
 
 #endif

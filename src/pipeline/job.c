@@ -88,6 +88,8 @@ static th_status open_model(const th_train_job *j, const char *ckpt_path, th_gpt
         if ((st = th_run_meta_parse(state->run_meta, ckpt_path, recorded)) != TH_OK) return st;
         *have_recorded = 1;
         th_log(TH_LOG_INFO, "resuming %s at step %ld", ckpt_path, state->step);
+    } else if (j->start_model) {
+        *m = j->start_model;
     } else if (access(model, F_OK) != 0 && th_gpt2_config_preset(model, &cfg) == TH_OK) {
         if ((st = th_gpt2_create(&cfg, m)) != TH_OK) return st;
         th_gpt2_init_random(*m, j->settings.has & TH_META_SEED ? j->settings.seed : 1337);
@@ -227,6 +229,9 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     o.preflight = j->preflight;
     o.from_scratch = out->from_scratch;
     job_ctx ctx = {j, j->deadline_s > 0 ? th_now_ns() + (uint64_t)(j->deadline_s * 1e9) : 0, 0, NULL};
+    o.teacher = j->teacher;
+    o.micro_loss = j->micro_loss;
+    o.hook_user = j->hook_user;
     o.should_stop = job_should_stop;
     o.on_step = job_on_step;
     o.user = &ctx;
@@ -255,6 +260,6 @@ done:
     th_data_loader_close(val);
     th_data_loader_close(train);
     th_tokenizer_free(tok);
-    th_gpt2_free(m);
+    if (m != j->start_model) th_gpt2_free(m);
     return st;
 }

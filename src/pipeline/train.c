@@ -172,8 +172,6 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         uint64_t t0 = th_now_ns();
         th_unit_cost step_cost = {0}, c;
         th_data_loader_get_cursor(train, &step_start);
-        th_run_unit_begin(o->run);
-        status = th_gpt2_zero_grad(m);
         double loss_sum = 0.0;
         for (int micro = 0; micro < o->grad_accum && status == TH_OK; micro++) {
             if (o->should_stop && o->should_stop(o->user)) {
@@ -182,11 +180,18 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             }
             // A unit of work is a micro-batch; the last one runs on through the update,
             // validation and checkpoint, so all the step's compute counts as busy time.
+            // The teacher hook's units come before the micro-batch's, outside it.
             float loss = 0;
-            if (micro > 0) th_run_unit_begin(o->run);
             th_data_loader_next(train, batch, batch + BT);
-            status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
-            if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
+            if (o->teacher && (status = o->teacher(batch, batch + BT, B, T, o->hook_user)) != TH_OK) break;
+            th_run_unit_begin(o->run);
+            if (micro == 0 && (status = th_gpt2_zero_grad(m)) != TH_OK) break;
+            if (o->micro_loss) {
+                status = o->micro_loss(m, batch, batch + BT, B, T, 1.0f / (float)o->grad_accum, &loss, o->hook_user);
+            } else {
+                status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
+                if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
+            }
             if (micro + 1 < o->grad_accum) {
                 th_status paced = th_run_unit_end(o->run, &c); // idle injection: waits only
                 th_unit_cost_add(&step_cost, &c);
