@@ -318,6 +318,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
     snprintf(dir, sizeof dir, "/tmp/serve_load.XXXXXX");
     if (!mkdtemp(dir)) return 1;
     snprintf(model_dir, sizeof model_dir, "%s/model", dir);
