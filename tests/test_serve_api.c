@@ -323,7 +323,9 @@ int main(void) {
                                         "thermo_requests_waiting", "thermo_requests_running",
                                         "thermo_temperature_celsius{origin=\"modeled\"", "thermo_governor_duty_ratio",
                                         "thermo_energy_joules_total", "thermo_co2e_grams_total", "thermo_joules_per_token",
-                                        "thermo_prompt_tokens_total", "thermo_generation_tokens_total"};
+                                        "thermo_prompt_tokens_total", "thermo_generation_tokens_total",
+                                        "thermo_decode_steps_total", "thermo_decode_step_seconds_total",
+                                        "thermo_serve_overhead_seconds_total"};
     for (size_t k = 0; k < sizeof names / sizeof *names; k++) CHECK(out && strstr(out, names[k]), "metric %s", names[k]);
     int colon = 0;
     for (char *line = out ? strtok(out, "\n") : NULL; line; line = strtok(NULL, "\n")) {
@@ -334,6 +336,9 @@ int main(void) {
     CHECK(!colon, "no colons in metric names");
     free(out);
     CHECK(metric(port, "thermo_requests_total{code=\"401\"} ") == 2, "401s counted");
+    CHECK(metric(port, "thermo_decode_steps_total ") > 0 && metric(port, "thermo_decode_step_seconds_total ") > 0 &&
+              metric(port, "thermo_serve_overhead_seconds_total ") > 0,
+          "decode step time and serving overhead counted");
 
     /* a client that disconnects mid-stream cancels its sequence */
     int fd = open_stream(port, "{\"prompt\":[5],\"max_tokens\":250,\"temperature\":0,\"stream\":true}",

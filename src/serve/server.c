@@ -97,6 +97,9 @@ struct th_server {
     double idle_j; /* energy of the time with nothing to decode */
     int was_idle;
     int batch_max; /* the most rows a decode step ran */
+    unsigned long long steps, step_ns; /* decode steps and the time in their forward passes */
+    unsigned long long overhead_ns;    /* time serving outside the model: parsing, admission, JSON, SSE,
+                                          token bookkeeping, /metrics */
     /* metrics */
     unsigned long long by_code[8];
     unsigned long long by_finish[4];
@@ -172,7 +175,15 @@ static void job_finish(th_server *s, job *j, const char *finish) {
 
 /* Appends a decided token (under mu); returns 1 when a stop sequence now ends the text
  * (the text is cut before it). */
+static int job_append_body(th_server *s, job *j, int tok, float lp);
 static int job_append(th_server *s, job *j, int tok, float lp) {
+    uint64_t t0 = th_now_ns();
+    int r = job_append_body(s, j, tok, lp);
+    s->overhead_ns += th_now_ns() - t0;
+    return r;
+}
+
+static int job_append_body(th_server *s, job *j, int tok, float lp) {
     if (j->n_toks == j->cap_toks) {
         size_t cap = j->cap_toks ? 2 * j->cap_toks : 32;
         int *t = th_alloc(cap * sizeof(int));
@@ -403,10 +414,14 @@ static void *engine_main(void *arg) {
         if (m > 0) {
             th_unit_cost c = {0};
             th_run_unit_begin(s->run);
+            uint64_t t_step = th_now_ns();
             th_status st = th_gpt2_infer_batch(s->m, s->batch, kvs, toks, m, s->logits);
+            t_step = th_now_ns() - t_step;
             th_run_unit_end(s->run, &c);
             pthread_mutex_lock(&s->mu);
             if (m > s->batch_max) s->batch_max = m;
+            s->steps++;
+            s->step_ns += t_step;
             for (int i = 0; i < m; i++) {
                 rows[i]->decode_j += c.energy_j / m;
                 rows[i]->co2e_g += c.co2e_g / m;
@@ -536,7 +551,15 @@ static void eco_headers(const th_server *s, const job *j, th_http_resp *r) {
 }
 
 /* the stream: one chunk per new text, a final chunk with usage and eco, then [DONE] */
+static int stream_fill_body(th_server *s, job *j);
 static int stream_fill(th_server *s, job *j) { /* under mu; 1 when j->out has bytes */
+    uint64_t t0 = th_now_ns();
+    int r = stream_fill_body(s, j);
+    s->overhead_ns += th_now_ns() - t0;
+    return r;
+}
+
+static int stream_fill_body(th_server *s, job *j) {
     char *chunk = NULL;
     json_t *o = NULL;
     size_t avail = j->text_len;
@@ -615,14 +638,29 @@ static int key_ok(const th_server *s, const th_http_req *req) {
     return diff == 0;
 }
 
+static void add_overhead(th_server *s, uint64_t ns) {
+    pthread_mutex_lock(&s->mu);
+    s->overhead_ns += ns;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The completion route, timed as server overhead except the wait for a non-streamed job. */
+static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_http_resp *r);
 static void handle_completion(th_server *s, const th_http_req *req, th_http_resp *r) {
+    uint64_t t0 = th_now_ns();
+    uint64_t waited = handle_completion_body(s, req, r);
+    add_overhead(s, th_now_ns() - t0 - waited);
+}
+
+/* Returns the nanoseconds spent waiting for the engine. */
+static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_http_resp *r) {
     th_serve_limits lim = {s->cfg.vocab_size, s->o.max_tokens_limit, (size_t)s->ctx - 1};
     th_serve_request q;
     char param[64];
     th_status st = th_serve_parse_completion(req->body, req->body_len, &lim, &q, param, sizeof param);
     if (st != TH_OK) {
         error_resp(s, r, 400, "invalid_request_error", param, th_last_error());
-        return;
+        return 0;
     }
     int *ids = q.prompt_ids;
     size_t n = q.n_prompt_ids;
@@ -640,7 +678,7 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
             snprintf(msg, sizeof msg, "%s%s", strncmp(th_last_error(), "prompt", 6) ? "prompt: " : "", th_last_error());
             th_serve_request_free(&q);
             error_resp(s, r, 400, "invalid_request_error", "prompt", msg);
-            return;
+            return 0;
         }
     }
     job *j = th_calloc(1, sizeof *j);
@@ -648,7 +686,7 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
         th_free(ids);
         th_serve_request_free(&q);
         error_resp(s, r, 500, "server_error", NULL, "out of memory");
-        return;
+        return 0;
     }
     j->srv = s;
     j->prompt = ids;
@@ -690,7 +728,7 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
             error_resp(s, r, 503, refuse[0] == 'h' ? "thermal_unavailable" : "unavailable_error", NULL,
                        refuse[0] == 'h' ? "the device is at its temperature limit: retry after the Retry-After seconds"
                                         : "the server is shutting down");
-        return;
+        return 0;
     }
     job **tail = &s->queue;
     while (*tail) tail = &(*tail)->next;
@@ -707,9 +745,11 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
         th_http_resp_header(r, "X-Request-Id", "%s", j->id);
         r->stream = (th_http_stream){stream_next, stream_done, j};
         count_code(s, 200);
-        return;
+        return 0;
     }
+    uint64_t t_wait = th_now_ns();
     while (j->state != JOB_DONE) pthread_cond_wait(&j->cv, &s->mu);
+    t_wait = th_now_ns() - t_wait;
     json_t *o = completion_json(s, j, j->text, j->text_len, j->finish, 1, 0, j->n_toks);
     eco_headers(s, j, r);
     th_http_resp_header(r, "X-Request-Id", "%s", j->id);
@@ -717,6 +757,7 @@ static void handle_completion(th_server *s, const th_http_req *req, th_http_resp
     pthread_mutex_unlock(&s->mu);
     set_json(r, 200, o);
     count_code(s, 200);
+    return t_wait;
 }
 
 static void handle_tokenize(th_server *s, const th_http_req *req, th_http_resp *r, int detok) {
@@ -810,6 +851,7 @@ static void put_hist(sbuf *b, const char *name, const char *help, const th_hist 
 }
 
 static void handle_metrics(th_server *s, th_http_resp *r) {
+    uint64_t t0 = th_now_ns();
     sbuf b = {0};
     pthread_mutex_lock(&s->mu);
     th_run_figures_now(s->run, &s->fig);
@@ -861,6 +903,14 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
             "# TYPE thermo_above_limit_seconds_total counter\nthermo_above_limit_seconds_total %.3f\n",
         f->have_energy ? th_eco_basis_name(f->energy.basis) : "no energy figure yet", e, f->co2e_g,
         f->water_ml / 1000.0, s->gen_tokens ? e / s->gen_tokens : 0.0, s->idle_j, f->above_limit_s);
+    put(&b, "# HELP thermo_decode_steps_total Batched decode steps run.\n# TYPE thermo_decode_steps_total counter\n"
+            "thermo_decode_steps_total %llu\n# HELP thermo_decode_step_seconds_total Time inside their forward passes.\n"
+            "# TYPE thermo_decode_step_seconds_total counter\nthermo_decode_step_seconds_total %.9f\n"
+            "# HELP thermo_serve_overhead_seconds_total Serving outside the model: parsing, admission, JSON, SSE, "
+            "token bookkeeping, /metrics (not socket writes).\n"
+            "# TYPE thermo_serve_overhead_seconds_total counter\nthermo_serve_overhead_seconds_total %.9f\n",
+        s->steps, s->step_ns / 1e9, (s->overhead_ns + (th_now_ns() - t0)) / 1e9);
+    s->overhead_ns += th_now_ns() - t0;
     pthread_mutex_unlock(&s->mu);
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4";
