@@ -143,7 +143,7 @@ int main(void) {
     CHECK(by_id(dom, "limit", v, sizeof v) && fabs(atof(v) - limit) < 0.051, "limit shown %s, /metrics %g", v, limit);
     CHECK(by_id(dom, "state", v, sizeof v) && !strcmp(v, "ok"), "thermal state shown '%s'", v);
     CHECK(by_id(dom, "running", v, sizeof v) && !strcmp(v, "0"), "running shown '%s'", v);
-    CHECK(by_id(dom, "origin", v, sizeof v) && strstr(v, "modeled"), "temperature origin shown '%s'", v);
+    CHECK(by_id(dom, "origin", v, sizeof v) && strstr(v, "MODELED by sim:"), "temperature origin shown '%s'", v);
     free(dom);
 
     CHECK(th_server_stop(s, 1, NULL) == TH_OK, "stop");
