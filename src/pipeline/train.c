@@ -185,6 +185,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             float loss = 0;
             if (micro > 0) th_run_unit_begin(o->run);
             th_data_loader_next(train, batch, batch + BT);
+            if (o->mix_batch) o->mix_batch(batch, batch + BT, B, T, st->step * o->grad_accum + micro, o->user);
             status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
             if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             if (micro + 1 < o->grad_accum) {
@@ -194,6 +195,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             }
             loss_sum += loss;
         }
+        if (status == TH_OK && o->penalty) status = o->penalty(m, o->user);
         if (status != TH_OK) break;
         th_step_record rec;
         memset(&rec, 0, sizeof rec);
