@@ -530,8 +530,15 @@ th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st
  * p 0.05 with Bonferroni over the features, here one), on the last `window` values.
  *
  * th_drift combines them: drift is a Page-Hinkley alarm that the KS test confirms (the
- * recent window differs from the reference at p < p_value / features). Each detector's
- * own alarms are reported too, so their false-alarm rates can be measured apart. */
+ * recent window differs from the reference) on the value of the alarm or on one of 8
+ * evenly spaced values in the `window` after it (the recent window may still hold values
+ * from before the change when the alarm comes), each at p < p_value / features / 8
+ * (Bonferroni over the 8 tries). Page-Hinkley there
+ * sees each value standardized by the reference's mean and standard deviation [ours]: a
+ * token's NLL has a spread of several nats, so on raw values River's threshold of 50 fires
+ * every few hundred tokens of unchanged text; standardized, the threshold is in reference
+ * standard deviations. Each detector's own alarms are reported too, so their false-alarm
+ * rates can be measured apart. */
 
 typedef struct {
     long min_instances;
@@ -570,7 +577,7 @@ th_drift_config th_drift_defaults(void);
 typedef struct {
     int ph_alarm;      /* Page-Hinkley fired on this value */
     int ks_alarm;      /* a full, non-overlapping KS window ended on this value and rejected */
-    int drift;         /* a Page-Hinkley alarm confirmed by KS on the recent window */
+    int drift;         /* a Page-Hinkley alarm confirmed by KS on the recent window (once per alarm) */
     double ks_d, ks_p; /* the last KS test's statistic and p-value (NaN before one ran) */
     long index;        /* 0-based index of this value in the stream */
 } th_drift_verdict;

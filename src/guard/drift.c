@@ -73,7 +73,9 @@ struct th_drift {
     double *ref;    /* sorted, cfg.reference values; NULL until set */
     double *ring;   /* the last cfg.window values */
     double *sorted; /* scratch for a KS test */
+    double ref_mean, ref_sd; /* Page-Hinkley sees (x - ref_mean) / ref_sd once the reference is set */
     size_t filled, head, since_ks;
+    size_t suspect;          /* values left in which a Page-Hinkley alarm may still be confirmed */
     long index;
     double ks_d, ks_p;
 };
@@ -132,19 +134,31 @@ th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
     if (!ref) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     memcpy(ref, x, sizeof(double) * d->cfg.reference);
     qsort(ref, d->cfg.reference, sizeof(double), cmp_double);
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < d->cfg.reference; i++) sum += ref[i];
+    double mean = sum / (double)d->cfg.reference;
+    for (size_t i = 0; i < d->cfg.reference; i++) sq += (ref[i] - mean) * (ref[i] - mean);
+    double sd = sqrt(sq / (double)(d->cfg.reference > 1 ? d->cfg.reference - 1 : 1));
     th_free(d->ref);
     d->ref = ref;
+    d->ref_mean = mean;
+    d->ref_sd = sd > 1e-12 ? sd : 1.0;
+    th_page_hinkley_init(&d->ph, &d->cfg.ph); // the detector starts on the standardized scale
     return TH_OK;
 }
 
-/* KS of the last `filled` values against the reference; 1 if it rejects. */
-static int ks_rejects(th_drift *d) {
+/* KS tests a suspicion may take: Bonferroni divides the level by their number. */
+#define DRIFT_RETRIES 8
+
+/* KS of the last `filled` values against the reference; 1 if it rejects at the level
+ * divided by the features and by `tests` (the tests this decision may take). */
+static int ks_rejects(th_drift *d, int tests) {
     size_t n = d->filled;
     for (size_t i = 0; i < n; i++) d->sorted[i] = d->ring[(d->head + d->cfg.window - n + i) % d->cfg.window];
     qsort(d->sorted, n, sizeof(double), cmp_double);
     d->ks_d = th_ks_statistic_sorted(d->ref, d->cfg.reference, d->sorted, n);
     d->ks_p = th_ks_pvalue(d->ks_d, d->cfg.reference, n);
-    return d->ks_p < d->cfg.p_value / d->cfg.features;
+    return d->ks_p < d->cfg.p_value / d->cfg.features / tests;
 }
 
 th_drift_verdict th_drift_update(th_drift *d, double x) {
@@ -161,12 +175,22 @@ th_drift_verdict th_drift_update(th_drift *d, double x) {
     d->head = (d->head + 1) % d->cfg.window;
     if (d->filled < d->cfg.window) d->filled++;
     d->since_ks++;
-    v.ph_alarm = th_page_hinkley_update(&d->ph, x);
+    v.ph_alarm = th_page_hinkley_update(&d->ph, d->ref ? (x - d->ref_mean) / d->ref_sd : x);
     if (d->ref && d->filled == d->cfg.window && d->since_ks >= d->cfg.window) {
         d->since_ks = 0;
-        v.ks_alarm = ks_rejects(d);
+        v.ks_alarm = ks_rejects(d, 1);
     }
-    if (d->ref && v.ph_alarm && d->filled >= (size_t)d->cfg.ph.min_instances) v.drift = ks_rejects(d);
+    // an alarm opens a suspicion of one window: KS is retried on each value until it
+    // confirms or the window has passed (the recent window may still hold old values)
+    if (d->ref && v.ph_alarm) d->suspect = d->cfg.window;
+    if (d->ref && d->suspect > 0 && d->filled >= (size_t)d->cfg.ph.min_instances) {
+        size_t step = d->cfg.window / DRIFT_RETRIES ? d->cfg.window / DRIFT_RETRIES : 1;
+        if ((d->cfg.window - d->suspect) % step == 0) {
+            v.drift = ks_rejects(d, DRIFT_RETRIES);
+            if (v.drift) d->suspect = 1;
+        }
+        d->suspect--;
+    }
     v.ks_d = d->ks_d;
     v.ks_p = d->ks_p;
     return v;

@@ -213,12 +213,13 @@ static th_status finish_journal(const learn_paths *p, void (*hook)(int, void *),
     json_t *j = NULL;
     th_status st = read_json(p->journal, &j);
     if (st != TH_OK || !j) return st;
-    const char *op = json_string_value(json_object_get(j, "op"));
+    char op[16];
+    snprintf(op, sizeof op, "%s", json_string_value(json_object_get(j, "op")) ? json_string_value(json_object_get(j, "op")) : "");
     long version = jint(j, "version"), previous = jint(j, "previous_version");
     ino_t before = (ino_t)jint(j, "inode_before");
     struct stat sb;
     int swapped = stat(p->current, &sb) != 0 || sb.st_ino != before;
-    if (op && !strcmp(op, "promote")) {
+    if (!strcmp(op, "promote")) {
         if (!swapped && exists(p->pending_ckpt)) {
             // keep the model being replaced: a hard link, renamed into place (current stays put)
             unlink(p->prev_tmp);
@@ -228,7 +229,7 @@ static th_status finish_journal(const learn_paths *p, void (*hook)(int, void *),
             if (st == TH_OK) st = rename_synced(p->pending_ckpt, p->current, p->dir);
             stage(hook, user, 3);
         }
-    } else if (op && !strcmp(op, "rollback")) {
+    } else if (!strcmp(op, "rollback")) {
         if (!swapped) {
             unlink(p->rb_tmp);
             if (link(p->current, p->rb_tmp) != 0) st = th_fail(TH_ERR_IO, "cannot link %s: %s", p->rb_tmp, strerror(errno));
@@ -242,7 +243,7 @@ static th_status finish_journal(const learn_paths *p, void (*hook)(int, void *),
     if (st == TH_OK) st = export_current(p);
     stage(hook, user, 4);
     if (st == TH_OK) st = write_state(p, version, previous);
-    if (st == TH_OK && op && !strcmp(op, "promote")) remove_tree(p->pending);
+    if (st == TH_OK && !strcmp(op, "promote")) remove_tree(p->pending);
     if (st == TH_OK && unlink(p->journal) != 0) st = th_fail(TH_ERR_IO, "cannot remove %s", p->journal);
     if (st == TH_OK) st = fsync_dir(p->learn);
     return st;
