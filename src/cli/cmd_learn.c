@@ -50,6 +50,7 @@ static void learn_usage(FILE *f) {
             "  --eval-batches N         batches per perplexity slice (default 8; 0: all)\n"
             "  --save-every N           pending checkpoint every N steps (default: at the end and on Ctrl-C)\n"
             "  --threads N              compute threads\n"
+            "  --spike-guard MODE       th_train's loss-spike guard: stop (default), warn or off\n"
             "drift watch (--watch INCOMING):\n"
             "  --ph-threshold X --ph-delta X   Page-Hinkley (River's defaults 50, 0.005; min 30 values)\n"
             "  --ks-window N --ks-reference N --ks-p X   KS test against the frozen old slice (256, 512, 0.05)\n"
@@ -125,6 +126,12 @@ static int parse(int argc, char **argv, learn_args *a) {
         else if (!strcmp(f, "--eval-batches") && (ok = cli_parse_int(cmd, f, val, 0, 1 << 20, &v))) o->eval_batches = (int)v;
         else if (!strcmp(f, "--save-every") && (ok = cli_parse_int(cmd, f, val, 0, 100000000, &v))) o->save_every = (int)v;
         else if (!strcmp(f, "--threads")) ok = cli_parse_int(cmd, f, val, 1, 1024, &threads);
+        else if (!strcmp(f, "--spike-guard")) {
+            if (th_guard_mode_parse(val, &o->spike_mode) != TH_OK) {
+                fprintf(stderr, "thermo learn: --spike-guard must be stop, warn or off, got '%s'\n", val);
+                return -1;
+            }
+        }
         else if (!strcmp(f, "--ph-threshold")) ok = cli_parse_float(cmd, f, val, 0, 1e9, &a->drift.ph.threshold);
         else if (!strcmp(f, "--ph-delta")) ok = cli_parse_float(cmd, f, val, 0, 1e9, &a->drift.ph.delta);
         else if (!strcmp(f, "--ks-window") && (ok = cli_parse_int(cmd, f, val, 8, 1 << 24, &v))) a->drift.window = (size_t)v;

@@ -291,6 +291,7 @@ th_status th_learn_discard(const char *state_dir) {
     learn_paths *p = th_alloc(sizeof *p);
     if (!p) return th_fail(TH_ERR_NOMEM, "learn: out of memory");
     th_status st = paths_init(p, state_dir);
+    if (st == TH_OK && exists(p->journal)) st = finish_journal(p, NULL, NULL);
     if (st == TH_OK) remove_tree(p->pending);
     th_free(p);
     return st;
