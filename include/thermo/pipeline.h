@@ -314,9 +314,10 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out);
  * new); the next call (or th_learn_recover) finishes an interrupted promotion.
  *
  * The gate: promote when forgetting = ppl_old_after / ppl_old_before − 1 is at most
- * max_forgetting; beyond it, only when the new-data gain ppl_new_before / ppl_new_after − 1
- * is at least gain_ratio x forgetting. Never when a perplexity is not finite or the new
- * data did not improve. */
+ * max_forgetting; beyond it, only by the gain rule: the new-data loss fell by at least
+ * gain_ratio x the old-data loss rise, both in nats per token (ln of the perplexity
+ * ratios; default 10: old-data quality weighs ten times new-data quality [ours]). Never when
+ * a perplexity is not finite or the new data did not improve. */
 
 typedef struct {
     const char *state_dir;          /* required */
@@ -337,7 +338,7 @@ typedef struct {
                                        clip (has bits); the rest: the state's recorded settings;
                                        warmup 1 % of the update's steps (at least 1), cosine to lr/10 */
     double max_forgetting;          /* relative rise of old-data perplexity tolerated (0.02) */
-    double gain_ratio;              /* the new-data gain rule's factor (10) */
+    double gain_ratio;              /* the gain rule's factor, in nats per token (10; 0: no rule) */
     double ewc_lambda;              /* EWC strength (0: off) */
     int ewc_windows;                /* reservoir windows the Fisher is estimated on (256) */
     double l2_init_lambda;          /* L2-to-init strength (0: off) */

@@ -636,17 +636,20 @@ static int gate(const th_learn_result *r, double max_forgetting, double gain_rat
                  100 * r->forgetting, 100 * max_forgetting, r->ppl_new_before, r->ppl_new_after);
         return 1;
     }
-    if (gain_ratio > 0 && r->new_gain >= gain_ratio * r->forgetting) {
+    // the gain rule in nats per token: perplexity ratios are lopsided (an unseen domain
+    // starts in the thousands), log-perplexity differences are losses and compare fairly
+    double lost = log(r->ppl_old_after / r->ppl_old_before), won = log(r->ppl_new_before / r->ppl_new_after);
+    if (gain_ratio > 0 && won >= gain_ratio * lost) {
         snprintf(why, cap,
                  "promoted by the gain rule: old-data perplexity %+.2f %% is past the %+.2f %% tolerance, but the "
-                 "new-data gain %+.2f %% is at least %g x it",
-                 100 * r->forgetting, 100 * max_forgetting, 100 * r->new_gain, gain_ratio);
+                 "new-data loss fell %.3f nats/token, at least %g x the old-data rise of %.3f",
+                 100 * r->forgetting, 100 * max_forgetting, won, gain_ratio, lost);
         return 1;
     }
     snprintf(why, cap,
              "refused: old-data perplexity rose %+.2f %% (%.3f -> %.3f), past the %+.2f %% tolerance, and the new-data "
-             "gain %+.2f %% is under %g x it; the previous weights stay current",
-             100 * r->forgetting, r->ppl_old_before, r->ppl_old_after, 100 * max_forgetting, 100 * r->new_gain, gain_ratio);
+             "loss fell %.3f nats/token, under %g x the old-data rise of %.3f; the previous weights stay current",
+             100 * r->forgetting, r->ppl_old_before, r->ppl_old_after, 100 * max_forgetting, won, gain_ratio, lost);
     return 0;
 }
 
