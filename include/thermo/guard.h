@@ -517,4 +517,94 @@ th_status th_preflight_compare_models(th_gpt2 *a, th_gpt2 *b);
  * Proves a resume will work before hours are spent (waste.md §7, one-step dry run). */
 th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st, const char *tmp_path);
 
+/* ---------------------------------------------------------------------------------
+ * drift detectors for continual learning (capabilities.md §2.3, §2.4): fed one scalar at a
+ * time (a token's NLL under the served model). Pure code, no I/O.
+ *
+ * Page-Hinkley (River's drift/page_hinkley.py, mode "up"): running mean x̄ of the values
+ * seen, m = alpha·m + (x − x̄ − delta), M = min m; an alarm when at least min_instances
+ * values were seen and m − M > threshold, after which the detector starts afresh.
+ * Defaults are River's: min_instances 30, delta 0.005, threshold 50, alpha 1 − 1e-4.
+ *
+ * Two-sample Kolmogorov-Smirnov against a frozen reference window (Alibi Detect's KSDrift:
+ * p 0.05 with Bonferroni over the features, here one), on the last `window` values.
+ *
+ * th_drift combines them: drift is a Page-Hinkley alarm that the KS test confirms (the
+ * recent window differs from the reference) on the value of the alarm or on one of 8
+ * evenly spaced values in the `window` after it (the recent window may still hold values
+ * from before the change when the alarm comes), each at p < p_value / features / 8
+ * (Bonferroni over the 8 tries). Page-Hinkley there
+ * sees each value standardized by the reference's mean and standard deviation [ours]: a
+ * token's NLL has a spread of several nats, so on raw values River's threshold of 50 fires
+ * every few hundred tokens of unchanged text; standardized, the threshold is in reference
+ * standard deviations. Each detector's own alarms are reported too, so their false-alarm
+ * rates can be measured apart. */
+
+typedef struct {
+    long min_instances;
+    double delta, threshold, alpha;
+} th_page_hinkley_config;
+
+typedef struct {
+    th_page_hinkley_config cfg;
+    long n;
+    double mean, sum, min_sum;
+} th_page_hinkley;
+
+th_page_hinkley_config th_page_hinkley_defaults(void);
+/* TH_ERR_INVALID for min_instances < 1, a negative or non-finite delta or threshold, or
+ * alpha outside (0, 1]. */
+th_status th_page_hinkley_init(th_page_hinkley *p, const th_page_hinkley_config *cfg);
+/* Feeds x; 1 on an alarm (the detector then starts afresh), else 0. Non-finite x is ignored. */
+int th_page_hinkley_update(th_page_hinkley *p, double x);
+
+/* The two-sample KS statistic sup |F_a − F_b| of two samples already sorted ascending. */
+double th_ks_statistic_sorted(const double *a, size_t na, const double *b, size_t nb);
+/* Its asymptotic p-value: the Kolmogorov distribution's tail at (√n_e + 0.12 + 0.11/√n_e)·D
+ * with n_e = na·nb/(na + nb) (Stephens' correction, as in Numerical Recipes' kstwo). */
+double th_ks_pvalue(double d, size_t na, size_t nb);
+
+typedef struct {
+    th_page_hinkley_config ph;
+    size_t reference;  /* values in the frozen reference window (default 512) */
+    size_t window;     /* recent values the KS test compares with it (default 256) */
+    double p_value;    /* 0.05 */
+    int features;      /* Bonferroni divisor (default 1: one NLL stream) */
+} th_drift_config;
+
+th_drift_config th_drift_defaults(void);
+
+typedef struct {
+    int ph_alarm;      /* Page-Hinkley fired on this value */
+    int ks_alarm;      /* a full, non-overlapping KS window ended on this value and rejected */
+    int drift;         /* a Page-Hinkley alarm confirmed by KS on the recent window (once per alarm) */
+    double ks_d, ks_p; /* the last KS test's statistic and p-value (NaN before one ran) */
+    long index;        /* 0-based index of this value in the stream */
+} th_drift_verdict;
+
+typedef struct th_drift th_drift;
+
+/* TH_ERR_INVALID on a bad config (sizes 0, reference or window over 2^24, p outside (0, 1),
+ * features < 1, a bad Page-Hinkley config); TH_ERR_NOMEM. */
+th_status th_drift_create(const th_drift_config *cfg, th_drift **out);
+void th_drift_free(th_drift *d);
+/* Freezes the reference: the first `reference` values of x[0..n) (TH_ERR_INVALID when n is
+ * smaller). Until it is set, update feeds Page-Hinkley only and never reports drift. */
+th_status th_drift_set_reference(th_drift *d, const double *x, size_t n);
+/* Feeds one value (non-finite values are skipped: no verdict change, index not advanced). */
+th_drift_verdict th_drift_update(th_drift *d, double x);
+
+/* Whether a drift-triggered update may run now. It runs only if the update's expected
+ * energy fits the budget (energy_budget_j <= 0: no budget) and the thermal margin
+ * (limit_c − temp_c) is at least min_margin_c (a NaN temperature or limit: no thermal
+ * figure, allowed and said so). Returns TH_GUARD_CONTINUE or TH_GUARD_REFUSE and the
+ * reason in words ("expected 812 J exceeds the budget of 500 J", ...). */
+typedef struct {
+    double energy_budget_j;
+    double min_margin_c; /* default 5 [ours] */
+} th_update_gate_config;
+
+th_guard_action th_update_gate(const th_update_gate_config *cfg, double expected_j, double temp_c, double limit_c,
+                               char *reason, size_t cap);
+
 #endif

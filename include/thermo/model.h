@@ -258,6 +258,26 @@ int th_distill_default_layers(int teacher_layers, int *out, int cap);
 th_status th_gpt2_from_teacher_blocks(const th_gpt2 *teacher, const int *layers, int n, th_gpt2 **out);
 
 /* ---------------------------------------------------------------------------------
+ * continual-learning regularisers: L2-to-init and EWC (capabilities.md §2.3: Avalanche's
+ * ewc_lambda · Σ F·(θ − θ*)², no ½; F the diagonal empirical Fisher, the mean over
+ * minibatches of the squared minibatch gradient) */
+
+/* Penalty lambda · Σ w_i (θ_i − θ*_i)² over n parameters, summed in double in index order;
+ * w NULL means w_i = 1 (L2-to-init). If grad is not NULL, its gradient 2·lambda·w_i·(θ_i − θ*_i)
+ * is added to grad[i]. Returns the penalty. */
+double th_penalty_quadratic(const float *theta, const float *anchor, const float *weight, size_t n, double lambda,
+                            float *grad);
+
+/* Diagonal empirical Fisher of `m` at its current parameters: for each of `batches` batches
+ * that next_batch(i, inputs, targets, user) writes ((B, T) ids), the gradient of the
+ * batch's mean loss, squared element-wise, averaged over the batches into fisher
+ * (th_gpt2_num_params floats). Uses and leaves the model's gradients (zero them before
+ * training). Fails with the model's status or TH_ERR_INVALID for batches < 1; fisher is
+ * written only on success. */
+th_status th_fisher_diag(th_gpt2 *m, int B, int T, int batches,
+                         void (*next_batch)(int i, int *inputs, int *targets, void *user), void *user, float *fisher);
+
+/* ---------------------------------------------------------------------------------
  * inference with a KV cache (one sequence) */
 
 typedef struct th_gpt2_kv th_gpt2_kv;

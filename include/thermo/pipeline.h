@@ -206,6 +206,13 @@ typedef struct {
     th_status (*micro_loss)(th_gpt2 *m, const int *inputs, const int *targets, int B, int T, float loss_scale,
                             float *loss, void *hook_user);
     void *hook_user;
+    /* Continual-learning hooks (NULL: none; both get `user`). mix_batch sees each (B, T)
+     * micro-batch as drawn and may overwrite rows of it (replay); `micro` counts the
+     * schedule's micro-batches, step x grad_accum + k, so a mixer keyed on it resumes
+     * exactly. penalty runs after the step's backward, before the gradient norm: it adds a
+     * regulariser's gradient to th_gpt2_grads(m) (a failure stops the run with its status). */
+    void (*mix_batch)(int *inputs, int *targets, int B, int T, long micro, void *user);
+    th_status (*penalty)(th_gpt2 *m, void *user);
 } th_train_opts;
 
 typedef struct {
@@ -302,6 +309,149 @@ typedef struct {
  * out->figures holding the energy spent all the same. The model is saved only when the
  * job ran to its end or a guard stopped it. */
 th_status th_train_job_run(const th_train_job *j, th_train_job_result *out);
+
+/* ---------------------------------------------------------------------------------
+ * continual learning (issue 19, capabilities.md §2): stateful updates of a trained model
+ * from new data, with replay, a forgetting gate before promotion, atomic promotion with
+ * the previous model kept, and drift-triggered updates that energy and heat may veto.
+ *
+ * The state directory is a `thermo train --out DIR` directory as it is:
+ *   DIR/checkpoint.bin   the current model: weights, AdamW moments, RNG, data cursor, settings
+ *   DIR/model/           its Hugging Face export (what a server loads), tokenizer files
+ *   DIR/data/{train,val}.bin   the old data: the reservoir's source and the held-out old slice
+ * and what updates add under DIR/learn/:
+ *   state.json           {"version", "previous_version"}: the current model's version (0: as trained)
+ *   previous.bin         the model the last promotion (or rollback) replaced
+ *   replay.bin           the reservoir of old windows (text.h), rebuilt when its source changes
+ *   ewc.bin              the diagonal Fisher of the current model over reservoir windows
+ *   ledger.jsonl         one line per finished update: figures, gate verdict, cost
+ *   journal.json         present only while a promotion or rollback is under way
+ *   pending/             an update not yet finished: checkpoint.bin, update.json, data/
+ *   rejected.bin         the last candidate the gate refused
+ * A kill at any moment leaves DIR/checkpoint.bin a complete, checksummed model (old or
+ * new); the next call (or th_learn_recover) finishes an interrupted promotion.
+ *
+ * The gate: promote when forgetting = ppl_old_after / ppl_old_before − 1 is at most
+ * max_forgetting; beyond it, only by the gain rule: the new-data loss fell by at least
+ * gain_ratio x the old-data loss rise, both in nats per token (ln of the perplexity
+ * ratios; default 10: old-data quality weighs ten times new-data quality [ours]). Never when
+ * a perplexity is not finite or the new data did not improve. */
+
+typedef struct {
+    const char *state_dir;          /* required */
+    const char *const *data;        /* new data: text files or directories of .txt, or one token
+                                       shard with val_shard (a held-out new slice is required) */
+    size_t n_data;
+    const char *val_shard;
+    const char *replay_from;        /* old data (text, or a shard): NULL: DIR/data/train.bin and
+                                       val.bin; text is built into DIR/learn/old/ */
+    double replay;                  /* share of the rows drawn from the reservoir, [0, 1); 0.05 */
+    int replay_windows;             /* reservoir capacity (256) */
+    long steps, tokens;             /* the update's length, one of them (tokens: rounded up to
+                                       whole steps); neither: 100 steps */
+    long stop_after;                /* > 0: stop once the update has done this many steps; it stays
+                                       pending and resume continues it (bit-identically) */
+    int resume;                     /* continue the pending update with its recorded settings */
+    th_run_meta settings;           /* given lr, batch, seq, grad_accum, warmup, seed, weight decay,
+                                       clip (has bits); the rest: the state's recorded settings;
+                                       warmup 1 % of the update's steps (at least 1), cosine to lr/10 */
+    double max_forgetting;          /* relative rise of old-data perplexity tolerated (0.02) */
+    double gain_ratio;              /* the gain rule's factor, in nats per token (10; 0: no rule) */
+    double ewc_lambda;              /* EWC strength (0: off) */
+    int ewc_windows;                /* reservoir windows the Fisher is estimated on (256) */
+    double l2_init_lambda;          /* L2-to-init strength (0: off) */
+    int eval_batches;               /* batches per perplexity slice (8; 0: the whole split) */
+    int save_every;                 /* pending checkpoint every N steps (0: at the end and on a stop) */
+    th_guard_mode spike_mode;       /* th_train's health guard (default stop) */
+    th_budget_config budget;
+    th_run_opts run;                /* the monitored run around the update */
+    void (*on_step)(const th_step_record *rec, void *user);
+    int (*should_stop)(void *user);
+    void (*on_run_started)(th_run *run, void *user); /* the run, then NULL before it stops */
+    /* Test hook: called after each promotion stage (1 journal written, 2 previous model
+     * kept, 3 candidate renamed into place, 4 model exported); NULL: none. */
+    void (*on_promote_stage)(int stage, void *user);
+    void *user;
+} th_learn_opts;
+
+th_learn_opts th_learn_defaults(void);
+
+typedef struct {
+    int pending;                    /* the update stopped before its end: resume continues it */
+    int promoted;                   /* the candidate is now the current model */
+    char verdict[384];              /* the gate's reason in words ("" while pending) */
+    double ppl_old_before, ppl_old_after, ppl_new_before, ppl_new_after;
+    double forgetting, new_gain;    /* relative, as the gate defines them */
+    long steps_done, steps_total;   /* of the update (all calls) */
+    long tokens, replay_rows;       /* trained on (all calls); rows drawn from the reservoir */
+    double energy_j, co2e_g, water_ml, seconds; /* the update's monitored runs, all calls */
+    double j_per_ppl, co2e_g_per_ppl; /* cost per unit of new-data perplexity recovered
+                                         (NaN when none was recovered) */
+    long version;                   /* the current model's version after the call */
+    th_train_result train;          /* this call's training */
+    int have_figures;
+    th_run_figures figures;         /* this call's monitored run */
+} th_learn_result;
+
+/* Runs (or, with resume, continues) one update of the state in o->state_dir and gates it.
+ * Bad input fails with TH_ERR_INVALID (conflicting or missing options, a state that is not
+ * one, an update pending without resume) or TH_ERR_FORMAT (data that does not tokenize or is
+ * too short, a pending update, sidecar or data of another model shape or vocabulary), and the
+ * current model is untouched; TH_ERR_INTERRUPTED after a stop request (the update pending).
+ * Reaching stop_after is TH_OK with out->pending. Progress goes to th_log. */
+th_status th_learn_run(const th_learn_opts *o, th_learn_result *out);
+
+/* Makes the previous model current again (and the current one previous, so a second
+ * rollback undoes the first), atomically, re-exporting DIR/model. TH_ERR_INVALID when there
+ * is no previous model, TH_ERR_FORMAT when it is of another shape; *version (may be NULL)
+ * gets the version now current. */
+th_status th_learn_rollback(const char *state_dir, long *version);
+
+/* Drops a pending update (the current model is untouched). TH_OK when there is none. */
+th_status th_learn_discard(const char *state_dir);
+
+/* Finishes a promotion or rollback that a kill interrupted (a no-op when none was). */
+th_status th_learn_recover(const char *state_dir);
+
+/* The hot-load hook for a server (thermo serve does not exist in this tree yet): the
+ * current version and the directory of its Hugging Face export. A server polls this (or
+ * watches DIR/learn/state.json, replaced atomically after each export) and, when the
+ * version changes, loads model_dir for new requests while in-flight ones finish on the
+ * weights they started with. */
+th_status th_learn_current(const char *state_dir, long *version, char *model_dir, size_t cap);
+
+/* drift watch: the per-token NLL of incoming text under the current model, fed to th_drift
+ * against a frozen reference (the NLL of the held-out old slice) */
+
+typedef struct {
+    const char *state_dir;
+    const char *watch_dir;          /* incoming text: its regular files, in byte order of name */
+    th_drift_config drift;          /* th_drift_defaults() */
+    int seq;                        /* NLL window (0: the state's recorded seq) */
+    th_run_opts run;                /* the monitored run around the pass (energy per token) */
+} th_learn_watch_opts;
+
+typedef struct {
+    long tokens;                    /* NLL values fed after the reference */
+    size_t n_files;
+    char **files;                   /* the watched files in order (th_learn_watch_result_free) */
+    int drift;                      /* drift was detected */
+    long drift_index;               /* the token (0-based, in the stream) where it fired, else -1 */
+    size_t drift_file;              /* the file it fired in (n_files when none) */
+    long ph_alarms, ks_alarms, ks_tests;
+    double ref_nll, stream_nll;     /* mean NLL of the reference and of the stream */
+    double ks_d, ks_p;              /* the confirming (or last) KS test */
+    double j_per_token;             /* energy of the pass per token (NaN without an energy figure) */
+    int have_figures;
+    th_run_figures figures;
+} th_learn_watch_result;
+
+th_learn_watch_opts th_learn_watch_defaults(void);
+/* Reads every file of watch_dir once (not a daemon: run it again for new files). Fails with
+ * TH_ERR_INVALID when the state or the directory is missing or the reference slice is
+ * shorter than drift.reference tokens, with the tokenizer's or model's status otherwise. */
+th_status th_learn_watch(const th_learn_watch_opts *o, th_learn_watch_result *out);
+void th_learn_watch_result_free(th_learn_watch_result *r);
 
 /* ---------------------------------------------------------------------------------
  * a coupling-analysis session: a training job bounded in steps and time, with telemetry,

@@ -236,4 +236,73 @@ uint64_t th_data_loader_vocab_size(const th_data_loader *dl);  /* from the heade
  * W / B rounded up for shuffled order (whose batches run across epochs). */
 uint64_t th_data_loader_batches_per_epoch(const th_data_loader *dl);
 
+/* ---------------------------------------------------------------------------------
+ * replay reservoir: old token windows kept on disk for continual learning
+ *
+ * A fixed-capacity sample of windows of T + 1 tokens, kept by reservoir sampling
+ * (Vitter's Algorithm R: the k-th window offered replaces a random slot with probability
+ * capacity / k), so after any number of offers every window offered is in it with the same
+ * probability. The sampling RNG and the count of windows offered are part of the file, so a
+ * reservoir loaded back continues exactly as if it had never been saved.
+ *
+ *   offset  size  field (little-endian)
+ *        0     4  magic "THRP"
+ *        4     4  version (TH_REPLAY_VERSION)
+ *        8     4  bytes per token: 2 when vocab_size <= 65536, else 4
+ *       12     4  window_tokens (T + 1), >= 2
+ *       16     8  capacity      24  8  count (windows held, <= capacity)
+ *       32     8  seen (windows offered)                 40  8  vocab_size
+ *       48     8  source_key (the caller's: which data the windows came from)
+ *       56    32  rng (4 x u64)
+ *       88     8  checksum: 64-bit FNV-1a of bytes 0..88 and of the tokens
+ *       96    32  zero
+ *      128        count x window_tokens tokens, unsigned */
+
+#define TH_REPLAY_MAGIC "THRP"
+#define TH_REPLAY_VERSION 1u
+#define TH_REPLAY_HEADER_BYTES 128
+
+typedef struct th_replay th_replay;
+
+/* An empty reservoir for windows of `window_tokens` (T + 1) tokens below vocab_size.
+ * TH_ERR_INVALID for window_tokens < 2, capacity 0 or vocab_size outside [1, INT_MAX];
+ * TH_ERR_NOMEM. */
+th_status th_replay_create(int window_tokens, size_t capacity, uint64_t vocab_size, uint64_t seed,
+                           uint64_t source_key, th_replay **out);
+void th_replay_free(th_replay *r);
+
+/* Offers one window (window_tokens ids, each below vocab_size, which the caller ensures);
+ * Algorithm R decides whether it is kept. Cannot fail. */
+void th_replay_offer(th_replay *r, const int *window);
+
+/* Offers every window of a token shard in file order: the windows the loader defines for
+ * T = window_tokens - 1 (window w starts at token w·T). Fails as th_data_loader_open (the
+ * message names the shard), or TH_ERR_FORMAT when the shard's vocabulary is larger than the
+ * reservoir's; on failure the reservoir is as it was before the call. */
+th_status th_replay_offer_shard(th_replay *r, const char *shard_path);
+
+/* Writes the reservoir atomically (temporary, fsync, rename): the old file or the new one.
+ * TH_ERR_IO naming the path, TH_ERR_NOMEM. */
+th_status th_replay_save(const th_replay *r, const char *path);
+
+/* Loads a reservoir, checking the header against the file's length, the checksum and every
+ * token against vocab_size. TH_ERR_IO, TH_ERR_FORMAT naming the file and the problem,
+ * TH_ERR_NOMEM; *out is set only on success. */
+th_status th_replay_load(const char *path, th_replay **out);
+
+size_t th_replay_count(const th_replay *r);
+size_t th_replay_capacity(const th_replay *r);
+uint64_t th_replay_seen(const th_replay *r);
+int th_replay_window_tokens(const th_replay *r);
+uint64_t th_replay_vocab_size(const th_replay *r);
+uint64_t th_replay_source_key(const th_replay *r);
+/* Window i (window_tokens ids) for i < count, else NULL. Valid until the next offer. */
+const int *th_replay_window(const th_replay *r, size_t i);
+
+/* One replay row for draw number `draw` under `seed`: window number
+ * splitmix(seed, draw) mod count, as inputs (its first T tokens) and targets (the T after
+ * the first). Stateless: the same (seed, draw) always gives the same row, so a batch mixer
+ * built on it resumes exactly. TH_ERR_STATE on an empty reservoir. */
+th_status th_replay_draw(const th_replay *r, uint64_t seed, uint64_t draw, int *inputs, int *targets);
+
 #endif

@@ -39,6 +39,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_repro(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_distill_cache(int argc, char **argv);
+int cmd_learn(int argc, char **argv);
 
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);

@@ -26,6 +26,7 @@ static const struct {
     {"session", cmd_session, "a monitored fine-tuning session for the coupling analysis (telemetry, session.json)"},
     {"analyze", cmd_analyze, "coupling analysis of a session or telemetry log: data sheet (Markdown, JSON), SVG plots"},
     {"calibrate", cmd_calibrate, "step-response experiment: fit a thermal profile (R, C, tau, P_idle, P_max)"},
+    {"learn", cmd_learn, "continual fine-tuning of a trained state: replay, forgetting gate, rollback, drift watch"},
     {"repro", cmd_repro, "do several sessions' coupling figures agree within +-20 %?"},
     {"distill", cmd_distill, "distill a teacher into a smaller student; the footprint includes the teacher"},
     {"distill-cache", cmd_distill_cache, "the teacher's top-k log-probabilities once, for many students"},

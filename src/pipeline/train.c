@@ -184,6 +184,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             float loss = 0;
             th_data_loader_next(train, batch, batch + BT);
             if (o->teacher && (status = o->teacher(batch, batch + BT, B, T, o->hook_user)) != TH_OK) break;
+            if (o->mix_batch) o->mix_batch(batch, batch + BT, B, T, st->step * o->grad_accum + micro, o->user);
             th_run_unit_begin(o->run);
             if (micro == 0 && (status = th_gpt2_zero_grad(m)) != TH_OK) break;
             if (o->micro_loss) {
@@ -199,6 +200,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             }
             loss_sum += loss;
         }
+        if (status == TH_OK && o->penalty) status = o->penalty(m, o->user);
         if (status != TH_OK) break;
         th_step_record rec;
         memset(&rec, 0, sizeof rec);

@@ -1,0 +1,284 @@
+/* cmd_learn.c: `thermo learn`: stateful continual fine-tuning of a trained state directory
+ * (th_learn_run): an update on new data with replay, gated by measured forgetting and
+ * promoted atomically; --rollback, --discard; --watch DIR scores incoming text for drift and
+ * runs an update only when the energy budget and the thermal margin allow. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "thermo/pipeline.h"
+
+static volatile sig_atomic_t stop_requested;
+static th_run *active_run;
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+    th_run_interrupt(active_run);
+}
+static int should_stop(void *user) {
+    (void)user;
+    return stop_requested;
+}
+static void on_run_started(th_run *run, void *user) {
+    (void)user;
+    active_run = run;
+}
+
+typedef struct {
+    cli_run_flags flags;
+    th_learn_opts o;
+    const char *data[TH_TRAIN_JOB_MAX_DATA];
+    int n_data;
+    int rollback, discard;
+    const char *watch;
+    th_drift_config drift;
+    th_update_gate_config gate;
+} learn_args;
+
+/* 0: parsed; otherwise the exit code (0 after --help is returned as 1 by the caller). */
+static int parse(int argc, char **argv, learn_args *a) {
+    const char *cmd = "learn";
+    cli_run_flags *rf = &a->flags;
+    cli_run_flags_init(rf);
+    a->o = th_learn_defaults();
+    a->drift = th_drift_defaults();
+    a->gate.min_margin_c = 5.0;
+    th_learn_opts *o = &a->o;
+    th_run_meta *s = &o->settings;
+    uint32_t *has = &s->has;
+    int threads = 0, spike = TH_GUARD_STOP;
+    long ks_window = (long)a->drift.window, ks_reference = (long)a->drift.reference;
+    const cli_opt opts[] = {
+        CLI_O_STR("--state", "DIR", &o->state_dir, "a `thermo train --out DIR` directory, or one earlier updates changed"),
+        CLI_O_REPEAT("--data", "PATH", a->data, TH_TRAIN_JOB_MAX_DATA, &a->n_data,
+                     "new text (file or directory of .txt; repeatable), or a token shard with --val-data"),
+        CLI_O_STR("--val-data", "SHARD", &o->val_shard, "the held-out new slice when --data is a shard"),
+        CLI_O_STR("--replay-from", "OLD", &o->replay_from,
+                  "old data for the replay reservoir and the held-out old slice\n(default DIR/data/train.bin and val.bin)"),
+        CLI_O_DBL("--replay", "X", &o->replay, 0, 0.999999, "share of each batch's rows from the reservoir, [0, 1) (default 0.05)"),
+        CLI_O_INT("--replay-windows", "N", &o->replay_windows, 1, 1 << 20, "reservoir size in windows (default 256)"),
+        CLI_O_LONG("--steps", "N", &o->steps, 1, 100000000, "the update's length in steps (default 100)"),
+        CLI_O_LONG("--tokens", "N", &o->tokens, 1, 0x7fffffffffffL, "... or in tokens"),
+        CLI_O_LONG("--stop-after", "N", &o->stop_after, 1, 100000000,
+                   "stop after N of its steps; --continue resumes it bit-identically"),
+        CLI_O_FLAG("--continue", &o->resume, "finish a pending update"),
+        CLI_O_FLAG("--rollback", &a->rollback, "the previous model is current again (a second rollback redoes)"),
+        CLI_O_FLAG("--discard", &a->discard, "drop a pending update"),
+        CLI_O_STR("--watch", "INCOMING", &a->watch, "score incoming text for drift, then update if energy and heat allow"),
+        CLI_O_HEAD("the update's settings (default: the state's recorded ones; warmup 1 % of the steps)"),
+        CLI_O_DBL("--lr", "X", &s->lr, 0, 1e3, "peak learning rate", .has = has, .bit = TH_META_LR),
+        CLI_O_INT("--batch", "B", &s->batch, 1, 65536, "micro-batch size", .has = has, .bit = TH_META_BATCH),
+        CLI_O_INT("--seq", "T", &s->seq, 1, 1 << 20, "sequence length", .has = has, .bit = TH_META_SEQ),
+        CLI_O_INT("--grad-accum", "K", &s->grad_accum, 1, 65536, "micro-batches per step", .has = has,
+                  .bit = TH_META_GRAD_ACCUM),
+        CLI_O_INT("--warmup", "N", &s->warmup, 0, 100000000, "warmup steps", .has = has, .bit = TH_META_WARMUP),
+        CLI_O_U64("--seed", "S", &s->seed, 0, 0x7fffffffffffffffL, "seed", .has = has, .bit = TH_META_SEED),
+        CLI_O_DBL("--weight-decay", "X", &s->weight_decay, 0, 10, "AdamW weight decay", .has = has,
+                  .bit = TH_META_WEIGHT_DECAY),
+        CLI_O_DBL("--grad-clip", "X", &s->grad_clip, 0, 1e9, "gradient clipping norm", .has = has,
+                  .bit = TH_META_GRAD_CLIP),
+        CLI_O_HEAD("the gate and the regularisers"),
+        CLI_O_DBL("--max-forgetting", "X", &o->max_forgetting, 0, 1e6,
+                  "tolerated relative rise of old-data perplexity (default 0.02)"),
+        CLI_O_DBL("--gain-ratio", "K", &o->gain_ratio, 0, 1e9,
+                  "beyond it, promote only if the new-data loss fell >= K x the old-data loss\n"
+                  "rise, in nats per token (default 10; 0: never beyond the tolerance)"),
+        CLI_O_DBL("--ewc", "LAMBDA", &o->ewc_lambda, 0, 1e12,
+                  "EWC penalty (diagonal Fisher over --ewc-windows old windows)"),
+        CLI_O_INT("--ewc-windows", "N", &o->ewc_windows, 1, 1 << 20, "windows the Fisher is estimated on (default 256)"),
+        CLI_O_DBL("--l2-init", "LAMBDA", &o->l2_init_lambda, 0, 1e12, "L2 penalty towards the current weights"),
+        CLI_O_INT("--eval-batches", "N", &o->eval_batches, 0, 1 << 20, "batches per perplexity slice (default 8; 0: all)"),
+        CLI_O_INT("--save-every", "N", &o->save_every, 0, 100000000,
+                  "pending checkpoint every N steps (default: at the end and on Ctrl-C)"),
+        CLI_O_INT("--threads", "N", &threads, 1, 1024, "compute threads"),
+        CLI_O_CHOICE("--spike-guard", &spike, cli_guard_modes, cli_guard_mode_values,
+                     "th_train's loss-spike guard: stop (default), warn or off"),
+        CLI_O_HEAD("drift watch (--watch INCOMING)"),
+        CLI_O_DBL("--ph-threshold", "X", &a->drift.ph.threshold, 0, 1e9, "Page-Hinkley threshold (River's default 50)"),
+        CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9, "Page-Hinkley delta (0.005)"),
+        CLI_O_LONG("--ks-window", "N", &ks_window, 8, 1 << 24, "recent values the KS test compares (256)"),
+        CLI_O_LONG("--ks-reference", "N", &ks_reference, 8, 1 << 24, "the frozen reference window (512)"),
+        CLI_O_DBL("--ks-p", "X", &a->drift.p_value, 1e-12, 0.5, "KS significance (0.05)"),
+        CLI_O_DBL("--update-budget-j", "J", &a->gate.energy_budget_j, 0, 1e15,
+                  "run the update only if its expected energy fits (default: no budget)"),
+        CLI_O_DBL("--min-margin-c", "C", &a->gate.min_margin_c, -1e3, 1e3,
+                  "... and the thermal margin is at least C (default 5)"),
+        {0},
+    };
+    cli_cmd c = {.name = "learn", .synopsis = "--state DIR --data NEW [options]  |  --continue | --rollback | --discard | --watch DIR",
+                 .tables = {opts, rf->run_opts, rf->eco_opts},
+                 .epilog = "without --data, --watch learns from the watched files from the one where drift fired on.\n"
+                           "exit codes: 0 ok (an update refused by the gate is ok: the report says why), 3 bad input,\n"
+                           "            2 bad command line, 130 interrupted (the update stays pending)\n"};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc != CLI_GO) return rc == 0 ? 1 : -1;
+    a->drift.window = (size_t)ks_window;
+    a->drift.reference = (size_t)ks_reference;
+    o->spike_mode = (th_guard_mode)spike;
+    if (threads > 0) th_threads_set(threads);
+    if (cli_eco_resolve(rf, cmd) != EXIT_OK) return -1;
+    o->data = a->n_data ? a->data : NULL;
+    o->n_data = (size_t)a->n_data;
+    o->budget = rf->budget;
+    o->run = rf->run;
+    o->run.factors = &rf->factors;
+    o->should_stop = should_stop;
+    o->on_run_started = on_run_started;
+    return 0;
+}
+
+/* Conflicts the library cannot see (the modes of this command): exit 3 as bad input. */
+static int conflicts(const learn_args *a) {
+    int modes = a->rollback + a->discard + (a->o.resume ? 1 : 0) + (a->watch ? 1 : 0);
+    const char *why = NULL;
+    if (!a->o.state_dir) why = "--state DIR is required";
+    else if (modes > 1) why = "--rollback, --discard, --continue and --watch are different modes: give one";
+    else if ((a->rollback || a->discard) && (a->n_data || a->o.steps || a->o.tokens || a->o.replay_from))
+        why = "--rollback and --discard take no update options";
+    if (!why) return 0;
+    fprintf(stderr, "thermo learn: %s\n", why);
+    return 1;
+}
+
+static void print_step(const th_step_record *r, void *user) {
+    (void)user;
+    if (r->step % 10 == 0 || r->step == r->total_steps)
+        fprintf(stderr, "update step %5ld/%ld | loss %.4f | grad norm %.3f | lr %.2e\n", r->step, r->total_steps, r->loss,
+                r->grad_norm, r->lr);
+}
+
+static int finish(const learn_args *a, th_status st, const th_learn_result *r) {
+    if (st != TH_OK) {
+        int rc = cli_report(st, "learn");
+        if (st == TH_ERR_INTERRUPTED && r->have_figures) {
+            cli_run_units part = {(double)r->train.tokens, (double)r->steps_done, "interrupted", 0, NULL};
+            cli_run_report(&a->flags, "learn (interrupted)", &r->figures, &part);
+        }
+        return rc;
+    }
+    if (r->pending) {
+        fprintf(stderr, "update pending at step %ld of %ld (--continue resumes it); the current model is unchanged\n",
+                r->steps_done, r->steps_total);
+    } else {
+        fprintf(stderr,
+                "forgetting: held-out old perplexity %.3f -> %.3f (%+.2f %%), new %.3f -> %.3f (gain %+.2f %%)\n"
+                "update: %ld steps, %ld tokens (%ld replay rows), %.1f J, %.4f g CO2e, %.3f mL water, %.1f s\n",
+                r->ppl_old_before, r->ppl_old_after, 100 * r->forgetting, r->ppl_new_before, r->ppl_new_after,
+                100 * r->new_gain, r->steps_total, r->tokens, r->replay_rows, r->energy_j, r->co2e_g, r->water_ml,
+                r->seconds);
+        if (isfinite(r->j_per_ppl))
+            fprintf(stderr, "cost per unit of new-data perplexity recovered: %.2f J, %.5f g CO2e\n", r->j_per_ppl,
+                    r->co2e_g_per_ppl);
+        else
+            fprintf(stderr, "cost per unit of new-data perplexity recovered: none recovered\n");
+        fprintf(stderr, "gate: %s\ncurrent model: version %ld\n", r->verdict, r->version);
+    }
+    if (!r->have_figures) return EXIT_OK;
+    cli_run_units units = {(double)r->train.tokens, (double)(r->train.steps_done), r->pending ? "pending" : "completed",
+                           0, NULL};
+    return cli_run_report(&a->flags, "learn", &r->figures, &units);
+}
+
+static int run_watch(learn_args *a) {
+    th_learn_watch_opts w = th_learn_watch_defaults();
+    w.state_dir = a->o.state_dir;
+    w.watch_dir = a->watch;
+    w.drift = a->drift;
+    w.seq = (a->o.settings.has & TH_META_SEQ) ? a->o.settings.seq : 0;
+    w.run = a->o.run;
+    th_learn_watch_result wr;
+    th_status st = th_learn_watch(&w, &wr);
+    if (st != TH_OK) return cli_report(st, "learn --watch");
+    fprintf(stderr,
+            "watch: %zu files, %ld tokens; NLL %.3f (reference %.3f); Page-Hinkley alarms %ld, KS window alarms %ld\n",
+            wr.n_files, wr.tokens, wr.stream_nll, wr.ref_nll, wr.ph_alarms, wr.ks_alarms);
+    int rc = EXIT_OK;
+    if (!wr.drift) {
+        fprintf(stderr, "drift: none (no Page-Hinkley alarm confirmed by KS); no update scheduled\n");
+        goto done;
+    }
+    fprintf(stderr, "drift: at token %ld (file %s), KS D %.3f p %.2g\n", wr.drift_index, wr.files[wr.drift_file], wr.ks_d,
+            wr.ks_p);
+    int B = (a->o.settings.has & TH_META_BATCH) ? a->o.settings.batch : 8;
+    int T = (a->o.settings.has & TH_META_SEQ) ? a->o.settings.seq : 64;
+    long per_step = (long)B * T;
+    long steps = a->o.steps > 0 ? a->o.steps : a->o.tokens > 0 ? (a->o.tokens + per_step - 1) / per_step : 100;
+    // training a token costs about 3 forwards (backward ~2x forward: 6N against 2N FLOPs)
+    double expected_j = isfinite(wr.j_per_token) ? 3.0 * wr.j_per_token * (double)steps * (double)per_step : NAN;
+    char why[256];
+    double temp = wr.have_figures ? wr.figures.temp_c : NAN, limit = wr.have_figures ? wr.figures.limit_c : NAN;
+    if (!isfinite(expected_j) && a->gate.energy_budget_j > 0) {
+        fprintf(stderr, "update skipped: no energy figure to check against the budget\n");
+        goto done;
+    }
+    if (th_update_gate(&a->gate, expected_j, temp, limit, why, sizeof why) != TH_GUARD_CONTINUE) {
+        fprintf(stderr, "update %s\n", why);
+        goto done;
+    }
+    fprintf(stderr, "update %s\n", why);
+    if (a->o.n_data == 0) {
+        a->o.data = (const char *const *)(wr.files + wr.drift_file);
+        a->o.n_data = wr.n_files - wr.drift_file;
+        if (a->o.n_data > TH_TRAIN_JOB_MAX_DATA) a->o.n_data = TH_TRAIN_JOB_MAX_DATA;
+    }
+    th_learn_result *r = th_calloc(1, sizeof *r);
+    if (!r) {
+        rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
+        goto done;
+    }
+    signal(SIGINT, on_sigint);
+    st = th_learn_run(&a->o, r);
+    signal(SIGINT, SIG_DFL);
+    rc = finish(a, st, r);
+    th_free(r);
+done:
+    th_learn_watch_result_free(&wr);
+    return rc;
+}
+
+int cmd_learn(int argc, char **argv) {
+    learn_args *a = th_calloc(1, sizeof *a);
+    if (!a) return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
+    int rc = parse(argc, argv, a);
+    if (rc != 0) {
+        th_free(a);
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    a->o.on_step = print_step;
+    if (conflicts(a)) {
+        th_free(a);
+        return EXIT_BAD_INPUT;
+    }
+    if (a->rollback || a->discard) {
+        long version = 0;
+        th_status st = a->rollback ? th_learn_rollback(a->o.state_dir, &version) : th_learn_discard(a->o.state_dir);
+        if (st == TH_OK && a->rollback) fprintf(stderr, "rolled back: version %ld is current\n", version);
+        if (st == TH_OK && a->discard) fprintf(stderr, "pending update discarded; the current model is unchanged\n");
+        rc = cli_report(st, "learn");
+        th_free(a);
+        return rc;
+    }
+    if (a->watch) {
+        rc = run_watch(a);
+        th_free(a);
+        return rc;
+    }
+    th_learn_result *r = th_calloc(1, sizeof *r);
+    if (!r) {
+        th_free(a);
+        return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
+    }
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    th_status st = th_learn_run(&a->o, r);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    active_run = NULL;
+    rc = finish(a, st, r);
+    th_free(r);
+    th_free(a);
+    return rc;
+}

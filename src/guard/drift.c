@@ -1,0 +1,218 @@
+/* drift.c: the drift detectors that decide when a continual-learning update is needed
+ * (Page-Hinkley, a two-sample KS test against a frozen reference, their combination) and
+ * the energy and thermal gate that decides whether it may run now. Pure code over scalars. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thermo/guard.h"
+
+th_page_hinkley_config th_page_hinkley_defaults(void) {
+    th_page_hinkley_config c = {30, 0.005, 50.0, 1.0 - 1e-4};
+    return c;
+}
+
+th_status th_page_hinkley_init(th_page_hinkley *p, const th_page_hinkley_config *cfg) {
+    if (cfg->min_instances < 1 || !(cfg->delta >= 0) || !isfinite(cfg->delta) || !(cfg->threshold >= 0) ||
+        !isfinite(cfg->threshold) || !(cfg->alpha > 0 && cfg->alpha <= 1))
+        return th_fail(TH_ERR_INVALID, "Page-Hinkley: min_instances %ld, delta %g, threshold %g, alpha %g",
+                       cfg->min_instances, cfg->delta, cfg->threshold, cfg->alpha);
+    memset(p, 0, sizeof *p);
+    p->cfg = *cfg;
+    return TH_OK;
+}
+
+int th_page_hinkley_update(th_page_hinkley *p, double x) {
+    if (!isfinite(x)) return 0;
+    p->n++;
+    p->mean += (x - p->mean) / (double)p->n;
+    p->sum = p->cfg.alpha * p->sum + (x - p->mean - p->cfg.delta);
+    if (p->sum < p->min_sum) p->min_sum = p->sum;
+    if (p->n >= p->cfg.min_instances && p->sum - p->min_sum > p->cfg.threshold) {
+        th_page_hinkley_config c = p->cfg;
+        th_page_hinkley_init(p, &c);
+        return 1;
+    }
+    return 0;
+}
+
+double th_ks_statistic_sorted(const double *a, size_t na, const double *b, size_t nb) {
+    size_t i = 0, j = 0;
+    double d = 0.0;
+    while (i < na && j < nb) {
+        double v = a[i] <= b[j] ? a[i] : b[j];
+        while (i < na && a[i] <= v) i++;
+        while (j < nb && b[j] <= v) j++;
+        double diff = fabs((double)i / (double)na - (double)j / (double)nb);
+        if (diff > d) d = diff;
+    }
+    return d;
+}
+
+double th_ks_pvalue(double d, size_t na, size_t nb) {
+    if (na == 0 || nb == 0) return 1.0;
+    double ne = (double)na * (double)nb / (double)(na + nb);
+    double sq = sqrt(ne);
+    double lambda = (sq + 0.12 + 0.11 / sq) * d;
+    if (lambda < 1e-3) return 1.0;
+    double sum = 0.0, sign = 1.0;
+    for (int j = 1; j <= 100; j++) {
+        double term = sign * exp(-2.0 * j * j * lambda * lambda);
+        sum += term;
+        if (fabs(term) < 1e-12 * fabs(sum)) break;
+        sign = -sign;
+    }
+    double p = 2.0 * sum;
+    return p < 0 ? 0 : p > 1 ? 1 : p;
+}
+
+struct th_drift {
+    th_drift_config cfg;
+    th_page_hinkley ph;
+    double *ref;    /* sorted, cfg.reference values; NULL until set */
+    double *ring;   /* the last cfg.window values */
+    double *sorted; /* scratch for a KS test */
+    double ref_mean, ref_sd; /* Page-Hinkley sees (x - ref_mean) / ref_sd once the reference is set */
+    size_t filled, head, since_ks;
+    size_t suspect;          /* values left in which a Page-Hinkley alarm may still be confirmed */
+    long index;
+    double ks_d, ks_p;
+};
+
+th_drift_config th_drift_defaults(void) {
+    th_drift_config c;
+    c.ph = th_page_hinkley_defaults();
+    c.reference = 512;
+    c.window = 256;
+    c.p_value = 0.05;
+    c.features = 1;
+    return c;
+}
+
+void th_drift_free(th_drift *d) {
+    if (!d) return;
+    th_free(d->ref);
+    th_free(d->ring);
+    th_free(d->sorted);
+    th_free(d);
+}
+
+th_status th_drift_create(const th_drift_config *cfg, th_drift **out) {
+    if (cfg->reference == 0 || cfg->window == 0 || cfg->reference > (1u << 24) || cfg->window > (1u << 24) ||
+        !(cfg->p_value > 0 && cfg->p_value < 1) || cfg->features < 1)
+        return th_fail(TH_ERR_INVALID, "drift detector: reference %zu, window %zu, p %g, features %d", cfg->reference,
+                       cfg->window, cfg->p_value, cfg->features);
+    th_drift *d = th_calloc(1, sizeof *d);
+    if (!d) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
+    th_status st = th_page_hinkley_init(&d->ph, &cfg->ph);
+    if (st != TH_OK) {
+        th_free(d);
+        return st;
+    }
+    d->cfg = *cfg;
+    d->ring = th_alloc(sizeof(double) * cfg->window);
+    d->sorted = th_alloc(sizeof(double) * cfg->window);
+    if (!d->ring || !d->sorted) {
+        th_drift_free(d);
+        return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
+    }
+    d->ks_d = d->ks_p = NAN;
+    *out = d;
+    return TH_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
+    if (n < d->cfg.reference)
+        return th_fail(TH_ERR_INVALID, "drift detector: %zu reference values, %zu needed", n, d->cfg.reference);
+    double *ref = th_alloc(sizeof(double) * d->cfg.reference);
+    if (!ref) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
+    memcpy(ref, x, sizeof(double) * d->cfg.reference);
+    qsort(ref, d->cfg.reference, sizeof(double), cmp_double);
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < d->cfg.reference; i++) sum += ref[i];
+    double mean = sum / (double)d->cfg.reference;
+    for (size_t i = 0; i < d->cfg.reference; i++) sq += (ref[i] - mean) * (ref[i] - mean);
+    double sd = sqrt(sq / (double)(d->cfg.reference > 1 ? d->cfg.reference - 1 : 1));
+    th_free(d->ref);
+    d->ref = ref;
+    d->ref_mean = mean;
+    d->ref_sd = sd > 1e-12 ? sd : 1.0;
+    th_page_hinkley_init(&d->ph, &d->cfg.ph); // the detector starts on the standardized scale
+    return TH_OK;
+}
+
+/* KS tests a suspicion may take: Bonferroni divides the level by their number. */
+#define DRIFT_RETRIES 8
+
+/* KS of the last `filled` values against the reference; 1 if it rejects at the level
+ * divided by the features and by `tests` (the tests this decision may take). */
+static int ks_rejects(th_drift *d, int tests) {
+    size_t n = d->filled;
+    for (size_t i = 0; i < n; i++) d->sorted[i] = d->ring[(d->head + d->cfg.window - n + i) % d->cfg.window];
+    qsort(d->sorted, n, sizeof(double), cmp_double);
+    d->ks_d = th_ks_statistic_sorted(d->ref, d->cfg.reference, d->sorted, n);
+    d->ks_p = th_ks_pvalue(d->ks_d, d->cfg.reference, n);
+    return d->ks_p < d->cfg.p_value / d->cfg.features / tests;
+}
+
+th_drift_verdict th_drift_update(th_drift *d, double x) {
+    th_drift_verdict v;
+    memset(&v, 0, sizeof v);
+    v.index = d->index;
+    if (!isfinite(x)) {
+        v.ks_d = d->ks_d;
+        v.ks_p = d->ks_p;
+        return v;
+    }
+    d->index++;
+    d->ring[d->head] = x;
+    d->head = (d->head + 1) % d->cfg.window;
+    if (d->filled < d->cfg.window) d->filled++;
+    d->since_ks++;
+    v.ph_alarm = th_page_hinkley_update(&d->ph, d->ref ? (x - d->ref_mean) / d->ref_sd : x);
+    if (d->ref && d->filled == d->cfg.window && d->since_ks >= d->cfg.window) {
+        d->since_ks = 0;
+        v.ks_alarm = ks_rejects(d, 1);
+    }
+    // an alarm opens a suspicion of one window: KS is retried on each value until it
+    // confirms or the window has passed (the recent window may still hold old values)
+    if (d->ref && v.ph_alarm) d->suspect = d->cfg.window;
+    if (d->ref && d->suspect > 0 && d->filled >= (size_t)d->cfg.ph.min_instances) {
+        size_t step = d->cfg.window / DRIFT_RETRIES ? d->cfg.window / DRIFT_RETRIES : 1;
+        if ((d->cfg.window - d->suspect) % step == 0) {
+            v.drift = ks_rejects(d, DRIFT_RETRIES);
+            if (v.drift) d->suspect = 1;
+        }
+        d->suspect--;
+    }
+    v.ks_d = d->ks_d;
+    v.ks_p = d->ks_p;
+    return v;
+}
+
+th_guard_action th_update_gate(const th_update_gate_config *cfg, double expected_j, double temp_c, double limit_c,
+                               char *reason, size_t cap) {
+    if (cfg->energy_budget_j > 0 && !(expected_j <= cfg->energy_budget_j)) {
+        snprintf(reason, cap, "skipped: the update's expected %.1f J exceeds the energy budget of %.1f J", expected_j,
+                 cfg->energy_budget_j);
+        return TH_GUARD_REFUSE;
+    }
+    if (isfinite(temp_c) && isfinite(limit_c) && limit_c - temp_c < cfg->min_margin_c) {
+        snprintf(reason, cap, "skipped: thermal margin %.1f C (%.1f C against a limit of %.1f C) is under %.1f C",
+                 limit_c - temp_c, temp_c, limit_c, cfg->min_margin_c);
+        return TH_GUARD_REFUSE;
+    }
+    if (!isfinite(temp_c) || !isfinite(limit_c))
+        snprintf(reason, cap, "allowed: expected %.1f J%s; no thermal figure to check", expected_j,
+                 cfg->energy_budget_j > 0 ? " fits the budget" : "");
+    else
+        snprintf(reason, cap, "allowed: expected %.1f J%s, thermal margin %.1f C", expected_j,
+                 cfg->energy_budget_j > 0 ? " fits the budget" : " (no budget)", limit_c - temp_c);
+    return TH_GUARD_CONTINUE;
+}

@@ -1,0 +1,241 @@
+/* test_learn_units.c: the pure pieces of continual learning: the replay reservoir (Algorithm
+ * R's uniformity, exact resume after save/load, stateless draws, corrupt files), the drift
+ * detectors (Page-Hinkley against River's recurrence, KS p-values, false-alarm rate over many
+ * same-distribution streams and detection delay on a planted shift), the update gate, and the
+ * EWC / L2 penalties against finite differences. */
+#include "test_util.h"
+#include "thermo/guard.h"
+#include "thermo/model.h"
+#include "thermo/text.h"
+
+static void test_reservoir(const char *dir) {
+    th_replay *r = NULL;
+    CHECK(th_replay_create(5, 100, 1000, 7, 42, &r) == TH_OK, "create");
+    // Algorithm R: after 1000 offers, each of 10 blocks of 100 windows holds ~10 of the 100 kept
+    int w[5];
+    for (int i = 0; i < 1000; i++) {
+        for (int k = 0; k < 5; k++) w[k] = i % 1000;
+        th_replay_offer(r, w);
+    }
+    CHECK(th_replay_count(r) == 100 && th_replay_seen(r) == 1000, "count %zu seen %llu", th_replay_count(r),
+          (unsigned long long)th_replay_seen(r));
+    int blocks[10] = {0};
+    for (size_t i = 0; i < th_replay_count(r); i++) blocks[th_replay_window(r, i)[0] / 100]++;
+    int maxb = 0, minb = 100;
+    for (int b = 0; b < 10; b++) {
+        if (blocks[b] > maxb) maxb = blocks[b];
+        if (blocks[b] < minb) minb = blocks[b];
+    }
+    CHECK(minb >= 2 && maxb <= 22, "reservoir not uniform: blocks between %d and %d of 100", minb, maxb);
+
+    // save, load, continue: identical to continuing without the round trip
+    char path[4300];
+    snprintf(path, sizeof path, "%s/replay.bin", dir);
+    CHECK(th_replay_save(r, path) == TH_OK, "save");
+    th_replay *back = NULL;
+    CHECK(th_replay_load(path, &back) == TH_OK, "load");
+    if (back) {
+        for (int i = 1000; i < 1500; i++) {
+            for (int k = 0; k < 5; k++) w[k] = i % 1000;
+            th_replay_offer(r, w);
+            th_replay_offer(back, w);
+        }
+        int same = th_replay_count(r) == th_replay_count(back);
+        for (size_t i = 0; same && i < th_replay_count(r); i++)
+            same = memcmp(th_replay_window(r, i), th_replay_window(back, i), 5 * sizeof(int)) == 0;
+        CHECK(same, "a reloaded reservoir continues differently");
+        int in1[4], t1[4], in2[4], t2[4];
+        CHECK(th_replay_draw(r, 9, 123, in1, t1) == TH_OK && th_replay_draw(back, 9, 123, in2, t2) == TH_OK &&
+                  !memcmp(in1, in2, sizeof in1) && !memcmp(t1, t2, sizeof t1) && in1[1] == t1[0],
+              "draws are not stateless or targets are not the inputs shifted");
+        th_replay_free(back);
+    }
+    // a flipped byte fails the checksum; a truncated file is caught by its length
+    FILE *f = fopen(path, "r+b");
+    fseek(f, TH_REPLAY_HEADER_BYTES + 3, SEEK_SET);
+    fputc(0x55, f);
+    fclose(f);
+    back = NULL;
+    CHECK_FAIL(th_replay_load(path, &back), TH_ERR_FORMAT, "checksum", "corrupt reservoir");
+    CHECK(truncate(path, TH_REPLAY_HEADER_BYTES + 10) == 0, "truncate");
+    CHECK_FAIL(th_replay_load(path, &back), TH_ERR_FORMAT, "truncated", "truncated reservoir");
+    CHECK(back == NULL, "out-parameter set on failure");
+    th_replay_free(r);
+}
+
+/* NLL-like values: exponential with the given mean (per-token NLL is skewed, positive). */
+static double draw_nll(th_rng *g, double mean) { return -mean * log(1.0 - (double)th_rng_float(g) * 0.999999); }
+
+static void test_page_hinkley(void) {
+    th_page_hinkley ph;
+    th_page_hinkley_config c = th_page_hinkley_defaults();
+    CHECK(c.min_instances == 30 && c.delta == 0.005 && c.threshold == 50 && c.alpha == 1 - 1e-4, "River's defaults");
+    CHECK(th_page_hinkley_init(&ph, &c) == TH_OK, "init");
+    // River's recurrence by hand on a short stream
+    double xs[] = {1, 2, 3, 10, 0.5};
+    double mean = 0, sum = 0, mn = 0;
+    for (int i = 0; i < 5; i++) {
+        th_page_hinkley_update(&ph, xs[i]);
+        mean += (xs[i] - mean) / (i + 1);
+        sum = c.alpha * sum + (xs[i] - mean - c.delta);
+        if (sum < mn) mn = sum;
+    }
+    CHECK(fabs(ph.sum - sum) < 1e-12 && fabs(ph.min_sum - mn) < 1e-12, "recurrence: %g vs %g", ph.sum, sum);
+    c.alpha = 1.5;
+    CHECK_FAIL(th_page_hinkley_init(&ph, &c), TH_ERR_INVALID, "alpha", "alpha > 1");
+}
+
+static void test_ks(void) {
+    double a[] = {1, 2, 3, 4}, b[] = {5, 6, 7, 8};
+    CHECK(th_ks_statistic_sorted(a, 4, b, 4) == 1.0, "disjoint samples: D = 1");
+    CHECK(th_ks_statistic_sorted(a, 4, a, 4) == 0.0, "identical samples: D = 0");
+    // Kolmogorov tail: Q(1.36) ≈ 0.049 (the 5 % critical value), large n
+    double p = th_ks_pvalue(1.36 / sqrt(5000.0), 10000, 10000);
+    CHECK(fabs(p - 0.049) < 0.003, "p at the 5 %% critical value: %g", p);
+}
+
+/* Over many streams: false alarms per stream on the same distribution, delay on a shift. */
+static void test_drift_rates(void) {
+    th_drift_config cfg = th_drift_defaults();
+    th_rng g;
+    th_rng_seed(&g, 2024);
+    const int streams = 200, len = 2048, shift_at = 1024;
+    long false_drift = 0, false_ph = 0, false_ks = 0, ks_tests = 0, detected = 0;
+    double delay_sum = 0, delay_max = 0;
+    double *ref = malloc(sizeof(double) * cfg.reference);
+    for (int s = 0; s < streams; s++) {
+        for (int shifted = 0; shifted < 2; shifted++) {
+            th_drift *d = NULL;
+            CHECK(th_drift_create(&cfg, &d) == TH_OK, "create");
+            if (!d) continue;
+            for (size_t i = 0; i < cfg.reference; i++) ref[i] = draw_nll(&g, 4.0);
+            th_drift_set_reference(d, ref, cfg.reference);
+            long first = -1;
+            for (int i = 0; i < len; i++) {
+                double mean = shifted && i >= shift_at ? 6.0 : 4.0;
+                th_drift_verdict v = th_drift_update(d, draw_nll(&g, mean));
+                if (!shifted) {
+                    false_ph += v.ph_alarm;
+                    false_ks += v.ks_alarm;
+                    ks_tests += (i + 1) % (int)cfg.window == 0;
+                    false_drift += v.drift;
+                } else if (v.drift && first < 0 && i >= shift_at) {
+                    first = i;
+                } else if (v.drift && i < shift_at) {
+                    false_drift++;
+                }
+            }
+            if (shifted && first >= 0) {
+                detected++;
+                double delay = (double)(first - shift_at);
+                delay_sum += delay;
+                if (delay > delay_max) delay_max = delay;
+            }
+            th_drift_free(d);
+        }
+    }
+    free(ref);
+    double fa_per_1k = 1000.0 * false_drift / (2.0 * streams * len - (double)streams * (len - shift_at));
+    printf("drift (exponential NLL, mean 4 -> 6 nats at token %d, %d streams of %d):\n", shift_at, streams, len);
+    printf("  false alarms: combined %.3f per 1000 tokens (%ld); Page-Hinkley alone %ld; KS windows %ld of %ld (%.1f %%)\n",
+           fa_per_1k, false_drift, false_ph, false_ks, ks_tests, 100.0 * false_ks / ks_tests);
+    printf("  detected %ld of %d shifts, delay mean %.0f tokens, max %.0f\n", detected, streams,
+           detected ? delay_sum / detected : 0, delay_max);
+    CHECK(detected >= streams * 95 / 100, "planted shift detected in only %ld of %d streams", detected, streams);
+    CHECK(detected && delay_sum / detected < 300, "mean detection delay %.0f tokens", delay_sum / detected);
+    CHECK(fa_per_1k < 0.05, "false alarms %.3f per 1000 tokens on the same distribution", fa_per_1k);
+    CHECK((double)false_ks / ks_tests < 0.1, "KS alone rejects %.1f %% of same-distribution windows",
+          100.0 * false_ks / ks_tests);
+}
+
+static void test_gate(void) {
+    th_update_gate_config c = {500.0, 5.0};
+    char why[256];
+    CHECK(th_update_gate(&c, 400, 60, 90, why, sizeof why) == TH_GUARD_CONTINUE, "fits: %s", why);
+    CHECK(th_update_gate(&c, 600, 60, 90, why, sizeof why) == TH_GUARD_REFUSE && strstr(why, "budget"),
+          "over budget: %s", why);
+    CHECK(th_update_gate(&c, 400, 87, 90, why, sizeof why) == TH_GUARD_REFUSE && strstr(why, "thermal margin"),
+          "too hot: %s", why);
+    CHECK(th_update_gate(&c, 400, NAN, NAN, why, sizeof why) == TH_GUARD_CONTINUE && strstr(why, "no thermal"),
+          "no thermal figure: %s", why);
+}
+
+static void fisher_next(int i, int *in, int *tg, void *u) {
+    (void)i;
+    int *ids = *(int **)u;
+    memcpy(in, ids, 16 * sizeof(int));
+    memcpy(tg, ids + 16, 16 * sizeof(int));
+}
+
+/* Finite differences of the penalty (in double around float parameters), and the
+ * Fisher as the mean of squared gradients on a tiny model. */
+static void test_penalties(void) {
+    enum { N = 64 };
+    float theta[N], anchor[N], w[N], grad[N];
+    th_rng g;
+    th_rng_seed(&g, 3);
+    for (int i = 0; i < N; i++) {
+        theta[i] = (float)th_rng_normal(&g);
+        anchor[i] = (float)th_rng_normal(&g);
+        w[i] = th_rng_float(&g);
+    }
+    for (int variant = 0; variant < 2; variant++) {
+        const float *wt = variant ? w : NULL;
+        memset(grad, 0, sizeof grad);
+        th_penalty_quadratic(theta, anchor, wt, N, 0.7, grad);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            float keep = theta[i];
+            float h = 1e-2f;
+            theta[i] = keep + h;
+            double up = th_penalty_quadratic(theta, anchor, wt, N, 0.7, NULL);
+            theta[i] = keep - h;
+            double dn = th_penalty_quadratic(theta, anchor, wt, N, 0.7, NULL);
+            theta[i] = keep;
+            double fd = (up - dn) / (2.0 * h);
+            double err = fabs(fd - grad[i]) / (fabs(fd) + 1e-3);
+            if (err > worst) worst = err;
+        }
+        CHECK(worst < 1e-3, "%s gradient against finite differences: worst relative error %g",
+              variant ? "EWC" : "L2-to-init", worst);
+    }
+    th_gpt2_config cfg;
+    th_gpt2_config_preset("tiny", &cfg);
+    th_gpt2 *m = NULL;
+    CHECK(th_gpt2_create(&cfg, &m) == TH_OK, "tiny model");
+    if (!m) return;
+    th_gpt2_init_random(m, 5);
+    size_t n = th_gpt2_num_params(&cfg);
+    float *fisher = malloc(n * sizeof(float)), *g1 = malloc(n * sizeof(float));
+    int ids[2 * 16];
+    for (int i = 0; i < 32; i++) ids[i] = (i * 37) % cfg.vocab_size;
+    struct batch { int *ids; } src = {ids};
+    CHECK(th_fisher_diag(m, 1, 16, 2, fisher_next, &src, fisher) == TH_OK, "Fisher");
+    // by hand: the two batches are the same, so F = g²
+    float loss;
+    th_gpt2_zero_grad(m);
+    th_gpt2_forward(m, ids, ids + 16, 1, 16, &loss);
+    th_gpt2_backward(m, 1.0f);
+    memcpy(g1, th_gpt2_grads(m), n * sizeof(float));
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double gg = (double)g1[i] * g1[i];
+        double e = fabs((double)fisher[i] - gg) / (gg + 1e-20);
+        if (e > worst) worst = e;
+    }
+    CHECK(worst < 1e-5, "Fisher of two equal batches differs from g^2 by %g (relative)", worst);
+    free(fisher);
+    free(g1);
+    th_gpt2_free(m);
+}
+
+int main(void) {
+    const char *dir = test_tmp_dir("learn_units");
+    test_reservoir(dir);
+    test_page_hinkley();
+    test_ks();
+    test_drift_rates();
+    test_gate();
+    test_penalties();
+    return test_summary();
+}
