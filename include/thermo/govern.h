@@ -72,6 +72,12 @@ typedef struct {
     double r_max_factor;       /* default 1.5 */
     double p_margin;           /* default 1.15 */
     double ambient_margin_c;   /* default 10 */
+    int safe_band;             /* predictive: 1 = full duty inside a worst-case safe band and the
+                                  worst-case duty before convergence (issue 13). Default 0: in
+                                  real-time runs on a fast plant (tau 1 s) it identified a wrong
+                                  model (it learns against the duty it set, which the plant's
+                                  measured duty lags) and then held the plant 12 C under the
+                                  limit; on until identification uses the measured duty. */
     int objective;             /* TH_GOV_OBJ_THROUGHPUT (default) or TH_GOV_OBJ_ENERGY */
 } th_gov_config;
 

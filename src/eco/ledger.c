@@ -62,6 +62,9 @@ void th_eco_ledger_free(th_eco_ledger *l) {
     th_free(l);
 }
 
+/* Counter readings closer than this give no rate of their own (5 ms). */
+#define LEDGER_MIN_RATE_NS 5000000ull
+
 void th_eco_ledger_add(th_eco_ledger *l, const th_sample *s) {
     if (!l || !s) return;
     pthread_mutex_lock(&l->mu);
@@ -75,8 +78,10 @@ void th_eco_ledger_add(th_eco_ledger *l, const th_sample *s) {
         double units0 = l->counter.total_units;
         uint64_t t0 = l->counter.t_last_ns;
         // a reading that goes down (a reset: sense has unwrapped it already) or back in time is dropped
+        // the rate from two readings closer than LEDGER_MIN_RATE_NS apart is mostly clock
+        // jitter (the run's first reading and the sampler's first are microseconds apart)
         if (th_energy_counter_add(&l->counter, s->t_ns, s->energy_uj) == TH_OK && l->counter.samples >= 2 &&
-            s->t_ns > t0)
+            s->t_ns > t0 + LEDGER_MIN_RATE_NS)
             l->counter_power_w = (l->counter.total_units - units0) * LEDGER_J_PER_UJ / ((double)(s->t_ns - t0) * 1e-9);
     }
     if ((s->valid & TH_SAMPLE_POWER) && s->power_uw >= 0)
@@ -109,9 +114,11 @@ static void path_state(const th_eco_ledger *l, ledger_path p, double *energy_j, 
     if (p == PATH_COUNTER) {
         *energy_j = l->counter.total_units * LEDGER_J_PER_UJ;
         *t_last_ns = l->counter.t_last_ns;
-        if (l->counter.samples >= 2)
+        if (l->power.samples) // the sensor's own power reading is the best current rate
+            *power_w = l->power.last_power_uw * 1e-6;
+        else if (l->counter.samples >= 2)
             *power_w = l->counter_power_w;
-        else if (l->power.samples) // one counter reading: no difference yet, the sample's own power stands in
+        else if (l->power.samples)
             *power_w = l->power.last_power_uw * 1e-6;
         else if (l->model.samples)
             *power_w = l->model.last_power_uw * 1e-6;

@@ -388,10 +388,10 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         s->pred_c = s->tss_c = NAN;
     }
     double p_meas = (smp->valid & TH_SAMPLE_POWER) ? smp->power_uw / 1e6 : 0.0;
-    s->in_band = safe_band(cfg, y, p_meas, lim);
+    s->in_band = cfg->safe_band && safe_band(cfg, y, p_meas, lim);
     if (s->in_band) {
         u = 1.0; /* the limit cannot be reached before a cut would take effect */
-    } else if (!s->converged && have_prior(cfg)) {
+    } else if (!s->converged && have_prior(cfg) && cfg->safe_band) {
         /* outside the band, model not trusted yet: the worst plausible plant decides */
         u = fmin(s->valid ? u : 1.0, robust_duty(cfg, y, p_meas, lim));
         u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
