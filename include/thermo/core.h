@@ -197,4 +197,21 @@ th_status th_read_file(const char *path, char **data, size_t *len);
  * and truncated to cap bytes. */
 void th_cpu_name(char *buf, size_t cap);
 
+
+/* ---------------------------------------------------------------------------------
+ * little-endian fields of the binary formats (shards, replay reservoirs) */
+
+static inline void th_le_put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void th_le_put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t th_le_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t th_le_get_u64(const uint8_t *p) {
+    return (uint64_t)th_le_get_u32(p) | (uint64_t)th_le_get_u32(p + 4) << 32;
+}
+
 #endif

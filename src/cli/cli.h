@@ -130,6 +130,10 @@ int cli_train_ready(cli_train_args *t, const char *cmd);
 /* Installs (on = 1) or removes the Ctrl-C / SIGTERM handler that stops a job after its
  * current micro-batch. */
 void cli_train_signals(int on);
+/* For library callbacks under that handler: should_stop (1 after Ctrl-C / SIGTERM), and
+ * on_run_started (remembers the run whose pacing wait the handler cuts short; NULL forgets). */
+int cli_stop_requested(void *user);
+void cli_watch_run(th_run *run, void *user);
 /* Prints the end of a training job and its report; returns the exit code. */
 int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, const th_train_job_result *res);
 

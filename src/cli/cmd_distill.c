@@ -3,7 +3,6 @@
  * many students). Every training option of `thermo train` applies to distill; --teacher
  * stands where train has --model. */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +10,6 @@
 #include "cli/cli.h"
 #include "thermo/pipeline.h"
 
-static volatile sig_atomic_t stop_requested;
-static th_run *active_run;
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_requested = 1;
-    th_run_interrupt(active_run);
-}
-static int should_stop(void *user) {
-    (void)user;
-    return stop_requested;
-}
-static void on_run_started(th_run *run, void *user) {
-    (void)user;
-    active_run = run;
-}
 
 static int parse_layers(const char *text, th_distill_job *d) {
     const char *p = text;
@@ -151,12 +135,9 @@ int cmd_distill(int argc, char **argv) {
     }
     if ((rc = cli_train_ready(t, "distill")) != EXIT_OK) goto done;
     d->job = t->job;
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    cli_train_signals(1);
     th_status st = th_distill_run(d, res);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    active_run = NULL;
+    cli_train_signals(0);
     rc = distill_finish(&t->flags, st, res, bench_text, d->job.model);
 done:
     th_free(res);
@@ -200,15 +181,12 @@ int cmd_distill_cache(int argc, char **argv) {
     o.n_data = (size_t)n_data;
     o.run = rf->run;
     o.run.factors = &rf->factors;
-    o.should_stop = should_stop;
-    o.on_run_started = on_run_started;
+    o.should_stop = cli_stop_requested;
+    o.on_run_started = cli_watch_run;
     th_distill_cache_result res;
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    cli_train_signals(1);
     th_status st = th_distill_cache_run(&o, &res);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    active_run = NULL;
+    cli_train_signals(0);
     if (st != TH_OK) rc = cli_report(st, "distill-cache");
     if (st == TH_OK || st == TH_ERR_INTERRUPTED) {
         const th_tcache_header *h = &res.header;

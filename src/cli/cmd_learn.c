@@ -3,7 +3,6 @@
  * promoted atomically; --rollback, --discard; --watch DIR scores incoming text for drift and
  * runs an update only when the energy budget and the thermal margin allow. */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +10,6 @@
 #include "cli/cli.h"
 #include "thermo/pipeline.h"
 
-static volatile sig_atomic_t stop_requested;
-static th_run *active_run;
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_requested = 1;
-    th_run_interrupt(active_run);
-}
-static int should_stop(void *user) {
-    (void)user;
-    return stop_requested;
-}
-static void on_run_started(th_run *run, void *user) {
-    (void)user;
-    active_run = run;
-}
 
 typedef struct {
     cli_run_flags flags;
@@ -125,8 +109,8 @@ static int parse(int argc, char **argv, learn_args *a) {
     o->budget = rf->budget;
     o->run = rf->run;
     o->run.factors = &rf->factors;
-    o->should_stop = should_stop;
-    o->on_run_started = on_run_started;
+    o->should_stop = cli_stop_requested;
+    o->on_run_started = cli_watch_run;
     return 0;
 }
 
@@ -229,9 +213,9 @@ static int run_watch(learn_args *a) {
         rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
         goto done;
     }
-    signal(SIGINT, on_sigint);
+    cli_train_signals(1);
     st = th_learn_run(&a->o, r);
-    signal(SIGINT, SIG_DFL);
+    cli_train_signals(0);
     rc = finish(a, st, r);
     th_free(r);
 done:
@@ -271,12 +255,9 @@ int cmd_learn(int argc, char **argv) {
         th_free(a);
         return cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
     }
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    cli_train_signals(1);
     th_status st = th_learn_run(&a->o, r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    active_run = NULL;
+    cli_train_signals(0);
     rc = finish(a, st, r);
     th_free(r);
     th_free(a);

@@ -20,9 +20,14 @@ static void on_sigint(int sig) {
     stop_requested = 1;
     th_run_interrupt(active_run); // cuts a pacing wait short
 }
-static int should_stop(void *user) {
+int cli_stop_requested(void *user) {
     (void)user;
     return stop_requested;
+}
+
+void cli_watch_run(th_run *run, void *user) {
+    (void)user;
+    active_run = run;
 }
 
 static void on_run_started(th_run *run, void *user) {
@@ -131,7 +136,7 @@ int cli_train_ready(cli_train_args *t, const char *cmd) {
     if (t->progress.every < 1) t->progress.every = 1;
     t->progress.flags = rf;
     j->on_step = print_step;
-    j->should_stop = should_stop;
+    j->should_stop = cli_stop_requested;
     j->on_run_started = on_run_started;
     j->user = &t->progress;
     return EXIT_OK;

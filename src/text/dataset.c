@@ -27,18 +27,6 @@
 /* ---------------------------------------------------------------------------------
  * little-endian fields and the checksum */
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
@@ -58,7 +46,7 @@ static void put_token(uint8_t *p, uint32_t tb, uint32_t v) {
 }
 
 static uint32_t get_token(const uint8_t *p, uint32_t tb) {
-    return tb == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8 : get_u32(p);
+    return tb == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8 : th_le_get_u32(p);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -72,31 +60,31 @@ typedef struct {
 static void header_encode(const shard_header *h, uint8_t out[TH_SHARD_HEADER_BYTES]) {
     memset(out, 0, TH_SHARD_HEADER_BYTES);
     memcpy(out, TH_SHARD_MAGIC, 4);
-    put_u32(out + 4, h->version);
-    put_u32(out + 8, h->token_bytes);
-    put_u32(out + 12, h->flags);
-    put_u64(out + 16, h->vocab_size);
-    put_u64(out + 24, h->token_count);
-    put_u64(out + 32, h->checksum);
+    th_le_put_u32(out + 4, h->version);
+    th_le_put_u32(out + 8, h->token_bytes);
+    th_le_put_u32(out + 12, h->flags);
+    th_le_put_u64(out + 16, h->vocab_size);
+    th_le_put_u64(out + 24, h->token_count);
+    th_le_put_u64(out + 32, h->checksum);
 }
 
 /* Decodes and checks a header against the file size. `in` holds min(64, file_size) bytes. */
 static th_status header_decode(const uint8_t *in, uint64_t file_size, const char *path,
                                shard_header *h) {
     if (file_size < 4 || memcmp(in, TH_SHARD_MAGIC, 4) != 0) {
-        uint32_t magic = file_size >= 4 ? get_u32(in) : 0;
+        uint32_t magic = file_size >= 4 ? th_le_get_u32(in) : 0;
         return th_fail(TH_ERR_FORMAT, "%s: not a token shard (magic 0x%08x, expected \"%s\"); "
                        "build one from text with th_dataset_build", path, magic, TH_SHARD_MAGIC);
     }
     if (file_size < TH_SHARD_HEADER_BYTES)
         return th_fail(TH_ERR_FORMAT, "%s: truncated: %llu bytes, shorter than the %d-byte header",
                        path, (unsigned long long)file_size, TH_SHARD_HEADER_BYTES);
-    h->version = get_u32(in + 4);
-    h->token_bytes = get_u32(in + 8);
-    h->flags = get_u32(in + 12);
-    h->vocab_size = get_u64(in + 16);
-    h->token_count = get_u64(in + 24);
-    h->checksum = get_u64(in + 32);
+    h->version = th_le_get_u32(in + 4);
+    h->token_bytes = th_le_get_u32(in + 8);
+    h->flags = th_le_get_u32(in + 12);
+    h->vocab_size = th_le_get_u64(in + 16);
+    h->token_count = th_le_get_u64(in + 24);
+    h->checksum = th_le_get_u64(in + 32);
     if (h->version != TH_SHARD_VERSION)
         return th_fail(TH_ERR_FORMAT, "%s: token shard version %u; this build reads version %u, "
                        "rebuild the shard from its text", path, h->version, TH_SHARD_VERSION);

@@ -16,16 +16,6 @@ struct th_replay {
     int *tokens; /* capacity x window_tokens */
 };
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
@@ -123,15 +113,15 @@ static uint32_t token_bytes(const th_replay *r) { return r->vocab_size <= 65536 
 static void header_encode(const th_replay *r, uint8_t *h) {
     memset(h, 0, TH_REPLAY_HEADER_BYTES);
     memcpy(h, TH_REPLAY_MAGIC, 4);
-    put_u32(h + 4, TH_REPLAY_VERSION);
-    put_u32(h + 8, token_bytes(r));
-    put_u32(h + 12, (uint32_t)r->window_tokens);
-    put_u64(h + 16, r->capacity);
-    put_u64(h + 24, r->count);
-    put_u64(h + 32, r->seen);
-    put_u64(h + 40, r->vocab_size);
-    put_u64(h + 48, r->source_key);
-    for (int i = 0; i < 4; i++) put_u64(h + 56 + 8 * i, r->rng.s[i]);
+    th_le_put_u32(h + 4, TH_REPLAY_VERSION);
+    th_le_put_u32(h + 8, token_bytes(r));
+    th_le_put_u32(h + 12, (uint32_t)r->window_tokens);
+    th_le_put_u64(h + 16, r->capacity);
+    th_le_put_u64(h + 24, r->count);
+    th_le_put_u64(h + 32, r->seen);
+    th_le_put_u64(h + 40, r->vocab_size);
+    th_le_put_u64(h + 48, r->source_key);
+    for (int i = 0; i < 4; i++) th_le_put_u64(h + 56 + 8 * i, r->rng.s[i]);
 }
 
 th_status th_replay_save(const th_replay *r, const char *path) {
@@ -145,7 +135,7 @@ th_status th_replay_save(const th_replay *r, const char *path) {
         for (uint32_t b = 0; b < tb; b++) buf[i * tb + b] = (uint8_t)(v >> (8 * b));
     }
     header_encode(r, h);
-    put_u64(h + 88, fnv1a(fnv1a(FNV_OFFSET, h, 88), buf, n * tb));
+    th_le_put_u64(h + 88, fnv1a(fnv1a(FNV_OFFSET, h, 88), buf, n * tb));
     th_atomic_file *f = NULL;
     th_status st = th_atomic_open(path, &f);
     if (st == TH_OK) {
@@ -174,13 +164,13 @@ th_status th_replay_load(const char *path, th_replay **out) {
         st = th_fail(TH_ERR_FORMAT, "%s: not a replay reservoir (wrong magic)", path);
         goto done;
     }
-    if (get_u32(h + 4) != TH_REPLAY_VERSION) {
-        st = th_fail(TH_ERR_FORMAT, "%s: replay reservoir version %u, this build reads %u", path, get_u32(h + 4),
+    if (th_le_get_u32(h + 4) != TH_REPLAY_VERSION) {
+        st = th_fail(TH_ERR_FORMAT, "%s: replay reservoir version %u, this build reads %u", path, th_le_get_u32(h + 4),
                      TH_REPLAY_VERSION);
         goto done;
     }
-    uint32_t tb = get_u32(h + 8), wt = get_u32(h + 12);
-    uint64_t cap = get_u64(h + 16), count = get_u64(h + 24), vocab = get_u64(h + 40);
+    uint32_t tb = th_le_get_u32(h + 8), wt = th_le_get_u32(h + 12);
+    uint64_t cap = th_le_get_u64(h + 16), count = th_le_get_u64(h + 24), vocab = th_le_get_u64(h + 40);
     if ((tb != 2 && tb != 4) || wt < 2 || wt > (1u << 24) || count > cap || cap > (1ull << 32) || vocab == 0 ||
         vocab > INT_MAX || tb != (vocab <= 65536 ? 2u : 4u)) {
         st = th_fail(TH_ERR_FORMAT, "%s: impossible replay header (token bytes %u, window %u, %llu of %llu windows, "
@@ -194,7 +184,7 @@ th_status th_replay_load(const char *path, th_replay **out) {
                      (unsigned long long)(TH_REPLAY_HEADER_BYTES + bytes));
         goto done;
     }
-    if ((st = th_replay_create((int)wt, (size_t)cap, vocab, 0, get_u64(h + 48), &r)) != TH_OK) goto done;
+    if ((st = th_replay_create((int)wt, (size_t)cap, vocab, 0, th_le_get_u64(h + 48), &r)) != TH_OK) goto done;
     buf = th_alloc(bytes + 1);
     if (!buf) {
         st = th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
@@ -204,7 +194,7 @@ th_status th_replay_load(const char *path, th_replay **out) {
         st = th_fail(TH_ERR_FORMAT, "%s: file ends early", path);
         goto done;
     }
-    if (fnv1a(fnv1a(FNV_OFFSET, h, 88), buf, bytes) != get_u64(h + 88)) {
+    if (fnv1a(fnv1a(FNV_OFFSET, h, 88), buf, bytes) != th_le_get_u64(h + 88)) {
         st = th_fail(TH_ERR_FORMAT, "%s: checksum mismatch (corrupt replay reservoir)", path);
         goto done;
     }
@@ -219,8 +209,8 @@ th_status th_replay_load(const char *path, th_replay **out) {
         r->tokens[i] = (int)v;
     }
     r->count = (size_t)count;
-    r->seen = get_u64(h + 32);
-    for (int i = 0; i < 4; i++) r->rng.s[i] = get_u64(h + 56 + 8 * i);
+    r->seen = th_le_get_u64(h + 32);
+    for (int i = 0; i < 4; i++) r->rng.s[i] = th_le_get_u64(h + 56 + 8 * i);
     *out = r;
     r = NULL;
 done:
