@@ -120,13 +120,13 @@ int cli_eco_resolve(cli_run_flags *f, const char *cmd) {
 int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out) {
     size_t need = 0;
     th_eco_report_text(fp, TH_ECO_TEXT_FULL, NULL, 0, &need);
-    char *text = malloc(need + 1);
+    char *text = th_alloc(need + 1);
     if (!text || th_eco_report_text(fp, TH_ECO_TEXT_FULL, text, need + 1, NULL) != TH_OK) {
-        free(text);
+        th_free(text);
         return cli_report(th_fail(TH_ERR_NOMEM, "out of memory for the report"), "report");
     }
     fputs(text, out);
-    free(text);
+    th_free(text);
     return EXIT_OK;
 }
 

@@ -310,7 +310,7 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     const th_eco_factor *F = fp->factors.f;
 
     size_t cap = 8192;
-    char *line = malloc(cap);
+    char *line = th_alloc(cap);
     if (!line) return th_fail(TH_ERR_NOMEM, "emissions.csv: out of memory");
     th_textbuf b = {line, cap, 0};
     csv_str(&b, timestamp, 1);
@@ -352,7 +352,7 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     csv_num(&b, F[TH_ECO_F_WUE_SITE].value);
     th_textbuf_printf(&b, "\n");
     if (b.len >= cap) {
-        free(line);
+        th_free(line);
         return th_fail(TH_ERR_INVALID, "emissions.csv: row longer than %zu bytes (a metadata string is too long)", cap);
     }
 
@@ -376,7 +376,7 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     char *with_header = NULL;
     if (sb.st_size == 0) {
         size_t hl = strlen(header);
-        with_header = malloc(hl + 1 + b.len);
+        with_header = th_alloc(hl + 1 + b.len);
         if (!with_header) {
             st = th_fail(TH_ERR_NOMEM, "emissions.csv: out of memory");
         } else {
@@ -401,8 +401,8 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
             st = th_fail(TH_ERR_IO, "%s: short write (%zd of %zu bytes): %s", path, w, out_len, w < 0 ? strerror(errno) : "disk full?");
     }
     if (close(fd) != 0 && st == TH_OK) st = th_fail(TH_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    free(with_header);
+    th_free(with_header);
 out:
-    free(line);
+    th_free(line);
     return st;
 }
