@@ -232,6 +232,10 @@ typedef struct {
 /* Defaults: 4 x 64, no accumulation, AdamW defaults, warmup 10% of steps (at most 100),
  * lr_min = lr / 10, validation every 50 steps over 8 batches, checkpoints at the end. */
 th_train_opts th_train_defaults(long steps);
+/* th_train_defaults for a run's settings (every field of s is taken as set: decide the
+ * defaults first): shape, accumulation, AdamW, lr (floor lr / 10), warmup, and s recorded as
+ * the checkpoints' metadata. */
+th_train_opts th_train_opts_from_meta(const th_run_meta *s);
 
 /* Trains `m` from state `st` (st->step steps already done; for a resume, restore the
  * loader's cursor and the model's AdamW state from the checkpoint first) up to

@@ -206,20 +206,11 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
         if ((st = th_data_loader_set_cursor(train, &cur)) != TH_OK) goto done;
     }
 
-    th_train_opts o = th_train_defaults(s->steps);
-    o.batch = s->batch;
-    o.seq = s->seq;
-    o.grad_accum = s->grad_accum;
-    o.opt.lr = (float)s->lr;
-    o.opt.weight_decay = (float)s->weight_decay;
-    o.opt.grad_clip = (float)s->grad_clip;
-    o.lr_min = o.opt.lr / 10.0f;
-    o.warmup_steps = s->warmup;
+    th_train_opts o = th_train_opts_from_meta(s);
     o.val_every = j->val_every;
     o.val_batches = j->val_batches;
     o.save_every = j->save_every;
     o.checkpoint_path = out->checkpoint_path;
-    o.meta = *s;
     o.health.mode = j->spike_mode;
     o.early_stop.patience = j->early_stop_patience;
     o.early_stop.min_delta = j->early_stop_delta;

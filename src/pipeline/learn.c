@@ -924,19 +924,10 @@ th_status th_learn_run(const th_learn_opts *o, th_learn_result *out) {
         }
         ctx.fisher = w->fisher;
     }
-    th_train_opts t = th_train_defaults(s->steps);
-    t.batch = s->batch;
-    t.seq = s->seq;
-    t.grad_accum = s->grad_accum;
-    t.opt.lr = (float)s->lr;
-    t.opt.weight_decay = (float)s->weight_decay;
-    t.opt.grad_clip = (float)s->grad_clip;
-    t.lr_min = t.opt.lr / 10.0f;
-    t.warmup_steps = s->warmup;
+    th_train_opts t = th_train_opts_from_meta(s);
     t.val_every = 0;
     t.save_every = o->save_every;
     t.checkpoint_path = p->pending_ckpt;
-    t.meta = *s;
     t.health.mode = o->spike_mode;
     t.budget = o->budget;
     t.factors = o->run.factors;

@@ -29,6 +29,20 @@ th_train_opts th_train_defaults(long steps) {
     return o;
 }
 
+th_train_opts th_train_opts_from_meta(const th_run_meta *s) {
+    th_train_opts o = th_train_defaults(s->steps);
+    o.batch = s->batch;
+    o.seq = s->seq;
+    o.grad_accum = s->grad_accum;
+    o.opt.lr = (float)s->lr;
+    o.opt.weight_decay = (float)s->weight_decay;
+    o.opt.grad_clip = (float)s->grad_clip;
+    o.lr_min = o.opt.lr / 10.0f;
+    o.warmup_steps = s->warmup;
+    o.meta = *s;
+    return o;
+}
+
 th_status th_evaluate(th_gpt2 *m, th_data_loader *val, int B, int T, int batches, float *loss) {
     th_status st = TH_OK;
     th_data_loader_reset(val);
