@@ -14,11 +14,12 @@ Layout: parameters in the C engine's order and (out, in) weight layout, little-e
 usage: /usr/bin/python3 distill_reference.py OUT.bin [--seed S]
 """
 import argparse
-import math
 import struct
 
 import torch
 import torch.nn.functional as F
+
+from gpt2_torch import ORDER, forward as gpt2_forward
 
 MAGIC = 0x54534944  # "DIST"
 VERSION = 1
@@ -29,13 +30,7 @@ LAYERS = [0, 2]
 K = 16
 TEMP, A_KL, A_CE, A_COS = 2.0, 0.5, 0.5, 0.3
 
-ORDER = ["wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-         "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"]
 PER_LAYER = set(ORDER) - {"wte", "wpe", "lnfw", "lnfb"}
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 def make_teacher(gen):
@@ -55,32 +50,6 @@ def make_teacher(gen):
     }
 
 
-def forward(p, idx):
-    """(logits, last hidden state after ln_f), as GPT2LMHeadModel with output_hidden_states."""
-    b, t = idx.shape
-    nl = p["ln1w"].shape[0]
-    hs = C // NH
-    x = p["wte"][idx] + p["wpe"][:t]
-    mask = torch.tril(torch.ones(t, t, dtype=torch.bool))
-    for l in range(nl):
-        h = F.layer_norm(x, (C,), p["ln1w"][l], p["ln1b"][l], eps=1e-5)
-        qkv = h @ p["qkvw"][l].T + p["qkvb"][l]
-        q, k, v = qkv.split(C, dim=2)
-        q = q.view(b, t, NH, hs).transpose(1, 2)
-        k = k.view(b, t, NH, hs).transpose(1, 2)
-        v = v.view(b, t, NH, hs).transpose(1, 2)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
-        att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
-        att = torch.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(b, t, C)
-        x = x + (y @ p["attprojw"][l].T + p["attprojb"][l])
-        h = F.layer_norm(x, (C,), p["ln2w"][l], p["ln2b"][l], eps=1e-5)
-        h = gelu_new(h @ p["fcw"][l].T + p["fcb"][l])
-        x = x + (h @ p["fcprojw"][l].T + p["fcprojb"][l])
-    x = F.layer_norm(x, (C,), p["lnfw"], p["lnfb"], eps=1e-5)
-    return x @ p["wte"].T, x
-
-
 def extract(teacher):
     """extract.py: the chosen blocks, with embeddings and the final norm copied."""
     return {n: (teacher[n][LAYERS].clone() if n in PER_LAYER else teacher[n].clone()) for n in ORDER}
@@ -91,7 +60,7 @@ def flat(tensors):
 
 
 def distill_loss(sp, idx, tgt, t_logits, t_hidden, topk=None):
-    s_logits, s_hidden = forward(sp, idx)
+    s_logits, s_hidden = gpt2_forward(sp, idx, NH)
     sel = tgt.view(-1) != -1
     s = s_logits.view(-1, V)[sel]
     ce = F.cross_entropy(s_logits.view(-1, V), tgt.view(-1), ignore_index=-1)
@@ -132,13 +101,13 @@ def main():
 
     teacher64 = {n: teacher[n].double() for n in ORDER}
     with torch.no_grad():
-        t_logits, t_hidden = forward(teacher64, idx)
+        t_logits, t_hidden = gpt2_forward(teacher64, idx, NH)
         full_logp = F.log_softmax(t_logits.view(-1, V), dim=-1)
         topv, topi = full_logp.topk(K, dim=-1)
         topv = topv.float().double()  # the C side reads float32 values
     student = extract(teacher)
     with torch.no_grad():
-        s_logits0, _ = forward(student, idx)
+        s_logits0, _ = gpt2_forward(student, idx, NH)
 
     dense_parts, dense_grads = distill_loss({n: extract(teacher64)[n].requires_grad_() for n in ORDER},
                                             idx, tgt, t_logits, t_hidden)

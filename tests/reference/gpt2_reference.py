@@ -12,11 +12,12 @@ the C engine's parameter order and (out, in) weight layout:
 usage: /usr/bin/python3 gpt2_reference.py OUT.bin [--seed S]
 """
 import argparse
-import math
 import struct
 
 import torch
 import torch.nn.functional as F
+
+from gpt2_torch import ORDER, forward as gpt2_forward
 
 MAGIC = 0x54524546  # "TREF"
 VERSION = 1
@@ -25,10 +26,6 @@ L, NH, C, V, MAXT = 2, 4, 64, 512, 32
 B, T = 3, 32
 LR, BETA1, BETA2, EPS, WD, CLIP = 1e-3, 0.9, 0.95, 1e-8, 0.1, 1.0
 STEPS = 3
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 def make_params(gen):
@@ -57,33 +54,7 @@ def make_params(gen):
     return p
 
 
-ORDER = ["wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-         "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"]
 DECAY = {"wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"}
-
-
-def forward(p, idx):
-    b, t = idx.shape
-    hs = C // NH
-    x = p["wte"][idx] + p["wpe"][:t]
-    mask = torch.tril(torch.ones(t, t, dtype=torch.bool))
-    for l in range(L):
-        h = F.layer_norm(x, (C,), p["ln1w"][l], p["ln1b"][l], eps=1e-5)
-        qkv = h @ p["qkvw"][l].T + p["qkvb"][l]
-        q, k, v = qkv.split(C, dim=2)
-        q = q.view(b, t, NH, hs).transpose(1, 2)
-        k = k.view(b, t, NH, hs).transpose(1, 2)
-        v = v.view(b, t, NH, hs).transpose(1, 2)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
-        att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
-        att = torch.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(b, t, C)
-        x = x + (y @ p["attprojw"][l].T + p["attprojb"][l])
-        h = F.layer_norm(x, (C,), p["ln2w"][l], p["ln2b"][l], eps=1e-5)
-        h = gelu_new(h @ p["fcw"][l].T + p["fcb"][l])
-        x = x + (h @ p["fcprojw"][l].T + p["fcprojb"][l])
-    x = F.layer_norm(x, (C,), p["lnfw"], p["lnfb"], eps=1e-5)
-    return x @ p["wte"].T
 
 
 def flat(tensors):
@@ -106,7 +77,7 @@ def main():
     tgt[2, -1] = -1
 
     params0 = flat([p[n] for n in ORDER])
-    logits = forward(p, idx)
+    logits = gpt2_forward(p, idx, NH)[0]
     loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1), ignore_index=-1)
     loss.backward()
     logits_bytes = logits.detach().numpy().astype("<f4").tobytes()
@@ -121,7 +92,7 @@ def main():
     step_losses, step_norms = [], []
     for _ in range(STEPS):
         opt.zero_grad()
-        logits_s = forward(p, idx)
+        logits_s = gpt2_forward(p, idx, NH)[0]
         loss_s = F.cross_entropy(logits_s.view(-1, V), tgt.view(-1), ignore_index=-1)
         loss_s.backward()
         norm = torch.nn.utils.clip_grad_norm_([p[n] for n in ORDER], CLIP)
