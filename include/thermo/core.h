@@ -197,6 +197,22 @@ th_status th_read_file(const char *path, char **data, size_t *len);
  * and truncated to cap bytes. */
 void th_cpu_name(char *buf, size_t cap);
 
+/* The machine's ceilings, measured now: the denominators every speed figure is stated
+ * against, so figures compare across hosts (the host under a VM changes between sessions).
+ *   read_gb_s:  DRAM read bandwidth, `threads` threads streaming over a buffer of at least
+ *               four times the last-level cache and 512 MiB (best of three passes);
+ *   fma_gflop_s: fp32 FMA peak, every thread running independent chains of the widest FMA
+ *               the CPU runs (isa: "avx512f", "avx2+fma" or "scalar"), 2 flops per lane.
+ * Takes about a second. Fails with TH_ERR_NOMEM if the buffer cannot be had (then out is
+ * zeroed), TH_ERR_INVALID for threads < 1. */
+typedef struct {
+    double read_gb_s, fma_gflop_s;
+    int threads;
+    size_t buffer_bytes; /* the read buffer's size */
+    char isa[16];
+} th_ceilings;
+th_status th_ceilings_measure(int threads, th_ceilings *out);
+
 
 /* ---------------------------------------------------------------------------------
  * little-endian fields of the binary formats (shards, replay reservoirs) */

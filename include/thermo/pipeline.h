@@ -42,12 +42,19 @@ typedef struct {
     double decode_rss_mb;       /* peak RSS after inference, before training allocates */
     double peak_rss_mb;         /* peak RSS of the whole benchmark (training included) */
     float first_loss;           /* loss of the first training step, ≈ ln(V) at init */
+    /* the machine's ceilings measured in the same run, and the figures as shares of them */
+    th_ceilings ceilings;
+    double decode_bytes_per_token; /* weights read per decoded token + the KV cache at mid-decode */
+    double decode_read_share;      /* decode_tok_s x decode_bytes_per_token / read bandwidth */
+    double prefill_fma_share;      /* prefill model FLOPs (2·N per token + attention) / FMA peak */
+    double train_fma_share;        /* train_gflops / FMA peak */
 } th_bench_model_result;
 
 th_bench_model_opts th_bench_model_defaults(void);
 
-/* Builds a model of shape `cfg` with random weights and measures it. Inference runs first,
- * so decode_rss_mb is the footprint of inference alone. */
+/* Builds a model of shape `cfg` with random weights and measures it, after measuring the
+ * machine's ceilings (th_ceilings_measure) with the same threads. Inference runs first, so
+ * decode_rss_mb is the footprint of inference alone. */
 th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *opts,
                          th_bench_model_result *out);
 

@@ -56,6 +56,15 @@ static int bench_model(int argc, char **argv) {
                           "prefill_tok_s", r.prefill_tok_s, "decode_tok_s", r.decode_tok_s, "decode_rss_mb",
                           r.decode_rss_mb, "peak_rss_mb", r.peak_rss_mb, "first_loss", (double)r.first_loss,
                           "prompt_tokens", o.prompt_tokens, "decode_tokens", o.decode_tokens);
+    json_object_set_new(j, "ceilings",
+                        json_pack("{s:f, s:f, s:s, s:i, s:I, s:s}", "read_gb_s", r.ceilings.read_gb_s, "fma_gflop_s",
+                                  r.ceilings.fma_gflop_s, "isa", r.ceilings.isa, "threads", r.ceilings.threads,
+                                  "buffer_bytes", (json_int_t)r.ceilings.buffer_bytes, "basis",
+                                  "measured in this run"));
+    json_object_set_new(j, "decode_bytes_per_token", json_real(r.decode_bytes_per_token));
+    json_object_set_new(j, "decode_read_share", json_real(r.decode_read_share));
+    json_object_set_new(j, "prefill_fma_share", json_real(r.prefill_fma_share));
+    json_object_set_new(j, "train_fma_share", json_real(r.train_fma_share));
     if (o.baseline_naive) {
         json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
         json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
@@ -64,13 +73,17 @@ static int bench_model(int argc, char **argv) {
     json_decref(j);
     printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
     printf("threads          %d, matmul %s\n", r.threads, r.matmul);
-    printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s\n", r.train_step_ms,
-           r.train_step_ms_min, o.batch, o.seq, r.train_gflops);
+    printf("ceilings         read %.1f GB/s (%zu MiB buffer), fp32 FMA peak %.1f GFLOP/s (%s), measured now\n",
+           r.ceilings.read_gb_s, r.ceilings.buffer_bytes >> 20, r.ceilings.fma_gflop_s, r.ceilings.isa);
+    printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s = %.0f %% of FMA peak\n",
+           r.train_step_ms, r.train_step_ms_min, o.batch, o.seq, r.train_gflops, 100 * r.train_fma_share);
     if (o.baseline_naive)
         printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
                r.train_step_ms_naive / r.train_step_ms);
-    printf("prefill          %.1f tokens/s (%d-token prompt)\n", r.prefill_tok_s, o.prompt_tokens);
-    printf("decode           %.1f tokens/s (f32, KV cache)\n", r.decode_tok_s);
+    printf("prefill          %.1f tokens/s (%d-token prompt) = %.0f %% of FMA peak\n", r.prefill_tok_s,
+           o.prompt_tokens, 100 * r.prefill_fma_share);
+    printf("decode           %.1f tokens/s (f32, KV cache) = %.0f %% of read bandwidth (%.0f MB a token)\n",
+           r.decode_tok_s, 100 * r.decode_read_share, r.decode_bytes_per_token / 1e6);
     printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
     return EXIT_OK;
 }

@@ -1,7 +1,8 @@
 /* bench_model.c: `thermo bench model`. Times a training step (forward + backward + AdamW),
  * a prefill and KV-cache decoding on a model of a given shape with random weights, and
- * records the memory high-water mark. Optionally times the naive matmul loops as the
- * in-run baseline, so speed is reported as a ratio measured on the same machine. */
+ * records the memory high-water mark. Every speed is also stated as a share of the
+ * machine's read bandwidth or FMA peak measured in the same run, and optionally against the
+ * naive matmul loops timed in the same run, so figures compare across hosts. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,12 +49,14 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     out->threads = th_threads_get();
     out->matmul = th_compute_current();
 
+    th_status st = th_ceilings_measure(out->threads, &out->ceilings);
+    if (st != TH_OK) return st;
     th_gpt2 *m = NULL;
     th_gpt2_kv *kv = NULL;
     float *logits = NULL;
     int *tok = NULL;
     double *ms = NULL;
-    th_status st = th_gpt2_create(cfg, &m);
+    st = th_gpt2_create(cfg, &m);
     if (st != TH_OK) return st;
     th_gpt2_init_random(m, o->seed);
     out->params = th_gpt2_num_params(cfg);
@@ -91,6 +94,17 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
         if (st != TH_OK) goto done;
     }
     out->decode_tok_s = o->decode_tokens / ((th_now_ns() - t0) / 1e9);
+    {
+        // every weight is read once per token except the position table (one row), plus the
+        // keys and values of the context at mid-decode
+        double C = cfg->channels, L = cfg->num_layers, ctx = o->prompt_tokens + o->decode_tokens / 2.0;
+        double weights = (double)out->params - (double)cfg->max_seq_len * C + C;
+        out->decode_bytes_per_token = 4.0 * weights + 4.0 * 2.0 * L * ctx * C;
+        out->decode_read_share = out->decode_tok_s * out->decode_bytes_per_token / (out->ceilings.read_gb_s * 1e9);
+        double P = o->prompt_tokens;
+        double pf_flops = 2.0 * (double)out->params * P + 2.0 * L * P * P * C; // attention: q·k and p·v, causal
+        out->prefill_fma_share = out->prefill_tok_s / P * pf_flops / (out->ceilings.fma_gflop_s * 1e9);
+    }
     out->decode_rss_mb = th_peak_rss_bytes() / 1e6;
 
     // training: one warm-up step, then the timed ones
@@ -102,6 +116,7 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     double L = cfg->num_layers, C = cfg->channels;
     double flops = 6.0 * (double)out->params * B * T + 6.0 * L * B * (double)T * T * C; // 6ND + attention
     out->train_gflops = flops / (out->train_step_ms / 1e3) / 1e9;
+    out->train_fma_share = out->train_gflops / out->ceilings.fma_gflop_s;
     out->peak_rss_mb = th_peak_rss_bytes() / 1e6;
 
     if (o->baseline_naive) {
