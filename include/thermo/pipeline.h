@@ -220,6 +220,14 @@ typedef struct {
      * regulariser's gradient to th_gpt2_grads(m) (a failure stops the run with its status). */
     void (*mix_batch)(int *inputs, int *targets, int B, int T, long micro, void *user);
     th_status (*penalty)(th_gpt2 *m, void *user);
+    /* Data-parallel training (dist.h; NULL: one process, gradients accumulated in float as
+     * ever). With it grad_accum is the step's global micro-batch count G: every process draws
+     * all G micro-batches (the data cursor stays the same everywhere), computes the ones
+     * th_dp_mine gives it into zeroed gradients, and th_dp_step_end makes the gradients the
+     * exact fixed-point sum, so the weights are the same bits whatever the assignment or the
+     * process count. should_stop is agreed at step starts; rank 0 alone writes checkpoints,
+     * between barriers. Budget and forecast limits are per process: leave them off. */
+    struct th_dp *dp;
 } th_train_opts;
 
 typedef struct {
@@ -296,6 +304,10 @@ typedef struct {
     th_status (*micro_loss)(th_gpt2 *m, const int *inputs, const int *targets, int B, int T, float loss_scale,
                             float *loss, void *hook_user);
     void *hook_user;
+    /* Data-parallel training (dist.h; NULL: one process): settings.grad_accum is then the
+     * global count. Rank 0 builds the data shards and writes the checkpoint and the model;
+     * every rank opens the model and data, and a failure on any rank fails all of them. */
+    struct th_dp *dp;
 } th_train_job;
 
 th_train_job th_train_job_defaults(void);

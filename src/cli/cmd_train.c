@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "thermo/dist.h"
 #include "thermo/io.h"
 #include "thermo/pipeline.h"
 #include "thermo/text.h"
@@ -176,29 +177,168 @@ int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, con
     return cli_run_report(rf, "train", &res->figures, &units);
 }
 
+/* ---- data parallel (issue 20): --dp, the per-rank report ---- */
+
+static const char *const dp_kinds[] = {"off", "local", "mpi", NULL};
+static const int dp_kind_values[] = {-1, TH_DP_LOCAL, TH_DP_MPI};
+static const char *const dp_balances[] = {"thermal", "static", NULL};
+static const int dp_balance_values[] = {TH_DP_THERMAL, TH_DP_STATIC};
+
+typedef struct {
+    int kind, balance;
+    const char *assign, *kill, *steps_csv;
+    char csv_path[4300], telemetry[4300];
+} dp_args;
+
+static void log_rank(th_log_level level, const char *msg, void *user) {
+    if (level >= TH_LOG_WARN) fprintf(stderr, "thermo: rank %d: %s\n", (int)(long)user, msg);
+}
+
+/* Reads --dp-assign "3,1" (a test option: fixed micro-batches per rank). */
+static int dp_parse_assign(const char *s, th_dp_config *c) {
+    c->n_forced = 0;
+    for (const char *p = s; *p && c->n_forced < TH_DP_MAX_RANKS;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 65536) return 0;
+        c->forced[c->n_forced++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return 0;
+    }
+    return c->n_forced > 0;
+}
+
+/* Sets up data parallelism after parsing: the context, the global accumulation (--grad-accum
+ * is per rank), rank-0-only output. Returns an exit code; *dp is NULL for --dp off. */
+static int dp_ready(dp_args *a, cli_train_args *t, th_dp **dp) {
+    *dp = NULL;
+    if (a->kind < 0) return EXIT_OK;
+    th_train_job *j = &t->job;
+    th_dp_config c = th_dp_config_default();
+    c.kind = (th_dp_kind)a->kind;
+    c.balance = (th_dp_balance)a->balance;
+    if (a->assign && !dp_parse_assign(a->assign, &c))
+        return (void)cli_report(th_fail(TH_ERR_INVALID, "--dp-assign %s: counts >= 1 separated by commas", a->assign),
+                          "train"), EXIT_USAGE;
+    if (a->kill && sscanf(a->kill, "%d:%ld", &c.kill_rank, &c.kill_step) != 2)
+        return (void)cli_report(th_fail(TH_ERR_INVALID, "--dp-kill %s: RANK:STEP", a->kill), "train"), EXIT_USAGE;
+    const th_budget_config *b = &j->budget;
+    if (b->energy_j > 0 || b->energy_wh > 0 || b->co2e_g > 0 || b->water_ml > 0 || b->seconds > 0 ||
+        j->forecast_limit.energy_j > 0 || j->forecast_limit.co2e_g > 0)
+        return (void)cli_report(th_fail(TH_ERR_INVALID, "--dp: budgets and forecast limits are per process and would part "
+                                                  "the ranks; run without them"),
+                          "train"), EXIT_USAGE;
+    const char *dir = j->out_dir ? j->out_dir : "runs/default";
+    snprintf(a->csv_path, sizeof a->csv_path, "%s/dp_steps.csv", dir);
+    c.steps_csv = a->csv_path;
+    th_status st = th_dp_init(NULL, NULL, &c, dp);
+    if (st != TH_OK) {
+        if (!*dp || th_dp_rank(*dp) == 0) cli_report(st, "train");
+        return EXIT_FAILURE_RUN;
+    }
+    int rank = th_dp_rank(*dp), size = th_dp_size(*dp);
+    if (rank == 0) remove(a->csv_path); // this call's steps only
+    th_run_meta *s = &j->settings;
+    if (s->has & TH_META_GRAD_ACCUM) s->grad_accum *= size;
+    else if (!j->resume) s->grad_accum = size, s->has |= TH_META_GRAD_ACCUM;
+    if (rank != 0) { // rank 0 speaks for the job; the others only warn
+        th_log_set_handler(log_rank, (void *)(long)rank);
+        j->on_step = NULL;
+        if (j->run.telemetry_path) { // each rank keeps its own log
+            snprintf(a->telemetry, sizeof a->telemetry, "%s.rank%d", j->run.telemetry_path, rank);
+            j->run.telemetry_path = a->telemetry;
+        }
+    }
+    th_log(TH_LOG_INFO, "data parallel: %s, %d rank%s, %s balancing", dp_kinds[a->kind + 1], size,
+           size == 1 ? "" : "s", c.n_forced ? "forced" : dp_balances[a->balance]);
+    j->dp = *dp;
+    return EXIT_OK;
+}
+
+/* Rank 0 prints each rank's figures and their total; every rank takes part. */
+static void dp_report(th_dp *dp, const th_train_job_result *res) {
+    th_dp_rank_figures me, *all = NULL;
+    memset(&me, 0, sizeof me);
+    const th_run_figures *f = &res->figures;
+    if (res->have_figures) {
+        me.energy_j = f->energy.energy_j;
+        me.co2e_g = f->co2e_g;
+        me.water_ml = f->water_ml;
+        me.above_limit_s = f->above_limit_s;
+        me.seconds = f->seconds;
+        me.temp_max_c = f->temp_max_c;
+        me.busy_s = f->busy_s;
+        me.idle_s = f->idle_s;
+        snprintf(me.profile, sizeof me.profile, "%s", f->profile);
+    }
+    int n = th_dp_size(dp);
+    if (th_dp_rank(dp) == 0) all = th_calloc((size_t)n, sizeof *all);
+    if (th_dp_gather_figures(dp, &me, all) != TH_OK || !all) goto done;
+    th_dp_summary sm;
+    th_dp_get_summary(dp, &sm);
+    fprintf(stderr, "data parallel, %d ranks (energy modeled where the sensor is simulated):\n", n);
+    fprintf(stderr, "  rank  profile            energy J   CO2e g  above limit s  max C   wait s  micro-batches (last step)\n");
+    th_dp_rank_figures tot;
+    memset(&tot, 0, sizeof tot);
+    for (int r = 0; r < n; r++) {
+        fprintf(stderr, "  %4d  %-16s %10.1f %8.3f %14.1f %6.1f %8.2f  %d\n", r, all[r].profile[0] ? all[r].profile : "-",
+                all[r].energy_j, all[r].co2e_g, all[r].above_limit_s, all[r].temp_max_c, sm.wait_s[r],
+                sm.last_assign[r]);
+        tot.energy_j += all[r].energy_j;
+        tot.co2e_g += all[r].co2e_g;
+        tot.above_limit_s += all[r].above_limit_s;
+    }
+    fprintf(stderr, "  total                   %10.1f %8.3f %14.1f; balancing saved %.2f s of step time (modeled)\n",
+            tot.energy_j, tot.co2e_g, tot.above_limit_s, sm.saved_s);
+done:
+    th_free(all);
+}
+
 int cmd_train(int argc, char **argv) {
     cli_train_args *t = th_calloc(1, sizeof *t);
     th_train_job_result *res = th_calloc(1, sizeof *res);
+    dp_args *dpa = th_calloc(1, sizeof *dpa);
+    th_dp *dp = NULL;
+    th_status st = TH_OK;
     int rc = EXIT_OK;
-    if (!t || !res) {
+    if (!t || !res || !dpa) {
         rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "train");
         goto done;
     }
     cli_train_init(t);
+    dpa->kind = -1;
+    const cli_opt dp_opts[] = {
+        CLI_O_HEAD("data parallel (mpirun -np N thermo train --dp mpi ...)"),
+        CLI_O_CHOICE("--dp", &dpa->kind, dp_kinds, dp_kind_values,
+                     "off (default); mpi: one rank per process under mpirun, --batch and --grad-accum\n"
+                     "per rank, the gradient an exact sum (the same bits as one process with\n"
+                     "--dp local --grad-accum N x K); local: one process, that same sum"),
+        CLI_O_CHOICE("--dp-balance", &dpa->balance, dp_balances, dp_balance_values,
+                     "thermal (default): each step's micro-batches go to the ranks by their measured\n"
+                     "pace (a hot, throttled rank gets fewer); static: the same number each"),
+        CLI_O_STR("--dp-assign", "N,N,...", &dpa->assign, "test option: fixed micro-batches per rank"),
+        CLI_O_STR("--dp-kill", "RANK:STEP", &dpa->kill, "test option: that rank dies (SIGKILL) in that step"),
+        {0},
+    };
     cli_cmd c = {.name = "train", .synopsis = "[options]",
-                 .tables = {t->opts, t->flags.run_opts, t->flags.eco_opts},
+                 .tables = {t->opts, t->flags.run_opts, t->flags.eco_opts, dp_opts},
                  .epilog = "Ctrl-C stops after the current micro-batch and saves a checkpoint; --resume continues it.\n"};
     if ((rc = cli_parse(&c, argc, argv)) != CLI_GO) goto done;
     if (cli_train_ready(t, "train") != EXIT_OK) { /* a factor the tables reject: exit 2, as ever */
         rc = EXIT_USAGE;
         goto done;
     }
+    if ((rc = dp_ready(dpa, t, &dp)) != EXIT_OK) goto done;
     cli_train_signals(1);
-    th_status st = th_train_job_run(&t->job, res);
+    st = th_train_job_run(&t->job, res);
     cli_train_signals(0);
     active_run = NULL;
-    rc = cli_train_finish(&t->flags, "train", st, res);
+    if (dp && (st == TH_OK || st == TH_ERR_INTERRUPTED)) dp_report(dp, res);
+    if (!dp || th_dp_rank(dp) == 0) rc = cli_train_finish(&t->flags, "train", st, res);
+    else rc = st == TH_OK ? EXIT_OK : st == TH_ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_FAILURE_RUN; // rank 0 said why
 done:
+    th_dp_finish(dp, st);
+    th_free(dpa);
     th_free(res);
     th_free(t);
     return rc;

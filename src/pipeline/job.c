@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "thermo/dist.h"
 #include "thermo/pipeline.h"
 
 #ifndef THERMO_DATA_DIR
@@ -130,13 +131,19 @@ static th_status open_data(const th_train_job *j, const th_tokenizer *tok, const
         }
         snprintf(train_path, sizeof train_path, "%s/train.bin", data_dir);
         snprintf(val_path, sizeof val_path, "%s/val.bin", data_dir);
-        if (!(j->resume && is_shard(train_path))) {
+        st = TH_OK;
+        int builder = !j->dp || th_dp_rank(j->dp) == 0; // with ranks, rank 0 builds; the others wait
+        if (builder && !(j->resume && is_shard(train_path))) {
             th_dataset_opts dopts = th_dataset_opts_default();
             th_dataset_stats ds;
-            if ((st = th_dataset_build(tok, inputs, n, &dopts, train_path, val_path, &ds)) != TH_OK) return st;
-            th_log(TH_LOG_INFO, "data: %zu files, %.1f kB of text -> %llu train + %llu validation tokens", ds.files,
-                   ds.bytes / 1e3, (unsigned long long)ds.train_tokens, (unsigned long long)ds.val_tokens);
+            st = th_dataset_build(tok, inputs, n, &dopts, train_path, val_path, &ds);
+            if (st == TH_OK)
+                th_log(TH_LOG_INFO, "data: %zu files, %.1f kB of text -> %llu train + %llu validation tokens",
+                       ds.files, ds.bytes / 1e3, (unsigned long long)ds.train_tokens,
+                       (unsigned long long)ds.val_tokens);
         }
+        if (j->dp) st = th_dp_agree(j->dp, st);
+        if (st != TH_OK) return st;
     }
     if ((st = th_data_loader_open(train_path, s->batch, s->seq, TH_DATA_SHUFFLED, s->seed, train)) != TH_OK) return st;
     if (val_path[0] && j->val_every > 0 &&
@@ -186,7 +193,9 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     int have_recorded = 0;
     th_status st = th_mkdir_p(data_dir);
     if (st != TH_OK) goto done;
-    if ((st = open_model(j, out->checkpoint_path, &m, &state, &recorded, &have_recorded, out)) != TH_OK) goto done;
+    st = open_model(j, out->checkpoint_path, &m, &state, &recorded, &have_recorded, out);
+    if (j->dp) st = th_dp_agree(j->dp, st); // a rank that cannot open the model stops them all
+    if (st != TH_OK) goto done;
     out->settings = decide_settings(&j->settings, have_recorded ? &recorded : NULL, out->from_scratch);
     const th_run_meta *s = &out->settings;
     const th_gpt2_config *cfg = th_gpt2_get_config(m);
@@ -194,13 +203,16 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
         st = th_fail(TH_ERR_INVALID, "--seq %d exceeds the model's context of %d", s->seq, cfg->max_seq_len);
         goto done;
     }
-    if ((st = th_tokenizer_load_for_model(j->model, &tok)) != TH_OK) goto done;
-    if ((st = open_data(j, tok, s, data_dir, &train, &val)) != TH_OK) goto done;
-    if (th_data_loader_vocab_size(train) > (uint64_t)cfg->vocab_size) {
+    if ((st = th_tokenizer_load_for_model(j->model, &tok)) != TH_OK && !j->dp) goto done;
+    if (j->dp) { // every failure before the first step is agreed, so no rank waits for another
+        if ((st = th_dp_agree(j->dp, st)) != TH_OK) goto done;
+        if ((st = th_dp_agree(j->dp, open_data(j, tok, s, data_dir, &train, &val))) != TH_OK) goto done;
+    } else if ((st = open_data(j, tok, s, data_dir, &train, &val)) != TH_OK) goto done;
+    if (th_data_loader_vocab_size(train) > (uint64_t)cfg->vocab_size)
         st = th_fail(TH_ERR_FORMAT, "the training data holds token ids up to %llu but the model's vocabulary has %d",
                      (unsigned long long)th_data_loader_vocab_size(train) - 1, cfg->vocab_size);
-        goto done;
-    }
+    if (j->dp) st = th_dp_agree(j->dp, st);
+    if (st != TH_OK) goto done;
     if (j->resume) {
         th_data_cursor cur = {state.data_cursor[0], state.data_cursor[1], state.data_cursor[2], state.data_cursor[3]};
         if ((st = th_data_loader_set_cursor(train, &cur)) != TH_OK) goto done;
@@ -226,7 +238,10 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     o.should_stop = job_should_stop;
     o.on_step = job_on_step;
     o.user = &ctx;
-    if ((st = th_run_start(&j->run, &run)) != TH_OK) goto done;
+    o.dp = j->dp;
+    st = th_run_start(&j->run, &run);
+    if (j->dp) st = th_dp_agree(j->dp, st);
+    if (st != TH_OK) goto done;
     if (j->on_run_started) j->on_run_started(run, j->user);
     o.run = ctx.run = run;
     out->start_step = state.step;
@@ -240,6 +255,7 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     out->deadline_hit = ctx.deadline_hit;
     if (st == TH_OK) st = st_run;
     if (st != TH_OK) goto done;
+    if (j->dp && !th_dp_writer_after_barrier(j->dp)) goto done; // rank 0 saves the model
     if ((st = th_hf_save(m, out->model_dir)) != TH_OK || (st = th_tokenizer_save_dir(tok, out->model_dir)) != TH_OK)
         goto done;
     if (out->input_format == TH_FORMAT_LLMC) { // also in the layout it came in

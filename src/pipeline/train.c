@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thermo/dist.h"
 #include "thermo/pipeline.h"
 
 th_train_opts th_train_defaults(long steps) {
@@ -73,8 +74,24 @@ static th_status save_checkpoint(th_gpt2 *m, th_data_loader *train, const th_tra
     st->data_cursor[3] = cur.n_windows;
     th_run_meta meta = o->meta;
     if (isfinite(last_val_loss)) meta.last_val_loss = last_val_loss;
+    if (o->dp && !th_dp_writer_after_barrier(o->dp)) return th_dp_agree(o->dp, TH_OK); // rank 0 writes
     th_status s = th_run_meta_to_json(&meta, st->run_meta, sizeof st->run_meta);
-    return s != TH_OK ? s : th_checkpoint_save(o->checkpoint_path, m, st);
+    if (s == TH_OK) s = th_checkpoint_save(o->checkpoint_path, m, st);
+    return o->dp ? th_dp_agree(o->dp, s) : s; // no rank goes on (or reads it back) before it is whole
+}
+
+/* Data parallel: what every rank must agree on before the first step. */
+static uint64_t dp_settings_hash(const th_train_opts *o) {
+    const double v[] = {(double)o->steps, o->batch, o->seq, o->grad_accum, o->opt.lr, o->opt.beta1, o->opt.beta2,
+                        o->opt.eps, o->opt.weight_decay, o->opt.grad_clip, o->lr_min, o->warmup_steps,
+                        (double)o->meta.seed, o->preflight, o->health.mode};
+    return th_dp_hash(TH_DP_FNV_BASIS, v, sizeof v);
+}
+
+/* Data parallel: a pacing wait cut short by a stop request does not end the step on this
+ * rank alone; the stop is agreed at the next step's start. */
+static th_status dp_paced(const th_train_opts *o, th_status paced) {
+    return o->dp && paced == TH_ERR_INTERRUPTED ? TH_OK : paced;
 }
 
 /* Preflight: what would make a long run fail or waste, checked before it starts. */
@@ -97,7 +114,7 @@ static th_status preflight(th_gpt2 *m, th_data_loader *train, const th_train_opt
         if (s != TH_OK) return s;
         th_log(TH_LOG_INFO, "preflight: loss at init %.3f, ln(vocab) %.3f", loss, log((double)cfg->vocab_size));
     }
-    if (o->checkpoint_path) {
+    if (o->checkpoint_path && (!o->dp || th_dp_rank(o->dp) == 0)) {
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.preflight", o->checkpoint_path);
         s = th_preflight_checkpoint_roundtrip(m, st, tmp);
@@ -158,6 +175,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     th_early_stop_config esc = o->early_stop;
     if (esc.planned_steps == 0) esc.planned_steps = o->steps;
     if (esc.patience > 0 && (status = th_early_stop_init(&es, &esc)) != TH_OK) goto done;
+    if (o->dp && (status = th_dp_train_begin(o->dp, m, o->grad_accum, dp_settings_hash(o))) != TH_OK) goto done;
     if (o->preflight) {
         th_data_cursor c0;
         th_data_loader_get_cursor(train, &c0);
@@ -165,6 +183,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
         status = preflight(m, train, o, st, batch);
         th_status s2 = th_data_loader_set_cursor(train, &c0);
         if (status == TH_OK) status = s2;
+        if (o->dp) status = th_dp_agree(o->dp, status);
         if (status != TH_OK) goto done;
     }
     th_lr_schedule sched = {o->opt.lr, o->lr_min, o->warmup_steps, (int)o->steps};
@@ -183,12 +202,19 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             th_budget_describe(&budget, out->stop_reason, sizeof out->stop_reason);
             break;
         }
+        if (o->dp) { // plan the step's micro-batches per rank; agree on stopping
+            int stop_all = 0;
+            status = th_dp_step_begin(o->dp, st->step, o->should_stop && o->should_stop(o->user), &stop_all);
+            if (status == TH_OK && stop_all) status = TH_ERR_INTERRUPTED;
+            if (status != TH_OK) break;
+        }
+        int last_micro = o->dp ? th_dp_last_mine(o->dp) : o->grad_accum - 1; // its unit runs to the step's end
         uint64_t t0 = th_now_ns();
         th_unit_cost step_cost = {0}, c;
         th_data_loader_get_cursor(train, &step_start);
         double loss_sum = 0.0;
         for (int micro = 0; micro < o->grad_accum && status == TH_OK; micro++) {
-            if (o->should_stop && o->should_stop(o->user)) {
+            if (!o->dp && o->should_stop && o->should_stop(o->user)) {
                 status = TH_ERR_INTERRUPTED;
                 break;
             }
@@ -197,23 +223,26 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             // The teacher hook's units come before the micro-batch's, outside it.
             float loss = 0;
             th_data_loader_next(train, batch, batch + BT);
+            if (o->dp && !th_dp_mine(o->dp, micro)) continue; // another rank's
             if (o->teacher && (status = o->teacher(batch, batch + BT, B, T, o->hook_user)) != TH_OK) break;
             if (o->mix_batch) o->mix_batch(batch, batch + BT, B, T, st->step * o->grad_accum + micro, o->user);
             th_run_unit_begin(o->run);
-            if (micro == 0 && (status = th_gpt2_zero_grad(m)) != TH_OK) break;
+            if ((micro == 0 || o->dp) && (status = th_gpt2_zero_grad(m)) != TH_OK) break;
             if (o->micro_loss) {
                 status = o->micro_loss(m, batch, batch + BT, B, T, 1.0f / (float)o->grad_accum, &loss, o->hook_user);
             } else {
                 status = th_gpt2_forward(m, batch, batch + BT, B, T, &loss);
                 if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             }
-            if (micro + 1 < o->grad_accum) {
+            if (status == TH_OK && o->dp) status = th_dp_micro_add(o->dp, m, micro, loss);
+            if (micro != last_micro) {
                 th_status paced = th_run_unit_end(o->run, &c); // idle injection: waits only
                 th_unit_cost_add(&step_cost, &c);
-                if (status == TH_OK) status = paced;
+                if (status == TH_OK) status = dp_paced(o, paced);
             }
             loss_sum += loss;
         }
+        if (status == TH_OK && o->dp) status = th_dp_step_end(o->dp, m, &loss_sum); // the exact sum
         if (status == TH_OK && o->penalty) status = o->penalty(m, o->user);
         if (status != TH_OK) break;
         th_step_record rec;
@@ -304,7 +333,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 snprintf(out->stop_reason, sizeof out->stop_reason, "%s", ev.reason);
             }
         }
-        status = paced;
+        status = dp_paced(o, paced);
         if (status != TH_OK || out->stopped_by[0]) break;
     }
     if (out->stopped_by[0] && status == TH_OK) {
