@@ -250,7 +250,7 @@ static int dp_ready(dp_args *a, cli_train_args *t, th_dp **dp) {
         }
     }
     th_log(TH_LOG_INFO, "data parallel: %s, %d rank%s, %s balancing", dp_kinds[a->kind + 1], size,
-           size == 1 ? "" : "s", c.n_forced ? "forced" : dp_balances[a->balance]);
+           size == 1 ? "" : "s", c.n_forced ? "forced" : c.balance == TH_DP_THERMAL ? "thermal" : "static");
     j->dp = *dp;
     return EXIT_OK;
 }
@@ -307,6 +307,7 @@ int cmd_train(int argc, char **argv) {
     }
     cli_train_init(t);
     dpa->kind = -1;
+    dpa->balance = TH_DP_THERMAL;
     const cli_opt dp_opts[] = {
         CLI_O_HEAD("data parallel (mpirun -np N thermo train --dp mpi ...)"),
         CLI_O_CHOICE("--dp", &dpa->kind, dp_kinds, dp_kind_values,
