@@ -33,6 +33,9 @@ static inline void dp_setup(const char *tag) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1); // no ptrace in containers
+    // keep Open MPI's plugins loaded to the end, so LeakSanitizer can name (and the
+    // suppressions match) what they keep until exit
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
     snprintf(dp_shard, sizeof dp_shard, "%s", spath("train.bin"));
     enum { N = 20000 };
     static int tok[N];
