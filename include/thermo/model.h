@@ -304,7 +304,12 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
  * What is packed: the four matmul weights of every block; the tied wte (the embedding and
  * the lm_head, 31 % of GPT-2 124M's decode bytes) too unless embed_f32. Biases, LayerNorms
  * and the position table stay f32, and so do the activations and the KV cache. Kernels:
- * AVX2 + FMA + F16C where cpuid reports them (th_lowp_kernel), else plain loops. */
+ * AVX2 + FMA + F16C where cpuid reports them (th_lowp_kernel), else plain loops; each row's
+ * sum runs in an order fixed by its length, so results do not depend on the thread count.
+ * A decode step (th_gpt2_infer with n = 1, and every row of th_gpt2_infer_batch, which stays
+ * bit-identical to it) multiplies the packed rows directly; a prefill (n > 1) dequantizes
+ * panels of 512 rows to f32 (in the KV cache's scratch) and runs the fp32 GEMM on f32
+ * activations. */
 
 typedef enum { TH_DTYPE_F32 = 0, TH_DTYPE_BF16 = 1, TH_DTYPE_F16 = 2, TH_DTYPE_Q8 = 3 } th_dtype;
 
