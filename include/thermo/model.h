@@ -296,6 +296,47 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
                         int all_logits);
 
 /* ---------------------------------------------------------------------------------
+ * inference precision (lowp.c): the matmul weights read by inference in bf16, f16 or
+ * ggml-compatible q8_0 blocks (32 int8 weights and one fp16 scale; a decode step multiplies
+ * them by the activation row quantized the same way, with int8 dot products). Packed once;
+ * the f32 copies of the packed tensors are given back to the system (their pages read as
+ * zeros afterwards), so a packed model serves inference only: th_gpt2_forward refuses it.
+ * What is packed: the four matmul weights of every block; the tied wte (the embedding and
+ * the lm_head, 31 % of GPT-2 124M's decode bytes) too unless embed_f32. Biases, LayerNorms
+ * and the position table stay f32, and so do the activations and the KV cache. Kernels:
+ * AVX2 + FMA + F16C where cpuid reports them (th_lowp_kernel), else plain loops; each row's
+ * sum runs in an order fixed by its length, so results do not depend on the thread count.
+ * A decode step (th_gpt2_infer with n = 1, and every row of th_gpt2_infer_batch, which stays
+ * bit-identical to it) multiplies the packed rows directly; a prefill (n > 1) dequantizes
+ * panels of 512 rows to f32 (in the KV cache's scratch) and runs the fp32 GEMM on f32
+ * activations. */
+
+typedef enum { TH_DTYPE_F32 = 0, TH_DTYPE_BF16 = 1, TH_DTYPE_F16 = 2, TH_DTYPE_Q8 = 3 } th_dtype;
+
+/* "f32", "bf16", "f16", "q8", indexed by th_dtype, NULL-terminated. */
+extern const char *const th_dtype_names[];
+/* TH_ERR_INVALID naming the string and the known names. */
+th_status th_dtype_parse(const char *s, th_dtype *out);
+const char *th_dtype_name(th_dtype d); /* "?" for a value outside the enum */
+
+typedef struct {
+    th_dtype dtype;
+    int embed_f32; /* 1: keep wte (embedding and lm_head) in f32 */
+} th_infer_precision;
+
+/* Packs `m` for inference at p's precision (f32: nothing to do). Irreversible: calling it
+ * again with another precision fails with TH_ERR_STATE. TH_ERR_INVALID for q8 when channels
+ * is not a multiple of 32, TH_ERR_NOMEM (the model is unchanged on failure). */
+th_status th_gpt2_set_precision(th_gpt2 *m, const th_infer_precision *p);
+/* The precision inference uses (TH_DTYPE_F32 until packed); *embed_f32 if not NULL. */
+th_dtype th_gpt2_precision(const th_gpt2 *m, int *embed_f32);
+/* Bytes of weights one decode step reads at the model's precision (the position table
+ * counts one row). */
+double th_gpt2_decode_weight_bytes(const th_gpt2 *m);
+/* The low-precision kernels in use on this CPU: "avx2" or "naive". */
+const char *th_lowp_kernel(void);
+
+/* ---------------------------------------------------------------------------------
  * batched decoding (infer_batch.c): one decode step for several sequences at once, each
  * with its own KV cache, in one pass over the weights. Batch invariance: every row's
  * logits are bit-identical whatever the other rows are and however many there are,

@@ -27,7 +27,27 @@ typedef struct {
     int baseline_naive;  /* also time training steps with the naive matmul loops */
     int baseline_steps;  /* timed naive steps (default 2) */
     uint64_t seed;
+    /* inference precision table (issue 16): one row per dtype, each on a fresh model packed
+     * at that precision; n_dtypes 0: no table */
+    th_dtype dtypes[4];
+    int n_dtypes;
+    int embed_f32;       /* keep wte (embedding and lm_head) in f32 in the packed rows */
+    int quality_tokens;  /* tokens of the quality gate per row (0: none) */
+    const char *model_path; /* the precision table on this model's weights (NULL: random ones) */
 } th_bench_model_opts;
+
+/* One row of the precision table: prefill, decode and the context probe on a model packed
+ * at `dtype`, the peak RSS from the packing on (the f32 load before it not counted). */
+typedef struct {
+    th_dtype dtype;
+    double prefill_tok_s, prefill_fma_share;   /* prompt_tokens long */
+    double prefill512_tok_s, prefill512_fma_share; /* 512 tokens (or the context) long */
+    double decode_tok_s, decode_read_share, decode_bytes_per_token;
+    double decode_ctx64_tok_s, decode_ctx512_tok_s; /* 32 tokens after 64 and after 512 of context */
+    double rss_mb;                              /* peak RSS from packing to the end (VmHWM reset) */
+    int rss_reset;                              /* 0: the reset failed; rss_mb is the process peak */
+    double ppl_ratio, mean_kl, top1_agreement;  /* vs f32 on quality_tokens tokens (th_precision_quality) */
+} th_bench_dtype_row;
 
 typedef struct {
     size_t params;
@@ -48,7 +68,25 @@ typedef struct {
     double decode_read_share;      /* decode_tok_s x decode_bytes_per_token / read bandwidth */
     double prefill_fma_share;      /* prefill model FLOPs (2·N per token + attention) / FMA peak */
     double train_fma_share;        /* train_gflops / FMA peak */
+    th_bench_dtype_row rows[4];    /* the precision table, opts.n_dtypes rows */
+    int n_rows;
+    const char *lowp_kernel;       /* th_lowp_kernel() */
 } th_bench_model_result;
+
+/* The quality of a packed model `m` against its f32 original `ref` (same shape, same
+ * weights before packing) on tokens (n), scored in windows of `window` positions (0: the
+ * context), each window on a fresh cache: position i predicts token i + 1. KL is
+ * KL(p_f32 ‖ p_m) in nats, summed in double. TH_ERR_INVALID for different shapes or n < 2. */
+typedef struct {
+    long tokens;           /* positions scored */
+    double ppl_f32, ppl;   /* perplexities of ref and m on the tokens */
+    double ppl_ratio;      /* ppl / ppl_f32 */
+    double mean_kl;        /* mean over positions of KL(p_f32 ‖ p_m), nats */
+    double top1_agreement; /* share of positions where both argmaxes agree */
+} th_precision_quality_result;
+
+th_status th_precision_quality(th_gpt2 *ref, th_gpt2 *m, const int *tokens, int n, int window,
+                               th_precision_quality_result *out);
 
 th_bench_model_opts th_bench_model_defaults(void);
 

@@ -76,6 +76,7 @@ typedef struct {
     th_run_opts run;          /* the monitored run around the decode loop (sensor, governor,
                                  limit, factors) */
     int threads;              /* compute threads (0: keep) */
+    th_infer_precision precision; /* weights packed at load (model.h; zero: f32) */
 } th_serve_opts;
 
 th_serve_opts th_serve_defaults(void);

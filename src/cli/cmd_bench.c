@@ -11,7 +11,8 @@ static const char *const baselines[] = {"naive", NULL};
 
 static int bench_model(int argc, char **argv) {
     const char *preset = "gpt2", *matmul = NULL;
-    int json = 0, baseline = -1;
+    int json = 0, baseline = -1, n_dt = 0;
+    const char *dt_names[4] = {0};
     th_bench_model_opts o = th_bench_model_defaults();
     const cli_opt opts[] = {
         CLI_O_STR("--preset", "NAME", &preset, "model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny"),
@@ -27,12 +28,25 @@ static int bench_model(int argc, char **argv) {
         CLI_O_CHOICE("--baseline", &baseline, baselines, NULL,
                      "also time training with the naive matmul loops (slow: ~10 s a step\n"
                      "for gpt2) and report the speed-up measured in the same run"),
+        CLI_O_LIST("--dtype", "DTYPE", dt_names, 4, &n_dt,
+                   "also a table of inference at these precisions (f32 bf16 f16 q8), each on a\n"
+                   "fresh model: decode, prefill, decode at context 64 and 512, peak RSS"),
+        CLI_O_FLAG("--embed-f32", &o.embed_f32, "keep wte (embedding and lm_head) in f32 in the --dtype rows"),
+        CLI_O_INT("--quality-tokens", "N", &o.quality_tokens, 0, 1 << 20,
+                  "--dtype rows: perplexity ratio, KL and top-1 vs f32 on N tokens (default 256)"),
+        CLI_O_STR("--model", "DIR|FILE", &o.model_path, "--dtype rows on this model's weights (its shape)"),
         {0},
     };
     cli_cmd c = {.name = "bench model", .synopsis = "[options]", .tables = {opts}};
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc;
     o.baseline_naive = baseline == 0;
+    for (int i = 0; i < n_dt; i++)
+        if (th_dtype_parse(dt_names[i], &o.dtypes[i]) != TH_OK) {
+            fprintf(stderr, "thermo bench model: --dtype: %s\n", th_last_error());
+            return EXIT_USAGE;
+        }
+    o.n_dtypes = n_dt;
     th_status st = matmul ? th_compute_select(matmul) : TH_OK;
     if (st == TH_ERR_INVALID) {
         fprintf(stderr, "thermo bench model: --matmul: %s\n", th_last_error());
@@ -42,6 +56,12 @@ static int bench_model(int argc, char **argv) {
     th_gpt2_config cfg;
     st = th_gpt2_config_preset(preset, &cfg);
     if (st != TH_OK) return cli_report(st, "bench model");
+    if (o.model_path) {
+        th_gpt2 *shape = NULL;
+        if ((st = th_model_load_any(o.model_path, &shape, NULL)) != TH_OK) return cli_report(st, "bench model --model");
+        cfg = *th_gpt2_get_config(shape);
+        th_gpt2_free(shape);
+    }
     if (!json)
         fprintf(stderr, "thermo bench model: %s, random weights, training %d x %d, prompt %d, decode %d ...\n", preset,
                 o.batch, o.seq, o.prompt_tokens, o.decode_tokens);
@@ -69,6 +89,25 @@ static int bench_model(int argc, char **argv) {
         json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
         json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
     }
+    json_t *rows = json_array();
+    for (int i = 0; i < r.n_rows; i++) {
+        const th_bench_dtype_row *w = &r.rows[i];
+        json_array_append_new(
+            rows, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b}", "dtype",
+                            th_dtype_name(w->dtype), "decode_tok_s", w->decode_tok_s, "decode_read_share",
+                            w->decode_read_share, "decode_bytes_per_token", w->decode_bytes_per_token,
+                            "decode_ctx64_tok_s", w->decode_ctx64_tok_s, "decode_ctx512_tok_s", w->decode_ctx512_tok_s,
+                            "prefill_tok_s", w->prefill_tok_s, "prefill_fma_share", w->prefill_fma_share,
+                            "prefill512_tok_s", w->prefill512_tok_s, "prefill512_fma_share", w->prefill512_fma_share,
+                            "rss_mb", w->rss_mb, "rss_from_packing", w->rss_reset));
+        json_t *row = json_array_get(rows, (size_t)i);
+        json_object_set_new(row, "ppl_ratio", json_real(w->ppl_ratio));
+        json_object_set_new(row, "mean_kl", json_real(w->mean_kl));
+        json_object_set_new(row, "top1_agreement", json_real(w->top1_agreement));
+    }
+    json_object_set_new(j, "precisions", rows);
+    json_object_set_new(j, "lowp_kernel", json_string(r.lowp_kernel));
+    json_object_set_new(j, "embed_f32", json_boolean(o.embed_f32));
     if (json) return cli_print_json(j, JSON_REAL_PRECISION(6), "bench model");
     json_decref(j);
     printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
@@ -85,6 +124,22 @@ static int bench_model(int argc, char **argv) {
     printf("decode           %.1f tokens/s (f32, KV cache) = %.0f %% of read bandwidth (%.0f MB a token)\n",
            r.decode_tok_s, 100 * r.decode_read_share, r.decode_bytes_per_token / 1e6);
     printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
+    if (r.n_rows > 0) {
+        printf("\nprecision (kernels %s, wte %s; decode %d tokens after %d; shares of the ceilings above)\n",
+               r.lowp_kernel, o.embed_f32 ? "f32" : "packed too", o.decode_tokens, o.prompt_tokens);
+        printf("dtype  decode tok/s  read share  MB/token  ctx64 tok/s  ctx512 tok/s  512/64  prefill FMA  "
+               "prefill512 FMA  RSS MB  ppl ratio  KL nats  top-1\n");
+        for (int i = 0; i < r.n_rows; i++) {
+            const th_bench_dtype_row *w = &r.rows[i];
+            printf("%-5s  %12.1f  %9.0f %%  %8.0f  %11.1f  %12.1f  %6.2f  %9.0f %%  %12.0f %%  %6.0f  %9.5f  %7.5f  "
+                   "%5.3f%s\n",
+                   th_dtype_name(w->dtype), w->decode_tok_s, 100 * w->decode_read_share,
+                   w->decode_bytes_per_token / 1e6, w->decode_ctx64_tok_s, w->decode_ctx512_tok_s,
+                   w->decode_ctx512_tok_s / w->decode_ctx64_tok_s, 100 * w->prefill_fma_share,
+                   100 * w->prefill512_fma_share, w->rss_mb, w->ppl_ratio, w->mean_kl, w->top1_agreement,
+                   w->rss_reset ? "" : " (RSS: process peak)");
+        }
+    }
     return EXIT_OK;
 }
 

@@ -34,7 +34,7 @@ static void print_warning(const char *msg, void *user) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL, *compute = NULL;
     long max_tokens = 64;
-    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP;
+    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP, dtype = TH_DTYPE_F32, embed_f32 = 0;
     uint64_t seed = 1337;
     double temperature = 0.8, top_p = 0.95;
     cli_run_flags rf;
@@ -53,6 +53,9 @@ int cmd_generate(int argc, char **argv) {
         CLI_O_STR("--compute", "NAME", &compute, "compute backend: auto (default), avx512, blas, naive"),
         CLI_O_CHOICE("--loop-guard", &loop_mode, cli_guard_modes, cli_guard_mode_values,
                      "stop (default), warn or off: detect a token stream stuck in a loop"),
+        CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL,
+                     "weights for inference: f32 (default), bf16, f16 or q8 (int8 blocks)"),
+        CLI_O_FLAG("--embed-f32", &embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
         {0},
     };
     cli_cmd c = {.name = "generate", .synopsis = "[options]", .tables = {opts, rf.run_opts, rf.eco_opts},
@@ -82,6 +85,10 @@ int cmd_generate(int argc, char **argv) {
     th_model_info info;
     th_status st = th_model_load_any(model_path, &m, &info);
     if (st != TH_OK) return cli_report(st, "generate --model");
+    if ((st = th_gpt2_set_precision(m, &(th_infer_precision){(th_dtype)dtype, embed_f32})) != TH_OK) {
+        rc = cli_report(st, "generate --dtype");
+        goto done;
+    }
     if ((st = th_tokenizer_load_for_model(model_path, &tok)) != TH_OK) {
         rc = cli_report(st, "generate: tokenizer");
         goto done;

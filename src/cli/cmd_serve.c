@@ -39,6 +39,7 @@ int cmd_serve(int argc, char **argv) {
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     const char *compute = NULL;
+    int dtype = TH_DTYPE_F32;
     const cli_opt opts[] = {
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint"),
         CLI_O_STR("--host", "ADDR", &o.host, "IPv4 address to bind (default 127.0.0.1: this machine only)"),
@@ -55,6 +56,8 @@ int cmd_serve(int argc, char **argv) {
         CLI_O_LONG("--timeout", "S", &timeout, 1, 3600, "idle connection timeout (default 30)"),
         CLI_O_LONG("--threads", "N", &threads, 1, 1024, "compute threads (default: all cores)"),
         CLI_O_STR("--compute", "NAME", &compute, "compute backend for the prefill: auto (default), avx512, blas, naive"),
+        CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL, "weights for inference: f32 (default), bf16, f16 or q8"),
+        CLI_O_FLAG("--embed-f32", &o.precision.embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
         CLI_O_DBL("--grace", "S", &grace, 0, 3600, "on SIGINT/SIGTERM, let requests finish for S seconds (default 5)"),
         {0},
     };
@@ -64,6 +67,7 @@ int cmd_serve(int argc, char **argv) {
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc;
     if (compute && th_compute_select(compute) != TH_OK) return cli_report(TH_ERR_INVALID, "serve --compute");
+    o.precision.dtype = (th_dtype)dtype;
     if (!o.model_path) {
         fprintf(stderr, "thermo serve: --model is required\n");
         cli_help(&c, stderr);

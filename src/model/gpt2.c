@@ -8,6 +8,7 @@
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
 #include "model/compute.h"
+#include "model/lowp.h"
 
 /* ---------------------------------------------------------------------------------
  * config */
@@ -147,6 +148,7 @@ void th_gpt2_free(th_gpt2 *m) {
     th_free(m->adam_v);
     th_free(m->adam_m);
     th_free(m->grads);
+    gpt2_lowp_free(m->lowp);
     th_free(m->params);
     th_free(m);
 }
@@ -251,6 +253,9 @@ static th_status ensure_activations(th_gpt2 *m, int B, int T) {
 th_status th_gpt2_forward(th_gpt2 *m, const int *inputs, const int *targets, int B, int T,
                           float *loss) {
     const th_gpt2_config *cfg = &m->cfg;
+    if (m->lowp)
+        return th_fail(TH_ERR_STATE, "forward: the model is packed for %s inference; its f32 weights are gone",
+                       th_dtype_name(m->lowp->dtype));
     if (B <= 0 || T <= 0)
         return th_fail(TH_ERR_INVALID, "forward: batch %d x %d must be positive", B, T);
     if (T > cfg->max_seq_len)

@@ -8,6 +8,7 @@
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
 #include "model/compute.h"
+#include "model/lowp.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -23,6 +24,10 @@ struct th_gpt2_kv {
     float *x, *ln, *qkv, *atty, *proj, *fch; // (rows, C|3C|4C)
     float *scores;                           // (threads, capacity)
     int score_threads;
+    // packed weights (lowp.c): dequantized panels for a prefill, the q8 activation row
+    float *lp_scratch;
+    size_t lp_floats;
+    lowp_q8_block *xq;
 };
 
 th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
@@ -50,6 +55,8 @@ th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
 void th_gpt2_kv_free(th_gpt2_kv *kv) {
     if (!kv) return;
     th_free(kv->block);
+    th_free(kv->lp_scratch);
+    th_free(kv->xq);
     th_free(kv->scores);
     th_free(kv->v);
     th_free(kv->k);
@@ -86,6 +93,33 @@ static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
     kv->proj = kv->atty + n * C;
     kv->fch = kv->proj + n * C;
     return TH_OK;
+}
+
+/* Scratch for the packed weights' kernels (none for f32). */
+static th_status ensure_lowp_scratch(th_gpt2_kv *kv, int n) {
+    int C = kv->cfg.channels;
+    if (!kv->xq) {
+        kv->xq = th_alloc((size_t)(4 * C / LOWP_QK + 1) * sizeof(lowp_q8_block));
+        if (!kv->xq) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for the q8 activation row");
+    }
+    size_t need = lowp_mm_scratch_floats(n, 4 * C);
+    if (need <= kv->lp_floats) return TH_OK;
+    float *s = th_alloc(need * sizeof(float));
+    if (!s) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d rows of dequantized panels", n);
+    th_free(kv->lp_scratch);
+    kv->lp_scratch = s;
+    kv->lp_floats = need;
+    return TH_OK;
+}
+
+/* out (n, N) = inp · Wᵀ + bias for matmul weight `which` (LOWP_*) of layer l: the packed
+ * copy when the model has one, else the f32 tensor f32w. */
+static void linear(th_gpt2 *m, th_gpt2_kv *kv, int which, int l, float *out, const float *inp, const float *f32w,
+                   const float *bias, int n, int N, int K) {
+    if (m->lowp && m->lowp->w[which].data)
+        lowp_mm(out, inp, &m->lowp->w[which], l * N, bias, n, N, kv->lp_scratch, kv->xq);
+    else
+        th_mm_forward(out, inp, f32w, bias, n, N, K);
 }
 
 /* Attention of n new rows (positions pos0..pos0+n-1) over the cache of one layer, which
@@ -125,35 +159,49 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     th_status st = ensure_scratch(kv, n);
     if (st != TH_OK) return st;
 
+    if (m->lowp && (st = ensure_lowp_scratch(kv, n)) != TH_OK) return st;
+
     gpt2_tensors *p = &m->p;
     int pos0 = kv->len, cap = kv->capacity;
-    th_encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
+    if (m->lowp && m->lowp->w[LOWP_WTE].data) {
+        for (int i = 0; i < n; i++) {
+            float *o = kv->x + (size_t)i * C;
+            const float *pe = p->t[TH_P_WPE] + (size_t)(pos0 + i) * C;
+            lowp_dequant_row(o, &m->lowp->w[LOWP_WTE], tokens[i]);
+            for (int c = 0; c < C; c++) o[c] += pe[c];
+        }
+    } else {
+        th_encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
+    }
     for (int l = 0; l < L; l++) {
         size_t lc = (size_t)l * C;
         float *kcache = kv->k + (size_t)l * cap * C, *vcache = kv->v + (size_t)l * cap * C;
         th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
                              cfg->ln_eps);
-        th_mm_forward(kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
+        linear(m, kv, LOWP_QKV, l, kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n,
+               3 * C, C);
         for (int i = 0; i < n; i++) {
             memcpy(kcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + C, sizeof(float) * C);
             memcpy(vcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + 2 * C, sizeof(float) * C);
         }
         attention_cached(kv->atty, kv->scores, kv->qkv, kcache, vcache, n, pos0, C, NH, cap);
-        th_mm_forward(kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);
+        linear(m, kv, LOWP_ATTPROJ, l, kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc,
+               n, C, C);
         th_residual_forward(kv->x, kv->x, kv->proj, n * C);
         th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C,
                              cfg->ln_eps);
-        th_mm_forward(kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C, C);
+        linear(m, kv, LOWP_FC, l, kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C,
+               C);
         th_gelu_forward(kv->fch, kv->fch, n * 4 * C);
-        th_mm_forward(kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, n, C,
-                      4 * C);
+        linear(m, kv, LOWP_FCPROJ, l, kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc,
+               n, C, 4 * C);
         th_residual_forward(kv->x, kv->x, kv->proj, n * C);
     }
     // only the rows whose logits are wanted go through the final norm and the projection
     int first = all_logits ? 0 : n - 1, rows = n - first;
     th_layernorm_forward(kv->ln, NULL, NULL, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB],
                          rows, C, cfg->ln_eps);
-    th_mm_forward(logits, kv->ln, p->t[TH_P_WTE], NULL, rows, V, C);
+    linear(m, kv, LOWP_WTE, 0, logits, kv->ln, p->t[TH_P_WTE], NULL, rows, V, C);
     kv->len += n;
     return TH_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
+#include "model/lowp.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,6 +29,7 @@ struct th_gpt2_batch {
     v8 *xt;                                   /* (blocks, 4C) transposed inputs of one matmul */
     float *scores;                            /* (threads, max_seq_len) */
     int score_threads;
+    lowp_q8_block *xq;                        /* one q8 activation row (packed models) */
 };
 
 static int threads_now(void) {
@@ -50,7 +52,8 @@ th_status th_gpt2_batch_create(const th_gpt2 *m, int max_rows, th_gpt2_batch **o
     size_t C = (size_t)m->cfg.channels, R = (size_t)max_rows;
     b->block = th_alloc(R * (C + C + 3 * C + C + C + 4 * C) * sizeof(float));
     b->xt = th_alloc((size_t)b->blocks * 4 * C * sizeof(v8));
-    if (!b->block || !b->xt) {
+    b->xq = th_alloc((4 * C / LOWP_QK + 1) * sizeof(lowp_q8_block));
+    if (!b->block || !b->xt || !b->xq) {
         th_gpt2_batch_free(b);
         return th_fail(TH_ERR_NOMEM, "batch: out of memory for %d rows of scratch", max_rows);
     }
@@ -67,6 +70,7 @@ th_status th_gpt2_batch_create(const th_gpt2 *m, int max_rows, th_gpt2_batch **o
 void th_gpt2_batch_free(th_gpt2_batch *b) {
     if (!b) return;
     th_free(b->scores);
+    th_free(b->xq);
     th_free(b->xt);
     th_free(b->block);
     th_free(b);
@@ -122,6 +126,19 @@ static void mm_rows(th_gpt2_batch *b, float *out, const float *inp, const float 
     }
 }
 
+/* mm_rows for matmul weight `which` (LOWP_*) of layer l: with packed weights each row is a
+ * gemv of its own (every row's sums fixed by K alone, so batch invariance holds), else
+ * mm_rows on the f32 tensor f32w. */
+static void linear_rows(th_gpt2 *m, th_gpt2_batch *b, int which, int l, float *out, const float *inp,
+                        const float *f32w, const float *bias, int M, int N, int K) {
+    if (!m->lowp || !m->lowp->w[which].data) {
+        mm_rows(b, out, inp, f32w, bias, M, N, K);
+        return;
+    }
+    for (int i = 0; i < M; i++)
+        lowp_mm(out + (size_t)i * N, inp + (size_t)i * K, &m->lowp->w[which], l * N, bias, 1, N, NULL, b->xq);
+}
+
 th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *kvs, const int *tokens, int n,
                               float *logits) {
     const th_gpt2_config *cfg = &m->cfg;
@@ -154,16 +171,23 @@ th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *k
 
     gpt2_tensors *p = &m->p;
     size_t Cs = (size_t)C;
-    for (int i = 0; i < n; i++)
-        th_encoder_forward(b->x + i * Cs, tokens + i, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, 1, C,
-                           th_gpt2_kv_len(kvs[i]));
+    for (int i = 0; i < n; i++) {
+        if (m->lowp && m->lowp->w[LOWP_WTE].data) {
+            const float *pe = p->t[TH_P_WPE] + (size_t)th_gpt2_kv_len(kvs[i]) * C;
+            lowp_dequant_row(b->x + i * Cs, &m->lowp->w[LOWP_WTE], tokens[i]);
+            for (int c = 0; c < C; c++) b->x[i * Cs + c] += pe[c];
+        } else {
+            th_encoder_forward(b->x + i * Cs, tokens + i, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, 1, C,
+                               th_gpt2_kv_len(kvs[i]));
+        }
+    }
     float scale = 1.0f / sqrtf((float)hs);
     for (int l = 0; l < L; l++) {
         size_t lc = (size_t)l * C;
         for (int i = 0; i < n; i++)
             th_layernorm_forward(b->ln + i * Cs, NULL, NULL, b->x + i * Cs, p->t[TH_P_LN1W] + lc,
                                  p->t[TH_P_LN1B] + lc, 1, C, cfg->ln_eps);
-        mm_rows(b, b->qkv, b->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
+        linear_rows(m, b, LOWP_QKV, l, b->qkv, b->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
         for (int i = 0; i < n; i++) {
             int cap, pos = th_gpt2_kv_len(kvs[i]);
             float *k, *v;
@@ -187,21 +211,21 @@ th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *k
                                  Cs, hs, scale);
             }
         }
-        mm_rows(b, b->proj, b->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);
+        linear_rows(m, b, LOWP_ATTPROJ, l, b->proj, b->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);
         for (int i = 0; i < n; i++) {
             th_residual_forward(b->x + i * Cs, b->x + i * Cs, b->proj + i * Cs, C);
             th_layernorm_forward(b->ln + i * Cs, NULL, NULL, b->x + i * Cs, p->t[TH_P_LN2W] + lc,
                                  p->t[TH_P_LN2B] + lc, 1, C, cfg->ln_eps);
         }
-        mm_rows(b, b->fch, b->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C, C);
+        linear_rows(m, b, LOWP_FC, l, b->fch, b->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C, C);
         for (int i = 0; i < n; i++) th_gelu_forward(b->fch + i * 4 * Cs, b->fch + i * 4 * Cs, 4 * C);
-        mm_rows(b, b->proj, b->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, n, C, 4 * C);
+        linear_rows(m, b, LOWP_FCPROJ, l, b->proj, b->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, n, C, 4 * C);
         for (int i = 0; i < n; i++) th_residual_forward(b->x + i * Cs, b->x + i * Cs, b->proj + i * Cs, C);
     }
     for (int i = 0; i < n; i++)
         th_layernorm_forward(b->ln + i * Cs, NULL, NULL, b->x + i * Cs, p->t[TH_P_LNFW], p->t[TH_P_LNFB], 1, C,
                              cfg->ln_eps);
-    mm_rows(b, logits, b->ln, p->t[TH_P_WTE], NULL, n, V, C);
+    linear_rows(m, b, LOWP_WTE, 0, logits, b->ln, p->t[TH_P_WTE], NULL, n, V, C);
     for (int i = 0; i < n; i++) th_gpt2_kv_advance(kvs[i]);
     return TH_OK;
 }

@@ -134,33 +134,7 @@ void th_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
 /* ---------------------------------------------------------------------------------
  * causal self-attention */
 
-void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
-                      size_t kv_stride, int hs, float scale) {
-    // att[t2] = softmax over t2 < n_keys of scale · q·k[t2]; out = Σ att[t2] · v[t2]
-    float maxv = -INFINITY;
-    for (int t2 = 0; t2 < n_keys; t2++) {
-        const float *kr = k + (size_t)t2 * kv_stride;
-        float dot = 0.0f;
-        for (int i = 0; i < hs; i++) dot += q[i] * kr[i];
-        dot *= scale;
-        att[t2] = dot;
-        if (dot > maxv) maxv = dot;
-    }
-    float sum = 0.0f;
-    for (int t2 = 0; t2 < n_keys; t2++) {
-        float e = expf(att[t2] - maxv);
-        att[t2] = e;
-        sum += e;
-    }
-    float inv = 1.0f / sum;
-    for (int t2 = 0; t2 < n_keys; t2++) att[t2] *= inv;
-    for (int i = 0; i < hs; i++) out[i] = 0.0f;
-    for (int t2 = 0; t2 < n_keys; t2++) {
-        const float *vr = v + (size_t)t2 * kv_stride;
-        float p = att[t2];
-        for (int i = 0; i < hs; i++) out[i] += p * vr[i];
-    }
-}
+/* th_attention_row (one query row) is in attention.c. */
 
 void th_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     // qkv (B,T,3C), out (B,T,C), att (B,NH,T,T); only t2 <= t is written and read

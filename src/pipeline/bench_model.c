@@ -4,13 +4,14 @@
  * machine's read bandwidth or FMA peak measured in the same run, and optionally against the
  * naive matmul loops timed in the same run, so figures compare across hosts. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "thermo/pipeline.h"
 
 th_bench_model_opts th_bench_model_defaults(void) {
-    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337};
+    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337, {TH_DTYPE_F32}, 0, 0, 256, NULL};
     return o;
 }
 
@@ -34,6 +35,135 @@ static th_status time_train(th_gpt2 *m, const int *tok, int B, int T, int steps,
         if (s == 0 && first_loss) *first_loss = loss;
     }
     return TH_OK;
+}
+
+/* Resets the kernel's peak-RSS mark (Linux >= 4.0: "5" to /proc/self/clear_refs); 1 on success. */
+static int hwm_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return 0;
+    int ok = fputs("5", f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    return ok;
+}
+
+/* VmHWM from /proc/self/status in bytes, or the process peak where it cannot be read. */
+static double hwm_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb >= 0 ? kb * 1024.0 : (double)th_peak_rss_bytes();
+}
+
+/* Greedy decoding of n tokens after the logits in `logits`; returns tokens per second or < 0. */
+static double decode_timed(th_gpt2 *m, th_gpt2_kv *kv, float *logits, int n, int V) {
+    uint64_t t0 = th_now_ns();
+    for (int i = 0; i < n; i++) {
+        int next = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[next]) next = v;
+        if (th_gpt2_infer(m, kv, &next, 1, logits, 0) != TH_OK) return -1;
+    }
+    return n / ((th_now_ns() - t0) / 1e9);
+}
+
+/* Model FLOPs of a prefill of P tokens: 2·N per token + causal q·k and p·v. */
+static double prefill_flops(const th_gpt2_config *cfg, size_t params, double P) {
+    return 2.0 * (double)params * P + 2.0 * cfg->num_layers * P * P * cfg->channels;
+}
+
+/* The row's f32 model: o->model_path's weights, or random ones of shape cfg. */
+static th_status model_for_row(const th_gpt2_config *cfg, const th_bench_model_opts *o, th_gpt2 **m) {
+    if (o->model_path) {
+        th_status st = th_model_load_any(o->model_path, m, NULL);
+        if (st == TH_OK && memcmp(th_gpt2_get_config(*m), cfg, sizeof *cfg) != 0) {
+            th_gpt2_free(*m);
+            *m = NULL;
+            return th_fail(TH_ERR_INVALID, "bench: %s does not have the benchmark's shape", o->model_path);
+        }
+        return st;
+    }
+    th_status st = th_gpt2_create(cfg, m);
+    if (st == TH_OK) th_gpt2_init_random(*m, o->seed);
+    return st;
+}
+
+/* One row of the precision table on a fresh model with the benchmark's random weights. */
+static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts *o, const int *tok, int n_tok,
+                           th_dtype dtype, const th_ceilings *ceil, th_bench_dtype_row *row) {
+    memset(row, 0, sizeof *row);
+    row->dtype = dtype;
+    th_gpt2 *m = NULL;
+    th_gpt2_kv *kv = NULL;
+    float *logits = NULL;
+    int V = cfg->vocab_size, P = o->prompt_tokens, D = o->decode_tokens;
+    int long_ctx = cfg->max_seq_len - 32 < 512 ? cfg->max_seq_len - 32 : 512;
+    int short_ctx = long_ctx < 64 ? long_ctx : 64;
+    int cap = P + D > long_ctx + 32 ? P + D : long_ctx + 32;
+    th_gpt2 *ref = NULL;
+    th_status st = model_for_row(cfg, o, &m);
+    if (st != TH_OK) return st;
+    row->ppl_ratio = row->top1_agreement = 1.0;
+    if (o->quality_tokens > 1 && dtype != TH_DTYPE_F32) {
+        // the f32 original beside the packed copy, for the quality gate, then freed
+        if ((st = th_gpt2_create(cfg, &ref)) != TH_OK) goto done;
+        memcpy(th_gpt2_params(ref), th_gpt2_params(m), th_gpt2_num_params(cfg) * sizeof(float));
+    }
+    th_infer_precision prec = {dtype, o->embed_f32};
+    if ((st = th_gpt2_set_precision(m, &prec)) != TH_OK) goto done;
+    if (ref) {
+        th_precision_quality_result q;
+        int nq = o->quality_tokens < n_tok ? o->quality_tokens : n_tok;
+        if ((st = th_precision_quality(ref, m, tok, nq, 0, &q)) != TH_OK) goto done;
+        row->ppl_ratio = q.ppl_ratio;
+        row->mean_kl = q.mean_kl;
+        row->top1_agreement = q.top1_agreement;
+        th_gpt2_free(ref);
+        ref = NULL;
+    }
+    row->rss_reset = hwm_reset();
+    logits = th_alloc(sizeof(float) * (size_t)V);
+    if (!logits) {
+        st = th_fail(TH_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    if ((st = th_gpt2_kv_create(m, cap, &kv)) != TH_OK) goto done;
+    if ((st = th_gpt2_infer(m, kv, tok, 8, logits, 0)) != TH_OK) goto done; // warm-up
+    th_gpt2_kv_reset(kv);
+    uint64_t t0 = th_now_ns();
+    if ((st = th_gpt2_infer(m, kv, tok, P, logits, 0)) != TH_OK) goto done;
+    row->prefill_tok_s = P / ((th_now_ns() - t0) / 1e9);
+    row->prefill_fma_share = row->prefill_tok_s / P * prefill_flops(cfg, th_gpt2_num_params(cfg), P) /
+                             (ceil->fma_gflop_s * 1e9);
+    row->decode_tok_s = decode_timed(m, kv, logits, D, V);
+    double C = cfg->channels, L = cfg->num_layers, ctx = P + D / 2.0;
+    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + 4.0 * 2.0 * L * ctx * C;
+    row->decode_read_share = row->decode_tok_s * row->decode_bytes_per_token / (ceil->read_gb_s * 1e9);
+    // the context probe: 32 tokens after short_ctx, then after long_ctx, of the same prompt tokens
+    th_gpt2_kv_reset(kv);
+    if ((st = th_gpt2_infer(m, kv, tok, short_ctx, logits, 0)) != TH_OK) goto done;
+    row->decode_ctx64_tok_s = decode_timed(m, kv, logits, 32, V);
+    th_gpt2_kv_reset(kv);
+    int n_long = long_ctx < n_tok ? long_ctx : n_tok;
+    t0 = th_now_ns();
+    if ((st = th_gpt2_infer(m, kv, tok, n_long, logits, 0)) != TH_OK) goto done;
+    row->prefill512_tok_s = n_long / ((th_now_ns() - t0) / 1e9);
+    row->prefill512_fma_share = row->prefill512_tok_s / n_long *
+                                prefill_flops(cfg, th_gpt2_num_params(cfg), n_long) / (ceil->fma_gflop_s * 1e9);
+    row->decode_ctx512_tok_s = decode_timed(m, kv, logits, 32, V);
+    if (row->decode_tok_s < 0 || row->decode_ctx64_tok_s < 0 || row->decode_ctx512_tok_s < 0) {
+        st = th_fail(TH_ERR_STATE, "bench: %s decode failed: %s", th_dtype_name(dtype), th_last_error());
+        goto done;
+    }
+    row->rss_mb = hwm_bytes() / 1e6;
+done:
+    th_free(logits);
+    th_gpt2_kv_free(kv);
+    th_gpt2_free(ref);
+    th_gpt2_free(m);
+    return st;
 }
 
 th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o, th_bench_model_result *out) {
@@ -63,6 +193,7 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
 
     int B = o->batch, T = o->seq, V = cfg->vocab_size;
     int n_tok = B * T + 1 > o->prompt_tokens ? B * T + 1 : o->prompt_tokens;
+    if (o->n_dtypes > 0 && n_tok < cfg->max_seq_len) n_tok = cfg->max_seq_len; // the context probe's prompt
     int n_ms = o->train_steps + 1 > o->baseline_steps + 1 ? o->train_steps + 1 : o->baseline_steps + 1;
     tok = th_alloc(sizeof(int) * (size_t)n_tok);
     ms = th_alloc(sizeof(double) * (size_t)n_ms);
@@ -127,6 +258,19 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
         if (st != TH_OK) goto done;
         qsort(ms, (size_t)o->baseline_steps, sizeof(double), cmp_double);
         out->train_step_ms_naive = ms[o->baseline_steps / 2];
+    }
+    // the precision table, after everything else so each row's RSS is its own
+    out->lowp_kernel = th_lowp_kernel();
+    if (o->n_dtypes > 0) {
+        th_gpt2_kv_free(kv);
+        kv = NULL;
+        th_gpt2_free(m);
+        m = NULL;
+    }
+    for (int i = 0; i < o->n_dtypes && i < 4; i++) {
+        st = dtype_row(cfg, o, tok, n_tok, o->dtypes[i], &out->ceilings, &out->rows[i]);
+        if (st != TH_OK) goto done;
+        out->n_rows = i + 1;
     }
 done:
     th_free(logits);

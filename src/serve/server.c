@@ -1017,6 +1017,7 @@ th_status th_server_start(const th_serve_opts *o, th_server **out) {
     pthread_cond_init(&s->engine_cv, NULL);
     th_model_info info;
     th_status st = th_model_load_any(o->model_path, &s->m, &info);
+    if (st == TH_OK) st = th_gpt2_set_precision(s->m, &o->precision);
     if (st == TH_OK) st = th_tokenizer_load_for_model(o->model_path, &s->tok);
     if (st != TH_OK) goto fail;
     s->cfg = *th_gpt2_get_config(s->m);
