@@ -429,6 +429,8 @@ th_status th_eco_hardware_parse(const th_eco_embodied_table *t, const char *spec
     } else {
         snprintf(out->spec, sizeof out->spec, "%s", spec);
         size_t n = strlen(spec);
+        if (spec[0] == ',' || spec[n - 1] == ',' || strstr(spec, ",,"))
+            return th_fail(TH_ERR_INVALID, "--hardware '%s': empty entry", spec);
         if (!(copy = th_alloc(2 * n + 2))) return th_fail(TH_ERR_NOMEM, "--hardware: out of memory");
         memcpy(copy, spec, n + 1);
         char *lives = copy + n + 1;
