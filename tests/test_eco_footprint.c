@@ -265,8 +265,8 @@ static void test_emissions_csv(void) {
     CHECK(th_eco_emissions_csv_append(path, &fp, &row) == TH_OK, "append: %s", th_last_error());
     th_csv c;
     CHECK(th_csv_read(path, &c) == TH_OK, "read back: %s", th_last_error());
-    CHECK(c.ncols == 37 && c.nrows == 2, "%zu columns, %zu rows", c.ncols, c.nrows);
-    if (c.ncols == 37 && c.nrows == 2) {
+    CHECK(c.ncols == 45 && c.nrows == 2, "%zu columns, %zu rows", c.ncols, c.nrows);
+    if (c.ncols == 45 && c.nrows == 2) {
         CHECK(strcmp(c.header[0], "timestamp") == 0 && strcmp(c.header[5], "emissions") == 0 &&
                   strcmp(c.header[16], "energy_consumed") == 0 && strcmp(c.header[35], "pue") == 0 &&
                   strcmp(c.header[36], "wue") == 0,

@@ -317,22 +317,184 @@ typedef struct {
     const char *os, *python_version, *codecarbon_version, *cpu_model, *gpu_model, *tracking_mode;
     double cpu_count, gpu_count, longitude, latitude, ram_total_size_gb;
     int on_cloud;
+    /* the columns after CodeCarbon's: embodied and storage kg CO2e (low, central, high),
+     * abiotic depletion kg Sb-eq, the seconds the hardware was held */
+    double embodied_kg_low, embodied_kg, embodied_kg_high;
+    double storage_kg_low, storage_kg, storage_kg_high;
+    double adp_kg_sb_eq, hardware_held_s;
 } th_eco_emissions_row;
 
 /* Fills `row` with NULL strings and NaN numbers (so unknown fields come out empty). */
 void th_eco_emissions_row_init(th_eco_emissions_row *row);
 
 /* The header written by th_eco_emissions_csv_append: CodeCarbon's emissions.csv columns
- * (mlco2/codecarbon output_methods/emissions_data.py, v3), in its order. */
+ * (mlco2/codecarbon output_methods/emissions_data.py, v3), in its order, then ours:
+ * embodied_kg_low, embodied_kg, embodied_kg_high, storage_kg_low, storage_kg,
+ * storage_kg_high, adp_kg_sb_eq, hardware_held_s. */
 const char *th_eco_emissions_csv_header(void);
 
 /* Appends one row for `fp` to the CSV at `path`: duration s, emissions kg CO2e,
  * emissions_rate kg/s, power W, energy kWh (energy_consumed = facility energy, PUE
  * included), water_consumed L (on-site, as CodeCarbon), pue, wue. A new or empty file gets
- * the header first. An existing file must start with exactly that header and end with a
- * newline, else TH_ERR_FORMAT naming the first differing column and nothing is written.
+ * the header first. An existing file must start with exactly that header (or with
+ * CodeCarbon's alone: then the row has CodeCarbon's columns only) and end with a newline,
+ * else TH_ERR_FORMAT naming the first differing column and nothing is written.
  * The row goes out in one write on an O_APPEND descriptor, so the file never holds a
  * partial row from us unless the disk fills (then TH_ERR_IO). */
 th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *fp, const th_eco_emissions_row *row);
+
+/* ---------------------------------------------------------------------------------
+ * embodied carbon, storage, and ranges (issue 21)
+ *
+ * The hardware's manufacturing footprint is spread over its service life and charged to a
+ * run by the time the run held it (wall time, pacing waits included: a paced run holds the
+ * hardware longer). Kept files (checkpoints, token shards, caches) are charged their bytes x
+ * time x energy per TB-year x replicas x PUE, priced at the grid factor, plus their share of
+ * the storage's manufacturing. Factors disagree between sources, so every such figure is a
+ * range: low, central, high; sums add the ends (the interval of the sum). */
+
+typedef struct {
+    double lo, mid, hi; /* mid NaN: unknown */
+} th_eco_range;
+
+/* A point value as a range (lo = mid = hi = v). */
+th_eco_range th_eco_range_point(double v);
+/* a + b, end by end; unknown if either is. */
+th_eco_range th_eco_range_add(th_eco_range a, th_eco_range b);
+/* a x k for k >= 0 (a negative or non-finite k gives unknown). */
+th_eco_range th_eco_range_scale(th_eco_range a, double k);
+/* a x b for non-negative ranges: [a.lo b.lo, a.mid b.mid, a.hi b.hi]. */
+th_eco_range th_eco_range_mul(th_eco_range a, th_eco_range b);
+/* 1 when the range is worth printing as an interval: hi > 1.25 x lo (or lo 0 < hi). */
+int th_eco_range_wide(th_eco_range r);
+/* "12.3 g" or, when wide, "12.3 g (4.1 to 38 g)"; unknown -> "unknown". */
+void th_eco_fmt_range(char *buf, size_t cap, th_eco_range r, const char *unit);
+
+/* One row of data/factors/embodied.csv: the manufacturing footprint of one unit of a device
+ * (a package, a card, a server, a GB, a TB), its abiotic depletion (NaN: no source) and the
+ * default service life. */
+typedef struct {
+    char device[32];     /* row key: "cpu-server", "dram", "h100" */
+    char cls[16];        /* cpu, dram, ssd, hdd, gpu, server */
+    char unit[16];       /* package, GB, TB, card, server */
+    char match[96];      /* '|'-separated name substrings that map a device name to the row */
+    th_eco_range kg_co2e;
+    double kg_sb_eq;
+    double life_y;
+    char source[320], year[16], basis[320];
+    char origin[256];    /* "data/factors/embodied.csv row 9" */
+} th_eco_embodied_row;
+
+/* One row of data/factors/storage_energy.csv: kWh per TB-year kept (IT energy). */
+typedef struct {
+    char medium[16];     /* ssd, hdd, dram */
+    th_eco_range kwh_per_tb_year;
+    char source[256], year[16], basis[256], origin[256];
+} th_eco_storage_row;
+
+typedef struct th_eco_embodied_table th_eco_embodied_table;
+
+/* Loads embodied.csv and storage_energy.csv from `dir` (NULL: the factor directory
+ * th_eco_tables_load uses). Strict like the other tables: a row without a source, year or
+ * basis, a non-number, low > central > high out of order, a negative value or a life
+ * outside (0, 50] years, a duplicate key or an unknown class fails with TH_ERR_FORMAT naming
+ * the file, row and column. *out NULL on failure; release with th_eco_embodied_free. */
+th_status th_eco_embodied_load(const char *dir, th_eco_embodied_table **out);
+void th_eco_embodied_free(th_eco_embodied_table *t);
+
+/* The row keyed `device` (case-insensitive), or the first of class `cls` (NULL: any) whose
+ * match list has a substring of `name`; NULL when none does. */
+const th_eco_embodied_row *th_eco_embodied_find(const th_eco_embodied_table *t, const char *cls, const char *name);
+
+#define TH_ECO_HW_MAX 16
+
+/* One device the work holds: `count` units of its row (packages, cards, GB, TB). */
+typedef struct {
+    char name[80];       /* as named or detected: "AMD EPYC 7B13", "24 GB", "h100" */
+    char cls[16];
+    char how[64];        /* "host: /proc/cpuinfo", "host: /proc/meminfo", "--hardware" */
+    int known;           /* 0: no factor row maps it: its figure is unknown, never 0 */
+    double count;
+    double life_y;       /* the row's, or the override */
+    char life_how[32];   /* "table" or "--hardware gpu-life-y" */
+    th_eco_embodied_row row;
+} th_eco_device;
+
+typedef struct {
+    th_eco_device dev[TH_ECO_HW_MAX];
+    size_t n;
+    double share;        /* fraction of the devices the work holds (a VM slice); default 1 */
+    double replicas;     /* copies of every kept byte; NaN: the default for the preset */
+    char medium[16];     /* where kept files live: ssd (default), hdd */
+    th_eco_storage_row medium_energy;
+    th_eco_embodied_row medium_embodied;
+    int drive_named;     /* a device of the medium's class is listed: it carries the first copy */
+    char spec[256];      /* the spec as given, or "host" */
+} th_eco_hardware;
+
+/* Fills `out` from a spec: comma-separated entries
+ *   cpu:NAME[*N]  gpu:NAME[*N]  server:NAME[*N]   (a row key or a name its match list maps)
+ *   dram-gb:X  ssd-tb:X  hdd-tb:X                 (sizes > 0)
+ *   host                                           (the host's CPU and memory, as below)
+ *   share:F  replicas:N  store:ssd|hdd  CLASS-life-y:Y   (F in (0, 1], N in [1, 100], Y in (0, 50])
+ * spec NULL or "" means "host": the CPU `host_cpu` (th_cpu_name; NULL or "": none) and
+ * `host_dram_gb` of memory (<= 0: none). A host CPU no row maps is kept as unknown; a named
+ * device no row maps, an unknown key, a negative or zero size, count or life fail with
+ * TH_ERR_INVALID naming the entry (and the known devices). */
+th_status th_eco_hardware_parse(const th_eco_embodied_table *t, const char *spec, const char *host_cpu,
+                                double host_dram_gb, th_eco_hardware *out);
+
+/* MemTotal of /proc/meminfo in GB (1e9 bytes); NaN when unreadable. */
+double th_eco_host_dram_gb(void);
+
+/* The embodied charge of holding `hw` for held_s seconds. */
+typedef struct {
+    double held_s;
+    th_eco_range dev_g[TH_ECO_HW_MAX];  /* per device, g CO2e; mid NaN for unknown ones */
+    double dev_adp_g[TH_ECO_HW_MAX];    /* g Sb-eq; NaN where no source gives it */
+    th_eco_range total_g;               /* the known devices */
+    double adp_g;                       /* the devices with ADP */
+    size_t n_unknown, n_no_adp;
+} th_eco_embodied;
+
+/* g = kg x 1000 x count x share x held_s / (life_y x 365.25 x 86400), each device; fails
+ * (TH_ERR_INVALID) on a negative or non-finite held_s or a NULL argument. */
+th_status th_eco_embodied_compute(const th_eco_hardware *hw, double held_s, th_eco_embodied *out);
+
+/* Files kept by the work, by kind. */
+#define TH_ECO_KEPT_MAX 8
+typedef struct {
+    struct {
+        char what[32];   /* "checkpoints", "token shards", "teacher caches", "replay reservoirs", "model", "other" */
+        double bytes;
+    } item[TH_ECO_KEPT_MAX];
+    size_t n;
+    double bytes;
+} th_eco_kept;
+
+/* Adds `bytes` (>= 0, finite; else TH_ERR_INVALID) to the kind `what` (a new kind past
+ * TH_ECO_KEPT_MAX goes to "other"). */
+th_status th_eco_kept_add(th_eco_kept *k, const char *what, double bytes);
+
+/* Walks `dir` (recursively, not following links) and adds each regular file by kind, from
+ * its name: checkpoint*, *.ckpt -> checkpoints; *.bin under data/ or named train/val ->
+ * token shards; a path with "teacher" or "cache" -> teacher caches; "replay" -> replay
+ * reservoirs; model/ and *.safetensors -> model; the rest -> other. A missing dir adds
+ * nothing (TH_OK); an unreadable one fails with TH_ERR_IO naming it. */
+th_status th_eco_kept_scan(th_eco_kept *k, const char *dir);
+
+/* What keeping `bytes` on hw's medium for held_s costs. */
+typedef struct {
+    double bytes, replicas, held_s;
+    th_eco_range energy_kwh;   /* facility energy: TB x replicas x kWh/TB-yr x years x PUE */
+    th_eco_range co2e_g;       /* energy x grid intensity */
+    th_eco_range embodied_g;   /* TB x copies charged x kg/TB x 1000 x held / life */
+    th_eco_range total_g;
+    double copies_embodied;    /* replicas, less the one the named drive already carries */
+} th_eco_storage_charge;
+
+/* Fails (TH_ERR_INVALID) on negative bytes, held_s or grid, replicas < 1 or PUE < 1. */
+th_status th_eco_storage_charge_compute(const th_eco_hardware *hw, double bytes, double replicas, double held_s,
+                                        double pue, double grid_g_per_kwh, th_eco_storage_charge *out);
 
 #endif

@@ -860,6 +860,16 @@ th_status th_run_report_write_json(const th_run_report *r, const char *path);
  * energy figure or without factors; otherwise the CSV writer's status. */
 th_status th_run_report_append_emissions(const th_run_report *r, const char *path);
 
+/* Adds the ledger's embodied and storage lines (issue 21): the manufacturing footprint of
+ * the devices in `hw`, allocated by the run's wall time (the time the hardware was held,
+ * pacing waits included), and the files in `kept` (NULL: none) charged for the same time
+ * (th_eco_storage_charge_compute; replicas NaN in hw: 1 on own-machine, 3 on datacenter) and,
+ * for scale, per 30 days kept. Every text style, the JSON (keys embodied, storage,
+ * co2e_total_g, embodied_storage_share) and the emissions.csv row then carry them, as
+ * low / central / high. TH_ERR_STATE without a footprint (no energy or no factors),
+ * TH_ERR_INVALID on NULL arguments; on failure the report is unchanged. */
+th_status th_run_report_add_embodied(th_run_report *r, const th_eco_hardware *hw, const th_eco_kept *kept);
+
 /* The version of the JSON layout: 1 is the first with this key; older files have none. */
 #define TH_RUN_REPORT_VERSION 1
 

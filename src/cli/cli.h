@@ -74,6 +74,8 @@ typedef struct {
     int report;                       /* th_report_style: --report summary (default) | full */
     th_eco_factors factors;           /* filled by cli_eco_resolve */
     th_budget_config budget;          /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
+    const char *hardware;             /* --hardware spec (NULL: what the host reports) */
+    th_eco_hardware hw;               /* filled by cli_eco_resolve from --hardware or the host */
     cli_opt run_opts[24];             /* the options of a monitored run, pointing into this struct */
     cli_opt eco_opts[16];             /* the eco factor options (all that `thermo estimate` takes) */
 } cli_run_flags;
@@ -99,6 +101,10 @@ int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out);
 /* The end-of-run report (th_run_report): text on stderr in the --report style, --report-json,
  * --emissions-csv. Returns an exit code. */
 int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units);
+/* The same, with the files the run keeps charged as storage: kept_path is the run's output, a
+ * directory or a file in it (then its directory is scanned); NULL: none kept. */
+int cli_run_report_kept(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units,
+                        const char *kept_path);
 
 /* ---------------------------------------------------------------------------------
  * thermo train's options, shared with thermo session (cmd_train.c) */

@@ -155,7 +155,7 @@ int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, con
         // the energy of the steps that ran was spent all the same: report it, then stop
         int rc = cli_report(st, cmd);
         cli_run_units part = {(double)tr->tokens, steps, "interrupted", 0, NULL};
-        if (res->have_figures) cli_run_report(rf, "train (interrupted)", &res->figures, &part);
+        if (res->have_figures) cli_run_report_kept(rf, "train (interrupted)", &res->figures, &part, res->checkpoint_path);
         return rc;
     }
     if (st != TH_OK) return cli_report(st, cmd);
@@ -174,7 +174,7 @@ int cli_train_finish(const cli_run_flags *rf, const char *cmd, th_status st, con
     if (res->llmc_path[0]) fprintf(stderr, "\nsaved %s (llm.c layout, as the input)", res->llmc_path);
     fprintf(stderr, "\nsaved %s (Hugging Face layout) and %s\n", res->model_dir, res->checkpoint_path);
     cli_run_units units = {(double)tr->tokens, steps, tr->stopped_by[0] ? tr->stopped_by : "completed", 0, NULL};
-    return cli_run_report(rf, "train", &res->figures, &units);
+    return cli_run_report_kept(rf, "train", &res->figures, &units, res->checkpoint_path);
 }
 
 /* ---- data parallel (issue 20): --dp, the per-rank report ---- */

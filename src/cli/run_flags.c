@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -62,6 +63,11 @@ void cli_run_flags_init(cli_run_flags *f) {
                      "every factor's source and the EPA equivalences"),
         CLI_O_STR("--report-json", "FILE", &f->report_json, "write the run report as JSON"),
         CLI_O_STR("--emissions-csv", "FILE", &f->emissions_csv, "append a CodeCarbon-compatible row"),
+        CLI_O_STR("--hardware", "SPEC", &f->hardware,
+                  "devices whose embodied carbon the run is charged, by held time:\n"
+                  "cpu:NAME,gpu:h100*8,dram-gb:24,ssd-tb:1,hdd-tb:X,server:NAME, host,\n"
+                  "share:F, replicas:N, store:ssd|hdd, CLASS-life-y:Y (default: host CPU\n"
+                  "and memory; rows in data/factors/embodied.csv)"),
     };
     const cli_opt eco[] = {
         CLI_O_HEAD("eco factors (data/factors/*.csv, each with source and year)"),
@@ -82,6 +88,26 @@ void cli_run_flags_init(cli_run_flags *f) {
     _Static_assert(sizeof eco < sizeof f->eco_opts, "eco_opts keeps a terminator");
     memcpy(f->run_opts, run, sizeof run);
     memcpy(f->eco_opts, eco, sizeof eco);
+}
+
+/* The embodied table and the devices: --hardware, or the host's CPU and memory. */
+static int resolve_hardware(cli_run_flags *f, const char *cmd) {
+    th_eco_embodied_table *t = NULL;
+    th_status st = th_eco_embodied_load(NULL, &t);
+    if (st != TH_OK) {
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "%s: embodied table", cmd);
+        return cli_report(st, ctx);
+    }
+    char cpu[256] = "";
+    th_cpu_name(cpu, sizeof cpu);
+    st = th_eco_hardware_parse(t, f->hardware, cpu, th_eco_host_dram_gb(), &f->hw);
+    th_eco_embodied_free(t);
+    if (st != TH_OK) {
+        fprintf(stderr, "thermo %s: %s\n", cmd, th_last_error());
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
 }
 
 int cli_eco_resolve(cli_run_flags *f, const char *cmd) {
@@ -114,6 +140,7 @@ int cli_eco_resolve(cli_run_flags *f, const char *cmd) {
             rc = cli_report(st, cmd);
     f->factors.methane_enabled = f->methane;
     th_eco_tables_free(tables);
+    if (rc == EXIT_OK) rc = resolve_hardware(f, cmd);
     return rc;
 }
 
@@ -131,10 +158,28 @@ int cli_print_footprint_text(const th_eco_footprint *fp, FILE *out) {
 }
 
 int cli_run_report(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units) {
+    return cli_run_report_kept(f, cmd, fig, units, NULL);
+}
+
+int cli_run_report_kept(const cli_run_flags *f, const char *cmd, const th_run_figures *fig, const cli_run_units *units,
+                        const char *kept_path) {
     th_run_units u = {cmd, units->tokens, units->steps, units->stop_reason, units->wasted_tokens, units->waste_what};
     th_run_report *r = NULL;
     char *text = NULL;
     th_status st = th_run_report_build(fig, &f->factors, &u, &r);
+    if (st == TH_OK && fig->have_energy) {
+        th_eco_kept kept;
+        memset(&kept, 0, sizeof kept);
+        if (kept_path) {
+            char dir[4200];
+            snprintf(dir, sizeof dir, "%s", kept_path);
+            struct stat sb;
+            char *slash = strrchr(dir, '/');
+            if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) slash ? (void)(*slash = '\0') : (void)snprintf(dir, sizeof dir, ".");
+            st = th_eco_kept_scan(&kept, dir);
+        }
+        if (st == TH_OK) st = th_run_report_add_embodied(r, &f->hw, &kept);
+    }
     if (st == TH_OK && (st = th_run_report_text(r, f->report, &text)) == TH_OK) fputs(text, stderr);
     int energy = st == TH_OK && th_run_report_has_energy(r);
     if (energy && f->report_json && (st = th_run_report_write_json(r, f->report_json)) == TH_OK)

@@ -216,15 +216,28 @@ static const char *const cc_columns[] = {
 };
 #define CC_NCOLS (sizeof cc_columns / sizeof cc_columns[0])
 
-const char *th_eco_emissions_csv_header(void) {
-    static char header[1024];
-    if (!header[0]) {
+/* Ours, after CodeCarbon's, so tools reading its columns by name or position still work. */
+static const char *const extra_columns[] = {
+    "embodied_kg_low", "embodied_kg", "embodied_kg_high", "storage_kg_low", "storage_kg", "storage_kg_high",
+    "adp_kg_sb_eq", "hardware_held_s",
+};
+#define EXTRA_NCOLS (sizeof extra_columns / sizeof extra_columns[0])
+
+/* CodeCarbon's header alone (with_extra 0) or followed by ours. */
+static const char *header_text(int with_extra) {
+    static char header[2][1400];
+    char *h = header[with_extra];
+    if (!h[0]) {
         size_t used = 0;
         for (size_t i = 0; i < CC_NCOLS; i++)
-            used += (size_t)snprintf(header + used, sizeof header - used, "%s%s", i ? "," : "", cc_columns[i]);
+            used += (size_t)snprintf(h + used, sizeof header[0] - used, "%s%s", i ? "," : "", cc_columns[i]);
+        for (size_t i = 0; with_extra && i < EXTRA_NCOLS; i++)
+            used += (size_t)snprintf(h + used, sizeof header[0] - used, ",%s", extra_columns[i]);
     }
-    return header;
+    return h;
 }
+
+const char *th_eco_emissions_csv_header(void) { return header_text(1); }
 
 void th_eco_emissions_row_init(th_eco_emissions_row *row) {
     if (!row) return;
@@ -232,7 +245,9 @@ void th_eco_emissions_row_init(th_eco_emissions_row *row) {
     double *nums[] = {&row->cpu_power_w, &row->gpu_power_w, &row->ram_power_w, &row->cpu_energy_kwh,
                       &row->gpu_energy_kwh, &row->ram_energy_kwh, &row->cpu_utilization_percent,
                       &row->ram_utilization_percent, &row->ram_used_gb, &row->cpu_count, &row->gpu_count,
-                      &row->longitude, &row->latitude, &row->ram_total_size_gb};
+                      &row->longitude, &row->latitude, &row->ram_total_size_gb, &row->embodied_kg_low,
+                      &row->embodied_kg, &row->embodied_kg_high, &row->storage_kg_low, &row->storage_kg,
+                      &row->storage_kg_high, &row->adp_kg_sb_eq, &row->hardware_held_s};
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) *nums[i] = NAN;
     row->on_cloud = 0;
 }
@@ -290,7 +305,16 @@ static th_status header_mismatch(const char *path, const char *have) {
             return th_fail(TH_ERR_FORMAT, "%s: header ends after column %zu ('%s'), expected '%s' next; not appending",
                            path, i + 1, cc_columns[i], cc_columns[i + 1]);
     }
-    return th_fail(TH_ERR_FORMAT, "%s: header has columns after '%s'; not appending", path, cc_columns[CC_NCOLS - 1]);
+    for (size_t i = 0; i < EXTRA_NCOLS; i++) {
+        size_t n = strcspn(p, ",");
+        if (n != strlen(extra_columns[i]) || strncmp(p, extra_columns[i], n) != 0)
+            return th_fail(TH_ERR_FORMAT, "%s: header column %zu is '%.*s', expected '%s' (or nothing after '%s'); "
+                                          "not appending", path, CC_NCOLS + i + 1, (int)n, p, extra_columns[i],
+                           cc_columns[CC_NCOLS - 1]);
+        p += n;
+        if (*p == ',') p++;
+    }
+    return th_fail(TH_ERR_FORMAT, "%s: header has columns after '%s'; not appending", path, extra_columns[EXTRA_NCOLS - 1]);
 }
 
 th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *fp, const th_eco_emissions_row *row) {
@@ -350,6 +374,11 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
     csv_str(&b, row->on_cloud ? "Y" : "N", 0);
     csv_num(&b, F[TH_ECO_F_PUE].value);
     csv_num(&b, F[TH_ECO_F_WUE_SITE].value);
+    size_t cc_len = b.len; // the row as CodeCarbon's columns alone end here
+    const double extra[EXTRA_NCOLS] = {row->embodied_kg_low, row->embodied_kg, row->embodied_kg_high,
+                                       row->storage_kg_low, row->storage_kg, row->storage_kg_high,
+                                       row->adp_kg_sb_eq, row->hardware_held_s};
+    for (size_t i = 0; i < EXTRA_NCOLS; i++) csv_num(&b, extra[i]);
     th_textbuf_printf(&b, "\n");
     if (b.len >= cap) {
         th_free(line);
@@ -390,7 +419,12 @@ th_status th_eco_emissions_csv_append(const char *path, const th_eco_footprint *
         char head[2048];
         int ends_nl = 0;
         st = read_head_tail(path, rfd, sb.st_size, head, sizeof head, &ends_nl);
-        if (st == TH_OK && strcmp(head, header) != 0) st = header_mismatch(path, head);
+        if (st == TH_OK && !strcmp(head, header_text(0))) { // a CodeCarbon file: its columns only
+            line[cc_len] = '\n';
+            out_len = cc_len + 1;
+        } else if (st == TH_OK && strcmp(head, header) != 0) {
+            st = header_mismatch(path, head);
+        }
         if (st == TH_OK && !ends_nl)
             st = th_fail(TH_ERR_FORMAT, "%s: does not end with a newline (an incomplete last row?); not appending", path);
     }

@@ -26,6 +26,14 @@ struct th_run_report {
     char stop_reason[256];
     char waste_what[256];
     unit_figure per_token, per_step, waste;
+    int have_embodied;      /* th_run_report_add_embodied was called */
+    th_eco_hardware hw;
+    th_eco_embodied emb;
+    th_eco_kept kept;
+    th_eco_storage_charge store, store_month; /* over the run's held time; over 30 days kept */
+    char replicas_how[96];
+    th_eco_range total_g;   /* operational (one figure) + embodied + storage */
+    th_eco_range share;     /* (embodied + storage) / total, low with low, high with high */
 };
 
 static int is_measured(const th_run_figures *fig) {
@@ -87,6 +95,51 @@ void th_run_report_free(th_run_report *r) { th_free(r); }
 int th_run_report_has_energy(const th_run_report *r) { return r && r->fig.have_energy; }
 
 /* ---------------------------------------------------------------------------------
+ * embodied carbon and storage */
+
+#define SECONDS_30_DAYS (30.0 * 86400.0)
+
+th_status th_run_report_add_embodied(th_run_report *r, const th_eco_hardware *hw, const th_eco_kept *kept) {
+    if (!r || !hw) return th_fail(TH_ERR_INVALID, "run report: NULL embodied argument");
+    if (!r->have_fp) return th_fail(TH_ERR_STATE, "run report: embodied lines need the run's footprint (energy and factors)");
+    const th_eco_factor *F = r->fp.factors.f;
+    double held = r->fig.seconds > 0 ? r->fig.seconds : r->fig.energy.duration_s;
+    th_eco_kept none;
+    memset(&none, 0, sizeof none);
+    if (!kept) kept = &none;
+    double replicas = hw->replicas;
+    char how[96];
+    if (isfinite(replicas))
+        snprintf(how, sizeof how, "--hardware replicas");
+    else if (!strcmp(r->fp.factors.preset, "datacenter"))
+        replicas = 3, snprintf(how, sizeof how, "default for datacenter: 3 (e-footprint examples' replication factor)");
+    else
+        replicas = 1, snprintf(how, sizeof how, "default for own-machine: 1 copy, on this machine");
+    th_eco_embodied emb;
+    th_eco_storage_charge store, month;
+    th_status st = th_eco_embodied_compute(hw, held, &emb);
+    if (st == TH_OK)
+        st = th_eco_storage_charge_compute(hw, kept->bytes, replicas, held, F[TH_ECO_F_PUE].value,
+                                           F[TH_ECO_F_GRID_CO2E].value, &store);
+    if (st == TH_OK)
+        st = th_eco_storage_charge_compute(hw, kept->bytes, replicas, SECONDS_30_DAYS, F[TH_ECO_F_PUE].value,
+                                           F[TH_ECO_F_GRID_CO2E].value, &month);
+    if (st != TH_OK) return st;
+    r->hw = *hw;
+    r->emb = emb;
+    r->kept = *kept;
+    r->store = store;
+    r->store_month = month;
+    snprintf(r->replicas_how, sizeof r->replicas_how, "%s", how);
+    th_eco_range ours = th_eco_range_add(emb.total_g, store.total_g);
+    r->total_g = th_eco_range_add(th_eco_range_point(r->fp.co2e_g), ours);
+    r->share = (th_eco_range){r->total_g.lo > 0 ? ours.lo / r->total_g.lo : 0, r->total_g.mid > 0 ? ours.mid / r->total_g.mid : 0,
+                              r->total_g.hi > 0 ? ours.hi / r->total_g.hi : 0};
+    r->have_embodied = 1;
+    return TH_OK;
+}
+
+/* ---------------------------------------------------------------------------------
  * text: formatted twice, once to measure and once into the allocation */
 
 static void tb_footprint(th_textbuf *b, const th_eco_footprint *fp, th_eco_text_style style) {
@@ -117,6 +170,105 @@ static void text_no_energy(th_textbuf *b, const th_run_report *r) {
                       "no energy figure: the sensor %s gave neither an energy counter nor power (%llu samples, "
                       "%llu failed reads)\n",
                       r->fig.sensor, (unsigned long long)r->fig.samples, (unsigned long long)r->fig.failed_reads);
+}
+
+/* The devices, short: "cpu AMD EPYC 7B13, dram 16.8 GB, 1 unknown". */
+static void device_list(th_textbuf *b, const th_run_report *r) {
+    size_t unknown = 0, shown = 0;
+    for (size_t i = 0; i < r->hw.n; i++) {
+        const th_eco_device *d = &r->hw.dev[i];
+        if (!d->known) {
+            unknown++;
+            continue;
+        }
+        th_textbuf_printf(b, "%s%s", shown++ ? ", " : "", d->row.device);
+        if (strcmp(d->row.unit, "GB") && strcmp(d->row.unit, "TB")) {
+            if (d->count != 1) th_textbuf_printf(b, " x%g", d->count);
+        } else {
+            th_textbuf_printf(b, " %.3g %s", d->count, d->row.unit);
+        }
+    }
+    if (unknown) th_textbuf_printf(b, "%s%zu unknown", shown ? "; " : "", unknown);
+    if (!r->hw.n) th_textbuf_printf(b, "no devices");
+    if (r->hw.share != 1) th_textbuf_printf(b, "; share %g", r->hw.share);
+}
+
+/* The compact report's one line: embodied and storage, and their share of the total. */
+static void text_embodied_line(th_textbuf *b, const th_run_report *r) {
+    char e[64], st[64], kept[32], sh[64];
+    th_eco_fmt_range(e, sizeof e, r->emb.total_g, "g");
+    th_eco_fmt_range(st, sizeof st, r->store.total_g, "g");
+    th_eco_fmt_si(kept, sizeof kept, r->kept.bytes, "B");
+    th_textbuf_printf(b, "  embodied %s%s CO2e, %.3g s held (", r->emb.n_unknown ? ">= " : "", e, r->emb.held_s);
+    device_list(b, r);
+    th_textbuf_printf(b, ") \xc2\xb7 storage %s kept x%g: %s", kept, r->store.replicas, st);
+    if (th_eco_range_wide(r->share))
+        snprintf(sh, sizeof sh, "%.0f %% (%.0f to %.0f %%)", 100 * r->share.mid, 100 * r->share.lo, 100 * r->share.hi);
+    else
+        snprintf(sh, sizeof sh, "%.0f %%", 100 * r->share.mid);
+    th_textbuf_printf(b, " \xc2\xb7 %s of the run's CO2e\n", sh);
+}
+
+static void range_line(th_textbuf *b, const char *label, th_eco_range g) {
+    if (isnan(g.mid))
+        th_textbuf_printf(b, "  %-26s unknown\n", label);
+    else
+        th_textbuf_printf(b, "  %-26s %.4g g CO2e (low %.4g, high %.4g)\n", label, g.mid, g.lo, g.hi);
+}
+
+/* The full report's embodied and storage section, every factor with its source. */
+static void text_embodied_full(th_textbuf *b, const th_run_report *r) {
+    const th_eco_embodied *m = &r->emb;
+    th_textbuf_printf(b, "embodied (hardware held %.1f s: wall time, pacing waits included; kg x count x share x held / life)\n",
+                      m->held_s);
+    th_textbuf_printf(b, "  hardware: %s%s\n", r->hw.spec, strcmp(r->hw.spec, "host") ? " (--hardware)" : " (what the host reports)");
+    for (size_t i = 0; i < r->hw.n; i++) {
+        const th_eco_device *d = &r->hw.dev[i];
+        if (!d->known) {
+            th_textbuf_printf(b, "  %-10s %s (%s): unknown: no row of embodied.csv maps it (name it with --hardware)\n",
+                              d->cls, d->name, d->how);
+            continue;
+        }
+        th_textbuf_printf(b, "  %-10s %s (%s) -> row %s: %g %s x %.4g kg (low %.4g, high %.4g) / %.3g y (%s): %.4g g "
+                             "(low %.4g, high %.4g)",
+                          d->cls, d->name, d->how, d->row.device, d->count, d->row.unit, d->row.kg_co2e.mid,
+                          d->row.kg_co2e.lo, d->row.kg_co2e.hi, d->life_y, d->life_how, m->dev_g[i].mid, m->dev_g[i].lo,
+                          m->dev_g[i].hi);
+        if (isfinite(m->dev_adp_g[i])) th_textbuf_printf(b, ", %.3g mg Sb-eq", m->dev_adp_g[i] * 1e3);
+        th_textbuf_printf(b, "\n             [%s, %s; %s; %s]\n", d->row.source, d->row.year, d->row.basis, d->row.origin);
+    }
+    range_line(b, m->n_unknown ? "embodied (known devices)" : "embodied", m->total_g);
+    th_textbuf_printf(b, "  %-26s %.4g mg Sb-eq%s\n", "abiotic depletion", m->adp_g * 1e3,
+                      m->n_no_adp ? " (devices without an ADP source left out)" : "");
+    const th_eco_storage_charge *s = &r->store;
+    th_textbuf_printf(b, "storage (kept files x replicas x kWh/TB-year x PUE x grid, + embodied on %s)\n", r->hw.medium);
+    th_textbuf_printf(b, "  kept %.6g MB:", r->kept.bytes / 1e6);
+    for (size_t i = 0; i < r->kept.n; i++)
+        th_textbuf_printf(b, "%s %s %.4g MB", i ? "," : "", r->kept.item[i].what, r->kept.item[i].bytes / 1e6);
+    th_textbuf_printf(b, "%s; replicas %g (%s)\n", r->kept.n ? "" : " none", s->replicas, r->replicas_how);
+    th_textbuf_printf(b, "  %-26s %.4g kWh (low %.4g, high %.4g)  [%s, %s; %s]\n", "energy (facility)", s->energy_kwh.mid,
+                      s->energy_kwh.lo, s->energy_kwh.hi, r->hw.medium_energy.source, r->hw.medium_energy.year,
+                      r->hw.medium_energy.basis);
+    range_line(b, "storage operational", s->co2e_g);
+    range_line(b, "storage embodied", s->embodied_g);
+    th_textbuf_printf(b, "  %-26s copies %g%s  [%s, %s]\n", "", s->copies_embodied,
+                      r->hw.drive_named ? " (the named drive carries the first)" : "", r->hw.medium_embodied.source,
+                      r->hw.medium_embodied.year);
+    range_line(b, "per 30 days kept", r->store_month.total_g);
+    th_textbuf_printf(b, "totals (operational is one figure, %s; embodied and storage are ranges)\n",
+                      th_eco_basis_name(r->fp.it.basis));
+    th_textbuf_printf(b, "  %-26s %.4g g CO2e\n", "operational", r->fp.co2e_g);
+    range_line(b, "total", r->total_g);
+    th_textbuf_printf(b, "  %-26s %.3g %% (low %.3g, high %.3g)\n", "embodied + storage share", 100 * r->share.mid,
+                      100 * r->share.lo, 100 * r->share.hi);
+    double units[2] = {r->per_token.have ? r->per_token.count : 0, r->per_step.have ? r->per_step.count : 0};
+    const char *names[2] = {"token", "step"};
+    for (int k = 0; k < 2; k++)
+        if (units[k] > 0) {
+            th_eco_range g = th_eco_range_scale(m->total_g, 1.0 / units[k]);
+            th_textbuf_printf(b, "  embodied per %-13s %.4g mg CO2e (low %.4g, high %.4g)\n", names[k], g.mid * 1e3,
+                              g.lo * 1e3, g.hi * 1e3);
+        }
 }
 
 static void text_summary(th_textbuf *b, const th_run_report *r) {
@@ -166,6 +318,7 @@ static void text_summary(th_textbuf *b, const th_run_report *r) {
         }
         th_textbuf_printf(b, "\n");
     }
+    if (r->have_embodied) text_embodied_line(b, r);
     if (r->have_fp) {
         int n = 0; // the factor rows of the full text
         for (int i = 0; i < TH_ECO_F_COUNT; i++) n += i != TH_ECO_F_METHANE || r->fp.factors.methane_enabled;
@@ -228,6 +381,7 @@ static void text_full(th_textbuf *b, const th_run_report *r) {
             th_textbuf_printf(b, ", %.4g g CO2e, %.4g mL water", r->waste.co2e_g, water_total_l(&r->waste) * 1e3);
         th_textbuf_printf(b, "\n");
     }
+    if (r->have_embodied) text_embodied_full(b, r);
 }
 
 th_status th_run_report_text(const th_run_report *r, th_report_style style, char **text) {
@@ -291,6 +445,85 @@ static json_t *energy_json(const th_energy_figure *e) {
     return o;
 }
 
+static json_t *range_json(th_eco_range g) {
+    json_t *o = json_object();
+    if (o && (set_real(o, "low", g.lo) | set_real(o, "central", g.mid) | set_real(o, "high", g.hi))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The embodied and storage keys (th_run_report_add_embodied). Returns 0 on success. */
+static int embodied_json(const th_run_report *r, json_t *j) {
+    const th_eco_embodied *m = &r->emb;
+    json_t *e = json_object(), *devs = json_array(), *st = json_object(), *items = json_object();
+    int bad = !e || !devs || !st || !items;
+    for (size_t i = 0; !bad && i < r->hw.n; i++) {
+        const th_eco_device *d = &r->hw.dev[i];
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:f}", "name", d->name, "class", d->cls, "how", d->how, "known",
+                              d->known, "count", d->count);
+        bad |= !o;
+        if (!bad && d->known) {
+            bad |= json_object_set_new(o, "row", json_string(d->row.device));
+            bad |= json_object_set_new(o, "unit", json_string(d->row.unit));
+            bad |= json_object_set_new(o, "kg_co2e_per_unit", range_json(d->row.kg_co2e));
+            bad |= set_real(o, "life_years", d->life_y);
+            bad |= json_object_set_new(o, "life_how", json_string(d->life_how));
+            bad |= json_object_set_new(o, "co2e_g", range_json(m->dev_g[i]));
+            bad |= set_real(o, "adp_g_sb_eq", m->dev_adp_g[i]);
+            bad |= json_object_set_new(o, "source", json_string(d->row.source));
+            bad |= json_object_set_new(o, "year", json_string(d->row.year));
+            bad |= json_object_set_new(o, "basis", json_string(d->row.basis));
+            bad |= json_object_set_new(o, "origin", json_string(d->row.origin));
+        } else if (!bad) {
+            bad |= json_object_set_new(o, "co2e_g", json_null());
+        }
+        bad |= json_array_append_new(devs, o);
+    }
+    if (!bad) {
+        bad |= set_real(e, "held_s", m->held_s);
+        bad |= json_object_set_new(e, "allocation", json_string("kg x count x share x held wall time / service life"));
+        bad |= json_object_set_new(e, "hardware", json_string(r->hw.spec));
+        bad |= set_real(e, "share", r->hw.share);
+        bad |= json_object_set_new(e, "co2e_g", range_json(m->total_g));
+        bad |= set_real(e, "adp_g_sb_eq", m->adp_g);
+        bad |= json_object_set_new(e, "unknown_devices", json_integer((json_int_t)m->n_unknown));
+        if (r->per_token.have && r->per_token.count > 0)
+            bad |= json_object_set_new(e, "per_token_g", range_json(th_eco_range_scale(m->total_g, 1.0 / r->per_token.count)));
+        if (r->per_step.have && r->per_step.count > 0)
+            bad |= json_object_set_new(e, "per_step_g", range_json(th_eco_range_scale(m->total_g, 1.0 / r->per_step.count)));
+        bad |= json_object_set_new(e, "devices", devs);
+        devs = NULL;
+        for (size_t i = 0; i < r->kept.n; i++) bad |= set_real(items, r->kept.item[i].what, r->kept.item[i].bytes);
+        bad |= set_real(st, "bytes", r->kept.bytes);
+        bad |= json_object_set_new(st, "kept", items);
+        items = NULL;
+        bad |= json_object_set_new(st, "medium", json_string(r->hw.medium));
+        bad |= set_real(st, "replicas", r->store.replicas);
+        bad |= json_object_set_new(st, "replicas_how", json_string(r->replicas_how));
+        bad |= set_real(st, "held_s", r->store.held_s);
+        bad |= json_object_set_new(st, "energy_facility_kwh", range_json(r->store.energy_kwh));
+        bad |= json_object_set_new(st, "co2e_g", range_json(r->store.co2e_g));
+        bad |= json_object_set_new(st, "embodied_g", range_json(r->store.embodied_g));
+        bad |= json_object_set_new(st, "total_g", range_json(r->store.total_g));
+        bad |= json_object_set_new(st, "per_30_days_g", range_json(r->store_month.total_g));
+        bad |= json_object_set_new(st, "energy_source", json_string(r->hw.medium_energy.source));
+        bad |= json_object_set_new(st, "embodied_source", json_string(r->hw.medium_embodied.source));
+        bad |= json_object_set_new(j, "embodied", e);
+        e = NULL;
+        bad |= json_object_set_new(j, "storage", st);
+        st = NULL;
+        bad |= json_object_set_new(j, "co2e_total_g", range_json(r->total_g));
+        bad |= json_object_set_new(j, "embodied_storage_share", range_json(r->share));
+    }
+    json_decref(e);
+    json_decref(devs);
+    json_decref(st);
+    json_decref(items);
+    return bad;
+}
+
 static th_status report_json(const th_run_report *r, json_t **out) {
     *out = NULL;
     const th_run_figures *g = &r->fig;
@@ -327,6 +560,7 @@ static th_status report_json(const th_run_report *r, json_t **out) {
                                          g->limit_c, "above_limit_s", g->above_limit_s, "busy_s", g->busy_s, "idle_s",
                                          g->idle_s, "fail_safe_decisions", (json_int_t)g->fail_safe_decisions));
     bad |= json_object_set_new(j, "report_version", json_integer(TH_RUN_REPORT_VERSION));
+    if (r->have_embodied) bad |= embodied_json(r, j);
     if (bad) st = th_fail(TH_ERR_NOMEM, "run report JSON: out of memory");
 done:
     json_decref(per);
@@ -370,5 +604,15 @@ th_status th_run_report_append_emissions(const th_run_report *r, const char *pat
     row.cpu_energy_kwh = r->fp.energy_it_kwh;
     const th_energy_figure *e = &r->fig.energy;
     row.cpu_power_w = e->duration_s > 0 ? e->energy_j / e->duration_s : NAN;
+    if (r->have_embodied) {
+        row.embodied_kg_low = r->emb.total_g.lo * 1e-3;
+        row.embodied_kg = r->emb.total_g.mid * 1e-3;
+        row.embodied_kg_high = r->emb.total_g.hi * 1e-3;
+        row.storage_kg_low = r->store.total_g.lo * 1e-3;
+        row.storage_kg = r->store.total_g.mid * 1e-3;
+        row.storage_kg_high = r->store.total_g.hi * 1e-3;
+        row.adp_kg_sb_eq = r->emb.adp_g * 1e-3;
+        row.hardware_held_s = r->emb.held_s;
+    }
     return th_eco_emissions_csv_append(path, &r->fp, &row);
 }
