@@ -15,7 +15,6 @@ static double closed_loop(const th_thermal_profile *prior, const th_thermal_prof
     double limit = th_gov_default_limit_c(prior);
     th_gov_config cfg = th_gov_config_default(limit);
     th_gov_config_set_plant(&cfg, prior);
-    cfg.safe_band = 1; // the band is off by default (govern.h says why): this tests it
     th_plant *pl = NULL;
     th_governor *g = NULL;
     double above = 0, dt = 0.1;
@@ -73,7 +72,6 @@ static void test_band_decisions(void) {
     }
     th_gov_config cfg = th_gov_config_default(85);
     th_gov_config_set_plant(&cfg, &prof);
-    cfg.safe_band = 1;
     th_governor *g;
     if (th_governor_create("predictive", &cfg, &g) != TH_OK) {
         CHECK(0, "create: %s", th_last_error());

@@ -58,8 +58,9 @@ typedef struct {
     double margin_c;           /* predictive: aim this far below the limit (default 0.5) */
     double horizon_s;          /* predictive: look-ahead (default 10) */
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
-    double block_s;            /* predictive: samples are averaged over blocks this long
-                                  before identification (default 1) */
+    double block_s;            /* predictive: samples are averaged over blocks this long before
+                                  identification (default 0: tau_s/10 within [2 periods, 1 s], 1 s
+                                  without a prior; a block as long as tau biased the fit) */
     /* predictive, the safe band (needs the prior: p_max_w, r_k_per_w, tau_s): full duty while
      * a worst-case bound shows the limit cannot be reached within sensor_lag_s + reaction_s
      * at full duty, converged model or not. The plausible plant: heat capacity down to
@@ -72,12 +73,11 @@ typedef struct {
     double r_max_factor;       /* default 1.5 */
     double p_margin;           /* default 1.15 */
     double ambient_margin_c;   /* default 10 */
-    int safe_band;             /* predictive: 1 = full duty inside a worst-case safe band and the
-                                  worst-case duty before convergence (issue 13). Default 0: in
-                                  real-time runs on a fast plant (tau 1 s) it identified a wrong
-                                  model (it learns against the duty it set, which the plant's
-                                  measured duty lags) and then held the plant 12 C under the
-                                  limit; on until identification uses the measured duty. */
+    int safe_band;             /* predictive: 1 (th_gov_config_default) = full duty inside the worst-case
+                                  safe band; 0 = off. Outside it, until the identified model has converged
+                                  to a plant the prior makes plausible, the prior model decides (with the
+                                  Kalman offset as integral action), so an unconverged or wrong
+                                  identification never holds the plant far under the limit */
     int objective;             /* TH_GOV_OBJ_THROUGHPUT (default) or TH_GOV_OBJ_ENERGY */
 } th_gov_config;
 

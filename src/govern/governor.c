@@ -35,12 +35,12 @@ th_gov_config th_gov_config_default(double limit_c) {
     c.margin_c = 0.5;
     c.horizon_s = 10.0;
     c.forgetting = 0.995;
-    c.block_s = 1.0;
     c.reaction_s = 2.5;
     c.c_min_factor = 0.6;
     c.r_max_factor = 1.5;
     c.p_margin = 1.15;
     c.ambient_margin_c = 10.0;
+    c.safe_band = 1;
     return c;
 }
 
@@ -75,7 +75,8 @@ static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
     if (!(c->margin_c > 0)) c->margin_c = d.margin_c;
     if (!(c->horizon_s > 0)) c->horizon_s = d.horizon_s;
     if (!(c->forgetting > 0)) c->forgetting = d.forgetting;
-    if (!(c->block_s > 0)) c->block_s = d.block_s;
+    if (!(c->block_s > 0)) /* a tenth of the plant's τ when known, at least two periods, at most 1 s */
+        c->block_s = c->tau_s > 0 ? fmin(1.0, fmax(2.0 * c->period_s, 0.1 * c->tau_s)) : 1.0;
     if (!(c->reaction_s > 0)) c->reaction_s = d.reaction_s;
     if (!(c->c_min_factor > 0)) c->c_min_factor = d.c_min_factor;
     if (!(c->r_max_factor > 0)) c->r_max_factor = d.r_max_factor;
