@@ -42,6 +42,9 @@
 #define PRED_T_REF 60.0       /* leakage slope reference temperature */
 #define PRED_HOT_DEADBAND_C 0.0 /* ... beyond this innovation (°C); 0: all of it (a deadband slowed the reaction) */
 #define PRED_HOT_GAIN 2.0     /* offset gain multiplier for hotter-than-predicted readings */
+#define PRED_SPIKES 16        /* gradient-norm spikes remembered */
+#define PRED_SPIKE_RATIO 1.8  /* a spike: the norm above this multiple of its baseline */
+#define PRED_FF_GAIN0 0.5     /* a spike's extra power (fraction of the duty's) before one is measured */
 
 typedef struct {
     /* thermal identification: θ = (a, b·xs, c'), φ = (T̄[j] − t0, x̄/xs, 1), y = T̄[j+1] − t0 */
@@ -73,6 +76,13 @@ typedef struct {
     int valid;
     int in_band;           /* the last decision was in the safe band */
     int using_prior;       /* the last decision used the prior model, not the identified one */
+    /* the gradient-norm feed-forward: spikes seen (on/off times, a ring), the norm's baseline,
+     * and the learned extra power of a spike as a fraction of the duty's power */
+    double spike_on[PRED_SPIKES], spike_off[PRED_SPIKES];
+    int n_spikes, in_spike;
+    double gn_base, ff_gain;
+    long gn_n;
+    int ff_active;         /* the last decision was cut ahead of a spike's heat */
 } pred_state;
 
 /* ---------------------------------------------------------------------------------
@@ -215,7 +225,41 @@ static th_status pred_init(void *state, const th_gov_config *cfg) {
     memset(s, 0, sizeof *s);
     s->u_prev = cfg->safe_duty;
     s->pred_c = s->tss_c = s->t0_c = NAN;
+    s->ff_gain = PRED_FF_GAIN0;
     return TH_OK;
+}
+
+/* A training step's gradient norm: tracks the baseline and the spikes' on/off times. */
+static void pred_feed(void *state, const th_gov_config *cfg, double t_s, double g) {
+    pred_state *s = state;
+    if (!(cfg->ff_lag_s > 0)) return;
+    int spike = s->gn_n >= 8 && g > PRED_SPIKE_RATIO * s->gn_base;
+    if (!spike) {
+        s->gn_base = s->gn_n ? s->gn_base + 0.05 * (g - s->gn_base) : g;
+        s->gn_n++;
+    }
+    if (spike && !s->in_spike) {
+        int i = s->n_spikes++ % PRED_SPIKES;
+        s->spike_on[i] = t_s;
+        s->spike_off[i] = INFINITY;
+    } else if (!spike && s->in_spike) {
+        s->spike_off[(s->n_spikes - 1) % PRED_SPIKES] = t_s;
+    }
+    s->in_spike = spike;
+}
+
+/* Feed-forward at time t: 1 when a spike's heat (its on/off times + lag) is due within the
+ * lead or under way; *heating 1 when it is under way (the extra power can be measured). */
+static int spike_due(const pred_state *s, const th_gov_config *cfg, double t, int *heating) {
+    int due = 0;
+    *heating = 0;
+    int n = s->n_spikes < PRED_SPIKES ? s->n_spikes : PRED_SPIKES;
+    for (int i = 0; i < n; i++) {
+        double on = s->spike_on[i] + cfg->ff_lag_s, off = s->spike_off[i] + cfg->ff_lag_s;
+        if (t >= on - cfg->ff_lead_s && t <= off) due = 1;
+        if (t >= on + 0.2 && t <= off) *heating = 1;
+    }
+    return due;
 }
 
 static void pred_reset(void *state, const th_gov_config *cfg) { pred_init(state, cfg); }
@@ -434,15 +478,31 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     } else {
         u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
     }
+    s->ff_active = 0;
+    if (cfg->ff_lag_s > 0 && have_model && !s->in_band) {
+        int heating = 0;
+        if (spike_due(s, cfg, now, &heating)) {
+            /* the spike's extra power, learned while one heats: (P − model P)/(model P at u) */
+            double span = s->power_input ? s->w[1] * u_applied : 0.0;
+            if (heating && span > 0 && (smp->valid & TH_SAMPLE_POWER)) {
+                double k = (x_meas - model_x(s, u_applied, y)) / span;
+                s->ff_gain += 0.3 * (th_gov_clamp(k, 0.0, 2.0) - s->ff_gain);
+            }
+            s->ff_active = 1;
+        }
+    }
     u = th_gov_clamp(u, cfg->min_duty, 1.0);
-    s->u_prev = u;
+    s->u_prev = u; /* the ramp limits the plan, not the cut below */
+    if (s->ff_active) u = th_gov_clamp(u / (1.0 + s->ff_gain), cfg->min_duty, 1.0);
     out->duty = u;
     out->predicted_c = s->pred_c;
 }
 
 static void pred_describe(const void *state, const th_gov_config *cfg, char *buf, size_t len) {
     const pred_state *s = state;
-    const char *how = s->in_band ? " (safe band: full duty)" : s->using_prior ? " (prior model, identifying)" : "";
+    const char *how = s->in_band ? " (safe band: full duty)"
+                      : s->ff_active ? " (feed-forward: cut ahead of a gradient-norm spike's heat)"
+                      : s->using_prior ? " (prior model, identifying)" : "";
     if (!s->valid) {
         snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f%s", s->blocks, s->u_prev, how);
         return;
@@ -479,6 +539,7 @@ const th_governor_ops th_gov_predictive_ops = {
     .init = pred_init,
     .decide = pred_decide,
     .reset = pred_reset,
+    .feed = pred_feed,
     .describe = pred_describe,
     .model = pred_model,
 };
