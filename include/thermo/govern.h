@@ -58,8 +58,9 @@ typedef struct {
     double margin_c;           /* predictive: aim this far below the limit (default 0.5) */
     double horizon_s;          /* predictive: look-ahead (default 10) */
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
-    double block_s;            /* predictive: samples are averaged over blocks this long
-                                  before identification (default 1) */
+    double block_s;            /* predictive: samples are averaged over blocks this long before
+                                  identification (default 0: tau_s/10 within [2 periods, 1 s], 1 s
+                                  without a prior; a block as long as tau biased the fit) */
     /* predictive, the safe band (needs the prior: p_max_w, r_k_per_w, tau_s): full duty while
      * a worst-case bound shows the limit cannot be reached within sensor_lag_s + reaction_s
      * at full duty, converged model or not. The plausible plant: heat capacity down to
@@ -72,13 +73,19 @@ typedef struct {
     double r_max_factor;       /* default 1.5 */
     double p_margin;           /* default 1.15 */
     double ambient_margin_c;   /* default 10 */
-    int safe_band;             /* predictive: 1 = full duty inside a worst-case safe band and the
-                                  worst-case duty before convergence (issue 13). Default 0: in
-                                  real-time runs on a fast plant (tau 1 s) it identified a wrong
-                                  model (it learns against the duty it set, which the plant's
-                                  measured duty lags) and then held the plant 12 C under the
-                                  limit; on until identification uses the measured duty. */
+    int safe_band;             /* predictive: 1 (th_gov_config_default) = full duty inside the worst-case
+                                  safe band; 0 = off. Outside it, until the identified model has converged
+                                  to a plant the prior makes plausible, the prior model decides (with the
+                                  Kalman offset as integral action), so an unconverged or wrong
+                                  identification never holds the plant far under the limit */
     int objective;             /* TH_GOV_OBJ_THROUGHPUT (default) or TH_GOV_OBJ_ENERGY */
+    /* predictive, the gradient-norm feed-forward (th_gov_config_set_coupling): on only where
+     * a coupling was measured. ff_lag_s > 0: the heat follows a gradient-norm spike by this
+     * many seconds, and a spike lowers the duty from ff_lead_s before that until it ends.
+     * 0 (default): off, ff_note says why. */
+    double ff_lag_s;
+    double ff_lead_s;          /* default 1 (the field manual's "1 second before") */
+    char ff_note[120];
 } th_gov_config;
 
 /* What predictive maximizes under the limit: work, or (energy) the lowest modeled joules per
@@ -91,6 +98,25 @@ typedef struct {
 th_gov_config th_gov_config_default(double limit_c);
 /* Fills the plant fields (powers, R, τ = R·C, ambient, sensor lag) from a profile. */
 void th_gov_config_set_plant(th_gov_config *c, const th_thermal_profile *p);
+/* A measured coupling between the gradient norm and the heat: the datasheet.json that
+ * `thermo analyze` writes (flat keys r_peak, t_lag_s, profile). t_lag_s < 0: the gradient
+ * norm leads the heat by −t_lag_s seconds. */
+typedef struct {
+    double r_peak, t_lag_s;
+    char profile[64]; /* the profile (machine) it was measured on; "" if not recorded */
+    char path[256];
+} th_gov_coupling;
+
+/* Reads a coupling file. Fails with TH_ERR_IO (missing, unreadable: the caller then runs
+ * with the feed-forward off and says so), TH_ERR_FORMAT naming the field (r_peak or t_lag_s
+ * absent or not finite, |r_peak| > 1), TH_ERR_INVALID when it records a profile other than
+ * `profile_name` (NULL: not checked). */
+th_status th_gov_coupling_load(const char *path, const char *profile_name, th_gov_coupling *out);
+/* Turns the feed-forward on in c when k shows a usable coupling (|r_peak| >= 0.5 and
+ * t_lag_s < 0); otherwise off. Either way c->ff_note says which and why (k NULL: "no coupling
+ * analysis given"). Returns 1 when on. */
+int th_gov_config_set_coupling(th_gov_config *c, const th_gov_coupling *k);
+
 /* The default limit for a profile: t_max_operating_c − 2 °C (room for sensor error). */
 double th_gov_default_limit_c(const th_thermal_profile *p);
 
@@ -105,6 +131,8 @@ typedef struct {
     th_status read_status;     /* status of the read that produced it (TH_OK) */
     th_sense_health health;    /* the sensor's health; OK for a plant read every period */
     const char *health_why;    /* its reason text (may be NULL) */
+    double grad_norm;          /* the latest training step's gradient norm (> 0); 0: none published.
+                                  Used only by a feed-forward with a measured coupling */
 } th_gov_input;
 
 typedef struct {
@@ -229,8 +257,14 @@ typedef enum {
     TH_SCEN_COOLING_DEGRADED, /* R +30 % halfway (a fan slows) */
     TH_SCEN_BURSTY,           /* demand switches between 0 and 1 in bursts (inference) */
     TH_SCEN_LONG_TRAINING,    /* full demand for two hours */
+    TH_SCEN_GRAD_SPIKES_PLANTED, /* full demand; gradient-norm spikes, and a PLANTED coupling: the
+                                    plant's power follows each spike TH_PLANTED_LAG_S later (the
+                                    default plant never has one, DESIGN §5) */
     TH_SCEN_COUNT
 } th_scenario_kind;
+
+#define TH_PLANTED_LAG_S 3.0   /* the planted coupling: heat follows a spike by 3 s ... */
+#define TH_PLANTED_GAIN 0.4    /* ... as if the duty were 1.4x higher while the spike lasts */
 
 const char *th_scenario_name(th_scenario_kind k);
 /* Parses a name from th_scenario_name; -1 if unknown. */
@@ -244,6 +278,9 @@ typedef struct {
     double trace_hz;     /* rows per simulated second in the trace (default 1) */
     const char *trace_path; /* CSV t_s,temp_c,sensor_c,duty,power_w,work (NULL: none) */
     int objective;          /* the governors' th_gov_config.objective (TH_GOV_OBJ_THROUGHPUT) */
+    int feed_forward;       /* 1: in the planted scenario the governor is given the planted
+                               coupling (r_peak 1, t_lag_s -TH_PLANTED_LAG_S); its row is
+                               labelled "<governor>+ff". Elsewhere no coupling exists: off */
 } th_bench_gov_opts;
 
 th_bench_gov_opts th_bench_gov_defaults(void);

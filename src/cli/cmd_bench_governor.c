@@ -25,7 +25,8 @@ int cmd_bench_governor(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_O_STR("--profile", "NAME|FILE", &profile_arg, "one profile (default: the six shipped ones)"),
         CLI_O_STR("--scenario", "NAME", &scenario_arg,
-                  "steady, ambient_step, cooling_degraded, bursty, long_training\n(default: all)"),
+                  "steady, ambient_step, cooling_degraded, bursty, long_training,\n"
+                  "grad_spikes_planted (default: all)"),
         CLI_O_STR("--governor", "NAME", &governor_arg, "none, bang_bang, step_wise, pid, predictive (default: all)"),
         CLI_O_DBL("--limit", "C", &o.limit_c, -40, 150, "temperature limit (default: the profile's t_max_operating_c - 2)"),
         CLI_O_CHOICE("--objective", &objective, objective_names, objective_values,
@@ -69,7 +70,11 @@ int cmd_bench_governor(int argc, char **argv) {
                "sensor at 10 Hz (lagged, noisy, quantized); limit = t_max_operating_c - 2 unless --limit.\n"
                "work_frac = work / work of the oracle constant duty that holds the limit at steady state;\n"
                "vs_opt = work / the optimal control bound (full duty to the limit, then hold it, plant known);\n"
-               "race_J, pace_J = J/work of the same work done race-to-idle / pace-to-cool, plant known.\n\n");
+               "race_J, pace_J = J/work of the same work done race-to-idle / pace-to-cool, plant known.\n"
+               "grad_spikes_planted: a PLANTED coupling (power follows each gradient-norm spike %.0f s later,\n"
+               "as if the duty were %.1fx); predictive+ff is given that coupling, predictive is not. The\n"
+               "other scenarios' plant has no coupling.\n\n",
+               TH_PLANTED_LAG_S, 1.0 + TH_PLANTED_GAIN);
         printf("%-30s %-11s %8s %8s %8s %9s %8s %9s %8s %8s %7s %8s\n", "scenario", "governor", "above_s", "over_C",
                "max_C", "work_frac", "vs_opt", "J/work", "race_J", "pace_J", "thr_s", "dec_us");
     }
@@ -82,12 +87,17 @@ int cmd_bench_governor(int argc, char **argv) {
         }
         for (int k = 0; k < TH_SCEN_COUNT && rc == EXIT_OK; k++) {
             if (scenario_arg && th_scenario_parse(scenario_arg) != k) continue;
-            for (size_t gi = 0; gi < th_governor_count(); gi++) {
-                const char *gname = th_governor_name(gi);
+            /* the planted scenario gets one more row: predictive with the planted coupling */
+            size_t n_rows = th_governor_count() + (k == TH_SCEN_GRAD_SPIKES_PLANTED);
+            for (size_t gi = 0; gi < n_rows; gi++) {
+                int ff = gi == th_governor_count();
+                const char *gname = ff ? "predictive" : th_governor_name(gi);
                 if (governor_arg && strcmp(governor_arg, gname) != 0) continue;
+                o.feed_forward = ff;
                 char path[4096];
                 if (traces) {
-                    snprintf(path, sizeof path, "%s/%s__%s__%s.csv", traces, th_scenario_name(k), prof.name, gname);
+                    snprintf(path, sizeof path, "%s/%s__%s__%s%s.csv", traces, th_scenario_name(k), prof.name, gname,
+                             ff ? "+ff" : "");
                     o.trace_path = path;
                 }
                 th_bench_gov_result r;
@@ -98,7 +108,8 @@ int cmd_bench_governor(int argc, char **argv) {
                 }
                 json_t *j = json_pack(
                     "{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}",
-                    "scenario", r.scenario, "governor", r.governor, "profile", prof.name, "plant", "simulated",
+                    "scenario", r.scenario, "governor", r.governor, "profile", prof.name, "plant",
+                    k == TH_SCEN_GRAD_SPIKES_PLANTED ? "simulated, planted coupling" : "simulated",
                     "limit_c", r.limit_c, "duration_s", r.duration_s, "above_limit_s", r.above_limit_s,
                     "max_overshoot_c", r.max_overshoot_c, "max_temp_c", r.max_temp_c, "work", r.work, "oracle_work",
                     r.oracle_work, "oracle_duty", r.oracle_duty, "work_fraction", r.work_fraction, "energy_j",

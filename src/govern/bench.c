@@ -16,9 +16,9 @@
 
 #include "govern/govern_internal.h"
 
-static const char *const scenario_names[TH_SCEN_COUNT] = {"steady", "ambient_step", "cooling_degraded", "bursty",
-                                                          "long_training"};
-static const double scenario_duration_s[TH_SCEN_COUNT] = {600, 1200, 1200, 1200, 7200};
+static const char *const scenario_names[TH_SCEN_COUNT] = {"steady",        "ambient_step", "cooling_degraded",
+                                                          "bursty",        "long_training", "grad_spikes_planted"};
+static const double scenario_duration_s[TH_SCEN_COUNT] = {600, 1200, 1200, 1200, 7200, 1200};
 
 #define AMBIENT_STEP_C 8.0
 #define COOLING_R_FACTOR 1.3
@@ -115,6 +115,35 @@ static double burst_demand(bursts *b, double t) {
     return b->on ? 1.0 : 0.0;
 }
 
+/* The planted scenario's gradient norm: about 1, with spikes to about 4 lasting 2..6 s every
+ * 15..45 s, seeded. Two copies with one seed replay the same series: one read at t feeds the
+ * governor, one read at t − TH_PLANTED_LAG_S gives the plant its planted extra power. */
+typedef struct {
+    th_rng rng;
+    double next_switch_s;
+    int on;
+} spikes;
+
+static void spikes_seed(spikes *g, uint64_t seed) {
+    th_rng_seed(&g->rng, seed ^ 0x5bd1e995u);
+    g->on = 0;
+    g->next_switch_s = 15.0;
+}
+
+static int spike_on(spikes *g, double t) {
+    while (t >= g->next_switch_s) {
+        g->on = !g->on;
+        g->next_switch_s += g->on ? 2.0 + 4.0 * (double)th_rng_float(&g->rng) : 15.0 + 30.0 * (double)th_rng_float(&g->rng);
+    }
+    return g->on;
+}
+
+/* The planted coupling: the plant runs this many times the governed duty (capped at 1). */
+static double planted_mult(spikes *lagged, th_scenario_kind kind, double t) {
+    if (kind != TH_SCEN_GRAD_SPIKES_PLANTED || t < TH_PLANTED_LAG_S) return 1.0;
+    return spike_on(lagged, t - TH_PLANTED_LAG_S) ? 1.0 + TH_PLANTED_GAIN : 1.0;
+}
+
 /* Leakage of the simulated plant (th_plant's formula, DESIGN §4). */
 static double leak_w(const th_thermal_profile *p, double t_c) {
     if (p->leak_w_at_ref <= 0) return 0.0;
@@ -135,13 +164,15 @@ typedef struct {
 } ideal_plant;
 
 static void ideal_step(ideal_plant *ip, double dt, double demand, double limit, int policy, double goal,
-                       double pace_duty) {
+                       double pace_duty, double mult) {
     const th_thermal_profile *p = ip->p;
     double tau = p->r_k_per_w * p->c_j_per_k, left = dt;
     while (left > 1e-12) {
         double h = fmin(left, tau / 50.0), a = exp(-h / tau);
-        double cap = policy == OPT_PACE ? fmin(pace_duty, demand) : demand;
-        if (policy == OPT_RACE && ip->work >= goal) cap = 0;
+        /* u is the plant's duty; the work done is u / mult (a planted coupling heats more per unit) */
+        double wcap = policy == OPT_PACE ? fmin(pace_duty, demand) : demand;
+        if (policy == OPT_RACE && ip->work >= goal) wcap = 0;
+        double cap = fmin(1.0, wcap * mult); /* the plant's duty at the work cap */
         double base = p->t_ambient_c + p->r_k_per_w * (p->p_idle_w + leak_w(p, ip->t_c));
         double slope = p->r_k_per_w * (p->p_max_w - p->p_idle_w);
         /* t_inf(u) = base + slope·u; the sub-step ends at t_inf + (T − t_inf)·a */
@@ -150,11 +181,11 @@ static void ideal_step(ideal_plant *ip, double dt, double demand, double limit, 
             double t_inf = (limit - ip->t_c * a) / (1 - a);
             u = th_gov_clamp((t_inf - base) / slope, 0.0, cap);
         }
-        if (policy == OPT_RACE && u * h > goal - ip->work) u = fmax(0.0, (goal - ip->work) / h);
+        if (policy == OPT_RACE && u / mult * h > goal - ip->work) u = fmax(0.0, (goal - ip->work) / h * mult);
         double t_inf = base + slope * u;
         ip->t_c = t_inf + (ip->t_c - t_inf) * a;
         ip->energy_j += (p->p_idle_w + (p->p_max_w - p->p_idle_w) * u + leak_w(p, ip->t_c)) * h;
-        ip->work += u * h;
+        ip->work += (u >= cap ? wcap : u / mult) * h; /* at the plant's cap the governed duty may be wcap */
         left -= h;
     }
 }
@@ -168,12 +199,14 @@ static ideal_plant ideal_run(const th_thermal_profile *before, const th_thermal_
     th_rng_seed(&b.rng, seed ^ 0x9e3779b97f4a7c15ull);
     b.on = 0;
     b.next_switch_s = 0;
+    spikes lagged;
+    spikes_seed(&lagged, seed);
     long steps = (long)llround(duration / dt);
     for (long k = 0; k < steps; k++) {
         double t = k * dt;
         if (after && t >= change_at) ip.p = after;
         double demand = kind == TH_SCEN_BURSTY ? burst_demand(&b, t) : 1.0;
-        ideal_step(&ip, dt, demand, limit, policy, goal, pace_duty);
+        ideal_step(&ip, dt, demand, limit, policy, goal, pace_duty, planted_mult(&lagged, kind, t));
     }
     return ip;
 }
@@ -222,6 +255,11 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     gc.period_s = o.period_s;
     gc.objective = o.objective;
     th_gov_config_set_plant(&gc, profile);
+    int ff = o.feed_forward && kind == TH_SCEN_GRAD_SPIKES_PLANTED;
+    if (ff) { /* the coupling this scenario planted, as a measurement would give it */
+        th_gov_coupling planted = {.r_peak = 1.0, .t_lag_s = -TH_PLANTED_LAG_S};
+        th_gov_config_set_coupling(&gc, &planted);
+    }
 
     th_plant *pl = NULL;
     th_governor *g = NULL;
@@ -237,7 +275,7 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
 
     memset(out, 0, sizeof *out);
     snprintf(out->scenario, sizeof out->scenario, "%s/%s", th_scenario_name(kind), profile->name);
-    snprintf(out->governor, sizeof out->governor, "%s", governor);
+    snprintf(out->governor, sizeof out->governor, "%s%s", governor, ff ? "+ff" : "");
     out->limit_c = limit;
     out->duration_s = duration;
     double oracle = th_bench_oracle_duty(profile, limit);
@@ -249,6 +287,12 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     th_rng_seed(&b.rng, o.seed ^ 0x9e3779b97f4a7c15ull);
     b.on = 0;
     b.next_switch_s = 0;
+    spikes grads, lagged;
+    spikes_seed(&grads, o.seed);
+    spikes_seed(&lagged, o.seed);
+    double prev_duty = 0.0;
+    th_rng gn_noise;
+    th_rng_seed(&gn_noise, o.seed ^ 0x2545f491u);
 
     long steps = (long)llround(duration / o.period_s);
     double dt = o.period_s, energy_done = 0, energy_base = 0, duty_sum = 0;
@@ -271,8 +315,12 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
         memset(&s, 0, sizeof s);
         uint64_t t_ns = (uint64_t)llround((t + 1.0) * 1e9); /* sample clock starts at 1 s, never 0 */
         th_status rst = th_plant_read(pl, t_ns, &s);
+        if (kind == TH_SCEN_GRAD_SPIKES_PLANTED) /* the planted extra is power, not busy time */
+            s.util = prev_duty;
         /* no th_sensor here: the plant is read every period, so the sample is always fresh */
         th_gov_input in = {.sample = &s, .read_status = rst, .health = TH_HEALTH_OK};
+        if (kind == TH_SCEN_GRAD_SPIKES_PLANTED) /* a training loop publishes every step's norm */
+            in.grad_norm = (spike_on(&grads, t) ? 4.0 : 1.0) * (0.95 + 0.1 * (double)th_rng_float(&gn_noise));
         th_gov_output d;
         uint64_t a = th_now_ns();
         th_governor_decide(g, &in, k == 0 ? 0.0 : dt, &d);
@@ -280,8 +328,10 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
         double demand = kind == TH_SCEN_BURSTY ? burst_demand(&b, t) : 1.0;
         double u = d.duty * demand;
         double f = th_plant_throttle_factor(pl);
-        th_plant_set_duty(pl, u);
-        if ((st = th_plant_step(pl, dt, u)) != TH_OK) goto done;
+        double u_plant = fmin(1.0, u * planted_mult(&lagged, kind, t)); /* the planted coupling, if any */
+        prev_duty = u;
+        th_plant_set_duty(pl, u_plant);
+        if ((st = th_plant_step(pl, dt, u_plant)) != TH_OK) goto done;
         out->work += u * f * dt;
         out->oracle_work += (changed_yet ? oracle_after : oracle) * demand * dt;
         duty_sum += d.duty;

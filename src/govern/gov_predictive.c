@@ -23,9 +23,11 @@
  * Control: the highest duty u whose predicted temperature over the horizon H stays under
  * limit − margin. A first-order trajectory from T0 is monotone, so the peak over [0, H] is
  * max(T0, T(H)) and the condition is T(H) = T0 + (T_ss(u) − T0)·(1 − e^(−H/τ')) <= L',
- * linear in u: solved in closed form. Until the model has converged the governor starts at
- * the safe duty, ramps up slowly and backs off near the limit; after a detected change it
- * behaves the same way until the model has converged again. */
+ * linear in u: solved in closed form. Far from the limit a worst-case bound on the plant
+ * (the safe band, from the prior alone) gives full duty at once. Until the identified model
+ * has converged to a plant the prior makes plausible (and again after a detected change),
+ * the prior model decides; without a prior the governor starts at the safe duty, ramps up
+ * slowly and backs off near the limit. */
 #include <math.h>
 #include <string.h>
 
@@ -40,6 +42,9 @@
 #define PRED_T_REF 60.0       /* leakage slope reference temperature */
 #define PRED_HOT_DEADBAND_C 0.0 /* ... beyond this innovation (°C); 0: all of it (a deadband slowed the reaction) */
 #define PRED_HOT_GAIN 2.0     /* offset gain multiplier for hotter-than-predicted readings */
+#define PRED_SPIKES 16        /* gradient-norm spikes remembered */
+#define PRED_SPIKE_RATIO 1.8  /* a spike: the norm above this multiple of its baseline */
+#define PRED_FF_GAIN0 0.5     /* a spike's extra power (fraction of the duty's) before one is measured */
 
 typedef struct {
     /* thermal identification: θ = (a, b·xs, c'), φ = (T̄[j] − t0, x̄/xs, 1), y = T̄[j+1] − t0 */
@@ -70,6 +75,14 @@ typedef struct {
     double r, tau, tamb;
     int valid;
     int in_band;           /* the last decision was in the safe band */
+    int using_prior;       /* the last decision used the prior model, not the identified one */
+    /* the gradient-norm feed-forward: spikes seen (on/off times, a ring), the norm's baseline,
+     * and the learned extra power of a spike as a fraction of the duty's power */
+    double spike_on[PRED_SPIKES], spike_off[PRED_SPIKES];
+    int n_spikes, in_spike;
+    double gn_base, ff_gain;
+    long gn_n;
+    int ff_active;         /* the last decision was cut ahead of a spike's heat */
 } pred_state;
 
 /* ---------------------------------------------------------------------------------
@@ -212,7 +225,41 @@ static th_status pred_init(void *state, const th_gov_config *cfg) {
     memset(s, 0, sizeof *s);
     s->u_prev = cfg->safe_duty;
     s->pred_c = s->tss_c = s->t0_c = NAN;
+    s->ff_gain = PRED_FF_GAIN0;
     return TH_OK;
+}
+
+/* A training step's gradient norm: tracks the baseline and the spikes' on/off times. */
+static void pred_feed(void *state, const th_gov_config *cfg, double t_s, double g) {
+    pred_state *s = state;
+    if (!(cfg->ff_lag_s > 0)) return;
+    int spike = s->gn_n >= 8 && g > PRED_SPIKE_RATIO * s->gn_base;
+    if (!spike) {
+        s->gn_base = s->gn_n ? s->gn_base + 0.05 * (g - s->gn_base) : g;
+        s->gn_n++;
+    }
+    if (spike && !s->in_spike) {
+        int i = s->n_spikes++ % PRED_SPIKES;
+        s->spike_on[i] = t_s;
+        s->spike_off[i] = INFINITY;
+    } else if (!spike && s->in_spike) {
+        s->spike_off[(s->n_spikes - 1) % PRED_SPIKES] = t_s;
+    }
+    s->in_spike = spike;
+}
+
+/* Feed-forward at time t: 1 when a spike's heat (its on/off times + lag) is due within the
+ * lead or under way; *heating 1 when it is under way (the extra power can be measured). */
+static int spike_due(const pred_state *s, const th_gov_config *cfg, double t, int *heating) {
+    int due = 0;
+    *heating = 0;
+    int n = s->n_spikes < PRED_SPIKES ? s->n_spikes : PRED_SPIKES;
+    for (int i = 0; i < n; i++) {
+        double on = s->spike_on[i] + cfg->ff_lag_s, off = s->spike_off[i] + cfg->ff_lag_s;
+        if (t >= on - cfg->ff_lead_s && t <= off) due = 1;
+        if (t >= on + 0.2 && t <= off) *heating = 1;
+    }
+    return due;
 }
 
 static void pred_reset(void *state, const th_gov_config *cfg) { pred_init(state, cfg); }
@@ -222,7 +269,7 @@ static double model_x(const pred_state *s, double u, double t) {
     return s->w[0] + s->w[1] * u + s->w[2] * (t - PRED_T_REF) / 10.0;
 }
 
-/* The prior the safe band and the robust duty need: P_max, R and τ. */
+/* The prior the safe band and the prior model need: P_max, R and τ. */
 static int have_prior(const th_gov_config *cfg) { return cfg->p_max_w > 0 && cfg->r_k_per_w > 0 && cfg->tau_s > 0; }
 
 /* The worst plausible plant (config: c_min_factor, r_max_factor, p_margin, ambient_margin_c)
@@ -248,27 +295,17 @@ static worst_plant worst_case(const th_gov_config *cfg, double y, double p_meas)
 static double worst_rate(const worst_plant *w) { return fmax(0.0, (w->p_hi - (w->t_lo - w->amb_hi) / w->r_max) / w->c_min); }
 
 /* The safe band: even at the worst heating rate, the die (up to rate·lag ahead of its
- * sensor) cannot pass lim before a cut decided now has taken effect (reaction_s). The rate
- * is taken at the current reading and only falls as the die warms, so the bound holds over
- * the whole window. Needs the prior. */
+ * sensor) cannot pass lim before a cut decided now has taken effect (reaction_s), nor can
+ * it pass the worst plant's steady temperature at full power. The rate is taken at the
+ * current reading and only falls as the die warms, so the bound holds over the whole
+ * window. It needs the prior but no identified model. */
 static int safe_band(const th_gov_config *cfg, double y, double p_meas, double lim) {
     if (!have_prior(cfg)) return 0;
     worst_plant w = worst_case(cfg, y, p_meas);
-    return w.t_hi + worst_rate(&w) * (cfg->sensor_lag_s + cfg->reaction_s) <= lim;
-}
-
-/* The highest duty whose worst-case first-order prediction over the horizon stays under
- * lim, starting from the die's worst temperature (sensor + lag and reaction at the worst
- * rate). T(H) = T0 + (T_ss(u) − T0)·(1 − e^(−H/τ)) grows with R and falls with C, so
- * R_max and C_min are the worst case. */
-static double robust_duty(const th_gov_config *cfg, double y, double p_meas, double lim) {
-    worst_plant w = worst_case(cfg, y, p_meas);
-    double t0 = w.t_hi + worst_rate(&w) * (cfg->sensor_lag_s + cfg->reaction_s);
-    double k = 1.0 - exp(-cfg->horizon_s / (w.r_max * w.c_min));
-    double t_ss = t0 + (lim - t0) / k; /* the steady temperature allowed */
-    double p_idle = cfg->p_margin * cfg->p_idle_w, p_span = w.p_hi - p_idle;
-    double u = p_span > 0 ? ((t_ss - w.amb_hi) / w.r_max - p_idle) / p_span : 1.0;
-    return th_gov_clamp(u, 0.0, 1.0);
+    double rise = worst_rate(&w) * (cfg->sensor_lag_s + cfg->reaction_s);
+    /* and a first-order die never passes the steady temperature of the worst plant */
+    rise = fmin(rise, fmax(0.0, w.amb_hi + w.r_max * w.p_hi - w.t_lo));
+    return w.t_hi + rise <= lim;
 }
 
 /* The energy objective: the duty with the lowest modeled J per unit of work, P(u, T_ss(u))/u,
@@ -285,6 +322,39 @@ static double energy_duty(const pred_state *s, double base, double slope, double
         }
     }
     return best_u;
+}
+
+/* An identified model the prior makes plausible: R and τ within the safe band's factors
+ * of the prior's (either way), ambient within its margin. Without a prior, any valid one. */
+static int plausible(const pred_state *s, const th_gov_config *cfg) {
+    if (!s->valid) return 0;
+    if (!have_prior(cfg)) return 1;
+    double r0 = s->power_input ? cfg->r_k_per_w : cfg->r_k_per_w * (cfg->p_max_w - cfg->p_idle_w);
+    double tamb0 = cfg->t_ambient_c + (s->power_input ? 0.0 : cfg->r_k_per_w * cfg->p_idle_w);
+    double f = cfg->r_max_factor / cfg->c_min_factor;
+    return s->r > r0 / f && s->r < r0 * f && s->tau > cfg->tau_s / f && s->tau < cfg->tau_s * f &&
+           fabs(s->tamb - tamb0) < cfg->ambient_margin_c;
+}
+
+/* The model for this decision (r in input units, τ, ambient); 0 if there is none. */
+static int pick_model(const pred_state *s, const th_gov_config *cfg, double *r, double *tau, double *tamb) {
+    if (s->converged && plausible(s, cfg)) {
+        *r = s->r;
+        *tau = s->tau;
+        *tamb = s->tamb;
+        return 1;
+    }
+    if (have_prior(cfg)) {
+        *r = s->power_input ? cfg->r_k_per_w : cfg->r_k_per_w * (cfg->p_max_w - cfg->p_idle_w);
+        *tau = cfg->tau_s;
+        *tamb = cfg->t_ambient_c + (s->power_input ? 0.0 : cfg->r_k_per_w * cfg->p_idle_w);
+        return 1;
+    }
+    if (!s->valid) return 0;
+    *r = s->r;
+    *tau = s->tau;
+    *tamb = s->tamb;
+    return 1;
 }
 
 static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *smp, double dt_arg,
@@ -319,9 +389,18 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     s->blk_time += dt;
     if (s->blk_time >= cfg->block_s - 0.5 * dt) close_block(s, cfg);
 
+    /* the model the estimate and the control use: the identified one once it has converged
+     * to a plausible plant, else the prior (a profile), else whatever has been identified */
+    double tau, r, tamb;
+    int have_model = pick_model(s, cfg, &r, &tau, &tamb);
+    if (!have_model) {
+        tau = cfg->tau_s > 0 ? cfg->tau_s : 30.0;
+        r = 0;
+        tamb = y;
+    }
+    s->using_prior = have_model && !(s->converged && plausible(s, cfg));
+
     /* state estimate */
-    double tau = s->valid ? s->tau : (cfg->tau_s > 0 ? cfg->tau_s : 30.0);
-    double r = s->valid ? s->r : 0, tamb = s->valid ? s->tamb : y;
     if (!s->have_k || gap) {
         s->kt = y;
         s->kd = 0;
@@ -359,13 +438,13 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         s->kp[0][1] = (1 - g0) * Pp[0][1];
         s->kp[1][0] = Pp[1][0] - g1 * Pp[0][0];
         s->kp[1][1] = Pp[1][1] - g1 * Pp[0][1];
-        if (!s->valid) s->kd = 0; /* no model: nothing to offset */
+        if (!have_model) s->kd = 0; /* no model: nothing to offset */
     }
 
     /* control */
     double lim = cfg->limit_c - cfg->margin_c;
     double u;
-    if (s->valid) {
+    if (have_model) {
         double rg = s->power_input ? r * s->w[2] / 10.0 : 0.0; /* leakage feedback R·dP/dT */
         if (rg > 0.9) rg = 0.9;
         double tau_eff = tau / (1.0 - rg);
@@ -391,12 +470,7 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     s->in_band = cfg->safe_band && safe_band(cfg, y, p_meas, lim);
     if (s->in_band) {
         u = 1.0; /* the limit cannot be reached before a cut would take effect */
-    } else if (!s->converged && have_prior(cfg) && cfg->safe_band) {
-        /* outside the band, model not trusted yet: the worst plausible plant decides */
-        u = fmin(s->valid ? u : 1.0, robust_duty(cfg, y, p_meas, lim));
-        u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
-        if (y > lim) u = fmin(u, s->u_prev - 0.1 * dt);
-    } else if (!s->converged) {
+    } else if (!s->converged && !have_prior(cfg)) {
         /* no prior and no trusted model: slow ramp, back off near the limit */
         u = fmin(u, s->u_prev + PRED_RAMP_COLD * dt);
         if (s->t0_c > lim - 3.0) u = fmin(u, s->u_prev);
@@ -404,22 +478,38 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     } else {
         u = fmin(u, s->u_prev + PRED_RAMP_WARM * dt);
     }
+    s->ff_active = 0;
+    if (cfg->ff_lag_s > 0 && have_model && !s->in_band) {
+        int heating = 0;
+        if (spike_due(s, cfg, now, &heating)) {
+            /* the spike's extra power, learned while one heats: (P − model P)/(model P at u) */
+            double span = s->power_input ? s->w[1] * u_applied : 0.0;
+            if (heating && span > 0 && (smp->valid & TH_SAMPLE_POWER)) {
+                double k = (x_meas - model_x(s, u_applied, y)) / span;
+                s->ff_gain += 0.3 * (th_gov_clamp(k, 0.0, 2.0) - s->ff_gain);
+            }
+            s->ff_active = 1;
+        }
+    }
     u = th_gov_clamp(u, cfg->min_duty, 1.0);
-    s->u_prev = u;
+    s->u_prev = u; /* the ramp limits the plan, not the cut below */
+    if (s->ff_active) u = th_gov_clamp(u / (1.0 + s->ff_gain), cfg->min_duty, 1.0);
     out->duty = u;
     out->predicted_c = s->pred_c;
 }
 
 static void pred_describe(const void *state, const th_gov_config *cfg, char *buf, size_t len) {
     const pred_state *s = state;
+    const char *how = s->in_band ? " (safe band: full duty)"
+                      : s->ff_active ? " (feed-forward: cut ahead of a gradient-norm spike's heat)"
+                      : s->using_prior ? " (prior model, identifying)" : "";
     if (!s->valid) {
-        snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f%s", s->blocks, s->u_prev,
-                 s->in_band ? " (safe band: full duty)" : "");
+        snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f%s", s->blocks, s->u_prev, how);
         return;
     }
     snprintf(buf, len, "predictive: R %.4g %s, tau %.1f s, T_amb %.1f °C, offset %+.2f °C, duty %.3f, T(%.0f s) %.2f °C%s",
              s->r, s->power_input ? "K/W" : "K/duty", s->tau, s->tamb, s->kd, s->u_prev, cfg->horizon_s, s->pred_c,
-             s->in_band ? " (safe band: full duty)" : s->converged ? "" : " (converging: worst-case duty)");
+             how);
 }
 
 static th_status pred_model(const void *state, th_gov_model *out) {
@@ -449,6 +539,7 @@ const th_governor_ops th_gov_predictive_ops = {
     .init = pred_init,
     .decide = pred_decide,
     .reset = pred_reset,
+    .feed = pred_feed,
     .describe = pred_describe,
     .model = pred_model,
 };

@@ -22,6 +22,9 @@ typedef struct {
     void (*reset)(void *state, const th_gov_config *cfg); /* NULL: zero the state and init again */
     /* optional: one line on the last decision */
     void (*describe)(const void *state, const th_gov_config *cfg, char *buf, size_t len);
+    /* optional: a training step's gradient norm at t_s (the wrapper passes a published one
+     * before the decision on the same sample); pure, like decide */
+    void (*feed)(void *state, const th_gov_config *cfg, double t_s, double grad_norm);
     /* optional: the identified model */
     th_status (*model)(const void *state, th_gov_model *out);
 } th_governor_ops;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "govern/govern_internal.h"
 
 /* The registry, in the order the benchmark lists them. */
@@ -35,13 +37,68 @@ th_gov_config th_gov_config_default(double limit_c) {
     c.margin_c = 0.5;
     c.horizon_s = 10.0;
     c.forgetting = 0.995;
-    c.block_s = 1.0;
     c.reaction_s = 2.5;
     c.c_min_factor = 0.6;
     c.r_max_factor = 1.5;
     c.p_margin = 1.15;
     c.ambient_margin_c = 10.0;
+    c.safe_band = 1;
+    c.ff_lead_s = 1.0;
+    snprintf(c.ff_note, sizeof c.ff_note, "feed-forward off: no coupling analysis given");
     return c;
+}
+
+th_status th_gov_coupling_load(const char *path, const char *profile_name, th_gov_coupling *out) {
+    memset(out, 0, sizeof *out);
+    json_error_t err;
+    th_status st = TH_OK;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        FILE *f = fopen(path, "r");
+        if (!f) return th_fail(TH_ERR_IO, "coupling %s: cannot open it", path);
+        fclose(f);
+        return th_fail(TH_ERR_FORMAT, "coupling %s: not JSON (line %d: %s)", path, err.line, err.text);
+    }
+    const char *keys[2] = {"r_peak", "t_lag_s"};
+    double *vals[2] = {&out->r_peak, &out->t_lag_s};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(root, keys[i]);
+        if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+            st = th_fail(TH_ERR_FORMAT, "coupling %s: %s is missing or not a finite number", path, keys[i]);
+            goto done;
+        }
+        *vals[i] = json_number_value(v);
+    }
+    if (fabs(out->r_peak) > 1) {
+        st = th_fail(TH_ERR_FORMAT, "coupling %s: r_peak %g is not a correlation (|r| <= 1)", path, out->r_peak);
+        goto done;
+    }
+    const char *prof = json_string_value(json_object_get(root, "profile"));
+    snprintf(out->profile, sizeof out->profile, "%s", prof ? prof : "");
+    snprintf(out->path, sizeof out->path, "%s", path);
+    if (profile_name && out->profile[0] && strcmp(out->profile, profile_name) != 0)
+        st = th_fail(TH_ERR_INVALID, "coupling %s: profile '%s' does not match this machine's '%s'", path,
+                     out->profile, profile_name);
+done:
+    json_decref(root);
+    return st;
+}
+
+int th_gov_config_set_coupling(th_gov_config *c, const th_gov_coupling *k) {
+    c->ff_lag_s = 0;
+    if (!k) {
+        snprintf(c->ff_note, sizeof c->ff_note, "feed-forward off: no coupling analysis given");
+    } else if (!(fabs(k->r_peak) >= 0.5)) {
+        snprintf(c->ff_note, sizeof c->ff_note, "feed-forward off: |r_peak| %.2f < 0.5, no usable coupling", k->r_peak);
+    } else if (!(k->t_lag_s < 0)) {
+        snprintf(c->ff_note, sizeof c->ff_note, "feed-forward off: t_lag_s %+.1f s >= 0, the gradient norm does not lead",
+                 k->t_lag_s);
+    } else {
+        c->ff_lag_s = -k->t_lag_s;
+        snprintf(c->ff_note, sizeof c->ff_note, "feed-forward on: heat follows the gradient norm by %.1f s (r_peak %.2f)",
+                 c->ff_lag_s, k->r_peak);
+    }
+    return c->ff_lag_s > 0;
 }
 
 void th_gov_config_set_plant(th_gov_config *c, const th_thermal_profile *p) {
@@ -75,12 +132,16 @@ static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
     if (!(c->margin_c > 0)) c->margin_c = d.margin_c;
     if (!(c->horizon_s > 0)) c->horizon_s = d.horizon_s;
     if (!(c->forgetting > 0)) c->forgetting = d.forgetting;
-    if (!(c->block_s > 0)) c->block_s = d.block_s;
+    if (!(c->block_s > 0)) /* a tenth of the plant's τ when known, at least two periods, at most 1 s */
+        c->block_s = c->tau_s > 0 ? fmin(1.0, fmax(2.0 * c->period_s, 0.1 * c->tau_s)) : 1.0;
     if (!(c->reaction_s > 0)) c->reaction_s = d.reaction_s;
     if (!(c->c_min_factor > 0)) c->c_min_factor = d.c_min_factor;
     if (!(c->r_max_factor > 0)) c->r_max_factor = d.r_max_factor;
     if (!(c->p_margin > 0)) c->p_margin = d.p_margin;
     if (!(c->ambient_margin_c > 0)) c->ambient_margin_c = d.ambient_margin_c;
+    if (!(c->ff_lead_s > 0)) c->ff_lead_s = d.ff_lead_s;
+    if (!(c->ff_lag_s >= 0) || c->ff_lag_s > 60)
+        return th_fail(TH_ERR_INVALID, "governor: ff_lag_s must be in [0, 60] s, got %g", c->ff_lag_s);
     if (c->r_k_per_w < 0 || c->tau_s < 0)
         return th_fail(TH_ERR_INVALID, "governor: %s must be >= 0 (0: unknown), got %g",
                        c->r_k_per_w < 0 ? "r_k_per_w" : "tau_s", c->r_k_per_w < 0 ? c->r_k_per_w : c->tau_s);
@@ -277,6 +338,8 @@ void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_
         return;
     }
     out->duty = 1.0;
+    if (g->ops->feed && in->grad_norm > 0 && isfinite(in->grad_norm))
+        g->ops->feed(g->state, c, (double)in->sample->t_ns / 1e9, in->grad_norm);
     g->ops->decide(g->state, c, in->sample, dt_s, out);
     if (!(out->duty >= c->min_duty)) out->duty = c->min_duty; /* NaN included */
     if (out->duty > 1) out->duty = 1;

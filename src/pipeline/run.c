@@ -11,6 +11,7 @@
  * Real hardware is read where found, else the simulated plant, labelled modeled. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct th_run {
 
     /* work loop's side */
     double charged_j;    /* energy charged to units so far */
+    _Atomic double grad_norm; /* the latest step's gradient norm, for the governor's feed-forward (0: none) */
 
     /* sampler thread's side, read under the mutex */
     pthread_mutex_t mu;
@@ -55,7 +57,7 @@ th_run_opts th_run_opts_default(void) {
 /* The governor's decision on this sample, published to the pace. Returns the duty set. */
 static double control_step(th_run *r, const th_sample *s, th_status st, th_sense_health h, const char *why) {
     if (!r->gov) return th_pace_duty(r->pace);
-    th_gov_input in = {st == TH_OK ? s : NULL, st, h, why};
+    th_gov_input in = {st == TH_OK ? s : NULL, st, h, why, atomic_load(&r->grad_norm)};
     th_gov_output out;
     double dt = r->prev_sample_ns && s->t_ns > r->prev_sample_ns ? (s->t_ns - r->prev_sample_ns) / 1e9 : 0.0;
     th_governor_decide(r->gov, &in, dt, &out); // bad readings get the fail-safe duty
@@ -246,6 +248,7 @@ static void log_unit(th_run *r, th_telemetry_unit *u) {
 }
 
 void th_run_log_step(th_run *r, const th_step_record *rec, const th_unit_cost *cost) {
+    if (r && isfinite(rec->grad_norm) && rec->grad_norm > 0) atomic_store(&r->grad_norm, rec->grad_norm);
     if (!r || !r->log) return;
     th_telemetry_unit u = {TH_UNIT_STEP, rec->t_ns, rec->step, rec->loss, rec->grad_norm, rec->lr, rec->tokens,
                            rec->step_ms, cost ? cost->energy_j : NAN, {0, 0, 0}, r->origin};
