@@ -136,6 +136,10 @@ typedef struct {
                                   cap changes the numerics) */
     int drive_plant_from_util; /* simulated plant only: heat at this machine's measured CPU
                                   utilization (/proc/stat) instead of the work loop's duty */
+    const char *coupling_path; /* predictive governor: a coupling analysis (`thermo analyze`'s
+                                  datasheet.json) that turns on the gradient-norm feed-forward
+                                  where it shows a usable coupling; NULL or a missing file: off,
+                                  and the figures' feed_forward says why */
 } th_run_opts;
 
 th_run_opts th_run_opts_default(void);
@@ -162,6 +166,8 @@ typedef struct {
     char ambient_how[64];      /* "simulated plant profile", "first sensor sample (t 0.00 s)" */
     char profile[64];          /* the plant profile's name ("" for real sensors) */
     double co2e_g, water_ml;   /* the energy so far priced with the run's factors (0 without) */
+    char feed_forward[120];    /* the gradient-norm feed-forward: on (with its lag) or off and why;
+                                  "" without a predictive governor */
 } th_run_figures;
 
 /* Opens the sensor, starts the sampler thread and the telemetry log. Fails with the

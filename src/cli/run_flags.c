@@ -41,6 +41,10 @@ void cli_run_flags_init(cli_run_flags *f) {
                   "temperature to stay under (default: the device's max operating\n"
                   "temperature - 2 C, from the plant profile or the sensor)"),
         CLI_O_DBL("--duty", "X", &r->fixed_duty, 0.001, 1, "pace at a fixed duty in (0, 1] instead of a governor"),
+        CLI_O_STR("--coupling", "FILE", &r->coupling_path,
+                  "a coupling analysis (thermo analyze's datasheet.json) measured on this\n"
+                  "machine: the predictive governor lowers the duty ahead of the heat a\n"
+                  "gradient-norm spike predicts, if |r_peak| >= 0.5 and t_lag < 0"),
         CLI_O_HEAD("budgets (the run stops before a unit of work whose projected cost would exceed one)"),
         CLI_O_DBL("--budget-j", "J", &b->energy_j, 1e-9, 1e15, "energy, joules"),
         CLI_O_DBL("--budget-wh", "WH", &b->energy_wh, 1e-9, 1e15, "energy, watt-hours"),

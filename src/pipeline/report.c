@@ -367,6 +367,7 @@ static void text_full(th_textbuf *b, const th_run_report *r) {
                       g->governor, g->idle_s, g->busy_s, paced > 0 ? 100.0 * g->idle_s / paced : 0.0,
                       g->fail_safe_decisions ? "; fail-safe decisions: yes" : "");
     if (g->governor_status[0]) th_textbuf_printf(b, "governor: %s\n", g->governor_status);
+    if (g->feed_forward[0]) th_textbuf_printf(b, "gradient-norm %s\n", g->feed_forward);
     if (r->have_fp)
         tb_footprint(b, &r->fp, TH_ECO_TEXT_FULL);
     else

@@ -41,7 +41,7 @@ struct th_run {
     uint64_t prev_sample_ns;
     double temp_c, temp_max_c, above_limit_s, first_temp_c, first_temp_t_s;
     uint64_t samples, failed, fail_safe;
-    char source[96], gov_status[160];
+    char source[96], gov_status[160], feed_forward[120];
 };
 
 th_run_opts th_run_opts_default(void) {
@@ -144,6 +144,24 @@ static void run_free(th_run *r) {
     th_free(r);
 }
 
+/* The gradient-norm feed-forward from a coupling analysis: a missing or unreadable file turns
+ * it off and says so in the note (never on blind); a file that is malformed or records another
+ * machine's profile is refused, naming the field. */
+static th_status set_coupling(const char *path, const th_run *r, th_gov_config *gc) {
+    if (!path) return TH_OK;
+    th_gov_coupling k;
+    const char *profile = r->plant ? th_plant_profile(r->plant)->name : NULL;
+    th_status st = th_gov_coupling_load(path, profile, &k);
+    if (st == TH_ERR_IO) {
+        th_gov_config_set_coupling(gc, NULL);
+        snprintf(gc->ff_note, sizeof gc->ff_note, "feed-forward off: coupling file %s cannot be read", path);
+        return TH_OK;
+    }
+    if (st != TH_OK) return st;
+    th_gov_config_set_coupling(gc, &k);
+    return TH_OK;
+}
+
 th_status th_run_start(const th_run_opts *o, th_run **out) {
     *out = NULL;
     if (!isnan(o->fixed_duty) && !(o->fixed_duty > 0.0 && o->fixed_duty <= 1.0))
@@ -174,6 +192,8 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
         th_gov_config gc = th_gov_config_default(r->limit_c);
         gc.max_threads = o->max_threads;
         if (r->plant) th_gov_config_set_plant(&gc, th_plant_profile(r->plant));
+        if ((st = set_coupling(o->coupling_path, r, &gc)) != TH_OK) goto fail;
+        if (strcmp(name, "predictive") == 0) snprintf(r->feed_forward, sizeof r->feed_forward, "%s", gc.ff_note);
         if ((st = th_governor_create(name, &gc, &r->gov)) != TH_OK) goto fail;
         snprintf(r->governor, sizeof r->governor, "%s", name);
     }
@@ -281,6 +301,7 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
     f->failed_reads = r->failed;
     f->fail_safe_decisions = r->fail_safe;
     snprintf(f->governor_status, sizeof f->governor_status, "%s", r->gov_status);
+    snprintf(f->feed_forward, sizeof f->feed_forward, "%s", r->feed_forward);
     snprintf(f->sensor, sizeof f->sensor, "%s", r->source[0] ? r->source : th_sensor_backend(r->sensor));
     double first_temp_c = r->first_temp_c, first_temp_t_s = r->first_temp_t_s;
     pthread_mutex_unlock(&r->mu);
