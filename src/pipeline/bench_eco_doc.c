@@ -332,7 +332,7 @@ static void html_table(eco_doc *d, const th_bench_eco_result *r, const int *orde
     put(d, "<table id=\"models\"><tr><th class=\"l\">model</th><th class=\"l\">rating</th><th>Pareto</th>"
            "<th>bits/byte</th><th>saved vs uniform</th><th>saved per Wh/1k</th><th>Wh/1k queries (min&ndash;max)</th>"
            "<th>J/token prefill</th><th>J/token decode</th><th>g CO2e/1k</th><th>mL water/1k</th>"
-           "<th>tokens/s</th><th>perplexity</th><th>peak &deg;C</th><th class=\"l\">notes</th></tr>\n");
+           "<th>tokens/s</th><th>peak &deg;C</th><th class=\"n\">notes</th></tr>\n");
     for (int k = 0; k < r->n_models; k++) {
         const th_bench_eco_model *em = &r->models[order[k]];
         put(d, "<tr data-name=\"");
@@ -355,16 +355,15 @@ static void html_table(eco_doc *d, const th_bench_eco_result *r, const int *orde
         if (em->have_energy) {
             put(d, "<td>%.3g</td>", em->quality_per_wh);
             html_spread(d, wh_per_kq(em), &em->s_wh_per_kq);
-            html_spread(d, em->j_tok_prefill, &em->s_j_tok_prefill);
-            html_spread(d, em->j_tok_decode, &em->s_j_tok_decode);
+            put(d, "<td>%.3g</td><td>%.3g</td>", em->j_tok_prefill, em->j_tok_decode);
             put(d, "<td>%.3g</td><td>%.3g</td>", em->per_kq.co2e_g, water_ml(&em->per_kq));
         } else {
             put(d, "<td></td><td></td><td></td><td></td><td></td><td></td>");
         }
         if (em->queries > 0)
-            put(d, "<td>%.1f</td><td>%.4g</td><td>%.1f</td>", em->tokens_per_s, em->ppl.perplexity, em->temp_peak_c);
-        else put(d, "<td></td><td></td><td></td>");
-        put(d, "<td class=\"l\">");
+            put(d, "<td>%.1f</td><td>%.1f</td>", em->tokens_per_s, em->temp_peak_c);
+        else put(d, "<td></td><td></td>");
+        put(d, "<td class=\"n\">");
         if (em->not_rated[0]) html_escape(d, em->not_rated);
         if (em->not_comparable[0]) html_escape(d, em->not_comparable);
         if (em->tie >= 0) {
@@ -477,9 +476,10 @@ th_status th_bench_eco_write_html(const th_bench_eco_result *r, const char *path
     int order[TH_BENCH_ECO_MAX_MODELS];
     doc_order(r, order);
     put(&d, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>thermo bench eco</title>\n"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #999;padding:4px 8px;text-align:right}td.l,th.l{text-align:left}td.c{text-align:"
-            "center}.stars{color:#e0a800;font-size:1.2em;letter-spacing:1px}.off{color:#ccc}.front{color:#d62728}"
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #999;padding:4px 6px;text-align:right;white-space:nowrap}th{white-space:normal}"
+            "table{font-size:14px}td.l,th.l{text-align:left}td.n,th.n{text-align:left;white-space:normal;min-width:"
+            "16em;max-width:24em}td.c{text-align:center}.stars{color:#e0a800;font-size:1.2em;letter-spacing:1px}.off{color:#ccc}.front{color:#d62728}"
             ".r{color:#666;font-size:.85em}.flag{color:#b00;font-weight:bold}.ok{color:#060}"
             ".note{background:#fff3cd;padding:8px;border:1px solid #e0c36c}</style></head><body>\n"
             "<h1>thermo bench eco</h1>\n");
