@@ -786,7 +786,12 @@ void th_bench_eco_free(th_bench_eco_result *r);
 th_status th_bench_eco_table(const th_bench_eco_result *r, char **text);
 
 /* The result as one JSON document: models (figures, rating, not_rated, checks, a basis
- * per figure), rating_rule, machine, factors. *text is th_alloc'd (no trailing newline). */
+ * per figure; name, path, rank in the table's order, bits saved over the uniform baseline
+ * and per Wh, comparable / not_comparable, each energy figure's *_spread {median, min, max,
+ * n}, band_shared_with, the front neighbour's marginal figures, flagged and verdict),
+ * rating_rule, rating_options, precision, machine, factors. *text is th_alloc'd (no
+ * trailing newline). The table and the HTML rows are sorted by quality per Wh (rated first,
+ * then not comparable, then not rated); the JSON keeps the input order and gives "rank". */
 th_status th_bench_eco_json(const th_bench_eco_result *r, char **text);
 
 /* The JSON document / a self-contained HTML report (table and quality-against-energy
