@@ -110,4 +110,58 @@ th_status th_eval_energy_stars(const double *energy, const int *eligible, int n,
  * figure). Duplicates of a front point are all on the front. */
 th_status th_eval_pareto(const double *quality, const double *energy, const int *eligible, int n, int *on_front);
 
+/* ---------------------------------------------------------------------------------
+ * rating that weighs quality (pure functions)
+ *
+ * The rule the eco-benchmark states in its documents:
+ *   1. quality is bits per byte of the held-out text (tokenizer-independent); the baseline
+ *      is the uniform distribution over the model's vocabulary, whose bits per byte are
+ *      predicted tokens x log2 V / bytes (th_eval_uniform_bpb); bits saved = baseline - bpb;
+ *   2. only models within a band of the best are rated against each other: comparable when
+ *      bpb <= best x (1 + band) (default TH_EVAL_QUALITY_BAND, 10 %); the others are "not
+ *      comparable: quality" and get no stars (never rated up for being cheap);
+ *   3. stars: th_eval_energy_stars over the comparable models' median energy; then models
+ *      whose min-max energy ranges overlap (chained: A overlaps B, B overlaps C) share the
+ *      best band among them (th_eval_energy_stars_spread): no split inside the noise;
+ *   4. quality per cost = bits saved per byte / Wh per 1,000 queries;
+ *   5. between neighbours on the Pareto front (sorted by energy), the marginal energy per
+ *      bit per byte gained, and the seed's verdict (§5.8): the costlier neighbour is flagged
+ *      when it takes >= k x the energy for a relative bpb gain < g (defaults
+ *      TH_EVAL_FLAG_ENERGY_RATIO 3 and TH_EVAL_FLAG_MIN_GAIN 1 %). */
+
+#define TH_EVAL_QUALITY_BAND 0.10
+#define TH_EVAL_FLAG_ENERGY_RATIO 3.0
+#define TH_EVAL_FLAG_MIN_GAIN 0.01
+
+/* The uniform baseline's bits per byte: predicted x log2(vocab) / bytes; NaN when bytes or
+ * predicted is 0 or vocab < 2. */
+double th_eval_uniform_bpb(long predicted, size_t bytes, int vocab);
+
+/* comparable[i] = 1 when model i is eligible (NULL: all), its bpb finite and at most
+ * best x (1 + band), best the lowest such bpb; 0 otherwise. Fails with TH_ERR_INVALID on
+ * n < 0, NULL arrays with n > 0, or a band that is negative or not finite. */
+th_status th_eval_quality_comparable(const double *bpb, const int *eligible, int n, double band, int *comparable);
+
+/* Stars as th_eval_energy_stars over energy[] (the medians), then one band for models whose
+ * [lo, hi] ranges overlap, chained: every model of such a group gets the most stars any of
+ * its members has. tie[i] (may be NULL) = the index of the group's lowest-energy other member
+ * when model i shares a group, else -1. lo/hi NaN: the median alone. Fails as
+ * th_eval_energy_stars. */
+th_status th_eval_energy_stars_spread(const double *energy, const double *lo, const double *hi, const int *eligible,
+                                      int n, int *stars, int *tie);
+
+/* The marginal figures between neighbours on the Pareto front (on_front from
+ * th_eval_pareto on the same bpb and energy). For each front model i but the cheapest,
+ * prev[i] = the front model just below it in energy (lower energy, or equal energy and worse
+ * bpb); for the others prev[i] = -1. For i with prev[i] = p:
+ *     marginal[i] = (energy[i] - energy[p]) / (bpb[p] - bpb[i])   (energy per bpb gained;
+ *                   +inf when it gains nothing)
+ *     ratio[i]    = energy[i] / energy[p]  (+inf when energy[p] is 0)
+ *     gain[i]     = (bpb[p] - bpb[i]) / bpb[p]
+ *     flagged[i]  = ratio[i] >= k and gain[i] < g
+ * and NaN / 0 elsewhere. Fails with TH_ERR_INVALID on n < 0, NULL arrays with n > 0, k <= 1
+ * or g <= 0 (or either not finite). */
+th_status th_eval_front_marginal(const double *bpb, const double *energy, const int *on_front, int n, double k,
+                                 double g, int *prev, double *marginal, double *ratio, double *gain, int *flagged);
+
 #endif

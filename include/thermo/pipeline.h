@@ -722,13 +722,16 @@ th_status th_distill_cache_run(const th_distill_cache_opts *o, th_distill_cache_
  *            by. A query's energy (its prompt's prefill included) gives Wh, CO2e, water and
  *            pollutants per 1,000 queries; J per decoded token is that energy over the
  *            query's decoded tokens.
- * Energy is the difference of th_run_figures_now over each steady window. Rating:
- * th_eval_energy_stars over Wh per 1,000 queries of the rated models and th_eval_pareto of
- * perplexity against it. */
+ * Energy is the difference of th_run_figures_now over each steady window; each window is
+ * measured `repeats` times and a figure is the median, with its min-max range. Rating:
+ * th_bench_eco_rate (evaluate.h's rule: quality band, stars over the comparable models
+ * with no split of overlapping ranges, Pareto front of bits per byte against Wh per 1,000
+ * queries, marginal verdicts). */
 
 #define TH_BENCH_ECO_MAX_MODELS 32
 #define TH_BENCH_ECO_MAX_PROMPTS 16
 #define TH_BENCH_ECO_PROMPT_TOKENS 32
+#define TH_BENCH_ECO_MAX_REPEATS 25
 
 typedef struct {
     th_run_opts run;               /* one monitored run per model; its telemetry_path is
@@ -739,7 +742,24 @@ typedef struct {
     int decode;                    /* tokens decoded per query (default 32) */
     double min_s;                  /* length of each steady window, seconds (default 1) */
     uint64_t seed;                 /* the sampled queries' seed (default 1337) */
+    int repeats;                   /* each steady window measured this many times (default 5);
+                                      figures are the median, with min and max */
+    double quality_band;           /* rated against each other: bpb <= best x (1 + band)
+                                      (default TH_EVAL_QUALITY_BAND) */
+    double flag_energy_ratio;      /* the verdict: flagged at >= this energy ratio ... */
+    double flag_min_gain;          /* ... for a relative bpb gain under this (defaults
+                                      TH_EVAL_FLAG_ENERGY_RATIO, TH_EVAL_FLAG_MIN_GAIN) */
+    const char *names;             /* short names, comma-separated, one per model; NULL: each
+                                      path's last component (with its parent when that is
+                                      "model" or two would be the same) */
+    const char *precision;         /* inference precision, reported (default "f32") */
 } th_bench_eco_opts;
+
+/* A figure measured over repeated windows: the median and the range. */
+typedef struct {
+    double median, min, max;
+    int n;                         /* windows measured (0: none, all NaN) */
+} th_bench_eco_spread;
 
 typedef struct {
     const char *path;              /* the caller's string (th_bench_eco's models[i]) */
@@ -757,7 +777,24 @@ typedef struct {
     double temp_mean_c, temp_peak_c, above_limit_s, duty_mean;
     th_run_figures fig;            /* the model's run */
     int stars;                     /* 1..5, 0 when not rated */
-    int pareto;                    /* on the front of perplexity against Wh per 1,000 queries */
+    int pareto;                    /* on the front of bits per byte against Wh per 1,000 queries,
+                                      among models that save bits over the uniform baseline */
+    /* the repeated windows: j_tok_prefill, j_tok_decode, j_query and tokens_per_s above are
+       the medians of these */
+    th_bench_eco_spread s_j_tok_prefill, s_j_tok_decode, s_j_query, s_tokens_per_s;
+    th_bench_eco_spread s_wh_per_kq;  /* Wh per 1,000 queries, from s_j_query */
+    char name[64];                 /* the short name (opts names, or from the path) */
+    double bpb_uniform;            /* the uniform baseline on the data (th_eval_uniform_bpb) */
+    double bpb_saved;              /* bpb_uniform - ppl.bits_per_byte */
+    double quality_per_wh;         /* bpb_saved / Wh per 1,000 queries (NaN: no energy) */
+    int comparable;                /* within the quality band of the best (evaluate.h rule 2) */
+    char not_comparable[160];      /* "" when comparable or not rated, else why */
+    int tie;                       /* ranges overlap: the model whose band it shares, or -1 */
+    int front_prev;                /* on the front: the cheaper neighbour, or -1 */
+    double marginal_wh_per_bpb;    /* to front_prev: extra Wh/1kq per bpb gained (else NaN) */
+    double energy_ratio, gain_rel; /* to front_prev: energy ratio, relative bpb gain */
+    int flagged;                   /* the seed's verdict: costs >= k x for a gain < g */
+    int vocab_size;                /* the model's (the uniform baseline's V) */
 } th_bench_eco_model;
 
 typedef struct {
@@ -768,9 +805,13 @@ typedef struct {
     int threads;
     const char *matmul;            /* the matmul backend's name */
     th_eco_factors factors;        /* a copy of the factors the footprints were priced with */
+    int repeats;                   /* the options the rating used, for the documents */
+    double quality_band, flag_energy_ratio, flag_min_gain;
+    char precision[16];
 } th_bench_eco_result;
 
-/* prompts 4, decode 32, min_s 1, seed 1337, ctx 0; run: th_run_opts_default() at 50 Hz
+/* prompts 4, decode 32, min_s 1, seed 1337, ctx 0, repeats 5, quality band, verdict and
+ * precision "f32" as documented above; run: th_run_opts_default() at 50 Hz
  * (short windows: finer energy steps) with governor "none" (a benchmark measures the model,
  * not the pacing, whose idle time would be charged to the model). */
 th_bench_eco_opts th_bench_eco_defaults(void);
@@ -786,6 +827,14 @@ th_bench_eco_opts th_bench_eco_defaults(void);
  * are borrowed and must outlive it. */
 th_status th_bench_eco(const char *const *models, int n, const char *text, size_t len, const th_bench_eco_opts *o,
                        th_bench_eco_result **out);
+
+/* The rating of r's models from their measured figures alone (th_bench_eco calls it; a
+ * caller may re-rate with other options): short names, uniform baseline and bits saved,
+ * quality per Wh, the quality band, stars over the comparable models with one band for
+ * overlapping energy ranges, the Pareto front and the marginal verdicts (evaluate.h's rule),
+ * and the options copied into r. Fails with TH_ERR_INVALID on bad options or a names list
+ * whose count differs from the models'. */
+th_status th_bench_eco_rate(th_bench_eco_result *r, const th_bench_eco_opts *o);
 void th_bench_eco_free(th_bench_eco_result *r);
 
 /* The result as a text table (a MODELED note first when it applies, one row per model,
@@ -793,7 +842,12 @@ void th_bench_eco_free(th_bench_eco_result *r);
 th_status th_bench_eco_table(const th_bench_eco_result *r, char **text);
 
 /* The result as one JSON document: models (figures, rating, not_rated, checks, a basis
- * per figure), rating_rule, machine, factors. *text is th_alloc'd (no trailing newline). */
+ * per figure; name, path, rank in the table's order, bits saved over the uniform baseline
+ * and per Wh, comparable / not_comparable, each energy figure's *_spread {median, min, max,
+ * n}, band_shared_with, the front neighbour's marginal figures, flagged and verdict),
+ * rating_rule, rating_options, precision, machine, factors. *text is th_alloc'd (no
+ * trailing newline). The table and the HTML rows are sorted by quality per Wh (rated first,
+ * then not comparable, then not rated); the JSON keeps the input order and gives "rank". */
 th_status th_bench_eco_json(const th_bench_eco_result *r, char **text);
 
 /* The JSON document / a self-contained HTML report (table and quality-against-energy

@@ -38,6 +38,15 @@ int cmd_bench_eco(int argc, char **argv) {
         CLI_O_DBL("--min-seconds", "S", &o.min_s, 0.01, 3600, "length of each steady measurement window (default 1)"),
         CLI_O_U64("--seed", "N", &o.seed, 0, 0x7fffffffffffffffL, "sampling seed (default 1337)"),
         CLI_O_INT("--threads", "N", &threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_INT("--repeats", "N", &o.repeats, 1, TH_BENCH_ECO_MAX_REPEATS,
+                  "measure each window N times; figures are the median and min-max (default 5)"),
+        CLI_O_STR("--names", "A,B,...", &o.names, "short names for the models, in order (default: directory names)"),
+        CLI_O_DBL("--quality-band", "X", &o.quality_band, 0, 99,
+                  "rate against each other only models within +X of the best bits/byte (default 0.10)"),
+        CLI_O_DBL("--flag-energy-ratio", "K", &o.flag_energy_ratio, 1.0001, 1e5,
+                  "flag a front model costing >= K x its cheaper neighbour's energy ... (default 3)"),
+        CLI_O_DBL("--flag-min-gain", "G", &o.flag_min_gain, 1e-9, 0.999,
+                  "... for a relative bits/byte gain under G (default 0.01)"),
         CLI_O_OPTSTR("--json", "[FILE]", &json_arg, "one JSON object on stdout (or written to FILE) instead of a table"),
         CLI_O_STR("--html", "FILE", &html, "a self-contained report: table and quality-vs-energy scatter"),
         {0},
@@ -47,8 +56,11 @@ int cmd_bench_eco(int argc, char **argv) {
                  .about = "Rates models by quality (perplexity, bits per byte on FILE) per joule, gram CO2e and\n"
                           "litre of water, inside a monitored run per model (energy: the run's ledger).\n",
                  .tables = {opts, rf.run_opts, rf.eco_opts},
-                 .epilog = "Rating: 1-5 stars by Wh per 1,000 queries among the rated models (five equal bands of\n"
-                           "their min-max range, as AI Energy Score), and the Pareto front of perplexity vs energy.\n"
+                 .epilog = "Rating: models within --quality-band of the best bits/byte are rated against each other\n"
+                           "(the others: not comparable: quality); 1-5 stars by median Wh per 1,000 queries (five\n"
+                           "equal bands of their range, as AI Energy Score), one band where energy ranges overlap;\n"
+                           "the table is sorted by bits/byte saved over the uniform baseline per Wh/1k queries; the\n"
+                           "Pareto front of bits/byte vs energy, its neighbours flagged by the --flag-* rule.\n"
                            "The governor defaults to none here (--governor to pace): pacing would be charged to the "
                            "model.\n"};
     int rc = cli_parse(&c, argc, argv);
