@@ -65,7 +65,9 @@ th_status th_eval_perplexity(th_gpt2 *m, const th_tokenizer *tok, const char *te
 /* KV-cache equivalence: the logits of ids[0..n) computed one token at a time through the
  * KV cache against one full forward (B = 1, T = n). *max_abs_diff gets the largest
  * difference, *max_abs_logit the largest |logit| of the full forward. Fails with
- * TH_ERR_INVALID if n is not in [1, max_seq_len]. The model's last forward is replaced. */
+ * TH_ERR_INVALID if n is not in [1, max_seq_len]. The model's last forward is replaced. On
+ * a model packed for low-precision inference (no training forward) the full pass is the
+ * KV-cache prefill of all n tokens, checked against the one-token decode steps. */
 th_status th_eval_kv_check(th_gpt2 *m, const int *ids, int n, double *max_abs_diff, double *max_abs_logit);
 
 /* The KV-cache check passes when max_abs_diff <= TH_EVAL_KV_TOL_REL x max(1, max_abs_logit):
@@ -73,6 +75,12 @@ th_status th_eval_kv_check(th_gpt2 *m, const int *ids, int n, double *max_abs_di
  * below it, a broken cache or a NaN does not. th_eval_kv_tolerance gives the limit. */
 #define TH_EVAL_KV_TOL_REL 1e-4
 double th_eval_kv_tolerance(double max_abs_logit);
+/* The same for a model packed at `dtype` (th_gpt2_precision): bf16 and f16 weights widen
+ * exactly to f32 in both paths, so their limit is the f32 one; q8 decode rounds each
+ * activation block to int8 (a step of 1/127 of the block's largest value) while the prefill
+ * multiplies f32 activations, so its limit is TH_EVAL_KV_TOL_REL_Q8 x max(1, max_abs_logit). */
+#define TH_EVAL_KV_TOL_REL_Q8 1e-2
+double th_eval_kv_tolerance_for(double max_abs_logit, th_dtype dtype);
 
 /* Tokenizer round trip: decode(encode(text[0..len))) == text. *ok gets 1 or 0; when 0,
  * *first_diff the first byte offset that differs (len if only the length does). */

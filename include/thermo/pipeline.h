@@ -752,7 +752,9 @@ typedef struct {
     const char *names;             /* short names, comma-separated, one per model; NULL: each
                                       path's last component (with its parent when that is
                                       "model" or two would be the same) */
-    const char *precision;         /* inference precision, reported (default "f32") */
+    const char *precision;         /* inference precision every model is packed at once loaded
+                                      (th_dtype_names: "f32" (default), "bf16", "f16", "q8";
+                                      the embedding stays packed too), and reported */
 } th_bench_eco_opts;
 
 /* A figure measured over repeated windows: the median and the range. */

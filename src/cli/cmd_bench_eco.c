@@ -24,6 +24,7 @@ int cmd_bench_eco(int argc, char **argv) {
     const char *models[TH_BENCH_ECO_MAX_MODELS], *data = NULL, *html = NULL, *json_arg = NULL;
     int n_models = 0, threads = 0;
     th_bench_eco_opts o = th_bench_eco_defaults();
+    int dtype = TH_DTYPE_F32;
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     rf.run = o.run; // 50 Hz and no governor unless asked for (see th_bench_eco_defaults)
@@ -41,6 +42,8 @@ int cmd_bench_eco(int argc, char **argv) {
         CLI_O_INT("--repeats", "N", &o.repeats, 1, TH_BENCH_ECO_MAX_REPEATS,
                   "measure each window N times; figures are the median and min-max (default 5)"),
         CLI_O_STR("--names", "A,B,...", &o.names, "short names for the models, in order (default: directory names)"),
+        CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL,
+                     "inference precision the models run at: f32 (default), bf16, f16, q8"),
         CLI_O_DBL("--quality-band", "X", &o.quality_band, 0, 99,
                   "rate against each other only models within +X of the best bits/byte (default 0.10)"),
         CLI_O_DBL("--flag-energy-ratio", "K", &o.flag_energy_ratio, 1.0001, 1e5,
@@ -65,6 +68,7 @@ int cmd_bench_eco(int argc, char **argv) {
                            "model.\n"};
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc;
+    o.precision = th_dtype_names[dtype];
     if (n_models == 0 || !data) {
         fprintf(stderr, "thermo bench eco: --models and --data are required (thermo bench eco --help)\n");
         return EXIT_USAGE;

@@ -167,7 +167,7 @@ static th_status eco_check(th_bench_eco_model *em, const th_tokenizer *tok, cons
     if (kv_n > s->cfg->max_seq_len) kv_n = s->cfg->max_seq_len;
     double kv_ref = 0;
     if ((st = th_eval_kv_check(s->m, s->ids, kv_n, &em->kv_diff, &kv_ref)) != TH_OK) return st;
-    double kv_tol = th_eval_kv_tolerance(kv_ref);
+    double kv_tol = th_eval_kv_tolerance_for(kv_ref, th_gpt2_precision(s->m, NULL));
     if (!(em->kv_diff <= kv_tol)) {
         snprintf(em->not_rated, sizeof em->not_rated,
                  "KV-cache logits differ from the full forward by %.3g (limit %.3g) over %d tokens", em->kv_diff,
@@ -332,6 +332,10 @@ static th_status eco_measure(th_bench_eco_model *em, const char *text, size_t le
     double secs = 0;
     th_status st = info ? th_model_load_any(em->path, &s.m, info) : th_fail(TH_ERR_NOMEM, "out of memory");
     if (st != TH_OK) goto done;
+    th_dtype dtype = TH_DTYPE_F32;
+    if (o->precision && (st = th_dtype_parse(o->precision, &dtype)) != TH_OK) goto done;
+    if (dtype != TH_DTYPE_F32 && (st = th_gpt2_set_precision(s.m, &(th_infer_precision){dtype, 0})) != TH_OK)
+        goto done;
     s.cfg = th_gpt2_get_config(s.m);
     em->vocab_size = s.cfg->vocab_size;
     th_run_meta meta = th_run_meta_empty(); // a model file's metadata that does not parse records no loss
