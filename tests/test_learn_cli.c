@@ -95,6 +95,24 @@ static void test_round_trip(void) {
     CHECK(run(UPDATE(a, "--data", new_txt, "--max-forgetting", "1000")) == 0, "one-call update failed");
     updated = load(a, "checkpoint.bin");
     CHECK(updated && !same(orig, updated), "the update was not promoted");
+    // the promoted update's data is folded into the reservoir: the next update replays it
+    char rp[4500], lp[4500], tp[4500];
+    snprintf(rp, sizeof rp, "%s/learn/replay.bin", a);
+    snprintf(lp, sizeof lp, "%s/learn/learned/v1.bin", a);
+    snprintf(tp, sizeof tp, "%s/data/train.bin", a);
+    th_replay *res = NULL;
+    th_data_loader *lo = NULL, *ln = NULL;
+    CHECK(th_replay_load(rp, &res) == TH_OK && th_data_loader_open(tp, 1, 16, TH_DATA_SEQUENTIAL, 0, &lo) == TH_OK &&
+              th_data_loader_open(lp, 1, 16, TH_DATA_SEQUENTIAL, 0, &ln) == TH_OK,
+          "reservoir, old data and learned/v1.bin after a promotion");
+    if (res && lo && ln)
+        CHECK(th_replay_seen(res) == th_data_loader_windows(lo) + th_data_loader_windows(ln),
+              "the reservoir saw %llu windows, the old data has %llu and the learned data %llu",
+              (unsigned long long)th_replay_seen(res), (unsigned long long)th_data_loader_windows(lo),
+              (unsigned long long)th_data_loader_windows(ln));
+    th_replay_free(res);
+    th_data_loader_close(lo);
+    th_data_loader_close(ln);
     snprintf(b, sizeof b, "%s", fresh("split"));
     CHECK(run(UPDATE(b, "--data", new_txt, "--max-forgetting", "1000", "--stop-after", "3")) == 0, "first half failed");
     th_gpt2 *mid = load(b, "checkpoint.bin");
