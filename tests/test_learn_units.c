@@ -1,7 +1,8 @@
 /* test_learn_units.c: the pure pieces of continual learning: the replay reservoir (Algorithm
  * R's uniformity, exact resume after save/load, stateless draws, corrupt files), the drift
- * detectors (Page-Hinkley against River's recurrence, KS p-values, false-alarm rate over many
- * same-distribution streams and detection delay on a planted shift), the update gate, and the
+ * detectors (Page-Hinkley against River's recurrence, KS and Student-t p-values, the block t
+ * test by hand, false-alarm rate over many same-distribution streams, independent and with
+ * memory, and detection delay on a planted shift), the update gate, and the
  * EWC / L2 penalties against finite differences. */
 #include "test_util.h"
 #include "thermo/guard.h"

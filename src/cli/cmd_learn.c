@@ -212,9 +212,10 @@ static int run_watch(learn_args *a) {
                 wr.drift_index, wr.files[wr.drift_file], wr.stat, wr.p);
     else
         fprintf(stderr, "drift: none (no Page-Hinkley alarm confirmed by the two-sample test)\n");
-    fprintf(stderr, "updates: %ld run (%ld promoted), %ld skipped%s%s, %ld failed; %.1f J spent by the watch's updates; "
+    fprintf(stderr, "updates: %ld run (%ld promoted), %ld skipped%s%s%s, %ld failed; %.1f J spent by the watch's updates; "
                     "current model: version %ld\n",
-            wr.updates_run, wr.updates_promoted, wr.updates_skipped, wr.last_skip[0] ? ": " : "", wr.last_skip,
+            wr.updates_run, wr.updates_promoted, wr.updates_skipped, wr.last_skip[0] ? " (" : "", wr.last_skip,
+            wr.last_skip[0] ? ")" : "",
             wr.updates_failed, wr.update_energy_j, wr.version);
     int rc = st == TH_OK ? EXIT_OK : cli_report(st, "learn --watch");
     if (wr.have_figures) {
