@@ -5,6 +5,7 @@
  * stage of a promotion, never leaves a corrupted current model, and what follows ends with
  * the same weights as an uninterrupted update. */
 #include <signal.h>
+#include <unistd.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -95,6 +96,24 @@ static void test_round_trip(void) {
     CHECK(run(UPDATE(a, "--data", new_txt, "--max-forgetting", "1000")) == 0, "one-call update failed");
     updated = load(a, "checkpoint.bin");
     CHECK(updated && !same(orig, updated), "the update was not promoted");
+    // the promoted update's data is folded into the reservoir: the next update replays it
+    char rp[4500], lp[4500], tp[4500];
+    snprintf(rp, sizeof rp, "%s/learn/replay.bin", a);
+    snprintf(lp, sizeof lp, "%s/learn/learned/v1.bin", a);
+    snprintf(tp, sizeof tp, "%s/data/train.bin", a);
+    th_replay *res = NULL;
+    th_data_loader *lo = NULL, *ln = NULL;
+    CHECK(th_replay_load(rp, &res) == TH_OK && th_data_loader_open(tp, 1, 16, TH_DATA_SEQUENTIAL, 0, &lo) == TH_OK &&
+              th_data_loader_open(lp, 1, 16, TH_DATA_SEQUENTIAL, 0, &ln) == TH_OK,
+          "reservoir, old data and learned/v1.bin after a promotion");
+    if (res && lo && ln)
+        CHECK(th_replay_seen(res) == th_data_loader_windows(lo) + th_data_loader_windows(ln),
+              "the reservoir saw %llu windows, the old data has %llu and the learned data %llu",
+              (unsigned long long)th_replay_seen(res), (unsigned long long)th_data_loader_windows(lo),
+              (unsigned long long)th_data_loader_windows(ln));
+    th_replay_free(res);
+    th_data_loader_close(lo);
+    th_data_loader_close(ln);
     snprintf(b, sizeof b, "%s", fresh("split"));
     CHECK(run(UPDATE(b, "--data", new_txt, "--max-forgetting", "1000", "--stop-after", "3")) == 0, "first half failed");
     th_gpt2 *mid = load(b, "checkpoint.bin");
@@ -187,6 +206,66 @@ static void test_bad_input(void) {
     th_gpt2 *cur = load(s, "checkpoint.bin");
     CHECK(same(orig, cur), "bad input changed the current model");
     th_gpt2_free(cur);
+}
+
+/* 1 when the file contains the string (waits up to wait_s seconds for it, polling: a loaded
+ * machine may take minutes to score a file, a quiet one a second). */
+static int file_has(const char *path, const char *what, int wait_s) {
+    for (int i = 0; i <= wait_s * 10; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        int has = th_read_file(path, &text, &len) == TH_OK && strstr(text, what);
+        th_free(text);
+        if (has) return 1;
+        if (i < wait_s * 10) usleep(100000);
+    }
+    return 0;
+}
+
+/* --watch as a watcher: it picks up a file added while it runs, stops cleanly on SIGTERM,
+ * a restart skips what it scored, and an update drift schedules is skipped with the reason
+ * when it does not fit the energy budget (the current model untouched). */
+static void test_watch(void) {
+    const char *s = fresh("watch");
+    char in[4500], f0[4600], tmp[4600], f1[4600], wj[4600], log[4600];
+    snprintf(in, sizeof in, "%s-in", s);
+    snprintf(f0, sizeof f0, "%s/00-old.txt", in);
+    snprintf(tmp, sizeof tmp, "%s/.01-noise.txt", in);
+    snprintf(f1, sizeof f1, "%s/01-noise.txt", in);
+    snprintf(wj, sizeof wj, "%s/learn/watch.json", s);
+    snprintf(log, sizeof log, "%s.log", s);
+    sh("rm -rf '%s' && mkdir -p '%s'", in, in);
+    sh("head -c 1200 '%s' > '%s'", old_txt, f0);
+#define WATCH(...)                                                                                                  \
+    (char *[]) {                                                                                                    \
+        (char *)thermo_bin(), "learn", "--state", (char *)s, "--watch", in, "--ks-reference", "128", "--ks-window",  \
+            "64", "--drift-block", "16", "--steps", "2", "--batch", "2", "--seq", "16", "--eval-batches", "1",       \
+            "--governor", "none", "--threads", "2", __VA_ARGS__, NULL                                                \
+    }
+    pid_t pid = spawn(WATCH("--watch-seconds", "120", "--poll-ms", "100", "--detect-only"), log);
+    CHECK(file_has(wj, "00-old.txt", 600), "the watcher did not score the first file");
+    FILE *f = fopen(tmp, "w");
+    for (int i = 0; i < 1500; i++) fputc("zqxj#@%&{}[]<>~^0123456789"[(i * 7919) % 26], f);
+    fclose(f);
+    CHECK(rename(tmp, f1) == 0, "rename the new file into place");
+    CHECK(file_has(wj, "01-noise.txt", 600), "the watcher did not pick up a file added while it ran");
+    kill(pid, SIGTERM);
+    CHECK(wait_rc(pid) == 0, "SIGTERM: the watcher did not stop cleanly");
+    CHECK(file_has(log, "2 new files", 0), "the watcher's report does not count 2 files");
+    CHECK(file_has(log, "drift: ", 0) && file_has(log, "0 run (0 promoted)", 0), "detect-only ran an update");
+    CHECK(wait_rc(spawn(WATCH("--detect-only"), log)) == 0 && file_has(log, "0 new files", 0),
+          "a restarted watcher scored its files again");
+    // drift in those files, rescored from a clean watch state, schedules an update the budget refuses
+    unlink(wj);
+    CHECK(wait_rc(spawn(WATCH("--update-budget-j", "0.001"), log)) == 0, "watch with a budget failed");
+    CHECK(file_has(log, "events, first", 0), "no drift on the noise file");
+    CHECK(file_has(log, "1 skipped", 0) && file_has(log, "exceeds the energy budget", 0),
+          "the skipped update and its reason are not reported");
+    CHECK(file_has(wj, "\"owed\": [\n  \"", 0), "the skipped update is not kept owed in watch.json");
+    th_gpt2 *cur = load(s, "checkpoint.bin");
+    CHECK(same(orig, cur), "a skipped update changed the current model");
+    th_gpt2_free(cur);
+#undef WATCH
 }
 
 /* SIGKILL at a random moment of an update (data, evaluation, training, promotion). */
@@ -321,6 +400,7 @@ int main(int argc, char **argv) {
     if (!updated) return test_summary();
     test_refused();
     test_bad_input();
+    test_watch();
     test_kill_stages();
     test_kill_random();
     th_gpt2_free(orig);

@@ -526,11 +526,21 @@ th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st
  * values were seen and m − M > threshold, after which the detector starts afresh.
  * Defaults are River's: min_instances 30, delta 0.005, threshold 50, alpha 1 − 1e-4.
  *
- * Two-sample Kolmogorov-Smirnov against a frozen reference window (Alibi Detect's KSDrift:
- * p 0.05 with Bonferroni over the features, here one), on the last `window` values.
+ * The two-sample test compares the last `window` values with a frozen reference window.
+ * Per-token NLL is autocorrelated (a passage is easy or hard for many tokens in a row), so
+ * a test that treats tokens as independent (Alibi Detect's KSDrift: two-sample KS at p 0.05,
+ * Bonferroni over the features) rejects same-domain text far more often than its level
+ * says. The default test is therefore on block means (the batch-means method): both windows
+ * are cut into non-overlapping blocks of `block` consecutive values (32), and Welch's t
+ * compares the means of the blocks, with the Welch-Satterthwaite degrees of freedom,
+ * one-sided (a rise of the NLL, as Page-Hinkley's mode "up": text the model predicts better
+ * than its reference needs no update). A
+ * block mean averages the short-range dependence away, and blocks far enough apart are
+ * close to independent; the block length is the dependence the test tolerates [ours]. The
+ * iid KS test stays selectable (TH_DRIFT_TEST_KS) so that the two can be measured apart.
  *
- * th_drift combines them: drift is a Page-Hinkley alarm that the KS test confirms (the
- * recent window differs from the reference) on the value of the alarm or on one of 8
+ * th_drift combines them: drift is a Page-Hinkley alarm that the two-sample test confirms
+ * (the recent window differs from the reference) on the value of the alarm or on one of 8
  * evenly spaced values in the `window` after it (the recent window may still hold values
  * from before the change when the alarm comes), each at p < p_value / features / 8
  * (Bonferroni over the 8 tries). Page-Hinkley there
@@ -564,28 +574,47 @@ double th_ks_statistic_sorted(const double *a, size_t na, const double *b, size_
  * with n_e = na·nb/(na + nb) (Stephens' correction, as in Numerical Recipes' kstwo). */
 double th_ks_pvalue(double d, size_t na, size_t nb);
 
+/* Two-sided p-value of Student's t with df > 0 degrees of freedom (the regularized
+ * incomplete beta I_{df/(df+t²)}(df/2, 1/2)); 1 for t = 0, NaN for a NaN t or df <= 0. */
+double th_student_t_pvalue(double t, double df);
+
+/* Welch's t on block means: a[0..na) and b[0..nb) are each cut into ⌊n / block⌋
+ * consecutive blocks (a remainder at the start is left out) and the blocks' means compared.
+ * *t is (mean_b − mean_a) / se, *df Welch-Satterthwaite's; *p the two-sided p-value.
+ * TH_ERR_INVALID when block is 0 or either side has fewer than 2 blocks. */
+th_status th_block_t_test(const double *a, size_t na, const double *b, size_t nb, size_t block, double *t, double *df,
+                          double *p);
+
+typedef enum {
+    TH_DRIFT_TEST_BLOCK_T = 0, /* Welch's t on block means (default) */
+    TH_DRIFT_TEST_KS = 1       /* two-sample KS on the raw values: assumes independent values */
+} th_drift_test;
+
 typedef struct {
     th_page_hinkley_config ph;
-    size_t reference;  /* values in the frozen reference window (default 512) */
-    size_t window;     /* recent values the KS test compares with it (default 256) */
+    size_t reference;  /* values in the frozen reference window (default 1024) */
+    size_t window;     /* recent values the two-sample test compares with it (default 256) */
+    size_t block;      /* values per block of the block test (default 32) */
     double p_value;    /* 0.05 */
     int features;      /* Bonferroni divisor (default 1: one NLL stream) */
+    th_drift_test test;
 } th_drift_config;
 
 th_drift_config th_drift_defaults(void);
 
 typedef struct {
     int ph_alarm;      /* Page-Hinkley fired on this value */
-    int ks_alarm;      /* a full, non-overlapping KS window ended on this value and rejected */
-    int drift;         /* a Page-Hinkley alarm confirmed by KS on the recent window (once per alarm) */
-    double ks_d, ks_p; /* the last KS test's statistic and p-value (NaN before one ran) */
+    int test_alarm;    /* a full, non-overlapping window ended on this value and the test rejected */
+    int drift;         /* a Page-Hinkley alarm confirmed by the test on the recent window (once per alarm) */
+    double stat, p;    /* the last test's statistic (t, or KS D) and p-value (NaN before one ran) */
     long index;        /* 0-based index of this value in the stream */
 } th_drift_verdict;
 
 typedef struct th_drift th_drift;
 
-/* TH_ERR_INVALID on a bad config (sizes 0, reference or window over 2^24, p outside (0, 1),
- * features < 1, a bad Page-Hinkley config); TH_ERR_NOMEM. */
+/* TH_ERR_INVALID on a bad config (sizes 0, reference or window over 2^24, fewer than 2
+ * blocks in the window or the reference for the block test, p outside (0, 1), features < 1,
+ * an unknown test, a bad Page-Hinkley config); TH_ERR_NOMEM. */
 th_status th_drift_create(const th_drift_config *cfg, th_drift **out);
 void th_drift_free(th_drift *d);
 /* Freezes the reference: the first `reference` values of x[0..n) (TH_ERR_INVALID when n is

@@ -480,43 +480,77 @@ th_status th_learn_discard(const char *state_dir);
 /* Finishes a promotion or rollback that a kill interrupted (a no-op when none was). */
 th_status th_learn_recover(const char *state_dir);
 
-/* The hot-load hook for a server (thermo serve does not exist in this tree yet): the
- * current version and the directory of its Hugging Face export. A server polls this (or
- * watches DIR/learn/state.json, replaced atomically after each export) and, when the
- * version changes, loads model_dir for new requests while in-flight ones finish on the
- * weights they started with. */
+/* The hot-load hook for a server: the current version and the directory of its Hugging
+ * Face export. thermo serve watches DIR/learn/state.json (replaced atomically after each
+ * export, so a changed version names a complete model/) and reloads model_dir for new
+ * requests while in-flight ones finish on the weights they started with (th_server_reload). */
 th_status th_learn_current(const char *state_dir, long *version, char *model_dir, size_t cap);
 
 /* drift watch: the per-token NLL of incoming text under the current model, fed to th_drift
- * against a frozen reference (the NLL of the held-out old slice) */
+ * against a frozen reference (the NLL of the state's held-out old slice under the current
+ * model, measured again after each promotion).
+ *
+ * With watch_s > 0 it is a watcher: it polls watch_dir every poll_ms for regular files it
+ * has not scored yet (names starting with '.' are skipped: write a file elsewhere or under a
+ * dot name and rename it into place), scores each new file once, and stops after watch_s
+ * seconds or when should_stop says so (SIGINT/SIGTERM). What it has scored, the update it
+ * owes and the energy its updates spent are kept in DIR/learn/watch.json (replaced
+ * atomically after each file), so a restarted watcher skips what it saw and continues; a
+ * file is known by its name, size and modification time (rewritten: scored again). The
+ * detector itself starts afresh from the reference on each start.
+ *
+ * With an update template, drift schedules an update on the files from the one where it
+ * fired on (at most TH_TRAIN_JOB_MAX_DATA). It runs only when th_update_gate allows: its
+ * expected energy (3 x the scoring pass's joules per token x the update's tokens: a training
+ * token costs a forward and a backward of about twice the forward) fits what is left of
+ * gate.energy_budget_j (a budget for all the watch's updates, across restarts), and the
+ * governor's thermal margin (the run's limit − the temperature now) is at least
+ * gate.min_margin_c. A refused update stays owed and is tried again at each poll; the skip
+ * and its reason are logged (th_log) and counted. An update pending from a killed watcher is
+ * continued first. */
 
 typedef struct {
     const char *state_dir;
     const char *watch_dir;          /* incoming text: its regular files, in byte order of name */
     th_drift_config drift;          /* th_drift_defaults() */
     int seq;                        /* NLL window (0: the state's recorded seq) */
-    th_run_opts run;                /* the monitored run around the pass (energy per token) */
+    th_run_opts run;                /* the monitored run around scoring (energy per token, heat) */
+    double watch_s;                 /* > 0: poll for new files this long; 0: one pass over what is there */
+    int poll_ms;                    /* between polls (1000) */
+    int (*should_stop)(void *user); /* polled between windows and polls (NULL: never) */
+    void *user;
+    const th_learn_opts *update;    /* NULL: detect only; else the update drift schedules (its data,
+                                       n_data and resume are the watcher's; steps/tokens its length) */
+    th_update_gate_config gate;     /* the watch's energy budget (0: none) and thermal margin (5 C) */
 } th_learn_watch_opts;
 
 typedef struct {
-    long tokens;                    /* NLL values fed after the reference */
+    long tokens;                    /* NLL values fed by this call */
     size_t n_files;
-    char **files;                   /* the watched files in order (th_learn_watch_result_free) */
-    int drift;                      /* drift was detected */
-    long drift_index;               /* the token (0-based, in the stream) where it fired, else -1 */
-    size_t drift_file;              /* the file it fired in (n_files when none) */
-    long ph_alarms, ks_alarms, ks_tests;
-    double ref_nll, stream_nll;     /* mean NLL of the reference and of the stream */
-    double ks_d, ks_p;              /* the confirming (or last) KS test */
-    double j_per_token;             /* energy of the pass per token (NaN without an energy figure) */
+    char **files;                   /* the files this call scored, in order (th_learn_watch_result_free) */
+    int drift;                      /* drift was detected by this call */
+    long drift_index;               /* the token (0-based, in this call's stream) where it first fired, else -1 */
+    size_t drift_file;              /* the file it first fired in (n_files when none) */
+    long drifts;                    /* drift events (the detector goes on after each) */
+    long ph_alarms, test_alarms, tests;
+    double ref_nll, stream_nll;     /* mean NLL of the (last) reference and of the stream */
+    double stat, p;                 /* the first confirming (or the last) two-sample test */
+    double j_per_token;             /* energy of scoring per token (NaN without an energy figure) */
+    long polls;
+    long updates_run, updates_promoted, updates_skipped, updates_failed; /* this call */
+    char last_skip[256];            /* the last skip's reason ("" when none) */
+    double update_energy_j;         /* energy of the watch's updates, all calls (watch.json) */
+    long version;                   /* the current model's version at the end */
     int have_figures;
-    th_run_figures figures;
+    th_run_figures figures;         /* the last scoring segment's monitored run */
 } th_learn_watch_result;
 
 th_learn_watch_opts th_learn_watch_defaults(void);
-/* Reads every file of watch_dir once (not a daemon: run it again for new files). Fails with
- * TH_ERR_INVALID when the state or the directory is missing or the reference slice is
- * shorter than drift.reference tokens, with the tokenizer's or model's status otherwise. */
+/* Fails with TH_ERR_INVALID when the state or the directory is missing or the reference slice
+ * is shorter than drift.reference tokens, TH_ERR_INTERRUPTED when an update was interrupted
+ * (it stays pending; the next watcher continues it), with the tokenizer's, model's or
+ * watch.json's status otherwise. A file that does not read or tokenize, and an update that
+ * fails on its data, are logged, counted and skipped: the watch goes on. */
 th_status th_learn_watch(const th_learn_watch_opts *o, th_learn_watch_result *out);
 void th_learn_watch_result_free(th_learn_watch_result *r);
 

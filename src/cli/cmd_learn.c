@@ -1,7 +1,8 @@
 /* cmd_learn.c: `thermo learn`: stateful continual fine-tuning of a trained state directory
  * (th_learn_run): an update on new data with replay, gated by measured forgetting and
- * promoted atomically; --rollback, --discard; --watch DIR scores incoming text for drift and
- * runs an update only when the energy budget and the thermal margin allow. */
+ * promoted atomically; --rollback, --discard; --watch DIR watches a directory for incoming
+ * text, scores it for drift and runs an update only when the energy budget and the thermal
+ * margin allow. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,14 @@ typedef struct {
     int n_data;
     int rollback, discard;
     const char *watch;
+    double watch_s;
+    int poll_ms, detect_only;
     th_drift_config drift;
     th_update_gate_config gate;
 } learn_args;
+
+static const char *const drift_tests[] = {"block-t", "ks", NULL};
+static const int drift_test_values[] = {TH_DRIFT_TEST_BLOCK_T, TH_DRIFT_TEST_KS};
 
 /* 0: parsed; otherwise the exit code (0 after --help is returned as 1 by the caller). */
 static int parse(int argc, char **argv, learn_args *a) {
@@ -33,8 +39,9 @@ static int parse(int argc, char **argv, learn_args *a) {
     th_learn_opts *o = &a->o;
     th_run_meta *s = &o->settings;
     uint32_t *has = &s->has;
-    int threads = 0, spike = TH_GUARD_STOP;
-    long ks_window = (long)a->drift.window, ks_reference = (long)a->drift.reference;
+    int threads = 0, spike = TH_GUARD_STOP, test = TH_DRIFT_TEST_BLOCK_T;
+    long ks_window = (long)a->drift.window, ks_reference = (long)a->drift.reference, block = (long)a->drift.block;
+    a->poll_ms = 1000;
     const cli_opt opts[] = {
         CLI_O_STR("--state", "DIR", &o->state_dir, "a `thermo train --out DIR` directory, or one earlier updates changed"),
         CLI_O_REPEAT("--data", "PATH", a->data, TH_TRAIN_JOB_MAX_DATA, &a->n_data,
@@ -51,7 +58,8 @@ static int parse(int argc, char **argv, learn_args *a) {
         CLI_O_FLAG("--continue", &o->resume, "finish a pending update"),
         CLI_O_FLAG("--rollback", &a->rollback, "the previous model is current again (a second rollback redoes)"),
         CLI_O_FLAG("--discard", &a->discard, "drop a pending update"),
-        CLI_O_STR("--watch", "INCOMING", &a->watch, "score incoming text for drift, then update if energy and heat allow"),
+        CLI_O_STR("--watch", "INCOMING", &a->watch,
+                  "watch a directory: score new files for drift, update if energy and heat allow"),
         CLI_O_HEAD("the update's settings (default: the state's recorded ones; warmup 1 % of the steps)"),
         CLI_O_DBL("--lr", "X", &s->lr, 0, 1e3, "peak learning rate", .has = has, .bit = TH_META_LR),
         CLI_O_INT("--batch", "B", &s->batch, 1, 65536, "micro-batch size", .has = has, .bit = TH_META_BATCH),
@@ -81,26 +89,35 @@ static int parse(int argc, char **argv, learn_args *a) {
         CLI_O_CHOICE("--spike-guard", &spike, cli_guard_modes, cli_guard_mode_values,
                      "th_train's loss-spike guard: stop (default), warn or off"),
         CLI_O_HEAD("drift watch (--watch INCOMING)"),
+        CLI_O_DBL("--watch-seconds", "S", &a->watch_s, 0, 1e9,
+                  "keep polling INCOMING for new files for S seconds (or until Ctrl-C or\nSIGTERM); default 0: one pass"),
+        CLI_O_INT("--poll-ms", "MS", &a->poll_ms, 10, 3600000, "between polls (default 1000)"),
+        CLI_O_FLAG("--detect-only", &a->detect_only, "report drift, never update"),
         CLI_O_DBL("--ph-threshold", "X", &a->drift.ph.threshold, 0, 1e9, "Page-Hinkley threshold (River's default 50)"),
         CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9, "Page-Hinkley delta (0.005)"),
-        CLI_O_LONG("--ks-window", "N", &ks_window, 8, 1 << 24, "recent values the KS test compares (256)"),
-        CLI_O_LONG("--ks-reference", "N", &ks_reference, 8, 1 << 24, "the frozen reference window (512)"),
-        CLI_O_DBL("--ks-p", "X", &a->drift.p_value, 1e-12, 0.5, "KS significance (0.05)"),
+        CLI_O_CHOICE("--drift-test", &test, drift_tests, drift_test_values,
+                     "two-sample test: block-t (Welch's t on block means, default) or ks\n(iid KS: false-alarms on autocorrelated NLL)"),
+        CLI_O_LONG("--drift-block", "N", &block, 1, 1 << 20, "values per block of the block test (32)"),
+        CLI_O_LONG("--ks-window", "N", &ks_window, 8, 1 << 24, "recent values the test compares (256)"),
+        CLI_O_LONG("--ks-reference", "N", &ks_reference, 8, 1 << 24, "the frozen reference window (1024)"),
+        CLI_O_DBL("--ks-p", "X", &a->drift.p_value, 1e-12, 0.5, "the test's significance (0.05)"),
         CLI_O_DBL("--update-budget-j", "J", &a->gate.energy_budget_j, 0, 1e15,
-                  "run the update only if its expected energy fits (default: no budget)"),
+                  "the watch's updates run only while their expected energy fits\nwhat is left of J (all updates, across restarts; default: no budget)"),
         CLI_O_DBL("--min-margin-c", "C", &a->gate.min_margin_c, -1e3, 1e3,
                   "... and the thermal margin is at least C (default 5)"),
         {0},
     };
     cli_cmd c = {.name = "learn", .synopsis = "--state DIR --data NEW [options]  |  --continue | --rollback | --discard | --watch DIR",
                  .tables = {opts, rf->run_opts, rf->eco_opts},
-                 .epilog = "without --data, --watch learns from the watched files from the one where drift fired on.\n"
+                 .epilog = "--watch learns from the watched files from the one where drift fired on.\n"
                            "exit codes: 0 ok (an update refused by the gate is ok: the report says why), 3 bad input,\n"
                            "            2 bad command line, 130 interrupted (the update stays pending)\n"};
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc == 0 ? 1 : -1;
     a->drift.window = (size_t)ks_window;
     a->drift.reference = (size_t)ks_reference;
+    a->drift.block = (size_t)block;
+    a->drift.test = (th_drift_test)test;
     o->spike_mode = (th_guard_mode)spike;
     if (threads > 0) th_threads_set(threads);
     if (cli_eco_resolve(rf, cmd) != EXIT_OK) return -1;
@@ -122,6 +139,8 @@ static int conflicts(const learn_args *a) {
     else if (modes > 1) why = "--rollback, --discard, --continue and --watch are different modes: give one";
     else if ((a->rollback || a->discard) && (a->n_data || a->o.steps || a->o.tokens || a->o.replay_from))
         why = "--rollback and --discard take no update options";
+    else if (a->watch && a->n_data) why = "--watch learns from the watched files: --data conflicts with it";
+    else if (!a->watch && (a->watch_s > 0 || a->detect_only)) why = "--watch-seconds and --detect-only need --watch DIR";
     if (!why) return 0;
     fprintf(stderr, "thermo learn: %s\n", why);
     return 1;
@@ -173,52 +192,37 @@ static int run_watch(learn_args *a) {
     w.drift = a->drift;
     w.seq = (a->o.settings.has & TH_META_SEQ) ? a->o.settings.seq : 0;
     w.run = a->o.run;
+    w.watch_s = a->watch_s;
+    w.poll_ms = a->poll_ms;
+    w.should_stop = cli_stop_requested;
+    w.update = a->detect_only ? NULL : &a->o;
+    w.gate = a->gate;
     th_learn_watch_result wr;
-    th_status st = th_learn_watch(&w, &wr);
-    if (st != TH_OK) return cli_report(st, "learn --watch");
-    fprintf(stderr,
-            "watch: %zu files, %ld tokens; NLL %.3f (reference %.3f); Page-Hinkley alarms %ld, KS window alarms %ld\n",
-            wr.n_files, wr.tokens, wr.stream_nll, wr.ref_nll, wr.ph_alarms, wr.ks_alarms);
-    int rc = EXIT_OK;
-    if (!wr.drift) {
-        fprintf(stderr, "drift: none (no Page-Hinkley alarm confirmed by KS); no update scheduled\n");
-        goto done;
-    }
-    fprintf(stderr, "drift: at token %ld (file %s), KS D %.3f p %.2g\n", wr.drift_index, wr.files[wr.drift_file], wr.ks_d,
-            wr.ks_p);
-    int B = (a->o.settings.has & TH_META_BATCH) ? a->o.settings.batch : 8;
-    int T = (a->o.settings.has & TH_META_SEQ) ? a->o.settings.seq : 64;
-    long per_step = (long)B * T;
-    long steps = a->o.steps > 0 ? a->o.steps : a->o.tokens > 0 ? (a->o.tokens + per_step - 1) / per_step : 100;
-    // training a token costs about 3 forwards (backward ~2x forward: 6N against 2N FLOPs)
-    double expected_j = isfinite(wr.j_per_token) ? 3.0 * wr.j_per_token * (double)steps * (double)per_step : NAN;
-    char why[256];
-    double temp = wr.have_figures ? wr.figures.temp_c : NAN, limit = wr.have_figures ? wr.figures.limit_c : NAN;
-    if (!isfinite(expected_j) && a->gate.energy_budget_j > 0) {
-        fprintf(stderr, "update skipped: no energy figure to check against the budget\n");
-        goto done;
-    }
-    if (th_update_gate(&a->gate, expected_j, temp, limit, why, sizeof why) != TH_GUARD_CONTINUE) {
-        fprintf(stderr, "update %s\n", why);
-        goto done;
-    }
-    fprintf(stderr, "update %s\n", why);
-    if (a->o.n_data == 0) {
-        a->o.data = (const char *const *)(wr.files + wr.drift_file);
-        a->o.n_data = wr.n_files - wr.drift_file;
-        if (a->o.n_data > TH_TRAIN_JOB_MAX_DATA) a->o.n_data = TH_TRAIN_JOB_MAX_DATA;
-    }
-    th_learn_result *r = th_calloc(1, sizeof *r);
-    if (!r) {
-        rc = cli_report(th_fail(TH_ERR_NOMEM, "out of memory"), "learn");
-        goto done;
-    }
     cli_train_signals(1);
-    st = th_learn_run(&a->o, r);
+    th_status st = th_learn_watch(&w, &wr);
     cli_train_signals(0);
-    rc = finish(a, st, r);
-    th_free(r);
-done:
+    if (st != TH_OK && st != TH_ERR_INTERRUPTED) return cli_report(st, "learn --watch");
+    fprintf(stderr,
+            "watch: %ld polls, %zu new files, %ld tokens; NLL %.3f (reference %.3f); %s test; Page-Hinkley alarms %ld, "
+            "test window alarms %ld\n",
+            wr.polls, wr.n_files, wr.tokens, wr.stream_nll, wr.ref_nll, drift_tests[a->drift.test], wr.ph_alarms,
+            wr.test_alarms);
+    if (wr.drift)
+        fprintf(stderr, "drift: %ld events, first at token %ld (file %s), statistic %.3f p %.2g\n", wr.drifts,
+                wr.drift_index, wr.files[wr.drift_file], wr.stat, wr.p);
+    else
+        fprintf(stderr, "drift: none (no Page-Hinkley alarm confirmed by the two-sample test)\n");
+    fprintf(stderr, "updates: %ld run (%ld promoted), %ld skipped%s%s%s, %ld failed; %.1f J spent by the watch's updates; "
+                    "current model: version %ld\n",
+            wr.updates_run, wr.updates_promoted, wr.updates_skipped, wr.last_skip[0] ? " (" : "", wr.last_skip,
+            wr.last_skip[0] ? ")" : "",
+            wr.updates_failed, wr.update_energy_j, wr.version);
+    int rc = st == TH_OK ? EXIT_OK : cli_report(st, "learn --watch");
+    if (wr.have_figures) {
+        cli_run_units units = {(double)wr.tokens, (double)wr.n_files, "scored", 0, NULL};
+        int r2 = cli_run_report(&a->flags, "learn --watch (scoring)", &wr.figures, &units);
+        if (rc == EXIT_OK) rc = r2;
+    }
     th_learn_watch_result_free(&wr);
     return rc;
 }

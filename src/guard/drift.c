@@ -1,6 +1,7 @@
 /* drift.c: the drift detectors that decide when a continual-learning update is needed
- * (Page-Hinkley, a two-sample KS test against a frozen reference, their combination) and
- * the energy and thermal gate that decides whether it may run now. Pure code over scalars. */
+ * (Page-Hinkley, a two-sample test against a frozen reference: Welch's t on block means, or
+ * the iid KS test, their combination) and the energy and thermal gate that decides whether
+ * it may run now. Pure code over scalars. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,26 +68,112 @@ double th_ks_pvalue(double d, size_t na, size_t nb) {
     return p < 0 ? 0 : p > 1 ? 1 : p;
 }
 
+/* The continued fraction of the incomplete beta function (Numerical Recipes' betacf, by
+ * the modified Lentz method). */
+static double beta_cf(double a, double b, double x) {
+    const double tiny = 1e-300;
+    double qab = a + b, qap = a + 1, qam = a - 1, c = 1, d = 1 - qab * x / qap;
+    if (fabs(d) < tiny) d = tiny;
+    d = 1 / d;
+    double h = d;
+    for (int m = 1; m <= 300; m++) {
+        int m2 = 2 * m;
+        double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1 / d;
+        h *= d * c;
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1) < 1e-14) break;
+    }
+    return h;
+}
+
+/* The regularized incomplete beta function I_x(a, b). */
+static double beta_inc(double a, double b, double x) {
+    if (x <= 0) return 0;
+    if (x >= 1) return 1;
+    double lbt = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log(1 - x);
+    if (x < (a + 1) / (a + b + 2)) return exp(lbt) * beta_cf(a, b, x) / a;
+    return 1 - exp(lbt) * beta_cf(b, a, 1 - x) / b;
+}
+
+double th_student_t_pvalue(double t, double df) {
+    if (isnan(t) || !(df > 0)) return NAN;
+    if (isinf(t)) return 0.0;
+    double p = beta_inc(df / 2, 0.5, df / (df + t * t));
+    return p < 0 ? 0 : p > 1 ? 1 : p;
+}
+
+/* Mean and sample variance of the means of the ⌊n / block⌋ last blocks of x. */
+static void block_moments(const double *x, size_t n, size_t block, size_t *k, double *mean, double *var) {
+    size_t nb = n / block, off = n - nb * block;
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < nb; i++) {
+        double m = 0;
+        for (size_t j = 0; j < block; j++) m += x[off + i * block + j];
+        m /= (double)block;
+        sum += m;
+        sq += m * m;
+    }
+    *k = nb;
+    *mean = nb ? sum / (double)nb : NAN;
+    double v = nb > 1 ? (sq - sum * sum / (double)nb) / (double)(nb - 1) : NAN;
+    *var = v > 0 ? v : 0;
+}
+
+th_status th_block_t_test(const double *a, size_t na, const double *b, size_t nb, size_t block, double *t, double *df,
+                          double *p) {
+    if (block == 0 || na / (block ? block : 1) < 2 || nb / (block ? block : 1) < 2)
+        return th_fail(TH_ERR_INVALID, "block t test: %zu and %zu values make fewer than 2 blocks of %zu", na, nb, block);
+    size_t ka, kb;
+    double ma, va, mb, vb;
+    block_moments(a, na, block, &ka, &ma, &va);
+    block_moments(b, nb, block, &kb, &mb, &vb);
+    double sa = va / (double)ka, sb = vb / (double)kb, se2 = sa + sb;
+    if (!(se2 > 0)) {
+        *t = mb == ma ? 0.0 : (mb > ma ? INFINITY : -INFINITY);
+        *df = (double)(ka + kb - 2);
+        *p = mb == ma ? 1.0 : 0.0;
+        return TH_OK;
+    }
+    *t = (mb - ma) / sqrt(se2);
+    *df = se2 * se2 / (sa * sa / (double)(ka - 1) + sb * sb / (double)(kb - 1));
+    *p = th_student_t_pvalue(*t, *df);
+    return TH_OK;
+}
+
 struct th_drift {
     th_drift_config cfg;
     th_page_hinkley ph;
-    double *ref;    /* sorted, cfg.reference values; NULL until set */
+    double *ref;    /* cfg.reference values, sorted for KS, in stream order for the block test; NULL until set */
     double *ring;   /* the last cfg.window values */
-    double *sorted; /* scratch for a KS test */
+    double *sorted; /* scratch for a test: the recent values in stream order (sorted for KS) */
     double ref_mean, ref_sd; /* Page-Hinkley sees (x - ref_mean) / ref_sd once the reference is set */
-    size_t filled, head, since_ks;
+    size_t filled, head, since_test;
     size_t suspect;          /* values left in which a Page-Hinkley alarm may still be confirmed */
     long index;
-    double ks_d, ks_p;
+    double stat, p;
 };
 
 th_drift_config th_drift_defaults(void) {
     th_drift_config c;
     c.ph = th_page_hinkley_defaults();
-    c.reference = 512;
+    c.reference = 1024;
     c.window = 256;
+    c.block = 32;
     c.p_value = 0.05;
     c.features = 1;
+    c.test = TH_DRIFT_TEST_BLOCK_T;
     return c;
 }
 
@@ -99,10 +186,13 @@ void th_drift_free(th_drift *d) {
 }
 
 th_status th_drift_create(const th_drift_config *cfg, th_drift **out) {
+    int block_t = cfg->test == TH_DRIFT_TEST_BLOCK_T;
     if (cfg->reference == 0 || cfg->window == 0 || cfg->reference > (1u << 24) || cfg->window > (1u << 24) ||
-        !(cfg->p_value > 0 && cfg->p_value < 1) || cfg->features < 1)
-        return th_fail(TH_ERR_INVALID, "drift detector: reference %zu, window %zu, p %g, features %d", cfg->reference,
-                       cfg->window, cfg->p_value, cfg->features);
+        !(cfg->p_value > 0 && cfg->p_value < 1) || cfg->features < 1 ||
+        (cfg->test != TH_DRIFT_TEST_BLOCK_T && cfg->test != TH_DRIFT_TEST_KS) ||
+        (block_t && (cfg->block == 0 || cfg->window / cfg->block < 2 || cfg->reference / cfg->block < 2)))
+        return th_fail(TH_ERR_INVALID, "drift detector: reference %zu, window %zu, block %zu, p %g, features %d, test %d",
+                       cfg->reference, cfg->window, cfg->block, cfg->p_value, cfg->features, (int)cfg->test);
     th_drift *d = th_calloc(1, sizeof *d);
     if (!d) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     th_status st = th_page_hinkley_init(&d->ph, &cfg->ph);
@@ -117,7 +207,7 @@ th_status th_drift_create(const th_drift_config *cfg, th_drift **out) {
         th_drift_free(d);
         return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     }
-    d->ks_d = d->ks_p = NAN;
+    d->stat = d->p = NAN;
     *out = d;
     return TH_OK;
 }
@@ -133,7 +223,7 @@ th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
     double *ref = th_alloc(sizeof(double) * d->cfg.reference);
     if (!ref) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     memcpy(ref, x, sizeof(double) * d->cfg.reference);
-    qsort(ref, d->cfg.reference, sizeof(double), cmp_double);
+    if (d->cfg.test == TH_DRIFT_TEST_KS) qsort(ref, d->cfg.reference, sizeof(double), cmp_double);
     double sum = 0, sq = 0;
     for (size_t i = 0; i < d->cfg.reference; i++) sum += ref[i];
     double mean = sum / (double)d->cfg.reference;
@@ -147,18 +237,26 @@ th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
     return TH_OK;
 }
 
-/* KS tests a suspicion may take: Bonferroni divides the level by their number. */
+/* Tests a suspicion may take: Bonferroni divides the level by their number. */
 #define DRIFT_RETRIES 8
 
-/* KS of the last `filled` values against the reference; 1 if it rejects at the level
- * divided by the features and by `tests` (the tests this decision may take). */
-static int ks_rejects(th_drift *d, int tests) {
+/* The two-sample test of the last `filled` values against the reference; 1 if it rejects at
+ * the level divided by the features and by `tests` (the tests this decision may take). A
+ * recent window too short for two blocks does not reject. */
+static int test_rejects(th_drift *d, int tests) {
     size_t n = d->filled;
     for (size_t i = 0; i < n; i++) d->sorted[i] = d->ring[(d->head + d->cfg.window - n + i) % d->cfg.window];
-    qsort(d->sorted, n, sizeof(double), cmp_double);
-    d->ks_d = th_ks_statistic_sorted(d->ref, d->cfg.reference, d->sorted, n);
-    d->ks_p = th_ks_pvalue(d->ks_d, d->cfg.reference, n);
-    return d->ks_p < d->cfg.p_value / d->cfg.features / tests;
+    if (d->cfg.test == TH_DRIFT_TEST_KS) {
+        qsort(d->sorted, n, sizeof(double), cmp_double);
+        d->stat = th_ks_statistic_sorted(d->ref, d->cfg.reference, d->sorted, n);
+        d->p = th_ks_pvalue(d->stat, d->cfg.reference, n);
+    } else {
+        double df;
+        if (n / d->cfg.block < 2) return 0;
+        th_block_t_test(d->ref, d->cfg.reference, d->sorted, n, d->cfg.block, &d->stat, &df, &d->p);
+        d->p = d->stat > 0 ? d->p / 2 : 1 - d->p / 2; // one-sided: a rise, as Page-Hinkley's mode "up"
+    }
+    return d->p < d->cfg.p_value / d->cfg.features / tests;
 }
 
 th_drift_verdict th_drift_update(th_drift *d, double x) {
@@ -166,33 +264,34 @@ th_drift_verdict th_drift_update(th_drift *d, double x) {
     memset(&v, 0, sizeof v);
     v.index = d->index;
     if (!isfinite(x)) {
-        v.ks_d = d->ks_d;
-        v.ks_p = d->ks_p;
+        v.stat = d->stat;
+        v.p = d->p;
         return v;
     }
     d->index++;
     d->ring[d->head] = x;
     d->head = (d->head + 1) % d->cfg.window;
     if (d->filled < d->cfg.window) d->filled++;
-    d->since_ks++;
+    d->since_test++;
     v.ph_alarm = th_page_hinkley_update(&d->ph, d->ref ? (x - d->ref_mean) / d->ref_sd : x);
-    if (d->ref && d->filled == d->cfg.window && d->since_ks >= d->cfg.window) {
-        d->since_ks = 0;
-        v.ks_alarm = ks_rejects(d, 1);
+    if (d->ref && d->filled == d->cfg.window && d->since_test >= d->cfg.window) {
+        d->since_test = 0;
+        v.test_alarm = test_rejects(d, 1);
     }
-    // an alarm opens a suspicion of one window: KS is retried on each value until it
-    // confirms or the window has passed (the recent window may still hold old values)
+    // an alarm opens a suspicion of one window: the test is retried on each of 8 evenly
+    // spaced values until it confirms or the window has passed (the recent window may
+    // still hold old values)
     if (d->ref && v.ph_alarm) d->suspect = d->cfg.window;
     if (d->ref && d->suspect > 0 && d->filled >= (size_t)d->cfg.ph.min_instances) {
         size_t step = d->cfg.window / DRIFT_RETRIES ? d->cfg.window / DRIFT_RETRIES : 1;
         if ((d->cfg.window - d->suspect) % step == 0) {
-            v.drift = ks_rejects(d, DRIFT_RETRIES);
+            v.drift = test_rejects(d, DRIFT_RETRIES);
             if (v.drift) d->suspect = 1;
         }
         d->suspect--;
     }
-    v.ks_d = d->ks_d;
-    v.ks_p = d->ks_p;
+    v.stat = d->stat;
+    v.p = d->p;
     return v;
 }
 

@@ -27,7 +27,7 @@ typedef struct {
     char learn[PATH_CAP], state_json[PATH_CAP], previous[PATH_CAP], prev_tmp[PATH_CAP], rb_tmp[PATH_CAP];
     char replay[PATH_CAP], ewc[PATH_CAP], ledger[PATH_CAP], journal[PATH_CAP], rejected[PATH_CAP];
     char pending[PATH_CAP], pending_ckpt[PATH_CAP], pending_json[PATH_CAP], pending_data[PATH_CAP];
-    char new_train[PATH_CAP], new_val[PATH_CAP], old_dir[PATH_CAP];
+    char new_train[PATH_CAP], new_val[PATH_CAP], old_dir[PATH_CAP], learned[PATH_CAP];
 } learn_paths;
 
 static th_status paths_init(learn_paths *p, const char *dir) {
@@ -56,6 +56,7 @@ static th_status paths_init(learn_paths *p, const char *dir) {
     snprintf(p->new_train, PATH_CAP, "%s/learn/pending/data/train.bin", d);
     snprintf(p->new_val, PATH_CAP, "%s/learn/pending/data/val.bin", d);
     snprintf(p->old_dir, PATH_CAP, "%s/learn/old", d);
+    snprintf(p->learned, PATH_CAP, "%s/learn/learned", d);
     return TH_OK;
 }
 
@@ -192,11 +193,12 @@ static th_status export_current(const learn_paths *p) {
 /* ---------------------------------------------------------------------------------
  * promotion and rollback: a journal names the operation; every step can be redone */
 
-static th_status write_journal(const learn_paths *p, const char *op, long version, long previous) {
+static th_status write_journal(const learn_paths *p, const char *op, long version, long previous, const char *learned) {
     struct stat sb;
     json_t *o = json_object();
     if (o) {
         json_object_set_new(o, "op", json_string(op));
+        if (learned) json_object_set_new(o, "learned", json_string(learned));
         json_object_set_new(o, "version", json_integer(version));
         json_object_set_new(o, "previous_version", json_integer(previous));
         json_object_set_new(o, "inode_before", json_integer(stat(p->current, &sb) == 0 ? (json_int_t)sb.st_ino : 0));
@@ -206,6 +208,35 @@ static th_status write_journal(const learn_paths *p, const char *op, long versio
 
 static void stage(void (*hook)(int, void *), void *user, int n) {
     if (hook) hook(n, user);
+}
+
+/* DIR/learn/learned/vN.bin: the train shard version N learned (a hard link, or a copy when
+ * the shard is on another file system), kept so that the replay reservoir holds it too.
+ * Redoable: a source already gone with its copy in place is done. */
+static void learned_path(const learn_paths *p, long version, char *out) {
+    snprintf(out, PATH_CAP, "%.4300s/v%ld.bin", p->learned, version);
+}
+
+static th_status keep_learned(const learn_paths *p, const char *src, long version) {
+    char dst[PATH_CAP], tmp[PATH_CAP + 8];
+    learned_path(p, version, dst);
+    if (!exists(src)) return TH_OK;
+    th_status st = make_dir(p->learned);
+    if (st != TH_OK) return st;
+    snprintf(tmp, sizeof tmp, "%s.link", dst);
+    unlink(tmp);
+    if (link(src, tmp) != 0) {
+        char *data = NULL;
+        size_t len = 0;
+        th_atomic_file *f = NULL;
+        if ((st = th_read_file(src, &data, &len)) == TH_OK && (st = th_atomic_open(tmp, &f)) == TH_OK) {
+            th_atomic_write(f, data, len);
+            st = th_atomic_commit(f);
+        }
+        th_free(data);
+        if (st != TH_OK) return st;
+    }
+    return rename_synced(tmp, dst, p->learned);
 }
 
 /* Carries out the journal's operation from wherever it stopped. */
@@ -229,6 +260,8 @@ static th_status finish_journal(const learn_paths *p, void (*hook)(int, void *),
             if (st == TH_OK) st = rename_synced(p->pending_ckpt, p->current, p->dir);
             stage(hook, user, 3);
         }
+        const char *learned = json_string_value(json_object_get(j, "learned"));
+        if (st == TH_OK && learned) st = keep_learned(p, learned, version);
     } else if (!strcmp(op, "rollback")) {
         if (!swapped) {
             unlink(p->rb_tmp);
@@ -277,7 +310,7 @@ th_status th_learn_rollback(const char *state_dir, long *version) {
         goto done;
     long v, pv;
     state_versions(p, &v, &pv);
-    if ((st = write_journal(p, "rollback", pv >= 0 ? pv : 0, v)) != TH_OK) goto done;
+    if ((st = write_journal(p, "rollback", pv >= 0 ? pv : 0, v, NULL)) != TH_OK) goto done;
     st = finish_journal(p, NULL, NULL);
     if (st == TH_OK && version) *version = pv >= 0 ? pv : 0;
 done:
@@ -504,11 +537,20 @@ static uint64_t file_key(const char *path, int window_tokens) {
     return k ^ ((uint64_t)window_tokens << 48);
 }
 
-/* The reservoir for windows of T + 1 from the old train shard: loaded, or rebuilt when its
- * source or window changed. */
-static th_status open_reservoir(const learn_paths *p, const char *old_train, int T, int capacity, uint64_t seed,
-                                int vocab, th_replay **out) {
+/* The reservoir for windows of T + 1: the old train shard, then the shards versions 1 ..
+ * `version` learned (DIR/learn/learned/vN.bin, those present), offered in that order by
+ * Algorithm R with the update's seed. Loaded when its key (the sources' contents, the
+ * window, in order) matches, else rebuilt and saved: after a promotion the next update
+ * replays what the last one learned, and after a rollback it no longer does. */
+static th_status open_reservoir(const learn_paths *p, const char *old_train, long version, int T, int capacity,
+                                uint64_t seed, int vocab, th_replay **out) {
     uint64_t key = file_key(old_train, T + 1);
+    char lp[PATH_CAP];
+    for (long v = 1; v <= version; v++) {
+        learned_path(p, v, lp);
+        uint64_t pair[2] = {key, exists(lp) ? file_key(lp, T + 1) : 0};
+        if (pair[1]) key = th_xxh64(pair, sizeof pair);
+    }
     th_replay *r = NULL;
     if (exists(p->replay) && th_replay_load(p->replay, &r) == TH_OK && th_replay_source_key(r) == key &&
         th_replay_window_tokens(r) == T + 1 && th_replay_capacity(r) == (size_t)capacity) {
@@ -517,14 +559,21 @@ static th_status open_reservoir(const learn_paths *p, const char *old_train, int
     }
     th_replay_free(r);
     r = NULL;
+    int learned = 0;
     th_status st = th_replay_create(T + 1, (size_t)capacity, (uint64_t)vocab, seed, key, &r);
     if (st == TH_OK) st = th_replay_offer_shard(r, old_train);
+    for (long v = 1; st == TH_OK && v <= version; v++) {
+        learned_path(p, v, lp);
+        if (!exists(lp)) continue;
+        st = th_replay_offer_shard(r, lp);
+        learned++;
+    }
     if (st != TH_OK) st = refail(st == TH_ERR_NOMEM ? st : TH_ERR_FORMAT, "replay data");
     if (st == TH_OK && th_replay_count(r) == 0) st = th_fail(TH_ERR_FORMAT, "replay data %s holds no window", old_train);
     if (st == TH_OK) st = th_replay_save(r, p->replay);
     if (st == TH_OK) {
-        th_log(TH_LOG_INFO, "replay reservoir: %zu of %llu old windows of %d tokens -> %s", th_replay_count(r),
-               (unsigned long long)th_replay_seen(r), T + 1, p->replay);
+        th_log(TH_LOG_INFO, "replay reservoir: %zu of %llu windows of %d tokens (old data and %d learned shards) -> %s",
+               th_replay_count(r), (unsigned long long)th_replay_seen(r), T + 1, learned, p->replay);
         *out = r;
     } else {
         th_replay_free(r);
@@ -883,7 +932,8 @@ th_status th_learn_run(const th_learn_opts *o, th_learn_result *out) {
         }
     }
     if ((u->replay > 0 || u->ewc > 0) &&
-        (st = open_reservoir(p, u->old_train, s->seq, u->replay_windows, s->seed, cfg->vocab_size, &w->replay)) != TH_OK)
+        (st = open_reservoir(p, u->old_train, version, s->seq, u->replay_windows, s->seed, cfg->vocab_size,
+                             &w->replay)) != TH_OK)
         goto done;
 
     if ((st = th_run_start(&o->run, &w->run)) != TH_OK) goto done;
@@ -993,9 +1043,17 @@ stop_run:
     out->promoted = gate(out, u->max_forgetting, u->gain_ratio, out->verdict, sizeof out->verdict);
     if (out->promoted) {
         out->version = version + 1;
-        if ((st = write_journal(p, "promote", version + 1, version)) != TH_OK) goto done;
+        if ((st = write_journal(p, "promote", version + 1, version, u->new_train)) != TH_OK) goto done;
         stage(o->on_promote_stage, o->user, 1);
         if ((st = finish_journal(p, o->on_promote_stage, o->user)) != TH_OK) goto done;
+        // fold what was learned into the reservoir now (the next update would, if killed here)
+        if ((u->replay > 0 || u->ewc > 0) && exists(u->old_train)) {
+            th_replay_free(w->replay);
+            w->replay = NULL;
+            if ((st = open_reservoir(p, u->old_train, version + 1, s->seq, u->replay_windows, s->seed,
+                                     cfg->vocab_size, &w->replay)) != TH_OK)
+                goto done;
+        }
     } else {
         if (rename(p->pending_ckpt, p->rejected) != 0) {
             st = th_fail(TH_ERR_IO, "cannot keep the refused candidate as %s", p->rejected);
