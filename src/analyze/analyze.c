@@ -306,7 +306,10 @@ static void fo_uncertainty(const double *t, const double *T, const double *P, si
             lo_tau = fmin(lo_tau, tt), hi_tau = fmax(hi_tau, tt);
             amb_lo = fmin(amb_lo, b[0]), amb_hi = fmax(amb_hi, b[0]), r_lo = fmin(r_lo, b[1]), r_hi = fmax(r_hi, b[1]);
         }
-    out->tau_sd_s = 0.5 * (hi_tau - lo_tau);
+    /* a fit sharper than the scan's first step: the profile's curvature in log τ */
+    double s_dn = fo_sse(t, T, P, n, tau * exp(-0.005), amb, lag, y, e, b), s_up = fo_sse(t, T, P, n, tau * exp(0.005), amb, lag, y, e, b);
+    double curv = (s_dn + s_up - 2 * sse) / (0.005 * 0.005), u_sd = curv > 0 ? sqrt(2 * (limit - sse) / curv) : 0;
+    out->tau_sd_s = fmax(0.5 * (hi_tau - lo_tau), isfinite(u_sd) ? tau * u_sd : 0);
     out->r_sd_k_per_w = sqrt(var_r + 0.25 * (r_hi - r_lo) * (r_hi - r_lo));
     if (!fixed) out->t_ambient_sd_c = sqrt(var_amb + 0.25 * (amb_hi - amb_lo) * (amb_hi - amb_lo));
 }
