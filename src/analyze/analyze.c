@@ -30,6 +30,8 @@ th_analyze_opts th_analyze_defaults(void) {
 #define AN_FULL_RATE_QUANTILE 0.9   /* the full-duty token rate: 90th percentile of busy rates */
 #define AN_P_IDLE_QUANTILE 0.05     /* P_idle without a profile: 5th percentile of power */
 #define AN_DETREND_HALF_S 7.0       /* the cross-correlation's high-pass: a centered 15 s moving average */
+#define AN_AVG_SCAN 64              /* avg_width looks past at most this many repeated times */
+#define AN_NVSMI_AVG_S 1.0          /* nvidia-smi: power.draw averages the last second, utilization.gpu at most that */
 #define AN_DPDT_MAX_STEPS 2         /* dP/dt's backward difference reaches back at most 2 grid steps */
 
 /* |r| > 0.5 strong, >= 0.3 moderate, else weak: the manual's reading, used by the figure's
@@ -305,7 +307,10 @@ static void fo_uncertainty(const double *t, const double *T, const double *P, si
             lo_tau = fmin(lo_tau, tt), hi_tau = fmax(hi_tau, tt);
             amb_lo = fmin(amb_lo, b[0]), amb_hi = fmax(amb_hi, b[0]), r_lo = fmin(r_lo, b[1]), r_hi = fmax(r_hi, b[1]);
         }
-    out->tau_sd_s = 0.5 * (hi_tau - lo_tau);
+    /* a fit sharper than the scan's first step: the profile's curvature in log τ */
+    double s_dn = fo_sse(t, T, P, n, tau * exp(-0.005), amb, lag, y, e, b), s_up = fo_sse(t, T, P, n, tau * exp(0.005), amb, lag, y, e, b);
+    double curv = (s_dn + s_up - 2 * sse) / (0.005 * 0.005), u_sd = curv > 0 ? sqrt(2 * (limit - sse) / curv) : 0;
+    out->tau_sd_s = fmax(0.5 * (hi_tau - lo_tau), isfinite(u_sd) ? tau * u_sd : 0);
     out->r_sd_k_per_w = sqrt(var_r + 0.25 * (r_hi - r_lo) * (r_hi - r_lo));
     if (!fixed) out->t_ambient_sd_c = sqrt(var_amb + 0.25 * (amb_hi - amb_lo) * (amb_hi - amb_lo));
 }
@@ -395,6 +400,47 @@ static double at(const pt *p, size_t n, double tk, double h, double tol, size_t 
     return NAN;
 }
 
+/* The seconds reading i of a sorted stream of averages covers: since the previous reading
+ * (a repeated time: since the last earlier one; the first reading: until the next distinct
+ * time), at most cap (nvidia-smi's 1 s window, else tolerance_s); 0 when alone or behind
+ * more than AN_AVG_SCAN repeats of its time (a point, and no quadratic scan). */
+static double avg_width(const pt *p, size_t n, size_t i, double cap) {
+    for (size_t j = i; j-- > 0 && i - j <= AN_AVG_SCAN;)
+        if (p[j].t < p[i].t) return fmin(cap, p[i].t - p[j].t);
+    for (size_t j = i + 1; j < n && j - i <= AN_AVG_SCAN; j++)
+        if (p[j].t > p[i].t) return fmin(cap, p[j].t - p[i].t);
+    return 0;
+}
+
+/* The grid value of a stream of averages: reading i is the mean over (t_i − w_i, t_i]
+ * (avg_width: RAPL- and NVML-derived power, nvidia-smi's power.draw and utilization.gpu),
+ * so the grid point's value is the mean of the readings weighted by how much of
+ * [tk − h/2, tk + h/2) each interval covers. Dating a 1 s average at its end, as a plain
+ * mean of the readings inside the interval does, moves every power change half a second
+ * late, and the cross-correlation's lag with it. A zero-width reading counts as a point. No
+ * interval touching the point: linear interpolation between the nearest intervals'
+ * midpoints when both lie within tol, else the nearer one within tol, else NaN. Starts
+ * t_i − w_i are nondecreasing; *cur is a cursor. */
+static double at_avg(const pt *p, size_t n, double cap, double tk, double h, double tol, size_t *cur) {
+    double lo = tk - h / 2, hi = tk + h / 2, s = 0, sw = 0;
+    while (*cur < n && p[*cur].t <= lo) (*cur)++;
+    for (size_t i = *cur; i < n; i++) {
+        double w = avg_width(p, n, i, cap);
+        if (p[i].t - w >= hi) break;
+        double ov = w > 0 ? fmin(p[i].t, hi) - fmax(p[i].t - w, lo) : p[i].t >= lo && p[i].t < hi ? 1e-9 * h : 0;
+        if (ov > 0) s += ov * p[i].v, sw += ov;
+    }
+    if (sw > 0) return s / sw;
+    const pt *before = *cur > 0 ? &p[*cur - 1] : NULL, *after = *cur < n ? &p[*cur] : NULL;
+    double tb = before ? before->t - avg_width(p, n, *cur - 1, cap) / 2 : NAN;
+    double ta = after ? after->t - avg_width(p, n, *cur, cap) / 2 : NAN;
+    int ok_b = before && tk - tb <= tol, ok_a = after && ta - tk <= tol;
+    if (ok_b && ok_a && ta > tb) return before->v + (after->v - before->v) * (tk - tb) / (ta - tb);
+    if (ok_b) return before->v;
+    if (ok_a) return after->v;
+    return NAN;
+}
+
 static int cmp_row(const void *a, const void *b) {
     const th_telemetry_row *x = a, *y = b;
     return x->t_s < y->t_s ? -1 : x->t_s > y->t_s;
@@ -458,6 +504,7 @@ typedef struct {
     th_telemetry_row *rows; /* the rows with a time, sorted */
     size_t m;
     pt *ps; /* the five streams below, n_rows each */
+    double pow_cap_s, util_cap_s; /* the longest interval a power / util reading averages (at_avg) */
     pt *s_temp, *s_pow, *s_duty, *s_grad, *s_util, *s_eta;
     size_t n_temp, n_pow, n_duty, n_grad, n_util, n_eta;
     int have_util_col;
@@ -518,17 +565,17 @@ static void an_streams(an_ctx *c, size_t n_rows) {
     th_analysis *a = c->a;
     c->s_temp = c->ps, c->s_pow = c->ps + n_rows, c->s_duty = c->ps + 2 * n_rows, c->s_grad = c->ps + 3 * n_rows,
     c->s_util = c->ps + 4 * n_rows;
+    c->pow_cap_s = c->util_cap_s = c->o.tolerance_s;
     double s_t0 = INFINITY, s_t1 = -INFINITY, k_t0 = INFINITY, k_t1 = -INFINITY;
     for (size_t i = 0; i < c->m; i++) {
         const th_telemetry_row *r = &c->rows[i];
         if (!r->is_step) {
             s_t0 = fmin(s_t0, r->t_s), s_t1 = fmax(s_t1, r->t_s);
-            if (r->has & TH_COL_TEMP) {
-                c->s_temp[c->n_temp++] = (pt){r->t_s, r->temp_c};
-            }
+            if (r->has & TH_COL_TEMP) c->s_temp[c->n_temp++] = (pt){r->t_s, r->temp_c};
             if (r->has & TH_COL_POWER) c->s_pow[c->n_pow++] = (pt){r->t_s, r->power_w};
             if (r->has & TH_COL_DUTY_SET) c->s_duty[c->n_duty++] = (pt){r->t_s, r->duty_set};
             if (r->has & TH_COL_UTIL) c->s_util[c->n_util++] = (pt){r->t_s, r->util}, c->have_util_col = 1;
+            if (strcmp(r->source, "nvidia-smi") == 0) c->pow_cap_s = c->util_cap_s = AN_NVSMI_AVG_S;
         } else {
             k_t0 = fmin(k_t0, r->t_s), k_t1 = fmax(k_t1, r->t_s);
             if (r->has & TH_COL_GRAD_NORM) c->s_grad[c->n_grad++] = (pt){r->t_s, r->grad_norm};
@@ -613,7 +660,7 @@ static th_status an_grid(an_ctx *c) {
         double tk = t0 + k * h;
         a->t_s[k] = tk - t0;
         a->temp_c[k] = at(c->s_temp, c->n_temp, tk, h, tol, &c_temp);
-        a->power_w[k] = at(c->s_pow, c->n_pow, tk, h, tol, &c_pow);
+        a->power_w[k] = at_avg(c->s_pow, c->n_pow, c->pow_cap_s, tk, h, tol, &c_pow);
         a->duty[k] = at(c->s_duty, c->n_duty, tk, h, tol, &c_duty);
         a->grad_norm[k] = at(c->s_grad, c->n_grad, tk, h, tol, &c_grad);
         a->eta_util[k] = c->n_eta ? at(c->s_eta, c->n_eta, tk, h, tol, &c_eta) : NAN;
@@ -621,7 +668,7 @@ static th_status an_grid(an_ctx *c) {
     }
     if (!c->n_eta && c->have_util_col) {
         size_t cu = 0;
-        for (size_t k = 0; k < ng; k++) a->eta_util[k] = at(c->s_util, c->n_util, t0 + k * h, h, tol, &cu);
+        for (size_t k = 0; k < ng; k++) a->eta_util[k] = at_avg(c->s_util, c->n_util, c->util_cap_s, t0 + k * h, h, tol, &cu);
     }
     a->dropped = ng - a->n_samples;
     if (a->dropped)
