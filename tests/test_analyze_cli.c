@@ -66,10 +66,21 @@ int main(void) {
     CHECK(slurp(path, buf, sizeof buf) > 0 && strstr(buf, "\"data\": \"measured\"") && strstr(buf, "\"sensor\": \"nvidia-smi\"") &&
           strstr(buf, "\"step_rows\": 239"), "nvidia-smi data sheet");
 
-    snprintf(cmd, sizeof cmd, "'%s' repro '%s/s1' '%s/s1' --json > '%s/r.json' 2>/dev/null", bin, dir, dir, dir);
+    snprintf(cmd, sizeof cmd, "'%s' repro '%s/s1' '%s/s1' --json > '%s/r.json' 2> '%s/r.log'", bin, dir, dir, dir, dir);
     CHECK(run(cmd) == 0, "thermo repro failed");
     snprintf(path, sizeof path, "%s/r.json", dir);
     CHECK(slurp(path, buf, sizeof buf) > 0 && strstr(buf, "\"all_agree\": true"), "a session agrees with itself: %s", buf);
+    {
+        // figures without two values are named in the verdict, never passed off as agreeing
+        const char *nc = strstr(buf, "\"not_compared\": ");
+        int n_nc = nc ? atoi(nc + strlen("\"not_compared\": ")) : -1;
+        char log[4096];
+        snprintf(path, sizeof path, "%s/r.log", dir);
+        CHECK(n_nc >= 0 && slurp(path, log, sizeof log) > 0 &&
+                  (n_nc == 0 ? strstr(log, "agree within") && !strstr(log, "not compared")
+                             : strstr(log, "not compared (< 2 values)") != NULL),
+              "repro verdict and not_compared %d agree: %s", n_nc, log);
+    }
 
     snprintf(cmd, sizeof cmd, "'%s' calibrate --simulate --profile laptop-cpu --out '%s/cal.json' 2>/dev/null", bin, dir);
     CHECK(run(cmd) == 0, "thermo calibrate --simulate failed");

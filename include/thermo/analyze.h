@@ -255,6 +255,7 @@ typedef struct {
 typedef struct {
     th_repro_figure fig[TH_REPRO_FIGURES];
     int all_agree;  /* every figure with >= 2 values agrees */
+    int not_compared; /* figures with fewer than 2 values (agree -1): the verdict names them */
 } th_repro_result;
 
 th_status th_repro_compare(const th_analysis *const *a, size_t n, th_repro_result *out);

@@ -1191,6 +1191,7 @@ th_status th_repro_compare(const th_analysis *const *a, size_t n, th_repro_resul
         if (r->n < 2) {
             r->spread = NAN;
             r->agree = -1;
+            out->not_compared++;
             continue;
         }
         double dev = fmax(hi - r->mean, r->mean - lo);

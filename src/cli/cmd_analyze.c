@@ -151,8 +151,20 @@ int cmd_repro(int argc, char **argv) {
                                           finite_or_0(g->spread), "n", g->n, "agree",
                                           g->agree < 0 ? json_null() : json_boolean(g->agree)));
         }
-        fprintf(stderr, "verdict: %s\n", r.all_agree ? "the coupling figures agree within +-20 %" : "the figures DISAGREE");
-        json_t *doc = json_pack("{s:i, s:o, s:b}", "sessions", n, "figures", figs, "all_agree", r.all_agree);
+        char missing[256] = "";
+        for (int f = 0; f < TH_REPRO_FIGURES; f++)
+            if (r.fig[f].agree < 0)
+                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s", missing[0] ? ", " : "",
+                         an[0]->fig[r.fig[f].id].label);
+        if (!r.all_agree)
+            fprintf(stderr, "verdict: the figures DISAGREE\n");
+        else if (r.not_compared)
+            fprintf(stderr, "verdict: the figures compared agree within +-20 %%; not compared (< 2 values): %s\n",
+                    missing);
+        else
+            fprintf(stderr, "verdict: the coupling figures agree within +-20 %%\n");
+        json_t *doc = json_pack("{s:i, s:o, s:b, s:i}", "sessions", n, "figures", figs, "all_agree", r.all_agree,
+                                "not_compared", r.not_compared);
         if (json) rc = cli_print_json(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8), "repro");
         else json_decref(doc);
     }
