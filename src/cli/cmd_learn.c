@@ -182,7 +182,7 @@ static int finish(const learn_args *a, th_status st, const th_learn_result *r) {
     if (!r->have_figures) return EXIT_OK;
     cli_run_units units = {(double)r->train.tokens, (double)(r->train.steps_done), r->pending ? "pending" : "completed",
                            0, NULL};
-    return cli_run_report(&a->flags, "learn", &r->figures, &units);
+    return cli_run_report_kept(&a->flags, "learn", &r->figures, &units, a->o.state_dir);
 }
 
 static int run_watch(learn_args *a) {

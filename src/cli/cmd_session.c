@@ -68,7 +68,7 @@ int cmd_session(int argc, char **argv) {
     }
     cli_run_units units = {(double)res->job.train.tokens, (double)res->job.train.steps_done,
                            res->meta.stopped_by, 0, NULL};
-    rc = cli_run_report(&t->flags, "session", &res->job.figures, &units);
+    rc = cli_run_report_kept(&t->flags, "session", &res->job.figures, &units, so.out_dir);
     cli_print_analysis(res->analysis, stderr);
     fprintf(stderr, "data sheet: %s/datasheet.md (re-run with `thermo analyze %s`)\n", so.out_dir, so.out_dir);
 done:
