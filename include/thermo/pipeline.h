@@ -220,6 +220,10 @@ typedef struct {
      * regulariser's gradient to th_gpt2_grads(m) (a failure stops the run with its status). */
     void (*mix_batch)(int *inputs, int *targets, int B, int T, long micro, void *user);
     th_status (*penalty)(th_gpt2 *m, void *user);
+    /* Matmul precision of the run's forwards and backwards, validation included: a
+     * th_precision, TH_PRECISION_F32 (0, default) or TH_PRECISION_BF16; th_train sets it on
+     * the model (th_gpt2_set_precision) and leaves it set. */
+    int precision;
 } th_train_opts;
 
 typedef struct {
@@ -296,6 +300,7 @@ typedef struct {
     th_status (*micro_loss)(th_gpt2 *m, const int *inputs, const int *targets, int B, int T, float loss_scale,
                             float *loss, void *hook_user);
     void *hook_user;
+    int precision; /* th_train_opts.precision (default 0: f32); not recorded in checkpoints */
 } th_train_job;
 
 th_train_job th_train_job_defaults(void);

@@ -64,6 +64,7 @@ struct th_gpt2 {
     int n_counted;    // targets that were not ignored in the last forward
     int backward_ready; // a forward with targets ran and no backward consumed it yet
     int forward_fresh;  // a forward (with or without targets) ran and no backward consumed it yet
+    th_precision precision; // of the training matmuls (th_gpt2_set_precision)
 };
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
