@@ -91,26 +91,6 @@ static inline void put_b8(void *bp, int bf16, int q, int h, __m256 v)
     _mm_storel_epi64((__m128i *)(d + 8 + 4 * h), _mm256_extracti128_si256(p, 1));
 }
 
-/* Packs A rows [i0, i0+mc) × reduction [q0, q0+kc) as MR-row micro-panels:
- * ap[ir*kc + q*MR + i] = A(i0+ir+i, q0+q), zero past the last row. */
-static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc)
-{
-    int bf = g->bf16;
-    for (int ir = 0; ir < mc; ir += MR) {
-        int rows = g->m - (i0 + ir) < MR ? g->m - (i0 + ir) : MR;
-        float *dst = ap + (long)ir * kc;
-        const float *src = g->a + (long)(i0 + ir) * g->rsa + (long)q0 * g->csa;
-        if (rows < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
-        if (g->rsa == 1) {
-            for (int q = 0; q < kc; q++)
-                for (int i = 0; i < rows; i++) dst[q * MR + i] = opnd(src[(long)q * g->csa + i], bf);
-        } else {
-            for (int i = 0; i < rows; i++)
-                for (int q = 0; q < kc; q++) dst[q * MR + i] = opnd(src[(long)i * g->rsa + (long)q * g->csa], bf);
-        }
-    }
-}
-
 /* In-register transpose of 8×8: r[i] holds row i on entry, column i on exit. */
 static inline void transpose8(__m256 r[8])
 {
@@ -128,6 +108,43 @@ static inline void transpose8(__m256 r[8])
     for (int i = 0; i < 4; i++) {
         r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
         r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* 8 floats rounded to bf16 (as the floats they denote) when bf16 is set. */
+static inline __m256 opnd8(__m256 v, int bf16)
+{
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits8(v), 16)) : v;
+}
+
+/* Packs A rows [i0, i0+mc) × reduction [q0, q0+kc) as MR-row micro-panels:
+ * ap[ir*kc + q*MR + i] = A(i0+ir+i, q0+q), zero past the last row. Full micro-panels of a
+ * row-major A (the forward's input, dinp's dout) go through 8×8 register transposes; dw's
+ * column-major A (doutᵀ) is six contiguous floats per q. */
+static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc)
+{
+    int bf = g->bf16;
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (int ir = 0; ir < mc; ir += MR) {
+        int rows = g->m - (i0 + ir) < MR ? g->m - (i0 + ir) : MR;
+        float *dst = ap + (long)ir * kc;
+        const float *src = g->a + (long)(i0 + ir) * g->rsa + (long)q0 * g->csa;
+        int q = 0;
+        if (rows == MR && g->rsa == 1) {
+            for (; q < kc; q++)
+                _mm256_maskstore_ps(dst + q * MR, six, opnd8(_mm256_maskload_ps(src + (long)q * g->csa, six), bf));
+        } else if (rows == MR && g->csa == 1) {
+            for (; q + 8 <= kc; q += 8) {
+                __m256 r[8];
+                for (int i = 0; i < MR; i++) r[i] = opnd8(_mm256_loadu_ps(src + (long)i * g->rsa + q), bf);
+                r[6] = r[7] = _mm256_setzero_ps();
+                transpose8(r);
+                for (int k = 0; k < 8; k++) _mm256_maskstore_ps(dst + (q + k) * MR, six, r[k]);
+            }
+        }
+        for (; q < kc; q++) /* edges and tails */
+            for (int i = 0; i < MR; i++)
+                dst[q * MR + i] = i < rows ? opnd(src[(long)i * g->rsa + (long)q * g->csa], bf) : 0.0f;
     }
 }
 
@@ -208,6 +225,7 @@ static inline __attribute__((always_inline)) void kernel(int kc, const float *ap
     }
     if (bf16) {
         const __m256i *bp = bpv, zero = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int q = 0; q < kc; q++) {
             __m256i v = _mm256_load_si256(bp + q);
             __m256 b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v));
@@ -217,6 +235,7 @@ static inline __attribute__((always_inline)) void kernel(int kc, const float *ap
         }
     } else {
         const float *bp = bpv;
+#pragma GCC unroll 4
         for (int q = 0; q < kc; q++) {
             __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
             TILE_FMA();
@@ -284,6 +303,12 @@ static void gemm_block(const gemm_view *g, float *ap, void *bp, int i0, int mc, 
             const char *bpj = (const char *)bp + (size_t)jr * kc * esz;
             for (int ir = 0; ir < mc; ir += MR) {
                 int mr = mc - ir < MR ? mc - ir : MR;
+                if (!init && ir + MR < mc) /* the next tile's rows of C: a miss each otherwise */
+                    for (int i = 0; i < MR && ir + MR + i < mc; i++) {
+                        const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j0 + jr;
+                        _mm_prefetch((const char *)cn, _MM_HINT_T0);
+                        _mm_prefetch((const char *)(cn + 15), _MM_HINT_T0);
+                    }
                 tile(g, kc, ap + (long)ir * kc, bpj, g->c + (long)(i0 + ir) * g->ldc + j0 + jr, g->ldc, mr, nr,
                      init, bias);
             }
