@@ -101,6 +101,10 @@ static void check_shape(th_rng *rng, int M, int N, int K) {
         CHECK(e1 <= 1e-4 * r1 && e2 <= 1e-4 * r2 && e3 <= 1e-4 * r3 && e4 <= 1e-4 * r3,
               "%s M=%d N=%d K=%d vs its oracle: forward %.2e dinp %.2e dw %.2e dbias %.2e", bf ? "bf16" : "f32", M,
               N, K, e1, e2, e3, e4);
+        // bf16: a product of two bf16 values is exact in fp32, so the FMAs round as the
+        // oracle's multiply-then-add, in the oracle's order: the very same bits
+        CHECK(!bf || same(&got[bf], &ref[bf], M, N, K), "bf16 M=%d N=%d K=%d: not bit-identical to the oracle", M,
+              N, K);
         for (int t = 1; t <= 3; t++) {
             th_threads_set(t);
             run(&other, bf, inp, w, bias, dout, M, N, K);
