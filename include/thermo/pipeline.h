@@ -27,6 +27,9 @@ typedef struct {
     int baseline_naive;  /* also time training steps with the naive matmul loops */
     int baseline_steps;  /* timed naive steps (default 2) */
     uint64_t seed;
+    /* training rows after the main one, timed in the same run on the same model (issue 17) */
+    int train_bf16;       /* also time training with TH_PRECISION_BF16 on the selected backend */
+    const char *train_vs; /* also time f32 training on this compute backend (NULL: none) */
 } th_bench_model_opts;
 
 typedef struct {
@@ -48,6 +51,14 @@ typedef struct {
     double decode_read_share;      /* decode_tok_s x decode_bytes_per_token / read bandwidth */
     double prefill_fma_share;      /* prefill model FLOPs (2·N per token + attention) / FMA peak */
     double train_fma_share;        /* train_gflops / FMA peak */
+    /* Modeled energy, not measured: the default simulated plant's profile (laptop-cpu) at
+     * duty 1, p_max_w x step time, leakage excluded (NaN where the profile is not found). */
+    double modeled_power_w;
+    double train_j_step;           /* main row: modeled_power_w x train_step_ms */
+    /* the bf16 row (0 unless opts.train_bf16) and the train_vs row (0 unless set) */
+    double train_step_ms_bf16, train_step_ms_min_bf16, train_gflops_bf16, train_fma_share_bf16, train_j_step_bf16;
+    const char *vs_matmul;
+    double train_step_ms_vs, train_gflops_vs, train_fma_share_vs, train_j_step_vs;
 } th_bench_model_result;
 
 th_bench_model_opts th_bench_model_defaults(void);
