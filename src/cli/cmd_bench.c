@@ -75,12 +75,13 @@ static int bench_model(int argc, char **argv) {
     json_object_set_new(j, "train_j_step_modeled", json_real(r.train_j_step));
     json_object_set_new(j, "train_j_token_modeled", json_real(r.train_j_step / (o.batch * o.seq)));
     if (o.train_bf16)
-        json_object_set_new(j, "bf16", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "train_step_ms", r.train_step_ms_bf16,
-                                                 "train_step_ms_min", r.train_step_ms_min_bf16, "train_gflops",
-                                                 r.train_gflops_bf16, "train_fma_share", r.train_fma_share_bf16,
-                                                 "train_j_step_modeled", r.train_j_step_bf16, "train_j_token_modeled",
-                                                 r.train_j_step_bf16 / (o.batch * o.seq), "speedup_vs_f32",
-                                                 r.train_step_ms / r.train_step_ms_bf16));
+        json_object_set_new(j, "bf16",
+                            json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "train_step_ms", r.train_step_ms_bf16,
+                                      "train_step_ms_min", r.train_step_ms_min_bf16, "train_gflops",
+                                      r.train_gflops_bf16, "train_fma_share", r.train_fma_share_bf16,
+                                      "train_j_step_modeled", r.train_j_step_bf16, "train_j_token_modeled",
+                                      r.train_j_step_bf16 / (o.batch * o.seq), "speedup_vs_f32",
+                                      r.train_step_ms / r.train_step_ms_bf16));
     if (r.vs_matmul)
         json_object_set_new(j, "vs", json_pack("{s:s, s:f, s:f, s:f, s:f}", "matmul", r.vs_matmul, "train_step_ms",
                                                r.train_step_ms_vs, "train_gflops", r.train_gflops_vs,

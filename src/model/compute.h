@@ -67,7 +67,7 @@ void th_mm_forward(float *out, const float *inp, const float *w, const float *bi
  *   dw   (N, K) += dout (M, N)ᵀ · inp (M, K)
  *   dbias (N)   += Σ over the M rows of dout
  * Any of dinp, dw, dbias may be NULL to skip that gradient. Every sum runs in a fixed order
- * for a given thread count (avx512, naive: for any thread count). */
+ * for a given thread count (avx512, avx2, naive: for any thread count). */
 void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                     int M, int N, int K);
 
