@@ -122,6 +122,19 @@ const float *th_gpt2_losses(const th_gpt2 *m);
 /* Sets every gradient to zero (allocating them on first use). */
 th_status th_gpt2_zero_grad(th_gpt2 *m);
 
+/* Training precision (issue 17): the operands of every matmul of the forward and backward
+ * (the linear layers and the tied lm_head, both directions). TH_PRECISION_BF16 rounds them to
+ * bf16 and sums the products in fp32; weights, master copies, gradients, AdamW moments,
+ * LayerNorm, softmax, attention and every reduction stay fp32, and results stay the same for
+ * any thread count. bf16 keeps fp32's exponent range, so no loss scaling is needed. */
+typedef enum { TH_PRECISION_F32 = 0, TH_PRECISION_BF16 = 1 } th_precision;
+/* "f32", "bf16"; "?" for anything else. */
+const char *th_precision_name(th_precision p);
+/* Sets the model's training precision (default TH_PRECISION_F32) for the forwards and
+ * backwards that follow; an unknown value means f32. Inference (th_gpt2_kv_*) is unaffected. */
+void th_gpt2_set_train_precision(th_gpt2 *m, th_precision p);
+th_precision th_gpt2_get_train_precision(const th_gpt2 *m);
+
 /* Backward of the last forward (which must have had targets). Accumulates into the
  * gradients: d(loss_scale · mean loss)/dθ is added, so gradient accumulation over k
  * micro-batches passes loss_scale = 1/k. */

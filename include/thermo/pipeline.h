@@ -34,6 +34,9 @@ typedef struct {
     int embed_f32;       /* keep wte (embedding and lm_head) in f32 in the packed rows */
     int quality_tokens;  /* tokens of the quality gate per row (0: none) */
     const char *model_path; /* the precision table on this model's weights (NULL: random ones) */
+    /* training rows after the main one, timed in the same run on the same model (issue 17) */
+    int train_bf16;       /* also time training with TH_PRECISION_BF16 on the selected backend */
+    const char *train_vs; /* also time f32 training on this compute backend (NULL: none) */
 } th_bench_model_opts;
 
 /* One row of the precision table: prefill, decode and the context probe on a model packed
@@ -71,6 +74,14 @@ typedef struct {
     th_bench_dtype_row rows[4];    /* the precision table, opts.n_dtypes rows */
     int n_rows;
     const char *lowp_kernel;       /* th_lowp_kernel() */
+    /* Modeled energy, not measured: the default simulated plant's profile (laptop-cpu) at
+     * duty 1, p_max_w x step time, leakage excluded (NaN where the profile is not found). */
+    double modeled_power_w;
+    double train_j_step;           /* main row: modeled_power_w x train_step_ms */
+    /* the bf16 row (0 unless opts.train_bf16) and the train_vs row (0 unless set) */
+    double train_step_ms_bf16, train_step_ms_min_bf16, train_gflops_bf16, train_fma_share_bf16, train_j_step_bf16;
+    const char *vs_matmul;
+    double train_step_ms_vs, train_gflops_vs, train_fma_share_vs, train_j_step_vs;
 } th_bench_model_result;
 
 /* The quality of a packed model `m` against its f32 original `ref` (same shape, same
@@ -272,6 +283,10 @@ typedef struct {
      * process count. should_stop is agreed at step starts; rank 0 alone writes checkpoints,
      * between barriers. Budget and forecast limits are per process: leave them off. */
     struct th_dp *dp;
+    /* Matmul precision of the run's forwards and backwards, validation included: a
+     * th_precision, TH_PRECISION_F32 (0, default) or TH_PRECISION_BF16; th_train sets it on
+     * the model (th_gpt2_set_precision) and leaves it set. */
+    int precision;
 } th_train_opts;
 
 typedef struct {
@@ -352,6 +367,7 @@ typedef struct {
      * global count. Rank 0 builds the data shards and writes the checkpoint and the model;
      * every rank opens the model and data, and a failure on any rank fails all of them. */
     struct th_dp *dp;
+    int precision; /* th_train_opts.precision (default 0: f32); not recorded in checkpoints */
 } th_train_job;
 
 th_train_job th_train_job_defaults(void);

@@ -8,11 +8,13 @@
 #include "thermo/pipeline.h"
 
 static const char *const baselines[] = {"naive", NULL};
+static const char *const precisions[] = {"f32", "bf16", "both", NULL};
 
 static int bench_model(int argc, char **argv) {
     const char *preset = "gpt2", *matmul = NULL;
     int json = 0, baseline = -1, n_dt = 0;
     const char *dt_names[4] = {0};
+    int precision = 0;
     th_bench_model_opts o = th_bench_model_defaults();
     const cli_opt opts[] = {
         CLI_O_STR("--preset", "NAME", &preset, "model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny"),
@@ -24,7 +26,7 @@ static int bench_model(int argc, char **argv) {
         CLI_O_INT("--prompt", "N", &o.prompt_tokens, 1, 1 << 20, "prefill length (default 128)"),
         CLI_O_INT("--decode", "N", &o.decode_tokens, 1, 1 << 20, "decoded tokens (default 64)"),
         CLI_O_STR("--matmul", "NAME", &matmul,
-                  "compute backend: auto (default: the fastest this CPU runs), avx512,\nblas, naive"),
+                  "compute backend: auto (default: the fastest this CPU runs), avx512,\nblas, naive, avx2"),
         CLI_O_CHOICE("--baseline", &baseline, baselines, NULL,
                      "also time training with the naive matmul loops (slow: ~10 s a step\n"
                      "for gpt2) and report the speed-up measured in the same run"),
@@ -35,6 +37,10 @@ static int bench_model(int argc, char **argv) {
         CLI_O_INT("--quality-tokens", "N", &o.quality_tokens, 0, 1 << 20,
                   "--dtype rows: perplexity ratio, KL and top-1 vs f32 on N tokens (default 256)"),
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "--dtype rows on this model's weights (its shape)"),
+        CLI_O_CHOICE("--precision", &precision, precisions, NULL,
+                     "training precision: f32 (default); bf16 or both: also a bf16 row,\n"
+                     "timed after the f32 one in the same run"),
+        CLI_O_STR("--train-vs", "NAME", &o.train_vs, "also time f32 training on this backend (e.g. blas), same run"),
         {0},
     };
     cli_cmd c = {.name = "bench model", .synopsis = "[options]", .tables = {opts}};
@@ -47,6 +53,7 @@ static int bench_model(int argc, char **argv) {
             return EXIT_USAGE;
         }
     o.n_dtypes = n_dt;
+    o.train_bf16 = precision > 0;
     th_status st = matmul ? th_compute_select(matmul) : TH_OK;
     if (st == TH_ERR_INVALID) {
         fprintf(stderr, "thermo bench model: --matmul: %s\n", th_last_error());
@@ -85,6 +92,22 @@ static int bench_model(int argc, char **argv) {
     json_object_set_new(j, "decode_read_share", json_real(r.decode_read_share));
     json_object_set_new(j, "prefill_fma_share", json_real(r.prefill_fma_share));
     json_object_set_new(j, "train_fma_share", json_real(r.train_fma_share));
+    json_object_set_new(j, "modeled_power_w", json_real(r.modeled_power_w));
+    json_object_set_new(j, "train_j_step_modeled", json_real(r.train_j_step));
+    json_object_set_new(j, "train_j_token_modeled", json_real(r.train_j_step / (o.batch * o.seq)));
+    if (o.train_bf16)
+        json_object_set_new(j, "bf16",
+                            json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "train_step_ms", r.train_step_ms_bf16,
+                                      "train_step_ms_min", r.train_step_ms_min_bf16, "train_gflops",
+                                      r.train_gflops_bf16, "train_fma_share", r.train_fma_share_bf16,
+                                      "train_j_step_modeled", r.train_j_step_bf16, "train_j_token_modeled",
+                                      r.train_j_step_bf16 / (o.batch * o.seq), "speedup_vs_f32",
+                                      r.train_step_ms / r.train_step_ms_bf16));
+    if (r.vs_matmul)
+        json_object_set_new(j, "vs", json_pack("{s:s, s:f, s:f, s:f, s:f}", "matmul", r.vs_matmul, "train_step_ms",
+                                               r.train_step_ms_vs, "train_gflops", r.train_gflops_vs,
+                                               "train_fma_share", r.train_fma_share_vs, "train_j_step_modeled",
+                                               r.train_j_step_vs));
     if (o.baseline_naive) {
         json_object_set_new(j, "train_step_ms_naive", json_real(r.train_step_ms_naive));
         json_object_set_new(j, "speedup_vs_naive", json_real(r.train_step_ms_naive / r.train_step_ms));
@@ -116,6 +139,16 @@ static int bench_model(int argc, char **argv) {
            r.ceilings.read_gb_s, r.ceilings.buffer_bytes >> 20, r.ceilings.fma_gflop_s, r.ceilings.isa);
     printf("train step       %.1f ms median (min %.1f) at B=%d T=%d, %.1f GFLOP/s = %.0f %% of FMA peak\n",
            r.train_step_ms, r.train_step_ms_min, o.batch, o.seq, r.train_gflops, 100 * r.train_fma_share);
+    printf("                 modeled %.1f J a step, %.3f J a token (laptop-cpu plant at duty 1, %.0f W)\n",
+           r.train_j_step, r.train_j_step / (o.batch * o.seq), r.modeled_power_w);
+    if (o.train_bf16)
+        printf("train step bf16  %.1f ms median (min %.1f), %.1f GFLOP/s = %.0f %% of FMA peak, %.2fx f32;\n"
+               "                 modeled %.1f J a step, %.3f J a token\n",
+               r.train_step_ms_bf16, r.train_step_ms_min_bf16, r.train_gflops_bf16, 100 * r.train_fma_share_bf16,
+               r.train_step_ms / r.train_step_ms_bf16, r.train_j_step_bf16, r.train_j_step_bf16 / (o.batch * o.seq));
+    if (r.vs_matmul)
+        printf("train step %-6s%.1f ms median, %.1f GFLOP/s = %.0f %% of FMA peak, modeled %.1f J a step (f32)\n",
+               r.vs_matmul, r.train_step_ms_vs, r.train_gflops_vs, 100 * r.train_fma_share_vs, r.train_j_step_vs);
     if (o.baseline_naive)
         printf("naive baseline   %.1f ms per step: %.1fx faster\n", r.train_step_ms_naive,
                r.train_step_ms_naive / r.train_step_ms);

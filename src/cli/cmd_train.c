@@ -58,6 +58,9 @@ static void print_step(const th_step_record *r, void *user) {
     fprintf(stderr, " | ETA %dm%02ds%s\n", (int)eta / 60, (int)eta % 60, r->saved ? " | saved" : "");
 }
 
+static const char *const precision_names[] = {"f32", "bf16", NULL};
+static const int precision_values[] = {TH_PRECISION_F32, TH_PRECISION_BF16};
+
 void cli_train_init(cli_train_args *t) {
     memset(t, 0, sizeof *t);
     cli_run_flags_init(&t->flags);
@@ -102,6 +105,8 @@ void cli_train_init(cli_train_args *t) {
         CLI_O_U64("--seed", "S", &s->seed, 0, 0x7fffffffffffffffL,
                   "seed for initialization and data order (default 1337)", .has = has, .bit = TH_META_SEED),
         CLI_O_INT("--threads", "N", &t->threads, 1, 1024, "compute threads (default: all cores)"),
+        CLI_O_CHOICE("--precision", &j->precision, precision_names, precision_values,
+                     "matmul operands: f32 (default) or bf16 (fp32 sums, master weights and AdamW)"),
         CLI_O_HEAD("waste guards"),
         CLI_O_FLAG("--no-preflight", &t->no_preflight,
                    "skip the checks before the run (memory, loss at init, checkpoint round trip)"),

@@ -19,11 +19,13 @@
 /* The registry, in order of preference on equal scores. With "auto" this picks avx512 where
  * the CPU has it: as fast as OpenBLAS within a few percent on every GPT-2 shape, faster for
  * decode, and bit-identical for any thread count, so a thread cap never changes what is
- * learned (dev/matmul/README.md); else OpenBLAS where built; else naive. */
+ * learned (dev/matmul/README.md); else avx2 (score 250, listed last but above blas's 200) on
+ * AVX2 + FMA CPUs, for the same invariance; else OpenBLAS where built; else naive. */
 static const th_compute_ops *const registry[] = {
     &th_compute_avx512_ops,
     &th_compute_blas_ops,
     &th_compute_naive_ops,
+    &th_compute_avx2_ops,
 };
 #define N_BACKENDS (sizeof registry / sizeof registry[0])
 
@@ -116,6 +118,19 @@ void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, con
     const th_compute_ops *ops = th_compute_ops_current();
     if (ops->mm_backward) ops->mm_backward(dinp, dw, dbias, dout, inp, w, M, N, K);
     else th_mm_backward_naive(dinp, dw, dbias, dout, inp, w, M, N, K);
+}
+
+void th_mm_forward_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K) {
+    const th_compute_ops *ops = th_compute_ops_current();
+    if (ops->mm_forward_bf16) ops->mm_forward_bf16(out, inp, w, bias, M, N, K);
+    else th_mm_forward_naive_bf16(out, inp, w, bias, M, N, K);
+}
+
+void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                         const float *w, int M, int N, int K) {
+    const th_compute_ops *ops = th_compute_ops_current();
+    if (ops->mm_backward_bf16) ops->mm_backward_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
+    else th_mm_backward_naive_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
 }
 
 /* ---------------------------------------------------------------------------------

@@ -5,10 +5,12 @@
 #ifndef THERMO_MODEL_COMPUTE_H
 #define THERMO_MODEL_COMPUTE_H
 
+#include <stdint.h>
+
 #include "thermo/core.h"
 
 /* Bumped whenever th_compute_ops changes; a backend built against another version is refused. */
-#define TH_COMPUTE_API_VERSION 1
+#define TH_COMPUTE_API_VERSION 2
 
 typedef void (*th_mm_forward_fn)(float *out, const float *inp, const float *w, const float *bias, int M, int N,
                                  int K);
@@ -38,10 +40,15 @@ typedef struct th_compute_ops {
      * *packed (freed with th_free), and the model then passes *packed as `w` to this backend's
      * kernels. Changing a weight means packing it again. */
     th_status (*pack_weight)(void **packed, const float *w, int N, int K);
+    /* optional (API version 2): bf16 mixed precision, the contracts of th_mm_forward_bf16 and
+     * th_mm_backward_bf16 below; NULL: the naive bf16 loops run instead */
+    th_mm_forward_fn mm_forward_bf16;
+    th_mm_backward_fn mm_backward_bf16;
 } th_compute_ops;
 
 /* The registered backends (the registry, with its order, is in compute.c). */
-extern const th_compute_ops th_compute_naive_ops, th_compute_blas_ops, th_compute_avx512_ops;
+extern const th_compute_ops th_compute_naive_ops, th_compute_blas_ops, th_compute_avx512_ops,
+    th_compute_avx2_ops;
 
 /* The checks behind th_compute_select for a backend given by its table (the registry's, or a
  * test's own): TH_ERR_UNSUPPORTED if its api_version is not TH_COMPUTE_API_VERSION or its
@@ -60,7 +67,7 @@ void th_mm_forward(float *out, const float *inp, const float *w, const float *bi
  *   dw   (N, K) += dout (M, N)ᵀ · inp (M, K)
  *   dbias (N)   += Σ over the M rows of dout
  * Any of dinp, dw, dbias may be NULL to skip that gradient. Every sum runs in a fixed order
- * for a given thread count (avx512, naive: for any thread count). */
+ * for a given thread count (avx512, avx2, naive: for any thread count). */
 void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                     int M, int N, int K);
 
@@ -69,5 +76,34 @@ void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, con
 void th_mm_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
 void th_mm_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int M, int N, int K);
+
+/* x rounded to the nearest bf16 (ties to even), returned as the float it denotes; a NaN
+ * stays a quiet NaN, values beyond bf16's largest finite round to infinity. bf16 keeps f32's
+ * 8 exponent bits, so nothing that is finite and normal in f32 underflows. */
+static inline float th_bf16_round(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {x};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) v.u |= 0x00400000u;
+    else v.u += 0x7fffu + ((v.u >> 16) & 1u);
+    v.u &= 0xffff0000u;
+    return v.f;
+}
+
+/* bf16 mixed precision: th_mm_forward and th_mm_backward with every matmul operand (inp, w,
+ * dout) rounded to bf16 (th_bf16_round) and the products summed in fp32; the bias is added
+ * and dbias summed in fp32, unrounded. Same accumulation contract and NULL skips. Every sum
+ * runs in a fixed order for any thread count (avx2, naive). Weights and activations stay fp32
+ * in memory: backends round them while packing, so no bf16 copy outlives a call. */
+void th_mm_forward_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
+void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                         const float *w, int M, int N, int K);
+
+/* The naive bf16 loops (matmul_naive.c), in index order: the oracle for bf16 backends. */
+void th_mm_forward_naive_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N,
+                              int K);
+void th_mm_backward_naive_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                               const float *w, int M, int N, int K);
 
 #endif

@@ -185,6 +185,31 @@ void th_gpt2_init_random(th_gpt2 *m, uint64_t seed) {
 }
 
 /* ---------------------------------------------------------------------------------
+ * precision: every training matmul goes through these two */
+
+const char *th_precision_name(th_precision p) {
+    return p == TH_PRECISION_F32 ? "f32" : p == TH_PRECISION_BF16 ? "bf16" : "?";
+}
+
+void th_gpt2_set_train_precision(th_gpt2 *m, th_precision p) {
+    m->precision = p == TH_PRECISION_BF16 ? TH_PRECISION_BF16 : TH_PRECISION_F32;
+}
+
+th_precision th_gpt2_get_train_precision(const th_gpt2 *m) { return m->precision; }
+
+static void mm_forward(const th_gpt2 *m, float *out, const float *inp, const float *w, const float *bias, int M,
+                       int N, int K) {
+    if (m->precision == TH_PRECISION_BF16) th_mm_forward_bf16(out, inp, w, bias, M, N, K);
+    else th_mm_forward(out, inp, w, bias, M, N, K);
+}
+
+static void mm_backward(const th_gpt2 *m, float *dinp, float *dw, float *dbias, const float *dout,
+                        const float *inp, const float *w, int M, int N, int K) {
+    if (m->precision == TH_PRECISION_BF16) th_mm_backward_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
+    else th_mm_backward(dinp, dw, dbias, dout, inp, w, M, N, K);
+}
+
+/* ---------------------------------------------------------------------------------
  * activations */
 
 static th_status ensure_activations(th_gpt2 *m, int B, int T) {
@@ -296,22 +321,22 @@ th_status th_gpt2_forward(th_gpt2 *m, const int *inputs, const int *targets, int
 
         th_layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc,
                              BT, C, cfg->ln_eps);
-        th_mm_forward(qkv, ln1, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, BT, 3 * C, C);
+        mm_forward(m, qkv, ln1, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, BT, 3 * C, C);
         th_attention_forward(atty, att, qkv, B, T, C, NH);
-        th_mm_forward(a->proj, atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, BT, C, C);
+        mm_forward(m, a->proj, atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, BT, C, C);
         th_residual_forward(residual2, residual, a->proj, BT * C);
         th_layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc,
                              BT, C, cfg->ln_eps);
-        th_mm_forward(fch, ln2, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, BT, 4 * C, C);
+        mm_forward(m, fch, ln2, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, BT, 4 * C, C);
         th_gelu_forward(fch_gelu, fch, BT * 4 * C);
-        th_mm_forward(a->proj, fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, BT, C,
+        mm_forward(m, a->proj, fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc, BT, C,
                       4 * C);
         th_residual_forward(residual3, residual2, a->proj, BT * C);
     }
     const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
     th_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->t[TH_P_LNFW], p->t[TH_P_LNFB], BT, C,
                          cfg->ln_eps);
-    th_mm_forward(a->logits, a->lnf, p->t[TH_P_WTE], NULL, BT, V, C);
+    mm_forward(m, a->logits, a->lnf, p->t[TH_P_WTE], NULL, BT, V, C);
 
     m->have_targets = targets != NULL;
     m->backward_ready = 0;
@@ -371,7 +396,7 @@ void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *d
 
     if (dhidden) memcpy(s->dbtc, dhidden, btc * sizeof(float));
     else memset(s->dbtc, 0, btc * sizeof(float));
-    th_mm_backward(s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C);
+    mm_backward(m, s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C);
     memset(s->dresidual, 0, btc * sizeof(float));
     const float *last = a->residual3 + (size_t)(L - 1) * btc;
     th_layernorm_backward(s->dresidual, g->t[TH_P_LNFW], g->t[TH_P_LNFB], s->dbtc, last, p->t[TH_P_LNFW],
@@ -389,22 +414,22 @@ void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *d
 
         // dresidual holds d(residual3): it flows unchanged into residual2 and into c_proj
         memset(s->dfch, 0, 4 * btc * sizeof(float));
-        th_mm_backward(s->dfch, g->t[TH_P_FCPROJW] + 4 * lc * C, g->t[TH_P_FCPROJB] + lc, s->dresidual,
+        mm_backward(m, s->dfch, g->t[TH_P_FCPROJW] + 4 * lc * C, g->t[TH_P_FCPROJB] + lc, s->dresidual,
                        fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, BT, C, 4 * C);
         th_gelu_backward_inplace(s->dfch, fch, BT * 4 * C);
         memset(s->dbtc, 0, btc * sizeof(float));
-        th_mm_backward(s->dbtc, g->t[TH_P_FCW] + 4 * lc * C, g->t[TH_P_FCB] + 4 * lc, s->dfch, ln2,
+        mm_backward(m, s->dbtc, g->t[TH_P_FCW] + 4 * lc * C, g->t[TH_P_FCB] + 4 * lc, s->dfch, ln2,
                        p->t[TH_P_FCW] + 4 * lc * C, BT, 4 * C, C);
         th_layernorm_backward(s->dresidual, g->t[TH_P_LN2W] + lc, g->t[TH_P_LN2B] + lc, s->dbtc, residual2,
                               p->t[TH_P_LN2W] + lc, ln2_mean, ln2_rstd, BT, C);
         // dresidual now holds d(residual2)
         memset(s->dbtc, 0, btc * sizeof(float));
-        th_mm_backward(s->dbtc, g->t[TH_P_ATTPROJW] + lc * C, g->t[TH_P_ATTPROJB] + lc, s->dresidual, atty,
+        mm_backward(m, s->dbtc, g->t[TH_P_ATTPROJW] + lc * C, g->t[TH_P_ATTPROJB] + lc, s->dresidual, atty,
                        p->t[TH_P_ATTPROJW] + lc * C, BT, C, C);
         memset(s->dqkv, 0, 3 * btc * sizeof(float));
         th_attention_backward(s->dqkv, s->datt, s->dbtc, qkv, att, B, T, C, NH);
         memset(s->dbtc, 0, btc * sizeof(float));
-        th_mm_backward(s->dbtc, g->t[TH_P_QKVW] + 3 * lc * C, g->t[TH_P_QKVB] + 3 * lc, s->dqkv, ln1,
+        mm_backward(m, s->dbtc, g->t[TH_P_QKVW] + 3 * lc * C, g->t[TH_P_QKVB] + 3 * lc, s->dqkv, ln1,
                        p->t[TH_P_QKVW] + 3 * lc * C, BT, 3 * C, C);
         th_layernorm_backward(s->dresidual, g->t[TH_P_LN1W] + lc, g->t[TH_P_LN1B] + lc, s->dbtc, residual,
                               p->t[TH_P_LN1W] + lc, ln1_mean, ln1_rstd, BT, C);

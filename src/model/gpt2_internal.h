@@ -65,6 +65,7 @@ struct th_gpt2 {
     int backward_ready; // a forward with targets ran and no backward consumed it yet
     int forward_fresh;  // a forward (with or without targets) ran and no backward consumed it yet
     struct gpt2_lowp *lowp; // packed inference weights (lowp.c); NULL: f32
+    th_precision precision; // of the training matmuls (th_gpt2_set_train_precision)
 };
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);

@@ -11,7 +11,7 @@
 #include "thermo/pipeline.h"
 
 th_bench_model_opts th_bench_model_defaults(void) {
-    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337, {TH_DTYPE_F32}, 0, 0, 256, NULL};
+    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337, {TH_DTYPE_F32}, 0, 0, 256, NULL, 0, NULL};
     return o;
 }
 
@@ -166,6 +166,17 @@ done:
     return st;
 }
 
+/* One warm-up step and `steps` timed ones (ms holds steps + 1): the median and the fastest. */
+static th_status train_row(th_gpt2 *m, const int *tok, int B, int T, int steps, double *ms, float *first_loss,
+                           double *median_ms, double *min_ms) {
+    th_status st = time_train(m, tok, B, T, steps + 1, ms, first_loss);
+    if (st != TH_OK) return st;
+    qsort(ms + 1, (size_t)steps, sizeof(double), cmp_double);
+    *median_ms = ms[1 + steps / 2];
+    *min_ms = ms[1];
+    return TH_OK;
+}
+
 th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o, th_bench_model_result *out) {
     memset(out, 0, sizeof *out);
     if (o->batch <= 0 || o->seq <= 0 || o->seq > cfg->max_seq_len)
@@ -238,16 +249,40 @@ th_status th_bench_model(const th_gpt2_config *cfg, const th_bench_model_opts *o
     }
     out->decode_rss_mb = th_peak_rss_bytes() / 1e6;
 
-    // training: one warm-up step, then the timed ones
-    st = time_train(m, tok, B, T, o->train_steps + 1, ms, &out->first_loss);
-    if (st != TH_OK) goto done;
-    qsort(ms + 1, (size_t)o->train_steps, sizeof(double), cmp_double);
-    out->train_step_ms = ms[1 + o->train_steps / 2];
-    out->train_step_ms_min = ms[1];
+    // training: one warm-up step, then the timed ones; the main row, then the optional bf16
+    // and other-backend rows, each on the same model and batches
     double L = cfg->num_layers, C = cfg->channels;
     double flops = 6.0 * (double)out->params * B * T + 6.0 * L * B * (double)T * T * C; // 6ND + attention
+    th_thermal_profile prof;
+    out->modeled_power_w = th_profile_find("laptop-cpu", &prof) == TH_OK ? prof.p_max_w : NAN;
+    double min_ms;
+    st = train_row(m, tok, B, T, o->train_steps, ms, &out->first_loss, &out->train_step_ms, &out->train_step_ms_min);
+    if (st != TH_OK) goto done;
     out->train_gflops = flops / (out->train_step_ms / 1e3) / 1e9;
     out->train_fma_share = out->train_gflops / out->ceilings.fma_gflop_s;
+    out->train_j_step = out->modeled_power_w * out->train_step_ms / 1e3;
+    if (o->train_bf16) {
+        th_gpt2_set_train_precision(m, TH_PRECISION_BF16);
+        st = train_row(m, tok, B, T, o->train_steps, ms, NULL, &out->train_step_ms_bf16, &out->train_step_ms_min_bf16);
+        th_gpt2_set_train_precision(m, TH_PRECISION_F32);
+        if (st != TH_OK) goto done;
+        out->train_gflops_bf16 = flops / (out->train_step_ms_bf16 / 1e3) / 1e9;
+        out->train_fma_share_bf16 = out->train_gflops_bf16 / out->ceilings.fma_gflop_s;
+        out->train_j_step_bf16 = out->modeled_power_w * out->train_step_ms_bf16 / 1e3;
+    }
+    if (o->train_vs) {
+        const char *keep = th_compute_current();
+        st = th_compute_select(o->train_vs);
+        if (st == TH_OK) {
+            out->vs_matmul = th_compute_current();
+            st = train_row(m, tok, B, T, o->train_steps, ms, NULL, &out->train_step_ms_vs, &min_ms);
+        }
+        th_compute_select(keep);
+        if (st != TH_OK) goto done;
+        out->train_gflops_vs = flops / (out->train_step_ms_vs / 1e3) / 1e9;
+        out->train_fma_share_vs = out->train_gflops_vs / out->ceilings.fma_gflop_s;
+        out->train_j_step_vs = out->modeled_power_w * out->train_step_ms_vs / 1e3;
+    }
     out->peak_rss_mb = th_peak_rss_bytes() / 1e6;
 
     if (o->baseline_naive) {

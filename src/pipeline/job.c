@@ -235,6 +235,7 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     o.teacher = j->teacher;
     o.micro_loss = j->micro_loss;
     o.hook_user = j->hook_user;
+    o.precision = j->precision;
     o.should_stop = job_should_stop;
     o.on_step = job_on_step;
     o.user = &ctx;

@@ -158,6 +158,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
     if (st->step > o->steps)
         return th_fail(TH_ERR_INVALID, "train: the checkpoint is at step %ld, past the %ld steps asked for", st->step,
                        o->steps);
+    th_gpt2_set_train_precision(m, (th_precision)o->precision);
     int B = o->batch, T = o->seq;
     size_t BT = (size_t)B * T;
     int *batch = th_alloc(sizeof(int) * BT * 2);

@@ -1,0 +1,225 @@
+/* test_model_train_avx2.c: the avx2 backend's training matmuls, fp32 and bf16 (issue 17).
+ * Against the naive oracles (th_mm_*_naive and th_mm_*_naive_bf16) on edge shapes; bit-
+ * identical results for 1, 2 and 3 threads, the lm_head's 768 x 50,257 in both directions
+ * included (DESIGN.md invariant 1); bf16 rounding (ties to even, NaN, overflow) the same in the
+ * packing's vector code as in th_bf16_round. Skipped where the CPU lacks AVX2 + FMA. */
+#include <stdint.h>
+
+#include "model/compute.h"
+#include "test_util.h"
+#include "thermo/model.h"
+
+static float *normals(th_rng *rng, size_t n) {
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = (float)th_rng_normal(rng);
+    return p;
+}
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_bf16_round(void) {
+    CHECK(th_bf16_round(1.0f) == 1.0f && th_bf16_round(-2.5f) == -2.5f, "exact values change");
+    // ties go to the even neighbour; above a tie rounds up
+    CHECK(bits(th_bf16_round(from_bits(0x3f808000u))) == 0x3f800000u, "tie with even lsb");
+    CHECK(bits(th_bf16_round(from_bits(0x3f818000u))) == 0x3f820000u, "tie with odd lsb");
+    CHECK(bits(th_bf16_round(from_bits(0x3f808001u))) == 0x3f810000u, "above a tie");
+    CHECK(bits(th_bf16_round(from_bits(0x3f807fffu))) == 0x3f800000u, "below a tie");
+    float nan = from_bits(0x7f800001u); // a signalling NaN whose payload is all in the low bits
+    CHECK(isnan(th_bf16_round(nan)) && isnan(th_bf16_round(NAN)), "NaN must stay NaN");
+    CHECK(isinf(th_bf16_round(INFINITY)) && isinf(th_bf16_round(3.4028235e38f)), "overflow must give inf");
+    CHECK(th_bf16_round(1e-30f) != 0.0f && fabsf(th_bf16_round(1e-30f) - 1e-30f) <= 1e-30f / 128,
+          "a tiny normal keeps ~8 bits (no underflow: f32's exponent range)");
+}
+
+/* fwd, dinp, dw, dbias of the selected backend at the given precision, gradients from zero */
+typedef struct {
+    float *out, *di, *dw, *db;
+} results;
+
+static void run(results *r, int bf16, const float *inp, const float *w, const float *bias, const float *dout, int M,
+                int N, int K) {
+    size_t nin = (size_t)M * K, nw = (size_t)N * K;
+    memset(r->di, 0, nin * 4);
+    memset(r->dw, 0, nw * 4);
+    memset(r->db, 0, (size_t)N * 4);
+    if (bf16) {
+        th_mm_forward_bf16(r->out, inp, w, bias, M, N, K);
+        th_mm_backward_bf16(r->di, r->dw, r->db, dout, inp, w, M, N, K);
+    } else {
+        th_mm_forward(r->out, inp, w, bias, M, N, K);
+        th_mm_backward(r->di, r->dw, r->db, dout, inp, w, M, N, K);
+    }
+}
+
+static void alloc_results(results *r, int M, int N, int K) {
+    r->out = malloc((size_t)M * N * 4);
+    r->di = malloc((size_t)M * K * 4);
+    r->dw = malloc((size_t)N * K * 4);
+    r->db = malloc((size_t)N * 4);
+}
+static void free_results(results *r) {
+    free(r->out);
+    free(r->di);
+    free(r->dw);
+    free(r->db);
+}
+static int same(const results *a, const results *b, int M, int N, int K) {
+    return memcmp(a->out, b->out, (size_t)M * N * 4) == 0 && memcmp(a->di, b->di, (size_t)M * K * 4) == 0 &&
+           memcmp(a->dw, b->dw, (size_t)N * K * 4) == 0 && memcmp(a->db, b->db, (size_t)N * 4) == 0;
+}
+
+/* One shape: avx2 against the oracle of its precision (and bf16 against fp32, which it must
+ * differ from by bf16 rounding, not more), then the same bits for 1, 2 and 3 threads. */
+static void check_shape(th_rng *rng, int M, int N, int K) {
+    size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+    float *inp = normals(rng, nin), *w = normals(rng, nw), *bias = normals(rng, N), *dout = normals(rng, nout);
+    results ref[2], got[2], other;
+    alloc_results(&other, M, N, K);
+    for (int bf = 0; bf < 2; bf++) {
+        alloc_results(&ref[bf], M, N, K);
+        alloc_results(&got[bf], M, N, K);
+        th_compute_select("naive");
+        run(&ref[bf], bf, inp, w, bias, dout, M, N, K);
+        th_compute_select("avx2");
+        th_threads_set(2);
+        run(&got[bf], bf, inp, w, bias, dout, M, N, K);
+        // same rounded operands, another summation order: ~sqrt(K)·ulp of f32, bound 1e-4
+        double r1, r2, r3;
+        double e1 = max_abs_diff(got[bf].out, ref[bf].out, nout, &r1);
+        double e2 = max_abs_diff(got[bf].di, ref[bf].di, nin, &r2);
+        double e3 = max_abs_diff(got[bf].dw, ref[bf].dw, nw, &r3);
+        double e4 = max_abs_diff(got[bf].db, ref[bf].db, N, NULL);
+        CHECK(e1 <= 1e-4 * r1 && e2 <= 1e-4 * r2 && e3 <= 1e-4 * r3 && e4 <= 1e-4 * r3,
+              "%s M=%d N=%d K=%d vs its oracle: forward %.2e dinp %.2e dw %.2e dbias %.2e", bf ? "bf16" : "f32", M,
+              N, K, e1, e2, e3, e4);
+        // bf16: a product of two bf16 values is exact in fp32, so the FMAs round as the
+        // oracle's multiply-then-add, in the oracle's order: the very same bits
+        CHECK(!bf || same(&got[bf], &ref[bf], M, N, K), "bf16 M=%d N=%d K=%d: not bit-identical to the oracle", M,
+              N, K);
+        for (int t = 1; t <= 3; t++) {
+            th_threads_set(t);
+            run(&other, bf, inp, w, bias, dout, M, N, K);
+            CHECK(same(&other, &got[bf], M, N, K), "%s M=%d N=%d K=%d: %d threads give other bits than 2",
+                  bf ? "bf16" : "f32", M, N, K, t);
+        }
+    }
+    // bf16 operands (8 significant bits, relative rounding 2^-9 each) against fp32: sums of
+    // unit normals, error ~ 4e-3·sqrt(K) against a result ~ sqrt(K): 1e-2 of the largest
+    double r1, r3;
+    double e1 = max_abs_diff(got[1].out, ref[0].out, nout, &r1), e3 = max_abs_diff(got[1].dw, ref[0].dw, nw, &r3);
+    CHECK(e1 <= 1e-2 * r1 && e3 <= 1e-2 * r3 && e1 > 1e-6 * r1, "bf16 vs f32 M=%d N=%d K=%d: forward %.2e dw %.2e",
+          M, N, K, e1 / r1, e3 / r3);
+    CHECK(max_abs_diff(got[1].db, ref[0].db, N, NULL) <= 1e-4 * r3,
+          "bf16 dbias must be the fp32 sum of dout");
+    for (int bf = 0; bf < 2; bf++) {
+        free_results(&ref[bf]);
+        free_results(&got[bf]);
+    }
+    free_results(&other);
+    free(inp);
+    free(w);
+    free(bias);
+    free(dout);
+}
+
+/* One product per output (K = 1, no bias): the GEMM's result is exactly the rounded operands'
+ * product, so its vector bf16 rounding must equal th_bf16_round on ties, NaN and overflow. */
+static void test_packing_rounding(void) {
+    enum { M = 7, N = 19 };
+    float inp[M], w[N], out[M * N], ref[M * N];
+    const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0x7f800001u, 0x7f7fffffu, 0xbf818000u};
+    for (int i = 0; i < M; i++) inp[i] = i < 6 ? from_bits(special[i]) : 1.5f;
+    for (int n = 0; n < N; n++) w[n] = n < 12 ? from_bits(special[n % 6]) : 1.0f + (float)n / 64.0f;
+    th_compute_select("naive");
+    th_mm_forward_naive_bf16(ref, inp, w, NULL, M, N, 1);
+    th_compute_select("avx2");
+    th_mm_forward_bf16(out, inp, w, NULL, M, N, 1);
+    int ok = 1;
+    for (int i = 0; i < M * N; i++) ok &= bits(out[i]) == bits(ref[i]) || (isnan(out[i]) && isnan(ref[i]));
+    CHECK(ok, "the packing's bf16 rounding differs from th_bf16_round");
+}
+
+/* The tied lm_head, V = 50,257 outputs of C = 768: forward (50,257 columns), dinp (a reduction
+ * over 50,257) and dw (50,257 rows), bit-identical for 1 and 3 threads, spot-checked in double. */
+static void test_lm_head(void) {
+    enum { M = 6, N = 50257, K = 768 };
+    th_rng rng;
+    th_rng_seed(&rng, 17);
+    float *inp = normals(&rng, (size_t)M * K), *w = normals(&rng, (size_t)N * K), *dout = normals(&rng, (size_t)M * N);
+    for (int bf = 0; bf < 2; bf++) {
+        results a, b;
+        alloc_results(&a, M, N, K);
+        alloc_results(&b, M, N, K);
+        th_compute_select("avx2");
+        th_threads_set(1);
+        run(&a, bf, inp, w, NULL, dout, M, N, K);
+        th_threads_set(3);
+        run(&b, bf, inp, w, NULL, dout, M, N, K);
+        CHECK(same(&a, &b, M, N, K), "lm_head %s: 1 and 3 threads differ", bf ? "bf16" : "f32");
+        // a few elements against double sums of the (rounded) operands
+        double worst = 0;
+        for (int s = 0; s < 40; s++) {
+            int m = s % M, n = (int)(th_rng_u64(&rng) % N), k = (int)(th_rng_u64(&rng) % K);
+            double f = 0, di = 0, dw = 0, sf = 0, sdi = 0, sdw = 0;
+            for (int q = 0; q < K; q++) {
+                double x = bf ? th_bf16_round(inp[(size_t)m * K + q]) : inp[(size_t)m * K + q];
+                double y = bf ? th_bf16_round(w[(size_t)n * K + q]) : w[(size_t)n * K + q];
+                f += x * y;
+                sf += fabs(x * y);
+            }
+            for (int q = 0; q < N; q++) {
+                double x = bf ? th_bf16_round(dout[(size_t)m * N + q]) : dout[(size_t)m * N + q];
+                double y = bf ? th_bf16_round(w[(size_t)q * K + k]) : w[(size_t)q * K + k];
+                di += x * y;
+                sdi += fabs(x * y);
+            }
+            for (int q = 0; q < M; q++) {
+                double x = bf ? th_bf16_round(dout[(size_t)q * N + n]) : dout[(size_t)q * N + n];
+                double y = bf ? th_bf16_round(inp[(size_t)q * K + k]) : inp[(size_t)q * K + k];
+                dw += x * y;
+                sdw += fabs(x * y);
+            }
+            // fp32 sums: error below K·eps·Σ|terms| (the deterministic bound), far below in practice
+            double e[3] = {fabs(a.out[(size_t)m * N + n] - f) / sf, fabs(a.di[(size_t)m * K + k] - di) / sdi,
+                           fabs(a.dw[(size_t)n * K + k] - dw) / sdw};
+            for (int i = 0; i < 3; i++) worst = e[i] > worst ? e[i] : worst;
+        }
+        printf("lm_head %s: 1 and 3 threads bit-identical; worst spot error %.2e of sum|terms|\n",
+               bf ? "bf16" : "f32", worst);
+        CHECK(worst <= 1e-5, "lm_head %s: spot error %.2e", bf ? "bf16" : "f32", worst);
+        free_results(&a);
+        free_results(&b);
+    }
+    free(inp);
+    free(w);
+    free(dout);
+}
+
+int main(void) {
+    test_bf16_round();
+    if (th_compute_select("avx2") != TH_OK) {
+        printf("avx2 cannot run here (%s): kernel checks skipped\n", th_last_error());
+        return test_summary();
+    }
+    // M not a multiple of 6, N not of 16, K not of 8 and above KC = 256, N above NC = 1024
+    int shapes[][3] = {{1, 37, 19}, {5, 64, 48}, {17, 129, 33}, {13, 70, 520}, {70, 1100, 96}, {270, 200, 40}};
+    th_rng rng;
+    th_rng_seed(&rng, 5);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        check_shape(&rng, shapes[s][0], shapes[s][1], shapes[s][2]);
+    printf("avx2 f32 and bf16 match their oracles and give the same bits for 1, 2, 3 threads on %zu shapes\n",
+           sizeof shapes / sizeof shapes[0]);
+    test_packing_rounding();
+    test_lm_head();
+    th_compute_select("auto");
+    return test_summary();
+}
