@@ -33,6 +33,13 @@
 
 typedef enum { TH_DP_LOCAL = 0, TH_DP_MPI = 1 } th_dp_kind;
 typedef enum { TH_DP_STATIC = 0, TH_DP_THERMAL = 1 } th_dp_balance;
+/* What a rank that finished its micro-batches does until the reduction completes. IDLE: its
+ * last unit of work ends before the reduction, so the wait is idle time for the plant and
+ * the ledger (and the pacing wait follows its compute only), and it polls the reduction
+ * with short sleeps instead of spinning. BUSY: the wait stays inside the last unit and
+ * spins in MPI, as a plain blocking allreduce does (the energy-bloat baseline). Neither
+ * touches the numbers reduced. */
+typedef enum { TH_DP_WAIT_IDLE = 0, TH_DP_WAIT_BUSY = 1 } th_dp_wait;
 
 typedef struct {
     th_dp_kind kind;
@@ -42,6 +49,7 @@ typedef struct {
     const char *steps_csv;       /* rank 0 appends one row per step (assignment, waits); NULL: none */
     int kill_rank;               /* test option: this rank raises SIGKILL ... */
     long kill_step;              /* ... after its first micro-batch of this step (0: never) */
+    th_dp_wait wait;             /* IDLE (default): the reduction wait is paced idle */
 } th_dp_config;
 
 th_dp_config th_dp_config_default(void);
@@ -79,8 +87,20 @@ uint64_t th_dp_binary_hash(void);
 /* The thermal plan, a pure function: counts[r] micro-batches for rank r, summing to G,
  * each >= 1 (G >= N), minimising the slowest rank's modeled time counts[r] · t_s[r] (t_s:
  * each rank's seconds per micro-batch, pacing waits included; <= 0 or NaN anywhere: the
- * static G/N split). Greedy, ties to the lower rank: the same inputs give the same plan. */
+ * static G/N split). Greedy, ties to the lower rank: the same inputs give the same plan.
+ * The plan only says how many; rank r computes the next counts[r] indices in rank order,
+ * so the set of micro-batches is always 0..G-1. */
 void th_dp_plan(int G, int N, const double *t_s, int *counts);
+/* The modeled step time of a plan: max over r of counts[r] · t_s[r]. */
+double th_dp_plan_time_s(int N, const double *t_s, const int *counts);
+
+/* The exact accumulator, pure. acc[i] += llrint(g[i] · 2^SHIFT) for n values; returns 1
+ * (and leaves acc[i] as it was) where a value is not finite or |g| >= 2^(62 - SHIFT) / G,
+ * so G additions cannot overflow; else 0. The sum of any subsets' integers, in any order,
+ * equals the whole set's. */
+int th_dp_fixed_add(int64_t *acc, const float *g, size_t n, int G);
+/* g[i] = (float)(acc[i] · 2^-SHIFT): the one rounding of the step. */
+void th_dp_fixed_get(const int64_t *acc, float *g, size_t n);
 
 /* ---- the training loop's hook (train.c): collective, in this order per step ---- */
 
@@ -97,6 +117,9 @@ int th_dp_mine(const th_dp *d, int micro);
 int th_dp_last_mine(const th_dp *d);
 /* Adds m's gradients (one micro-batch's, from zeroed gradients) and its loss. Not collective. */
 th_status th_dp_micro_add(th_dp *d, th_gpt2 *m, int micro, float loss);
+/* 1 when the reduction wait is paced idle (TH_DP_WAIT_IDLE): the caller ends its last
+ * micro-batch's unit before th_dp_step_end and begins one after it. */
+int th_dp_wait_idle(const th_dp *d);
 /* Reduces: m's gradients become the step's exact global sum, *loss_sum the sum of the
  * micro-batch losses in index order. */
 th_status th_dp_step_end(th_dp *d, th_gpt2 *m, double *loss_sum);
@@ -109,6 +132,8 @@ typedef struct {
     double wait_s[TH_DP_MAX_RANKS];  /* per rank: time spent in the gradient reduction */
     double saved_s;                  /* modeled: sum over steps of (static step time − planned) */
     int last_assign[TH_DP_MAX_RANKS];
+    int wait_idle;                   /* the waits were paced idle (TH_DP_WAIT_IDLE) */
+    long replans;                    /* steps whose plan differed from the step before */
 } th_dp_summary;
 void th_dp_get_summary(const th_dp *d, th_dp_summary *out);
 
@@ -116,6 +141,7 @@ void th_dp_get_summary(const th_dp *d, th_dp_summary *out);
 typedef struct {
     double energy_j, co2e_g, water_ml, above_limit_s, seconds, temp_max_c, busy_s, idle_s;
     char profile[64];
+    double busy_over_idle_w; /* the simulated plant's busy - idle power (0: not modeled) */
 } th_dp_rank_figures;
 /* Collective: all[r] = rank r's figures on rank 0 (all has th_dp_size entries; ignored
  * elsewhere, may be NULL). */

@@ -188,9 +188,11 @@ static const char *const dp_kinds[] = {"off", "local", "mpi", NULL};
 static const int dp_kind_values[] = {-1, TH_DP_LOCAL, TH_DP_MPI};
 static const char *const dp_balances[] = {"thermal", "static", NULL};
 static const int dp_balance_values[] = {TH_DP_THERMAL, TH_DP_STATIC};
+static const char *const dp_waits[] = {"idle", "busy", NULL};
+static const int dp_wait_values[] = {TH_DP_WAIT_IDLE, TH_DP_WAIT_BUSY};
 
 typedef struct {
-    int kind, balance;
+    int kind, balance, wait;
     const char *assign, *kill, *steps_csv;
     char csv_path[4300], telemetry[4300];
 } dp_args;
@@ -222,6 +224,7 @@ static int dp_ready(dp_args *a, cli_train_args *t, th_dp **dp) {
     th_dp_config c = th_dp_config_default();
     c.kind = (th_dp_kind)a->kind;
     c.balance = (th_dp_balance)a->balance;
+    c.wait = (th_dp_wait)a->wait;
     if (a->assign && !dp_parse_assign(a->assign, &c))
         return (void)cli_report(th_fail(TH_ERR_INVALID, "--dp-assign %s: counts >= 1 separated by commas", a->assign),
                           "train"), EXIT_USAGE;
@@ -254,14 +257,26 @@ static int dp_ready(dp_args *a, cli_train_args *t, th_dp **dp) {
             j->run.telemetry_path = a->telemetry;
         }
     }
-    th_log(TH_LOG_INFO, "data parallel: %s, %d rank%s, %s balancing", dp_kinds[a->kind + 1], size,
-           size == 1 ? "" : "s", c.n_forced ? "forced" : c.balance == TH_DP_THERMAL ? "thermal" : "static");
+    th_log(TH_LOG_INFO, "data parallel: %s, %d rank%s, %s balancing, %s waits", dp_kinds[a->kind + 1], size,
+           size == 1 ? "" : "s", c.n_forced ? "forced" : c.balance == TH_DP_THERMAL ? "thermal" : "static",
+           dp_waits[a->wait]);
     j->dp = *dp;
     return EXIT_OK;
 }
 
-/* Rank 0 prints each rank's figures and their total; every rank takes part. */
-static void dp_report(th_dp *dp, const th_train_job_result *res) {
+/* What a second of waiting costs above idle on this rank's simulated plant, in W: its
+ * profile's busy minus idle power (0 for real sensors: their energy is measured, not modeled). */
+static double dp_busy_over_idle_w(const cli_train_args *t, const th_run_figures *f) {
+    th_thermal_profile p;
+    if (!f->profile[0] || th_profile_find(t->job.run.sense.profile ? t->job.run.sense.profile : f->profile, &p) != TH_OK)
+        return 0.0;
+    return p.p_max_w - p.p_idle_w;
+}
+
+/* Rank 0 prints each rank's figures and their total; every rank takes part. With idle
+ * waits, it also says what busy-waiting them would have cost (wait x the profile's busy -
+ * idle power, modeled). */
+static void dp_report(th_dp *dp, const cli_train_args *t, const th_train_job_result *res) {
     th_dp_rank_figures me, *all = NULL;
     memset(&me, 0, sizeof me);
     const th_run_figures *f = &res->figures;
@@ -275,6 +290,7 @@ static void dp_report(th_dp *dp, const th_train_job_result *res) {
         me.busy_s = f->busy_s;
         me.idle_s = f->idle_s;
         snprintf(me.profile, sizeof me.profile, "%s", f->profile);
+        me.busy_over_idle_w = dp_busy_over_idle_w(t, f);
     }
     int n = th_dp_size(dp);
     if (th_dp_rank(dp) == 0) all = th_calloc((size_t)n, sizeof *all);
@@ -295,6 +311,14 @@ static void dp_report(th_dp *dp, const th_train_job_result *res) {
     }
     fprintf(stderr, "  total                   %10.1f %8.3f %14.1f; balancing saved %.2f s of step time (modeled)\n",
             tot.energy_j, tot.co2e_g, tot.above_limit_s, sm.saved_s);
+    double bloat_j = 0.0;
+    for (int r = 0; r < n; r++) bloat_j += sm.wait_s[r] * all[r].busy_over_idle_w;
+    if (sm.wait_idle)
+        fprintf(stderr, "  reduction waits paced idle (--dp-wait idle): busy-waiting them would have cost %.1f J more "
+                        "(wait x busy - idle power, modeled)\n", bloat_j);
+    else
+        fprintf(stderr, "  reduction waits spent busy (--dp-wait busy): about %.1f J above idle (wait x busy - idle "
+                        "power, modeled)\n", bloat_j);
 done:
     th_free(all);
 }
@@ -313,6 +337,7 @@ int cmd_train(int argc, char **argv) {
     cli_train_init(t);
     dpa->kind = -1;
     dpa->balance = TH_DP_THERMAL;
+    dpa->wait = TH_DP_WAIT_IDLE;
     const cli_opt dp_opts[] = {
         CLI_O_HEAD("data parallel (mpirun -np N thermo train --dp mpi ...)"),
         CLI_O_CHOICE("--dp", &dpa->kind, dp_kinds, dp_kind_values,
@@ -322,6 +347,10 @@ int cmd_train(int argc, char **argv) {
         CLI_O_CHOICE("--dp-balance", &dpa->balance, dp_balances, dp_balance_values,
                      "thermal (default): each step's micro-batches go to the ranks by their measured\n"
                      "pace (a hot, throttled rank gets fewer); static: the same number each"),
+        CLI_O_CHOICE("--dp-wait", &dpa->wait, dp_waits, dp_wait_values,
+                     "idle (default): a rank done with its micro-batches sleeps until the others\n"
+                     "reach the reduction, counted idle by its plant and ledger; busy: it spins inside\n"
+                     "its last unit of work (the energy-bloat baseline)"),
         CLI_O_STR("--dp-assign", "N,N,...", &dpa->assign, "test option: fixed micro-batches per rank"),
         CLI_O_STR("--dp-kill", "RANK:STEP", &dpa->kill, "test option: that rank dies (SIGKILL) in that step"),
         {0},
@@ -339,7 +368,7 @@ int cmd_train(int argc, char **argv) {
     st = th_train_job_run(&t->job, res);
     cli_train_signals(0);
     active_run = NULL;
-    if (dp && (st == TH_OK || st == TH_ERR_INTERRUPTED)) dp_report(dp, res);
+    if (dp && (st == TH_OK || st == TH_ERR_INTERRUPTED)) dp_report(dp, t, res);
     if (!dp || th_dp_rank(dp) == 0) rc = cli_train_finish(&t->flags, "train", st, res);
     else rc = st == TH_OK ? EXIT_OK : st == TH_ERR_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_FAILURE_RUN; // rank 0 said why
 done:

@@ -3,6 +3,7 @@
  * can say what failed; a dead peer makes mpirun end the job. */
 #include <limits.h>
 #include <mpi.h>
+#include <time.h>
 
 #include "dist/dist_internal.h"
 
@@ -54,6 +55,20 @@ th_status th_dpc_allgather(const void *mine, size_t bytes, void *all) {
     if (bytes > INT_MAX) return th_fail(TH_ERR_INVALID, "allgather of %zu bytes", bytes);
     int rc = MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? TH_OK : mpi_fail(rc, "MPI_Allgather");
+}
+
+/* A non-blocking barrier tested every POLL_NS with a sleep in between: the rank is off the
+ * CPU while it waits (a blocking collective spins), at the cost of up to POLL_NS late. */
+#define POLL_NS 200000L
+
+th_status th_dpc_arrive_idle(void) {
+    MPI_Request req;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req), done = 0;
+    while (rc == MPI_SUCCESS && (rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+        struct timespec ts = {0, POLL_NS};
+        nanosleep(&ts, NULL);
+    }
+    return rc == MPI_SUCCESS ? TH_OK : mpi_fail(rc, "MPI_Ibarrier (waiting idle for the other ranks)");
 }
 
 th_status th_dpc_barrier(void) {

@@ -19,4 +19,5 @@ th_status th_dpc_sum_i64(int64_t *buf, size_t n) { return (void)buf, (void)n, no
 th_status th_dpc_sum_f64(double *buf, size_t n) { return (void)buf, (void)n, no_mpi(); }
 th_status th_dpc_allgather(const void *mine, size_t bytes, void *all) { return (void)mine, (void)bytes, (void)all, no_mpi(); }
 th_status th_dpc_barrier(void) { return no_mpi(); }
+th_status th_dpc_arrive_idle(void) { return no_mpi(); }
 void th_dpc_finalize(int abort_code) { (void)abort_code; }

@@ -17,13 +17,16 @@ struct th_dp {
     int G;                      /* micro-batches per step, all ranks together */
     size_t n;                   /* parameters */
     int64_t *acc;               /* n gradients in fixed point, then the count of bad micro-batches */
-    double *loss;               /* G: the step's micro-batch losses by index */
-    double *figs;               /* 2 x size: seconds per micro-batch, reduction wait */
+    double *loss;               /* G + 2 x size, reduced together (one collective: each costs a
+                                   scheduling round trip on a shared machine): the step's
+                                   micro-batch losses by index, then figs */
+    double *figs;               /* loss + G: seconds per micro-batch, reduction wait, per rank */
     int counts[TH_DP_MAX_RANKS];
     int first_mine, n_mine;
     double est_s[TH_DP_MAX_RANKS]; /* smoothed seconds per micro-batch, per rank */
     long step;                  /* the step being computed (0-based) */
-    uint64_t cycle_t0_ns;       /* this rank's step cycle started (after the last reduction) */
+    uint64_t work_t0_ns;        /* this rank's micro-batches began (after the step's start agreement) */
+    double begin_wait_s;        /* this step's wait at that agreement */
     th_dp_summary sum;
 };
 
@@ -132,6 +135,30 @@ void th_dp_plan(int G, int N, const double *t_s, int *counts) {
     }
 }
 
+double th_dp_plan_time_s(int N, const double *t_s, const int *counts) {
+    double t = 0.0;
+    for (int r = 0; r < N; r++)
+        if (counts[r] * t_s[r] > t) t = counts[r] * t_s[r];
+    return t;
+}
+
+int th_dp_fixed_add(int64_t *acc, const float *g, size_t n, int G) {
+    const double scale = ldexp(1.0, TH_DP_FIXED_SHIFT);
+    const double lim = ldexp(1.0, 62 - TH_DP_FIXED_SHIFT) / (G > 0 ? G : 1); // G of them stay below 2^62
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = g[i];
+        if (!(fabs(x) < lim)) bad = 1; // NaN, Inf or out of range
+        else acc[i] += llrint(x * scale);
+    }
+    return bad;
+}
+
+void th_dp_fixed_get(const int64_t *acc, float *g, size_t n) {
+    const double inv = ldexp(1.0, -TH_DP_FIXED_SHIFT);
+    for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+}
+
 th_status th_dp_train_begin(th_dp *d, th_gpt2 *m, int micro_total, uint64_t settings_hash) {
     const th_gpt2_config *cfg = th_gpt2_get_config(m);
     size_t n = th_gpt2_num_params(cfg);
@@ -160,28 +187,43 @@ th_status th_dp_train_begin(th_dp *d, th_gpt2 *m, int micro_total, uint64_t sett
     }
     th_free(d->acc);
     th_free(d->loss);
-    th_free(d->figs);
     d->G = micro_total;
     d->n = n;
     d->acc = th_alloc((n + 1) * sizeof *d->acc);
-    d->loss = th_alloc((size_t)micro_total * sizeof *d->loss);
-    d->figs = th_alloc((size_t)d->size * 2 * sizeof *d->figs);
-    st = d->acc && d->loss && d->figs ? TH_OK : th_fail(TH_ERR_NOMEM, "dp: no memory for the %zu-parameter accumulator", n);
+    d->loss = th_alloc(((size_t)micro_total + 2 * (size_t)d->size) * sizeof *d->loss);
+    d->figs = d->loss ? d->loss + micro_total : NULL;
+    st = d->acc && d->loss ? TH_OK : th_fail(TH_ERR_NOMEM, "dp: no memory for the %zu-parameter accumulator", n);
     if ((st = th_dp_agree(d, st)) != TH_OK) return st;
-    d->cycle_t0_ns = th_now_ns();
+    d->sum.wait_idle = d->mpi && d->cfg.wait == TH_DP_WAIT_IDLE;
     return TH_OK;
 }
 
+/* Plans would chase the noise of a shared machine step by step: a new plan replaces the
+ * last one only when it models the step at least this much faster (on the same estimates). */
+#define REPLAN_GAIN 0.95
+
 th_status th_dp_step_begin(th_dp *d, long step, int stop_mine, int *stop_all) {
     double stop = stop_mine ? 1.0 : 0.0;
-    th_status st = d->mpi ? th_dpc_sum_f64(&stop, 1) : TH_OK;
+    uint64_t t0 = th_now_ns();
+    th_status st = d->sum.wait_idle ? th_dpc_arrive_idle() : TH_OK; // a rank still pacing its last step
+    if (st == TH_OK && d->mpi) st = th_dpc_sum_f64(&stop, 1);
     if (st != TH_OK) return st;
+    d->work_t0_ns = th_now_ns();
+    d->begin_wait_s = (d->work_t0_ns - t0) / 1e9;
     *stop_all = stop > 0;
     if (*stop_all) d->failed_together = 1; // every rank stops here: an agreed interruption
     d->step = step;
-    if (d->cfg.n_forced) memcpy(d->counts, d->cfg.forced, sizeof(int) * (size_t)d->size);
-    else if (d->cfg.balance == TH_DP_THERMAL) th_dp_plan(d->G, d->size, d->est_s, d->counts);
-    else th_dp_plan(d->G, d->size, (const double[]){0}, d->counts);
+    int plan[TH_DP_MAX_RANKS];
+    if (d->cfg.n_forced) memcpy(plan, d->cfg.forced, sizeof(int) * (size_t)d->size);
+    else if (d->cfg.balance == TH_DP_THERMAL) th_dp_plan(d->G, d->size, d->est_s, plan);
+    else th_dp_plan(d->G, d->size, (const double[]){0}, plan);
+    // every rank holds the same estimates (exchanged exactly), so every rank decides alike
+    int keep = d->sum.steps > 0 && !d->cfg.n_forced && d->cfg.balance == TH_DP_THERMAL &&
+               !(th_dp_plan_time_s(d->size, d->est_s, plan) < REPLAN_GAIN * th_dp_plan_time_s(d->size, d->est_s, d->counts));
+    if (!keep) {
+        if (d->sum.steps > 0 && memcmp(plan, d->counts, sizeof(int) * (size_t)d->size) != 0) d->sum.replans++;
+        memcpy(d->counts, plan, sizeof(int) * (size_t)d->size);
+    }
     d->first_mine = 0;
     for (int r = 0; r < d->rank; r++) d->first_mine += d->counts[r];
     d->n_mine = d->counts[d->rank];
@@ -194,47 +236,40 @@ int th_dp_mine(const th_dp *d, int micro) { return micro >= d->first_mine && mic
 int th_dp_last_mine(const th_dp *d) { return d->first_mine + d->n_mine - 1; }
 
 th_status th_dp_micro_add(th_dp *d, th_gpt2 *m, int micro, float loss) {
-    const float *g = th_gpt2_grads(m);
-    const double scale = ldexp(1.0, TH_DP_FIXED_SHIFT);
-    const double lim = ldexp(1.0, 62 - TH_DP_FIXED_SHIFT) / d->G; // G of them stay below 2^62
-    int64_t bad = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        double x = g[i];
-        if (!(fabs(x) < lim)) bad = 1; // NaN, Inf or out of range
-        else d->acc[i] += llrint(x * scale);
-    }
-    d->acc[d->n] += bad;
+    d->acc[d->n] += th_dp_fixed_add(d->acc, th_gpt2_grads(m), d->n, d->G);
     d->loss[micro] = loss;
     if (d->cfg.kill_step == d->step + 1 && d->cfg.kill_rank == d->rank) raise(SIGKILL);
     return TH_OK;
 }
 
+int th_dp_wait_idle(const th_dp *d) { return d->sum.wait_idle; }
+
 th_status th_dp_step_end(th_dp *d, th_gpt2 *m, double *loss_sum) {
     uint64_t t_enter = th_now_ns();
-    double per_micro_s = (t_enter - d->cycle_t0_ns) / 1e9 / (d->n_mine > 0 ? d->n_mine : 1);
-    th_status st = TH_OK;
-    if (d->mpi && (st = th_dpc_sum_i64(d->acc, d->n + 1)) == TH_OK) st = th_dpc_sum_f64(d->loss, (size_t)d->G);
-    double wait_s = (th_now_ns() - t_enter) / 1e9;
+    // this rank's pace: its micro-batches (and their pacing waits) only, not the update
+    double per_micro_s = (t_enter - d->work_t0_ns) / 1e9 / (d->n_mine > 0 ? d->n_mine : 1);
+    th_status st = d->sum.wait_idle ? th_dpc_arrive_idle() : TH_OK; // off the CPU until all are here
+    if (st == TH_OK && d->mpi) st = th_dpc_sum_i64(d->acc, d->n + 1);
+    double wait_s = d->begin_wait_s + (th_now_ns() - t_enter) / 1e9;
     if (st != TH_OK) return st;
     memset(d->figs, 0, (size_t)d->size * 2 * sizeof *d->figs);
     d->figs[d->rank] = per_micro_s;
     d->figs[d->size + d->rank] = wait_s;
-    if (d->mpi && (st = th_dpc_sum_f64(d->figs, (size_t)d->size * 2)) != TH_OK) return st;
+    if (d->mpi && (st = th_dpc_sum_f64(d->loss, (size_t)d->G + 2 * (size_t)d->size)) != TH_OK) return st;
 
     float *g = th_gpt2_grads(m);
-    const double inv = ldexp(1.0, -TH_DP_FIXED_SHIFT);
-    for (size_t i = 0; i < d->n; i++) g[i] = (float)((double)d->acc[i] * inv);
+    th_dp_fixed_get(d->acc, g, d->n);
     if (d->acc[d->n] > 0) g[0] = NAN; // a micro-batch went non-finite: the health guard sees it
     double s = 0.0;
     for (int i = 0; i < d->G; i++) s += d->loss[i];
     *loss_sum = s;
 
     // the account: static time (G/N each) against the plan, both at this step's pace
-    double t_static = 0, t_plan = 0;
+    int even[TH_DP_MAX_RANKS];
+    th_dp_plan(d->G, d->size, (const double[]){0}, even);
+    double t_static = th_dp_plan_time_s(d->size, d->figs, even), t_plan = th_dp_plan_time_s(d->size, d->figs, d->counts);
     for (int r = 0; r < d->size; r++) {
         double t = d->figs[r];
-        if ((double)d->G / d->size * t > t_static) t_static = (double)d->G / d->size * t;
-        if (d->counts[r] * t > t_plan) t_plan = d->counts[r] * t;
         d->est_s[r] = d->est_s[r] > 0 ? 0.5 * d->est_s[r] + 0.5 * t : t;
         d->sum.wait_s[r] += d->figs[d->size + r];
         d->sum.last_assign[r] = d->counts[r];
@@ -251,7 +286,6 @@ th_status th_dp_step_end(th_dp *d, th_gpt2 *m, double *loss_sum) {
             fclose(f);
         }
     }
-    d->cycle_t0_ns = th_now_ns();
     return TH_OK;
 }
 
@@ -280,6 +314,5 @@ void th_dp_finish(th_dp *d, th_status st) {
     if (d->mpi) th_dpc_finalize(st != TH_OK && !d->failed_together && d->size > 1 ? 1 : 0);
     th_free(d->acc);
     th_free(d->loss);
-    th_free(d->figs);
     th_free(d);
 }

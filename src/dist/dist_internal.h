@@ -15,6 +15,7 @@ th_status th_dpc_sum_i64(int64_t *buf, size_t n);  /* in place, MPI_SUM on MPI_I
 th_status th_dpc_sum_f64(double *buf, size_t n);   /* in place; callers give each slot one owner */
 th_status th_dpc_allgather(const void *mine, size_t bytes, void *all); /* all: size x bytes */
 th_status th_dpc_barrier(void);
+th_status th_dpc_arrive_idle(void); /* a barrier that sleeps while it waits */
 void th_dpc_finalize(int abort_code); /* 0: MPI_Finalize; else MPI_Abort with it */
 
 #endif

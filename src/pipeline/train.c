@@ -210,6 +210,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             if (status != TH_OK) break;
         }
         int last_micro = o->dp ? th_dp_last_mine(o->dp) : o->grad_accum - 1; // its unit runs to the step's end
+        int dp_idle = o->dp && th_dp_wait_idle(o->dp); // ... except that the reduction's wait is idle
         uint64_t t0 = th_now_ns();
         th_unit_cost step_cost = {0}, c;
         th_data_loader_get_cursor(train, &step_start);
@@ -236,7 +237,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
                 if (status == TH_OK) status = th_gpt2_backward(m, 1.0f / (float)o->grad_accum);
             }
             if (status == TH_OK && o->dp) status = th_dp_micro_add(o->dp, m, micro, loss);
-            if (micro != last_micro) {
+            if (micro != last_micro || dp_idle) {
                 th_status paced = th_run_unit_end(o->run, &c); // idle injection: waits only
                 th_unit_cost_add(&step_cost, &c);
                 if (status == TH_OK) status = dp_paced(o, paced);
@@ -244,6 +245,7 @@ th_status th_train(th_gpt2 *m, th_data_loader *train, th_data_loader *val, const
             loss_sum += loss;
         }
         if (status == TH_OK && o->dp) status = th_dp_step_end(o->dp, m, &loss_sum); // the exact sum
+        if (dp_idle) th_run_unit_begin(o->run); // the update and what follows: the step's last unit
         if (status == TH_OK && o->penalty) status = o->penalty(m, o->user);
         if (status != TH_OK) break;
         th_step_record rec;
