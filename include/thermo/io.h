@@ -1,7 +1,8 @@
 /* io.h: model files in and out. safetensors (read F32/F16/BF16, write F32), Hugging Face
  * GPT-2 directories (config.json + model.safetensors), llm.c checkpoints (.bin, version 3
- * float32 and 5 bfloat16), the project's own resumable training checkpoint, and a loader
- * that recognizes any of these for the CLI.
+ * float32 and 5 bfloat16), GGUF files (read: llama.cpp's GPT-2 in F32, F16, BF16, Q8_0, with
+ * its tokenizer), the project's own resumable training checkpoint, and a loader that
+ * recognizes any of these for the CLI.
  *
  * Every loader validates each size in a file against the file's length before touching
  * memory, fails with a th_fail message naming the file and the problem, and leaves its
@@ -105,17 +106,21 @@ typedef enum {
     TH_FORMAT_SAFETENSORS, /* a .safetensors file with a config.json beside it */
     TH_FORMAT_LLMC,        /* llm.c's gpt2_*.bin */
     TH_FORMAT_CHECKPOINT,  /* ours (th_checkpoint_save) */
+    TH_FORMAT_GGUF,        /* a GGUF file (llama.cpp's convert_hf_to_gguf.py) */
 } th_model_format;
 
 typedef enum {
     TH_NAMES_NONE = 0,        /* a format without tensor names (llm.c, ours) */
     TH_NAMES_GPT2,            /* "wte.weight", "h.0.attn.c_attn.weight" (gpt2 on the Hub) */
     TH_NAMES_TRANSFORMER,     /* "transformer.wte.weight" (distilgpt2, GPT2LMHeadModel) */
+    TH_NAMES_GGUF,            /* "token_embd.weight", "blk.0.attn_qkv.weight" (llama.cpp) */
 } th_names_variant;
 
 typedef struct {
     th_model_format format;
-    char dtype[8];          /* "F32", "F16", "BF16" or "mixed": how the parameters were stored */
+    char dtype[8];          /* "F32", "F16", "BF16", "Q8_0" or "mixed": how the parameters were
+                               stored (GGUF: token_embd and the matmul weights; the
+                               converter keeps position_embd and 1-D tensors F32) */
     th_names_variant names;
     int num_tensors;        /* tensors in the file (safetensors: buffers included) */
     int ignored_tensors;    /* causal-mask buffers and a tied lm_head.weight, skipped */
@@ -127,6 +132,15 @@ typedef struct {
     long adam_steps;
     int has_moments;
     char run_meta[TH_RUN_META_MAX];
+    /* GGUF only (zero otherwise) */
+    uint32_t gguf_version;
+    char arch[16];          /* general.architecture: "gpt2" */
+    char tensor_types[64];  /* every tensor's ggml type, counted: "F32 x26, Q8_0 x13" */
+    th_dtype weights_dtype; /* the precision the matmul weights are stored at (Q8_0: q8, F16: f16,
+                               BF16: bf16, else f32): inference's default for this file, at
+                               which packing keeps the file's values exactly */
+    int tokenizer_tokens;   /* tokenizer.ggml.tokens and .merges: 0 when absent */
+    int tokenizer_merges;
 } th_model_info;
 
 const char *th_model_format_name(th_model_format f);
@@ -304,10 +318,118 @@ uint64_t th_tcache_fingerprint_model(th_gpt2 *m);
 uint16_t th_f32_to_f16_clamped(float f);
 
 /* ---------------------------------------------------------------------------------
+ * GGUF, version 3 (ggml's docs/gguf.md), little-endian: "GGUF", version (u32), tensor
+ * count and metadata count (u64), the metadata (key string, value type u32, value; a string
+ * is a u64 length and its bytes; an array an element type u32, a u64 count and the
+ * elements, arrays of arrays included), the tensor infos (name, n_dims u32, ne[0..n_dims)
+ * u64 with ne[0] the innermost (row) length, ggml type u32, offset u64 within the data
+ * section), padding to general.alignment (u32, a power of two, default 32), the data.
+ *
+ * GPT-2 as llama.cpp's convert_hf_to_gguf.py writes it: general.architecture "gpt2";
+ * gpt2.context_length, .embedding_length, .block_count, .feed_forward_length (4·C),
+ * .attention.head_count, .attention.layer_norm_epsilon; tensors token_embd.weight ne [C, V],
+ * position_embd.weight [C, T], blk.N.attn_norm / ffn_norm .weight/.bias [C],
+ * blk.N.attn_qkv.weight [C, 3C] (+ .bias [3C]), blk.N.attn_output.weight [C, C],
+ * blk.N.ffn_up.weight [C, 4C], blk.N.ffn_down.weight [4C, C] (+ biases), output_norm
+ * .weight/.bias [C], and output.weight [C, V] which older converters write as a copy of
+ * token_embd (newer ones leave it out: tied). The converter transposes HF's Conv1D (in, out)
+ * weights, so ne [in, out] is our (out, in) row-major layout and nothing is transposed here.
+ * The tokenizer: tokenizer.ggml.model "gpt2", .tokens (strings in GPT-2's byte alphabet,
+ * by id) and .merges ("left right", best first). */
+
+typedef enum {
+    TH_GGUF_U8 = 0, TH_GGUF_I8 = 1, TH_GGUF_U16 = 2, TH_GGUF_I16 = 3, TH_GGUF_U32 = 4,
+    TH_GGUF_I32 = 5, TH_GGUF_F32 = 6, TH_GGUF_BOOL = 7, TH_GGUF_STRING = 8, TH_GGUF_ARRAY = 9,
+    TH_GGUF_U64 = 10, TH_GGUF_I64 = 11, TH_GGUF_F64 = 12,
+} th_gguf_vtype;
+
+/* The ggml tensor types this reader converts to float; any other is refused by name. */
+enum { TH_GGML_F32 = 0, TH_GGML_F16 = 1, TH_GGML_Q8_0 = 8, TH_GGML_BF16 = 30 };
+
+typedef struct {
+    const char *key;         /* NUL-terminated, owned by the th_gguf */
+    th_gguf_vtype type;
+    th_gguf_vtype elem_type; /* arrays: the elements' type */
+    uint64_t count;          /* arrays: elements (1 for a scalar) */
+    uint64_t u;              /* unsigned integers and bools */
+    int64_t i;               /* signed integers */
+    double f;                /* F32 and F64 */
+    const char *str;         /* a string: its bytes in the file, str_len of them, no NUL */
+    uint64_t str_len;
+} th_gguf_kv;
+
+typedef struct {
+    const char *name; /* NUL-terminated, owned by the th_gguf */
+    uint32_t type;    /* ggml type (TH_GGML_*, or another ggml knows) */
+    int ndim;         /* 1..4 */
+    uint64_t ne[4];   /* ne[0] is the row length; 1 past ndim */
+    uint64_t count;   /* elements */
+    uint64_t offset, bytes; /* span within the data section, validated */
+} th_gguf_tensor;
+
+typedef struct th_gguf th_gguf;
+
+/* Opens and validates a GGUF file: magic, version 3, every key (unique, types known, values
+ * and arrays within the file), general.alignment, every tensor info (unique name, 1..4 dims,
+ * a type whose block size is known, whole blocks per row, no overflow, an aligned span
+ * inside the data section, no overlaps). Mapped read-only until th_gguf_close. Fails with
+ * TH_ERR_IO, TH_ERR_FORMAT (naming the file, the key or tensor and the problem, a
+ * truncated file included), TH_ERR_UNSUPPORTED (another version, an unknown tensor type)
+ * or TH_ERR_NOMEM; *out is set only on success. */
+th_status th_gguf_open(const char *path, th_gguf **out);
+/* The same over borrowed bytes that outlive the handle; `label` names them in messages. */
+th_status th_gguf_open_memory(const void *data, size_t len, const char *label, th_gguf **out);
+void th_gguf_close(th_gguf *g);
+
+uint32_t th_gguf_version(const th_gguf *g);
+int th_gguf_kv_count(const th_gguf *g);
+const th_gguf_kv *th_gguf_kv_at(const th_gguf *g, int i);
+/* NULL if no key has this name. */
+const th_gguf_kv *th_gguf_find_kv(const th_gguf *g, const char *key);
+/* Element i of a string array (its bytes in the file, no NUL); TH_ERR_INVALID if kv is not
+ * a string array or i is past its end. */
+th_status th_gguf_array_string(const th_gguf *g, const th_gguf_kv *kv, uint64_t i, const char **s,
+                               uint64_t *len);
+
+int th_gguf_tensor_count(const th_gguf *g);
+const th_gguf_tensor *th_gguf_tensor_at(const th_gguf *g, int i);
+const th_gguf_tensor *th_gguf_find_tensor(const th_gguf *g, const char *name);
+/* ggml's name of a tensor type ("Q8_0"), "?" if unknown. */
+const char *th_ggml_type_name(uint32_t type);
+
+/* Converts tensor t (F32, F16, BF16 or Q8_0: d · q per block of 32; others TH_ERR_UNSUPPORTED
+ * naming the tensor) to its `count` floats in the file's order (TH_ERR_INVALID unless count
+ * equals t->count). Exact: every value of the file is representable in float. */
+th_status th_gguf_read_f32(const th_gguf *g, const th_gguf_tensor *t, float *dst, size_t count);
+
+/* A GPT-2 model from an opened GGUF (see above). Fails, naming the key or tensor, with
+ * TH_ERR_FORMAT (a missing or mistyped key, a missing, unknown or misshapen tensor, a
+ * tokenizer whose size is not the embedding's rows) or TH_ERR_UNSUPPORTED (another
+ * architecture, feed_forward_length other than 4·C, a tensor type other than F32, F16, BF16,
+ * Q8_0, an output.weight that differs from token_embd: untied). Q8_0 tensors are
+ * dequantized; th_gpt2_set_precision at q8 packs them back into the same blocks (exactly:
+ * each block of a ggml quantizer has a largest |q| of 127, which re-quantizes to the same
+ * scale and values). On success *out owns a new f32 model; *info (may be NULL) describes
+ * the file. */
+th_status th_gguf_load_model(const th_gguf *g, th_gpt2 **out, th_model_info *info);
+/* th_gguf_open + th_gguf_load_model + th_gguf_close. */
+th_status th_gguf_load(const char *path, th_gpt2 **out, th_model_info *info);
+
+typedef struct th_tokenizer th_tokenizer;
+/* The GPT-2 tokenizer stored in the file (tokenizer.ggml.tokens and .merges). Fails naming
+ * the key: TH_ERR_FORMAT if one is missing, not an array of strings, or a token or merge
+ * the text module refuses; TH_ERR_UNSUPPORTED for a tokenizer.ggml.model other than "gpt2". */
+th_status th_gguf_load_tokenizer(const th_gguf *g, th_tokenizer **out);
+
+/* The tokenizer that goes with a model path: a GGUF file's own, else
+ * th_tokenizer_load_for_model (a directory's files, else GPT-2's default). */
+th_status th_model_load_tokenizer(const char *model_path, th_tokenizer **out);
+
+/* ---------------------------------------------------------------------------------
  * any of the above */
 
 /* Recognizes and loads `path`: a directory (Hugging Face), a file starting with our
- * checkpoint magic, a file starting with llm.c's magic, or a safetensors file with a
+ * checkpoint magic, llm.c's magic or "GGUF", or a safetensors file with a
  * config.json in the same directory. *info (may be NULL) describes what it held.
  * Unrecognized content fails with TH_ERR_FORMAT. */
 th_status th_model_load_any(const char *path, th_gpt2 **out, th_model_info *info);

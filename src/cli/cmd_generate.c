@@ -34,14 +34,14 @@ static void print_warning(const char *msg, void *user) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL, *compute = NULL;
     long max_tokens = 64;
-    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP, dtype = TH_DTYPE_F32, embed_f32 = 0;
+    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP, dtype = -1, embed_f32 = 0;
     uint64_t seed = 1337;
     double temperature = 0.8, top_p = 0.95;
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     const cli_opt opts[] = {
         CLI_O_STR("--model", "DIR|FILE", &model_path,
-                  "Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint\n"
+                  "Hugging Face GPT-2 directory, llm.c .bin, GGUF file or thermo checkpoint\n"
                   "(default: runs/default/model, what `thermo train` writes)"),
         CLI_O_STR("--prompt", "TEXT", &prompt, "text to continue (default: start of a document)"),
         CLI_O_LONG("--max-tokens", "N", &max_tokens, 1, 1 << 20, "tokens to generate at most (default 64)"),
@@ -54,7 +54,8 @@ int cmd_generate(int argc, char **argv) {
         CLI_O_CHOICE("--loop-guard", &loop_mode, cli_guard_modes, cli_guard_mode_values,
                      "stop (default), warn or off: detect a token stream stuck in a loop"),
         CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL,
-                     "weights for inference: f32 (default), bf16, f16 or q8 (int8 blocks)"),
+                     "weights for inference: f32 (default; a GGUF file's own: q8 for Q8_0),\n"
+                     "bf16, f16 or q8 (int8 blocks)"),
         CLI_O_FLAG("--embed-f32", &embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
         {0},
     };
@@ -85,11 +86,12 @@ int cmd_generate(int argc, char **argv) {
     th_model_info info;
     th_status st = th_model_load_any(model_path, &m, &info);
     if (st != TH_OK) return cli_report(st, "generate --model");
+    if (dtype < 0) dtype = info.format == TH_FORMAT_GGUF ? (int)info.weights_dtype : TH_DTYPE_F32;
     if ((st = th_gpt2_set_precision(m, &(th_infer_precision){(th_dtype)dtype, embed_f32})) != TH_OK) {
         rc = cli_report(st, "generate --dtype");
         goto done;
     }
-    if ((st = th_tokenizer_load_for_model(model_path, &tok)) != TH_OK) {
+    if ((st = th_model_load_tokenizer(model_path, &tok)) != TH_OK) {
         rc = cli_report(st, "generate: tokenizer");
         goto done;
     }

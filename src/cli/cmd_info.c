@@ -1,7 +1,8 @@
 /* cmd_info.c: `thermo info MODEL`: loads a model file or directory the way generate and
  * train do (th_model_load_any) and prints what it holds: format, storage dtype, tensor
  * names, config, parameter count, skipped tensors, a checkpoint's training state and run
- * metadata, and whether a directory carries its own tokenizer. --json prints the same as
+ * metadata, a GGUF file's version, architecture and tensor types, and whether a directory
+ * or GGUF file carries its own tokenizer. --json prints the same as
  * one JSON object on stdout. A file the library rejects exits 3 with its message. */
 #include <jansson.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@ static const char *names_variant(th_names_variant v) {
     switch (v) {
     case TH_NAMES_GPT2: return "gpt2";
     case TH_NAMES_TRANSFORMER: return "transformer";
+    case TH_NAMES_GGUF: return "gguf";
     case TH_NAMES_NONE: break;
     }
     return "none";
@@ -27,6 +29,7 @@ static const char *names_example(th_names_variant v) {
     switch (v) {
     case TH_NAMES_GPT2: return " (\"h.0.attn.c_attn.weight\")";
     case TH_NAMES_TRANSFORMER: return " (\"transformer.h.0.attn.c_attn.weight\")";
+    case TH_NAMES_GGUF: return " (\"blk.0.attn_qkv.weight\")";
     case TH_NAMES_NONE: break;
     }
     return " (the format has no tensor names)";
@@ -77,6 +80,9 @@ static void print_text(const char *path, const th_model_info *in, const tokenize
     const th_gpt2_config *c = &in->config;
     printf("path:         %s\n", path);
     printf("format:       %s\n", th_model_format_name(in->format));
+    if (in->format == TH_FORMAT_GGUF)
+        printf("gguf:         version %u, architecture %s, tensor types %s; runs at --dtype %s by default\n",
+               in->gguf_version, in->arch, in->tensor_types, th_dtype_name(in->weights_dtype));
     printf("dtype:        %s\n", in->dtype);
     printf("names:        %s%s\n", names_variant(in->names), names_example(in->names));
     printf("config:       %d layers, %d heads, %d channels, context %d, vocab %d, layer norm eps %g\n",
@@ -86,14 +92,19 @@ static void print_text(const char *path, const th_model_info *in, const tokenize
     printf("parameters:   %zu (%.1f MB as float32)\n", in->num_params, in->num_params * 4.0 / 1e6);
     if (bytes >= 0) printf("on disk:      %.1f MB\n", bytes / 1e6);
     printf("tensors:      %d in the file", in->num_tensors);
-    if (in->ignored_tensors) printf(", %d ignored (causal-mask buffers, tied lm_head.weight)", in->ignored_tensors);
+    if (in->ignored_tensors)
+        printf(", %d ignored (%s)", in->ignored_tensors,
+               in->format == TH_FORMAT_GGUF ? "output.weight, a copy of token_embd.weight"
+                                            : "causal-mask buffers, tied lm_head.weight");
     printf("\n");
     if (in->format == TH_FORMAT_CHECKPOINT) {
         printf("step:         %ld\n", in->train_step);
         printf("adamw steps:  %ld, moments %s\n", in->adam_steps, in->has_moments ? "present" : "absent");
         printf("run metadata: %s\n", in->run_meta[0] ? in->run_meta : "(none)");
     }
-    if (!ti->is_dir)
+    if (in->format == TH_FORMAT_GGUF && in->tokenizer_tokens)
+        printf("tokenizer:    in the file (%d tokens, %d merges)\n", in->tokenizer_tokens, in->tokenizer_merges);
+    else if (!ti->is_dir)
         printf("tokenizer:    none in a file; GPT-2's default is used\n");
     else if (!ti->files)
         printf("tokenizer:    none in the directory; GPT-2's default is used\n");
@@ -120,6 +131,10 @@ static int print_json(const char *path, const th_model_info *in, const tokenizer
     json_object_set_new(o, "disk_bytes", bytes >= 0 ? json_integer(bytes) : json_null());
     json_object_set_new(o, "num_tensors", json_integer(in->num_tensors));
     json_object_set_new(o, "ignored_tensors", json_integer(in->ignored_tensors));
+    if (in->format == TH_FORMAT_GGUF)
+        json_object_set_new(o, "gguf", json_pack("{s:i, s:s, s:s, s:s}", "version", (int)in->gguf_version, "architecture",
+                                                 in->arch, "tensor_types", in->tensor_types, "default_dtype",
+                                                 th_dtype_name(in->weights_dtype)));
     if (in->format == TH_FORMAT_CHECKPOINT) {
         json_t *meta = json_loads(in->run_meta, 0, NULL); /* a string if it is not JSON */
         json_object_set_new(o, "checkpoint",
@@ -128,9 +143,11 @@ static int print_json(const char *path, const th_model_info *in, const tokenizer
                                       meta ? meta : json_string(in->run_meta)));
     }
     json_t *tj = json_object();
-    json_object_set_new(tj, "present", json_boolean(ti->files != NULL));
-    json_object_set_new(tj, "files", ti->files ? json_string(ti->files) : json_null());
-    json_object_set_new(tj, "vocab_size", ti->vocab_size ? json_integer(ti->vocab_size) : json_null());
+    int in_file = in->format == TH_FORMAT_GGUF && in->tokenizer_tokens;
+    json_object_set_new(tj, "present", json_boolean(ti->files != NULL || in_file));
+    json_object_set_new(tj, "files", ti->files ? json_string(ti->files) : in_file ? json_string("gguf") : json_null());
+    json_object_set_new(tj, "vocab_size", ti->vocab_size ? json_integer(ti->vocab_size)
+                                          : in_file ? json_integer(in->tokenizer_tokens) : json_null());
     if (ti->error[0]) json_object_set_new(tj, "error", json_string(ti->error));
     json_object_set_new(o, "tokenizer", tj);
     return cli_print_json(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7), "info");
@@ -142,7 +159,7 @@ int cmd_info(int argc, char **argv) {
     const cli_opt opts[] = {CLI_O_FLAG("--json", &as_json, "print one JSON object instead of text"), {0}};
     cli_cmd c = {.name = "info", .synopsis = "[--json] MODEL",
                  .about = "  MODEL    a Hugging Face GPT-2 directory, a .safetensors file with config.json beside it,\n"
-                          "           an llm.c .bin or a thermo checkpoint\n",
+                          "           an llm.c .bin, a GGUF file or a thermo checkpoint\n",
                  .tables = {opts}, .epilog = "Exits 3 if the file is not a model this build can load.\n",
                  .pos = &path, .max_pos = 1, .n_pos = &n_pos, .pos_name = "MODEL"};
     int rc = cli_parse(&c, argc, argv);

@@ -14,6 +14,7 @@ const char *th_model_format_name(th_model_format f) {
     case TH_FORMAT_SAFETENSORS: return "safetensors";
     case TH_FORMAT_LLMC: return "llm.c";
     case TH_FORMAT_CHECKPOINT: return "thermo-checkpoint";
+    case TH_FORMAT_GGUF: return "gguf";
     case TH_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -57,6 +58,7 @@ th_status th_model_load_any(const char *path, th_gpt2 **out, th_model_info *info
 
     if (got >= 8 && memcmp(head, "THRMCKPT", 8) == 0) return load_checkpoint_info(path, out, info);
     if (got >= 4 && th_le32(head) == 20240326u) return th_llmc_load(path, out, info);
+    if (got >= 4 && memcmp(head, "GGUF", 4) == 0) return th_gguf_load(path, out, info);
     /* safetensors: a plausible header length followed by the JSON's opening brace */
     if (got >= 9 && th_le64(head) <= size - 8 && head[8] == '{') {
         char dir[4096], cpath[4096];
@@ -70,5 +72,5 @@ th_status th_model_load_any(const char *path, th_gpt2 **out, th_model_info *info
     }
     return th_fail(TH_ERR_FORMAT,
                    "%s: not a recognized model (expected a Hugging Face directory, a .safetensors "
-                   "file, an llm.c .bin or a thermo checkpoint)", path);
+                   "file, an llm.c .bin, a GGUF file or a thermo checkpoint)", path);
 }
