@@ -4,13 +4,20 @@
  * activations so the unsigned operand is |w|), one fp16 scale product per block. Compiled
  * with target attributes and called only after cpuid says the CPU has all three. Four rows
  * share each load of x; a row's sum order depends on K alone, never on the thread count. */
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include "model/lowp.h"
 
+/* F16C by cpuid leaf 1 (ecx bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 int lowp_avx2_usable(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
