@@ -11,17 +11,20 @@
 
 typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
 
-static inline v8 load8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* eight floats from p into the v8 lvalue `dst` (a macro, not a function returning v8: a
+ * vector return value's ABI changes where AVX is not enabled, e.g. the fuzz build) */
+#define LOAD8(dst, p) memcpy(&(dst), (p), sizeof(v8))
 
 /* Σ a[i]·b[i]: eight lanes over i, lanes summed ((0+4)+(2+6))+((1+5)+(3+7)), then the tail. */
 static inline float dot_fixed(const float *a, const float *b, int n) {
     v8 acc = {0};
     int i = 0;
-    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8(b + i);
+    for (; i + 8 <= n; i += 8) {
+        v8 x, y;
+        LOAD8(x, a + i);
+        LOAD8(y, b + i);
+        acc += x * y;
+    }
     float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
@@ -61,7 +64,10 @@ void th_attention_row(float *out, float *att, const float *q, const float *k, co
         const float *vr = v + (size_t)t2 * kv_stride;
         float p = att[t2];
         for (int i = 0; i < h8; i += 8) {
-            v8 o = load8(out + i) + p * load8(vr + i);
+            v8 o, w;
+            LOAD8(o, out + i);
+            LOAD8(w, vr + i);
+            o += p * w;
             memcpy(out + i, &o, sizeof o);
         }
         for (int i = h8; i < hs; i++) out[i] += p * vr[i];
