@@ -7,12 +7,15 @@
  * the new version get the new model's output; the bf16 precision applies to the reloaded
  * model; promotions of another shape, of a corrupt file and of non-finite weights are
  * refused with the reason on /health and the served model stays; a reload request (the
- * SIGHUP path) reloads. Simulated plant, tiny random models. */
+ * SIGHUP path) reloads; `thermo serve --model-from-state` follows a promotion and reloads
+ * on SIGHUP. Simulated plant, tiny random models. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -437,6 +440,52 @@ int main(void) {
     o.state_dir = state;
     o.model_path = model_b;
     CHECK_FAIL(th_server_start(&o, &none), TH_ERR_INVALID, "one of them", "state and model both given");
+
+    /* ---- the CLI: --model-from-state follows a promotion (polled each second), SIGHUP reloads */
+    const char *bin = getenv("THERMO_BIN") ? getenv("THERMO_BIN") : "build/thermo";
+    char cmd[3000];
+    SPATH(pf, "port");
+    SPATH(log, "serve.log");
+    snprintf(cmd, sizeof cmd, "%s serve --model '%s' --model-from-state '%s' --sensor sim 2>/dev/null", bin, model_b, state);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--model with --model-from-state: usage error (%d)", rc);
+    snprintf(cmd, sizeof cmd,
+             "%s serve --model-from-state '%s' --port 0 --port-file '%s' --sensor sim --governor none --dtype bf16 "
+             "2> '%s' & echo $! > '%s.pid'", bin, state, pf, log, pf);
+    CHECK(system(cmd) == 0, "thermo serve started");
+    char *pt = NULL;
+    for (int t = 0; t < 200 && !(pt = test_read_file(pf, NULL)); t++) sleep_ms(50);
+    int cport = pt ? atoi(pt) : -1;
+    free(pt);
+    CHECK(wait_health(cport, 6, 0, &mi) && mi.reloads == 0, "CLI serves the state's v6 (%ld)", mi.version);
+    c = complete(cport, 0, 0);
+    CHECK(c && !strcmp(c, want_b[0]), "CLI: v6's output");
+    free(c);
+    char *pid = test_read_file(spath("port.pid"), NULL);
+    int p = pid ? atoi(pid) : 0;
+    free(pid);
+    CHECK(p > 0 && kill(p, SIGHUP) == 0, "SIGHUP");
+    reloaded = 0;
+    for (int i = 0; i < 500 && !reloaded; i++) {
+        reloaded = health(cport, &mi) && mi.reloads == 1;
+        sleep_ms(20);
+    }
+    CHECK(reloaded && mi.version == 6, "SIGHUP reloaded (%ld reloads)", mi.reloads);
+    promote(a, 7);
+    CHECK(wait_health(cport, 7, 0, &mi), "CLI follows the promotion to v7 (%ld)", mi.version);
+    c = complete(cport, 0, 0);
+    CHECK(c && !strcmp(c, want_a[0]), "CLI: v7's output");
+    free(c);
+    CHECK(p > 0 && kill(p, SIGTERM) == 0, "SIGTERM");
+    int gone = 0;
+    for (int t = 0; t < 200 && !gone; t++) {
+        sleep_ms(50);
+        gone = kill(p, 0) != 0;
+    }
+    char *l = test_read_file(log, NULL);
+    CHECK(gone && l && strstr(l, "now serving version 7") && strstr(l, "model: version 7 at the end (2 reloads, 0 refused)"),
+          "CLI logged the reloads: %s", l ? l : "");
+    free(l);
 
     for (int k = 0; k < n_results; k++) free(results[k].choice);
     for (int k = 0; k < 2; k++) free(want_a[k]), free(want_b[k]);
