@@ -118,8 +118,8 @@ void th_server_request_stop(th_server *s);
  * Sequences already decoding finish on the model they started with, which is freed when
  * the last of them ends; no request is refused meanwhile. The new model must have the
  * shape, vocabulary and context of the one served (the tokenizer and the limits stay), is
- * packed at opts.precision and must give finite logits. On failure (the loader's status,
- * TH_ERR_FORMAT for another shape or non-finite logits, TH_ERR_NOMEM) the served model
+ * packed at opts.precision and its weights must be finite. On failure (the loader's status,
+ * TH_ERR_FORMAT for another shape or a NaN or infinite weight, TH_ERR_NOMEM) the served model
  * stays, and /health's reload_error says why. *version (may be NULL) gets the version
  * served after the call. Thread-safe; reloads run one at a time, each while the two models
  * fit in memory together. With state_dir, the server's watcher calls it when

@@ -2,7 +2,7 @@
  * watcher thread polls a learn state's current pointer (DIR/learn/state.json, replaced
  * only once DIR/model is a complete export) and takes reload requests (SIGHUP); a reload
  * loads the new weights beside the served ones, outside every lock the engine takes,
- * checks them (the same shape and vocabulary, finite logits on one token), packs them at
+ * checks them (the same shape and vocabulary, every weight finite), packs them at
  * the server's precision and makes them current. A sequence keeps the model it started on
  * until it ends; the last one to end frees it. */
 #include <math.h>
@@ -84,20 +84,15 @@ static th_status same_shape(const th_gpt2_config *want, const th_gpt2_config *go
                    want->num_layers, want->num_heads, want->channels, want->vocab_size, want->max_seq_len);
 }
 
-/* One token through the packed model: its logits must be finite (weights that are NaN or
- * overflow are refused before any request sees them). */
-static th_status probe(th_gpt2 *m, const char *path) {
-    const th_gpt2_config *c = th_gpt2_get_config(m);
-    th_gpt2_kv *kv = NULL;
-    float *logits = th_alloc(sizeof(float) * (size_t)c->vocab_size);
-    th_status st = logits ? th_gpt2_kv_create(m, 1, &kv) : th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
-    int token = 0;
-    if (st == TH_OK) st = th_gpt2_infer(m, kv, &token, 1, logits, 0);
-    for (int i = 0; st == TH_OK && i < c->vocab_size; i++)
-        if (!isfinite(logits[i])) st = th_fail(TH_ERR_FORMAT, "%s: the model's logits are not finite (logit %d is %g)", path, i, (double)logits[i]);
-    th_gpt2_kv_free(kv);
-    th_free(logits);
-    return st;
+/* Every weight finite: weights that are NaN or infinite are refused before any request
+ * sees them (checked before packing, on the f32 copy). */
+static th_status finite_weights(th_gpt2 *m, const char *path) {
+    const float *p = th_gpt2_params(m);
+    size_t n = th_gpt2_num_params(th_gpt2_get_config(m));
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i]))
+            return th_fail(TH_ERR_FORMAT, "%s: weight %zu of %zu is not finite (%g)", path, i, n, (double)p[i]);
+    return TH_OK;
 }
 
 /* A model from path, checked against cfg (NULL: the first), packed, with its decode
@@ -109,8 +104,8 @@ static th_status model_load(const th_serve_models *ms, const char *path, const t
     if (!md) return th_fail(TH_ERR_NOMEM, "%s: out of memory", path);
     th_status st = th_model_load_any(path, &md->m, NULL);
     if (st == TH_OK && cfg) st = same_shape(cfg, th_gpt2_get_config(md->m), path);
+    if (st == TH_OK) st = finite_weights(md->m, path);
     if (st == TH_OK) st = th_gpt2_set_precision(md->m, &ms->precision);
-    if (st == TH_OK) st = probe(md->m, path);
     if (st == TH_OK) st = th_gpt2_batch_create(md->m, ms->rows, &md->batch);
     if (st != TH_OK) {
         model_free(md);
