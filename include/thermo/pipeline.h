@@ -497,9 +497,10 @@ th_status th_learn_discard(const char *state_dir);
 th_status th_learn_recover(const char *state_dir);
 
 /* The hot-load hook for a server: the current version and the directory of its Hugging
- * Face export. thermo serve watches DIR/learn/state.json (replaced atomically after each
- * export, so a changed version names a complete model/) and reloads model_dir for new
- * requests while in-flight ones finish on the weights they started with (th_server_reload). */
+ * Face export. `thermo serve --model-from-state DIR` (serve.h: th_serve_opts.state_dir)
+ * polls DIR/learn/state.json (replaced atomically after each export, so a changed file
+ * names a complete model/) and reloads model_dir for new requests while in-flight ones
+ * finish on the weights they started with (th_server_reload). */
 th_status th_learn_current(const char *state_dir, long *version, char *model_dir, size_t cap);
 
 /* drift watch: the per-token NLL of incoming text under the current model, fed to th_drift

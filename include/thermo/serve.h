@@ -3,7 +3,9 @@
  * (th_gpt2_infer_batch, one monitored unit of work per step, so the governor paces the
  * decode loop), admits requests by the thermal state (fewer sequences when warm, a bounded
  * queue, 503 with Retry-After when hot), and charges each request its share of the
- * energy. HTTP is libmicrohttpd behind src/serve/http.c. */
+ * energy. HTTP is libmicrohttpd behind src/serve/http.c. Training and serving stay apart:
+ * the server can follow a `thermo learn` state and load each promoted model without
+ * dropping a request (th_server_reload). */
 #ifndef THERMO_SERVE_H
 #define THERMO_SERVE_H
 
@@ -60,7 +62,11 @@ size_t th_utf8_valid_prefix(const char *s, size_t n);
  * the server */
 
 typedef struct {
-    const char *model_path;   /* HF directory, llm.c .bin or checkpoint (required) */
+    const char *model_path;   /* HF directory, llm.c .bin or checkpoint (this or state_dir) */
+    const char *state_dir;    /* a `thermo learn` state: serve its current model (DIR/model) and
+                                 reload it after each promotion or rollback */
+    int watch_ms;             /* with state_dir: DIR/learn/state.json polled this often
+                                 (default 1000; < 0: only th_server_reload reloads) */
     const char *host;         /* address to bind (default "127.0.0.1": loopback only) */
     int port;                 /* 0: any free port (th_server_port says which); default 8080 */
     int parallel;             /* sequences decoded at once at most (default 4) */
@@ -76,7 +82,11 @@ typedef struct {
     th_run_opts run;          /* the monitored run around the decode loop (sensor, governor,
                                  limit, factors) */
     int threads;              /* compute threads (0: keep) */
-    th_infer_precision precision; /* weights packed at load (model.h; zero: f32) */
+    th_infer_precision precision; /* weights packed at load, and at each reload (model.h; zero: f32) */
+    /* Test hook: the engine thread calls it before each decode step, outside the server's
+     * lock, with the number of sequences the step advances (NULL: none). */
+    void (*on_step)(int rows, void *user);
+    void *user;
 } th_serve_opts;
 
 th_serve_opts th_serve_defaults(void);
@@ -87,6 +97,8 @@ typedef struct {
     long requests, completed, refused, cancelled;
     long prompt_tokens, completion_tokens;
     th_run_figures fig;       /* the run's final figures: the session's energy */
+    long model_version;       /* the version served at the end */
+    long reloads, reload_failures;
 } th_serve_summary;
 
 /* Loads the model and tokenizer, starts the monitored run, the engine thread and the HTTP
@@ -99,6 +111,24 @@ int th_server_port(const th_server *s);
 
 /* Async-signal-safe: asks th_server_wait to return. */
 void th_server_request_stop(th_server *s);
+
+/* Loads the model again from its source (opts.state_dir: the state's current model, as
+ * th_learn_current names it, with its version; else opts.model_path, the version counting
+ * reloads from 0) and makes it the model that requests admitted from now on decode with.
+ * Sequences already decoding finish on the model they started with, which is freed when
+ * the last of them ends; no request is refused meanwhile. The new model must have the
+ * shape, vocabulary and context of the one served (the tokenizer and the limits stay), is
+ * packed at opts.precision and its weights must be finite. On failure (the loader's status,
+ * TH_ERR_FORMAT for another shape or a NaN or infinite weight, TH_ERR_NOMEM) the served model
+ * stays, and /health's reload_error says why. *version (may be NULL) gets the version
+ * served after the call. Thread-safe; reloads run one at a time, each while the two models
+ * fit in memory together. With state_dir, the server's watcher calls it when
+ * DIR/learn/state.json changes (learn replaces it once DIR/model is complete). */
+th_status th_server_reload(th_server *s, long *version);
+
+/* Async-signal-safe (SIGHUP): the watcher thread reloads within 50 ms, and logs how it
+ * went (th_log). */
+void th_server_request_reload(th_server *s);
 
 /* Blocks until th_server_request_stop. */
 void th_server_wait(th_server *s);

@@ -1,6 +1,7 @@
 /* cmd_serve.c: `thermo serve`: the inference server (serve.h) on the command line. Runs
  * until SIGINT or SIGTERM, then finishes in-flight requests for a few seconds, cancels the
- * rest and prints the session's energy report as the other monitored commands do. */
+ * rest and prints the session's energy report as the other monitored commands do. SIGHUP
+ * reloads the model (--model-from-state: also each promotion `thermo learn` makes). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@ static th_server *active;
 static void on_signal(int sig) {
     (void)sig;
     if (active) th_server_request_stop(active);
+}
+
+static void on_hangup(int sig) {
+    (void)sig;
+    if (active) th_server_request_reload(active);
 }
 
 static int read_key_file(const char *path, char *buf, size_t n) {
@@ -42,6 +48,9 @@ int cmd_serve(int argc, char **argv) {
     int dtype = TH_DTYPE_F32;
     const cli_opt opts[] = {
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint"),
+        CLI_O_STR("--model-from-state", "DIR", &o.state_dir,
+                  "serve a `thermo learn --state DIR` state's current model, reloaded after each promotion "
+                  "(DIR/learn/state.json checked every second; in-flight requests finish on the old weights)"),
         CLI_O_STR("--host", "ADDR", &o.host, "IPv4 address to bind (default 127.0.0.1: this machine only)"),
         CLI_O_LONG("--port", "N", &port, 0, 65535, "port (default 8080; 0: any free port)"),
         CLI_O_STR("--port-file", "FILE", &port_file, "write the bound port to FILE once listening"),
@@ -61,16 +70,22 @@ int cmd_serve(int argc, char **argv) {
         CLI_O_DBL("--grace", "S", &grace, 0, 3600, "on SIGINT/SIGTERM, let requests finish for S seconds (default 5)"),
         {0},
     };
-    cli_cmd c = {.name = "serve", .synopsis = "--model DIR [options]", .tables = {opts, rf.run_opts, rf.eco_opts},
+    cli_cmd c = {.name = "serve", .synopsis = "--model DIR | --model-from-state DIR [options]", .tables = {opts, rf.run_opts, rf.eco_opts},
                  .epilog = "Endpoints: POST /v1/completions, GET /v1/models, GET /health, POST /tokenize, POST /detokenize,\n"
-                           "GET /metrics (Prometheus), GET / (dashboard). Every completion carries an `eco` object.\n"};
+                           "GET /metrics (Prometheus), GET / (dashboard). Every completion carries an `eco` object.\n"
+                           "SIGHUP reloads the model; one of another shape, or that fails to load, is refused and the\n"
+                           "served one stays (/health's model object says which version is served and why).\n"};
     int rc = cli_parse(&c, argc, argv);
     if (rc != CLI_GO) return rc;
     if (compute && th_compute_select(compute) != TH_OK) return cli_report(TH_ERR_INVALID, "serve --compute");
     o.precision.dtype = (th_dtype)dtype;
-    if (!o.model_path) {
-        fprintf(stderr, "thermo serve: --model is required\n");
+    if (!o.model_path && !o.state_dir) {
+        fprintf(stderr, "thermo serve: --model or --model-from-state is required\n");
         cli_help(&c, stderr);
+        return EXIT_USAGE;
+    }
+    if (o.model_path && o.state_dir) {
+        fprintf(stderr, "thermo serve: give --model or --model-from-state, not both\n");
         return EXIT_USAGE;
     }
     if (o.api_key && key_file) {
@@ -98,8 +113,9 @@ int cmd_serve(int argc, char **argv) {
     th_status st = th_server_start(&o, &s);
     if (st != TH_OK) return cli_report(st, "serve");
     int bound = th_server_port(s);
-    fprintf(stderr, "thermo serve: %s on http://%s:%d (%ld sequences at once%s); Ctrl-C stops\n", o.model_path, o.host,
-            bound, parallel, o.api_key ? ", API key required" : "");
+    fprintf(stderr, "thermo serve: %s%s on http://%s:%d (%ld sequences at once%s); Ctrl-C stops\n",
+            o.state_dir ? o.state_dir : o.model_path, o.state_dir ? " (following its promotions)" : "", o.host, bound,
+            parallel, o.api_key ? ", API key required" : "");
     if (port_file) {
         char text[32];
         int len = snprintf(text, sizeof text, "%d\n", bound);
@@ -109,6 +125,7 @@ int cmd_serve(int argc, char **argv) {
     active = s;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_hangup);
     signal(SIGPIPE, SIG_IGN);
     th_server_wait(s);
     fprintf(stderr, "thermo serve: stopping (in-flight requests get %.0f s)\n", grace);
@@ -117,9 +134,13 @@ int cmd_serve(int argc, char **argv) {
     active = NULL;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     if (st != TH_OK) return cli_report(st, "serve: telemetry");
     fprintf(stderr, "served %ld requests (%ld completed, %ld refused, %ld cancelled): %ld prompt tokens, %ld generated\n",
             sum.requests, sum.completed, sum.refused, sum.cancelled, sum.prompt_tokens, sum.completion_tokens);
+    if (sum.reloads || sum.reload_failures)
+        fprintf(stderr, "model: version %ld at the end (%ld reloads, %ld refused)\n", sum.model_version, sum.reloads,
+                sum.reload_failures);
     cli_run_units units = {(double)(sum.prompt_tokens + sum.completion_tokens), 0, "signal", 0, NULL};
     return cli_run_report(&rf, "serve", &sum.fig, &units);
 }

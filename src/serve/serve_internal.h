@@ -1,6 +1,7 @@
 /* serve_internal.h (internal to the serve module): the small HTTP interface the server is
  * written against (http.c implements it on libmicrohttpd, so the library choice stays in
- * one file), the latency histograms and the dashboard page. */
+ * one file), the models and their hot reload, the latency histograms and the dashboard
+ * page. */
 #ifndef THERMO_SERVE_INTERNAL_H
 #define THERMO_SERVE_INTERNAL_H
 
@@ -60,6 +61,50 @@ th_status th_http_start(const char *host, int port, size_t max_body, int timeout
 int th_http_port(const th_http *h);
 /* Stops listening and waits for the connection threads to end. */
 void th_http_stop(th_http *h);
+
+/* ---------------------------------------------------------------------------------
+ * the models served (reload.c): the current one and, after a reload, the older ones that
+ * sequences still decode with, each freed when its last reference goes */
+
+typedef struct {
+    th_gpt2 *m;             /* packed at the server's precision */
+    th_gpt2_batch *batch;   /* its decode scratch (the engine's; one step at a time) */
+    long version;           /* the learn state's version, or the count of reloads */
+    int refs;               /* under the models' lock */
+} th_serve_model;
+
+typedef struct th_serve_models th_serve_models;
+
+typedef struct {
+    long version;           /* of the current model */
+    th_dtype dtype;         /* its inference precision */
+    long reloads, failures; /* reloads done, refused */
+    char error[512];        /* why the last reload was refused ("" after a good one) */
+} th_serve_models_info;
+
+/* Loads the first model: o->state_dir's current one (th_learn_current) or o->model_path,
+ * packed at o->precision, with decode scratch for o->parallel rows. The loader's status on
+ * failure (nothing is left). */
+th_status th_serve_models_open(const th_serve_opts *o, th_serve_models **out);
+/* What the first model was loaded from (its tokenizer is there too). */
+const char *th_serve_models_path(const th_serve_models *ms);
+/* Starts the watcher thread: reload requests, and with a state, state.json polled every
+ * o->watch_ms (< 0: never). TH_ERR_NOMEM when the thread cannot start. */
+th_status th_serve_models_watch(th_serve_models *ms);
+/* The current model, with a reference for the caller (th_serve_model_release). */
+th_serve_model *th_serve_models_acquire(th_serve_models *ms);
+/* Drops a reference (NULL: nothing); the last one frees the model. Callable under the
+ * server's lock (the models' lock is always taken after it). */
+void th_serve_model_release(th_serve_models *ms, th_serve_model *md);
+/* th_server_reload: loads the source again, checks and packs it, makes it current. On
+ * failure the current model stays and the status says why (also kept for the info). */
+th_status th_serve_models_reload(th_serve_models *ms, long *version);
+/* Async-signal-safe: the watcher reloads at its next tick (50 ms). */
+void th_serve_models_request(th_serve_models *ms);
+void th_serve_models_status(th_serve_models *ms, th_serve_models_info *out);
+/* Stops the watcher and drops the current model's reference (NULL: nothing). Every
+ * sequence's reference must be gone first. */
+void th_serve_models_close(th_serve_models *ms);
 
 /* ---------------------------------------------------------------------------------
  * latency histograms (Prometheus buckets, seconds) */

@@ -5,7 +5,9 @@
  * is split evenly over the sequences it advanced (each advanced one token). Admission
  * follows the thermal state: ok (all --parallel sequences), warm (within warm_margin_c of
  * the limit: half), hot (at the limit or in fail-safe: one, and no queue: 503 with
- * Retry-After); otherwise a bounded queue, and 429 with Retry-After when it is full. */
+ * Retry-After); otherwise a bounded queue, and 429 with Retry-After when it is full.
+ * Each sequence decodes with the model current when it was admitted (reload.c): after a
+ * reload a step runs one batch per model, so the old model's sequences finish on it. */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +41,7 @@ typedef struct job {
     char id[40];
     long created;
     /* engine-owned */
+    th_serve_model *model; /* from admission on; the reference is released with the job */
     th_gpt2_kv *kv;
     th_sampler *sampler;
     th_loop_guard *lg;
@@ -71,13 +74,12 @@ typedef struct {
 struct th_server {
     th_serve_opts o;
     char model_name[128];
-    th_gpt2 *m;
+    th_serve_models *models;
     th_tokenizer *tok;
     th_gpt2_config cfg;
     int ctx, eot;
     th_run *run;
     th_http *http;
-    th_gpt2_batch *batch;
     float *logits;
     pthread_t engine;
     int engine_started;
@@ -124,6 +126,7 @@ th_serve_opts th_serve_defaults(void) {
     o.timeout_s = 30;
     o.max_connections = 64;
     o.warm_margin_c = 3.0;
+    o.watch_ms = 1000;
     o.run = th_run_opts_default();
     return o;
 }
@@ -134,6 +137,7 @@ th_serve_opts th_serve_defaults(void) {
 static void job_release(job *j) { /* under srv->mu */
     if (--j->refs > 0) return;
     th_gpt2_kv_free(j->kv);
+    th_serve_model_release(j->srv->models, j->model);
     th_sampler_free(j->sampler);
     th_loop_guard_free(j->lg);
     th_free(j->prompt);
@@ -317,16 +321,44 @@ static void update_thermal(th_server *s) { /* under mu */
 }
 
 static th_status prepare(th_server *s, job *j) {
-    th_status st = th_gpt2_kv_create(s->m, s->ctx, &j->kv);
+    th_status st = th_gpt2_kv_create(j->model->m, s->ctx, &j->kv);
     if (st == TH_OK) st = th_sampler_create(s->cfg.vocab_size, &j->samp, j->seed, &j->sampler);
     th_loop_guard_config lg = th_loop_guard_defaults();
     if (st == TH_OK) st = th_loop_guard_create(&lg, &j->lg);
     return st;
 }
 
+/* One batched decode step of n sequences that all decode with md: one unit of the run,
+ * its energy split evenly over them, then each one's next token decided. */
+static void decode_step(th_server *s, th_serve_model *md, job **rows, int n, th_gpt2_kv **kvs, int *toks) {
+    int V = s->cfg.vocab_size;
+    for (int i = 0; i < n; i++) {
+        kvs[i] = rows[i]->kv;
+        toks[i] = rows[i]->pending;
+    }
+    th_unit_cost c = {0};
+    th_run_unit_begin(s->run);
+    uint64_t t_step = th_now_ns();
+    th_status st = th_gpt2_infer_batch(md->m, md->batch, kvs, toks, n, s->logits);
+    t_step = th_now_ns() - t_step;
+    th_run_unit_end(s->run, &c);
+    pthread_mutex_lock(&s->mu);
+    if (n > s->batch_max) s->batch_max = n;
+    s->steps++;
+    s->step_ns += t_step;
+    for (int i = 0; i < n; i++) {
+        rows[i]->decode_j += c.energy_j / n;
+        rows[i]->co2e_g += c.co2e_g / n;
+        rows[i]->water_ml += c.water_ml / n;
+        if (st != TH_OK) job_finish(s, rows[i], "cancelled");
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (st == TH_OK)
+        for (int i = 0; i < n; i++) decide(s, rows[i], s->logits + (size_t)i * V);
+}
+
 static void *engine_main(void *arg) {
     th_server *s = arg;
-    int V = s->cfg.vocab_size;
     job **rows = th_alloc(sizeof(job *) * (size_t)s->o.parallel);
     th_gpt2_kv **kvs = th_alloc(sizeof(th_gpt2_kv *) * (size_t)s->o.parallel);
     int *toks = th_alloc(sizeof(int) * (size_t)s->o.parallel);
@@ -345,6 +377,7 @@ static void *engine_main(void *arg) {
             s->n_running++;
             j->state = JOB_RUNNING;
             j->pending = -1;
+            j->model = th_serve_models_acquire(s->models);
         }
         if (!s->running) {
             if (s->quit) break;
@@ -392,7 +425,7 @@ static void *engine_main(void *arg) {
             th_unit_cost c = {0};
             th_status st = prepare(s, j);
             th_run_unit_begin(s->run);
-            if (st == TH_OK) st = th_gpt2_infer(s->m, j->kv, j->prompt, (int)j->n_prompt, s->logits, 0);
+            if (st == TH_OK) st = th_gpt2_infer(j->model->m, j->kv, j->prompt, (int)j->n_prompt, s->logits, 0);
             th_run_unit_end(s->run, &c);
             pthread_mutex_lock(&s->mu);
             j->prefill_j += c.energy_j;
@@ -402,35 +435,25 @@ static void *engine_main(void *arg) {
             pthread_mutex_unlock(&s->mu);
             if (st == TH_OK) decide(s, j, s->logits);
         }
-        // one decode step for every sequence with a pending token
+        // one decode step for every sequence with a pending token, a batch per model
         int m = 0;
         for (int i = 0; i < n; i++) {
             job *j = rows[i];
             if (j->state == JOB_DONE || j->pending < 0) continue;
-            rows[m] = j;
-            kvs[m] = j->kv;
-            toks[m++] = j->pending;
+            rows[m++] = j;
         }
-        if (m > 0) {
-            th_unit_cost c = {0};
-            th_run_unit_begin(s->run);
-            uint64_t t_step = th_now_ns();
-            th_status st = th_gpt2_infer_batch(s->m, s->batch, kvs, toks, m, s->logits);
-            t_step = th_now_ns() - t_step;
-            th_run_unit_end(s->run, &c);
-            pthread_mutex_lock(&s->mu);
-            if (m > s->batch_max) s->batch_max = m;
-            s->steps++;
-            s->step_ns += t_step;
-            for (int i = 0; i < m; i++) {
-                rows[i]->decode_j += c.energy_j / m;
-                rows[i]->co2e_g += c.co2e_g / m;
-                rows[i]->water_ml += c.water_ml / m;
-                if (st != TH_OK) job_finish(s, rows[i], "cancelled");
-            }
-            pthread_mutex_unlock(&s->mu);
-            if (st == TH_OK)
-                for (int i = 0; i < m; i++) decide(s, rows[i], s->logits + (size_t)i * V);
+        if (m > 0 && s->o.on_step) s->o.on_step(m, s->o.user);
+        for (int from = 0; from < m;) {
+            th_serve_model *md = rows[from]->model;
+            int to = from;
+            for (int i = from; i < m; i++)
+                if (rows[i]->model == md) {
+                    job *t = rows[to];
+                    rows[to++] = rows[i];
+                    rows[i] = t;
+                }
+            decode_step(s, md, rows + from, to - from, kvs, toks);
+            from = to;
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -903,6 +926,14 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
             "# TYPE thermo_above_limit_seconds_total counter\nthermo_above_limit_seconds_total %.3f\n",
         f->have_energy ? th_eco_basis_name(f->energy.basis) : "no energy figure yet", e, f->co2e_g,
         f->water_ml / 1000.0, s->gen_tokens ? e / s->gen_tokens : 0.0, s->idle_j, f->above_limit_s);
+    th_serve_models_info mi;
+    th_serve_models_status(s->models, &mi);
+    put(&b, "# HELP thermo_model_version The version of the model new requests get.\n"
+            "# TYPE thermo_model_version gauge\nthermo_model_version %ld\n"
+            "# HELP thermo_model_reloads_total Model reloads, done and refused (the old model kept).\n"
+            "# TYPE thermo_model_reloads_total counter\nthermo_model_reloads_total{result=\"ok\"} %ld\n"
+            "thermo_model_reloads_total{result=\"refused\"} %ld\n",
+        mi.version, mi.reloads, mi.failures);
     put(&b, "# HELP thermo_decode_steps_total Batched decode steps run.\n# TYPE thermo_decode_steps_total counter\n"
             "thermo_decode_steps_total %llu\n# HELP thermo_decode_step_seconds_total Time inside their forward passes.\n"
             "# TYPE thermo_decode_step_seconds_total counter\nthermo_decode_step_seconds_total %.9f\n"
@@ -920,12 +951,16 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
 }
 
 static void handle_health(th_server *s, th_http_resp *r) {
+    th_serve_models_info mi;
+    th_serve_models_status(s->models, &mi);
     pthread_mutex_lock(&s->mu);
     int fs = s->fail_safe;
-    json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:i,s:f,s:f}", "status", fs ? "fail-safe" : "ok", "thermal",
-                          thermal_names[s->thermal], "running", s->n_running, "waiting", s->n_queued, "slots",
-                          slots_for(s, s->thermal), "temp_c", isfinite(s->fig.temp_c) ? s->fig.temp_c : 0.0,
-                          "limit_c", isfinite(s->fig.limit_c) ? s->fig.limit_c : 0.0);
+    json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:i,s:f,s:f,s:{s:I,s:s,s:I,s:I,s:s?}}", "status", fs ? "fail-safe" : "ok",
+                          "thermal", thermal_names[s->thermal], "running", s->n_running, "waiting", s->n_queued,
+                          "slots", slots_for(s, s->thermal), "temp_c", isfinite(s->fig.temp_c) ? s->fig.temp_c : 0.0,
+                          "limit_c", isfinite(s->fig.limit_c) ? s->fig.limit_c : 0.0, "model", "version",
+                          (json_int_t)mi.version, "dtype", th_dtype_name(mi.dtype), "reloads", (json_int_t)mi.reloads,
+                          "reload_failures", (json_int_t)mi.failures, "reload_error", mi.error[0] ? mi.error : NULL);
     pthread_mutex_unlock(&s->mu);
     if (fs) {
         json_decref(o);
@@ -996,10 +1031,9 @@ static void handle(void *user, const th_http_req *req, th_http_resp *r) {
  * lifecycle */
 
 static void server_free(th_server *s) {
-    th_gpt2_batch_free(s->batch);
     th_free(s->logits);
     th_tokenizer_free(s->tok);
-    th_gpt2_free(s->m);
+    th_serve_models_close(s->models);
     pthread_cond_destroy(&s->engine_cv);
     pthread_mutex_destroy(&s->mu);
     th_free(s);
@@ -1007,7 +1041,8 @@ static void server_free(th_server *s) {
 
 th_status th_server_start(const th_serve_opts *o, th_server **out) {
     *out = NULL;
-    if (!o->model_path) return th_fail(TH_ERR_INVALID, "serve: a model is required");
+    if (!o->model_path == !o->state_dir)
+        return th_fail(TH_ERR_INVALID, "serve: a model path or a learn state is required (one of them)");
     if (o->parallel < 1 || o->parallel > 256)
         return th_fail(TH_ERR_INVALID, "serve: parallel %d must be in [1, 256]", o->parallel);
     th_server *s = th_calloc(1, sizeof *s);
@@ -1015,12 +1050,12 @@ th_status th_server_start(const th_serve_opts *o, th_server **out) {
     s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->engine_cv, NULL);
-    th_model_info info;
-    th_status st = th_model_load_any(o->model_path, &s->m, &info);
-    if (st == TH_OK) st = th_gpt2_set_precision(s->m, &o->precision);
-    if (st == TH_OK) st = th_tokenizer_load_for_model(o->model_path, &s->tok);
+    th_status st = th_serve_models_open(o, &s->models);
+    if (st == TH_OK) st = th_tokenizer_load_for_model(th_serve_models_path(s->models), &s->tok);
     if (st != TH_OK) goto fail;
-    s->cfg = *th_gpt2_get_config(s->m);
+    th_serve_model *first = th_serve_models_acquire(s->models);
+    s->cfg = *th_gpt2_get_config(first->m);
+    th_serve_model_release(s->models, first);
     s->ctx = o->ctx > 0 && o->ctx < s->cfg.max_seq_len ? o->ctx : s->cfg.max_seq_len;
     if (s->ctx < 2) {
         st = th_fail(TH_ERR_INVALID, "serve: a context of %d leaves no room to generate", s->ctx);
@@ -1031,14 +1066,14 @@ th_status th_server_start(const th_serve_opts *o, th_server **out) {
     if (!s->o.host) s->o.host = "127.0.0.1";
     if (s->o.threads > 0) th_threads_set(s->o.threads);
     s->eot = th_tokenizer_eot(s->tok);
-    const char *base = strrchr(o->model_path, '/');
-    snprintf(s->model_name, sizeof s->model_name, "%s", base && base[1] ? base + 1 : o->model_path);
+    const char *named = o->state_dir ? o->state_dir : o->model_path, *base = strrchr(named, '/');
+    snprintf(s->model_name, sizeof s->model_name, "%s", base && base[1] ? base + 1 : named);
     s->logits = th_alloc(sizeof(float) * (size_t)s->cfg.vocab_size * (size_t)o->parallel);
     if (!s->logits) {
         st = th_fail(TH_ERR_NOMEM, "serve: out of memory for logits");
         goto fail;
     }
-    if ((st = th_gpt2_batch_create(s->m, o->parallel, &s->batch)) != TH_OK) goto fail;
+    if ((st = th_serve_models_watch(s->models)) != TH_OK) goto fail;
     if ((st = th_run_start(&s->o.run, &s->run)) != TH_OK) goto fail;
     update_thermal(s);
     s->was_idle = 1;
@@ -1068,6 +1103,10 @@ fail:
 int th_server_port(const th_server *s) { return th_http_port(s->http); }
 
 void th_server_request_stop(th_server *s) { s->stop_requested = 1; }
+
+th_status th_server_reload(th_server *s, long *version) { return th_serve_models_reload(s->models, version); }
+
+void th_server_request_reload(th_server *s) { th_serve_models_request(s->models); }
 
 void th_server_wait(th_server *s) {
     while (!s->stop_requested) {
@@ -1101,6 +1140,11 @@ th_status th_server_stop(th_server *s, double grace_s, th_serve_summary *out) {
     pthread_join(s->engine, NULL);
     th_http_stop(s->http);
     th_serve_summary sum = s->sum;
+    th_serve_models_info mi;
+    th_serve_models_status(s->models, &mi);
+    sum.model_version = mi.version;
+    sum.reloads = mi.reloads;
+    sum.reload_failures = mi.failures;
     th_status st = th_run_stop(s->run, &sum.fig);
     if (out) *out = sum;
     server_free(s);
