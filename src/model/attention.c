@@ -31,14 +31,15 @@ static inline float dot_fixed(const float *a, const float *b, int n) {
 }
 
 /* e^x as kernels.c's exp_vec: x = n·ln2 + r, e^r by Taylor to r^6 (< 2e-7 relative), 2^n in
- * the exponent bits; inputs clamped to [-87, 88]. Softmax arguments here are <= 0. */
+ * the exponent bits; inputs clamped to [-87, 88], NaN stays NaN. Softmax arguments here are <= 0. */
 static inline float exp_poly(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     float n = rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
-    int32_t bits = ((int32_t)n + 127) << 23;
+    // NaN: r and so p are NaN already; n is zeroed first (converting NaN to int is undefined)
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

@@ -20,7 +20,8 @@ static inline float exp_vec(float x) {
     float n = rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
-    int32_t bits = ((int32_t)n + 127) << 23;
+    // NaN: r and so p are NaN already; n is zeroed first (converting NaN to int is undefined)
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
