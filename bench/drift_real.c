@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *shift[MAX_SHIFT];
     int n_shift = 0;
     size_t same_len = 1024, pre = 512, post = 512;
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--same") && i + 1 < argc) same_len = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--pre") && i + 1 < argc) pre = (size_t)atol(argv[++i]);
