@@ -94,7 +94,8 @@ static int parse(int argc, char **argv, learn_args *a) {
         CLI_O_INT("--poll-ms", "MS", &a->poll_ms, 10, 3600000, "between polls (default 1000)"),
         CLI_O_FLAG("--detect-only", &a->detect_only, "report drift, never update"),
         CLI_O_DBL("--ph-threshold", "X", &a->drift.ph.threshold, 0, 1e9, "Page-Hinkley threshold (River's default 50)"),
-        CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9, "Page-Hinkley delta (0.005)"),
+        CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9,
+                  "Page-Hinkley delta (0.005; at least half --drift-min-rise,\nin reference standard deviations)"),
         CLI_O_CHOICE("--drift-test", &test, drift_tests, drift_test_values,
                      "two-sample test: windows (the recent window's mean against the reference's\n"
                      "window means, drawn across the old held-out slice; default), block-t (Welch's\n"
