@@ -238,7 +238,7 @@ static void test_watch(void) {
     sh("head -c 1200 '%s' > '%s'", old_txt, f0);
 #define WATCH(...)                                                                                                  \
     (char *[]) {                                                                                                    \
-        (char *)thermo_bin(), "learn", "--state", (char *)s, "--watch", in, "--ks-reference", "128", "--ks-window",  \
+        (char *)thermo_bin(), "learn", "--state", (char *)s, "--watch", in, "--ks-reference", "256", "--ks-window",  \
             "64", "--drift-block", "16", "--steps", "2", "--batch", "2", "--seq", "16", "--eval-batches", "1",       \
             "--governor", "none", "--threads", "2", __VA_ARGS__, NULL                                                \
     }

@@ -526,28 +526,39 @@ th_status th_preflight_checkpoint_roundtrip(th_gpt2 *m, const th_train_state *st
  * values were seen and m − M > threshold, after which the detector starts afresh.
  * Defaults are River's: min_instances 30, delta 0.005, threshold 50, alpha 1 − 1e-4.
  *
- * The two-sample test compares the last `window` values with a frozen reference window.
- * Per-token NLL is autocorrelated (a passage is easy or hard for many tokens in a row), so
- * a test that treats tokens as independent (Alibi Detect's KSDrift: two-sample KS at p 0.05,
- * Bonferroni over the features) rejects same-domain text far more often than its level
- * says. The default test is therefore on block means (the batch-means method): both windows
- * are cut into non-overlapping blocks of `block` consecutive values (32), and Welch's t
- * compares the means of the blocks, with the Welch-Satterthwaite degrees of freedom,
- * one-sided (a rise of the NLL, as Page-Hinkley's mode "up": text the model predicts better
- * than its reference needs no update). A
- * block mean averages the short-range dependence away, and blocks far enough apart are
- * close to independent; the block length is the dependence the test tolerates [ours]. The
- * iid KS test stays selectable (TH_DRIFT_TEST_KS) so that the two can be measured apart.
+ * The two-sample test compares the last `window` values with a frozen reference. Per-token
+ * NLL is dependent at two scales: a passage is easy or hard for many tokens in a row, and
+ * passages of one domain differ in level (KJV's later books score ~0.5 nats above its
+ * earlier ones under a model trained on it). A test that treats tokens as independent
+ * (Alibi Detect's KSDrift: two-sample KS at p 0.05) rejects same-domain text far more often
+ * than its level says, and so does a test on block means whose reference is one contiguous
+ * passage: its variance is the within-passage one. The default test is therefore on
+ * window means (TH_DRIFT_TEST_WINDOWS) [ours]: the reference is K = reference / window
+ * runs of `window` consecutive values, drawn spread across the old held-out data (see
+ * th_learn_drift_reference), so the spread of their K means is the spread of a same-domain
+ * window's mean, between-passage variance included. The recent window's mean m is then
+ * tested as a new draw against the K means (mean c̄, sample sd s): the Student prediction
+ * interval t = (m − c̄ − min_rise) / (s·√(1 + 1/K)) with K − 1 degrees of freedom,
+ * one-sided (a rise of the NLL, as Page-Hinkley's mode "up": text the model predicts
+ * better than its reference needs no update). Dependence shorter than a window does not
+ * matter, since the window is the unit. min_rise_nats (default 0.25) shifts the null: drift
+ * needs a rise significantly above 0.25 nats per token, a rise too small to be worth an
+ * update's energy being not drift whatever its significance [ours]. Block-mean Welch t
+ * (TH_DRIFT_TEST_BLOCK_T, blocks of `block` values, min_rise subtracted the same way) and
+ * the iid KS test (TH_DRIFT_TEST_KS, no min_rise) stay selectable so that they can be
+ * measured apart.
  *
  * th_drift combines them: drift is a Page-Hinkley alarm that the two-sample test confirms
  * (the recent window differs from the reference) on the value of the alarm or on one of 8
  * evenly spaced values in the `window` after it (the recent window may still hold values
  * from before the change when the alarm comes), each at p < p_value / features / 8
- * (Bonferroni over the 8 tries). Page-Hinkley there
- * sees each value standardized by the reference's mean and standard deviation [ours]: a
+ * (Bonferroni over the 8 tries): at most p_value per alarm. Page-Hinkley there sees each
+ * value standardized by the reference's mean and per-value standard deviation sd [ours]: a
  * token's NLL has a spread of several nats, so on raw values River's threshold of 50 fires
  * every few hundred tokens of unchanged text; standardized, the threshold is in reference
- * standard deviations. Each detector's own alarms are reported too, so their false-alarm
+ * standard deviations. Its delta is max(ph.delta, min_rise / (2 sd)): CUSUM's reference
+ * value is half the smallest shift worth detecting, so Page-Hinkley looks for the rise the
+ * test will confirm. Each detector's own alarms are reported too, so their false-alarm
  * rates can be measured apart. */
 
 typedef struct {
@@ -585,17 +596,26 @@ double th_student_t_pvalue(double t, double df);
 th_status th_block_t_test(const double *a, size_t na, const double *b, size_t nb, size_t block, double *t, double *df,
                           double *p);
 
+/* The prediction test of a new mean m against k earlier means[0..k) (mean c̄, sample sd s):
+ * *t = (m − c̄ − shift) / (s·√(1 + 1/k)), *df = k − 1, *p the one-sided P(T_df >= t) (a
+ * zero s gives t ±inf or 0 and p 0 or 1). TH_ERR_INVALID when k < 2 or shift or m is not
+ * finite. */
+th_status th_prediction_t_test(const double *means, size_t k, double m, double shift, double *t, double *df,
+                               double *p);
+
 typedef enum {
-    TH_DRIFT_TEST_BLOCK_T = 0, /* Welch's t on block means (default) */
-    TH_DRIFT_TEST_KS = 1       /* two-sample KS on the raw values: assumes independent values */
+    TH_DRIFT_TEST_BLOCK_T = 0, /* Welch's t on block means: assumes the reference is one passage's worth */
+    TH_DRIFT_TEST_KS = 1,      /* two-sample KS on the raw values: assumes independent values */
+    TH_DRIFT_TEST_WINDOWS = 2  /* the recent window's mean against the reference's window means (default) */
 } th_drift_test;
 
 typedef struct {
     th_page_hinkley_config ph;
-    size_t reference;  /* values in the frozen reference window (default 1024) */
+    size_t reference;  /* values in the frozen reference (default 4096: 16 windows) */
     size_t window;     /* recent values the two-sample test compares with it (default 256) */
     size_t block;      /* values per block of the block test (default 32) */
     double p_value;    /* 0.05 */
+    double min_rise_nats; /* a rise of the mean NLL up to this is not drift (default 0.25; >= 0) */
     int features;      /* Bonferroni divisor (default 1: one NLL stream) */
     th_drift_test test;
 } th_drift_config;
@@ -613,12 +633,15 @@ typedef struct {
 typedef struct th_drift th_drift;
 
 /* TH_ERR_INVALID on a bad config (sizes 0, reference or window over 2^24, fewer than 2
- * blocks in the window or the reference for the block test, p outside (0, 1), features < 1,
- * an unknown test, a bad Page-Hinkley config); TH_ERR_NOMEM. */
+ * blocks in the window or the reference for the block test, fewer than 3 windows in the
+ * reference for the windows test, p outside (0, 1), features < 1, a negative or non-finite
+ * min_rise_nats, an unknown test, a bad Page-Hinkley config); TH_ERR_NOMEM. */
 th_status th_drift_create(const th_drift_config *cfg, th_drift **out);
 void th_drift_free(th_drift *d);
 /* Freezes the reference: the first `reference` values of x[0..n) (TH_ERR_INVALID when n is
- * smaller). Until it is set, update feeds Page-Hinkley only and never reports drift. */
+ * smaller), in stream order; for the windows test value i belongs to window i / window,
+ * each window being consecutive values (th_learn_drift_reference draws them spread across
+ * the old data). Until it is set, update feeds Page-Hinkley only and never reports drift. */
 th_status th_drift_set_reference(th_drift *d, const double *x, size_t n);
 /* Feeds one value (non-finite values are skipped: no verdict change, index not advanced). */
 th_drift_verdict th_drift_update(th_drift *d, double x);

@@ -504,8 +504,8 @@ th_status th_learn_recover(const char *state_dir);
 th_status th_learn_current(const char *state_dir, long *version, char *model_dir, size_t cap);
 
 /* drift watch: the per-token NLL of incoming text under the current model, fed to th_drift
- * against a frozen reference (the NLL of the state's held-out old slice under the current
- * model, measured again after each promotion).
+ * against a frozen reference (th_learn_drift_reference over the state's whole held-out old
+ * slice under the current model, measured again after each promotion).
  *
  * With watch_s > 0 it is a watcher: it polls watch_dir every poll_ms for regular files it
  * has not scored yet (names starting with '.' are skipped: write a file elsewhere or under a
@@ -562,6 +562,15 @@ typedef struct {
     th_run_figures figures;         /* the last scoring segment's monitored run */
 } th_learn_watch_result;
 
+/* The drift reference of cfg (th_drift_set_reference): cfg->reference / cfg->window runs
+ * (at least 1) of cfg->window consecutive tokens' NLL under m, their starts spread evenly
+ * across windows [w_begin, w_end) of dl (opened with B 1 and the scoring T; windows start
+ * at multiples of T, each scored as a forward of T tokens as incoming text is), so that the
+ * reference spans the old data's passages and not one of them; out[0..cfg->reference).
+ * The loader is left reset. TH_ERR_INVALID when the range holds fewer windows than the
+ * runs need without overlapping, the model's status otherwise. */
+th_status th_learn_drift_reference(th_gpt2 *m, th_data_loader *dl, int T, uint64_t w_begin, uint64_t w_end,
+                                   const th_drift_config *cfg, double *out);
 th_learn_watch_opts th_learn_watch_defaults(void);
 /* Fails with TH_ERR_INVALID when the state or the directory is missing or the reference slice
  * is shorter than drift.reference tokens, TH_ERR_INTERRUPTED when an update was interrupted

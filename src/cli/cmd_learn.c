@@ -25,8 +25,8 @@ typedef struct {
     th_update_gate_config gate;
 } learn_args;
 
-static const char *const drift_tests[] = {"block-t", "ks", NULL};
-static const int drift_test_values[] = {TH_DRIFT_TEST_BLOCK_T, TH_DRIFT_TEST_KS};
+static const char *const drift_tests[] = {"block-t", "ks", "windows", NULL}; /* indexed by th_drift_test */
+static const int drift_test_values[] = {TH_DRIFT_TEST_BLOCK_T, TH_DRIFT_TEST_KS, TH_DRIFT_TEST_WINDOWS};
 
 /* 0: parsed; otherwise the exit code (0 after --help is returned as 1 by the caller). */
 static int parse(int argc, char **argv, learn_args *a) {
@@ -39,7 +39,7 @@ static int parse(int argc, char **argv, learn_args *a) {
     th_learn_opts *o = &a->o;
     th_run_meta *s = &o->settings;
     uint32_t *has = &s->has;
-    int threads = 0, spike = TH_GUARD_STOP, test = TH_DRIFT_TEST_BLOCK_T;
+    int threads = 0, spike = TH_GUARD_STOP, test = TH_DRIFT_TEST_WINDOWS;
     long ks_window = (long)a->drift.window, ks_reference = (long)a->drift.reference, block = (long)a->drift.block;
     a->poll_ms = 1000;
     const cli_opt opts[] = {
@@ -94,13 +94,18 @@ static int parse(int argc, char **argv, learn_args *a) {
         CLI_O_INT("--poll-ms", "MS", &a->poll_ms, 10, 3600000, "between polls (default 1000)"),
         CLI_O_FLAG("--detect-only", &a->detect_only, "report drift, never update"),
         CLI_O_DBL("--ph-threshold", "X", &a->drift.ph.threshold, 0, 1e9, "Page-Hinkley threshold (River's default 50)"),
-        CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9, "Page-Hinkley delta (0.005)"),
+        CLI_O_DBL("--ph-delta", "X", &a->drift.ph.delta, 0, 1e9,
+                  "Page-Hinkley delta (0.005; at least half --drift-min-rise,\nin reference standard deviations)"),
         CLI_O_CHOICE("--drift-test", &test, drift_tests, drift_test_values,
-                     "two-sample test: block-t (Welch's t on block means, default) or ks\n(iid KS: false-alarms on autocorrelated NLL)"),
+                     "two-sample test: windows (the recent window's mean against the reference's\n"
+                     "window means, drawn across the old held-out slice; default), block-t (Welch's\n"
+                     "t on block means) or ks (iid KS: false-alarms on autocorrelated NLL)"),
         CLI_O_LONG("--drift-block", "N", &block, 1, 1 << 20, "values per block of the block test (32)"),
         CLI_O_LONG("--ks-window", "N", &ks_window, 8, 1 << 24, "recent values the test compares (256)"),
-        CLI_O_LONG("--ks-reference", "N", &ks_reference, 8, 1 << 24, "the frozen reference window (1024)"),
+        CLI_O_LONG("--ks-reference", "N", &ks_reference, 8, 1 << 24, "the frozen reference (4096: 16 windows)"),
         CLI_O_DBL("--ks-p", "X", &a->drift.p_value, 1e-12, 0.5, "the test's significance (0.05)"),
+        CLI_O_DBL("--drift-min-rise", "NATS", &a->drift.min_rise_nats, 0, 1e3,
+                  "a rise of the mean NLL up to NATS per token is not drift (0.25)"),
         CLI_O_DBL("--update-budget-j", "J", &a->gate.energy_budget_j, 0, 1e15,
                   "the watch's updates run only while their expected energy fits\nwhat is left of J (all updates, across restarts; default: no budget)"),
         CLI_O_DBL("--min-margin-c", "C", &a->gate.min_margin_c, -1e3, 1e3,

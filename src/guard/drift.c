@@ -1,6 +1,7 @@
 /* drift.c: the drift detectors that decide when a continual-learning update is needed
- * (Page-Hinkley, a two-sample test against a frozen reference: Welch's t on block means, or
- * the iid KS test, their combination) and the energy and thermal gate that decides whether
+ * (Page-Hinkley, a two-sample test against a frozen reference: the recent window's mean
+ * against the reference's window means, Welch's t on block means, or the iid KS test, their
+ * combination) and the energy and thermal gate that decides whether
  * it may run now. Pure code over scalars. */
 #include <math.h>
 #include <stdio.h>
@@ -152,15 +153,38 @@ th_status th_block_t_test(const double *a, size_t na, const double *b, size_t nb
     return TH_OK;
 }
 
+th_status th_prediction_t_test(const double *means, size_t k, double m, double shift, double *t, double *df,
+                               double *p) {
+    if (k < 2 || !isfinite(m) || !isfinite(shift))
+        return th_fail(TH_ERR_INVALID, "prediction t test: %zu means (2 needed), new mean %g, shift %g", k, m, shift);
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < k; i++) sum += means[i];
+    double c = sum / (double)k;
+    for (size_t i = 0; i < k; i++) sq += (means[i] - c) * (means[i] - c);
+    double se = sqrt(sq / (double)(k - 1) * (1.0 + 1.0 / (double)k)), dev = m - c - shift;
+    *df = (double)(k - 1);
+    if (!(se > 0)) {
+        *t = dev == 0 ? 0.0 : dev > 0 ? INFINITY : -INFINITY;
+        *p = dev > 0 ? 0.0 : 1.0;
+        return TH_OK;
+    }
+    *t = dev / se;
+    double two = th_student_t_pvalue(*t, *df);
+    *p = *t > 0 ? two / 2 : 1 - two / 2;
+    return TH_OK;
+}
+
 struct th_drift {
     th_drift_config cfg;
     th_page_hinkley ph;
-    double *ref;    /* cfg.reference values, sorted for KS, in stream order for the block test; NULL until set */
+    double *ref;    /* cfg.reference values, sorted for KS, in stream order for the others; NULL until set */
+    double *ref_means; /* the windows test: the means of the reference's n_windows windows */
+    size_t n_windows;
     double *ring;   /* the last cfg.window values */
     double *sorted; /* scratch for a test: the recent values in stream order (sorted for KS) */
     double ref_mean, ref_sd; /* Page-Hinkley sees (x - ref_mean) / ref_sd once the reference is set */
     size_t filled, head, since_test;
-    size_t suspect;          /* values left in which a Page-Hinkley alarm may still be confirmed */
+    long suspect_age;        /* values since the Page-Hinkley alarm under test; -1: none */
     long index;
     double stat, p;
 };
@@ -168,31 +192,37 @@ struct th_drift {
 th_drift_config th_drift_defaults(void) {
     th_drift_config c;
     c.ph = th_page_hinkley_defaults();
-    c.reference = 1024;
+    c.reference = 4096;
     c.window = 256;
     c.block = 32;
     c.p_value = 0.05;
+    c.min_rise_nats = 0.25;
     c.features = 1;
-    c.test = TH_DRIFT_TEST_BLOCK_T;
+    c.test = TH_DRIFT_TEST_WINDOWS;
     return c;
 }
 
 void th_drift_free(th_drift *d) {
     if (!d) return;
     th_free(d->ref);
+    th_free(d->ref_means);
     th_free(d->ring);
     th_free(d->sorted);
     th_free(d);
 }
 
 th_status th_drift_create(const th_drift_config *cfg, th_drift **out) {
-    int block_t = cfg->test == TH_DRIFT_TEST_BLOCK_T;
+    int block_t = cfg->test == TH_DRIFT_TEST_BLOCK_T, windows = cfg->test == TH_DRIFT_TEST_WINDOWS;
     if (cfg->reference == 0 || cfg->window == 0 || cfg->reference > (1u << 24) || cfg->window > (1u << 24) ||
-        !(cfg->p_value > 0 && cfg->p_value < 1) || cfg->features < 1 ||
-        (cfg->test != TH_DRIFT_TEST_BLOCK_T && cfg->test != TH_DRIFT_TEST_KS) ||
-        (block_t && (cfg->block == 0 || cfg->window / cfg->block < 2 || cfg->reference / cfg->block < 2)))
-        return th_fail(TH_ERR_INVALID, "drift detector: reference %zu, window %zu, block %zu, p %g, features %d, test %d",
-                       cfg->reference, cfg->window, cfg->block, cfg->p_value, cfg->features, (int)cfg->test);
+        !(cfg->p_value > 0 && cfg->p_value < 1) || cfg->features < 1 || !(cfg->min_rise_nats >= 0) ||
+        !isfinite(cfg->min_rise_nats) ||
+        (cfg->test != TH_DRIFT_TEST_BLOCK_T && cfg->test != TH_DRIFT_TEST_KS && !windows) ||
+        (block_t && (cfg->block == 0 || cfg->window / cfg->block < 2 || cfg->reference / cfg->block < 2)) ||
+        (windows && cfg->reference / cfg->window < 3))
+        return th_fail(TH_ERR_INVALID,
+                       "drift detector: reference %zu, window %zu, block %zu, p %g, min rise %g nats, features %d, test %d",
+                       cfg->reference, cfg->window, cfg->block, cfg->p_value, cfg->min_rise_nats, cfg->features,
+                       (int)cfg->test);
     th_drift *d = th_calloc(1, sizeof *d);
     if (!d) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     th_status st = th_page_hinkley_init(&d->ph, &cfg->ph);
@@ -208,6 +238,7 @@ th_status th_drift_create(const th_drift_config *cfg, th_drift **out) {
         return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
     }
     d->stat = d->p = NAN;
+    d->suspect_age = -1;
     *out = d;
     return TH_OK;
 }
@@ -218,22 +249,38 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
-    if (n < d->cfg.reference)
-        return th_fail(TH_ERR_INVALID, "drift detector: %zu reference values, %zu needed", n, d->cfg.reference);
-    double *ref = th_alloc(sizeof(double) * d->cfg.reference);
-    if (!ref) return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
-    memcpy(ref, x, sizeof(double) * d->cfg.reference);
-    if (d->cfg.test == TH_DRIFT_TEST_KS) qsort(ref, d->cfg.reference, sizeof(double), cmp_double);
+    size_t nr = d->cfg.reference, w = d->cfg.window, k = d->cfg.test == TH_DRIFT_TEST_WINDOWS ? nr / w : 0;
+    if (n < nr) return th_fail(TH_ERR_INVALID, "drift detector: %zu reference values, %zu needed", n, nr);
+    double *ref = th_alloc(sizeof(double) * nr), *means = k ? th_alloc(sizeof(double) * k) : NULL;
+    if (!ref || (k && !means)) {
+        th_free(ref);
+        th_free(means);
+        return th_fail(TH_ERR_NOMEM, "drift detector: out of memory");
+    }
+    memcpy(ref, x, sizeof(double) * nr);
+    for (size_t i = 0; i < k; i++) {
+        double m = 0;
+        for (size_t j = 0; j < w; j++) m += ref[i * w + j];
+        means[i] = m / (double)w;
+    }
+    if (d->cfg.test == TH_DRIFT_TEST_KS) qsort(ref, nr, sizeof(double), cmp_double);
     double sum = 0, sq = 0;
-    for (size_t i = 0; i < d->cfg.reference; i++) sum += ref[i];
-    double mean = sum / (double)d->cfg.reference;
-    for (size_t i = 0; i < d->cfg.reference; i++) sq += (ref[i] - mean) * (ref[i] - mean);
-    double sd = sqrt(sq / (double)(d->cfg.reference > 1 ? d->cfg.reference - 1 : 1));
+    for (size_t i = 0; i < nr; i++) sum += ref[i];
+    double mean = sum / (double)nr;
+    for (size_t i = 0; i < nr; i++) sq += (ref[i] - mean) * (ref[i] - mean);
+    double sd = sqrt(sq / (double)(nr > 1 ? nr - 1 : 1));
     th_free(d->ref);
+    th_free(d->ref_means);
     d->ref = ref;
+    d->ref_means = means;
+    d->n_windows = k;
     d->ref_mean = mean;
     d->ref_sd = sd > 1e-12 ? sd : 1.0;
-    th_page_hinkley_init(&d->ph, &d->cfg.ph); // the detector starts on the standardized scale
+    // the detector starts on the standardized scale, looking for half the smallest rise worth an update
+    th_page_hinkley_config ph = d->cfg.ph;
+    double k_half = d->cfg.min_rise_nats / (2.0 * d->ref_sd);
+    if (k_half > ph.delta) ph.delta = k_half;
+    th_page_hinkley_init(&d->ph, &ph);
     return TH_OK;
 }
 
@@ -242,17 +289,24 @@ th_status th_drift_set_reference(th_drift *d, const double *x, size_t n) {
 
 /* The two-sample test of the last `filled` values against the reference; 1 if it rejects at
  * the level divided by the features and by `tests` (the tests this decision may take). A
- * recent window too short for two blocks does not reject. */
+ * recent window too short for two blocks (block test) or not yet full (windows test: its
+ * mean would be noisier than the reference's window means) does not reject. */
 static int test_rejects(th_drift *d, int tests) {
     size_t n = d->filled;
+    double df, rise = d->cfg.min_rise_nats;
     for (size_t i = 0; i < n; i++) d->sorted[i] = d->ring[(d->head + d->cfg.window - n + i) % d->cfg.window];
     if (d->cfg.test == TH_DRIFT_TEST_KS) {
         qsort(d->sorted, n, sizeof(double), cmp_double);
         d->stat = th_ks_statistic_sorted(d->ref, d->cfg.reference, d->sorted, n);
         d->p = th_ks_pvalue(d->stat, d->cfg.reference, n);
+    } else if (d->cfg.test == TH_DRIFT_TEST_WINDOWS) {
+        if (n < d->cfg.window) return 0;
+        double m = 0;
+        for (size_t i = 0; i < n; i++) m += d->sorted[i];
+        th_prediction_t_test(d->ref_means, d->n_windows, m / (double)n, rise, &d->stat, &df, &d->p);
     } else {
-        double df;
         if (n / d->cfg.block < 2) return 0;
+        for (size_t i = 0; i < n; i++) d->sorted[i] -= rise; // the null: a rise of at most min_rise
         th_block_t_test(d->ref, d->cfg.reference, d->sorted, n, d->cfg.block, &d->stat, &df, &d->p);
         d->p = d->stat > 0 ? d->p / 2 : 1 - d->p / 2; // one-sided: a rise, as Page-Hinkley's mode "up"
     }
@@ -278,17 +332,17 @@ th_drift_verdict th_drift_update(th_drift *d, double x) {
         d->since_test = 0;
         v.test_alarm = test_rejects(d, 1);
     }
-    // an alarm opens a suspicion of one window: the test is retried on each of 8 evenly
-    // spaced values until it confirms or the window has passed (the recent window may
-    // still hold old values)
-    if (d->ref && v.ph_alarm) d->suspect = d->cfg.window;
-    if (d->ref && d->suspect > 0 && d->filled >= (size_t)d->cfg.ph.min_instances) {
-        size_t step = d->cfg.window / DRIFT_RETRIES ? d->cfg.window / DRIFT_RETRIES : 1;
-        if ((d->cfg.window - d->suspect) % step == 0) {
+    // an alarm opens a suspicion: the test is retried on the value of the alarm and on 7
+    // more evenly spaced up to one full window after it (the recent window may still hold
+    // old values at the alarm; the last try sees only values from after it)
+    if (d->ref && v.ph_alarm) d->suspect_age = 0;
+    if (d->ref && d->suspect_age >= 0) {
+        long step = ((long)d->cfg.window + DRIFT_RETRIES - 2) / (DRIFT_RETRIES - 1);
+        if (d->suspect_age % step == 0 && d->filled >= (size_t)d->cfg.ph.min_instances) {
             v.drift = test_rejects(d, DRIFT_RETRIES);
-            if (v.drift) d->suspect = 1;
+            if (v.drift) d->suspect_age = -1;
         }
-        d->suspect--;
+        if (d->suspect_age >= 0 && ++d->suspect_age > step * (DRIFT_RETRIES - 1)) d->suspect_age = -1;
     }
     v.stat = d->stat;
     v.p = d->p;

@@ -163,7 +163,44 @@ typedef struct {
 
 static int stop_now(const watch_ctx *c) { return c->o->should_stop && c->o->should_stop(c->o->user); }
 
-/* Loads the current model and freezes the reference: the NLL of the held-out old slice. */
+th_status th_learn_drift_reference(th_gpt2 *m, th_data_loader *dl, int T, uint64_t w_begin, uint64_t w_end,
+                                   const th_drift_config *cfg, double *out) {
+    size_t runs = cfg->reference / cfg->window, left = cfg->reference;
+    if (runs == 0) runs = 1;
+    if (T < 1) return th_fail(TH_ERR_INVALID, "drift reference: T %d", T);
+    size_t last = cfg->reference - (runs - 1) * cfg->window; // the last run takes the remainder too
+    uint64_t per_run = (last + (size_t)T - 1) / (size_t)T;   // windows of T the longest run spans
+    if (w_end > th_data_loader_windows(dl)) w_end = th_data_loader_windows(dl);
+    uint64_t span = w_end > w_begin ? w_end - w_begin : 0;
+    if (span < runs * per_run)
+        return th_fail(TH_ERR_INVALID, "drift reference: %llu windows of %d tokens, %zu runs of %zu tokens need %llu",
+                       (unsigned long long)span, T, runs, cfg->window, (unsigned long long)(runs * per_run));
+    int *row = th_alloc(sizeof(int) * 2 * (size_t)T);
+    if (!row) return th_fail(TH_ERR_NOMEM, "drift reference: out of memory");
+    th_status st = TH_OK;
+    size_t have = 0;
+    th_data_loader_reset(dl);
+    for (size_t r = 0, w = 0; r < runs && st == TH_OK; r++) {
+        // run r starts at window w_begin + ⌊r (span − per_run) / (runs − 1)⌋: the first at the
+        // range's start, the last ending at its end
+        uint64_t start = w_begin + (runs > 1 ? r * (span - per_run) / (runs - 1) : 0);
+        size_t take = r + 1 == runs ? left : cfg->window;
+        for (; w < start; w++) th_data_loader_next(dl, row, row + T);
+        while (take > 0 && st == TH_OK) {
+            float loss = 0;
+            th_data_loader_next(dl, row, row + T);
+            w++;
+            if ((st = th_gpt2_forward(m, row, row + T, 1, T, &loss)) != TH_OK) break;
+            const float *nll = th_gpt2_losses(m);
+            for (int i = 0; i < T && take > 0; i++, take--, left--) out[have++] = nll[i];
+        }
+    }
+    th_data_loader_reset(dl);
+    th_free(row);
+    return st;
+}
+
+/* Loads the current model and freezes the reference, drawn across the held-out old slice. */
 static th_status load_model(watch_ctx *c) {
     th_train_state ts;
     th_run_meta meta;
@@ -183,31 +220,25 @@ static th_status load_model(watch_ctx *c) {
     if (c->T > cfg->max_seq_len) c->T = cfg->max_seq_len;
     if ((st = th_drift_create(&c->o->drift, &c->d)) != TH_OK) return st;
     th_data_loader *ref = NULL;
-    int T = c->T;
-    if (th_data_loader_open(c->val, 1, T, TH_DATA_SEQUENTIAL, 0, &ref) != TH_OK)
+    if (th_data_loader_open(c->val, 1, c->T, TH_DATA_SEQUENTIAL, 0, &ref) != TH_OK)
         return th_fail(TH_ERR_INVALID, "watch: the held-out old slice %s is not usable", c->val);
-    size_t need = c->o->drift.reference, have = 0;
+    size_t need = c->o->drift.reference;
     double *refv = th_alloc(sizeof(double) * need);
-    int *row = th_alloc(sizeof(int) * 2 * (size_t)T);
-    double sum = 0;
-    if (!refv || !row) st = th_fail(TH_ERR_NOMEM, "watch: out of memory");
-    for (uint64_t w = 0; st == TH_OK && w < th_data_loader_windows(ref) && have < need; w++) {
-        float loss = 0;
-        th_data_loader_next(ref, row, row + T);
-        if ((st = th_gpt2_forward(c->m, row, row + T, 1, T, &loss)) != TH_OK) break;
-        const float *nll = th_gpt2_losses(c->m);
-        for (int i = 0; i < T && have < need; i++) {
-            refv[have++] = nll[i];
-            sum += nll[i];
-        }
+    if (!refv) st = th_fail(TH_ERR_NOMEM, "watch: out of memory");
+    if (st == TH_OK && (st = th_learn_drift_reference(c->m, ref, c->T, 0, UINT64_MAX, &c->o->drift, refv)) ==
+                           TH_ERR_INVALID) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", th_last_error());
+        st = th_fail(TH_ERR_INVALID, "watch: the held-out old slice %s (%llu tokens) is too short for the reference: %s",
+                     c->val, (unsigned long long)th_data_loader_tokens(ref), msg);
     }
-    if (st == TH_OK && have < need)
-        st = th_fail(TH_ERR_INVALID, "watch: the held-out old slice %s gives %zu tokens, the reference needs %zu", c->val,
-                     have, need);
-    if (st == TH_OK) st = th_drift_set_reference(c->d, refv, have);
-    if (st == TH_OK) c->r->ref_nll = sum / (double)have;
+    if (st == TH_OK) st = th_drift_set_reference(c->d, refv, need);
+    if (st == TH_OK) {
+        double sum = 0;
+        for (size_t i = 0; i < need; i++) sum += refv[i];
+        c->r->ref_nll = sum / (double)need;
+    }
     th_free(refv);
-    th_free(row);
     th_data_loader_close(ref);
     return st;
 }
