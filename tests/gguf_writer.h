@@ -22,6 +22,7 @@ typedef struct {
 } gw_buf;
 
 static void gw_put(gw_buf *b, const void *p, size_t n) {
+    if (n == 0) return; // memcpy's source may not be NULL, even for 0 bytes
     if (b->n + n > b->cap) {
         b->cap = (b->n + n) * 2 + 64;
         b->p = realloc(b->p, b->cap);
