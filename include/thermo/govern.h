@@ -182,6 +182,8 @@ typedef struct {
     double tau_s;        /* time constant */
     double t_ambient_c;  /* ambient (with duty input: ambient + R·P_idle) */
     double offset_c;     /* the fast disturbance estimate added to the steady temperature */
+    double t_est_c;      /* the filter's estimate of the die's temperature now (the sensor's lag and
+                            quantization undone); NaN before the first sample */
     double rms_error_c;  /* recent RMS one-block prediction error */
     long blocks;         /* identification updates so far */
     long changes;        /* plant changes detected (each re-opens the identification) */

@@ -529,6 +529,7 @@ static th_status pred_model(const void *state, th_gov_model *out) {
     out->tau_s = s->valid ? s->tau : NAN;
     out->t_ambient_c = s->valid ? s->tamb : NAN;
     out->offset_c = s->kd;
+    out->t_est_c = s->have_k ? s->kt : NAN;
     out->rms_error_c = sqrt(s->err_ms);
     out->blocks = s->blocks;
     out->changes = s->changes;
