@@ -119,6 +119,15 @@ static void test_optimal(void) {
                       r.governor, r.work_vs_optimal);
             CHECK(r.race_energy_per_work_j > 0 && r.pace_energy_per_work_j > 0 && r.pace_duty > 0,
                   "%s %s: race-to-idle and pace-to-cool figures", r.scenario, r.governor);
+            /* the causal bound: below the optimal by a margin only where the plant changes mid-run */
+            int change = k == TH_SCEN_AMBIENT_STEP || k == TH_SCEN_COOLING_DEGRADED;
+            CHECK(change ? r.causal_margin_c > 0.2 && r.causal_margin_c < 2.0 && r.causal_work < r.optimal_work
+                         : r.causal_margin_c == 0 && fabs(r.causal_work - r.optimal_work) < 1e-9,
+                  "%s %s: causal margin %.3f °C, causal work %.2f vs optimal %.2f", r.scenario, r.governor,
+                  r.causal_margin_c, r.causal_work, r.optimal_work);
+            if (change && strcmp(r.governor, "predictive") == 0)
+                CHECK(r.above_limit_s == 0 && r.work_vs_causal >= 0.98, "%s predictive: %.1f s above, %.3f of the causal bound",
+                      r.scenario, r.above_limit_s, r.work_vs_causal);
         }
     }
     o.limit_c = 91.0; /* above full-duty steady state (~88 °C): the bound is all the time at duty 1 */

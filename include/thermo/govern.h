@@ -55,7 +55,8 @@ typedef struct {
     double switch_on_c;        /* pid: below this, full power and PID reset (default limit − 10) */
     double sustainable_power_w; /* pid feed-forward (default (limit − T_amb)/R when known,
                                    else p_idle + (p_max − p_idle)/2) */
-    double margin_c;           /* predictive: aim this far below the limit (default 0.5) */
+    double margin_c;           /* predictive: aim this far below the limit (default 1.2: the die rises
+                                  ~1 °C before a 1 °C-step, 0.5-1 s-lag sensor shows a slower fan) */
     double horizon_s;          /* predictive: look-ahead (default 10) */
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
     double block_s;            /* predictive: samples are averaged over blocks this long before
@@ -181,6 +182,8 @@ typedef struct {
     double tau_s;        /* time constant */
     double t_ambient_c;  /* ambient (with duty input: ambient + R·P_idle) */
     double offset_c;     /* the fast disturbance estimate added to the steady temperature */
+    double t_est_c;      /* the filter's estimate of the die's temperature now (the sensor's lag and
+                            quantization undone); NaN before the first sample */
     double rms_error_c;  /* recent RMS one-block prediction error */
     long blocks;         /* identification updates so far */
     long changes;        /* plant changes detected (each re-opens the identification) */
@@ -298,6 +301,12 @@ typedef struct {
     double optimal_work;    /* the optimal control bound: full duty until the limit, then the
                                duty that holds it exactly, knowing the plant (through any change) */
     double work_vs_optimal; /* work / optimal_work (<= 1 up to the bound's step error) */
+    /* the causal bound: the optimal policy held causal_margin_c under the limit all run, the
+     * die's rise (at the oracle's hold) between a mid-run change and the moment the lagged,
+     * quantized sensor could first show it: its noiseless reading moved by max(q/2, noise).
+     * Any governor that learns of the change through that sensor must sit about that far
+     * under the limit beforehand to stay at 0 s above; 0 (= the optimal) without a change */
+    double causal_margin_c, causal_work, work_vs_causal;
     double optimal_energy_per_work_j; /* J per unit of work of that optimal policy */
     double race_energy_per_work_j;    /* the same work (min(work, optimal_work)) done race-to-idle */
     double pace_energy_per_work_j;    /* ... and pace-to-cool: the lowest constant duty that does it */

@@ -7,7 +7,9 @@
  * control bound, the most work any governor could do at or under the limit knowing the plant
  * exactly: for this first-order plant with leakage rising in temperature, full duty until
  * the limit, then the duty that holds it exactly (simulated with perfect knowledge, through
- * a mid-run change too). Energy per unit of work is set against two ways of doing the same
+ * a mid-run change too). Beside it a causal bound for the scenarios with a mid-run change:
+ * the same policy held as far under the limit as the die rises before the lagged, quantized
+ * sensor can show the change (no causal governor holds 0 s above with less). Energy per unit of work is set against two ways of doing the same
  * work in the same time with perfect knowledge: race-to-idle (the optimal policy until the
  * work is done, then idle) and pace-to-cool (the lowest constant duty that finishes it). */
 #include <math.h>
@@ -211,6 +213,24 @@ static ideal_plant ideal_run(const th_thermal_profile *before, const th_thermal_
     return ip;
 }
 
+/* The causal bound's margin: the die's rise from the hold at the oracle duty, between the
+ * change (before -> after) and the moment a noiseless first-order lagged sensor has moved
+ * max(q/2, noise) away from where it would have been (the ramp r·t seen through the lag L:
+ * r·(t − L·(1 − e^(−t/L)))). The rise is r·t at the initial rate r; 0 without a change. */
+static double causal_margin_c(const th_thermal_profile *before, const th_thermal_profile *after, double limit) {
+    if (!after) return 0.0;
+    double u = th_bench_oracle_duty(before, limit);
+    double t_hold = fmin(limit, th_plant_steady_temp_c(before, u));
+    double tau = after->r_k_per_w * after->c_j_per_k;
+    double pw = after->p_idle_w + (after->p_max_w - after->p_idle_w) * u + leak_w(after, t_hold);
+    double rate = (after->t_ambient_c + after->r_k_per_w * pw - t_hold) / tau;
+    if (!(rate > 0)) return 0.0;
+    double delta = fmax(0.5 * after->sensor_quantum_c, after->sensor_noise_c), lag = after->sensor_lag_s;
+    double t = 0;
+    while (t < 600 && rate * (t - (lag > 0 ? lag * (1 - exp(-t / lag)) : 0)) < delta) t += 0.01;
+    return rate * t;
+}
+
 /* The lowest constant duty (capped at the limit) that does `goal` work in the scenario. */
 static double pace_to_cool_duty(const th_thermal_profile *before, const th_thermal_profile *after, double change_at,
                                 double duration, double dt, th_scenario_kind kind, uint64_t seed, double limit,
@@ -360,6 +380,11 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
         out->optimal_work = opt.work;
         out->work_vs_optimal = opt.work > 0 ? out->work / opt.work : NAN;
         out->optimal_energy_per_work_j = opt.work > 0 ? opt.energy_j / opt.work : INFINITY;
+        out->causal_margin_c = causal_margin_c(profile, after, limit);
+        ideal_plant cz = ideal_run(profile, after, change_at, duration, dt, kind, o.seed, limit - out->causal_margin_c,
+                                   OPT_HOLD, 0, 0);
+        out->causal_work = cz.work;
+        out->work_vs_causal = cz.work > 0 ? out->work / cz.work : NAN;
         double goal = fmin(out->work, opt.work);
         ideal_plant race = ideal_run(profile, after, change_at, duration, dt, kind, o.seed, limit, OPT_RACE, goal, 0);
         double pd = pace_to_cool_duty(profile, after, change_at, duration, dt, kind, o.seed, limit, goal);

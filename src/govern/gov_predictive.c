@@ -15,10 +15,11 @@
  * Power model (power input only): P = α + β·u + γ·(T − 60), a second small RLS, seeded
  * from the configured P_idle/P_max; γ is the leakage slope.
  *
- * State estimate: a two-state Kalman filter on (T, D), where D is an offset added to the
- * modeled steady temperature. D takes up what the identification has not yet learned (an
- * ambient step shows up there within seconds), which gives the controller integral action.
- * The sensor's first-order lag (config) is undone with T_true ≈ T_sensor + lag·dT/dt.
+ * State estimate: a three-state Kalman filter on (T die, S sensor, D), where D is an offset
+ * added to the modeled steady temperature and S follows T with the sensor's known lag; the
+ * reading's variance is noise² + quantum²/12. D takes up what the identification has not
+ * yet learned (an ambient step shows up there within seconds), which gives the controller
+ * integral action; the filter is symmetric (a hot-reading bias held the plant ~1 °C low).
  *
  * Control: the highest duty u whose predicted temperature over the horizon H stays under
  * limit − margin. A first-order trajectory from T0 is monotone, so the peak over [0, H] is
@@ -40,8 +41,8 @@
 #define PRED_CUSUM_K 0.5      /* CUSUM drift, in σ */
 #define PRED_CUSUM_H 6.0      /* CUSUM threshold, in σ */
 #define PRED_T_REF 60.0       /* leakage slope reference temperature */
-#define PRED_HOT_DEADBAND_C 0.0 /* ... beyond this innovation (°C); 0: all of it (a deadband slowed the reaction) */
-#define PRED_HOT_GAIN 2.0     /* offset gain multiplier for hotter-than-predicted readings */
+#define PRED_Q_T 1e-3        /* Kalman process noise of the die temperature, °C²/s */
+#define PRED_Q_D 10.0        /* ... and of the offset D, °C²/s: a slower fan must show within a second or two */
 #define PRED_SPIKES 16        /* gradient-norm spikes remembered */
 #define PRED_SPIKE_RATIO 1.8  /* a spike: the norm above this multiple of its baseline */
 #define PRED_FF_GAIN0 0.5     /* a spike's extra power (fraction of the duty's) before one is measured */
@@ -62,8 +63,8 @@ typedef struct {
     long conv_blocks;      /* blocks since the last (re)start of the identification */
     /* power model: ψ = (1, u, (T − 60)/10), P = ψ·w */
     double w[3], Q[3][3], q_trace_max;
-    /* Kalman filter on (T, D) */
-    double kt, kd, kp[2][2];
+    /* Kalman filter on (T die, S sensor, D offset) */
+    double kt, ks, kd, kp[3][3];
     int have_k;
     /* control */
     double u_prev;
@@ -357,6 +358,40 @@ static int pick_model(const pred_state *s, const th_gov_config *cfg, double *r, 
     return 1;
 }
 
+/* One step of the Kalman filter on x = (T, S, D): the die T relaxes towards the modeled
+ * steady temperature tss plus the offset D with time constant tau; the sensor S follows the
+ * die with the configured lag (S = T without one); D is a random walk. The reading y is S
+ * plus noise and quantization (variance sigma^2 + q^2/12), so the filter undoes the lag and
+ * the steps with what the profile says of the sensor instead of a derivative of readings. */
+static void kalman_step(pred_state *s, const th_gov_config *cfg, double dt, double tau, double tss, double y) {
+    double f = exp(-dt / tau);
+    double g = cfg->sensor_lag_s > 0 ? exp(-dt / cfg->sensor_lag_s) : 0.0;
+    double w = cfg->sensor_lag_s > 0 ? 0.5 : 0.0; /* S follows the mean of T over the step */
+    double F[3][3] = {{f, 0, 1 - f},
+                      {(1 - g) * (w + (1 - w) * f), g, (1 - g) * (1 - w) * (1 - f)},
+                      {0, 0, 1}};
+    double uin[3] = {(1 - f) * tss, (1 - g) * (1 - w) * (1 - f) * tss, 0};
+    double x[3] = {s->kt, s->ks, s->kd}, xp[3], FP[3][3], Pp[3][3];
+    for (int i = 0; i < 3; i++) xp[i] = F[i][0] * x[0] + F[i][1] * x[1] + F[i][2] * x[2] + uin[i];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) FP[i][j] = F[i][0] * s->kp[0][j] + F[i][1] * s->kp[1][j] + F[i][2] * s->kp[2][j];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) Pp[i][j] = FP[i][0] * F[j][0] + FP[i][1] * F[j][1] + FP[i][2] * F[j][2];
+    Pp[0][0] += PRED_Q_T * dt;
+    Pp[2][2] += PRED_Q_D * dt;
+    double q = cfg->sensor_quantum_c, sn = cfg->sensor_noise_c;
+    double rv = q > 0 || sn > 0 ? sn * sn + q * q / 12.0 + 1e-4 : 0.15;
+    double sden = Pp[1][1] + rv, innov = y - xp[1];
+    double k[3] = {Pp[0][1] / sden, Pp[1][1] / sden, Pp[2][1] / sden};
+    s->kt = xp[0] + k[0] * innov;
+    s->ks = xp[1] + k[1] * innov;
+    s->kd = xp[2] + k[2] * innov;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) s->kp[i][j] = Pp[i][j] - k[i] * Pp[1][j];
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++) s->kp[i][j] = s->kp[j][i] = 0.5 * (s->kp[i][j] + s->kp[j][i]);
+}
+
 static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *smp, double dt_arg,
                         th_gov_output *out) {
     pred_state *s = state;
@@ -402,42 +437,15 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
 
     /* state estimate */
     if (!s->have_k || gap) {
-        s->kt = y;
+        s->kt = s->ks = y;
         s->kd = 0;
-        s->kp[0][0] = 1.0;
-        s->kp[0][1] = s->kp[1][0] = 0;
-        s->kp[1][1] = 4.0;
+        memset(s->kp, 0, sizeof s->kp);
+        s->kp[0][0] = s->kp[1][1] = 1.0;
+        s->kp[0][1] = s->kp[1][0] = 1.0;
+        s->kp[2][2] = 4.0;
         s->have_k = 1;
     } else {
-        double f = exp(-dt / tau);
-        double tss = tamb + r * x_meas;
-        /* predict: T' = f·T + (1 − f)·(tss + D), D' = D */
-        double kt = f * s->kt + (1 - f) * (tss + s->kd);
-        double F[2][2] = {{f, 1 - f}, {0, 1}};
-        double Pp[2][2];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) {
-                double acc = 0;
-                for (int k = 0; k < 2; k++)
-                    for (int l = 0; l < 2; l++) acc += F[i][k] * s->kp[k][l] * F[j][l];
-                Pp[i][j] = acc;
-            }
-        Pp[0][0] += 1e-3 * dt;         /* model error in T */
-        Pp[1][1] += 0.5 * dt;          /* D drifts up to ~0.7 °C/√s */
-        double rv = 0.15;              /* sensor variance: ~0.3 °C noise with 1 °C steps */
-        double sden = Pp[0][0] + rv;
-        double g0 = Pp[0][0] / sden, g1 = Pp[1][0] / sden;
-        double innov = y - kt;
-        s->kt = kt + g0 * innov;
-        /* asymmetric on purpose: a reading hotter than predicted moves the offset
-         * PRED_HOT_GAIN times faster than a cooler one (a slower fan must be caught within
-         * a second or two; a cooler reading can wait). The price is a small bias towards
-         * caution in steady state (about 0.5 °C, which costs ~1-2 % of work). */
-        s->kd += g1 * innov + (PRED_HOT_GAIN - 1.0) * g1 * fmax(0.0, innov - PRED_HOT_DEADBAND_C);
-        s->kp[0][0] = (1 - g0) * Pp[0][0];
-        s->kp[0][1] = (1 - g0) * Pp[0][1];
-        s->kp[1][0] = Pp[1][0] - g1 * Pp[0][0];
-        s->kp[1][1] = Pp[1][1] - g1 * Pp[0][1];
+        kalman_step(s, cfg, dt, tau, tamb + r * x_meas, y);
         if (!have_model) s->kd = 0; /* no model: nothing to offset */
     }
 
@@ -451,8 +459,7 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         /* steady temperature at duty u: T = (base + R·β·u)/(1 − Rγ') */
         double base = tamb + s->kd + r * (s->w[0] - s->w[2] * PRED_T_REF / 10.0);
         double slope = r * s->w[1];
-        double tss_now = (base + slope * u_applied) / (1.0 - rg);
-        double t0 = s->kt + cfg->sensor_lag_s * (tss_now - s->kt) / tau_eff; /* undo the sensor lag */
+        double t0 = s->kt; /* the die, not its lagged sensor */
         double k = 1.0 - exp(-cfg->horizon_s / tau_eff);
         double t_allow = t0 + (lim - t0) / k;
         u = slope > 0 ? (t_allow * (1.0 - rg) - base) / slope : 1.0;
@@ -522,6 +529,7 @@ static th_status pred_model(const void *state, th_gov_model *out) {
     out->tau_s = s->valid ? s->tau : NAN;
     out->t_ambient_c = s->valid ? s->tamb : NAN;
     out->offset_c = s->kd;
+    out->t_est_c = s->have_k ? s->kt : NAN;
     out->rms_error_c = sqrt(s->err_ms);
     out->blocks = s->blocks;
     out->changes = s->changes;
