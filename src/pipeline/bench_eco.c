@@ -342,9 +342,12 @@ static th_status eco_measure(th_bench_eco_model *em, const char *text, size_t le
     if (info->format == TH_FORMAT_CHECKPOINT) th_run_meta_parse(info->run_meta, em->path, &meta);
     em->recorded_val_loss = meta.last_val_loss;
     struct stat sb;
-    if (!(stat(em->path, &sb) == 0 && S_ISDIR(sb.st_mode) && th_tokenizer_load_dir(em->path, &tok) == TH_OK) &&
-        (st = th_tokenizer_load_default(&tok)) != TH_OK)
+    if (info->format == TH_FORMAT_GGUF) { // the tokenizer stored in the file
+        if ((st = th_model_load_tokenizer(em->path, &tok)) != TH_OK) goto done;
+    } else if (!(stat(em->path, &sb) == 0 && S_ISDIR(sb.st_mode) && th_tokenizer_load_dir(em->path, &tok) == TH_OK) &&
+               (st = th_tokenizer_load_default(&tok)) != TH_OK) {
         goto done;
+    }
     s.ctx = o->ctx > 0 && o->ctx < s.cfg->max_seq_len ? o->ctx : s.cfg->max_seq_len;
     if ((st = eco_check(em, tok, text, len, &s, &checks_len)) != TH_OK || em->not_rated[0]) goto done;
     if ((st = th_run_start(&o->run, &run)) != TH_OK) goto done;

@@ -290,7 +290,7 @@ th_status th_distill_run(const th_distill_job *d, th_distill_result *out) {
         snprintf(train_path, sizeof train_path, "%s", final_train);
         snprintf(val_path, sizeof val_path, "%s", access(final_val, R_OK) == 0 ? final_val : "");
     } else {
-        if ((st = th_tokenizer_load_for_model(d->job.model, &tok)) != TH_OK) goto done;
+        if ((st = th_model_load_tokenizer(d->job.model, &tok)) != TH_OK) goto done;
         if ((st = distill_mkdir_p(dir)) != TH_OK) goto done;
         if ((st = distill_shards_build(tok, d->job.data, d->job.n_data, dir, tmp_dir, sizeof tmp_dir, train_path,
                                        val_path, sizeof train_path)) != TH_OK)

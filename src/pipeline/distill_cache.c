@@ -143,7 +143,7 @@ th_status th_distill_cache_run(const th_distill_cache_opts *o, th_distill_cache_
                      o->teacher, o->top_k, cfg->vocab_size);
         goto done;
     }
-    if ((st = th_tokenizer_load_for_model(o->teacher, &tok)) != TH_OK) goto done;
+    if ((st = th_model_load_tokenizer(o->teacher, &tok)) != TH_OK) goto done;
     if ((st = distill_shards_build(tok, o->data, o->n_data, o->out_path, tmp_dir, sizeof tmp_dir, train_path, val_path,
                                    sizeof train_path)) != TH_OK)
         goto done;

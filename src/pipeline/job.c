@@ -203,7 +203,7 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
         st = th_fail(TH_ERR_INVALID, "--seq %d exceeds the model's context of %d", s->seq, cfg->max_seq_len);
         goto done;
     }
-    if ((st = th_tokenizer_load_for_model(j->model, &tok)) != TH_OK && !j->dp) goto done;
+    if ((st = th_model_load_tokenizer(j->model, &tok)) != TH_OK && !j->dp) goto done;
     if (j->dp) { // every failure before the first step is agreed, so no rank waits for another
         if ((st = th_dp_agree(j->dp, st)) != TH_OK) goto done;
         if ((st = th_dp_agree(j->dp, open_data(j, tok, s, data_dir, &train, &val))) != TH_OK) goto done;

@@ -901,7 +901,7 @@ th_status th_learn_run(const th_learn_opts *o, th_learn_result *out) {
     } else {
         th_tokenizer *tok = NULL;
         if (!(o->n_data == 1 && is_shard(o->data[0])) || (o->replay_from && !is_shard(o->replay_from))) {
-            if ((st = th_tokenizer_load_for_model(p->model, &tok)) != TH_OK) goto done;
+            if ((st = th_model_load_tokenizer(p->model, &tok)) != TH_OK) goto done;
         }
         w->tok = tok;
         if ((st = prepare_new(o, p, w->tok, u)) != TH_OK) goto done;

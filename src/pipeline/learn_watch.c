@@ -504,7 +504,7 @@ th_status th_learn_watch(const th_learn_watch_opts *o, th_learn_watch_result *ou
         goto done;
     }
     if ((st = state_load(&c->w, o->state_dir)) != TH_OK) goto done;
-    if ((st = th_tokenizer_load_for_model(model_dir, &c->tok)) != TH_OK) goto done;
+    if ((st = th_model_load_tokenizer(model_dir, &c->tok)) != TH_OK) goto done;
     if ((st = finish_pending(c)) != TH_OK) goto done;
     if (out->updates_promoted && (st = load_model(c)) != TH_OK) goto done;
     if ((st = run_start(c)) != TH_OK) goto done;

@@ -1051,7 +1051,7 @@ th_status th_server_start(const th_serve_opts *o, th_server **out) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->engine_cv, NULL);
     th_status st = th_serve_models_open(o, &s->models);
-    if (st == TH_OK) st = th_tokenizer_load_for_model(th_serve_models_path(s->models), &s->tok);
+    if (st == TH_OK) st = th_model_load_tokenizer(th_serve_models_path(s->models), &s->tok);
     if (st != TH_OK) goto fail;
     th_serve_model *first = th_serve_models_acquire(s->models);
     s->cfg = *th_gpt2_get_config(first->m);
