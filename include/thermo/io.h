@@ -207,7 +207,7 @@ typedef struct {
 enum {
     TH_META_STEPS = 1u << 0, TH_META_BATCH = 1u << 1, TH_META_SEQ = 1u << 2, TH_META_GRAD_ACCUM = 1u << 3,
     TH_META_WARMUP = 1u << 4, TH_META_SEED = 1u << 5, TH_META_LR = 1u << 6, TH_META_WEIGHT_DECAY = 1u << 7,
-    TH_META_GRAD_CLIP = 1u << 8,
+    TH_META_GRAD_CLIP = 1u << 8, TH_META_PRECISION = 1u << 9,
 };
 typedef struct {
     uint32_t has;             /* TH_META_* bits */
@@ -215,6 +215,7 @@ typedef struct {
     int batch, seq, grad_accum, warmup;
     uint64_t seed;
     double lr, weight_decay, grad_clip;
+    int precision;            /* of the training matmuls: th_precision (0 f32, 1 bf16) */
     double last_val_loss;     /* NaN: none recorded */
     char tokenizer[16];       /* "gpt2" */
 } th_run_meta;
@@ -222,7 +223,8 @@ typedef struct {
 /* No settings, no validation loss, tokenizer "gpt2". */
 th_run_meta th_run_meta_empty(void);
 /* The JSON object stored in th_train_state.run_meta (keys steps, batch, seq, grad_accum,
- * warmup, seed, lr, weight_decay, grad_clip, last_val_loss, tokenizer; absent when not set).
+ * warmup, seed, lr, weight_decay, grad_clip, precision ("f32" or "bf16"), last_val_loss,
+ * tokenizer; absent when not set).
  * TH_ERR_INVALID if it does not fit in cap. */
 th_status th_run_meta_to_json(const th_run_meta *m, char *buf, size_t cap);
 /* Parses it back; a field of the wrong type or out of range fails with TH_ERR_FORMAT naming

@@ -367,7 +367,6 @@ typedef struct {
      * global count. Rank 0 builds the data shards and writes the checkpoint and the model;
      * every rank opens the model and data, and a failure on any rank fails all of them. */
     struct th_dp *dp;
-    int precision; /* th_train_opts.precision (default 0: f32); not recorded in checkpoints */
 } th_train_job;
 
 th_train_job th_train_job_defaults(void);

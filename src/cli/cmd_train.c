@@ -105,8 +105,9 @@ void cli_train_init(cli_train_args *t) {
         CLI_O_U64("--seed", "S", &s->seed, 0, 0x7fffffffffffffffL,
                   "seed for initialization and data order (default 1337)", .has = has, .bit = TH_META_SEED),
         CLI_O_INT("--threads", "N", &t->threads, 1, 1024, "compute threads (default: all cores)"),
-        CLI_O_CHOICE("--precision", &j->precision, precision_names, precision_values,
-                     "matmul operands: f32 (default) or bf16 (fp32 sums, master weights and AdamW)"),
+        CLI_O_CHOICE("--precision", &s->precision, precision_names, precision_values,
+                     "matmul operands: f32 (default) or bf16 (fp32 sums, master weights and\n"
+                     "AdamW); recorded in the checkpoint, so a resume keeps it", .has = has, .bit = TH_META_PRECISION),
         CLI_O_HEAD("waste guards"),
         CLI_O_FLAG("--no-preflight", &t->no_preflight,
                    "skip the checks before the run (memory, loss at init, checkpoint round trip)"),

@@ -32,6 +32,7 @@ th_status th_run_meta_to_json(const th_run_meta *m, char *buf, size_t cap) {
         {"grad_clip", TH_META_GRAD_CLIP, m->grad_clip}};
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
         if (m->has & reals[i].bit) json_object_set_new(o, reals[i].key, json_real(reals[i].v));
+    if (m->has & TH_META_PRECISION) json_object_set_new(o, "precision", json_string(m->precision ? "bf16" : "f32"));
     if (isfinite(m->last_val_loss)) json_object_set_new(o, "last_val_loss", json_real(m->last_val_loss));
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(o);
@@ -93,6 +94,16 @@ th_status th_run_meta_parse(const char *json, const char *where, th_run_meta *ou
         }
         *reals[i].dst = x;
         out->has |= reals[i].bit;
+    }
+    json_t *pr = json_object_get(o, "precision");
+    if (st == TH_OK && pr) {
+        const char *v = json_is_string(pr) ? json_string_value(pr) : "";
+        if (strcmp(v, "f32") != 0 && strcmp(v, "bf16") != 0) {
+            st = th_fail(TH_ERR_FORMAT, "%s: run metadata field precision must be \"f32\" or \"bf16\"", where);
+        } else {
+            out->precision = strcmp(v, "bf16") == 0;
+            out->has |= TH_META_PRECISION;
+        }
     }
 done:
     json_decref(o);

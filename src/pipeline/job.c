@@ -57,6 +57,7 @@ static th_run_meta decide_settings(const th_run_meta *given, const th_run_meta *
     if (rec & TH_META_LR) s.lr = recorded->lr;
     if (rec & TH_META_WEIGHT_DECAY) s.weight_decay = recorded->weight_decay;
     if (rec & TH_META_GRAD_CLIP) s.grad_clip = recorded->grad_clip;
+    if (rec & TH_META_PRECISION) s.precision = recorded->precision;
     s.has |= rec;
     if (recorded) s.last_val_loss = recorded->last_val_loss;
     if (!(s.has & TH_META_STEPS)) s.steps = 300;
@@ -68,8 +69,9 @@ static th_run_meta decide_settings(const th_run_meta *given, const th_run_meta *
     if (!(s.has & TH_META_WEIGHT_DECAY)) s.weight_decay = 0.1;
     if (!(s.has & TH_META_GRAD_CLIP)) s.grad_clip = 1.0;
     if (!(s.has & TH_META_WARMUP)) s.warmup = (int)(s.steps / 10 > 100 ? 100 : s.steps / 10);
+    if (!(s.has & TH_META_PRECISION)) s.precision = 0; // f32
     s.has = TH_META_STEPS | TH_META_BATCH | TH_META_SEQ | TH_META_GRAD_ACCUM | TH_META_WARMUP | TH_META_SEED |
-            TH_META_LR | TH_META_WEIGHT_DECAY | TH_META_GRAD_CLIP;
+            TH_META_LR | TH_META_WEIGHT_DECAY | TH_META_GRAD_CLIP | TH_META_PRECISION;
     return s;
 }
 
@@ -235,7 +237,6 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     o.teacher = j->teacher;
     o.micro_loss = j->micro_loss;
     o.hook_user = j->hook_user;
-    o.precision = j->precision;
     o.should_stop = job_should_stop;
     o.on_step = job_on_step;
     o.user = &ctx;
@@ -246,8 +247,9 @@ th_status th_train_job_run(const th_train_job *j, th_train_job_result *out) {
     if (j->on_run_started) j->on_run_started(run, j->user);
     o.run = ctx.run = run;
     out->start_step = state.step;
-    th_log(TH_LOG_INFO, "training %ld steps of %d x %d tokens (x%d accumulation), lr %.1e, %d threads, compute %s",
-           s->steps, s->batch, s->seq, s->grad_accum, s->lr, th_threads_get(), th_compute_current());
+    th_log(TH_LOG_INFO, "training %ld steps of %d x %d tokens (x%d accumulation), lr %.1e, %d threads, compute %s, %s",
+           s->steps, s->batch, s->seq, s->grad_accum, s->lr, th_threads_get(), th_compute_current(),
+           th_precision_name((th_precision)s->precision));
     st = th_train(m, train, val, &o, &state, &out->train);
     if (j->on_run_started) j->on_run_started(NULL, j->user);
     th_status st_run = th_run_stop(run, &out->figures);

@@ -40,6 +40,7 @@ th_train_opts th_train_opts_from_meta(const th_run_meta *s) {
     o.opt.grad_clip = (float)s->grad_clip;
     o.lr_min = o.opt.lr / 10.0f;
     o.warmup_steps = s->warmup;
+    o.precision = s->precision;
     o.meta = *s;
     return o;
 }
