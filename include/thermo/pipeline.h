@@ -37,6 +37,9 @@ typedef struct {
     /* training rows after the main one, timed in the same run on the same model (issue 17) */
     int train_bf16;       /* also time training with TH_PRECISION_BF16 on the selected backend */
     const char *train_vs; /* also time f32 training on this compute backend (NULL: none) */
+    /* the whole benchmark, ceilings included, this many times (default 3); every figure is
+     * the best of the rounds, since a noisy machine only ever slows one down */
+    int rounds;
 } th_bench_model_opts;
 
 /* One row of the precision table: prefill, decode and the context probe on a model packed
@@ -45,6 +48,7 @@ typedef struct {
     th_dtype dtype;
     double prefill_tok_s, prefill_fma_share;   /* prompt_tokens long */
     double prefill512_tok_s, prefill512_fma_share; /* 512 tokens (or the context) long */
+    int prefill512_tokens;                      /* that prompt's length */
     double decode_tok_s, decode_read_share, decode_bytes_per_token;
     double decode_ctx64_tok_s, decode_ctx512_tok_s; /* 32 tokens after 64 and after 512 of context */
     double rss_mb;                              /* peak RSS from packing to the end (VmHWM reset) */
@@ -62,11 +66,13 @@ typedef struct {
     double train_step_ms_naive; /* 0 unless baseline_naive */
     double prefill_tok_s;
     double decode_tok_s;
-    double decode_rss_mb;       /* peak RSS after inference, before training allocates */
-    double peak_rss_mb;         /* peak RSS of the whole benchmark (training included) */
+    double decode_rss_mb;       /* peak RSS of inference (VmHWM reset after the ceilings), before training */
+    double peak_rss_mb;         /* peak RSS of inference and training, the ceilings' buffer not counted */
     float first_loss;           /* loss of the first training step, ≈ ln(V) at init */
-    /* the machine's ceilings measured in the same run, and the figures as shares of them */
-    th_ceilings ceilings;
+    /* the machine's ceilings measured in the same run (the best of the rounds), and the
+     * figures as shares of them; ceilings_worst: the slowest round's, to show the spread */
+    th_ceilings ceilings, ceilings_worst;
+    int rounds;
     double decode_bytes_per_token; /* weights read per decoded token + the KV cache at mid-decode */
     double decode_read_share;      /* decode_tok_s x decode_bytes_per_token / read bandwidth */
     double prefill_fma_share;      /* prefill model FLOPs (2·N per token + attention) / FMA peak */
