@@ -374,6 +374,21 @@ static void test_cli(void) {
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "\"tensor_types\"") && strstr(out, "\"default_dtype\": \"f16\""),
           "thermo info --json: exit %d:\n%s", rc, out);
+    // a file of another GGUF version is a model this build cannot load: exit 3, version named
+    char src[4096], bad[4096];
+    snprintf(src, sizeof src, "%s/tiny-Q8_0.gguf", dir);
+    snprintf(bad, sizeof bad, "%s/version2.gguf", dir);
+    size_t n = 0;
+    unsigned char *bytes = test_read_file(src, &n);
+    CHECK(bytes && n > 8, "read %s", src);
+    if (bytes) {
+        bytes[4] = 2; // the little-endian u32 after "GGUF"
+        CHECK(test_write_file(bad, bytes, n), "write %s", bad);
+        free(bytes);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' info '%s' 2>&1", thermo, bad);
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 3 && strstr(out, "GGUF version 2"), "thermo info on a version-2 file: exit %d:\n%s", rc, out);
     snprintf(cmd, sizeof cmd,
              "'%s' generate --model '%s/tiny-Q8_0.gguf' --prompt 'hello t' --temperature 0 --max-tokens 4 "
              "--threads 2 2>/dev/null", thermo, dir);

@@ -44,6 +44,10 @@ int cmd_learn(int argc, char **argv);
 /* Prints "thermo: <context>: <library message>" to stderr; returns the exit code for st. */
 int cli_report(th_status st, const char *context);
 
+/* cli_report for a model file given by the user: one this build cannot read (an unsupported
+ * version or tensor type, TH_ERR_UNSUPPORTED) is rejected input too, exit 3. */
+int cli_report_model(th_status st, const char *context);
+
 /* Prints a jansson value on stdout as one document (json_dumps flags) and releases it (NULL:
  * out of memory). Returns an exit code naming cmd on failure. */
 int cli_print_json(void *json, size_t flags, const char *cmd);

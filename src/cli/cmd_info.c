@@ -171,7 +171,7 @@ int cmd_info(int argc, char **argv) {
     th_gpt2 *m = NULL;
     th_model_info info;
     th_status st = th_model_load_any(path, &m, &info);
-    if (st != TH_OK) return cli_report(st, "info");
+    if (st != TH_OK) return cli_report_model(st, "info");
     th_gpt2_free(m);
     tokenizer_info ti;
     probe_tokenizer(path, &ti);

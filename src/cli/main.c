@@ -72,6 +72,11 @@ int cli_report(th_status st, const char *context) {
     }
 }
 
+int cli_report_model(th_status st, const char *context) {
+    int rc = cli_report(st, context);
+    return st == TH_ERR_UNSUPPORTED ? EXIT_BAD_INPUT : rc;
+}
+
 static void log_to_stderr(th_log_level level, const char *msg, void *user) {
     th_log_level min_level = (th_log_level)(long)user;
     if (level < min_level) return;
