@@ -1,8 +1,9 @@
 /* test_evaluate_bench_cli.c: `thermo bench eco` end to end on the simulated plant.
  *
  * Writes four Hugging Face models with random weights and GPT-2's vocabulary (tokenizer:
- * the default one): "lean" (L=1, C=32), "big" (L=4, C=128, the `small` preset's shape with
- * a 64-token context), "nan" (lean with one NaN in the final LayerNorm: a faulty model) and
+ * the default one): "lean" (L=1, C=32), "big" (L=4, C=256, a 64-token context: 8x lean's
+ * lm_head and far more per layer, so the order of their token times survives a busy
+ * machine; at C=128 it flipped once under load), "nan" (lean with one NaN in the final LayerNorm: a faulty model) and
  * "v512" (a 512-token vocabulary, too small for the data's ids). Runs
  * `thermo bench eco --models ... --data FILE --sensor sim --threads 1 --json --html FILE` (one
  * thread: a preempted second thread would make token times noise on a shared machine) and checks:
@@ -89,7 +90,7 @@ int main(void) {
     char tmp[4096], p[4400], cmd[32768];
     snprintf(tmp, sizeof tmp, "%s", test_tmp_dir("evaluate_bench_cli"));
     const char *names[4] = {"lean", "big", "nan", "v512"};
-    int shapes[4][5] = {{1, 32, 2, 50257, 0}, {4, 128, 4, 50257, 0}, {1, 32, 2, 50257, 1}, {1, 32, 2, 512, 0}};
+    int shapes[4][5] = {{1, 32, 2, 50257, 0}, {4, 256, 4, 50257, 0}, {1, 32, 2, 50257, 1}, {1, 32, 2, 512, 0}};
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s", tmp, names[i]);
         CHECK(save_model(p, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4]), "save %s: %s",
