@@ -217,19 +217,19 @@ static double fo_golden(fo_ml *m, int which, double fixed, double lo, double hi,
 }
 
 /* The likelihood's optimum, started from the output-error tau0: for lam 0 and 10^-3 ... 10^3
- * (half-decade steps) the best tau within a factor 2 of tau0, then two rounds of refining
- * lam (against lam = 0 too) and tau. Returns −2 log L; *tau and *lam. */
+ * (decade steps) the best tau within a factor 2 of tau0, then two rounds of refining lam
+ * (within a factor 10 each way, against lam = 0 too) and tau. Returns −2 log L; *tau, *lam. */
 static double fo_ml_search(fo_ml *m, double tau0, double *tau, double *lam) {
     double best = INFINITY, t_arg, beta[3];
     *tau = tau0, *lam = 0;
-    for (int j = -1; j <= 12; j++) {
-        double l = j < 0 ? 0 : pow(10, -3 + 0.5 * j);
-        double f = fo_golden(m, 0, l, log(tau0) - 0.7, log(tau0) + 0.7, 30, &t_arg);
+    for (int j = -1; j <= 6; j++) {
+        double l = j < 0 ? 0 : pow(10, -3 + j);
+        double f = fo_golden(m, 0, l, log(tau0) - 0.7, log(tau0) + 0.7, 24, &t_arg);
         if (f < best) best = f, *tau = t_arg, *lam = l;
     }
     for (int round = 0; round < 2; round++) {
         if (*lam > 0) {
-            double l_arg, f = fo_golden(m, 1, *tau, log(*lam) - 1.2, log(*lam) + 1.2, 30, &l_arg);
+            double l_arg, f = fo_golden(m, 1, *tau, log(*lam) - 2.3, log(*lam) + 2.3, 30, &l_arg);
             if (f < best) best = f, *lam = l_arg;
         }
         double f = fo_golden(m, 0, *lam, log(*tau) - 0.1, log(*tau) + 0.1, 30, &t_arg);
