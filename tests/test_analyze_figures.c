@@ -6,7 +6,8 @@
  * no coupling planted the analysis must not find one; bad logs (empty, header only,
  * truncated, mis-ordered, missing columns, too few rows) give a clear error or the figures
  * that can be computed with NaN and a reason for the others; calibrate recovers R and τ of
- * simulated profiles within 5 %. */
+ * simulated profiles within 5 %; the fit names the noises on temperature and on each
+ * power reading that it models. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,33 @@ static th_analysis *analyze(const char *path, const th_analyze_opts *o) {
 }
 
 static double fig(const th_analysis *a, th_an_figure_id id) { return a ? a->fig[id].value : NAN; }
+
+/* A uniform 0..1 draw and a normal one from a private xorshift (rand() is the synth's). */
+static unsigned long long g_x = 99;
+static double u01(void) { g_x ^= g_x << 13, g_x ^= g_x >> 7, g_x ^= g_x << 17; return (double)(g_x >> 11) / 9007199254740992.0; }
+static double n01(void) { return sqrt(-2 * log(u01() + 1e-12)) * cos(6.283185307179586 * u01()); }
+
+/* The fit on a plant integrated exactly at 10 Hz (power held over each 0.1 s, a new level
+ * every 0.5-3 s), 300 s from ambient, temperature noise 0.1 C, each power reading's noise
+ * sd_p: R and tau within 5 %, the fitted noises within 25 % of the planted ones. */
+static void fit_noise_case(double sd_p) {
+    enum { N = 3001 };
+    static double t[N], T[N], P[N];
+    double temp = AMB, p = 60, next = 0;
+    for (int i = 0; i < N; i++) {
+        t[i] = 0.1 * i;
+        if (t[i] >= next) p = P_IDLE + (P_MAX - P_IDLE) * u01(), next = t[i] + 0.5 + 2.5 * u01();
+        if (i) temp = AMB + R_TRUE * p + (temp - AMB - R_TRUE * p) * exp(-0.1 / TAU);
+        T[i] = temp + 0.1 * n01(), P[i] = p + sd_p * n01();
+    }
+    th_fo_fit f;
+    CHECK(th_fit_first_order(t, T, P, N, NAN, 0, &f) == TH_OK, "noise case %g W: %s", sd_p, th_last_error());
+    CHECK(fabs(f.tau_s / TAU - 1) < 0.05 && fabs(f.r_k_per_w / R_TRUE - 1) < 0.05, "noise case %g W: tau %g R %g", sd_p,
+          f.tau_s, f.r_k_per_w);
+    CHECK(fabs(f.temp_noise_c / 0.1 - 1) < 0.25, "noise case %g W: temperature noise %g C, planted 0.1", sd_p, f.temp_noise_c);
+    if (sd_p > 0) CHECK(fabs(f.power_noise_w / sd_p - 1) < 0.25, "power noise %g W, planted %g", f.power_noise_w, sd_p);
+    else CHECK(f.power_noise_w < 0.5, "no power noise planted: fitted %g W", f.power_noise_w);
+}
 
 int main(void) {
     const char *dir = test_tmp_dir("analyze_figures");
@@ -314,5 +342,7 @@ int main(void) {
         CHECK(fabs(back.r_k_per_w - r.fit.r_k_per_w) < 1e-6 && strstr(back.source, "RMS fit error"),
               "profile round trip carries the fit error");
     }
+    fit_noise_case(0);
+    fit_noise_case(5);
     return test_summary();
 }

@@ -172,9 +172,7 @@ int main(void) {
                     CHECK(fabs(rp) >= fabs(rd) - 0.05 && rp < 0, "%s %s: r_peak %.3f vs direct %.3f", tag, what, rp, rd);
                     CHECK(strstr(a->fig[TH_AN_R_PEAK].interp, "strong") != NULL, "%s %s: reading %s", tag, what,
                           a->fig[TH_AN_R_PEAK].interp);
-                    int hard = seed == 2 && p.tau_s == 10 && p.noise_p_w > 1 && p.start == 1; /* see the report */
-                    double tol = hard ? 0.15 : 0.10;
-                    CHECK(fabs(tau / p.tau_s - 1) < tol, "%s %s: tau %.3f vs %g", tag, what, tau, p.tau_s);
+                    CHECK(fabs(tau / p.tau_s - 1) < 0.10, "%s %s: tau %.3f vs %g", tag, what, tau, p.tau_s);
                     CHECK(fabs(R / p.r_k_per_w - 1) < 0.10, "%s %s: R %.4f vs %g", tag, what, R, p.r_k_per_w);
                     CHECK(fabs(amb - 24) < 1.0 && strstr(a->meta.ambient_how, "fitted"), "%s %s: ambient %.2f (%s)", tag,
                           what, amb, a->meta.ambient_how);
@@ -186,6 +184,43 @@ int main(void) {
     for (int ti = 0; ti < 3; ti++)
         printf("  %5g  %15.1f%%  %12.1f%%  %16.2f  %21.3f\n", taus[ti], 100 * worst_tau[ti], 100 * worst_r[ti],
                worst_amb[ti], worst_dr[ti]);
+
+    /* the hard corner, 40 more seeds: tau 10 s, warm start, 2 W noise on each power reading,
+     * 20 % missing. Ambient, R and tau are separated only by the load spikes, and the plant
+     * low-passes the power's noise into a wander that looks like them: the likelihood fit
+     * (which models that noise) scatters ~6 % in tau, C = tau/R ~2 %. What holds on every
+     * seed: t_lag, and the error within 3.5 stated sd; over the seeds: the stated sd within
+     * a factor 2 of the scatter (RMS of error/sd in 0.5..2), RMS error under 8 %, at most
+     * 1 in 5 seeds outside 10 %. The plain least-squares fit stated ~2.5 % against 8 %. */
+    {
+        int nh = 0, out10 = 0;
+        double e2_tau = 0, e2_r = 0, e2_c = 0, z2_tau = 0, z2_r = 0, z2_c = 0, worst_t = 0, worst_rr = 0;
+        for (int seed = 101; seed <= 140; seed++) {
+            plant_spec p = {(uint64_t)seed, seed % 7 - 3, 10, 0.2, 24, 1, 0.1, 2, 0.2, 0, 150, 1, "test:plant", 1};
+            snprintf(path, sizeof path, "%s/hard.csv", dir);
+            write_plant(path, &p);
+            th_analysis *a = analyze(path, &o);
+            if (!a) continue;
+            const th_an_figure *ft = &a->fig[TH_AN_TAU_FIT], *fr = &a->fig[TH_AN_R_FIT], *fc = &a->fig[TH_AN_C_FIT];
+            double et = ft->value / 10 - 1, er = fr->value / 0.2 - 1, ec = fc->value / 50 - 1;
+            double zt = (ft->value - 10) / ft->sd, zr = (fr->value - 0.2) / fr->sd, zc = (fc->value - 50) / fc->sd;
+            CHECK(a->fig[TH_AN_T_LAG].value == -p.lag_s, "hard seed %d: t_lag %g, want %g", seed, a->fig[TH_AN_T_LAG].value, -p.lag_s);
+            CHECK(fabs(zt) < 3.5 && fabs(zr) < 3.5 && fabs(zc) < 3.5, "hard seed %d: tau %.3f +- %.3f, R %.4f +- %.4f, C %.1f +- %.1f",
+                  seed, ft->value, ft->sd, fr->value, fr->sd, fc->value, fc->sd);
+            nh++, out10 += fabs(et) >= 0.10 || fabs(er) >= 0.10;
+            e2_tau += et * et, e2_r += er * er, e2_c += ec * ec, z2_tau += zt * zt, z2_r += zr * zr, z2_c += zc * zc;
+            worst_t = fmax(worst_t, fabs(et)), worst_rr = fmax(worst_rr, fabs(er));
+            th_analysis_free(a);
+        }
+        double rt = sqrt(e2_tau / nh), rr = sqrt(e2_r / nh), zt = sqrt(z2_tau / nh), zr = sqrt(z2_r / nh), zc = sqrt(z2_c / nh);
+        printf("hard corner (tau 10 s, warm, 2 W, 20 %% missing), %d seeds: tau RMS %.1f%% worst %.1f%%, R RMS %.1f%% worst %.1f%%, "
+               "C RMS %.1f%%; outside 10 %%: %d; RMS error/stated sd: tau %.2f R %.2f C %.2f\n",
+               nh, 100 * rt, 100 * worst_t, 100 * rr, 100 * worst_rr, 100 * sqrt(e2_c / nh), out10, zt, zr, zc);
+        CHECK(nh == 40 && rt < 0.08 && rr < 0.08, "hard corner: RMS tau %.3f R %.3f over %d", rt, rr, nh);
+        CHECK(out10 * 5 <= nh, "hard corner: %d of %d seeds outside 10 %%", out10, nh);
+        CHECK(zt > 0.5 && zt < 2 && zr > 0.5 && zr < 2 && zc > 0.5 && zc < 2,
+              "hard corner: the stated sd against the scatter: RMS z tau %.2f R %.2f C %.2f", zt, zr, zc);
+    }
 
     /* the issue's case: 150 s at 10 Hz, power 2 s behind the grad norm, tau 4 s, R 0.2 K/W,
      * starting at its steady temperature, no ambient, source `sim` and no origin column */

@@ -184,8 +184,12 @@ th_status th_analysis_write(const th_analysis *a, const char *dir);
  * through τ·dy/dt = P − y from y(t0) = 0, each power reading held over the interval that
  * ends at it (the exact solution when a reading is the average power since the previous
  * one, as RAPL- and NVML-derived power is).
- * For each τ the model is linear in (T_amb, R, d0) and is solved by least squares; τ is
- * found by golden-section search on log τ (output error, so sensor noise does not bias it). */
+ * Fitted by maximum likelihood with two white noises: the sensor's on the temperature and
+ * the recorded power's (a reading P + n held over its interval, so the model carries
+ * −R·lowpass_τ(n), a slow wander that least squares would read as signal). For each τ
+ * and noise ratio the model is linear in (T_amb, R, d0): a Kalman filter whitens the
+ * residuals and weighted least squares solves it; τ and the ratio by golden-section
+ * search, started from the output-error (plain least-squares) fit. */
 
 typedef struct {
     double r_k_per_w, tau_s, c_j_per_k, t_ambient_c;
@@ -193,12 +197,16 @@ typedef struct {
     double rms_c;      /* RMS of T − model */
     size_t n;
     int ambient_fitted; /* 1: T_amb was a free parameter */
-    /* one-standard-error uncertainties: the linear least-squares covariance at the best τ
-     * (σ² = SSE/(n − p), scaled by (1 + ρ)/(1 − ρ) for residuals with lag-1 correlation
-     * ρ), combined in quadrature with the spread of each coefficient over the τ interval
-     * where SSE ≤ SSE_min·(1 + that scale/(n − p)) (the profile's Δχ² = 1). NaN
-     * when not formed; t_ambient_sd_c is 0 when the ambient was held. */
+    /* one-standard-error uncertainties: the covariance of (T_amb, R, d0) at the optimum
+     * (from the whitened residuals), combined in quadrature with the spread of each
+     * coefficient over the τ interval where −2 log L rises by at most 1 (the profile
+     * likelihood's 68 % interval; its curvature when sharper than 0.5 % steps). NaN when
+     * not formed; t_ambient_sd_c is 0 when the ambient was held. */
     double tau_sd_s, r_sd_k_per_w, t_ambient_sd_c;
+    double c_sd_j_per_k; /* the same profile's C = τ/R (τ and R errors move together) */
+    /* the fitted noises: the temperature sensor's sd, and the sd of one power reading's
+     * error (0 when the power's noise is not seen; NaN when not formed) */
+    double temp_noise_c, power_noise_w;
 } th_fo_fit;
 
 /* t ascending, n >= 8, NaN entries skipped. ambient_c NaN: fitted; else held. max_lag_s > 0

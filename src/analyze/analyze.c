@@ -1,5 +1,5 @@
 /* analyze.c: the coupling analysis (DESIGN §5): alignment of sample and step rows on a
- * 1 Hz grid, the figures, the first-order fit, and the reproducibility comparison. */
+ * 1 Hz grid, the figures and the reproducibility comparison (the first-order fit: fit.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,233 +147,6 @@ static void detrend(double *v, double *tmp, size_t n, int half) {
         tmp[i] = isfinite(v[i]) && m > half ? v[i] - s / m : NAN;
     }
     memcpy(v, tmp, n * sizeof *v);
-}
-
-/* ---------------------------------------------------------------------------------
- * the first-order fit */
-
-/* The regressors of the model at every point for one τ (and sensor lag): y = lowpass_τ(P),
- * e = exp(−(t − t0)/τ), both passed through the sensor's first-order lag when lag > 0
- * (the constant is unchanged by it). */
-static void fo_regressors(const double *t, const double *P, size_t n, double tau, double lag, double *y, double *e) {
-    double yy = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0) {
-            double a = exp(-(t[i] - t[i - 1]) / tau);
-            yy = yy * a + P[i] * (1 - a);
-        }
-        y[i] = yy;
-        e[i] = exp(-(t[i] - t[0]) / tau);
-    }
-    if (lag > 0)
-        for (size_t i = 1; i < n; i++) {
-            double b = exp(-(t[i] - t[i - 1]) / lag);
-            y[i] = y[i - 1] * b + y[i] * (1 - b);
-            e[i] = e[i - 1] * b + e[i] * (1 - b);
-        }
-}
-
-/* Residual sum of squares of the linear least-squares fit for one τ and lag; the
- * coefficients (T_amb, R, d0) in beta. INFINITY when the normal equations are singular.
- * y and e are scratch arrays of n. */
-static double fo_sse(const double *t, const double *T, const double *P, size_t n, double tau, double amb,
-                     double lag, double *y, double *e, double beta[3]) {
-    fo_regressors(t, P, n, tau, lag, y, e);
-    int fixed = isfinite(amb), k = fixed ? 2 : 3;
-    double M[3][4] = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        double x[3], target = T[i];
-        if (fixed) x[0] = y[i], x[1] = e[i], target -= amb;
-        else x[0] = 1, x[1] = y[i], x[2] = e[i];
-        for (int r = 0; r < k; r++) {
-            M[r][k] += x[r] * target;
-            for (int c = 0; c < k; c++) M[r][c] += x[r] * x[c];
-        }
-    }
-    double diag[3];
-    for (int r = 0; r < k; r++) diag[r] = M[r][r];
-    for (int c = 0; c < k; c++) { /* Gaussian elimination with partial pivoting */
-        int best = c;
-        for (int r = c + 1; r < k; r++)
-            if (fabs(M[r][c]) > fabs(M[best][c])) best = r;
-        if (best != c)
-            for (int j = 0; j <= k; j++) {
-                double tmp = M[c][j];
-                M[c][j] = M[best][j], M[best][j] = tmp;
-            }
-        if (fabs(M[c][c]) < 1e-10 * (fabs(diag[c]) + 1e-300)) return INFINITY;
-        for (int r = c + 1; r < k; r++) {
-            double f = M[r][c] / M[c][c];
-            for (int j = c; j <= k; j++) M[r][j] -= f * M[c][j];
-        }
-    }
-    double s[3];
-    for (int r = k - 1; r >= 0; r--) {
-        double v = M[r][k];
-        for (int j = r + 1; j < k; j++) v -= M[r][j] * s[j];
-        s[r] = v / M[r][r];
-    }
-    if (fixed) beta[0] = amb, beta[1] = s[0], beta[2] = s[1];
-    else beta[0] = s[0], beta[1] = s[1], beta[2] = s[2];
-    double sse = 0;
-    for (size_t i = 0; i < n; i++) {
-        double r = T[i] - (beta[0] + beta[1] * y[i] + beta[2] * e[i]);
-        sse += r * r;
-    }
-    return sse;
-}
-
-/* The τ search for one lag: a log grid, then golden section around its best point.
- * Returns the SSE (INFINITY: none; *edge set when the best τ is the grid's top). */
-static double fo_search(const double *t, const double *T, const double *P, size_t n, double amb, double lag,
-                        double *y, double *e, double *tau_out, int *edge) {
-    double h = (t[n - 1] - t[0]) / (n - 1), span = t[n - 1] - t[0], beta[3];
-    double lo = log(fmax(0.05, h / 5)), hi = log(5 * span);
-    enum { G = 60 };
-    double best = INFINITY;
-    int bi = -1;
-    for (int g = 0; g <= G; g++) {
-        double s = fo_sse(t, T, P, n, exp(lo + (hi - lo) * g / G), amb, lag, y, e, beta);
-        if (s < best) best = s, bi = g;
-    }
-    *edge = bi == G;
-    if (bi < 0) return INFINITY;
-    double a = lo + (hi - lo) * (bi > 0 ? bi - 1 : 0) / G, b = lo + (hi - lo) * (bi < G ? bi + 1 : G) / G;
-    const double gr = 0.6180339887498949;
-    double c = b - gr * (b - a), d = a + gr * (b - a);
-    double fc = fo_sse(t, T, P, n, exp(c), amb, lag, y, e, beta), fd = fo_sse(t, T, P, n, exp(d), amb, lag, y, e, beta);
-    for (int it = 0; it < 50; it++) {
-        if (fc < fd) b = d, d = c, fd = fc, c = b - gr * (b - a), fc = fo_sse(t, T, P, n, exp(c), amb, lag, y, e, beta);
-        else a = c, c = d, fc = fd, d = a + gr * (b - a), fd = fo_sse(t, T, P, n, exp(d), amb, lag, y, e, beta);
-    }
-    *tau_out = exp(0.5 * (a + b));
-    return fo_sse(t, T, P, n, *tau_out, amb, lag, y, e, beta);
-}
-
-/* The uncertainties of th_fo_fit (see analyze.h): the linear covariance of (T_amb, R, d0)
- * at τ, and the profile over τ, scanned in 0.5 % steps of log τ each way from the optimum
- * until SSE passes SSE_min·(1 + 1/(n − p)) (at most a factor e each way). */
-static void fo_uncertainty(const double *t, const double *T, const double *P, size_t n, double amb, double lag,
-                           double tau, double sse, const double beta[3], double *y, double *e, th_fo_fit *out) {
-    int fixed = isfinite(amb), k = fixed ? 2 : 3, dof = (int)n - k - 1;
-    out->tau_sd_s = out->r_sd_k_per_w = NAN;
-    out->t_ambient_sd_c = fixed ? 0 : NAN;
-    if (dof < 1) return;
-    fo_regressors(t, P, n, tau, lag, y, e);
-    double M[3][6] = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        double x[3];
-        if (fixed) x[0] = y[i], x[1] = e[i];
-        else x[0] = 1, x[1] = y[i], x[2] = e[i];
-        for (int r = 0; r < k; r++)
-            for (int c = 0; c < k; c++) M[r][c] += x[r] * x[c];
-    }
-    for (int r = 0; r < k; r++) M[r][k + r] = 1;
-    for (int c = 0; c < k; c++) { /* Gauss-Jordan: the inverse lands in the right half */
-        int best = c;
-        for (int r = c + 1; r < k; r++)
-            if (fabs(M[r][c]) > fabs(M[best][c])) best = r;
-        for (int j = 0; j < 2 * k; j++) {
-            double tmp = M[c][j];
-            M[c][j] = M[best][j], M[best][j] = tmp;
-        }
-        if (!(fabs(M[c][c]) > 0)) return;
-        double piv = M[c][c];
-        for (int j = 0; j < 2 * k; j++) M[c][j] /= piv;
-        for (int r = 0; r < k; r++) {
-            if (r == c) continue;
-            double f = M[r][c];
-            for (int j = 0; j < 2 * k; j++) M[r][j] -= f * M[c][j];
-        }
-    }
-    /* residuals that follow each other (model error, slow drift) carry fewer independent
-     * points than n: the variance is scaled by (1 + ρ)/(1 − ρ), ρ their lag-1 correlation */
-    double r0 = 0, r1 = 0, prev = NAN;
-    for (size_t i = 0; i < n; i++) {
-        double r = T[i] - (beta[0] + beta[1] * y[i] + beta[2] * e[i]);
-        r0 += r * r;
-        if (isfinite(prev)) r1 += r * prev;
-        prev = r;
-    }
-    double rho = r0 > 0 ? fmin(0.98, fmax(0, r1 / r0)) : 0;
-    double s2 = sse / dof * (1 + rho) / (1 - rho);
-    double var_amb = fixed ? 0 : s2 * M[0][k], var_r = s2 * M[fixed ? 0 : 1][k + (fixed ? 0 : 1)];
-    double limit = sse * (1 + (1 + rho) / (1 - rho) / dof), b[3], lo_tau = tau, hi_tau = tau;
-    double amb_lo = beta[0], amb_hi = beta[0], r_lo = beta[1], r_hi = beta[1];
-    for (int dir = -1; dir <= 1; dir += 2)
-        for (int s = 1; s <= 200; s++) {
-            double tt = tau * exp(dir * 0.005 * s);
-            if (fo_sse(t, T, P, n, tt, amb, lag, y, e, b) > limit) break;
-            lo_tau = fmin(lo_tau, tt), hi_tau = fmax(hi_tau, tt);
-            amb_lo = fmin(amb_lo, b[0]), amb_hi = fmax(amb_hi, b[0]), r_lo = fmin(r_lo, b[1]), r_hi = fmax(r_hi, b[1]);
-        }
-    /* a fit sharper than the scan's first step: the profile's curvature in log τ */
-    double s_dn = fo_sse(t, T, P, n, tau * exp(-0.005), amb, lag, y, e, b), s_up = fo_sse(t, T, P, n, tau * exp(0.005), amb, lag, y, e, b);
-    double curv = (s_dn + s_up - 2 * sse) / (0.005 * 0.005), u_sd = curv > 0 ? sqrt(2 * (limit - sse) / curv) : 0;
-    out->tau_sd_s = fmax(0.5 * (hi_tau - lo_tau), isfinite(u_sd) ? tau * u_sd : 0);
-    out->r_sd_k_per_w = sqrt(var_r + 0.25 * (r_hi - r_lo) * (r_hi - r_lo));
-    if (!fixed) out->t_ambient_sd_c = sqrt(var_amb + 0.25 * (amb_hi - amb_lo) * (amb_hi - amb_lo));
-}
-
-th_status th_fit_first_order(const double *t_in, const double *T_in, const double *P_in, size_t n_in,
-                             double ambient_c, double max_lag_s, th_fo_fit *out) {
-    size_t cap = n_in ? n_in : 1;
-    double *t = th_alloc(5 * cap * sizeof *t);
-    if (!t) return th_fail(TH_ERR_NOMEM, "fit: out of memory");
-    double *T = t + cap, *P = T + cap, *y = P + cap, *e = y + cap;
-    size_t n = 0;
-    for (size_t i = 0; i < n_in; i++)
-        if (isfinite(t_in[i]) && isfinite(T_in[i]) && isfinite(P_in[i]) && (n == 0 || t_in[i] > t[n - 1]))
-            t[n] = t_in[i], T[n] = T_in[i], P[n] = P_in[i], n++;
-    th_status st = TH_OK;
-    double pmin = INFINITY, pmax = -INFINITY;
-    for (size_t i = 0; i < n; i++) pmin = fmin(pmin, P[i]), pmax = fmax(pmax, P[i]);
-    if (n < 8) {
-        st = th_fail(TH_ERR_INVALID, "fit: %zu points with time, temperature and power (need 8)", n);
-        goto done;
-    }
-    if (!(pmax - pmin > 1e-6 * (fabs(pmax) + 1))) {
-        st = th_fail(TH_ERR_INVALID, "fit: power is constant (%.3g W): R cannot be separated from ambient", pmax);
-        goto done;
-    }
-    double best = INFINITY, best_tau = NAN, best_lag = 0, h = (t[n - 1] - t[0]) / (n - 1);
-    int best_edge = 0;
-    /* sensor lag candidates: 0, then steps of max(0.1 s, the sample period) up to max_lag_s */
-    double dl = fmax(0.1, h);
-    for (double lag = 0; lag <= max_lag_s + 1e-9; lag += dl) {
-        double tau = NAN;
-        int edge = 0;
-        double s = fo_search(t, T, P, n, ambient_c, lag, y, e, &tau, &edge);
-        if (s < best) best = s, best_tau = tau, best_lag = lag, best_edge = edge;
-        if (!(max_lag_s > 0)) break;
-    }
-    if (!isfinite(best)) {
-        st = th_fail(TH_ERR_INVALID, "fit: no finite least-squares solution");
-        goto done;
-    }
-    if (best_edge) {
-        st = th_fail(TH_ERR_INVALID, "fit: tau runs past 5x the record (%.0f s): no transient to fit", t[n - 1] - t[0]);
-        goto done;
-    }
-    double beta[3];
-    double sse = fo_sse(t, T, P, n, best_tau, ambient_c, best_lag, y, e, beta);
-    if (!isfinite(sse) || !(beta[1] > 0)) {
-        st = th_fail(TH_ERR_INVALID, "fit: the least-squares R is %.3g K/W (not positive): temperature does not "
-                                     "follow power", beta[1]);
-        goto done;
-    }
-    fo_uncertainty(t, T, P, n, ambient_c, best_lag, best_tau, sse, beta, y, e, out);
-    out->tau_s = best_tau;
-    out->r_k_per_w = beta[1];
-    out->c_j_per_k = best_tau / beta[1];
-    out->t_ambient_c = beta[0];
-    out->sensor_lag_s = best_lag;
-    out->rms_c = sqrt(sse / n);
-    out->n = n;
-    out->ambient_fitted = !isfinite(ambient_c);
-done:
-    th_free(t);
-    return st;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -753,14 +526,14 @@ static th_status an_fit(an_ctx *c) {
                 th_an_fmt(amb_text, sizeof amb_text, "T_amb %.2f C held", c->amb);
             }
             fig_set(a, TH_AN_TAU_FIT, c->fit.tau_s, th_an_interp_tau(c->fit.tau_s),
-                    "least squares of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu %s, %s", c->fit.n, on, amb_text);
-            fig_set(a, TH_AN_R_FIT, c->fit.r_k_per_w, NULL, "from the same fit");
+                    "max likelihood of T = T_amb + R*lowpass_tau(P) + d0*exp(-t/tau) over %zu %s, %s", c->fit.n, on, amb_text);
+            fig_set(a, TH_AN_R_FIT, c->fit.r_k_per_w, NULL, "from the same fit (noise: temperature %.3g C, power %.3g W a reading)",
+                    c->fit.temp_noise_c, c->fit.power_noise_w);
             fig_set(a, TH_AN_C_FIT, c->fit.c_j_per_k, NULL, "tau / R");
             fig_set(a, TH_AN_FIT_RMS, c->fit.rms_c, NULL, "RMS of T - model over the session");
             a->fig[TH_AN_TAU_FIT].sd = c->fit.tau_sd_s;
             a->fig[TH_AN_R_FIT].sd = c->fit.r_sd_k_per_w;
-            double rel = hypot(c->fit.tau_sd_s / c->fit.tau_s, c->fit.r_sd_k_per_w / c->fit.r_k_per_w);
-            a->fig[TH_AN_C_FIT].sd = c->fit.c_j_per_k * rel;
+            a->fig[TH_AN_C_FIT].sd = c->fit.c_sd_j_per_k;
         } else {
             for (int id = TH_AN_TAU_FIT; id <= TH_AN_FIT_RMS; id++) fig_set(a, (th_an_figure_id)id, NAN, NULL, "%s", th_last_error());
             warn(a, "first-order fit: %s", th_last_error());
