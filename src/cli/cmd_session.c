@@ -26,7 +26,7 @@ int cmd_session(int argc, char **argv) {
         CLI_O_DBL("--hz", "N", &so.hz, 0.1, 1000, "sampling rate of the thermal monitor (default 1)"),
         CLI_O_DBL("--ambient", "C", &so.ambient_c, -60, 80,
                   "ambient temperature (default: the plant's, else the sensor's first sample)"),
-        CLI_O_HEAD("the training job (`thermo train`'s options; --steps defaults to 200 here)"),
+        CLI_O_HEAD("the training job (`thermo train`'s options; --steps defaults to 200 and --batch to 1 here)"),
         {0},
     };
     cli_cmd c = {.name = "session", .synopsis = "--out DIR [--steps N] [--duration S] [--hz N] [--ambient C] [options]",
@@ -44,6 +44,9 @@ int cmd_session(int argc, char **argv) {
     }
     th_run_meta *s = &t->job.settings;
     if (!(s->has & TH_META_STEPS)) s->steps = 200, s->has |= TH_META_STEPS;
+    // the manual's session is 200 steps in at most 90 s: one 64-token sequence a step is what
+    // lets a CPU log enough steps for the lag analysis (at batch 8 two cores reach ~5)
+    if (!(s->has & TH_META_BATCH)) s->batch = 1, s->has |= TH_META_BATCH;
     if (cli_train_ready(t, "session") != EXIT_OK) goto done;
     if (!cli_mkdir_p(so.out_dir)) {
         fprintf(stderr, "thermo session: cannot create %s\n", so.out_dir);
