@@ -158,7 +158,10 @@ void th_gpt2_free(th_gpt2 *m) {
 
 const th_gpt2_config *th_gpt2_get_config(const th_gpt2 *m) { return &m->cfg; }
 float *th_gpt2_params(th_gpt2 *m) { return m->params; }
-float *th_gpt2_grads(th_gpt2 *m) { return m->grads; }
+float *th_gpt2_grads(th_gpt2 *m) {
+    gpt2_grads_materialize(m); // the caller may read or add to them
+    return m->grads;
+}
 
 void th_gpt2_init_random(th_gpt2 *m, uint64_t seed) {
     // Each chunk of 64K values draws from its own stream seeded by (seed, tensor, chunk), so
