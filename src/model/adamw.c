@@ -28,6 +28,7 @@ th_status th_gpt2_adamw_step(th_gpt2 *m, const th_adamw_config *cfg, float lr, d
     if (!m->grads) return th_fail(TH_ERR_STATE, "optimizer: no gradients (run a backward first)");
     th_status st = ensure_moments(m);
     if (st != TH_OK) return st;
+    gpt2_grads_materialize(m);
     float clip = 1.0f;
     if (cfg->grad_clip > 0.0f && grad_norm > cfg->grad_clip)
         clip = (float)(cfg->grad_clip / (grad_norm + 1e-6));

@@ -10,12 +10,18 @@
 #include "thermo/core.h"
 
 /* Bumped whenever th_compute_ops changes; a backend built against another version is refused. */
-#define TH_COMPUTE_API_VERSION 2
+#define TH_COMPUTE_API_VERSION 3
 
 typedef void (*th_mm_forward_fn)(float *out, const float *inp, const float *w, const float *bias, int M, int N,
                                  int K);
 typedef void (*th_mm_backward_fn)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                                   const float *w, int M, int N, int K);
+/* th_mm_backward with some outputs overwritten rather than accumulated into: set is a mask of
+ * TH_MM_SET_DINP (dinp =) and TH_MM_SET_DW (dw = and dbias =). */
+typedef void (*th_mm_backward_set_fn)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                      const float *w, int M, int N, int K, int set);
+#define TH_MM_SET_DINP 1
+#define TH_MM_SET_DW 2
 typedef void (*th_mm_gemv_fn)(float *out, const float *x, const float *w, const float *bias, int N, int K);
 
 /* A compute backend. probe runs on this machine, at run time (cpuid, not the compiler's
@@ -44,6 +50,11 @@ typedef struct th_compute_ops {
      * th_mm_backward_bf16 below; NULL: the naive bf16 loops run instead */
     th_mm_forward_fn mm_forward_bf16;
     th_mm_backward_fn mm_backward_bf16;
+    /* optional (API version 3): the contracts of th_mm_backward_set and th_mm_backward_set_bf16
+     * below, which save the zeroing pass and the read of the outputs; NULL: the outputs are
+     * zeroed and the accumulating kernel runs */
+    th_mm_backward_set_fn mm_backward_set;
+    th_mm_backward_set_fn mm_backward_set_bf16;
 } th_compute_ops;
 
 /* The registered backends (the registry, with its order, is in compute.c). */
@@ -70,6 +81,13 @@ void th_mm_forward(float *out, const float *inp, const float *w, const float *bi
  * for a given thread count (avx512, avx2, naive: for any thread count). */
 void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                     int M, int N, int K);
+
+/* th_mm_backward with the outputs named in set (TH_MM_SET_DINP, TH_MM_SET_DW: dw and dbias)
+ * overwritten instead of accumulated into: the same bits as zeroing them first and calling
+ * th_mm_backward (a sum that starts at +0 loses nothing by starting there), without the
+ * zeroing pass and without reading them. */
+void th_mm_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                        int M, int N, int K, int set);
 
 /* The naive kernels (matmul_naive.c): one output element per loop iteration, summed in index
  * order. The oracle for tests and the fallback for every NULL entry. */
@@ -99,6 +117,10 @@ static inline float th_bf16_round(float x) {
 void th_mm_forward_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
 void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const float *w, int M, int N, int K);
+
+/* th_mm_backward_bf16 with the outputs in set overwritten (as th_mm_backward_set). */
+void th_mm_backward_set_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                             const float *w, int M, int N, int K, int set);
 
 /* The naive bf16 loops (matmul_naive.c), in index order: the oracle for bf16 backends. */
 void th_mm_forward_naive_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N,

@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "model/gpt2_internal.h"
 #include "model/kernels.h"
@@ -155,7 +158,10 @@ void th_gpt2_free(th_gpt2 *m) {
 
 const th_gpt2_config *th_gpt2_get_config(const th_gpt2 *m) { return &m->cfg; }
 float *th_gpt2_params(th_gpt2 *m) { return m->params; }
-float *th_gpt2_grads(th_gpt2 *m) { return m->grads; }
+float *th_gpt2_grads(th_gpt2 *m) {
+    gpt2_grads_materialize(m); // the caller may read or add to them
+    return m->grads;
+}
 
 void th_gpt2_init_random(th_gpt2 *m, uint64_t seed) {
     // Each chunk of 64K values draws from its own stream seeded by (seed, tensor, chunk), so
@@ -203,10 +209,11 @@ static void mm_forward(const th_gpt2 *m, float *out, const float *inp, const flo
     else th_mm_forward(out, inp, w, bias, M, N, K);
 }
 
+/* set (TH_MM_SET_*): outputs overwritten instead of accumulated into (th_mm_backward_set). */
 static void mm_backward(const th_gpt2 *m, float *dinp, float *dw, float *dbias, const float *dout,
-                        const float *inp, const float *w, int M, int N, int K) {
-    if (m->precision == TH_PRECISION_BF16) th_mm_backward_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
-    else th_mm_backward(dinp, dw, dbias, dout, inp, w, M, N, K);
+                        const float *inp, const float *w, int M, int N, int K, int set) {
+    if (m->precision == TH_PRECISION_BF16) th_mm_backward_set_bf16(dinp, dw, dbias, dout, inp, w, M, N, K, set);
+    else th_mm_backward_set(dinp, dw, dbias, dout, inp, w, M, N, K, set);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -358,6 +365,9 @@ const float *th_gpt2_losses(const th_gpt2 *m) { return m->a.losses; }
 /* ---------------------------------------------------------------------------------
  * backward */
 
+/* Zeroing is deferred: the next backward writes every gradient instead of adding to it (the
+ * same bits as adding to zeros), which saves a pass over the whole block and the GEMMs' reads
+ * of dW. Whatever else reads the gradients first makes it real (gpt2_grads_materialize). */
 th_status th_gpt2_zero_grad(th_gpt2 *m) {
     if (!m->grads) {
         m->grads = th_alloc(m->num_params * sizeof(float));
@@ -365,8 +375,19 @@ th_status th_gpt2_zero_grad(th_gpt2 *m) {
             return th_fail(TH_ERR_NOMEM, "model: out of memory for gradients (%.1f MB)", m->num_params * 4.0 / 1e6);
         gpt2_point_tensors(&m->cfg, m->grads, &m->g);
     }
-    memset(m->grads, 0, m->num_params * sizeof(float));
+    m->grads_zero_pending = 1;
     return TH_OK;
+}
+
+void gpt2_grads_materialize(th_gpt2 *m) {
+    if (!m->grads || !m->grads_zero_pending) return;
+    long n = (long)m->num_params, nb = (n + (1 << 16) - 1) >> 16;
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < nb; b++) {
+        long i0 = b << 16, i1 = i0 + (1 << 16) < n ? i0 + (1 << 16) : n;
+        memset(m->grads + i0, 0, (size_t)(i1 - i0) * sizeof(float));
+    }
+    m->grads_zero_pending = 0;
 }
 
 th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
@@ -385,6 +406,14 @@ th_status th_gpt2_backward(th_gpt2 *m, float loss_scale) {
     return TH_OK;
 }
 
+/* Gradients that the backward's first contribution writes rather than adds (set_dw): the
+ * weight matrices and biases of every linear layer, and wte (the lm_head's dW comes first).
+ * The others are zeroed before the backward when a zeroing is pending. */
+static int written_by_first_gemm(int i) {
+    return i == TH_P_WTE || i == TH_P_QKVW || i == TH_P_QKVB || i == TH_P_ATTPROJW || i == TH_P_ATTPROJB ||
+           i == TH_P_FCW || i == TH_P_FCB || i == TH_P_FCPROJW || i == TH_P_FCPROJB;
+}
+
 void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *dhidden) {
     const th_gpt2_config *cfg = &m->cfg;
     int B = m->B, T = m->T, BT = B * T;
@@ -393,10 +422,27 @@ void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *d
     gpt2_acts *a = &m->a;
     gpt2_grad_scratch *s = &m->s;
     size_t btc = (size_t)BT * C;
+    const int SD = TH_MM_SET_DINP;
+    // a pending zeroing: the linear layers' dW and dbias are written by their one GEMM each
+    int sw = 0;
+    if (m->grads_zero_pending) {
+        for (int i = 0; i < TH_P_NUM; i++) {
+            if (written_by_first_gemm(i)) continue;
+            th_tensor_info info;
+            th_gpt2_tensor_info(cfg, i, &info);
+            memset(g->t[i], 0, info.count * sizeof(float));
+        }
+        m->grads_zero_pending = 0;
+        sw = TH_MM_SET_DW;
+    }
 
-    if (dhidden) memcpy(s->dbtc, dhidden, btc * sizeof(float));
-    else memset(s->dbtc, 0, btc * sizeof(float));
-    mm_backward(m, s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C);
+    // the input gradients of every matmul are scratch, written by their GEMM (set_dinp)
+    if (dhidden) {
+        memcpy(s->dbtc, dhidden, btc * sizeof(float));
+        mm_backward(m, s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C, sw);
+    } else {
+        mm_backward(m, s->dbtc, g->t[TH_P_WTE], NULL, dlogits, a->lnf, p->t[TH_P_WTE], BT, V, C, sw | SD);
+    }
     memset(s->dresidual, 0, btc * sizeof(float));
     const float *last = a->residual3 + (size_t)(L - 1) * btc;
     th_layernorm_backward(s->dresidual, g->t[TH_P_LNFW], g->t[TH_P_LNFB], s->dbtc, last, p->t[TH_P_LNFW],
@@ -413,24 +459,20 @@ void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *d
         const float *ln2_mean = a->ln2_mean + (size_t)l * BT, *ln2_rstd = a->ln2_rstd + (size_t)l * BT;
 
         // dresidual holds d(residual3): it flows unchanged into residual2 and into c_proj
-        memset(s->dfch, 0, 4 * btc * sizeof(float));
         mm_backward(m, s->dfch, g->t[TH_P_FCPROJW] + 4 * lc * C, g->t[TH_P_FCPROJB] + lc, s->dresidual,
-                       fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, BT, C, 4 * C);
+                    fch_gelu, p->t[TH_P_FCPROJW] + 4 * lc * C, BT, C, 4 * C, sw | SD);
         th_gelu_backward_inplace(s->dfch, fch, BT * 4 * C);
-        memset(s->dbtc, 0, btc * sizeof(float));
         mm_backward(m, s->dbtc, g->t[TH_P_FCW] + 4 * lc * C, g->t[TH_P_FCB] + 4 * lc, s->dfch, ln2,
-                       p->t[TH_P_FCW] + 4 * lc * C, BT, 4 * C, C);
+                    p->t[TH_P_FCW] + 4 * lc * C, BT, 4 * C, C, sw | SD);
         th_layernorm_backward(s->dresidual, g->t[TH_P_LN2W] + lc, g->t[TH_P_LN2B] + lc, s->dbtc, residual2,
                               p->t[TH_P_LN2W] + lc, ln2_mean, ln2_rstd, BT, C);
         // dresidual now holds d(residual2)
-        memset(s->dbtc, 0, btc * sizeof(float));
         mm_backward(m, s->dbtc, g->t[TH_P_ATTPROJW] + lc * C, g->t[TH_P_ATTPROJB] + lc, s->dresidual, atty,
-                       p->t[TH_P_ATTPROJW] + lc * C, BT, C, C);
+                    p->t[TH_P_ATTPROJW] + lc * C, BT, C, C, sw | SD);
         memset(s->dqkv, 0, 3 * btc * sizeof(float));
         th_attention_backward(s->dqkv, s->datt, s->dbtc, qkv, att, B, T, C, NH);
-        memset(s->dbtc, 0, btc * sizeof(float));
         mm_backward(m, s->dbtc, g->t[TH_P_QKVW] + 3 * lc * C, g->t[TH_P_QKVB] + 3 * lc, s->dqkv, ln1,
-                       p->t[TH_P_QKVW] + 3 * lc * C, BT, 3 * C, C);
+                    p->t[TH_P_QKVW] + 3 * lc * C, BT, 3 * C, C, sw | SD);
         th_layernorm_backward(s->dresidual, g->t[TH_P_LN1W] + lc, g->t[TH_P_LN1B] + lc, s->dbtc, residual,
                               p->t[TH_P_LN1W] + lc, ln1_mean, ln1_rstd, BT, C);
         // dresidual now holds d(residual entering layer l)
@@ -438,21 +480,68 @@ void gpt2_backward_from_dlogits(th_gpt2 *m, const float *dlogits, const float *d
     th_encoder_backward(g->t[TH_P_WTE], g->t[TH_P_WPE], s->dresidual, m->inputs, B, T, C);
 }
 
+/* Σ g² over [i0, i0 + n) in double, one serial sum in index order (the reference order). */
+static double sumsq_serial(const float *g, size_t n) {
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
+    return acc;
+}
+
+/* The serial sums of 8 whole chunks at once, each chunk's own sum in its own index order (the
+ * same bits as sumsq_serial on each): lane k of the two 4-double accumulators is chunk k, fed
+ * by a 4×4 transpose of 4 floats from each chunk. 8 independent chains hide the add latency
+ * that makes the serial loop latency-bound. Multiply then add (no FMA), as the serial loop. */
+#if defined(__AVX2__)
+static void sumsq_8chunks(const float *g, size_t chunk, double out[8]) {
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    for (size_t i = 0; i < chunk; i += 4) {
+        for (int h = 0; h < 2; h++) {
+            __m256d r[4];
+            for (int k = 0; k < 4; k++) {
+                __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(g + (size_t)(4 * h + k) * chunk + i));
+                r[k] = _mm256_mul_pd(x, x); // r[k] = chunk 4h+k, elements i..i+3
+            }
+            __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+            __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+            // column e of the 4×4 (element i+e of each chunk), lanes in chunk order
+            __m256d e0 = _mm256_permute2f128_pd(t0, t2, 0x20), e1 = _mm256_permute2f128_pd(t1, t3, 0x20);
+            __m256d e2 = _mm256_permute2f128_pd(t0, t2, 0x31), e3 = _mm256_permute2f128_pd(t1, t3, 0x31);
+            acc[h] = _mm256_add_pd(acc[h], e0);
+            acc[h] = _mm256_add_pd(acc[h], e1);
+            acc[h] = _mm256_add_pd(acc[h], e2);
+            acc[h] = _mm256_add_pd(acc[h], e3);
+        }
+    }
+    _mm256_storeu_pd(out, acc[0]);
+    _mm256_storeu_pd(out + 4, acc[1]);
+}
+#endif
+
 double th_gpt2_grad_norm(const th_gpt2 *m) {
-    if (!m->grads) return 0.0;
-    // fixed-size chunks summed in order: the same result for any thread count
-    enum { CHUNK = 1 << 16 };
-    size_t n = m->num_params, nchunks = (n + CHUNK - 1) / CHUNK;
+    if (!m->grads || m->grads_zero_pending) return 0.0;
+    // fixed-size chunks, each summed serially, the chunk sums added in order: the same result
+    // for any thread count (and for the 8-chunk vector path, which keeps each chunk's order)
+    enum { CHUNK = 1 << 16, GROUP = 8 };
+    size_t n = m->num_params, nchunks = (n + CHUNK - 1) / CHUNK, nfull = n / CHUNK;
+    const float *g = m->grads;
     double total = 0.0;
     for (size_t c0 = 0; c0 < nchunks; c0 += 256) {
         double part[256];
         size_t c1 = c0 + 256 < nchunks ? c0 + 256 : nchunks;
+        long ngroups = (long)((c1 - c0 + GROUP - 1) / GROUP);
 #pragma omp parallel for schedule(static)
-        for (size_t c = c0; c < c1; c++) {
-            size_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-            double acc = 0.0;
-            for (size_t i = i0; i < i1; i++) acc += (double)m->grads[i] * m->grads[i];
-            part[c - c0] = acc;
+        for (long gi = 0; gi < ngroups; gi++) {
+            size_t c = c0 + (size_t)gi * GROUP;
+#if defined(__AVX2__)
+            if (c + GROUP <= nfull) {
+                sumsq_8chunks(g + c * CHUNK, CHUNK, part + (c - c0));
+                continue;
+            }
+#endif
+            for (size_t cc = c; cc < c + GROUP && cc < c1; cc++) {
+                size_t i0 = cc * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+                part[cc - c0] = sumsq_serial(g + i0, i1 - i0);
+            }
         }
         for (size_t c = c0; c < c1; c++) total += part[c - c0];
     }

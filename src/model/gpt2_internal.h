@@ -52,6 +52,8 @@ struct th_gpt2 {
     // training state, allocated on first use
     float *grads;
     gpt2_tensors g;
+    int grads_zero_pending; // th_gpt2_zero_grad ran and nothing was written since: the grads
+                            // are zero but their memory is not (the next backward overwrites)
     float *adam_m, *adam_v;
     long adam_steps;
     float *act_block;
@@ -69,6 +71,10 @@ struct th_gpt2 {
 };
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
+
+/* Makes a pending zeroing real (memset), for code about to read or add to the gradients
+ * outside a backward; a no-op otherwise. */
+void gpt2_grads_materialize(th_gpt2 *m);
 
 /* A KV cache's storage for the batched decode (infer_batch.c): its shape, capacity, the
  * (L, capacity, C) key and value arrays; th_gpt2_kv_advance counts one appended position. */

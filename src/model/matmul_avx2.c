@@ -402,8 +402,9 @@ OMP_FOR
         }
 }
 
-/* dbias (N) += Σ_m dout (M, N) in fp32, rows in order, in blocks of 64 columns per thread. */
-static void bias_colsum(float *dbias, const float *dout, int M, int N)
+/* dbias (N) += Σ_m dout (M, N) in fp32, rows in order, in blocks of 64 columns per thread;
+ * set: dbias = the sum (which, started at +0, is what 0 + the sum would be). */
+static void bias_colsum(float *dbias, const float *dout, int M, int N, int set)
 {
     int nb = (N + 63) / 64;
 OMP_FOR
@@ -414,7 +415,7 @@ OMP_FOR
             const float *row = dout + (size_t)m * N;
             for (int n = n0; n < n1; n++) s[n - n0] += row[n];
         }
-        for (int n = n0; n < n1; n++) dbias[n] += s[n - n0];
+        for (int n = n0; n < n1; n++) dbias[n] = set ? s[n - n0] : dbias[n] + s[n - n0];
     }
 }
 
@@ -426,20 +427,30 @@ static void forward(float *out, const float *inp, const float *w, const float *b
     if (gemm(&g) != 0) forward_plain(out, inp, w, bias, M, N, K, bf);
 }
 
+/* The backward products; set (TH_MM_SET_*) makes the first KC step of an output write it
+ * instead of adding to it: an accumulator that starts at +0 gives the same bits as one that
+ * starts from a zeroed C. */
 static void backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int M, int N, int K, int bf)
+                     int M, int N, int K, int bf, int set)
 {
-    if (dinp) { /* dinp (M, K) += dout (M, N) · w (N, K) */
+    int set_dinp = (set & TH_MM_SET_DINP) != 0, set_dw = (set & TH_MM_SET_DW) != 0;
+    if (dinp) { /* dinp (M, K) (+)= dout (M, N) · w (N, K) */
         gemm_view g = {.a = dout, .rsa = N, .csa = 1, .b = w, .rsb = K, .csb = 1, .c = dinp,
-                       .ldc = K, .init = 0, .bf16 = bf, .m = M, .n = K, .p = N};
-        if (gemm(&g) != 0) dinp_plain(dinp, dout, w, M, N, K, bf);
+                       .ldc = K, .init = set_dinp, .bf16 = bf, .m = M, .n = K, .p = N};
+        if (gemm(&g) != 0) {
+            if (set_dinp) memset(dinp, 0, sizeof(float) * (size_t)M * K);
+            dinp_plain(dinp, dout, w, M, N, K, bf);
+        }
     }
-    if (dw) { /* dw (N, K) += dout (M, N)ᵀ · inp (M, K) */
+    if (dw) { /* dw (N, K) (+)= dout (M, N)ᵀ · inp (M, K) */
         gemm_view g = {.a = dout, .rsa = 1, .csa = N, .b = inp, .rsb = K, .csb = 1, .c = dw,
-                       .ldc = K, .init = 0, .bf16 = bf, .m = N, .n = K, .p = M};
-        if (gemm(&g) != 0) dw_plain(dw, dout, inp, M, N, K, bf);
+                       .ldc = K, .init = set_dw, .bf16 = bf, .m = N, .n = K, .p = M};
+        if (gemm(&g) != 0) {
+            if (set_dw) memset(dw, 0, sizeof(float) * (size_t)N * K);
+            dw_plain(dw, dout, inp, M, N, K, bf);
+        }
     }
-    if (dbias) bias_colsum(dbias, dout, M, N);
+    if (dbias) bias_colsum(dbias, dout, M, N, set_dw);
 }
 
 static void forward_f32(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K)
@@ -453,12 +464,22 @@ static void forward_bf16(float *out, const float *inp, const float *w, const flo
 static void backward_f32(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const float *w, int M, int N, int K)
 {
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 0);
+    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 0, 0);
 }
 static void backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int M, int N, int K)
 {
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 1);
+    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 1, 0);
+}
+static void backward_set_f32(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                             const float *w, int M, int N, int K, int set)
+{
+    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 0, set);
+}
+static void backward_set_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                              const float *w, int M, int N, int K, int set)
+{
+    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 1, set);
 }
 
 /* Horizontal sum of 8 lanes in a fixed tree. */
@@ -528,6 +549,8 @@ const th_compute_ops th_compute_avx2_ops = {
     .gemv = gemv,
     .mm_forward_bf16 = forward_bf16,
     .mm_backward_bf16 = backward_bf16,
+    .mm_backward_set = backward_set_f32,
+    .mm_backward_set_bf16 = backward_set_bf16,
 #else
     .needs = "an x86-64 build with gcc or -mavx2 -mfma",
 #endif

@@ -1,0 +1,161 @@
+/* test_model_train_fused.c: the training step's fused and vectorized non-matmul parts (issue
+ * 17). Deferred gradient zeroing (the backward writes instead of adding) gives the same bits
+ * as zeroing first, on every backend and in bf16, for one backward and for two accumulated;
+ * the grad norm's 8-chunk vector path gives the same bits as the serial chunked sum; the
+ * cross-entropy backward's vector exp the same bits as its scalar form. */
+#include <stdint.h>
+
+#include "model/compute.h"
+#include "model/kernels.h"
+#include "test_util.h"
+#include "thermo/model.h"
+
+static int same_floats(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+/* ---------------------------------------------------------------------------------
+ * deferred zeroing */
+
+/* Runs `steps` accumulated forward/backward pairs after a zero_grad and returns a copy of the
+ * gradients. eager: the zeroing is made real (th_gpt2_grads) before the first backward, so
+ * the backward accumulates into zeros, the reference. garbage: the gradient memory is filled
+ * with NaN first (what a deferred zeroing must never let through). */
+static float *grads_after(th_gpt2 *m, const int *tok, int B, int T, int steps, int eager, int garbage) {
+    size_t n = th_gpt2_num_params(th_gpt2_get_config(m));
+    if (th_gpt2_zero_grad(m) != TH_OK) return NULL;
+    if (garbage) {
+        float *g = th_gpt2_grads(m);
+        for (size_t i = 0; i < n; i++) g[i] = NAN;
+    }
+    if (th_gpt2_zero_grad(m) != TH_OK) return NULL;
+    if (eager) th_gpt2_grads(m);
+    for (int s = 0; s < steps; s++) {
+        float loss;
+        if (th_gpt2_forward(m, tok + s, tok + s + 1, B, T, &loss) != TH_OK) return NULL;
+        if (th_gpt2_backward(m, 1.0f) != TH_OK) return NULL;
+    }
+    float *out = malloc(n * sizeof(float));
+    memcpy(out, th_gpt2_grads(m), n * sizeof(float));
+    return out;
+}
+
+static void test_deferred_zeroing(void) {
+    th_gpt2_config cfg;
+    th_gpt2 *m = NULL;
+    CHECK(th_gpt2_config_preset("tiny", &cfg) == TH_OK && th_gpt2_create(&cfg, &m) == TH_OK, "tiny model");
+    if (!m) return;
+    th_gpt2_init_random(m, 3);
+    size_t n = th_gpt2_num_params(&cfg);
+    enum { B = 3, T = 17 };
+    int tok[B * T + 2];
+    th_rng rng;
+    th_rng_seed(&rng, 5);
+    for (int i = 0; i < B * T + 2; i++) tok[i] = (int)(th_rng_u64(&rng) % (uint64_t)cfg.vocab_size);
+
+    const char *backends[] = {"avx2", "naive", "blas", "avx512"};
+    for (size_t b = 0; b < sizeof backends / sizeof backends[0]; b++) {
+        if (th_compute_select(backends[b]) != TH_OK) continue;
+        for (int bf = 0; bf < 2; bf++) {
+            th_gpt2_set_train_precision(m, bf ? TH_PRECISION_BF16 : TH_PRECISION_F32);
+            for (int steps = 1; steps <= 2; steps++) {
+                float *ref = grads_after(m, tok, B, T, steps, 1, 0);
+                float *got = grads_after(m, tok, B, T, steps, 0, 1);
+                CHECK(ref && got && same_floats(ref, got, n),
+                      "%s %s, %d backward(s): deferred zeroing gives other gradients than zeroing first",
+                      backends[b], bf ? "bf16" : "f32", steps);
+                free(ref);
+                free(got);
+            }
+        }
+    }
+    th_gpt2_set_train_precision(m, TH_PRECISION_F32);
+    th_compute_select("auto");
+
+    // a pending zeroing reads as zeros everywhere: the norm, the accessor, an optimizer step
+    CHECK(th_gpt2_zero_grad(m) == TH_OK && th_gpt2_grad_norm(m) == 0.0, "norm of pending zeros");
+    const float *g = th_gpt2_grads(m);
+    int zeros = 1;
+    for (size_t i = 0; i < n; i++) zeros &= g[i] == 0.0f;
+    CHECK(zeros, "th_gpt2_grads after zero_grad is not all zeros");
+    th_gpt2_free(m);
+}
+
+/* ---------------------------------------------------------------------------------
+ * grad norm */
+
+static void test_grad_norm(void) {
+    th_gpt2_config cfg;
+    th_gpt2 *m = NULL;
+    CHECK(th_gpt2_config_preset("small", &cfg) == TH_OK && th_gpt2_create(&cfg, &m) == TH_OK, "small model");
+    if (!m || th_gpt2_zero_grad(m) != TH_OK) return;
+    size_t n = th_gpt2_num_params(&cfg);
+    float *g = th_gpt2_grads(m);
+    th_rng rng;
+    th_rng_seed(&rng, 9);
+    for (size_t i = 0; i < n; i++) g[i] = (float)th_rng_normal(&rng) * (i % 7 == 0 ? 1e-3f : 1.0f);
+    // the reference: chunks of 65,536 floats, each a serial double sum, added in order
+    double total = 0.0;
+    for (size_t c0 = 0; c0 < n; c0 += 1 << 16) {
+        double acc = 0.0;
+        for (size_t i = c0; i < c0 + (1 << 16) && i < n; i++) acc += (double)g[i] * g[i];
+        total += acc;
+    }
+    double want = sqrt(total);
+    CHECK(n > 9 * (1 << 16) && n % (1 << 16) != 0, "the model covers full groups and a partial chunk");
+    for (int t = 1; t <= 3; t++) {
+        th_threads_set(t);
+        double got = th_gpt2_grad_norm(m);
+        CHECK(got == want, "%d threads: grad norm %.17g, serial chunks %.17g", t, got, want);
+    }
+    th_threads_set(2);
+    th_gpt2_free(m);
+}
+
+/* ---------------------------------------------------------------------------------
+ * the cross-entropy backward */
+
+/* exp_vec of kernels.c, copied: the scalar form the vector code must match bit for bit. */
+static float exp_ref(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static void test_crossentropy_backward(void) {
+    enum { N = 3, V = 1003 };
+    float *logits = malloc(sizeof(float) * N * V), *want = malloc(sizeof(float) * N * V);
+    float lse[N];
+    int targets[N] = {5, TH_IGNORE_INDEX, V - 1};
+    th_rng rng;
+    th_rng_seed(&rng, 11);
+    for (int i = 0; i < N * V; i++) logits[i] = 4.0f * (float)th_rng_normal(&rng);
+    logits[7] = NAN;
+    logits[8] = -INFINITY;
+    for (int i = 0; i < N; i++) lse[i] = 3.0f + (float)i;
+    float scale = 1.0f / 3.0f;
+    for (int i = 0; i < N; i++)
+        for (int v = 0; v < V; v++) {
+            float *w = want + (size_t)i * V + v;
+            *w = targets[i] == TH_IGNORE_INDEX ? 0.0f : exp_ref(logits[(size_t)i * V + v] - lse[i]) * scale;
+            if (v == targets[i]) *w -= scale;
+        }
+    th_crossentropy_backward_inplace(logits, lse, targets, N, V, scale);
+    int ok = 1;
+    for (int i = 0; i < N * V; i++) ok &= memcmp(&logits[i], &want[i], 4) == 0 || (isnan(logits[i]) && isnan(want[i]));
+    CHECK(ok, "cross-entropy backward differs from its scalar exp form");
+    free(logits);
+    free(want);
+}
+
+int main(void) {
+    th_threads_set(2);
+    test_deferred_zeroing();
+    test_grad_norm();
+    test_crossentropy_backward();
+    return test_summary();
+}
