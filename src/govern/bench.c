@@ -439,6 +439,7 @@ th_status th_gov_necessary_idle(const th_thermal_profile *p, double limit_c, dou
             return th_fail(TH_ERR_INVALID, "necessary pacing: the plant cannot work under %g °C (idle holds it above)",
                            limit_c);
     }
-    *idle_s = fmax(0.0, t - busy_s - other_s);
+    double idle = t - busy_s - other_s;
+    *idle_s = idle > 1e-6 * (busy_s + other_s) ? idle : 0.0; /* below that: the sum of the steps' rounding */
     return TH_OK;
 }

@@ -52,7 +52,7 @@
 #define PRED_CUSUM_H 6.0      /* CUSUM threshold, in σ */
 #define PRED_T_REF 60.0       /* leakage slope reference temperature */
 #define PRED_Q_T 1e-3        /* Kalman process noise of the die temperature, °C²/s */
-#define PRED_Q_D 0.1         /* ... and of the offset D, °C²/s, while no change is suspected */
+#define PRED_Q_D 0.03         /* ... and of the offset D, °C²/s, while no change is suspected */
 #define PRED_Q_D_ALARM 10.0  /* ... and while one is: a slower fan must show within a second or two */
 #define PRED_ALARM_VAR_D 4.0 /* an alarm adds this to D's variance (°C²): the filter re-learns D at once */
 #define PRED_ALARM_VAR_T 0.5 /* ... and this to the die's: it may have moved more than the model let it */
