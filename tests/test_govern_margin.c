@@ -133,6 +133,13 @@ static void test_necessary(void) {
     /* a 10 s run from cold under the default limit: nothing either */
     CHECK(th_gov_necessary_idle(&p, th_gov_default_limit_c(&p), p.t_ambient_c, 10.0, 0.5, &idle) == TH_OK && idle == 0,
           "10 s from cold: %.6f s", idle);
+    /* as much time outside units as in them: the loop's unpaced duty is 0.5, which settles far
+     * under the limit, so the same work needs no pacing (at full duty it would) */
+    CHECK(th_gov_necessary_idle(&p, th_gov_default_limit_c(&p), p.t_ambient_c, 300.0, 300.0, &idle) == TH_OK &&
+              idle == 0,
+          "half the run outside units: %.3f s", idle);
+    CHECK(th_gov_necessary_idle(&p, th_gov_default_limit_c(&p), p.t_ambient_c, 300.0, 0.0, &idle) == TH_OK && idle > 1,
+          "all of it in units, full duty reaches the limit: %.3f s", idle);
     p.leak_w_at_ref = 0;
     double limit = 80.0, busy = 100.0;
     double u = (limit - p.t_ambient_c - p.r_k_per_w * p.p_idle_w) / (p.r_k_per_w * (p.p_max_w - p.p_idle_w));
