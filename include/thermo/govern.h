@@ -55,8 +55,14 @@ typedef struct {
     double switch_on_c;        /* pid: below this, full power and PID reset (default limit − 10) */
     double sustainable_power_w; /* pid feed-forward (default (limit − T_amb)/R when known,
                                    else p_idle + (p_max − p_idle)/2) */
-    double margin_c;           /* predictive: aim this far below the limit (default 1.2: the die rises
-                                  ~1 °C before a 1 °C-step, 0.5-1 s-lag sensor shows a slower fan) */
+    double margin_c;           /* predictive: aim this far below the limit; 0 (default): derived from the
+                                  sensor, 3 σ of the Kalman filter's steady-state die estimate (lag, noise,
+                                  quantization, period) plus the quantizer's bias, widened by two reading σ
+                                  while the model is unconverged or its innovations signal a change */
+    double guard_c;            /* predictive: held under the limit on top of the margin at all times, against a
+                                  change no sensor has shown yet (default 0: the derived margin only, so an
+                                  unannounced slower fan or warmer room goes over for seconds, by up to the
+                                  rise the benchmark's causal bound states; set it to that rise for 0 s above) */
     double horizon_s;          /* predictive: look-ahead (default 10) */
     double forgetting;         /* predictive: RLS forgetting factor per block (default 0.995) */
     double block_s;            /* predictive: samples are averaged over blocks this long before
@@ -187,6 +193,11 @@ typedef struct {
     double rms_error_c;  /* recent RMS one-block prediction error */
     long blocks;         /* identification updates so far */
     long changes;        /* plant changes detected (each re-opens the identification) */
+    double margin_c;     /* the margin in use when nothing is suspected (configured or derived) */
+    double die_sd_c;     /* the filter's steady-state σ of the die estimate the margin came from */
+    double allowance_c;  /* added to the margin while the model is unconverged or a change suspected */
+    long alarms;         /* innovation alarms (a change of R or ambient suspected within samples) */
+    int suspect;         /* the last decision used the widened margin */
 } th_gov_model;
 th_status th_governor_model(const th_governor *g, th_gov_model *out);
 
@@ -281,6 +292,7 @@ typedef struct {
     double trace_hz;     /* rows per simulated second in the trace (default 1) */
     const char *trace_path; /* CSV t_s,temp_c,sensor_c,duty,power_w,work (NULL: none) */
     int objective;          /* the governors' th_gov_config.objective (TH_GOV_OBJ_THROUGHPUT) */
+    double guard_c;         /* the governors' th_gov_config.guard_c (default 0) */
     int feed_forward;       /* 1: in the planted scenario the governor is given the planted
                                coupling (r_peak 1, t_lag_s -TH_PLANTED_LAG_S); its row is
                                labelled "<governor>+ff". Elsewhere no coupling exists: off */
@@ -316,12 +328,26 @@ typedef struct {
     double mean_duty;
     double decision_us;     /* measured mean wall time of one decide */
     long decisions;
+    double margin_c;        /* predictive: the margin it used when nothing was suspected; NaN otherwise */
+    long alarms;            /* predictive: innovation alarms (suspected changes); 0 otherwise */
+    double sensor_above_s;  /* seconds the sensor's reading (lagged, noisy, quantized: what a user
+                               sees) was above the limit; above_limit_s counts the die's */
 } th_bench_gov_result;
 
 /* Runs one governor on one scenario of one profile. Fails with TH_ERR_INVALID (unknown
  * governor, bad options), TH_ERR_IO (trace not writable), TH_ERR_NOMEM. */
 th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind kind, const char *governor,
                             const th_bench_gov_opts *opts, th_bench_gov_result *out);
+
+/* The pacing a run needed, the bound a governor's pacing is judged by: the idle seconds the
+ * optimal policy (full duty until the limit, then the duty that holds it exactly, knowing the
+ * plant) must add to do busy_s seconds of work on plant p starting at start_c, with other_s
+ * seconds the run spent outside units of work (neither busy nor paced; spread evenly, so the
+ * loop's unpaced duty is busy/(busy + other)). 0 on a run that never reaches the limit. Fails
+ * with the profile's status, TH_ERR_INVALID for negative times or a limit even idle cannot
+ * hold (*idle_s NaN). */
+th_status th_gov_necessary_idle(const th_thermal_profile *p, double limit_c, double start_c, double busy_s,
+                                double other_s, double *idle_s);
 
 /* The constant duty whose steady temperature is limit_c (bisection on
  * th_plant_steady_temp_c); 1 if full speed stays under it, 0 if even idle does not. */

@@ -185,6 +185,10 @@ typedef struct {
     double co2e_g, water_ml;   /* the energy so far priced with the run's factors (0 without) */
     char feed_forward[120];    /* the gradient-norm feed-forward: on (with its lag) or off and why;
                                   "" without a predictive governor */
+    double necessary_idle_s;   /* simulated plant only: the idle the optimal policy, knowing the plant,
+                                  would have had to inject for the same work from the same start
+                                  (th_gov_necessary_idle); the rest of idle_s was the governor's
+                                  caution. NaN on real hardware */
 } th_run_figures;
 
 /* Opens the sensor, starts the sampler thread and the telemetry log. Fails with the

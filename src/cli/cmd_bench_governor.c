@@ -31,6 +31,9 @@ int cmd_bench_governor(int argc, char **argv) {
         CLI_O_DBL("--limit", "C", &o.limit_c, -40, 150, "temperature limit (default: the profile's t_max_operating_c - 2)"),
         CLI_O_CHOICE("--objective", &objective, objective_names, objective_values,
                      "throughput (default): predictive maximizes work; energy: the duty with\nthe lowest modeled J/work under the limit"),
+        CLI_O_DBL("--guard", "C", &o.guard_c, 0, 19.99,
+                  "predictive: held this far under the limit on top of its derived margin, against\n"
+                  "a change no sensor has shown yet (default 0; the causal bound's margin gives 0 s above)"),
         CLI_O_U64("--seed", "N", &o.seed, 0, 1L << 30, "sensor noise and burst pattern seed (default 1)"),
         CLI_O_STR("--traces", "DIR", &traces,
                   "write DIR/<scenario>__<profile>__<governor>.csv (1 row per\n"
@@ -68,6 +71,9 @@ int cmd_bench_governor(int argc, char **argv) {
     if (!json) {
         printf("thermo bench governor: SIMULATED plant (th_plant, modeled, not measured), simulated time,\n"
                "sensor at 10 Hz (lagged, noisy, quantized); limit = t_max_operating_c - 2 unless --limit.\n"
+               "above_s = simulated seconds the DIE (the plant's true temperature, not the sensor) was above\n"
+               "the limit; over_C = the die's largest excess over it (0 when never above); max_C = the die's\n"
+               "peak. sens_s = seconds the sensor's reading was above it (what a user would see).\n"
                "work_frac = work / work of the oracle constant duty that holds the limit at steady state;\n"
                "vs_opt = work / the optimal control bound (full duty to the limit, then hold it, plant known);\n"
                "vs_cau = work / the causal bound: the same, held as far under the limit as the die rises before\n"
@@ -77,8 +83,8 @@ int cmd_bench_governor(int argc, char **argv) {
                "as if the duty were %.1fx); predictive+ff is given that coupling, predictive is not. The\n"
                "other scenarios' plant has no coupling.\n\n",
                TH_PLANTED_LAG_S, 1.0 + TH_PLANTED_GAIN);
-        printf("%-30s %-11s %8s %8s %8s %9s %8s %7s %9s %8s %8s %7s %8s\n", "scenario", "governor", "above_s", "over_C",
-               "max_C", "work_frac", "vs_opt", "vs_cau", "J/work", "race_J", "pace_J", "thr_s", "dec_us");
+        printf("%-30s %-11s %8s %8s %8s %9s %8s %7s %9s %8s %8s %7s %8s %7s %6s %6s\n", "scenario", "governor", "above_s", "over_C",
+               "max_C", "work_frac", "vs_opt", "vs_cau", "J/work", "race_J", "pace_J", "thr_s", "dec_us", "sens_s", "margin", "alarms");
     }
     for (size_t pi = 0; pi < n_prof && rc == EXIT_OK; pi++) {
         th_thermal_profile prof;
@@ -122,14 +128,17 @@ int cmd_bench_governor(int argc, char **argv) {
                 json_object_set_new(j, "optimal_work", json_real(r.optimal_work));
                 json_object_set_new(j, "causal_margin_c", json_real(r.causal_margin_c));
                 json_object_set_new(j, "work_vs_causal", json_real(r.work_vs_causal));
+                json_object_set_new(j, "margin_c", isfinite(r.margin_c) ? json_real(r.margin_c) : json_null());
+                json_object_set_new(j, "alarms", json_integer(r.alarms));
+                json_object_set_new(j, "sensor_above_limit_s", json_real(r.sensor_above_s));
                 json_object_set_new(j, "race_to_idle_j_per_work", json_real(r.race_energy_per_work_j));
                 json_object_set_new(j, "pace_to_cool_j_per_work", json_real(r.pace_energy_per_work_j));
                 json_array_append_new(arr, j);
                 if (!json)
-                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %8.3f %7.3f %9.1f %8.1f %8.1f %7.1f %8.3f\n", r.scenario,
+                    printf("%-30s %-11s %8.1f %8.2f %8.2f %9.3f %8.3f %7.3f %9.1f %8.1f %8.1f %7.1f %8.3f %7.1f %6.2f %6ld\n", r.scenario,
                            r.governor, r.above_limit_s, r.max_overshoot_c, r.max_temp_c, r.work_fraction,
                            r.work_vs_optimal, r.work_vs_causal, r.energy_per_work_j, r.race_energy_per_work_j, r.pace_energy_per_work_j,
-                           r.throttled_s, r.decision_us);
+                           r.throttled_s, r.decision_us, r.sensor_above_s, r.margin_c, r.alarms);
             }
         }
     }

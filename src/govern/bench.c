@@ -274,6 +274,7 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     th_gov_config gc = th_gov_config_default(limit);
     gc.period_s = o.period_s;
     gc.objective = o.objective;
+    gc.guard_c = o.guard_c;
     th_gov_config_set_plant(&gc, profile);
     int ff = o.feed_forward && kind == TH_SCEN_GRAD_SPIKES_PLANTED;
     if (ff) { /* the coupling this scenario planted, as a measurement would give it */
@@ -363,12 +364,19 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
             if (temp - limit > out->max_overshoot_c) out->max_overshoot_c = temp - limit;
         }
         if (temp > out->max_temp_c) out->max_temp_c = temp;
+        if ((s.valid & TH_SAMPLE_TEMP) && s.temp_mc / 1000.0 > limit) out->sensor_above_s += dt;
         if (trace && k % trace_every == 0)
             fprintf(trace, "%.1f,%.3f,%.3f,%.4f,%.2f,%.3f\n", t + dt, temp, (s.valid & TH_SAMPLE_TEMP) ? s.temp_mc / 1000.0 : NAN,
                     u, th_plant_power_w(pl), out->work);
     }
     energy_done += th_plant_energy_j(pl) - energy_base;
     out->decisions = steps;
+    th_gov_model gm;
+    out->margin_c = NAN;
+    if (th_governor_model(g, &gm) == TH_OK) {
+        out->margin_c = gm.margin_c;
+        out->alarms = gm.alarms;
+    }
     out->energy_j = energy_done;
     out->energy_per_work_j = out->work > 0 ? energy_done / out->work : INFINITY;
     out->work_fraction = out->oracle_work > 0 ? out->work / out->oracle_work : NAN;
@@ -401,4 +409,37 @@ done:
     th_governor_free(g);
     th_plant_free(pl);
     return st;
+}
+
+th_status th_gov_necessary_idle(const th_thermal_profile *p, double limit_c, double start_c, double busy_s,
+                                double other_s, double *idle_s) {
+    *idle_s = NAN;
+    th_status st = th_profile_validate(p, "necessary pacing: profile");
+    if (st != TH_OK) return st;
+    if (!(busy_s >= 0 && other_s >= 0 && isfinite(limit_c) && isfinite(start_c)))
+        return th_fail(TH_ERR_INVALID, "necessary pacing: busy_s %g, other_s %g, limit_c %g, start_c %g", busy_s,
+                       other_s, limit_c, start_c);
+    if (busy_s == 0) {
+        *idle_s = 0;
+        return TH_OK;
+    }
+    /* the duty the work loop reaches unpaced, with the run's time outside units spread evenly */
+    double demand = busy_s / (busy_s + other_s), tau = p->r_k_per_w * p->c_j_per_k;
+    double dt = fmin(0.05, tau / 50.0), t = 0, give_up = 100.0 * (busy_s + other_s) + 20.0 * tau;
+    ideal_plant ip = {p, start_c, 0, 0};
+    while (ip.work < busy_s) {
+        double before = ip.work;
+        ideal_step(&ip, dt, demand, limit_c, OPT_HOLD, 0, 0, 1.0);
+        if (ip.work >= busy_s) { /* the last step only as far as the work needs */
+            t += dt * (busy_s - before) / (ip.work - before);
+            break;
+        }
+        t += dt;
+        if (t > give_up)
+            return th_fail(TH_ERR_INVALID, "necessary pacing: the plant cannot work under %g °C (idle holds it above)",
+                           limit_c);
+    }
+    double idle = t - busy_s - other_s;
+    *idle_s = idle > 1e-6 * (busy_s + other_s) ? idle : 0.0; /* below that: the sum of the steps' rounding */
+    return TH_OK;
 }

@@ -41,6 +41,11 @@ const void *th_governor_state(const th_governor *g);
 /* pid: Σerr, the integral of its state (tests read it here instead of parsing the status). */
 double th_gov_pid_integral(const void *pid_state);
 
+/* predictive: the steady-state σ (°C) of its Kalman filter's die estimate for cfg's sensor
+ * (lag, noise, quantum, period) and a plant time constant tau_s (0: 30 s); the margin rule's
+ * input, exposed for tests. */
+double th_gov_predictive_die_sd_c(const th_gov_config *cfg, double tau_s);
+
 static inline double th_gov_temp_c(const th_sample *s) { return s->temp_mc / 1000.0; }
 static inline double th_gov_clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
 

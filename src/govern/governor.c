@@ -34,7 +34,7 @@ th_gov_config th_gov_config_default(double limit_c) {
     c.recover_samples = 3;
     c.hysteresis_c = 2.0;
     c.switch_on_c = limit_c - 10.0;
-    c.margin_c = 1.2;
+    c.margin_c = 0.0; /* derived per sensor by the predictive governor */
     c.horizon_s = 10.0;
     c.forgetting = 0.995;
     c.reaction_s = 2.5;
@@ -129,8 +129,10 @@ static th_status complete_config(const th_gov_config *in, th_gov_config *c) {
     if (c->recover_samples <= 0) c->recover_samples = d.recover_samples;
     if (!(c->hysteresis_c > 0)) c->hysteresis_c = d.hysteresis_c;
     if (c->switch_on_c == 0 || !isfinite(c->switch_on_c)) c->switch_on_c = d.switch_on_c;
-    if (!(c->margin_c > 0)) c->margin_c = d.margin_c;
+    if (!(c->margin_c > 0)) c->margin_c = 0.0;
     if (!(c->horizon_s > 0)) c->horizon_s = d.horizon_s;
+    if (!(c->guard_c >= 0 && c->guard_c < 20))
+        return th_fail(TH_ERR_INVALID, "governor: guard_c must be in [0, 20) °C, got %g", c->guard_c);
     if (!(c->forgetting > 0)) c->forgetting = d.forgetting;
     if (!(c->block_s > 0)) /* a tenth of the plant's τ when known, at least two periods, at most 1 s */
         c->block_s = c->tau_s > 0 ? fmin(1.0, fmax(2.0 * c->period_s, 0.1 * c->tau_s)) : 1.0;

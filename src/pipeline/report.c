@@ -304,6 +304,8 @@ static void text_summary(th_textbuf *b, const th_run_report *r) {
     }
     double paced = g->busy_s + g->idle_s;
     th_textbuf_printf(b, "%spacing %.0f %% idle (%s)", sep, paced > 0 ? 100.0 * g->idle_s / paced : 0.0, g->governor);
+    if (isfinite(g->necessary_idle_s) && g->busy_s > 0)
+        th_textbuf_printf(b, ", %.0f %% necessary", 100.0 * g->necessary_idle_s / (g->busy_s + g->necessary_idle_s));
     if (g->fail_safe_decisions)
         th_textbuf_printf(b, " \xc2\xb7 %llu fail-safe decisions", (unsigned long long)g->fail_safe_decisions);
     th_textbuf_printf(b, "\n");
@@ -366,6 +368,12 @@ static void text_full(th_textbuf *b, const th_run_report *r) {
     th_textbuf_printf(b, "pacing (%s): %.1f s of idle injected over %.1f s of work, throughput cost %.1f%%%s\n",
                       g->governor, g->idle_s, g->busy_s, paced > 0 ? 100.0 * g->idle_s / paced : 0.0,
                       g->fail_safe_decisions ? "; fail-safe decisions: yes" : "");
+    if (isfinite(g->necessary_idle_s) && g->busy_s > 0)
+        th_textbuf_printf(b,
+                          "pacing necessary: %.1f s (%.1f%%): what the optimal policy would have injected for the same "
+                          "work on this modeled plant, knowing it exactly; the rest (%.1f s) was the governor's caution\n",
+                          g->necessary_idle_s, 100.0 * g->necessary_idle_s / (g->busy_s + g->necessary_idle_s),
+                          fmax(0.0, g->idle_s - g->necessary_idle_s));
     if (g->governor_status[0]) th_textbuf_printf(b, "governor: %s\n", g->governor_status);
     if (g->feed_forward[0]) th_textbuf_printf(b, "gradient-norm %s\n", g->feed_forward);
     if (r->have_fp)
@@ -560,6 +568,8 @@ static th_status report_json(const th_run_report *r, json_t **out) {
                                json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "governor", g->governor, "limit_c",
                                          g->limit_c, "above_limit_s", g->above_limit_s, "busy_s", g->busy_s, "idle_s",
                                          g->idle_s, "fail_safe_decisions", (json_int_t)g->fail_safe_decisions));
+    if (isfinite(g->necessary_idle_s))
+        bad |= set_real(json_object_get(j, "thermal"), "necessary_idle_s", g->necessary_idle_s);
     bad |= json_object_set_new(j, "report_version", json_integer(TH_RUN_REPORT_VERSION));
     if (r->have_embodied) bad |= embodied_json(r, j);
     if (bad) st = th_fail(TH_ERR_NOMEM, "run report JSON: out of memory");

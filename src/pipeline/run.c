@@ -29,6 +29,7 @@ struct th_run {
     th_eco_price price;  /* 0 without factors */
     uint64_t t0_ns;
     double limit_c;
+    double plant_start_c; /* the simulated plant's temperature at the start (the pacing bound's) */
     char governor[32];
     th_origin origin;
 
@@ -175,6 +176,7 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
                                   &r->sensor);
     if (st != TH_OK) goto fail;
     r->plant = th_sensor_plant(r->sensor);
+    r->plant_start_c = r->plant ? th_plant_temp_c(r->plant) : NAN;
     r->origin = th_sensor_origin(r->sensor);
     r->limit_c = isnan(o->temp_limit_c) ? default_limit_c(r->sensor) : o->temp_limit_c;
     th_eco_ledger_config lc = {NULL, r->origin, o->cpu_tdp_w}; // figures named after the samples' source
@@ -306,8 +308,12 @@ void th_run_figures_now(th_run *r, th_run_figures *f) {
     double first_temp_c = r->first_temp_c, first_temp_t_s = r->first_temp_t_s;
     pthread_mutex_unlock(&r->mu);
     f->have_energy = th_eco_ledger_figure(r->ledger, &f->energy) == TH_OK;
+    f->necessary_idle_s = NAN;
     if (r->plant) {
         const th_thermal_profile *p = th_plant_profile(r->plant);
+        double other_s = fmax(0.0, f->seconds - f->busy_s - f->idle_s);
+        if (th_gov_necessary_idle(p, r->limit_c, r->plant_start_c, f->busy_s, other_s, &f->necessary_idle_s) != TH_OK)
+            f->necessary_idle_s = NAN;
         f->ambient_c = p->t_ambient_c;
         snprintf(f->ambient_how, sizeof f->ambient_how, "simulated plant profile");
         snprintf(f->profile, sizeof f->profile, "%s", p->name);
