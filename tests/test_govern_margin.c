@@ -73,6 +73,7 @@ static long run_detector(double r_step, double t_step_s, double duration_s, long
     double power_w = p.p_idle_w + (p.p_max_w - p.p_idle_w) * 0.6, r = p.r_k_per_w, c = p.c_j_per_k;
     th_gov_config cfg = th_gov_config_default(th_gov_default_limit_c(&p));
     th_gov_config_set_plant(&cfg, &p);
+    cfg.margin_c = 0; /* the detector runs with the derived margin (a fixed one keeps its filter open) */
     th_governor *g = NULL;
     if (th_governor_create("predictive", &cfg, &g) != TH_OK) {
         CHECK(0, "create: %s", th_last_error());

@@ -67,8 +67,9 @@ static void test_identification(const char *name) {
 }
 
 /* The benchmark's targets for predictive. Safety and decision cost are asserted as
- * stated (in the scenarios with a mid-run change: 0 s above with the causal margin as guard,
- * bounded seconds above without it). work_fraction is asserted at 0.95 (a regression floor): the 0.97 target is
+ * stated for the default (fixed) margin; for the derived one (margin_c 0) in the scenarios
+ * with a mid-run change: 0 s above with the causal margin as guard, bounded seconds above
+ * without it. work_fraction is asserted at 0.95 (a regression floor): the 0.97 target is
  * reported, not asserted, because this governor does not reach it everywhere (see the
  * module's report); the line "TARGET MISSED" makes that visible in the test log. */
 static int missed;
@@ -93,30 +94,39 @@ static void test_bench(const char *name_or_path) {
         int change = k == TH_SCEN_AMBIENT_STEP || k == TH_SCEN_COOLING_DEGRADED;
         CHECK(pr.decision_us < 50.0, "%s: decision %.2f us", sc, pr.decision_us);
         CHECK(pr.fail_safe_s == 0.0, "%s: no fail-safe on a healthy sensor", sc);
+        /* the derived margin (margin_c 0): an unannounced change shows only once the die has
+         * risen by the causal margin, so it goes over for seconds, by about that rise, and cuts
+         * at once; held 1.5x that rise further under (guard_c) it stays at 0 s above. Steady
+         * scenarios: the 0.99 target reported, 0.97 asserted */
+        th_bench_gov_opts od = o;
+        od.margin_c = 0;
+        th_bench_gov_result dv;
+        if (th_bench_governor(&prof, k, "predictive", &od, &dv) != TH_OK) {
+            CHECK(0, "bench %s: %s", name_or_path, th_last_error());
+            return;
+        }
         if (change) {
-            /* an unannounced change shows only once the die has risen by the causal margin: with
-             * the derived margin alone the governor goes over for seconds, by about that rise,
-             * and cuts at once; held 1.5x that rise further under (guard_c: detection is not instant) it
-             * stays at 0 s above */
-            CHECK(pr.above_limit_s <= 15.0 && pr.max_overshoot_c <= pr.causal_margin_c + 0.5,
-                  "%s: predictive %.1f s above, %.2f °C over (causal margin %.2f)", sc, pr.above_limit_s,
-                  pr.max_overshoot_c, pr.causal_margin_c);
-            th_bench_gov_opts og = o;
-            og.guard_c = 1.5 * pr.causal_margin_c;
-            if (th_bench_governor(&prof, k, "predictive", &og, &pr) != TH_OK) {
+            CHECK(dv.above_limit_s <= 15.0 && dv.max_overshoot_c <= dv.causal_margin_c + 0.5,
+                  "%s: derived margin %.1f s above, %.2f °C over (causal margin %.2f)", sc, dv.above_limit_s,
+                  dv.max_overshoot_c, dv.causal_margin_c);
+            od.guard_c = 1.5 * dv.causal_margin_c;
+            if (th_bench_governor(&prof, k, "predictive", &od, &dv) != TH_OK) {
                 CHECK(0, "bench %s: %s", name_or_path, th_last_error());
                 return;
             }
+            CHECK(dv.above_limit_s == 0.0, "%s: derived margin with the causal guard: %.1f s above", sc,
+                  dv.above_limit_s);
         } else {
-            CHECK(pr.work_vs_optimal >= 0.97, "%s: predictive %.3f of the optimal bound (floor 0.97)", sc,
-                  pr.work_vs_optimal);
-            if (pr.work_vs_optimal < 0.99) {
-                printf("TARGET MISSED %s: predictive work_vs_optimal %.3f < 0.99\n", sc, pr.work_vs_optimal);
+            CHECK(dv.above_limit_s == 0.0, "%s: derived margin %.1f s above", sc, dv.above_limit_s);
+            CHECK(dv.work_vs_optimal >= 0.97, "%s: derived margin %.3f of the optimal bound (floor 0.97)", sc,
+                  dv.work_vs_optimal);
+            if (dv.work_vs_optimal < 0.99) {
+                printf("TARGET MISSED %s: derived margin work_vs_optimal %.3f < 0.99\n", sc, dv.work_vs_optimal);
                 missed++;
             }
         }
-        CHECK(pr.above_limit_s == 0.0, "%s: predictive %.1f s above the limit%s", sc, pr.above_limit_s,
-              change ? " (guard: 1.5x the causal margin)" : "");
+        /* the default (fixed margin): 0 s above everywhere */
+        CHECK(pr.above_limit_s == 0.0, "%s: predictive %.1f s above the limit", sc, pr.above_limit_s);
         CHECK(pr.max_overshoot_c <= 0.5, "%s: predictive overshoot %.2f °C", sc, pr.max_overshoot_c);
         CHECK(pr.above_limit_s <= sw.above_limit_s && pr.above_limit_s <= pid.above_limit_s,
               "%s: at least as safe as step_wise and pid", sc);

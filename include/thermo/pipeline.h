@@ -145,6 +145,7 @@ typedef struct {
     double temp_limit_c;       /* NaN: the device's max operating temperature − 2 °C (plant
                                   profile or sensor limits), else 80 °C */
     double fixed_duty;         /* NaN: the governor decides; else pace at this duty, always */
+    double gov_margin_c;       /* NaN: the governor's default margin (th_gov_config.margin_c); 0: derived */
     double cpu_tdp_w;          /* > 0: when the sensor gives neither an energy counter nor power,
                                   model the CPU's power from its utilization (th_cpu_model_power_uw) */
     const th_eco_factors *factors; /* prices each unit's energy in CO2e and water (NULL: energy only) */

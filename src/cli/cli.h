@@ -80,7 +80,7 @@ typedef struct {
     th_budget_config budget;          /* --budget-j, --budget-wh, --budget-co2-g, --budget-water-ml, --budget-s */
     const char *hardware;             /* --hardware spec (NULL: what the host reports) */
     th_eco_hardware hw;               /* filled by cli_eco_resolve from --hardware or the host */
-    cli_opt run_opts[24];             /* the options of a monitored run, pointing into this struct */
+    cli_opt run_opts[28];             /* the options of a monitored run, pointing into this struct */
     cli_opt eco_opts[16];             /* the eco factor options (all that `thermo estimate` takes) */
 } cli_run_flags;
 

@@ -31,6 +31,9 @@ int cmd_bench_governor(int argc, char **argv) {
         CLI_O_DBL("--limit", "C", &o.limit_c, -40, 150, "temperature limit (default: the profile's t_max_operating_c - 2)"),
         CLI_O_CHOICE("--objective", &objective, objective_names, objective_values,
                      "throughput (default): predictive maximizes work; energy: the duty with\nthe lowest modeled J/work under the limit"),
+        CLI_O_DBL("--margin", "C", &o.margin_c, 0, 19.99,
+                  "predictive: aim C under the limit (default 1.2); 0: derived from the sensor\n"
+                  "(3 σ of its Kalman estimate: >= 0.99 of optimal when steady, seconds above on a change)"),
         CLI_O_DBL("--guard", "C", &o.guard_c, 0, 19.99,
                   "predictive: held this far under the limit on top of its derived margin, against\n"
                   "a change no sensor has shown yet (default 0; the causal bound's margin gives 0 s above)"),

@@ -41,6 +41,9 @@ void cli_run_flags_init(cli_run_flags *f) {
                   "temperature to stay under (default: the device's max operating\n"
                   "temperature - 2 C, from the plant profile or the sensor)"),
         CLI_O_DBL("--duty", "X", &r->fixed_duty, 0.001, 1, "pace at a fixed duty in (0, 1] instead of a governor"),
+        CLI_O_DBL("--gov-margin", "C", &r->gov_margin_c, 0, 20,
+                  "predictive: aim C under the limit (default 1.2); 0: derived from the sensor\n"
+                  "(tighter when steady; seconds above the limit on an unannounced change)"),
         CLI_O_STR("--coupling", "FILE", &r->coupling_path,
                   "a coupling analysis (thermo analyze's datasheet.json) measured on this\n"
                   "machine: the predictive governor lowers the duty ahead of the heat a\n"

@@ -41,6 +41,7 @@ th_bench_gov_opts th_bench_gov_defaults(void) {
     o.period_s = 0.1;
     o.seed = 1;
     o.trace_hz = 1.0;
+    o.margin_c = NAN;
     return o;
 }
 
@@ -275,6 +276,7 @@ th_status th_bench_governor(const th_thermal_profile *profile, th_scenario_kind 
     gc.period_s = o.period_s;
     gc.objective = o.objective;
     gc.guard_c = o.guard_c;
+    if (!isnan(o.margin_c)) gc.margin_c = o.margin_c;
     th_gov_config_set_plant(&gc, profile);
     int ff = o.feed_forward && kind == TH_SCEN_GRAD_SPIKES_PLANTED;
     if (ff) { /* the coupling this scenario planted, as a measurement would give it */

@@ -554,16 +554,19 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         s->kp[2][2] = 4.0;
         s->have_k = 1;
     } else {
-        double qd = s->alarm_left_s > 0 ? PRED_Q_D_ALARM : PRED_Q_D;
+        /* a fixed margin keeps the offset filter always open (it re-learns a change at once);
+         * the derived one narrows it while no change is suspected */
+        double qd = cfg->margin_c > 0 || s->alarm_left_s > 0 ? PRED_Q_D_ALARM : PRED_Q_D;
         double z = kalman_step(s, cfg, dt, tau, tamb + r * x_meas, y, qd);
         if (!have_model) s->kd = 0; /* no model: nothing to offset */
-        innovation_alarm(s, z, dt);
+        if (!(cfg->margin_c > 0)) innovation_alarm(s, z, dt); /* a fixed margin's filter is always open */
     }
 
-    /* control: aim the margin under the limit, and the allowance further while the model is
-     * not trusted (a change suspected, or not yet converged outside the safe band) */
+    /* control: aim the margin under the limit, and a derived margin's allowance further while
+     * the model is not trusted (a change suspected, or not yet converged outside the safe band);
+     * a fixed margin already holds that room */
     s->suspect = s->alarm_left_s > 0 || !s->converged;
-    double lim = cfg->limit_c - cfg->guard_c - s->margin_c - (s->suspect ? s->allow_c : 0.0);
+    double lim = cfg->limit_c - cfg->guard_c - s->margin_c - (s->suspect && !(cfg->margin_c > 0) ? s->allow_c : 0.0);
     double u;
     if (have_model) {
         double rg = s->power_input ? r * s->w[2] / 10.0 : 0.0; /* leakage feedback R·dP/dT */

@@ -51,6 +51,7 @@ th_run_opts th_run_opts_default(void) {
     o.sense = th_sense_config_default();
     o.hz = TH_SENSE_HZ;
     o.temp_limit_c = NAN;
+    o.gov_margin_c = NAN;
     o.fixed_duty = NAN;
     return o;
 }
@@ -193,6 +194,7 @@ th_status th_run_start(const th_run_opts *o, th_run **out) {
         const char *name = o->governor ? o->governor : "predictive";
         th_gov_config gc = th_gov_config_default(r->limit_c);
         gc.max_threads = o->max_threads;
+        if (!isnan(o->gov_margin_c)) gc.margin_c = o->gov_margin_c;
         if (r->plant) th_gov_config_set_plant(&gc, th_plant_profile(r->plant));
         if ((st = set_coupling(o->coupling_path, r, &gc)) != TH_OK) goto fail;
         if (strcmp(name, "predictive") == 0) snprintf(r->feed_forward, sizeof r->feed_forward, "%s", gc.ff_note);
