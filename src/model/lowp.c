@@ -205,8 +205,9 @@ void lowp_mm(float *out, const float *inp, const lowp_weight *w, int row0, const
              float *scratch, lowp_q8_block *xq) {
     int K = w->K;
     if (M == 1) {
-        if (w->dtype == TH_DTYPE_Q8) lowp_quantize_q8(xq, inp, K);
-        gemv_now()(out, w, row0, inp, xq, bias, N);
+        lowp_gemv_fn gemv = gemv_now();
+        if (w->dtype == TH_DTYPE_Q8) (gemv == lowp_gemv_avx2 ? lowp_quantize_q8_avx2 : lowp_quantize_q8)(xq, inp, K);
+        gemv(out, w, row0, inp, xq, bias, N);
         return;
     }
     float *panel = scratch, *tmp = scratch + (size_t)LOWP_PANEL_ROWS * K;
