@@ -178,6 +178,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "lowp_kernels: packing %s failed\n", th_dtype_name(dts[d]));
             return 1;
         }
+        if (a.nmat == 0) {
+            printf("%-5s  no matrix of this format fits a %.4g GiB arena\n", th_dtype_name(dts[d]), gib);
+            continue;
+        }
         double weights = 0;
         for (int m = 0; m < a.nmat; m++) weights += (double)a.w[m].rows * a.w[m].K;
         for (int threads = tmin; threads <= tmax; threads++) {

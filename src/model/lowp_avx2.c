@@ -50,6 +50,10 @@ TGT static float tail16(const uint16_t *h, const float *x, int k0, int K, int bf
     return s;
 }
 
+#ifndef PF16
+#define PF16 2048
+#endif
+
 /* Rows n .. n+nr-1 (nr <= 4) of a bf16 or f16 weight. */
 TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x, const float *bias, int nr) {
     int K = w->K, K8 = K & ~7, bf16 = w->dtype == TH_DTYPE_BF16;
@@ -60,6 +64,14 @@ TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x
         acc[j] = _mm256_setzero_ps();
     }
     for (int k = 0; k < K8; k += 8) {
+#if PF16 > 0
+        if ((k & 31) == 0) {
+            _mm_prefetch((const char *)(h[0] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[1] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[2] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[3] + k) + PF16, _MM_HINT_T0);
+        }
+#endif
         __m256 xv = _mm256_loadu_ps(x + k);
         acc[0] = _mm256_fmadd_ps(load8(h[0] + k, bf16), xv, acc[0]);
         acc[1] = _mm256_fmadd_ps(load8(h[1] + k, bf16), xv, acc[1]);
@@ -68,6 +80,10 @@ TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x
     }
     for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + (hsum8(acc[j]) + tail16(h[j], x, K8, K, bf16));
 }
+
+#ifndef Q8_PF
+#define Q8_PF 96
+#endif
 
 /* The fp16 scales of eight consecutive blocks as floats: gathered in two general registers
  * (the integer pipes are idle here) and widened by one vcvtph2ps. */
@@ -108,6 +124,16 @@ TGT static void rows_q8(float *out, const lowp_weight *w, int row, const lowp_q8
     for (int i0 = 0; i0 < nb; i0 += 8) {
         int n = i0 < nb8 ? 8 : nb - i0;
         if (n == 8) {
+#if Q8_PF > 0
+            const char *p0 = (const char *)(b0 + i0 + Q8_PF), *p1 = (const char *)(b1 + i0 + Q8_PF);
+            const char *p2 = (const char *)(b2 + i0 + Q8_PF), *p3 = (const char *)(b3 + i0 + Q8_PF);
+            for (int c = 0; c < 8 * (int)sizeof(lowp_q8_block); c += 64) {
+                _mm_prefetch(p0 + c, _MM_HINT_T0);
+                _mm_prefetch(p1 + c, _MM_HINT_T0);
+                _mm_prefetch(p2 + c, _MM_HINT_T0);
+                _mm_prefetch(p3 + c, _MM_HINT_T0);
+            }
+#endif
             __m256 dx = scales8(xq + i0);
             _mm256_store_ps(sc[0], _mm256_mul_ps(scales8(b0 + i0), dx));
             _mm256_store_ps(sc[1], _mm256_mul_ps(scales8(b1 + i0), dx));
