@@ -1,9 +1,13 @@
 /* lowp_avx2.c: the AVX2 + FMA + F16C kernels of the low-precision weights: bf16 widened to
  * f32 by a 16-bit shift, f16 by vcvtph2ps, both multiplied by FMA into eight lanes; q8_0
  * rows against int8 activation blocks with vpmaddubsw/vpmaddwd (the signs moved onto the
- * activations so the unsigned operand is |w|), one fp16 scale product per block. Compiled
- * with target attributes and called only after cpuid says the CPU has all three. Four rows
- * share each load of x; a row's sum order depends on K alone, never on the thread count. */
+ * weights so the unsigned operand is |x|, shared by four rows), the scale products of eight
+ * blocks made by one vector multiply; an activation quantizer that writes ggml's bytes.
+ * Compiled with target attributes and called only after cpuid says the CPU has all three.
+ * Four rows share each load of x; a row's sum order depends on K alone, never on the thread
+ * count, and lowp_gemv_naive follows it. Decode streams weights from DRAM, and these loops
+ * do enough work per byte that the out-of-order window alone keeps too few cache misses in
+ * flight: each loop prefetches a fixed distance ahead of every row it reads. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -31,6 +35,15 @@ int lowp_avx2_usable(void) {
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 
+/* Prefetch distances, from bench/lowp_kernels on a Zen 3 VM (-D overrides them to retune;
+ * 0 turns prefetching off): bytes ahead of each bf16/f16 row, q8 blocks ahead of each row. */
+#ifndef PF16
+#define PF16 2048
+#endif
+#ifndef Q8_PF
+#define Q8_PF 96
+#endif
+
 TGT static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -49,10 +62,6 @@ TGT static float tail16(const uint16_t *h, const float *x, int k0, int K, int bf
     for (int k = k0; k < K; k++) s += (bf16 ? lowp_bf16_to_f32(h[k]) : _cvtsh_ss(h[k])) * x[k];
     return s;
 }
-
-#ifndef PF16
-#define PF16 2048
-#endif
 
 /* Rows n .. n+nr-1 (nr <= 4) of a bf16 or f16 weight. */
 TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x, const float *bias, int nr) {
@@ -80,10 +89,6 @@ TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x
     }
     for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + (hsum8(acc[j]) + tail16(h[j], x, K8, K, bf16));
 }
-
-#ifndef Q8_PF
-#define Q8_PF 96
-#endif
 
 /* The fp16 scales of eight consecutive blocks as floats: gathered in two general registers
  * (the integer pipes are idle here) and widened by one vcvtph2ps. */
