@@ -157,7 +157,18 @@ void lowp_dequant_row(float *out, const lowp_weight *w, int r) {
 }
 
 /* ---------------------------------------------------------------------------------
- * the naive kernels: one row at a time, products summed in index order */
+ * the naive kernels: one row at a time, in the order of the AVX2 kernels written plainly,
+ * so that the two agree to the bit. A row's products go to eight lanes (bf16/f16: lane l
+ * takes weights k ≡ l mod 8 below K rounded down to 8, each added by one fused multiply-add;
+ * q8: lane l takes bytes 4l .. 4l+3 of every block, an exact int32 sum per block, times the
+ * block's scale product by one fused multiply-add); the lanes are summed by the tree of
+ * hsum8 and a bf16/f16 tail past the last multiple of 8 is added after, in index order. */
+
+static float lanes_sum(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+static float weight16(const lowp_weight *w, const uint16_t *h, int k) {
+    return w->dtype == TH_DTYPE_BF16 ? lowp_bf16_to_f32(h[k]) : lowp_f16_to_f32(h[k]);
+}
 
 void lowp_gemv_naive(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
                      const float *bias, int N) {
@@ -165,20 +176,24 @@ void lowp_gemv_naive(float *out, const lowp_weight *w, int row0, const float *x,
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const uint8_t *src = w->data + (size_t)(row0 + n) * w->row_bytes;
-        float acc = 0.0f;
+        float lane[8] = {0}, tail = 0.0f;
         if (w->dtype == TH_DTYPE_Q8) {
             const lowp_q8_block *b = (const lowp_q8_block *)src;
             for (int j = 0; j < K / LOWP_QK; j++) {
-                int32_t s = 0;
-                for (int i = 0; i < LOWP_QK; i++) s += (int32_t)b[j].qs[i] * xq[j].qs[i];
-                acc += lowp_f16_to_f32(b[j].d) * lowp_f16_to_f32(xq[j].d) * (float)s;
+                float d = lowp_f16_to_f32(b[j].d) * lowp_f16_to_f32(xq[j].d);
+                for (int l = 0; l < 8; l++) {
+                    int32_t s = 0;
+                    for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)b[j].qs[i] * xq[j].qs[i];
+                    lane[l] = fmaf(d, (float)s, lane[l]);
+                }
             }
         } else {
             const uint16_t *h = (const uint16_t *)src;
-            for (int k = 0; k < K; k++)
-                acc += (w->dtype == TH_DTYPE_BF16 ? lowp_bf16_to_f32(h[k]) : lowp_f16_to_f32(h[k])) * x[k];
+            int K8 = K & ~7;
+            for (int k = 0; k < K8; k++) lane[k & 7] = fmaf(weight16(w, h, k), x[k], lane[k & 7]);
+            for (int k = K8; k < K; k++) tail += weight16(w, h, k) * x[k];
         }
-        out[n] = (bias ? bias[n] : 0.0f) + acc;
+        out[n] = (bias ? bias[n] : 0.0f) + (lanes_sum(lane) + tail);
     }
 }
 
@@ -205,8 +220,9 @@ void lowp_mm(float *out, const float *inp, const lowp_weight *w, int row0, const
              float *scratch, lowp_q8_block *xq) {
     int K = w->K;
     if (M == 1) {
-        if (w->dtype == TH_DTYPE_Q8) lowp_quantize_q8(xq, inp, K);
-        gemv_now()(out, w, row0, inp, xq, bias, N);
+        lowp_gemv_fn gemv = gemv_now();
+        if (w->dtype == TH_DTYPE_Q8) (gemv == lowp_gemv_avx2 ? lowp_quantize_q8_avx2 : lowp_quantize_q8)(xq, inp, K);
+        gemv(out, w, row0, inp, xq, bias, N);
         return;
     }
     float *panel = scratch, *tmp = scratch + (size_t)LOWP_PANEL_ROWS * K;

@@ -40,12 +40,15 @@ void lowp_weight_free(lowp_weight *w);
 /* out (K) = row r of w, as f32. */
 void lowp_dequant_row(float *out, const lowp_weight *w, int r);
 
-/* An activation row quantized to q8_0 blocks (K / 32 of them), for the q8 dot products. */
+/* An activation row quantized to q8_0 blocks (K / 32 of them), for the q8 dot products.
+ * The _avx2 twin writes the same bytes for finite x (call it only if lowp_avx2_usable()). */
 void lowp_quantize_q8(lowp_q8_block *out, const float *x, int K);
+void lowp_quantize_q8_avx2(lowp_q8_block *out, const float *x, int K);
 
 /* out (N) = bias (or 0) + W[row0 .. row0+N) · x, x of K floats (for Q8, xq holds x quantized
  * by lowp_quantize_q8 and x is not read). Rows split across threads; every row's sum runs in
- * one order fixed by K, so results do not depend on the thread count. */
+ * one order fixed by K (eight lanes, then a fixed tree), so results do not depend on the
+ * thread count, and the naive twin sums in the same order: the two agree to the bit. */
 typedef void (*lowp_gemv_fn)(float *out, const lowp_weight *w, int row0, const float *x,
                              const lowp_q8_block *xq, const float *bias, int N);
 void lowp_gemv_naive(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,

@@ -1,11 +1,16 @@
 /* lowp_avx2.c: the AVX2 + FMA + F16C kernels of the low-precision weights: bf16 widened to
  * f32 by a 16-bit shift, f16 by vcvtph2ps, both multiplied by FMA into eight lanes; q8_0
  * rows against int8 activation blocks with vpmaddubsw/vpmaddwd (the signs moved onto the
- * activations so the unsigned operand is |w|), one fp16 scale product per block. Compiled
- * with target attributes and called only after cpuid says the CPU has all three. Four rows
- * share each load of x; a row's sum order depends on K alone, never on the thread count. */
+ * weights so the unsigned operand is |x|, shared by four rows), the scale products of eight
+ * blocks made by one vector multiply; an activation quantizer that writes ggml's bytes.
+ * Compiled with target attributes and called only after cpuid says the CPU has all three.
+ * Four rows share each load of x; a row's sum order depends on K alone, never on the thread
+ * count, and lowp_gemv_naive follows it. Decode streams weights from DRAM, and these loops
+ * do enough work per byte that the out-of-order window alone keeps too few cache misses in
+ * flight: each loop prefetches a fixed distance ahead of every row it reads. */
 #include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 
 #include "model/lowp.h"
 
@@ -15,12 +20,29 @@ static int cpu_has_f16c(void) {
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
+/* Asked once: cpuid traps to the hypervisor on a VM (microseconds), and the dispatch asks
+ * before every decode matmul. Racing first callers store the same value. */
 int lowp_avx2_usable(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+    static _Atomic int known = -1;
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k < 0) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k;
 }
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
+
+/* Prefetch distances, from bench/lowp_kernels on a Zen 3 VM (-D overrides them to retune;
+ * 0 turns prefetching off): bytes ahead of each bf16/f16 row, q8 blocks ahead of each row. */
+#ifndef PF16
+#define PF16 2048
+#endif
+#ifndef Q8_PF
+#define Q8_PF 96
+#endif
 
 TGT static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -51,6 +73,14 @@ TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x
         acc[j] = _mm256_setzero_ps();
     }
     for (int k = 0; k < K8; k += 8) {
+#if PF16 > 0
+        if ((k & 31) == 0) {
+            _mm_prefetch((const char *)(h[0] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[1] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[2] + k) + PF16, _MM_HINT_T0);
+            _mm_prefetch((const char *)(h[3] + k) + PF16, _MM_HINT_T0);
+        }
+#endif
         __m256 xv = _mm256_loadu_ps(x + k);
         acc[0] = _mm256_fmadd_ps(load8(h[0] + k, bf16), xv, acc[0]);
         acc[1] = _mm256_fmadd_ps(load8(h[1] + k, bf16), xv, acc[1]);
@@ -60,34 +90,113 @@ TGT static void rows16(float *out, const lowp_weight *w, int row, const float *x
     for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + (hsum8(acc[j]) + tail16(h[j], x, K8, K, bf16));
 }
 
-/* Σ over one block of qw · qx as eight int32 lanes turned to float. */
-TGT static inline __m256 block_dot(const int8_t *qw, __m256i qx) {
-    __m256i w = _mm256_loadu_si256((const __m256i *)qw);
-    __m256i aw = _mm256_sign_epi8(w, w);            /* |w| as unsigned bytes (|q| <= 127) */
-    __m256i sx = _mm256_sign_epi8(qx, w);           /* x with w's sign */
-    __m256i p16 = _mm256_maddubs_epi16(aw, sx);     /* pairs: |2 · 127 · 127| fits int16 */
-    __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(p32);
+/* The fp16 scales of eight consecutive blocks as floats: gathered in two general registers
+ * (the integer pipes are idle here) and widened by one vcvtph2ps. */
+TGT static inline __m256 scales8(const lowp_q8_block *b) {
+    uint64_t lo = 0, hi = 0;
+    for (int i = 0; i < 4; i++) {
+        lo |= (uint64_t)b[i].d << (16 * i);
+        hi |= (uint64_t)b[i + 4].d << (16 * i);
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
+/* One block of one row: Σ over its 32 bytes of w · x as eight float lanes (lane l: bytes
+ * 4l .. 4l+3). |x| times w with x's sign by vpmaddubsw (pairs: |2 · 127 · 127| fits int16),
+ * pairs to int32 by vpmaddwd with ones; every step exact. */
+TGT static inline __m256 block_dot(const lowp_q8_block *b, __m256i ax, __m256i qx) {
+    __m256i wq = _mm256_loadu_si256((const __m256i *)b->qs);
+    __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wq, qx));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Rows row .. row+nr-1 (nr <= 4) of a q8 weight against the activation blocks xq: per block,
+ * |x| once for the four rows, then per row block_dot and one FMA with the scale product
+ * d_w · d_x. The products of eight blocks are made by one vector multiply ahead of their dot
+ * products and broadcast from memory, so the loop does no scalar conversion; blocks past a
+ * multiple of eight convert their scales one by one. Lane l of a row accumulates in block
+ * order; the lanes are summed at the end by hsum8 (lowp_gemv_naive sums in the same order). */
 TGT static void rows_q8(float *out, const lowp_weight *w, int row, const lowp_q8_block *xq, const float *bias,
                         int nr) {
-    int nb = w->K / LOWP_QK;
-    const lowp_q8_block *b[4];
-    __m256 acc[4];
-    for (int j = 0; j < 4; j++) {
-        b[j] = (const lowp_q8_block *)(w->data + (size_t)(row + (j < nr ? j : 0)) * w->row_bytes);
-        acc[j] = _mm256_setzero_ps();
-    }
-    for (int i = 0; i < nb; i++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)xq[i].qs);
-        float dx = _cvtsh_ss(xq[i].d);
-        for (int j = 0; j < 4; j++) {
-            __m256 d = _mm256_set1_ps(_cvtsh_ss(b[j][i].d) * dx);
-            acc[j] = _mm256_fmadd_ps(d, block_dot(b[j][i].qs, qx), acc[j]);
+    int nb = w->K / LOWP_QK, nb8 = nb & ~7;
+    const lowp_q8_block *b0, *b1, *b2, *b3;
+    b0 = (const lowp_q8_block *)(w->data + (size_t)row * w->row_bytes);
+    b1 = (const lowp_q8_block *)(w->data + (size_t)(row + (nr > 1)) * w->row_bytes);
+    b2 = (const lowp_q8_block *)(w->data + (size_t)(row + (nr > 2) * 2) * w->row_bytes);
+    b3 = (const lowp_q8_block *)(w->data + (size_t)(row + (nr > 3) * 3) * w->row_bytes);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    _Alignas(32) float sc[4][8];
+    for (int i0 = 0; i0 < nb; i0 += 8) {
+        int n = i0 < nb8 ? 8 : nb - i0;
+        if (n == 8) {
+#if Q8_PF > 0
+            const char *p0 = (const char *)(b0 + i0 + Q8_PF), *p1 = (const char *)(b1 + i0 + Q8_PF);
+            const char *p2 = (const char *)(b2 + i0 + Q8_PF), *p3 = (const char *)(b3 + i0 + Q8_PF);
+            for (int c = 0; c < 8 * (int)sizeof(lowp_q8_block); c += 64) {
+                _mm_prefetch(p0 + c, _MM_HINT_T0);
+                _mm_prefetch(p1 + c, _MM_HINT_T0);
+                _mm_prefetch(p2 + c, _MM_HINT_T0);
+                _mm_prefetch(p3 + c, _MM_HINT_T0);
+            }
+#endif
+            __m256 dx = scales8(xq + i0);
+            _mm256_store_ps(sc[0], _mm256_mul_ps(scales8(b0 + i0), dx));
+            _mm256_store_ps(sc[1], _mm256_mul_ps(scales8(b1 + i0), dx));
+            _mm256_store_ps(sc[2], _mm256_mul_ps(scales8(b2 + i0), dx));
+            _mm256_store_ps(sc[3], _mm256_mul_ps(scales8(b3 + i0), dx));
+        } else {
+            for (int i = 0; i < n; i++) {
+                float dx = _cvtsh_ss(xq[i0 + i].d);
+                sc[0][i] = _cvtsh_ss(b0[i0 + i].d) * dx;
+                sc[1][i] = _cvtsh_ss(b1[i0 + i].d) * dx;
+                sc[2][i] = _cvtsh_ss(b2[i0 + i].d) * dx;
+                sc[3][i] = _cvtsh_ss(b3[i0 + i].d) * dx;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)xq[i0 + i].qs);
+            __m256i ax = _mm256_sign_epi8(qx, qx); /* |x| as unsigned bytes (|q| <= 127) */
+            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[0][i]), block_dot(b0 + i0 + i, ax, qx), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[1][i]), block_dot(b1 + i0 + i, ax, qx), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2][i]), block_dot(b2 + i0 + i, ax, qx), acc2);
+            acc3 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[3][i]), block_dot(b3 + i0 + i, ax, qx), acc3);
         }
     }
-    for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + hsum8(acc[j]);
+    float s[4] = {hsum8(acc0), hsum8(acc1), hsum8(acc2), hsum8(acc3)};
+    for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + s[j];
+}
+
+/* ggml's quantize_row_q8_0_ref eight lanes at a time, to the bit (for finite x): the same
+ * amax (max is exact in any order), the same d, 1 / d and x · (1 / d); roundf's halves away
+ * from zero rebuilt exactly from the truncation and the (exact) fraction left over. */
+TGT void lowp_quantize_q8_avx2(lowp_q8_block *out, const float *x, int K) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < K / LOWP_QK; b++) {
+        const float *xb = x + (size_t)b * LOWP_QK;
+        __m256 v[4];
+        for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(xb + 8 * i);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float d = _mm_cvtss_f32(m4) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[b].d = lowp_f32_to_f16(d);
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 s = _mm256_mul_ps(v[i], idv);
+            __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 f = _mm256_sub_ps(s, t); /* exact: |s| < 2^23 */
+            __m256 up = _mm256_and_ps(_mm256_cmp_ps(f, half, _CMP_GE_OQ), one);
+            __m256 down = _mm256_and_ps(_mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ), one);
+            q[i] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down));
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)out[b].qs, _mm256_permutevar8x32_epi32(p, order));
+    }
 }
 
 void lowp_gemv_avx2(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,

@@ -1,0 +1,150 @@
+/* test_model_lowp_kernels.c: the decode matvec kernels of the low-precision weights, bit for
+ * bit. Each AVX2 kernel against its naive twin (which sums in the same order) for K that are
+ * odd, not multiples of 8, or q8 block counts not multiples of 8, and row counts that leave a
+ * partial group of four; the same bytes at 1, 2 and 3 threads; the AVX2 activation quantizer
+ * against ggml's reference, ties included; lowp_mm's dispatch against the naive path. */
+#include <stdint.h>
+
+#include "model/lowp.h"
+#include "test_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static float frand(uint64_t *s) { /* xorshift64, uniform in [-1, 1) */
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (float)((*s >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* One weight of N x K: naive vs AVX2, with and without bias, at 1, 2 and 3 threads, and
+ * from a row offset. Returns the number of failed checks' worth of trouble via CHECK. */
+static void check_shape(th_dtype dt, int N, int K, uint64_t *s) {
+    float *wf = th_alloc(sizeof(float) * (size_t)N * K), *x = th_alloc(sizeof(float) * K);
+    float *bias = th_alloc(sizeof(float) * N), *ref = th_alloc(sizeof(float) * N), *got = th_alloc(sizeof(float) * N);
+    lowp_q8_block *xq = th_alloc(sizeof(lowp_q8_block) * (K / LOWP_QK + 1));
+    lowp_weight w;
+    for (int i = 0; i < N * K; i++) wf[i] = frand(s) * 0.1f;
+    for (int k = 0; k < K; k++) x[k] = frand(s) * (k % 5 == 0 ? 8.0f : 1.0f);
+    for (int n = 0; n < N; n++) bias[n] = frand(s);
+    if (lowp_pack(&w, dt, wf, N, K) != TH_OK) {
+        CHECK(0, "%s %dx%d: pack\n", th_dtype_name(dt), N, K);
+        goto done;
+    }
+    if (dt == TH_DTYPE_Q8) lowp_quantize_q8(xq, x, K);
+    for (int withb = 0; withb < 2; withb++) {
+        const float *b = withb ? bias : NULL;
+        set_threads(2);
+        lowp_gemv_naive(ref, &w, 0, x, xq, b, N);
+        for (int t = 1; t <= 3; t++) {
+            set_threads(t);
+            memset(got, 0xff, sizeof(float) * N);
+            lowp_gemv_avx2(got, &w, 0, x, xq, b, N);
+            int off = 0;
+            for (int n = 0; n < N; n++) off += memcmp(&got[n], &ref[n], sizeof(float)) != 0;
+            CHECK(off == 0, "%s %dx%d bias %d threads %d: avx2 differs from naive in %d rows (row 0: %.9g vs %.9g)\n",
+                  th_dtype_name(dt), N, K, withb, t, off, got[0], ref[0]);
+        }
+        set_threads(2);
+        if (N > 3) { /* rows from an offset: the rows themselves, not their place in a group of four */
+            lowp_gemv_avx2(got, &w, 3, x, xq, b ? b + 3 : NULL, N - 3);
+            CHECK(memcmp(got, ref + 3, sizeof(float) * (N - 3)) == 0, "%s %dx%d: row0 3\n", th_dtype_name(dt), N, K);
+        }
+    }
+    lowp_weight_free(&w);
+done:
+    th_free(xq);
+    th_free(got);
+    th_free(ref);
+    th_free(bias);
+    th_free(x);
+    th_free(wf);
+}
+
+static void test_gemv_bitwise(void) {
+    uint64_t s = 12345;
+    const int k16[] = {1, 7, 8, 9, 100, 768, 777, 3072};
+    const int kq8[] = {32, 96, 224, 256, 288, 768, 3072}; /* 1, 3, 7, 8, 9, 24, 96 blocks */
+    const int ns[] = {1, 3, 4, 5, 13, 67};
+    for (int ni = 0; ni < 6; ni++) {
+        for (int ki = 0; ki < 8; ki++) {
+            check_shape(TH_DTYPE_BF16, ns[ni], k16[ki], &s);
+            check_shape(TH_DTYPE_F16, ns[ni], k16[ki], &s);
+        }
+        for (int ki = 0; ki < 7; ki++) check_shape(TH_DTYPE_Q8, ns[ni], kq8[ki], &s);
+    }
+}
+
+/* The AVX2 quantizer writes ggml's bytes: random rows, exact halves (roundf takes them away
+ * from zero), values just below a half, a zero block (d = 0), tiny values (a subnormal d). */
+static void test_quantize(void) {
+    enum { NB = 64, K = NB * LOWP_QK };
+    float x[K];
+    lowp_q8_block a[NB], b[NB];
+    uint64_t s = 99;
+    for (int k = 0; k < K; k++) x[k] = frand(&s) * (k < K / 2 ? 1.0f : 300.0f);
+    /* block 0: amax 127, so d = 1 and x · (1/d) = x exactly: ties at every .5 */
+    for (int i = 0; i < LOWP_QK; i++) x[i] = (float)(i - 16) + 0.5f;
+    x[31] = 127.0f;
+    x[30] = -0.5f;
+    x[29] = 0.49999997f;
+    x[28] = -126.5f;
+    for (int i = 0; i < LOWP_QK; i++) x[LOWP_QK + i] = 0.0f;                            /* block 1: zeros */
+    for (int i = 0; i < LOWP_QK; i++) x[2 * LOWP_QK + i] = (float)(i - 7) * 1e-5f;      /* block 2: a subnormal d */
+    for (int i = 0; i < LOWP_QK; i++) x[3 * LOWP_QK + i] = i % 2 ? -1000.0f : 999.75f; /* block 3 */
+    lowp_quantize_q8(a, x, K);
+    if (!lowp_avx2_usable()) return;
+    memset(b, 0x55, sizeof b);
+    lowp_quantize_q8_avx2(b, x, K);
+    int off = 0;
+    for (int j = 0; j < NB; j++) off += memcmp(&a[j], &b[j], sizeof a[j]) != 0;
+    CHECK(off == 0, "avx2 quantizer differs from the reference in %d of %d blocks\n", off, NB);
+    CHECK(a[0].d == 0x3c00 && a[0].qs[0] == -16 && a[0].qs[15] == -1 && a[0].qs[16] == 1 && a[0].qs[30] == -1 &&
+              a[0].qs[29] == 0 && a[0].qs[28] == -127,
+          "ties away from zero: d %04x q %d %d %d %d %d %d\n", a[0].d, a[0].qs[0], a[0].qs[15], a[0].qs[16], a[0].qs[30],
+          a[0].qs[29], a[0].qs[28]);
+    CHECK(memcmp(&a[0], &b[0], sizeof a[0]) == 0, "avx2 quantizer ties: q %d %d %d\n", b[0].qs[0], b[0].qs[15],
+          b[0].qs[30]);
+}
+
+/* lowp_mm at M = 1 through the dispatch (AVX2 quantizer and kernel) against the naive twins. */
+static void test_mm_dispatch(void) {
+    enum { N = 37, K = 768 };
+    uint64_t s = 5;
+    float *wf = th_alloc(sizeof(float) * N * K), x[K], bias[N], a[N], b[N];
+    lowp_q8_block xq[K / LOWP_QK];
+    for (int i = 0; i < N * K; i++) wf[i] = frand(&s) * 0.05f;
+    for (int k = 0; k < K; k++) x[k] = frand(&s);
+    for (int n = 0; n < N; n++) bias[n] = frand(&s);
+    const th_dtype dts[3] = {TH_DTYPE_BF16, TH_DTYPE_F16, TH_DTYPE_Q8};
+    for (int d = 0; d < 3; d++) {
+        lowp_weight w;
+        CHECK(lowp_pack(&w, dts[d], wf, N, K) == TH_OK, "pack\n");
+        lowp_force_naive(1);
+        lowp_mm(a, x, &w, 0, bias, 1, N, NULL, xq);
+        lowp_force_naive(0);
+        lowp_mm(b, x, &w, 0, bias, 1, N, NULL, xq);
+        CHECK(memcmp(a, b, sizeof a) == 0, "%s: lowp_mm (%s) differs from the naive path\n", th_dtype_name(dts[d]),
+              lowp_kernel_name());
+        lowp_weight_free(&w);
+    }
+    th_free(wf);
+}
+
+int main(void) {
+    printf("low-precision kernels: %s\n", lowp_kernel_name());
+    if (lowp_avx2_usable()) test_gemv_bitwise();
+    test_quantize();
+    test_mm_dispatch();
+    return test_summary();
+}
