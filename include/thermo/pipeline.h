@@ -37,6 +37,7 @@ typedef struct {
     /* training rows after the main one, timed in the same run on the same model (issue 17) */
     int train_bf16;       /* also time training with TH_PRECISION_BF16 on the selected backend */
     const char *train_vs; /* also time f32 training on this compute backend (NULL: none) */
+    th_kv_dtype kv_dtype; /* KV cache of the --dtype rows (TH_KV_AUTO: f16 packed, f32 for f32) */
 } th_bench_model_opts;
 
 /* One row of the precision table: prefill, decode and the context probe on a model packed

@@ -11,7 +11,7 @@
 #include "thermo/pipeline.h"
 
 th_bench_model_opts th_bench_model_defaults(void) {
-    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337, {TH_DTYPE_F32}, 0, 0, 256, NULL, 0, NULL};
+    th_bench_model_opts o = {4, 64, 5, 128, 64, 0, 0, 2, 1337, {TH_DTYPE_F32}, 0, 0, 256, NULL, 0, NULL, TH_KV_AUTO};
     return o;
 }
 
@@ -111,8 +111,9 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
         if ((st = th_gpt2_create(cfg, &ref)) != TH_OK) goto done;
         memcpy(th_gpt2_params(ref), th_gpt2_params(m), th_gpt2_num_params(cfg) * sizeof(float));
     }
-    th_infer_precision prec = {dtype, o->embed_f32};
+    th_infer_precision prec = {dtype, o->embed_f32, o->kv_dtype};
     if ((st = th_gpt2_set_precision(m, &prec)) != TH_OK) goto done;
+    th_gpt2_set_kv_dtype(m, prec.kv_dtype);
     if (ref) {
         th_precision_quality_result q;
         int nq = o->quality_tokens < n_tok ? o->quality_tokens : n_tok;
@@ -139,7 +140,8 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
                              (ceil->fma_gflop_s * 1e9);
     row->decode_tok_s = decode_timed(m, kv, logits, D, V);
     double C = cfg->channels, L = cfg->num_layers, ctx = P + D / 2.0;
-    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + 4.0 * 2.0 * L * ctx * C;
+    double kv_elem = th_gpt2_kv_cache_dtype(kv) == TH_KV_F16 ? 2.0 : 4.0;
+    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + kv_elem * 2.0 * L * ctx * C;
     row->decode_read_share = row->decode_tok_s * row->decode_bytes_per_token / (ceil->read_gb_s * 1e9);
     // the context probe: 32 tokens after short_ctx, then after long_ctx, of the same prompt tokens
     th_gpt2_kv_reset(kv);
