@@ -70,17 +70,88 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* lanes of a where m is all ones, else of b */
+static inline v8 select8(v8i m, v8 a, v8 b) { return (v8)(((v8i)a & m) | ((v8i)b & ~m)); }
+
+/* exp_poly of p[0..8) in place, the same operations in the same order lane by lane (so the
+ * same bits): rintf as (t + 1.5·2^23) - 1.5·2^23, which rounds to nearest even exactly as
+ * rintf does for |t| < 2^22 (here |t| <= 127). Written out because GCC does not vectorize
+ * rintf without -fno-trapping-math. */
+static inline void exp_poly8(float *p) {
+    v8 x;
+    LOAD8(x, p);
+    const v8 lo = {-87, -87, -87, -87, -87, -87, -87, -87}, hi = {88, 88, 88, 88, 88, 88, 88, 88};
+    x = select8(x < lo, lo, x);
+    x = select8(x > hi, hi, x);
+    v8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v8 r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    v8 e = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    v8i ni = __builtin_convertvector(select8(n == n, n, (v8){0}), v8i);
+    v8i bits = (ni + 127) << 23;
+    e = e * (v8)bits;
+    memcpy(p, &e, sizeof e);
+}
+
 /* att[0..n) = softmax of the scores already in att, whose maximum is maxv. */
 static void softmax_inplace(float *att, int n, float maxv) {
-    for (int t2 = 0; t2 < n; t2++) att[t2] = exp_poly(att[t2] - maxv);
+    int t2 = 0;
+    for (; t2 < n; t2++) att[t2] -= maxv;
+    for (t2 = 0; t2 + 8 <= n; t2 += 8) exp_poly8(att + t2);
+    for (; t2 < n; t2++) att[t2] = exp_poly(att[t2]);
     float sum = 0.0f;
-    for (int t2 = 0; t2 < n; t2++) sum += att[t2];
+    for (t2 = 0; t2 < n; t2++) sum += att[t2];
     float inv = 1.0f / sum;
-    for (int t2 = 0; t2 < n; t2++) att[t2] *= inv;
+    for (t2 = 0; t2 < n; t2++) att[t2] *= inv;
+}
+
+/* Head size 64 (every GPT-2 size): dot_fixed's and axpy_fixed's sums with q and the output
+ * row held in registers across the keys, the same operations in the same order. v8u reads
+ * eight floats at any float alignment (the unrolled loops then keep everything in ymm
+ * registers, which per-vector memcpy into arrays does not). */
+#define HS64 64
+typedef float v8u __attribute__((vector_size(8 * sizeof(float)), aligned(4), may_alias));
+static inline float dot64(const v8 *q, const v8 *k) {
+    v8 acc = {0};
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) acc += q[j] * k[j];
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+static void attend64_f32(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                         size_t kv_stride, float scale) {
+    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(k + (size_t)t2 * kv_stride + 8 * j);
+        float dot = dot64(qv, kk) * scale;
+        att[t2] = dot;
+        maxv = dot > maxv ? dot : maxv;
+    }
+    softmax_inplace(att, n_keys, maxv);
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
+    for (int t2 = 0; t2 < n_keys; t2++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(v + (size_t)t2 * kv_stride + 8 * j);
+        float p = att[t2];
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
 }
 
 void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
                       size_t kv_stride, int hs, float scale) {
+    if (hs == HS64) {
+        attend64_f32(out, att, q, k, v, n_keys, kv_stride, scale);
+        return;
+    }
     // att[t2] = softmax over t2 < n_keys of scale · q·k[t2]; out = Σ att[t2] · v[t2]
     float maxv = -INFINITY;
     for (int t2 = 0; t2 < n_keys; t2++) {
@@ -109,6 +180,36 @@ TGT static void widen_f16c(float *dst, const uint16_t *src, int n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+
+/* attend64_f32 with the keys and values widened by vcvtph2ps as they are loaded */
+TGT static void attend64_f16c(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                              int n_keys, float scale) {
+    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        const uint16_t *kr = k + (size_t)t2 * HS64;
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + 8 * j)));
+        float dot = dot64(qv, kk) * scale;
+        att[t2] = dot;
+        maxv = dot > maxv ? dot : maxv;
+    }
+    softmax_inplace(att, n_keys, maxv);
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        const uint16_t *vr = v + (size_t)t2 * HS64;
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * j)));
+        float p = att[t2];
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
 }
 
 /* rounding mode 0 in the immediate: to nearest, ties to even (lowp_f32_to_f16's rounding) */
@@ -163,6 +264,12 @@ void th_f16_narrow(uint16_t *dst, const float *src, int n) {
 
 void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
                           int n_keys, int hs, float scale) {
+#ifdef TH_HAVE_X86
+    if (hs == HS64 && use_f16c()) {
+        attend64_f16c(out, att, q, k, v, n_keys, scale);
+        return;
+    }
+#endif
     // keys and values widened TH_KV_TILE_FLOATS at a time into a tile that stays in L1
     float tile[TH_KV_TILE_FLOATS];
     int per = TH_KV_TILE_FLOATS / hs;
