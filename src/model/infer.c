@@ -22,7 +22,9 @@ struct th_gpt2_kv {
     // scratch for up to `rows` new tokens
     int rows;
     float *block;
-    float *x, *ln, *qkv, *atty, *proj, *fch; // (rows, C|3C|4C)
+    // x, ln, atty (rows, C); qkv (rows, 3C) and fch (rows, 4C) share one block, as do ln and
+    // proj: each pair's lifetimes in a layer do not overlap
+    float *x, *ln, *qkv, *atty, *proj, *fch;
     float *scores;                           // (threads, capacity)
     int score_threads;
     // packed weights (lowp.c): dequantized panels for a prefill, the q8 activation row
@@ -147,7 +149,7 @@ static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
     }
     if (n <= kv->rows) return TH_OK;
     size_t C = kv->cfg.channels;
-    size_t per_row = C + C + 3 * C + C + C + 4 * C;
+    size_t per_row = C + C + C + 4 * C;
     float *b = th_alloc((size_t)n * per_row * sizeof(float));
     if (!b) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d rows of scratch", n);
     th_free(kv->block);
@@ -155,10 +157,10 @@ static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
     kv->rows = n;
     kv->x = b;
     kv->ln = kv->x + n * C;
-    kv->qkv = kv->ln + n * C;
-    kv->atty = kv->qkv + n * 3 * C;
-    kv->proj = kv->atty + n * C;
-    kv->fch = kv->proj + n * C;
+    kv->atty = kv->ln + n * C;
+    kv->qkv = kv->atty + n * C;
+    kv->fch = kv->qkv;
+    kv->proj = kv->ln;
     return TH_OK;
 }
 
