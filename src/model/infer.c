@@ -1,7 +1,8 @@
 /* infer.c: KV-cache inference for one sequence. A call runs n new tokens through the model
  * (a prefill when n > 1, a decode step when n = 1), attending over the cached keys and
  * values of earlier positions, and appends its own. Same math as the training forward,
- * with buffers sized for n rows instead of (B, T). */
+ * with buffers sized for n rows instead of (B, T). The cache is head-major, in f32 or f16
+ * (th_kv_dtype: half the bytes a decode step reads from it at long contexts). */
 #include <math.h>
 #include <string.h>
 
