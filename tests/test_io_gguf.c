@@ -116,7 +116,7 @@ static void test_formats(void) {
             double ref_max, d = max_abs_diff(lg, lo, (size_t)V * STEPS, &ref_max);
             CHECK(d < 0.05 * ref_max, "Q8_0 dequantized vs f32: max |diff| %g of %g", d, ref_max);
             free(lo);
-            th_infer_precision q8 = {TH_DTYPE_Q8, 0};
+            th_infer_precision q8 = {TH_DTYPE_Q8, 0, TH_KV_AUTO};
             CHECK(th_gpt2_set_precision(g, &q8) == TH_OK && th_gpt2_set_precision(h, &q8) == TH_OK, "q8 packing");
         } else {
             CHECK(same_params(g, h), "%s: the gguf's parameters equal the safetensors' bit for bit", names[k]);

@@ -189,7 +189,7 @@ static void test_models(void) {
         th_gpt2 *m = NULL;
         th_gpt2_create(&cfg, &m);
         memcpy(th_gpt2_params(m), pr, th_gpt2_num_params(&cfg) * sizeof(float));
-        th_infer_precision p = {cases[c].d, cases[c].embed_f32};
+        th_infer_precision p = {cases[c].d, cases[c].embed_f32, TH_KV_AUTO};
         CHECK(th_gpt2_set_precision(m, &p) == TH_OK, "pack %s\n", th_dtype_name(p.dtype));
         int e = -1;
         CHECK(th_gpt2_precision(m, &e) == p.dtype && e == p.embed_f32, "precision readback\n");
@@ -201,7 +201,7 @@ static void test_models(void) {
         float loss;
         int ids[4] = {1, 2, 3, 4};
         CHECK_FAIL(th_gpt2_forward(m, ids, ids, 1, 3, &loss), TH_ERR_STATE, "packed", "forward on a packed model");
-        th_infer_precision other = {p.dtype == TH_DTYPE_Q8 ? TH_DTYPE_F16 : TH_DTYPE_Q8, 0};
+        th_infer_precision other = {p.dtype == TH_DTYPE_Q8 ? TH_DTYPE_F16 : TH_DTYPE_Q8, 0, TH_KV_AUTO};
         CHECK_FAIL(th_gpt2_set_precision(m, &other), TH_ERR_STATE, "already packed", "repack");
         CHECK(th_gpt2_set_precision(m, &p) == TH_OK, "same precision again is a no-op\n");
 
@@ -273,7 +273,7 @@ static void test_models(void) {
     th_gpt2 *m = NULL;
     CHECK(th_gpt2_create(&odd, &m) == TH_OK, "create odd\n");
     th_gpt2_init_random(m, 1);
-    th_infer_precision q8 = {TH_DTYPE_Q8, 0};
+    th_infer_precision q8 = {TH_DTYPE_Q8, 0, TH_KV_AUTO};
     CHECK_FAIL(th_gpt2_set_precision(m, &q8), TH_ERR_INVALID, "divisible by 32", "q8 with 48 channels");
     CHECK(th_gpt2_precision(m, NULL) == TH_DTYPE_F32, "a failed pack leaves f32\n");
     th_gpt2_free(m);

@@ -33,7 +33,7 @@ static void test_gate(void) {
     double kl[4] = {0};
     for (int d = TH_DTYPE_BF16; d <= TH_DTYPE_Q8; d++) {
         th_gpt2 *m = copy_of(ref);
-        th_infer_precision pr = {(th_dtype)d, 0};
+        th_infer_precision pr = {(th_dtype)d, 0, TH_KV_AUTO};
         CHECK(th_gpt2_set_precision(m, &pr) == TH_OK, "pack\n");
         CHECK(th_precision_quality(ref, m, toks, 150, 0, &q) == TH_OK, "quality %s\n", th_dtype_name(pr.dtype));
         printf("%s: ppl ratio %.6f, KL %.3g, top-1 %.3f\n", th_dtype_name(pr.dtype), q.ppl_ratio, q.mean_kl,

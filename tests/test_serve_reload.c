@@ -450,7 +450,7 @@ int main(void) {
     int rc = system(cmd);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--model with --model-from-state: usage error (%d)", rc);
     snprintf(cmd, sizeof cmd,
-             "%s serve --model-from-state '%s' --port 0 --port-file '%s' --sensor sim --governor none --dtype bf16 "
+             "%s serve --model-from-state '%s' --port 0 --port-file '%s' --sensor sim --governor none --dtype bf16 --compute naive "
              "2> '%s' & echo $! > '%s.pid'", bin, state, pf, log, pf);
     CHECK(system(cmd) == 0, "thermo serve started");
     char *pt = NULL;

@@ -295,7 +295,9 @@ th_status th_fisher_diag(th_gpt2 *m, int B, int T, int batches,
 
 typedef struct th_gpt2_kv th_gpt2_kv;
 
-/* A cache for up to `capacity` positions (<= max_seq_len). */
+/* A cache for up to `capacity` positions (<= max_seq_len), of the element type
+ * th_gpt2_kv_dtype(m) (see th_kv_dtype). TH_ERR_INVALID for a capacity out of range,
+ * TH_ERR_NOMEM. */
 th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out);
 void th_gpt2_kv_free(th_gpt2_kv *kv);
 void th_gpt2_kv_reset(th_gpt2_kv *kv);
@@ -316,7 +318,8 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
  * zeros afterwards), so a packed model serves inference only: th_gpt2_forward refuses it.
  * What is packed: the four matmul weights of every block; the tied wte (the embedding and
  * the lm_head, 31 % of GPT-2 124M's decode bytes) too unless embed_f32. Biases, LayerNorms
- * and the position table stay f32, and so do the activations and the KV cache. Kernels:
+ * and the position table stay f32, and so do the activations; the KV cache is f16 by
+ * default for packed weights (th_kv_dtype). Kernels:
  * AVX2 + FMA + F16C where cpuid reports them (th_lowp_kernel), else plain loops; each row's
  * sum runs in an order fixed by its length, so results do not depend on the thread count.
  * A decode step (th_gpt2_infer with n = 1, and every row of th_gpt2_infer_batch, which stays
@@ -332,10 +335,34 @@ extern const char *const th_dtype_names[];
 th_status th_dtype_parse(const char *s, th_dtype *out);
 const char *th_dtype_name(th_dtype d); /* "?" for a value outside the enum */
 
+/* The KV cache's element type. f16: keys and values rounded to half (to nearest, ties to
+ * even) when stored, widened exactly when read, so attention sums the same products in the
+ * same order as over f32 keys and values, and a decode step at context 512 reads half the
+ * bytes of the cache. TH_KV_AUTO (the zero value): f16 when the weights are packed (bf16,
+ * f16, q8), f32 for the f32 model (the oracle packed models are compared against). */
+typedef enum { TH_KV_AUTO = 0, TH_KV_F32 = 1, TH_KV_F16 = 2 } th_kv_dtype;
+
+/* "auto", "f32", "f16", indexed by th_kv_dtype, NULL-terminated. */
+extern const char *const th_kv_dtype_names[];
+/* TH_ERR_INVALID naming the string and the known names. */
+th_status th_kv_dtype_parse(const char *s, th_kv_dtype *out);
+const char *th_kv_dtype_name(th_kv_dtype d); /* "?" for a value outside the enum */
+
 typedef struct {
     th_dtype dtype;
     int embed_f32; /* 1: keep wte (embedding and lm_head) in f32 */
+    th_kv_dtype kv_dtype; /* of the KV caches made from now on (th_gpt2_set_precision applies it through th_gpt2_set_kv_dtype) */
 } th_infer_precision;
+
+/* The element type of the KV caches th_gpt2_kv_create makes from `m` from now on (caches
+ * made before keep theirs). An unknown value means TH_KV_AUTO. */
+void th_gpt2_set_kv_dtype(th_gpt2 *m, th_kv_dtype d);
+/* The element type a cache made now would have, TH_KV_AUTO resolved (never TH_KV_AUTO). */
+th_kv_dtype th_gpt2_kv_dtype(const th_gpt2 *m);
+/* A cache's element type (TH_KV_F32 or TH_KV_F16). */
+th_kv_dtype th_gpt2_kv_cache_dtype(const th_gpt2_kv *kv);
+/* The conversions the f16 KV cache uses on this CPU: "f16c" or "portable". */
+const char *th_kv_kernel(void);
 
 /* Packs `m` for inference at p's precision (f32: nothing to do). Irreversible: calling it
  * again with another precision fails with TH_ERR_STATE. TH_ERR_INVALID for q8 when channels

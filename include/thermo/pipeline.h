@@ -40,6 +40,7 @@ typedef struct {
     /* the whole benchmark, ceilings included, this many times (default 3); every figure is
      * the best of the rounds, since a noisy machine only ever slows one down */
     int rounds;
+    th_kv_dtype kv_dtype; /* KV cache of the --dtype rows (TH_KV_AUTO: f16 packed, f32 for f32) */
 } th_bench_model_opts;
 
 /* One row of the precision table: prefill, decode and the context probe on a model packed

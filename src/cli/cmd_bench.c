@@ -14,7 +14,7 @@ static int bench_model(int argc, char **argv) {
     const char *preset = "gpt2", *matmul = NULL;
     int json = 0, baseline = -1, n_dt = 0;
     const char *dt_names[4] = {0};
-    int precision = 0;
+    int precision = 0, kv_dtype = TH_KV_AUTO;
     th_bench_model_opts o = th_bench_model_defaults();
     const cli_opt opts[] = {
         CLI_O_STR("--preset", "NAME", &preset, "model shape: gpt2 (default), distilgpt2, gpt2-medium, small, tiny"),
@@ -37,6 +37,8 @@ static int bench_model(int argc, char **argv) {
                    "also a table of inference at these precisions (f32 bf16 f16 q8), each on a\n"
                    "fresh model: decode, prefill, decode at context 64 and 512, peak RSS"),
         CLI_O_FLAG("--embed-f32", &o.embed_f32, "keep wte (embedding and lm_head) in f32 in the --dtype rows"),
+        CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
+                     "KV cache of the --dtype rows: auto (default: f16 packed, f32 in the f32 row), f32, f16"),
         CLI_O_INT("--quality-tokens", "N", &o.quality_tokens, 0, 1 << 20,
                   "--dtype rows: perplexity ratio, KL and top-1 vs f32 on N tokens (default 256)"),
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "--dtype rows on this model's weights (its shape)"),
@@ -56,6 +58,7 @@ static int bench_model(int argc, char **argv) {
             return EXIT_USAGE;
         }
     o.n_dtypes = n_dt;
+    o.kv_dtype = (th_kv_dtype)kv_dtype;
     o.train_bf16 = precision > 0;
     th_status st = matmul ? th_compute_select(matmul) : TH_OK;
     if (st == TH_ERR_INVALID) {
@@ -137,6 +140,7 @@ static int bench_model(int argc, char **argv) {
     json_object_set_new(j, "precisions", rows);
     json_object_set_new(j, "lowp_kernel", json_string(r.lowp_kernel));
     json_object_set_new(j, "embed_f32", json_boolean(o.embed_f32));
+    json_object_set_new(j, "kv_dtype", json_string(th_kv_dtype_name(o.kv_dtype)));
     if (json) return cli_print_json(j, JSON_REAL_PRECISION(6), "bench model");
     json_decref(j);
     printf("model            %s (%zu parameters, random weights)\n", preset, r.params);
@@ -169,8 +173,10 @@ static int bench_model(int argc, char **argv) {
            r.decode_tok_s, 100 * r.decode_read_share, r.decode_bytes_per_token / 1e6);
     printf("peak RSS         %.0f MB (inference alone %.0f MB)\n", r.peak_rss_mb, r.decode_rss_mb);
     if (r.n_rows > 0) {
-        printf("\nprecision (kernels %s, wte %s; decode %d tokens after %d; shares of the ceilings above)\n",
-               r.lowp_kernel, o.embed_f32 ? "f32" : "packed too", o.decode_tokens, o.prompt_tokens);
+        printf("\nprecision (kernels %s, wte %s, KV %s; decode %d tokens after %d; shares of the ceilings above)\n",
+               r.lowp_kernel, o.embed_f32 ? "f32" : "packed too",
+               o.kv_dtype == TH_KV_AUTO ? "f16 (f32 in the f32 row)" : th_kv_dtype_name(o.kv_dtype), o.decode_tokens,
+               o.prompt_tokens);
         printf("dtype  decode tok/s  read share  MB/token  ctx64 tok/s  ctx512 tok/s  512/64  prefill FMA  "
                "prefill512 FMA  RSS MB  ppl ratio  KL nats  top-1\n");
         for (int i = 0; i < r.n_rows; i++) {

@@ -34,7 +34,7 @@ static void print_warning(const char *msg, void *user) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = "runs/default/model", *prompt = NULL, *compute = NULL;
     long max_tokens = 64;
-    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP, dtype = -1, embed_f32 = 0;
+    int top_k = 40, threads = 0, loop_mode = TH_GUARD_STOP, dtype = -1, embed_f32 = 0, kv_dtype = TH_KV_AUTO;
     uint64_t seed = 1337;
     double temperature = 0.8, top_p = 0.95;
     cli_run_flags rf;
@@ -57,6 +57,8 @@ int cmd_generate(int argc, char **argv) {
                      "weights for inference: f32 (default; a GGUF file's own: q8 for Q8_0),\n"
                      "bf16, f16 or q8 (int8 blocks)"),
         CLI_O_FLAG("--embed-f32", &embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
+        CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
+                     "KV cache elements: auto (default: f16 with packed weights, f32 with f32), f32 or f16"),
         {0},
     };
     cli_cmd c = {.name = "generate", .synopsis = "[options]", .tables = {opts, rf.run_opts, rf.eco_opts},
@@ -87,10 +89,12 @@ int cmd_generate(int argc, char **argv) {
     th_status st = th_model_load_any(model_path, &m, &info);
     if (st != TH_OK) return cli_report(st, "generate --model");
     if (dtype < 0) dtype = info.format == TH_FORMAT_GGUF ? (int)info.weights_dtype : TH_DTYPE_F32;
-    if ((st = th_gpt2_set_precision(m, &(th_infer_precision){(th_dtype)dtype, embed_f32})) != TH_OK) {
+    th_infer_precision prec = {(th_dtype)dtype, embed_f32, (th_kv_dtype)kv_dtype};
+    if ((st = th_gpt2_set_precision(m, &prec)) != TH_OK) {
         rc = cli_report(st, "generate --dtype");
         goto done;
     }
+    th_gpt2_set_kv_dtype(m, prec.kv_dtype);
     if ((st = th_model_load_tokenizer(model_path, &tok)) != TH_OK) {
         rc = cli_report(st, "generate: tokenizer");
         goto done;

@@ -45,7 +45,7 @@ int cmd_serve(int argc, char **argv) {
     cli_run_flags rf;
     cli_run_flags_init(&rf);
     const char *compute = NULL;
-    int dtype = TH_DTYPE_F32;
+    int dtype = TH_DTYPE_F32, kv_dtype = TH_KV_AUTO;
     const cli_opt opts[] = {
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "Hugging Face GPT-2 directory, llm.c .bin or thermo checkpoint"),
         CLI_O_STR("--model-from-state", "DIR", &o.state_dir,
@@ -67,6 +67,8 @@ int cmd_serve(int argc, char **argv) {
         CLI_O_STR("--compute", "NAME", &compute, "compute backend for the prefill: auto (default), avx512, blas, naive"),
         CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL, "weights for inference: f32 (default), bf16, f16 or q8"),
         CLI_O_FLAG("--embed-f32", &o.precision.embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
+        CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
+                     "KV cache elements: auto (default: f16 with packed weights, f32 with f32), f32 or f16"),
         CLI_O_DBL("--grace", "S", &grace, 0, 3600, "on SIGINT/SIGTERM, let requests finish for S seconds (default 5)"),
         {0},
     };
@@ -79,6 +81,7 @@ int cmd_serve(int argc, char **argv) {
     if (rc != CLI_GO) return rc;
     if (compute && th_compute_select(compute) != TH_OK) return cli_report(TH_ERR_INVALID, "serve --compute");
     o.precision.dtype = (th_dtype)dtype;
+    o.precision.kv_dtype = (th_kv_dtype)kv_dtype;
     if (!o.model_path && !o.state_dir) {
         fprintf(stderr, "thermo serve: --model or --model-from-state is required\n");
         cli_help(&c, stderr);

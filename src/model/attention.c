@@ -1,13 +1,25 @@
 /* attention.c: one query row of causal attention (th_attention_row, shared by the training
- * forward and KV-cache inference), vectorized in an order fixed by the head size alone: q·k
- * in eight lanes reduced by one fixed tree, the softmax's exponentials by a polynomial the
- * compiler vectorizes, p·v lane-wise in key order. So results never depend on the thread
- * count, and decode cost grows with the context only by the bytes of keys and values. */
+ * forward and KV-cache inference, and th_attention_row_f16 over an f16 KV cache), vectorized
+ * in an order fixed by the head size alone: q·k in eight lanes reduced by one fixed tree, the
+ * softmax's exponentials by a polynomial the compiler vectorizes, p·v lane-wise in key order.
+ * So results never depend on the thread count, and decode cost grows with the context only
+ * by the bytes of keys and values. Half keys and values are widened (exactly) to f32 in small
+ * tiles first, by vcvtph2ps where cpuid reports F16C, so the f16 row sums the same products in
+ * the same order as the f32 row on the widened values. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "model/gpt2_internal.h"
 #include "model/kernels.h"
+#include "model/lowp.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define TH_HAVE_X86 1
+#endif
 
 typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
 
@@ -30,6 +42,19 @@ static inline float dot_fixed(const float *a, const float *b, int n) {
     return s;
 }
 
+/* out[i] += p · w[i], eight lanes at a time (each element's sum runs in key order). */
+static inline void axpy_fixed(float *out, float p, const float *w, int n) {
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8) {
+        v8 o, x;
+        LOAD8(o, out + i);
+        LOAD8(x, w + i);
+        o += p * x;
+        memcpy(out + i, &o, sizeof o);
+    }
+    for (int i = n8; i < n; i++) out[i] += p * w[i];
+}
+
 /* e^x as kernels.c's exp_vec: x = n·ln2 + r, e^r by Taylor to r^6 (< 2e-7 relative), 2^n in
  * the exponent bits; inputs clamped to [-87, 88], NaN stays NaN. Softmax arguments here are <= 0. */
 static inline float exp_poly(float x) {
@@ -45,8 +70,88 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* lanes of a where m is all ones, else of b */
+static inline v8 select8(v8i m, v8 a, v8 b) { return (v8)(((v8i)a & m) | ((v8i)b & ~m)); }
+
+/* exp_poly of p[0..8) in place, the same operations in the same order lane by lane (so the
+ * same bits): rintf as (t + 1.5·2^23) - 1.5·2^23, which rounds to nearest even exactly as
+ * rintf does for |t| < 2^22 (here |t| <= 127). Written out because GCC does not vectorize
+ * rintf without -fno-trapping-math. */
+static inline void exp_poly8(float *p) {
+    v8 x;
+    LOAD8(x, p);
+    const v8 lo = {-87, -87, -87, -87, -87, -87, -87, -87}, hi = {88, 88, 88, 88, 88, 88, 88, 88};
+    x = select8(x < lo, lo, x);
+    x = select8(x > hi, hi, x);
+    v8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v8 r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    v8 e = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    v8i ni = __builtin_convertvector(select8(n == n, n, (v8){0}), v8i);
+    v8i bits = (ni + 127) << 23;
+    e = e * (v8)bits;
+    memcpy(p, &e, sizeof e);
+}
+
+/* att[0..n) = softmax of the scores already in att, whose maximum is maxv. */
+static void softmax_inplace(float *att, int n, float maxv) {
+    int t2 = 0;
+    for (; t2 < n; t2++) att[t2] -= maxv;
+    for (t2 = 0; t2 + 8 <= n; t2 += 8) exp_poly8(att + t2);
+    for (; t2 < n; t2++) att[t2] = exp_poly(att[t2]);
+    float sum = 0.0f;
+    for (t2 = 0; t2 < n; t2++) sum += att[t2];
+    float inv = 1.0f / sum;
+    for (t2 = 0; t2 < n; t2++) att[t2] *= inv;
+}
+
+/* Head size 64 (every GPT-2 size): dot_fixed's and axpy_fixed's sums with q and the output
+ * row held in registers across the keys, the same operations in the same order. v8u reads
+ * eight floats at any float alignment (the unrolled loops then keep everything in ymm
+ * registers, which per-vector memcpy into arrays does not). */
+#define HS64 64
+typedef float v8u __attribute__((vector_size(8 * sizeof(float)), aligned(4), may_alias));
+static inline float dot64(const v8 *q, const v8 *k) {
+    v8 acc = {0};
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) acc += q[j] * k[j];
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+static void attend64_f32(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
+                         size_t kv_stride, float scale) {
+    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 < n_keys; t2++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(k + (size_t)t2 * kv_stride + 8 * j);
+        float dot = dot64(qv, kk) * scale;
+        att[t2] = dot;
+        maxv = dot > maxv ? dot : maxv;
+    }
+    softmax_inplace(att, n_keys, maxv);
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
+    for (int t2 = 0; t2 < n_keys; t2++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(v + (size_t)t2 * kv_stride + 8 * j);
+        float p = att[t2];
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
+}
+
 void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
                       size_t kv_stride, int hs, float scale) {
+    if (hs == HS64) {
+        attend64_f32(out, att, q, k, v, n_keys, kv_stride, scale);
+        return;
+    }
     // att[t2] = softmax over t2 < n_keys of scale · q·k[t2]; out = Σ att[t2] · v[t2]
     float maxv = -INFINITY;
     for (int t2 = 0; t2 < n_keys; t2++) {
@@ -54,23 +159,135 @@ void th_attention_row(float *out, float *att, const float *q, const float *k, co
         att[t2] = dot;
         maxv = dot > maxv ? dot : maxv;
     }
-    for (int t2 = 0; t2 < n_keys; t2++) att[t2] = exp_poly(att[t2] - maxv);
-    float sum = 0.0f;
-    for (int t2 = 0; t2 < n_keys; t2++) sum += att[t2];
-    float inv = 1.0f / sum;
-    for (int t2 = 0; t2 < n_keys; t2++) att[t2] *= inv;
-    int h8 = hs & ~7;
+    softmax_inplace(att, n_keys, maxv);
     for (int i = 0; i < hs; i++) out[i] = 0.0f;
+    for (int t2 = 0; t2 < n_keys; t2++) axpy_fixed(out, att[t2], v + (size_t)t2 * kv_stride, hs);
+}
+
+/* ---------------------------------------------------------------------------------
+ * f16 keys and values */
+
+static atomic_int force_portable;
+static atomic_int f16c_state; /* 0: not asked yet, 1: no F16C, 2: F16C */
+
+void th_f16_force_portable(int on) { atomic_store(&force_portable, on); }
+
+#ifdef TH_HAVE_X86
+#define TGT __attribute__((target("avx2,f16c")))
+
+TGT static void widen_f16c(float *dst, const uint16_t *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+
+/* attend64_f32 with the keys and values widened by vcvtph2ps as they are loaded */
+TGT static void attend64_f16c(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                              int n_keys, float scale) {
+    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
+    float maxv = -INFINITY;
     for (int t2 = 0; t2 < n_keys; t2++) {
-        const float *vr = v + (size_t)t2 * kv_stride;
+        const uint16_t *kr = k + (size_t)t2 * HS64;
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + 8 * j)));
+        float dot = dot64(qv, kk) * scale;
+        att[t2] = dot;
+        maxv = dot > maxv ? dot : maxv;
+    }
+    softmax_inplace(att, n_keys, maxv);
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
+    for (int t2 = 0; t2 < n_keys; t2++) {
+        const uint16_t *vr = v + (size_t)t2 * HS64;
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * j)));
         float p = att[t2];
-        for (int i = 0; i < h8; i += 8) {
-            v8 o, w;
-            LOAD8(o, out + i);
-            LOAD8(w, vr + i);
-            o += p * w;
-            memcpy(out + i, &o, sizeof o);
+#pragma GCC unroll 8
+        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
+}
+
+/* rounding mode 0 in the immediate: to nearest, ties to even (lowp_f32_to_f16's rounding) */
+TGT static void narrow_f16c(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), 0));
+    for (; i < n; i++) dst[i] = _cvtss_sh(src[i], 0);
+}
+
+static int cpu_f16c(void) {
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#else
+static int cpu_f16c(void) { return 0; }
+#endif
+
+/* 1 when the F16C conversions are used: cpuid asked once, then remembered. */
+static int use_f16c(void) {
+    if (atomic_load_explicit(&force_portable, memory_order_relaxed)) return 0;
+    int s = atomic_load_explicit(&f16c_state, memory_order_relaxed);
+    if (s == 0) {
+        s = cpu_f16c() ? 2 : 1;
+        atomic_store_explicit(&f16c_state, s, memory_order_relaxed);
+    }
+    return s == 2;
+}
+
+const char *th_f16_kernel(void) { return use_f16c() ? "f16c" : "portable"; }
+
+void th_f16_widen(float *dst, const uint16_t *src, int n) {
+#ifdef TH_HAVE_X86
+    if (use_f16c()) {
+        widen_f16c(dst, src, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) dst[i] = lowp_f16_to_f32(src[i]);
+}
+
+void th_f16_narrow(uint16_t *dst, const float *src, int n) {
+#ifdef TH_HAVE_X86
+    if (use_f16c()) {
+        narrow_f16c(dst, src, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) dst[i] = lowp_f32_to_f16(src[i]);
+}
+
+void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                          int n_keys, int hs, float scale) {
+#ifdef TH_HAVE_X86
+    if (hs == HS64 && use_f16c()) {
+        attend64_f16c(out, att, q, k, v, n_keys, scale);
+        return;
+    }
+#endif
+    // keys and values widened TH_KV_TILE_FLOATS at a time into a tile that stays in L1
+    float tile[TH_KV_TILE_FLOATS];
+    int per = TH_KV_TILE_FLOATS / hs;
+    float maxv = -INFINITY;
+    for (int t0 = 0; t0 < n_keys; t0 += per) {
+        int nt = n_keys - t0 < per ? n_keys - t0 : per;
+        th_f16_widen(tile, k + (size_t)t0 * hs, nt * hs);
+        for (int j = 0; j < nt; j++) {
+            float dot = dot_fixed(q, tile + (size_t)j * hs, hs) * scale;
+            att[t0 + j] = dot;
+            maxv = dot > maxv ? dot : maxv;
         }
-        for (int i = h8; i < hs; i++) out[i] += p * vr[i];
+    }
+    softmax_inplace(att, n_keys, maxv);
+    for (int i = 0; i < hs; i++) out[i] = 0.0f;
+    for (int t0 = 0; t0 < n_keys; t0 += per) {
+        int nt = n_keys - t0 < per ? n_keys - t0 : per;
+        th_f16_widen(tile, v + (size_t)t0 * hs, nt * hs);
+        for (int j = 0; j < nt; j++) axpy_fixed(out, att[t0 + j], tile + (size_t)j * hs, hs);
     }
 }

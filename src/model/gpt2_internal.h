@@ -3,6 +3,8 @@
 #ifndef THERMO_MODEL_GPT2_INTERNAL_H
 #define THERMO_MODEL_GPT2_INTERNAL_H
 
+#include <stdint.h>
+
 #include "thermo/model.h"
 
 /* Pointers into the one parameter (or gradient) block, one per TH_P_* tensor. */
@@ -68,6 +70,7 @@ struct th_gpt2 {
     int forward_fresh;  // a forward (with or without targets) ran and no backward consumed it yet
     struct gpt2_lowp *lowp; // packed inference weights (lowp.c); NULL: f32
     th_precision precision; // of the training matmuls (th_gpt2_set_train_precision)
+    th_kv_dtype kv_dtype;   // of the KV caches created from now on (th_gpt2_set_kv_dtype)
 };
 
 void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *out);
@@ -76,10 +79,35 @@ void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *o
  * outside a backward; a no-op otherwise. */
 void gpt2_grads_materialize(th_gpt2 *m);
 
-/* A KV cache's storage for the batched decode (infer_batch.c): its shape, capacity, the
- * (L, capacity, C) key and value arrays; th_gpt2_kv_advance counts one appended position. */
-const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity, float **k, float **v);
+/* ---- KV cache (infer.c, attention.c) ----
+ * A cache stores keys and values head-major, (L, NH, capacity, hs) each, in f32 or f16
+ * (th_kv_dtype), so one head's keys are contiguous for decode's attention. */
+
+/* The cache's model shape and capacity (for the batched decode, infer_batch.c). */
+const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity);
+/* Stores one position's key and value rows (C floats each, heads side by side) in layer l
+ * at position pos (< capacity), rounded to half for an f16 cache. */
+void gpt2_kv_store(th_gpt2_kv *kv, int l, int pos, const float *k, const float *v);
+/* out (hs) = attention of query q (hs) over positions 0..n_keys-1 of head h of layer l;
+ * att holds n_keys floats of scratch. */
+void gpt2_kv_attend(const th_gpt2_kv *kv, int l, int h, float *out, float *att, const float *q, int n_keys,
+                    float scale);
+/* Counts one appended position. */
 void th_gpt2_kv_advance(th_gpt2_kv *kv);
+
+/* th_attention_row over half keys and values, k and v (n_keys, hs) contiguous: widens tiles
+ * of TH_KV_TILE_FLOATS (hs <= TH_KV_TILE_FLOATS) and sums exactly as th_attention_row does,
+ * so the result equals th_attention_row on the widened values bit for bit. */
+#define TH_KV_TILE_FLOATS 1024
+void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                          int n_keys, int hs, float scale);
+/* n halves to floats (exact) and n floats to halves (to nearest, ties to even, as
+ * lowp_f32_to_f16); vcvtph2ps / vcvtps2ph where cpuid reports F16C, else lowp.c's scalars. */
+void th_f16_widen(float *dst, const uint16_t *src, int n);
+void th_f16_narrow(uint16_t *dst, const float *src, int n);
+/* "f16c" or "portable"; th_f16_force_portable(1) selects the portable loops (tests). */
+const char *th_f16_kernel(void);
+void th_f16_force_portable(int on);
 
 /* The backward of the last forward from the gradient of its logits, dlogits (B, T, V) (may
  * be the logits buffer itself), plus dhidden (B, T, C) added to the gradient of the final

@@ -1,7 +1,8 @@
 /* infer.c: KV-cache inference for one sequence. A call runs n new tokens through the model
  * (a prefill when n > 1, a decode step when n = 1), attending over the cached keys and
  * values of earlier positions, and appends its own. Same math as the training forward,
- * with buffers sized for n rows instead of (B, T). */
+ * with buffers sized for n rows instead of (B, T). The cache is head-major, in f32 or f16
+ * (th_kv_dtype: half the bytes a decode step reads from it at long contexts). */
 #include <math.h>
 #include <string.h>
 
@@ -17,11 +18,14 @@
 struct th_gpt2_kv {
     th_gpt2_config cfg;
     int capacity, len;
-    float *k, *v; // (L, capacity, C) each
+    th_kv_dtype dtype;   // TH_KV_F32 or TH_KV_F16
+    void *k, *v;         // (L, NH, capacity, hs) each, floats or halves
     // scratch for up to `rows` new tokens
     int rows;
     float *block;
-    float *x, *ln, *qkv, *atty, *proj, *fch; // (rows, C|3C|4C)
+    // x, ln, atty (rows, C); qkv (rows, 3C) and fch (rows, 4C) share one block, as do ln and
+    // proj: each pair's lifetimes in a layer do not overlap
+    float *x, *ln, *qkv, *atty, *proj, *fch;
     float *scores;                           // (threads, capacity)
     int score_threads;
     // packed weights (lowp.c): dequantized panels for a prefill, the q8 activation row
@@ -30,23 +34,57 @@ struct th_gpt2_kv {
     lowp_q8_block *xq;
 };
 
+const char *const th_kv_dtype_names[] = {"auto", "f32", "f16", NULL};
+
+const char *th_kv_dtype_name(th_kv_dtype d) {
+    return d >= TH_KV_AUTO && d <= TH_KV_F16 ? th_kv_dtype_names[d] : "?";
+}
+
+th_status th_kv_dtype_parse(const char *s, th_kv_dtype *out) {
+    for (int i = 0; th_kv_dtype_names[i]; i++)
+        if (s && strcmp(s, th_kv_dtype_names[i]) == 0) {
+            *out = (th_kv_dtype)i;
+            return TH_OK;
+        }
+    return th_fail(TH_ERR_INVALID, "KV dtype '%s' is not one of auto, f32, f16", s ? s : "(null)");
+}
+
+void th_gpt2_set_kv_dtype(th_gpt2 *m, th_kv_dtype d) {
+    m->kv_dtype = d == TH_KV_F32 || d == TH_KV_F16 ? d : TH_KV_AUTO;
+}
+
+th_kv_dtype th_gpt2_kv_dtype(const th_gpt2 *m) {
+    if (m->kv_dtype != TH_KV_AUTO) return m->kv_dtype;
+    return th_gpt2_precision(m, NULL) == TH_DTYPE_F32 ? TH_KV_F32 : TH_KV_F16;
+}
+
+th_kv_dtype th_gpt2_kv_cache_dtype(const th_gpt2_kv *kv) { return kv->dtype; }
+
+const char *th_kv_kernel(void) { return th_f16_kernel(); }
+
 th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
     *out = NULL;
     const th_gpt2_config *cfg = &m->cfg;
     if (capacity <= 0 || capacity > cfg->max_seq_len)
         return th_fail(TH_ERR_INVALID, "kv cache: capacity %d must be in [1, %d] (the model's context)",
                        capacity, cfg->max_seq_len);
+    th_kv_dtype dt = th_gpt2_kv_dtype(m);
+    int hs = cfg->channels / cfg->num_heads;
+    if (dt == TH_KV_F16 && hs > TH_KV_TILE_FLOATS)
+        return th_fail(TH_ERR_INVALID, "kv cache: an f16 cache needs a head size <= %d, the model's is %d",
+                       TH_KV_TILE_FLOATS, hs);
     th_gpt2_kv *kv = th_calloc(1, sizeof *kv);
     if (!kv) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory");
     kv->cfg = *cfg;
     kv->capacity = capacity;
-    size_t n = (size_t)cfg->num_layers * capacity * cfg->channels;
-    kv->k = th_alloc(n * sizeof(float));
-    kv->v = th_alloc(n * sizeof(float));
+    kv->dtype = dt;
+    size_t n = (size_t)cfg->num_layers * capacity * cfg->channels, elem = dt == TH_KV_F16 ? 2 : 4;
+    kv->k = th_alloc(n * elem);
+    kv->v = th_alloc(n * elem);
     if (!kv->k || !kv->v) {
         th_gpt2_kv_free(kv);
         return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d positions (%.1f MB)", capacity,
-                       2.0 * n * 4 / 1e6);
+                       2.0 * n * elem / 1e6);
     }
     *out = kv;
     return TH_OK;
@@ -61,6 +99,38 @@ void th_gpt2_kv_free(th_gpt2_kv *kv) {
     th_free(kv->v);
     th_free(kv->k);
     th_free(kv);
+}
+
+/* Element offset of position pos of head h of layer l. */
+static size_t kv_offset(const th_gpt2_kv *kv, int l, int h, int pos) {
+    int hs = kv->cfg.channels / kv->cfg.num_heads;
+    return (((size_t)l * kv->cfg.num_heads + h) * kv->capacity + pos) * hs;
+}
+
+void gpt2_kv_store(th_gpt2_kv *kv, int l, int pos, const float *k, const float *v) {
+    int NH = kv->cfg.num_heads, hs = kv->cfg.channels / NH;
+    for (int h = 0; h < NH; h++) {
+        size_t o = kv_offset(kv, l, h, pos);
+        if (kv->dtype == TH_KV_F16) {
+            th_f16_narrow((uint16_t *)kv->k + o, k + h * hs, hs);
+            th_f16_narrow((uint16_t *)kv->v + o, v + h * hs, hs);
+        } else {
+            memcpy((float *)kv->k + o, k + h * hs, sizeof(float) * hs);
+            memcpy((float *)kv->v + o, v + h * hs, sizeof(float) * hs);
+        }
+    }
+}
+
+void gpt2_kv_attend(const th_gpt2_kv *kv, int l, int h, float *out, float *att, const float *q, int n_keys,
+                    float scale) {
+    int hs = kv->cfg.channels / kv->cfg.num_heads;
+    size_t o = kv_offset(kv, l, h, 0);
+    if (kv->dtype == TH_KV_F16)
+        th_attention_row_f16(out, att, q, (const uint16_t *)kv->k + o, (const uint16_t *)kv->v + o, n_keys, hs,
+                             scale);
+    else
+        th_attention_row(out, att, q, (const float *)kv->k + o, (const float *)kv->v + o, n_keys, (size_t)hs, hs,
+                         scale);
 }
 
 void th_gpt2_kv_reset(th_gpt2_kv *kv) { kv->len = 0; }
@@ -80,7 +150,7 @@ static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
     }
     if (n <= kv->rows) return TH_OK;
     size_t C = kv->cfg.channels;
-    size_t per_row = C + C + 3 * C + C + C + 4 * C;
+    size_t per_row = C + C + C + 4 * C;
     float *b = th_alloc((size_t)n * per_row * sizeof(float));
     if (!b) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d rows of scratch", n);
     th_free(kv->block);
@@ -88,10 +158,10 @@ static th_status ensure_scratch(th_gpt2_kv *kv, int n) {
     kv->rows = n;
     kv->x = b;
     kv->ln = kv->x + n * C;
-    kv->qkv = kv->ln + n * C;
-    kv->atty = kv->qkv + n * 3 * C;
-    kv->proj = kv->atty + n * C;
-    kv->fch = kv->proj + n * C;
+    kv->atty = kv->ln + n * C;
+    kv->qkv = kv->atty + n * C;
+    kv->fch = kv->qkv;
+    kv->proj = kv->ln;
     return TH_OK;
 }
 
@@ -122,11 +192,11 @@ static void linear(th_gpt2 *m, th_gpt2_kv *kv, int which, int l, float *out, con
         th_mm_forward(out, inp, f32w, bias, n, N, K);
 }
 
-/* Attention of n new rows (positions pos0..pos0+n-1) over the cache of one layer, which
- * already holds their keys and values. q rows are strided by 3C inside qkv. */
-static void attention_cached(float *out, float *scores, const float *qkv, const float *kcache,
-                             const float *vcache, int n, int pos0, int C, int NH, int cap) {
-    int hs = C / NH;
+/* Attention of n new rows (positions pos0..pos0+n-1) over the cache of layer l, which
+ * already holds their keys and values. q rows are strided by 3C inside qkv. Rows and heads
+ * are split over the threads; each (row, head) is one thread's, summed in a fixed order. */
+static void attention_cached(th_gpt2_kv *kv, int l, float *out, const float *qkv, int n, int pos0) {
+    int C = kv->cfg.channels, NH = kv->cfg.num_heads, hs = C / NH, cap = kv->capacity;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++) {
@@ -135,9 +205,8 @@ static void attention_cached(float *out, float *scores, const float *qkv, const 
 #ifdef _OPENMP
             thread = omp_get_thread_num();
 #endif
-            float *a = scores + (size_t)thread * cap;
-            th_attention_row(out + (size_t)i * C + h * hs, a, qkv + (size_t)i * 3 * C + h * hs,
-                             kcache + h * hs, vcache + h * hs, pos0 + i + 1, (size_t)C, hs, scale);
+            gpt2_kv_attend(kv, l, h, out + (size_t)i * C + h * hs, kv->scores + (size_t)thread * cap,
+                           qkv + (size_t)i * 3 * C + h * hs, pos0 + i + 1, scale);
         }
     }
 }
@@ -151,7 +220,7 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     if (n > kv->capacity - kv->len)
         return th_fail(TH_ERR_INVALID, "infer: %d more tokens overflow the KV cache (%d of %d used)", n,
                        kv->len, kv->capacity);
-    int V = cfg->vocab_size, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
+    int V = cfg->vocab_size, C = cfg->channels, L = cfg->num_layers;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return th_fail(TH_ERR_INVALID, "infer: token %d at position %d is outside [0, %d)", tokens[i],
@@ -162,7 +231,7 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     if (m->lowp && (st = ensure_lowp_scratch(kv, n)) != TH_OK) return st;
 
     gpt2_tensors *p = &m->p;
-    int pos0 = kv->len, cap = kv->capacity;
+    int pos0 = kv->len;
     if (m->lowp && m->lowp->w[LOWP_WTE].data) {
         for (int i = 0; i < n; i++) {
             float *o = kv->x + (size_t)i * C;
@@ -175,16 +244,13 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     }
     for (int l = 0; l < L; l++) {
         size_t lc = (size_t)l * C;
-        float *kcache = kv->k + (size_t)l * cap * C, *vcache = kv->v + (size_t)l * cap * C;
         th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
                              cfg->ln_eps);
         linear(m, kv, LOWP_QKV, l, kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n,
                3 * C, C);
-        for (int i = 0; i < n; i++) {
-            memcpy(kcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + C, sizeof(float) * C);
-            memcpy(vcache + (size_t)(pos0 + i) * C, kv->qkv + (size_t)i * 3 * C + 2 * C, sizeof(float) * C);
-        }
-        attention_cached(kv->atty, kv->scores, kv->qkv, kcache, vcache, n, pos0, C, NH, cap);
+        for (int i = 0; i < n; i++)
+            gpt2_kv_store(kv, l, pos0 + i, kv->qkv + (size_t)i * 3 * C + C, kv->qkv + (size_t)i * 3 * C + 2 * C);
+        attention_cached(kv, l, kv->atty, kv->qkv, n, pos0);
         linear(m, kv, LOWP_ATTPROJ, l, kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc,
                n, C, C);
         th_residual_forward(kv->x, kv->x, kv->proj, n * C);
@@ -206,10 +272,8 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
     return TH_OK;
 }
 
-const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity, float **k, float **v) {
+const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity) {
     *capacity = kv->capacity;
-    *k = kv->k;
-    *v = kv->v;
     return &kv->cfg;
 }
 

@@ -149,8 +149,7 @@ th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *k
     int V = cfg->vocab_size, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, hs = C / NH;
     for (int i = 0; i < n; i++) {
         int cap;
-        float *k, *v;
-        const th_gpt2_config *kc = th_gpt2_kv_shape(kvs[i], &cap, &k, &v);
+        const th_gpt2_config *kc = th_gpt2_kv_shape(kvs[i], &cap);
         if (memcmp(kc, cfg, sizeof *cfg) != 0)
             return th_fail(TH_ERR_INVALID, "infer batch: row %d: the KV cache was made for another model shape", i);
         if (th_gpt2_kv_len(kvs[i]) >= cap)
@@ -188,13 +187,8 @@ th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *k
             th_layernorm_forward(b->ln + i * Cs, NULL, NULL, b->x + i * Cs, p->t[TH_P_LN1W] + lc,
                                  p->t[TH_P_LN1B] + lc, 1, C, cfg->ln_eps);
         linear_rows(m, b, LOWP_QKV, l, b->qkv, b->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n, 3 * C, C);
-        for (int i = 0; i < n; i++) {
-            int cap, pos = th_gpt2_kv_len(kvs[i]);
-            float *k, *v;
-            th_gpt2_kv_shape(kvs[i], &cap, &k, &v);
-            memcpy(k + ((size_t)l * cap + pos) * C, b->qkv + i * 3 * Cs + C, sizeof(float) * C);
-            memcpy(v + ((size_t)l * cap + pos) * C, b->qkv + i * 3 * Cs + 2 * C, sizeof(float) * C);
-        }
+        for (int i = 0; i < n; i++)
+            gpt2_kv_store(kvs[i], l, th_gpt2_kv_len(kvs[i]), b->qkv + i * 3 * Cs + C, b->qkv + i * 3 * Cs + 2 * C);
 #pragma omp parallel for collapse(2) schedule(static)
         for (int i = 0; i < n; i++) {
             for (int h = 0; h < NH; h++) {
@@ -202,13 +196,8 @@ th_status th_gpt2_infer_batch(th_gpt2 *m, th_gpt2_batch *b, th_gpt2_kv *const *k
 #ifdef _OPENMP
                 thread = omp_get_thread_num();
 #endif
-                int cap, pos = th_gpt2_kv_len(kvs[i]);
-                float *k, *v;
-                th_gpt2_kv_shape(kvs[i], &cap, &k, &v);
-                size_t layer = (size_t)l * cap * C;
-                th_attention_row(b->atty + i * Cs + h * hs, b->scores + (size_t)thread * cfg->max_seq_len,
-                                 b->qkv + i * 3 * Cs + h * hs, k + layer + h * hs, v + layer + h * hs, pos + 1,
-                                 Cs, hs, scale);
+                gpt2_kv_attend(kvs[i], l, h, b->atty + i * Cs + h * hs, b->scores + (size_t)thread * cfg->max_seq_len,
+                               b->qkv + i * 3 * Cs + h * hs, th_gpt2_kv_len(kvs[i]) + 1, scale);
             }
         }
         linear_rows(m, b, LOWP_ATTPROJ, l, b->proj, b->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc, n, C, C);

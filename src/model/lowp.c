@@ -258,6 +258,7 @@ static void release_pages(void *p, size_t bytes) {
 th_status th_gpt2_set_precision(th_gpt2 *m, const th_infer_precision *p) {
     if (p->dtype < TH_DTYPE_F32 || p->dtype > TH_DTYPE_Q8)
         return th_fail(TH_ERR_INVALID, "precision: dtype %d is not a th_dtype", (int)p->dtype);
+    th_gpt2_set_kv_dtype(m, p->kv_dtype); // the caches created from now on
     if (m->lowp) {
         if (m->lowp->dtype == p->dtype && m->lowp->embed_f32 == (p->embed_f32 != 0)) return TH_OK;
         return th_fail(TH_ERR_STATE, "precision: the model is already packed as %s; its f32 weights are gone",

@@ -334,7 +334,7 @@ static th_status eco_measure(th_bench_eco_model *em, const char *text, size_t le
     if (st != TH_OK) goto done;
     th_dtype dtype = TH_DTYPE_F32;
     if (o->precision && (st = th_dtype_parse(o->precision, &dtype)) != TH_OK) goto done;
-    if (dtype != TH_DTYPE_F32 && (st = th_gpt2_set_precision(s.m, &(th_infer_precision){dtype, 0})) != TH_OK)
+    if (dtype != TH_DTYPE_F32 && (st = th_gpt2_set_precision(s.m, &(th_infer_precision){dtype, 0, TH_KV_AUTO})) != TH_OK)
         goto done;
     s.cfg = th_gpt2_get_config(s.m);
     em->vocab_size = s.cfg->vocab_size;

@@ -13,7 +13,7 @@
 th_bench_model_opts th_bench_model_defaults(void) {
     th_bench_model_opts o = {.batch = 4, .seq = 64, .train_steps = 5, .prompt_tokens = 128, .decode_tokens = 64,
                              .baseline_steps = 2, .seed = 1337, .dtypes = {TH_DTYPE_F32}, .quality_tokens = 256,
-                             .rounds = 3};
+                             .kv_dtype = TH_KV_AUTO, .rounds = 3};
     return o;
 }
 
@@ -113,8 +113,9 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
         if ((st = th_gpt2_create(cfg, &ref)) != TH_OK) goto done;
         memcpy(th_gpt2_params(ref), th_gpt2_params(m), th_gpt2_num_params(cfg) * sizeof(float));
     }
-    th_infer_precision prec = {dtype, o->embed_f32};
+    th_infer_precision prec = {dtype, o->embed_f32, o->kv_dtype};
     if ((st = th_gpt2_set_precision(m, &prec)) != TH_OK) goto done;
+    th_gpt2_set_kv_dtype(m, prec.kv_dtype);
     if (ref) {
         th_precision_quality_result q;
         int nq = o->quality_tokens < n_tok ? o->quality_tokens : n_tok;
@@ -139,7 +140,8 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
     row->prefill_tok_s = P / ((th_now_ns() - t0) / 1e9);
     row->decode_tok_s = decode_timed(m, kv, logits, D, V);
     double C = cfg->channels, L = cfg->num_layers, ctx = P + D / 2.0;
-    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + 4.0 * 2.0 * L * ctx * C;
+    double kv_elem = th_gpt2_kv_cache_dtype(kv) == TH_KV_F16 ? 2.0 : 4.0;
+    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + kv_elem * 2.0 * L * ctx * C;
     // the context probe: 32 tokens after short_ctx, then after long_ctx, of the same prompt tokens
     th_gpt2_kv_reset(kv);
     if ((st = th_gpt2_infer(m, kv, tok, short_ctx, logits, 0)) != TH_OK) goto done;

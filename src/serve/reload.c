@@ -106,6 +106,7 @@ static th_status model_load(const th_serve_models *ms, const char *path, const t
     if (st == TH_OK && cfg) st = same_shape(cfg, th_gpt2_get_config(md->m), path);
     if (st == TH_OK) st = finite_weights(md->m, path);
     if (st == TH_OK) st = th_gpt2_set_precision(md->m, &ms->precision);
+    if (st == TH_OK) th_gpt2_set_kv_dtype(md->m, ms->precision.kv_dtype);
     if (st == TH_OK) st = th_gpt2_batch_create(md->m, ms->rows, &md->batch);
     if (st != TH_OK) {
         model_free(md);
