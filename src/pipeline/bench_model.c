@@ -3,6 +3,7 @@
  * records the memory high-water mark. Every speed is also stated as a share of the
  * machine's read bandwidth or FMA peak measured in the same run, and optionally against the
  * naive matmul loops timed in the same run, so figures compare across hosts. */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,10 @@ static th_status time_train(th_gpt2 *m, const int *tok, int B, int T, int steps,
     return TH_OK;
 }
 
-/* Resets the kernel's peak-RSS mark (Linux >= 4.0: "5" to /proc/self/clear_refs); 1 on success. */
+/* Resets the kernel's peak-RSS mark (Linux >= 4.0: "5" to /proc/self/clear_refs) after giving
+ * the heap's free pages back (glibc's malloc_trim), so a row's peak is its own; 1 on success. */
 static int hwm_reset(void) {
+    malloc_trim(0); // freed heap pages of earlier rows and rounds back to the system first
     FILE *f = fopen("/proc/self/clear_refs", "w");
     if (!f) return 0;
     int ok = fputs("5", f) >= 0;
