@@ -72,8 +72,9 @@ static inline float exp_poly(float x) {
 
 typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 
-/* lanes of a where m is all ones, else of b */
-static inline v8 select8(v8i m, v8 a, v8 b) { return (v8)(((v8i)a & m) | ((v8i)b & ~m)); }
+/* lanes of a where m is all ones, else of b (a macro for the same reason as LOAD8; m is
+ * evaluated twice, so it must have no side effects) */
+#define SELECT8(m, a, b) ((v8)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
 
 /* exp_poly of p[0..8) in place, the same operations in the same order lane by lane (so the
  * same bits): rintf as (t + 1.5·2^23) - 1.5·2^23, which rounds to nearest even exactly as
@@ -83,12 +84,12 @@ static inline void exp_poly8(float *p) {
     v8 x;
     LOAD8(x, p);
     const v8 lo = {-87, -87, -87, -87, -87, -87, -87, -87}, hi = {88, 88, 88, 88, 88, 88, 88, 88};
-    x = select8(x < lo, lo, x);
-    x = select8(x > hi, hi, x);
+    x = SELECT8(x < lo, lo, x);
+    x = SELECT8(x > hi, hi, x);
     v8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     v8 r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
     v8 e = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
-    v8i ni = __builtin_convertvector(select8(n == n, n, (v8){0}), v8i);
+    v8i ni = __builtin_convertvector(SELECT8(n == n, n, (v8){0}), v8i);
     v8i bits = (ni + 127) << 23;
     e = e * (v8)bits;
     memcpy(p, &e, sizeof e);
