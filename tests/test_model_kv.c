@@ -128,19 +128,8 @@ static th_gpt2 *make(const th_gpt2_config *cfg, const float *params, th_dtype d,
 
 /* Greedy decoding from a fixed prompt; tokens (STEPS) and every step's logits (STEPS, V). */
 static int greedy(th_gpt2 *m, int *tokens, float *logits) {
-    int V = th_gpt2_get_config(m)->vocab_size, prompt[PROMPT] = {5, 17, 3, 200};
-    th_gpt2_kv *kv = NULL;
-    int ok = th_gpt2_kv_create(m, PROMPT + STEPS, &kv) == TH_OK &&
-             th_gpt2_infer(m, kv, prompt, PROMPT, logits, 0) == TH_OK;
-    for (int s = 0; ok && s < STEPS; s++) {
-        const float *l = logits + (size_t)s * V;
-        int best = 0;
-        for (int i = 1; i < V; i++) best = l[i] > l[best] ? i : best;
-        tokens[s] = best;
-        if (s + 1 < STEPS) ok = th_gpt2_infer(m, kv, &best, 1, logits + (size_t)(s + 1) * V, 0) == TH_OK;
-    }
-    th_gpt2_kv_free(kv);
-    return ok;
+    static const int prompt[PROMPT] = {5, 17, 3, 200};
+    return test_greedy(m, prompt, PROMPT, STEPS, tokens, logits);
 }
 
 /* One model shape (hs = C / NH) at weights d: f16 KV against f32 KV and the invariances. */

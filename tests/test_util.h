@@ -193,4 +193,22 @@ static inline int same_params(th_gpt2 *a, th_gpt2 *b) {
     return memcmp(th_gpt2_params(a), th_gpt2_params(b), th_gpt2_num_params(ca) * 4) == 0;
 }
 
+/* Greedy decoding of `m` from `prompt` (n_prompt tokens) for `steps` tokens: tokens (steps)
+ * and every step's logits (steps, V), the first from the prompt's prefill. 1 on success. */
+static inline int test_greedy(th_gpt2 *m, const int *prompt, int n_prompt, int steps, int *tokens, float *logits) {
+    int V = th_gpt2_get_config(m)->vocab_size;
+    th_gpt2_kv *kv = NULL;
+    int ok = th_gpt2_kv_create(m, n_prompt + steps, &kv) == TH_OK &&
+             th_gpt2_infer(m, kv, prompt, n_prompt, logits, 0) == TH_OK;
+    for (int s = 0; ok && s < steps; s++) {
+        const float *l = logits + (size_t)s * V;
+        int best = 0;
+        for (int i = 1; i < V; i++) best = l[i] > l[best] ? i : best;
+        tokens[s] = best;
+        if (s + 1 < steps) ok = th_gpt2_infer(m, kv, &best, 1, logits + (size_t)(s + 1) * V, 0) == TH_OK;
+    }
+    th_gpt2_kv_free(kv);
+    return ok;
+}
+
 #endif

@@ -55,28 +55,13 @@ static inline void axpy_fixed(float *out, float p, const float *w, int n) {
     for (int i = n8; i < n; i++) out[i] += p * w[i];
 }
 
-/* e^x as kernels.c's exp_vec: x = n·ln2 + r, e^r by Taylor to r^6 (< 2e-7 relative), 2^n in
- * the exponent bits; inputs clamped to [-87, 88], NaN stays NaN. Softmax arguments here are <= 0. */
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
-    // NaN: r and so p are NaN already; n is zeroed first (converting NaN to int is undefined)
-    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 
 /* lanes of a where m is all ones, else of b (a macro for the same reason as LOAD8; m is
  * evaluated twice, so it must have no side effects) */
 #define SELECT8(m, a, b) ((v8)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
 
-/* exp_poly of p[0..8) in place, the same operations in the same order lane by lane (so the
+/* th_exp_poly (kernels.h) of p[0..8) in place, the same operations in the same order lane by lane (so the
  * same bits): rintf as (t + 1.5·2^23) - 1.5·2^23, which rounds to nearest even exactly as
  * rintf does for |t| < 2^22 (here |t| <= 127). Written out because GCC does not vectorize
  * rintf without -fno-trapping-math. */
@@ -100,7 +85,7 @@ static void softmax_inplace(float *att, int n, float maxv) {
     int t2 = 0;
     for (; t2 < n; t2++) att[t2] -= maxv;
     for (t2 = 0; t2 + 8 <= n; t2 += 8) exp_poly8(att + t2);
-    for (; t2 < n; t2++) att[t2] = exp_poly(att[t2]);
+    for (; t2 < n; t2++) att[t2] = th_exp_poly(att[t2]);
     float sum = 0.0f;
     for (t2 = 0; t2 < n; t2++) sum += att[t2];
     float inv = 1.0f / sum;

@@ -9,25 +9,7 @@
 
 #include "thermo/model.h"
 
-/* exp(x) in a form the compiler vectorizes (glibc's vector expf needs -ffast-math, which
- * this project does not use): x = n·ln2 + r with |r| <= ln2/2, e^r by its Taylor series to
- * r^6 (truncation < 2e-7 relative), 2^n built in the exponent bits. Inputs are clamped to
- * [-87, 88], the normal float range; NaN stays NaN. Used where a softmax over a whole
- * vocabulary row would otherwise be bound by scalar expf calls. */
-static inline float exp_vec(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
-    // NaN: r and so p are NaN already; n is zeroed first (converting NaN to int is undefined)
-    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* exp_vec on 8 floats with AVX2, operation for operation (the same bits), for the
+/* th_exp_poly on 8 floats with AVX2, operation for operation (the same bits), for the
  * cross-entropy backward: gcc does not vectorize the scalar form's clamps and conversion
  * ("control flow in loop"). max(c, x) and
  * min(c, x) return x when x is NaN, as the scalar clamps do. */
@@ -274,7 +256,7 @@ int th_crossentropy_forward(float *losses, float *lse, const float *logits, cons
         // vectorized: partial sums in a fixed lane order, then combined
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int v = 0; v < V; v++) sum += exp_vec(row[v] - maxv);
+        for (int v = 0; v < V; v++) sum += th_exp_poly(row[v] - maxv);
         float l = maxv + logf(sum);
         lse[i] = l;
         if (targets[i] == TH_IGNORE_INDEX) {
@@ -303,7 +285,7 @@ void th_crossentropy_backward_inplace(float *logits, const float *lse, const int
         for (; v + 8 <= V; v += 8)
             _mm256_storeu_ps(row + v, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(row + v), lv)), sv));
 #endif
-        for (; v < V; v++) row[v] = exp_vec(row[v] - l) * scale;
+        for (; v < V; v++) row[v] = th_exp_poly(row[v] - l) * scale;
         row[targets[i]] -= scale;
     }
 }

@@ -6,7 +6,10 @@
 #ifndef THERMO_MODEL_KERNELS_H
 #define THERMO_MODEL_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 /* out (N, C) = wte[tokens[i]] + wpe[pos0 + i % T] for N = B·T rows. */
 void th_encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B,
@@ -51,5 +54,24 @@ int th_crossentropy_forward(float *losses, float *lse, const float *logits, cons
  * ignored rows become 0. */
 void th_crossentropy_backward_inplace(float *logits, const float *lse, const int *targets, int N, int V,
                                       float scale);
+
+/* exp(x) in a form the compiler vectorizes (glibc's vector expf needs -ffast-math, which
+ * this project does not use): x = n·ln2 + r with |r| <= ln2/2, e^r by its Taylor series to
+ * r^6 (truncation < 2e-7 relative), 2^n built in the exponent bits. Inputs are clamped to
+ * [-87, 88], the normal float range; NaN stays NaN. Shared by the cross-entropy
+ * (kernels.c) and attention's softmax (attention.c). */
+static inline float th_exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f + r * (0.00833333377f + r * 0.00138888892f)))));
+    // NaN: r and so p are NaN already; n is zeroed first (converting NaN to int is undefined)
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 
 #endif
