@@ -53,8 +53,11 @@ static void test_rate_and_record(void) {
     uint64_t reads = th_sense_sampler_reads(sp);
     th_sense_sampler_stop(sp);
     CHECK(reads >= 45 && reads <= 53, "~50 reads in 1 s: %llu", (unsigned long long)reads);
-    CHECK(atomic_load(&rec.calls) == (int)reads && atomic_load(&rec.good) >= 45, "a callback per read: %d of %llu",
-          atomic_load(&rec.calls), (unsigned long long)reads);
+    /* reads was counted before the stop: the thread may finish one more read and its
+     * callback before it is joined (seen once in CI: 51 of 50) */
+    int calls = atomic_load(&rec.calls);
+    CHECK((calls == (int)reads || calls == (int)reads + 1) && atomic_load(&rec.good) >= 45,
+          "a callback per read: %d of %llu", calls, (unsigned long long)reads);
     CHECK(th_telemetry_close(rec.log) == TH_OK, "close");
     th_telemetry_row *rows;
     size_t n;
