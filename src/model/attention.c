@@ -105,31 +105,38 @@ static inline float dot64(const v8 *q, const v8 *k) {
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+/* The body of a head-size-64 attention row, q and the output row in registers; LOAD_ROW(dst,
+ * t2, rows) fills dst[0..8) with key or value row t2 of `rows` as floats. A macro so that the
+ * f32 and the f16 (F16C, its own target attribute) kernels share one body: the same sums in
+ * the same order, which is what makes them agree bit for bit on widened values. */
+#define ATTEND64_BODY(LOAD_ROW)                                                                     \
+    do {                                                                                            \
+        v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];                                                 \
+        _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j); \
+        float maxv = -INFINITY;                                                                     \
+        for (int t2 = 0; t2 < n_keys; t2++) {                                                       \
+            LOAD_ROW(kk, t2, k);                                                                    \
+            float dot = dot64(qv, kk) * scale;                                                      \
+            att[t2] = dot;                                                                          \
+            maxv = dot > maxv ? dot : maxv;                                                         \
+        }                                                                                           \
+        softmax_inplace(att, n_keys, maxv);                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};                  \
+        for (int t2 = 0; t2 < n_keys; t2++) {                                                       \
+            LOAD_ROW(kk, t2, v);                                                                    \
+            float p = att[t2];                                                                      \
+            _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];           \
+        }                                                                                           \
+        _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];    \
+    } while (0)
+
+#define LOAD_ROW_F32(dst, t2, rows)                                                                 \
+    _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) dst[j] =                             \
+        *(const v8u *)(rows + (size_t)(t2) * kv_stride + 8 * j)
+
 static void attend64_f32(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
                          size_t kv_stride, float scale) {
-    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
-    float maxv = -INFINITY;
-    for (int t2 = 0; t2 < n_keys; t2++) {
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(k + (size_t)t2 * kv_stride + 8 * j);
-        float dot = dot64(qv, kk) * scale;
-        att[t2] = dot;
-        maxv = dot > maxv ? dot : maxv;
-    }
-    softmax_inplace(att, n_keys, maxv);
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
-    for (int t2 = 0; t2 < n_keys; t2++) {
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) kk[j] = *(const v8u *)(v + (size_t)t2 * kv_stride + 8 * j);
-        float p = att[t2];
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
+    ATTEND64_BODY(LOAD_ROW_F32);
 }
 
 void th_attention_row(float *out, float *att, const float *q, const float *k, const float *v, int n_keys,
@@ -168,34 +175,14 @@ TGT static void widen_f16c(float *dst, const uint16_t *src, int n) {
     for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
 }
 
-/* attend64_f32 with the keys and values widened by vcvtph2ps as they are loaded */
+/* attend64_f32 with the keys and values (rows of HS64 halves) widened by vcvtph2ps as loaded */
+#define LOAD_ROW_F16C(dst, t2, rows)                                                                \
+    _Pragma("GCC unroll 8") for (int j = 0; j < HS64 / 8; j++) dst[j] =                             \
+        (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows + (size_t)(t2) * HS64 + 8 * j)))
+
 TGT static void attend64_f16c(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
                               int n_keys, float scale) {
-    v8 qv[HS64 / 8], kk[HS64 / 8], o[HS64 / 8];
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) qv[j] = *(const v8u *)(q + 8 * j);
-    float maxv = -INFINITY;
-    for (int t2 = 0; t2 < n_keys; t2++) {
-        const uint16_t *kr = k + (size_t)t2 * HS64;
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + 8 * j)));
-        float dot = dot64(qv, kk) * scale;
-        att[t2] = dot;
-        maxv = dot > maxv ? dot : maxv;
-    }
-    softmax_inplace(att, n_keys, maxv);
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) o[j] = (v8){0};
-    for (int t2 = 0; t2 < n_keys; t2++) {
-        const uint16_t *vr = v + (size_t)t2 * HS64;
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) kk[j] = (v8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * j)));
-        float p = att[t2];
-#pragma GCC unroll 8
-        for (int j = 0; j < HS64 / 8; j++) o[j] += p * kk[j];
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < HS64 / 8; j++) *(v8u *)(out + 8 * j) = o[j];
+    ATTEND64_BODY(LOAD_ROW_F16C);
 }
 
 /* rounding mode 0 in the immediate: to nearest, ties to even (lowp_f32_to_f16's rounding) */
