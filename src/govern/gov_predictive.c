@@ -95,6 +95,7 @@ typedef struct {
     /* the margin (derived once, at the first sample, from the filter's steady state) and the
      * disturbance detector: a two-sided CUSUM on the filter's normalized innovations */
     double margin_c, sd_die_c, bias_c, allow_c;
+    int margin_fixed;      /* the margin was configured: the offset filter stays open, no alarms or allowance */
     double inn_hi, inn_lo, alarm_left_s;
     long alarms;
     int suspect;           /* the last decision widened the margin (alarm or unconverged) */
@@ -454,7 +455,8 @@ static double quant_bias_c(const th_gov_config *cfg) {
 static void derive_margin(pred_state *s, const th_gov_config *cfg) {
     s->sd_die_c = th_gov_predictive_die_sd_c(cfg, cfg->tau_s);
     s->bias_c = quant_bias_c(cfg);
-    s->margin_c = cfg->margin_c > 0 ? cfg->margin_c : PRED_MARGIN_SD * s->sd_die_c + s->bias_c;
+    s->margin_fixed = cfg->margin_c > 0;
+    s->margin_c = s->margin_fixed ? cfg->margin_c : PRED_MARGIN_SD * s->sd_die_c + s->bias_c;
     s->allow_c = 2.0 * sqrt(reading_var(cfg));
 }
 
@@ -556,17 +558,17 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     } else {
         /* a fixed margin keeps the offset filter always open (it re-learns a change at once);
          * the derived one narrows it while no change is suspected */
-        double qd = cfg->margin_c > 0 || s->alarm_left_s > 0 ? PRED_Q_D_ALARM : PRED_Q_D;
+        double qd = s->margin_fixed || s->alarm_left_s > 0 ? PRED_Q_D_ALARM : PRED_Q_D;
         double z = kalman_step(s, cfg, dt, tau, tamb + r * x_meas, y, qd);
         if (!have_model) s->kd = 0; /* no model: nothing to offset */
-        if (!(cfg->margin_c > 0)) innovation_alarm(s, z, dt); /* a fixed margin's filter is always open */
+        if (!s->margin_fixed) innovation_alarm(s, z, dt);
     }
 
     /* control: aim the margin under the limit, and a derived margin's allowance further while
      * the model is not trusted (a change suspected, or not yet converged outside the safe band);
      * a fixed margin already holds that room */
     s->suspect = s->alarm_left_s > 0 || !s->converged;
-    double lim = cfg->limit_c - cfg->guard_c - s->margin_c - (s->suspect && !(cfg->margin_c > 0) ? s->allow_c : 0.0);
+    double lim = cfg->limit_c - cfg->guard_c - s->margin_c - (s->suspect && !s->margin_fixed ? s->allow_c : 0.0);
     double u;
     if (have_model) {
         double rg = s->power_input ? r * s->w[2] / 10.0 : 0.0; /* leakage feedback R·dP/dT */
