@@ -67,7 +67,7 @@ static void test_text(void) {
               strstr(s, "PUE 1 own-machine"),
           "energy and the grid factor with its source and year:\n%s", s);
     CHECK(strstr(s, "per token 1.9 J, 235 \xc2\xb5g CO2e"), "per-token energy (2410 J / 1270) and CO2e:\n%s", s);
-    CHECK(strstr(s, "peak 88.3 \xc2\xb0""C modeled (limit 91.0, 0 s above)") && strstr(s, "pacing 6 % idle (predictive)"),
+    CHECK(strstr(s, "peak 88.3 \xc2\xb0""C modeled (limit 91.0, 0.0 s above)") && strstr(s, "pacing 6 % idle (predictive)"),
           "thermal and pacing figures:\n%s", s);
     CHECK(strstr(s, "wasted by loop: period 7: 100 tokens"), "waste line:\n%s", s);
     CHECK(strstr(s, "--report full"), "points to the full report:\n%s", s);

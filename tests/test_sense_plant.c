@@ -281,6 +281,36 @@ static void test_sim_sensor(void) {
           th_last_error());
 }
 
+/* The real-time path run.c drives: the work loop marks each unit's start and end on the
+ * plant's clock, so the plant heats only while the unit works, and a read reports the duty
+ * and power averaged since the previous read. */
+static void test_on_off_units(void) {
+    printf("-- the plant on for units, off for waits, timed on its clock\n");
+    th_thermal_profile p = linear_profile(); /* R 0.2, C 50: tau 10 s; P 20..300 W; 25 °C */
+    th_plant *pl;
+    CHECK(th_plant_create(&p, 1, &pl) == TH_OK, "create");
+    uint64_t t0 = 5000000000ull, s = 1000000000ull;
+    th_plant_advance_to(pl, t0);
+    th_plant_set_duty_at(pl, 1.0, t0);         /* a 3 s unit */
+    th_plant_advance_to(pl, t0 + s);           /* a read in the middle of it */
+    th_plant_set_duty_at(pl, 0.0, t0 + 3 * s); /* its wait: 7 s */
+    th_plant_set_duty_at(pl, 0.0, t0 + 2 * s); /* a time already passed does not step */
+    th_plant_advance_to(pl, t0 + 10 * s);
+    double tau = 10.0, hot = 25 + 0.2 * 300, cold = 25 + 0.2 * 20;
+    double t3 = hot + (25 - hot) * exp(-3 / tau), want = cold + (t3 - cold) * exp(-7 / tau);
+    CHECK(fabs(th_plant_temp_c(pl) - want) < 1e-9, "piecewise exact: %.9f vs %.9f", th_plant_temp_c(pl), want);
+    th_sample x;
+    CHECK(th_plant_read(pl, t0 + 10 * s, &x) == TH_OK, "read");
+    CHECK(fabs(x.util - 0.3) < 1e-9, "util is the duty since the previous read: %g, want 0.3", x.util);
+    double want_w = 20 + 0.3 * 280; /* 3 s at 300 W and 7 s at 20 W over 10 s */
+    CHECK(fabs(x.power_uw / 1e6 - want_w) < 1e-3, "power averaged like an energy counter: %g W, want %g",
+          x.power_uw / 1e6, want_w);
+    th_plant_advance_to(pl, t0 + 11 * s);
+    CHECK(th_plant_read(pl, t0 + 11 * s, &x) == TH_OK && x.util == 0.0 && fabs(x.power_uw / 1e6 - 20) < 1e-3,
+          "the next read covers only the time since: util %g, %g W", x.util, x.power_uw / 1e6);
+    th_plant_free(pl);
+}
+
 int main(void) {
     test_step_response();
     test_duty();
@@ -288,5 +318,6 @@ int main(void) {
     test_sensor_realism();
     test_profiles();
     test_sim_sensor();
+    test_on_off_units();
     return test_summary();
 }

@@ -19,7 +19,7 @@
  * with th_pace_begin_unit() / th_pace_end_unit() and then calls th_pace_wait(), which sleeps
  * for the kernel's idle-injection time t_idle = t_run·(1/duty − 1). Pacing only inserts
  * waits: it never changes what is computed (invariant 1). The pace touches nothing else:
- * whoever drives a simulated plant feeds it th_pace_measured_duty(). */
+ * whoever drives a simulated plant marks each unit's start and end on it. */
 #ifndef THERMO_GOVERN_H
 #define THERMO_GOVERN_H
 
@@ -141,6 +141,9 @@ typedef struct {
     const char *health_why;    /* its reason text (may be NULL) */
     double grad_norm;          /* the latest training step's gradient norm (> 0); 0: none published.
                                   Used only by a feed-forward with a measured coupling */
+    double unit_s;             /* busy seconds of the work's last unit (th_pace_last_unit_s): the
+                                  device is on for a unit, off for its wait, so the die ripples
+                                  about the mean a duty sets; 0: continuous work or unknown */
 } th_gov_input;
 
 typedef struct {
@@ -256,6 +259,8 @@ double th_pace_wait_left_s(const th_pace *p);
 
 /* Achieved duty: busy time / wall time over the sliding window (1 before any unit). */
 double th_pace_measured_duty(const th_pace *p);
+/* Busy seconds of the last unit that ended (0 before any): safe from any thread. */
+double th_pace_last_unit_s(const th_pace *p);
 void th_pace_get_stats(const th_pace *p, th_pace_stats *out);
 
 /* The idle-injection rule itself: idle seconds after t_run_s of work at duty d

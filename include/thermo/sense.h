@@ -124,17 +124,25 @@ void th_plant_free(th_plant *pl);
  * plant except th_plant_set_duty / th_plant_throttle_factor. */
 th_status th_plant_step(th_plant *pl, double dt_s, double duty);
 
-/* The duty the work loop measured (0..1), published atomically for the real-time mode. */
+/* The duty (0..1) the plant heats at from now, published atomically. In the real-time mode
+ * prefer th_plant_set_duty_at, which first advances to the moment of the change. */
 void th_plant_set_duty(th_plant *pl, double duty);
 double th_plant_get_duty(const th_plant *pl);
 
 /* Real-time mode: advances by the time elapsed since the previous call (the first call
- * only sets the reference) at the duty last set with th_plant_set_duty. */
+ * only sets the reference; a time at or before the last one does not step) at the duty
+ * last set. Thread-safe against th_plant_set_duty_at and th_plant_read. */
 th_status th_plant_advance_to(th_plant *pl, uint64_t now_ns);
 
+/* Real-time mode, the work loop's side: advances to now_ns at the duty that held until
+ * now, then sets the new one (1 when a unit of work starts, 0 when it ends), so the plant
+ * heats during the work and cools during the pace's waits. now_ns is on the sensor's clock. */
+th_status th_plant_set_duty_at(th_plant *pl, double duty, uint64_t now_ns);
+
 /* The sensor's view now: lagged, noisy, quantized temperature; power, energy since
- * creation, duty as util; TH_THROTTLE_HW_THERMAL while throttled; origin modeled,
- * source "sim:<name>". Fails (fault VANISHED) after a modeled shutdown. */
+ * creation; as util, the time-weighted duty since the previous read (the duty set, before
+ * any time has passed); TH_THROTTLE_HW_THERMAL while throttled; origin modeled, source
+ * "sim:<name>". Fails (fault VANISHED) after a modeled shutdown. */
 th_status th_plant_read(th_plant *pl, uint64_t t_ns, th_sample *out);
 
 double th_plant_temp_c(const th_plant *pl);     /* true (unlagged) temperature */
@@ -202,6 +210,8 @@ th_origin th_sensor_origin(const th_sensor *s);
 /* The simulated plant behind a "sim" sensor (NULL for the others): the work loop sets its
  * measured duty there and reads the throttle factor. */
 th_plant *th_sensor_plant(th_sensor *s);
+/* The sensor's clock, in ns: CLOCK_MONOTONIC, or the config's test clock when it has one. */
+uint64_t th_sensor_now(const th_sensor *s);
 
 /* Device temperature limits in milli-°C, 0 where unknown: from the plant profile, NVML
  * thresholds, thermal trip points (passive → slowdown, critical → shutdown) or hwmon

@@ -63,6 +63,7 @@
 #define PRED_INN_H 7.0       /* ... and threshold (the innovations are normalized by the worst-case reading
                                 variance, so on noise alone alarms are rarer than ARL ~7000 samples) */
 #define PRED_MARGIN_SD 3.0   /* the margin: this many steady-state σ of the die estimate, plus the bias */
+#define PRED_UNIT_HOLD_S 60.0 /* the longest recent unit is remembered with this time constant (s) */
 #define PRED_SPIKES 16        /* gradient-norm spikes remembered */
 #define PRED_SPIKE_RATIO 1.8  /* a spike: the norm above this multiple of its baseline */
 #define PRED_FF_GAIN0 0.5     /* a spike's extra power (fraction of the duty's) before one is measured */
@@ -111,6 +112,10 @@ typedef struct {
     double gn_base, ff_gain;
     long gn_n;
     int ff_active;         /* the last decision was cut ahead of a spike's heat */
+    /* on/off work: the busy seconds of the last unit, the longest of the recent ones (a
+     * decaying maximum: one long unit, a checkpoint or a busy machine, heats the most), and
+     * the die's ripple above the mean path that the last decision allowed for */
+    double unit_s, unit_hold_s, ripple_c;
 } pred_state;
 
 /* ---------------------------------------------------------------------------------
@@ -291,6 +296,21 @@ static int spike_due(const pred_state *s, const th_gov_config *cfg, double t, in
 }
 
 static void pred_reset(void *state, const th_gov_config *cfg) { pred_init(state, cfg); }
+
+/* The work's last unit lasted unit_s busy seconds. */
+static void pred_unit(void *state, double unit_s) { ((pred_state *)state)->unit_s = unit_s; }
+
+/* How far the die rises above its mean path when a mean duty u is made of units of b busy
+ * seconds at full power, each followed by its idle wait i = b(1 − u)/u: a first-order node
+ * swinging span_c (the steady rise from idle to full duty) with time constant tau settles to
+ * a periodic sawtooth whose top, from T_hi = span·(1 − e^(−b/τ))/(1 − e^(−(b+i)/τ)) above the
+ * idle level, lies T_hi − u·span above the mean. 0 for continuous work (b 0) or u ≥ 1. */
+static double ripple_above_c(double u, double b, double tau, double span_c) {
+    if (!(b > 0) || !(u > 0) || u >= 1.0 || !(tau > 0) || !(span_c > 0)) return 0.0;
+    double i = b * (1.0 - u) / u;
+    double hi = (1.0 - exp(-b / tau)) / (1.0 - exp(-(b + i) / tau));
+    return fmax(0.0, span_c * (hi - u));
+}
 
 /* Power (or duty) the model expects at duty u and temperature t. */
 static double model_x(const pred_state *s, double u, double t) {
@@ -514,6 +534,7 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
     s->last_t_s = now;
     s->have_last = 1;
     double u_applied = (smp->valid & TH_SAMPLE_UTIL) ? smp->util : s->u_prev;
+    s->unit_hold_s = fmax(s->unit_s, s->unit_hold_s * exp(-dt / PRED_UNIT_HOLD_S));
     double x_meas = s->power_input && (smp->valid & TH_SAMPLE_POWER) ? smp->power_uw / 1e6 : model_x(s, u_applied, y);
 
     /* power model */
@@ -579,8 +600,17 @@ static void pred_decide(void *state, const th_gov_config *cfg, const th_sample *
         double slope = r * s->w[1];
         double t0 = s->kt; /* the die, not its lagged sensor */
         double k = 1.0 - exp(-cfg->horizon_s / tau_eff);
-        double t_allow = t0 + (lim - t0) / k;
-        u = slope > 0 ? (t_allow * (1.0 - rg) - base) / slope : 1.0;
+        /* the mean path aims under the limit by the ripple the duty's on/off units add on
+         * top of it; the ripple grows as the duty falls, so a few fixed-point rounds */
+        double span = slope / (1.0 - rg);
+        s->ripple_c = 0.0;
+        for (int it = 0; it < 4; it++) {
+            double t_allow = t0 + (lim - s->ripple_c - t0) / k;
+            u = slope > 0 ? (t_allow * (1.0 - rg) - base) / slope : 1.0;
+            double ripple = ripple_above_c(th_gov_clamp(u, cfg->min_duty, 1.0), s->unit_hold_s, tau_eff, span);
+            if (ripple <= s->ripple_c) break;
+            s->ripple_c = ripple;
+        }
         double uc = th_gov_clamp(u, cfg->min_duty, 1.0);
         s->tss_c = (base + slope * uc) / (1.0 - rg);
         s->pred_c = t0 + (s->tss_c - t0) * k;
@@ -632,9 +662,11 @@ static void pred_describe(const void *state, const th_gov_config *cfg, char *buf
         snprintf(buf, len, "predictive: identifying (%ld blocks), duty %.3f%s", s->blocks, s->u_prev, how);
         return;
     }
-    snprintf(buf, len, "predictive: R %.4g %s, tau %.1f s, T_amb %.1f °C, offset %+.2f °C, duty %.3f, T(%.0f s) %.2f °C%s",
+    char ripple[48] = "";
+    if (s->ripple_c > 0) snprintf(ripple, sizeof ripple, ", ripple %.2f °C", s->ripple_c);
+    snprintf(buf, len, "predictive: R %.4g %s, tau %.1f s, T_amb %.1f °C, offset %+.2f °C, duty %.3f, T(%.0f s) %.2f °C%s%s",
              s->r, s->power_input ? "K/W" : "K/duty", s->tau, s->tamb, s->kd, s->u_prev, cfg->horizon_s, s->pred_c,
-             how);
+             ripple, how);
 }
 
 static th_status pred_model(const void *state, th_gov_model *out) {
@@ -673,4 +705,5 @@ const th_governor_ops th_gov_predictive_ops = {
     .feed = pred_feed,
     .describe = pred_describe,
     .model = pred_model,
+    .unit = pred_unit,
 };

@@ -27,6 +27,9 @@ typedef struct {
     void (*feed)(void *state, const th_gov_config *cfg, double t_s, double grad_norm);
     /* optional: the identified model */
     th_status (*model)(const void *state, th_gov_model *out);
+    /* optional: the busy seconds of the work's last unit (> 0), passed before the decision on
+     * the same sample; pure, like decide */
+    void (*unit)(void *state, double unit_s);
 } th_governor_ops;
 
 extern const th_governor_ops th_gov_none_ops, th_gov_bang_bang_ops, th_gov_step_wise_ops, th_gov_pid_ops,

@@ -342,6 +342,7 @@ void th_governor_decide(th_governor *g, const th_gov_input *in, double dt_s, th_
     out->duty = 1.0;
     if (g->ops->feed && in->grad_norm > 0 && isfinite(in->grad_norm))
         g->ops->feed(g->state, c, (double)in->sample->t_ns / 1e9, in->grad_norm);
+    if (g->ops->unit && in->unit_s > 0 && isfinite(in->unit_s)) g->ops->unit(g->state, in->unit_s);
     g->ops->decide(g->state, c, in->sample, dt_s, out);
     if (!(out->duty >= c->min_duty)) out->duty = c->min_duty; /* NaN included */
     if (out->duty > 1) out->duty = 1;

@@ -24,6 +24,7 @@ struct th_pace {
     _Atomic int threads;
     _Atomic int interrupted;
     _Atomic double measured;
+    _Atomic double last_unit_s; /* th_pace_last_unit_s, for the control thread */
     int pipefd[2];
     /* work-loop side only */
     uint64_t unit_start_ns, unit_end_ns, cycle_start_ns;
@@ -66,6 +67,7 @@ th_status th_pace_create(const th_pace_config *cfg, th_pace **out) {
     atomic_init(&p->threads, 0);
     atomic_init(&p->interrupted, 0);
     atomic_init(&p->measured, 1.0);
+    atomic_init(&p->last_unit_s, 0.0);
     *out = p;
     return TH_OK;
 }
@@ -132,6 +134,7 @@ void th_pace_end_unit(th_pace *p) {
     if (!p->in_unit) return;
     uint64_t now = pace_now(p);
     p->last_run_ns = now - p->unit_start_ns;
+    atomic_store_explicit(&p->last_unit_s, (double)p->last_run_ns / 1e9, memory_order_relaxed);
     p->unit_end_ns = now;
     p->have_run = 1;
     p->in_unit = 0;
@@ -186,6 +189,10 @@ double th_pace_wait_left_s(const th_pace *p) {
     double idle = th_pace_idle_s((double)p->last_run_ns / 1e9, th_pace_duty(p));
     uint64_t deadline = p->unit_end_ns + (uint64_t)(idle * 1e9), now = pace_now(p);
     return now >= deadline ? 0.0 : (double)(deadline - now) / 1e9;
+}
+
+double th_pace_last_unit_s(const th_pace *p) {
+    return atomic_load_explicit(&((th_pace *)p)->last_unit_s, memory_order_relaxed);
 }
 
 double th_pace_measured_duty(const th_pace *p) {

@@ -298,7 +298,7 @@ static void text_summary(th_textbuf *b, const th_run_report *r) {
         sep = " \xc2\xb7 ";
     }
     if (!isnan(g->temp_max_c)) {
-        th_textbuf_printf(b, "%speak %.1f \xc2\xb0""C %s (limit %.1f, %.0f s above)", sep, g->temp_max_c,
+        th_textbuf_printf(b, "%speak %.1f \xc2\xb0""C %s (limit %.1f, %.1f s above)", sep, g->temp_max_c,
                           g->origin == TH_ORIGIN_MEASURED ? "measured" : "modeled", g->limit_c, g->above_limit_s);
         sep = " \xc2\xb7 ";
     }

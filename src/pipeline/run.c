@@ -5,9 +5,10 @@
  *                    -> record:       one telemetry row with that very decision
  *                    -> account:      the eco ledger (energy) and the thermal figures
  *
- * and on the work loop's side: unit_begin (apply the thread cap, feed the measured duty to
- * the simulated plant) -> the unit's work -> unit_end (wait as the pace says, charge the
- * unit its energy from the ledger, priced once per run) -> log the unit's record.
+ * and on the work loop's side: unit_begin (apply the thread cap; the simulated plant heats
+ * at full duty) -> the unit's work -> unit_end (the plant's duty drops to 0; wait as the
+ * pace says; charge the unit its energy from the ledger, priced once per run) -> log the
+ * unit's record.
  * Real hardware is read where found, else the simulated plant, labelled modeled. */
 #include <math.h>
 #include <pthread.h>
@@ -59,7 +60,7 @@ th_run_opts th_run_opts_default(void) {
 /* The governor's decision on this sample, published to the pace. Returns the duty set. */
 static double control_step(th_run *r, const th_sample *s, th_status st, th_sense_health h, const char *why) {
     if (!r->gov) return th_pace_duty(r->pace);
-    th_gov_input in = {st == TH_OK ? s : NULL, st, h, why, atomic_load(&r->grad_norm)};
+    th_gov_input in = {st == TH_OK ? s : NULL, st, h, why, atomic_load(&r->grad_norm), th_pace_last_unit_s(r->pace)};
     th_gov_output out;
     double dt = r->prev_sample_ns && s->t_ns > r->prev_sample_ns ? (s->t_ns - r->prev_sample_ns) / 1e9 : 0.0;
     th_governor_decide(r->gov, &in, dt, &out); // bad readings get the fail-safe duty
@@ -227,8 +228,8 @@ void th_run_unit_begin(th_run *r) {
     int cap = th_pace_threads(r->pace);
     if (cap > 0 && cap != th_threads_get()) th_threads_set(cap);
     th_pace_begin_unit(r->pace);
-    // the pace has just measured the cycle that ended here: the plant heats at that duty
-    if (r->plant && !r->util) th_plant_set_duty(r->plant, th_pace_measured_duty(r->pace));
+    // the simulated plant heats while the unit works and cools while the pace waits
+    if (r->plant && !r->util) th_plant_set_duty_at(r->plant, 1.0, th_sensor_now(r->sensor));
 }
 
 th_status th_run_unit_end(th_run *r, th_unit_cost *cost) {
@@ -237,6 +238,7 @@ th_status th_run_unit_end(th_run *r, th_unit_cost *cost) {
     th_pace_stats before, after;
     th_pace_get_stats(r->pace, &before);
     th_pace_end_unit(r->pace);
+    if (r->plant && !r->util) th_plant_set_duty_at(r->plant, 0.0, th_sensor_now(r->sensor));
     th_status st = th_pace_wait(r->pace);
     th_pace_get_stats(r->pace, &after);
     // units tile the run: each is charged the ledger's energy since the previous one ended
@@ -342,7 +344,7 @@ th_status th_run_stop(th_run *r, th_run_figures *out) {
     th_sense_health h = th_sensor_health(r->sensor, NULL, 0);
     record(r, &last, h, th_pace_duty(r->pace));
     account(r, &last, rs);
-    if (r->plant) th_plant_set_duty(r->plant, 0.0);
+    if (r->plant) th_plant_set_duty_at(r->plant, 0.0, th_sensor_now(r->sensor));
     if (out) th_run_figures_now(r, out);
     th_status st = th_telemetry_close(r->log);
     r->log = NULL;

@@ -5,6 +5,7 @@
  * most τ/50. The sensor adds a first-order lag, seeded Gaussian noise and quantization. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,8 +164,14 @@ struct th_plant {
     th_rng rng;
     _Atomic double duty;
     _Atomic double factor;
+    /* real-time mode, under mu: the work loop's transitions and the sensor's reads both
+     * advance the plant to their instant, so each stretch of time heats at the duty that
+     * really held over it */
+    pthread_mutex_t mu;
     uint64_t last_ns;
     int have_last;
+    double read_busy_s, read_time_s; /* duty-seconds and seconds since the last read */
+    double read_energy_j;            /* energy at the last read */
 };
 
 static double leak_w(const th_thermal_profile *p, double t_c) {
@@ -185,11 +192,16 @@ th_status th_plant_create(const th_thermal_profile *p, uint64_t seed, th_plant *
     th_rng_seed(&pl->rng, seed);
     atomic_store(&pl->duty, 0.0);
     atomic_store(&pl->factor, 1.0);
+    pthread_mutex_init(&pl->mu, NULL);
     *out = pl;
     return TH_OK;
 }
 
-void th_plant_free(th_plant *pl) { th_free(pl); }
+void th_plant_free(th_plant *pl) {
+    if (!pl) return;
+    pthread_mutex_destroy(&pl->mu);
+    th_free(pl);
+}
 
 void th_plant_set_duty(th_plant *pl, double duty) {
     if (!(duty >= 0)) duty = 0; /* NaN included */
@@ -243,15 +255,35 @@ th_status th_plant_step(th_plant *pl, double dt_s, double duty) {
     return TH_OK;
 }
 
-th_status th_plant_advance_to(th_plant *pl, uint64_t now_ns) {
-    if (!pl->have_last || now_ns < pl->last_ns) {
+/* Advances to now_ns at the current duty, under mu. A time at or before the last one does
+ * not step (the sampler and the work loop read the clock on two threads). */
+static th_status advance_locked(th_plant *pl, uint64_t now_ns) {
+    if (!pl->have_last) {
         pl->last_ns = now_ns;
         pl->have_last = 1;
         return TH_OK;
     }
-    double dt = (double)(now_ns - pl->last_ns) / 1e9;
+    if (now_ns <= pl->last_ns) return TH_OK;
+    double dt = (double)(now_ns - pl->last_ns) / 1e9, duty = th_plant_get_duty(pl);
     pl->last_ns = now_ns;
-    return th_plant_step(pl, dt, th_plant_get_duty(pl));
+    pl->read_busy_s += duty * dt;
+    pl->read_time_s += dt;
+    return th_plant_step(pl, dt, duty);
+}
+
+th_status th_plant_advance_to(th_plant *pl, uint64_t now_ns) {
+    pthread_mutex_lock(&pl->mu);
+    th_status st = advance_locked(pl, now_ns);
+    pthread_mutex_unlock(&pl->mu);
+    return st;
+}
+
+th_status th_plant_set_duty_at(th_plant *pl, double duty, uint64_t now_ns) {
+    pthread_mutex_lock(&pl->mu);
+    th_status st = advance_locked(pl, now_ns);
+    th_plant_set_duty(pl, duty);
+    pthread_mutex_unlock(&pl->mu);
+    return st;
 }
 
 th_status th_plant_read(th_plant *pl, uint64_t t_ns, th_sample *out) {
@@ -259,21 +291,32 @@ th_status th_plant_read(th_plant *pl, uint64_t t_ns, th_sample *out) {
     th_fmt(out->source, sizeof out->source, "sim:%s", p->name);
     out->origin = TH_ORIGIN_MODELED;
     out->t_ns = t_ns;
+    pthread_mutex_lock(&pl->mu);
+    // the duty that held since the previous read, time-weighted; the duty now before any time
+    // and the power over that time, as an energy counter gives it (a duty that switches
+    // between work and waits makes the instantaneous power a two-valued signal)
+    double util = pl->read_time_s > 0 ? pl->read_busy_s / pl->read_time_s : th_plant_get_duty(pl);
+    double power_w = pl->read_time_s > 0 ? (pl->energy_j - pl->read_energy_j) / pl->read_time_s : pl->power_w;
+    pl->read_busy_s = pl->read_time_s = 0;
+    pl->read_energy_j = pl->energy_j;
     if (pl->shut_down) {
+        double t_c = pl->t_c;
+        pthread_mutex_unlock(&pl->mu);
         out->fault = TH_HEALTH_VANISHED;
-        return th_fail(TH_ERR_IO, "sim:%s: the modeled device shut down at %.1f °C (t_shutdown_c %.1f)", p->name,
-                       pl->t_c, p->t_shutdown_c);
+        return th_fail(TH_ERR_IO, "sim:%s: the modeled device shut down at %.1f °C (t_shutdown_c %.1f)", p->name, t_c,
+                       p->t_shutdown_c);
     }
     double t = pl->t_sensor_c;
     if (p->sensor_noise_c > 0) t += p->sensor_noise_c * th_rng_normal(&pl->rng);
     if (p->sensor_quantum_c > 0) t = p->sensor_quantum_c * floor(t / p->sensor_quantum_c + 0.5);
     out->temp_mc = (int32_t)lround(t * 1000.0);
-    out->power_uw = (int64_t)llround(pl->power_w * 1e6);
+    out->power_uw = (int64_t)llround(power_w * 1e6);
     out->energy_uj = (uint64_t)llround(pl->energy_j * 1e6);
-    out->util = th_plant_get_duty(pl);
+    out->util = util > 1 ? 1 : util;
     out->throttle_reasons = pl->throttled ? TH_THROTTLE_HW_THERMAL : 0;
     out->valid = TH_SAMPLE_TEMP | TH_SAMPLE_POWER | TH_SAMPLE_ENERGY | TH_SAMPLE_UTIL | TH_SAMPLE_THROTTLE;
     out->fault = TH_HEALTH_OK;
+    pthread_mutex_unlock(&pl->mu);
     return TH_OK;
 }
 

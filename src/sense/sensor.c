@@ -128,6 +128,7 @@ void th_sensor_close(th_sensor *s) {
 
 const char *th_sensor_backend(const th_sensor *s) { return s->ops->name; }
 th_origin th_sensor_origin(const th_sensor *s) { return s->origin; }
+uint64_t th_sensor_now(const th_sensor *s) { return th_sense_now(&s->cfg); }
 th_plant *th_sensor_plant(th_sensor *s) { return s->ops->plant ? s->ops->plant(s->ctx) : NULL; }
 
 th_status th_sensor_limits(th_sensor *s, th_sense_limits *out) {
