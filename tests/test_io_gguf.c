@@ -389,6 +389,14 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "'%s' info '%s' 2>&1", thermo, bad);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 3 && strstr(out, "GGUF version 2"), "thermo info on a version-2 file: exit %d:\n%s", rc, out);
+    // ... and so are the commands that load one to run it
+    const char *loaders[] = {"generate --prompt hi --max-tokens 1", "bench model --dtype f32 --rounds 1 --steps 1"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' %s --model '%s' 2>&1", thermo, loaders[i], bad);
+        rc = run(cmd, out, sizeof out);
+        CHECK(rc == 3 && strstr(out, "GGUF version 2") && strstr(out, "--model"),
+              "thermo %s on a version-2 file: exit %d (want 3):\n%s", loaders[i], rc, out);
+    }
     snprintf(cmd, sizeof cmd,
              "'%s' generate --model '%s/tiny-Q8_0.gguf' --prompt 'hello t' --temperature 0 --max-tokens 4 "
              "--threads 2 2>/dev/null", thermo, dir);

@@ -71,7 +71,7 @@ static int bench_model(int argc, char **argv) {
     if (st != TH_OK) return cli_report(st, "bench model");
     if (o.model_path) {
         th_gpt2 *shape = NULL;
-        if ((st = th_model_load_any(o.model_path, &shape, NULL)) != TH_OK) return cli_report(st, "bench model --model");
+        if ((st = th_model_load_any(o.model_path, &shape, NULL)) != TH_OK) return cli_report_model(st, "bench model --model");
         cfg = *th_gpt2_get_config(shape);
         th_gpt2_free(shape);
     }

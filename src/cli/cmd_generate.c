@@ -87,7 +87,7 @@ int cmd_generate(int argc, char **argv) {
     size_t n_ids = 0;
     th_model_info info;
     th_status st = th_model_load_any(model_path, &m, &info);
-    if (st != TH_OK) return cli_report(st, "generate --model");
+    if (st != TH_OK) return cli_report_model(st, "generate --model");
     if (dtype < 0) dtype = info.format == TH_FORMAT_GGUF ? (int)info.weights_dtype : TH_DTYPE_F32;
     th_infer_precision prec = {(th_dtype)dtype, embed_f32, (th_kv_dtype)kv_dtype};
     if ((st = th_gpt2_set_precision(m, &prec)) != TH_OK) {
