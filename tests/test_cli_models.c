@@ -88,7 +88,7 @@ static int copy_dir(const char *from, const char *to) {
  * PyTorch against the loader, the forward and `thermo generate` */
 
 static int make_reference(const int *ids, size_t n) {
-    char list[8192] = "", cmd[16384];
+    char list[8192] = "", cmd[20480];
     size_t w = 0;
     for (size_t i = 0; i < n; i++) w += (size_t)snprintf(list + w, sizeof list - w, "%s%d", i ? "," : "", ids[i]);
     const char *tokdir = getenv("THERMO_TOKENIZER_DIR");

@@ -405,7 +405,7 @@ typedef struct {
     double best_val;
     long steps_left;         /* planned_steps - step at a stop (0 if unknown) */
     double energy_saved_j;   /* steps_left x mean step energy at a stop */
-    char reason[224];
+    char reason[352];        /* the plateau or spike, what stopping saves, and the leak note when both fired */
 } th_early_stop_verdict;
 
 typedef struct {

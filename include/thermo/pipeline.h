@@ -308,7 +308,7 @@ typedef struct {
     long tokens;           /* tokens processed by this call */
     /* guards */
     char stopped_by[32];   /* "" (ran to the end), "budget", "forecast", "early stop", "zombie" */
-    char stop_reason[256]; /* the guard's words */
+    char stop_reason[352]; /* the guard's words (th_early_stop_verdict.reason and the like) */
     double energy_j;       /* IT energy of this call's steps (from the run's ledger; 0 without one) */
     double energy_saved_j; /* planned steps not run x mean step energy, when a guard stopped early */
     th_health_summary health;

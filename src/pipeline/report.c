@@ -23,7 +23,7 @@ struct th_run_report {
     th_eco_footprint fp;    /* the run's footprint, with the factors that applied */
     char command[64];
     int have_stop_reason;
-    char stop_reason[256];
+    char stop_reason[352];
     char waste_what[256];
     unit_figure per_token, per_step, waste;
     int have_embodied;      /* th_run_report_add_embodied was called */
