@@ -1,11 +1,14 @@
 /* serve_internal.h (internal to the serve module): the small HTTP interface the server is
  * written against (http.c implements it on libmicrohttpd, so the library choice stays in
- * one file), the models and their hot reload, the latency histograms and the dashboard
- * page. */
+ * one file), the models and their hot reload, the latency histograms, the dashboard page,
+ * and the server's state that its HTTP side (server.c) and its engine (engine.c) share. */
 #ifndef THERMO_SERVE_INTERNAL_H
 #define THERMO_SERVE_INTERNAL_H
 
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "thermo/serve.h"
@@ -122,5 +125,116 @@ void th_hist_add(th_hist *h, double seconds);
 
 /* The dashboard page (dashboard.c): self-contained HTML, no external assets. */
 extern const char th_serve_dashboard_html[];
+
+/* ---------------------------------------------------------------------------------
+ * the server's state, shared by its two sides: server.c (the HTTP handlers, admission,
+ * start and stop) and engine.c (the engine thread that prefills and decodes) */
+
+typedef enum { TH_SERVE_QUEUED, TH_SERVE_RUNNING, TH_SERVE_DONE } th_serve_job_state;
+typedef enum { TH_SERVE_OK, TH_SERVE_WARM, TH_SERVE_HOT } th_serve_thermal;
+
+#define TH_SERVE_RECENT 20
+
+typedef struct th_serve_job {
+    struct th_serve_job *next;
+    th_server *srv;
+    /* the request (fixed once queued) */
+    int *prompt;
+    size_t n_prompt;
+    long max_tokens;
+    th_sampler_config samp;
+    uint64_t seed;
+    char stop[TH_SERVE_MAX_STOP][TH_SERVE_MAX_STOP_BYTES + 1];
+    int n_stop, stream, logprobs;
+    char id[40];
+    long created;
+    /* engine-owned */
+    th_serve_model *model; /* from admission on; the reference is released with the job */
+    th_gpt2_kv *kv;
+    th_sampler *sampler;
+    th_loop_guard *lg;
+    int pending; /* the token the next decode step feeds */
+    /* shared, under srv->mu */
+    th_serve_job_state state;
+    int cancelled, refs;
+    int *toks;
+    float *lps;
+    size_t n_toks, cap_toks;
+    char *text;
+    size_t text_len, text_cap;
+    const char *finish;
+    double prefill_j, decode_j, co2e_g, water_ml;
+    uint64_t t_arrive, t_first, t_last, t_done;
+    size_t sent_bytes;
+    int sent_final, sent_done;
+    char *out;
+    size_t out_len, out_off;
+    pthread_cond_t cv;
+} th_serve_job;
+
+typedef struct {
+    char id[40];
+    long tokens;
+    const char *finish;
+    double e2e_s, energy_j, co2e_g, water_ml;
+} th_serve_recent;
+
+struct th_server {
+    th_serve_opts o;
+    char model_name[128];
+    th_serve_models *models;
+    th_tokenizer *tok;
+    th_gpt2_config cfg;
+    int ctx, eot;
+    th_run *run;
+    th_http *http;
+    float *logits;
+    pthread_t engine;
+    int engine_started;
+    pthread_mutex_t mu;
+    pthread_cond_t engine_cv;
+    th_serve_job *queue, *running; /* singly linked, queue in arrival order */
+    int n_queued, n_running;
+    int quit, draining;
+    volatile sig_atomic_t stop_requested;
+    long next_id;
+    /* thermal */
+    th_serve_thermal thermal;
+    int fail_safe;
+    uint64_t fail_safe_seen;
+    th_run_figures fig;
+    double duty, last_busy, last_idle;
+    double idle_j; /* energy of the time with nothing to decode */
+    int was_idle;
+    int batch_max; /* the most rows a decode step ran */
+    unsigned long long steps, step_ns; /* decode steps and the time in their forward passes */
+    unsigned long long overhead_ns;    /* time serving outside the model: parsing, admission, JSON, SSE,
+                                          token bookkeeping, /metrics */
+    /* metrics */
+    unsigned long long by_code[8];
+    unsigned long long by_finish[4];
+    unsigned long long refused_thermal, refused_overloaded;
+    unsigned long long prompt_tokens, gen_tokens;
+    th_hist ttft, itl, e2e;
+    th_serve_recent recent[TH_SERVE_RECENT];
+    int n_recent, recent_head;
+    th_serve_summary sum;
+};
+
+extern const char *const th_serve_finish_names[4]; /* "stop", "length", "loop", "cancelled" */
+
+/* Drops a reference to j (under s->mu); the last one frees it and its KV cache. */
+void th_serve_job_release(th_serve_job *j);
+/* Marks j done with `finish` (one of th_serve_finish_names), books it in the metrics and the
+ * recent list, and wakes whoever waits on it (under s->mu). */
+void th_serve_job_finish(th_server *s, th_serve_job *j, const char *finish);
+/* How many sequences may run at once in thermal state t. */
+int th_serve_slots_for(const th_server *s, th_serve_thermal t);
+/* The Retry-After seconds to tell a refused client: longer when hot. */
+int th_serve_retry_after_s(const th_server *s, int hot);
+/* Reads the run's figures and sets s->thermal from the temperature and the fail-safe (under s->mu). */
+void th_serve_update_thermal(th_server *s);
+/* The engine thread (pthread start routine; arg is the th_server). Returns NULL. */
+void *th_serve_engine_main(void *arg);
 
 #endif

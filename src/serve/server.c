@@ -1,13 +1,9 @@
-/* server.c: the inference server. Connection threads (http.c) parse and admit requests;
- * one engine thread owns the model and, per step, prefills newly admitted sequences and
- * decodes every running one together (th_gpt2_infer_batch), each step one unit of the
- * monitored run so the governor paces decoding and the ledger charges it. A step's energy
- * is split evenly over the sequences it advanced (each advanced one token). Admission
+/* server.c: the inference server's HTTP side. Connection threads (http.c) parse and admit
+ * requests, which the engine thread (engine.c) then prefills and decodes. Admission
  * follows the thermal state: ok (all --parallel sequences), warm (within warm_margin_c of
  * the limit: half), hot (at the limit or in fail-safe: one, and no queue: 503 with
  * Retry-After); otherwise a bounded queue, and 429 with Retry-After when it is full.
- * Each sequence decodes with the model current when it was admitted (reload.c): after a
- * reload a step runs one batch per model, so the old model's sequences finish on it. */
+ * Also the responses (JSON, SSE streams), /metrics, /health, start and stop. */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,100 +17,8 @@
 #include "serve/serve_internal.h"
 #include "thermo/serve.h"
 
-typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state;
-typedef enum { THERMAL_OK, THERMAL_WARM, THERMAL_HOT } thermal_state;
 static const char *const thermal_names[] = {"ok", "warm", "hot"};
-
-#define RECENT 20
-
-typedef struct job {
-    struct job *next;
-    th_server *srv;
-    /* the request (fixed once queued) */
-    int *prompt;
-    size_t n_prompt;
-    long max_tokens;
-    th_sampler_config samp;
-    uint64_t seed;
-    char stop[TH_SERVE_MAX_STOP][TH_SERVE_MAX_STOP_BYTES + 1];
-    int n_stop, stream, logprobs;
-    char id[40];
-    long created;
-    /* engine-owned */
-    th_serve_model *model; /* from admission on; the reference is released with the job */
-    th_gpt2_kv *kv;
-    th_sampler *sampler;
-    th_loop_guard *lg;
-    int pending; /* the token the next decode step feeds */
-    /* shared, under srv->mu */
-    job_state state;
-    int cancelled, refs;
-    int *toks;
-    float *lps;
-    size_t n_toks, cap_toks;
-    char *text;
-    size_t text_len, text_cap;
-    const char *finish;
-    double prefill_j, decode_j, co2e_g, water_ml;
-    uint64_t t_arrive, t_first, t_last, t_done;
-    size_t sent_bytes;
-    int sent_final, sent_done;
-    char *out;
-    size_t out_len, out_off;
-    pthread_cond_t cv;
-} job;
-
-typedef struct {
-    char id[40];
-    long tokens;
-    const char *finish;
-    double e2e_s, energy_j, co2e_g, water_ml;
-} recent_req;
-
-struct th_server {
-    th_serve_opts o;
-    char model_name[128];
-    th_serve_models *models;
-    th_tokenizer *tok;
-    th_gpt2_config cfg;
-    int ctx, eot;
-    th_run *run;
-    th_http *http;
-    float *logits;
-    pthread_t engine;
-    int engine_started;
-    pthread_mutex_t mu;
-    pthread_cond_t engine_cv;
-    job *queue, *running; /* singly linked, queue in arrival order */
-    int n_queued, n_running;
-    int quit, draining;
-    volatile sig_atomic_t stop_requested;
-    long next_id;
-    /* thermal */
-    thermal_state thermal;
-    int fail_safe;
-    uint64_t fail_safe_seen;
-    th_run_figures fig;
-    double duty, last_busy, last_idle;
-    double idle_j; /* energy of the time with nothing to decode */
-    int was_idle;
-    int batch_max; /* the most rows a decode step ran */
-    unsigned long long steps, step_ns; /* decode steps and the time in their forward passes */
-    unsigned long long overhead_ns;    /* time serving outside the model: parsing, admission, JSON, SSE,
-                                          token bookkeeping, /metrics */
-    /* metrics */
-    unsigned long long by_code[8];
-    unsigned long long by_finish[4];
-    unsigned long long refused_thermal, refused_overloaded;
-    unsigned long long prompt_tokens, gen_tokens;
-    th_hist ttft, itl, e2e;
-    recent_req recent[RECENT];
-    int n_recent, recent_head;
-    th_serve_summary sum;
-};
-
 static const int codes[8] = {200, 400, 401, 404, 413, 429, 503, 500};
-static const char *const finishes[4] = {"stop", "length", "loop", "cancelled"};
 
 th_serve_opts th_serve_defaults(void) {
     th_serve_opts o;
@@ -129,340 +33,6 @@ th_serve_opts th_serve_defaults(void) {
     o.watch_ms = 1000;
     o.run = th_run_opts_default();
     return o;
-}
-
-/* ---------------------------------------------------------------------------------
- * jobs */
-
-static void job_release(job *j) { /* under srv->mu */
-    if (--j->refs > 0) return;
-    th_gpt2_kv_free(j->kv);
-    th_serve_model_release(j->srv->models, j->model);
-    th_sampler_free(j->sampler);
-    th_loop_guard_free(j->lg);
-    th_free(j->prompt);
-    th_free(j->toks);
-    th_free(j->lps);
-    th_free(j->text);
-    th_free(j->out);
-    pthread_cond_destroy(&j->cv);
-    th_free(j);
-}
-
-static void count_finish(th_server *s, const char *f) {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(finishes[i], f)) s->by_finish[i]++;
-}
-
-/* Marks j done (under mu): metrics, recent list, wakes its connection. */
-static void job_finish(th_server *s, job *j, const char *finish) {
-    j->finish = finish;
-    j->state = JOB_DONE;
-    j->t_done = th_now_ns();
-    count_finish(s, finish);
-    th_hist_add(&s->e2e, (j->t_done - j->t_arrive) / 1e9);
-    s->sum.completed++;
-    if (!strcmp(finish, "cancelled")) s->sum.cancelled++;
-    s->sum.completion_tokens += (long)j->n_toks;
-    recent_req *r = &s->recent[s->recent_head];
-    s->recent_head = (s->recent_head + 1) % RECENT;
-    if (s->n_recent < RECENT) s->n_recent++;
-    snprintf(r->id, sizeof r->id, "%s", j->id);
-    r->tokens = (long)j->n_toks;
-    r->finish = finish;
-    r->e2e_s = (j->t_done - j->t_arrive) / 1e9;
-    r->energy_j = j->prefill_j + j->decode_j;
-    r->co2e_g = j->co2e_g;
-    r->water_ml = j->water_ml;
-    pthread_cond_broadcast(&j->cv);
-}
-
-/* Appends a decided token (under mu); returns 1 when a stop sequence now ends the text
- * (the text is cut before it). */
-static int job_append_body(th_server *s, job *j, int tok, float lp);
-static int job_append(th_server *s, job *j, int tok, float lp) {
-    uint64_t t0 = th_now_ns();
-    int r = job_append_body(s, j, tok, lp);
-    s->overhead_ns += th_now_ns() - t0;
-    return r;
-}
-
-static int job_append_body(th_server *s, job *j, int tok, float lp) {
-    if (j->n_toks == j->cap_toks) {
-        size_t cap = j->cap_toks ? 2 * j->cap_toks : 32;
-        int *t = th_alloc(cap * sizeof(int));
-        float *l = th_alloc(cap * sizeof(float));
-        if (!t || !l) {
-            th_free(t);
-            th_free(l);
-            return 1;
-        }
-        if (j->n_toks) {
-            memcpy(t, j->toks, j->n_toks * sizeof(int));
-            memcpy(l, j->lps, j->n_toks * sizeof(float));
-        }
-        th_free(j->toks);
-        th_free(j->lps);
-        j->toks = t;
-        j->lps = l;
-        j->cap_toks = cap;
-    }
-    j->toks[j->n_toks] = tok;
-    j->lps[j->n_toks++] = lp;
-    size_t len = 0;
-    const char *b = th_tokenizer_token_bytes(s->tok, tok, &len);
-    if (!b) len = 0;
-    if (j->text_len + len + 1 > j->text_cap) {
-        size_t cap = (j->text_len + len + 1) * 2;
-        char *t = th_alloc(cap);
-        if (!t) return 1;
-        if (j->text_len) memcpy(t, j->text, j->text_len);
-        th_free(j->text);
-        j->text = t;
-        j->text_cap = cap;
-    }
-    if (len) memcpy(j->text + j->text_len, b, len);
-    size_t before = j->text_len;
-    j->text_len += len;
-    j->text[j->text_len] = 0;
-    uint64_t now = th_now_ns();
-    if (j->n_toks == 1) {
-        j->t_first = now;
-        th_hist_add(&s->ttft, (now - j->t_arrive) / 1e9);
-    } else {
-        th_hist_add(&s->itl, (now - j->t_last) / 1e9);
-    }
-    j->t_last = now;
-    s->gen_tokens++;
-    for (int k = 0; k < j->n_stop; k++) {
-        size_t sl = strlen(j->stop[k]);
-        size_t from = before >= sl ? before - sl + 1 : 0;
-        for (size_t p = from; p + sl <= j->text_len; p++)
-            if (!memcmp(j->text + p, j->stop[k], sl)) {
-                j->text_len = p;
-                j->text[p] = 0;
-                if (j->sent_bytes > p) j->sent_bytes = p;
-                return 1;
-            }
-    }
-    return 0;
-}
-
-static float token_logprob(const float *logits, int V, int tok) {
-    double mx = logits[0];
-    for (int i = 1; i < V; i++)
-        if (logits[i] > mx) mx = logits[i];
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
-    return (float)((double)logits[tok] - mx - log(sum));
-}
-
-/* The generation loop's rules for one decided token, in th_generate's order: end of
- * text, the loop guard, hand out, context full, max tokens. Returns 1 when j is done. */
-static int decide(th_server *s, job *j, const float *logits) {
-    int next = th_sampler_next(j->sampler, logits);
-    float lp = j->logprobs ? token_logprob(logits, s->cfg.vocab_size, next) : 0.0f;
-    pthread_mutex_lock(&s->mu);
-    int done = 1;
-    th_loop_verdict v;
-    if (j->cancelled) job_finish(s, j, "cancelled");
-    else if (next == s->eot) job_finish(s, j, "stop");
-    else if (th_loop_guard_feed(j->lg, next, &v) == TH_GUARD_HALT) job_finish(s, j, "loop");
-    else if (job_append(s, j, next, lp)) job_finish(s, j, "stop");
-    else if (th_gpt2_kv_len(j->kv) >= s->ctx || (long)j->n_toks >= j->max_tokens) job_finish(s, j, "length");
-    else {
-        j->pending = next;
-        done = 0;
-    }
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&s->mu);
-    return done;
-}
-
-/* ---------------------------------------------------------------------------------
- * thermal state and the engine */
-
-static int slots_for(const th_server *s, thermal_state t) {
-    if (t == THERMAL_HOT) return 1;
-    if (t == THERMAL_WARM) return s->o.parallel / 2 > 1 ? s->o.parallel / 2 : 1;
-    return s->o.parallel;
-}
-
-/* Seconds until a retry may be admitted: hot, the time to cool back to the warm line at an
- * assumed 0.5 °C/s (the plant is not modeled here); overloaded, the queue ahead of it at
- * the recent mean request time. */
-static int retry_after_s(const th_server *s, int hot) {
-    double t;
-    if (hot) {
-        double over = s->fig.temp_c - (s->fig.limit_c - s->o.warm_margin_c);
-        t = isfinite(over) ? over / 0.5 : 5;
-    } else {
-        double mean = s->e2e.n ? s->e2e.sum / s->e2e.n : 1.0;
-        t = mean * (s->n_queued + 1) / (s->o.parallel > 0 ? s->o.parallel : 1);
-    }
-    int r = (int)ceil(t);
-    return r < 1 ? 1 : r > 120 ? 120 : r;
-}
-
-static void update_thermal(th_server *s) { /* under mu */
-    th_run_figures_now(s->run, &s->fig);
-    double busy = s->fig.busy_s - s->last_busy, idle = s->fig.idle_s - s->last_idle;
-    if (busy + idle > 0.5) {
-        s->duty = busy / (busy + idle);
-        s->last_busy = s->fig.busy_s;
-        s->last_idle = s->fig.idle_s;
-    }
-    s->fail_safe = s->fig.fail_safe_decisions > s->fail_safe_seen;
-    s->fail_safe_seen = s->fig.fail_safe_decisions;
-    double t = s->fig.temp_c, lim = s->fig.limit_c;
-    if (s->fail_safe || (isfinite(t) && isfinite(lim) && t >= lim)) s->thermal = THERMAL_HOT;
-    else if (isfinite(t) && isfinite(lim) && t >= lim - s->o.warm_margin_c) s->thermal = THERMAL_WARM;
-    else s->thermal = THERMAL_OK;
-}
-
-static th_status prepare(th_server *s, job *j) {
-    th_status st = th_gpt2_kv_create(j->model->m, s->ctx, &j->kv);
-    if (st == TH_OK) st = th_sampler_create(s->cfg.vocab_size, &j->samp, j->seed, &j->sampler);
-    th_loop_guard_config lg = th_loop_guard_defaults();
-    if (st == TH_OK) st = th_loop_guard_create(&lg, &j->lg);
-    return st;
-}
-
-/* One batched decode step of n sequences that all decode with md: one unit of the run,
- * its energy split evenly over them, then each one's next token decided. */
-static void decode_step(th_server *s, th_serve_model *md, job **rows, int n, th_gpt2_kv **kvs, int *toks) {
-    int V = s->cfg.vocab_size;
-    for (int i = 0; i < n; i++) {
-        kvs[i] = rows[i]->kv;
-        toks[i] = rows[i]->pending;
-    }
-    th_unit_cost c = {0};
-    th_run_unit_begin(s->run);
-    uint64_t t_step = th_now_ns();
-    th_status st = th_gpt2_infer_batch(md->m, md->batch, kvs, toks, n, s->logits);
-    t_step = th_now_ns() - t_step;
-    th_run_unit_end(s->run, &c);
-    pthread_mutex_lock(&s->mu);
-    if (n > s->batch_max) s->batch_max = n;
-    s->steps++;
-    s->step_ns += t_step;
-    for (int i = 0; i < n; i++) {
-        rows[i]->decode_j += c.energy_j / n;
-        rows[i]->co2e_g += c.co2e_g / n;
-        rows[i]->water_ml += c.water_ml / n;
-        if (st != TH_OK) job_finish(s, rows[i], "cancelled");
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (st == TH_OK)
-        for (int i = 0; i < n; i++) decide(s, rows[i], s->logits + (size_t)i * V);
-}
-
-static void *engine_main(void *arg) {
-    th_server *s = arg;
-    job **rows = th_alloc(sizeof(job *) * (size_t)s->o.parallel);
-    th_gpt2_kv **kvs = th_alloc(sizeof(th_gpt2_kv *) * (size_t)s->o.parallel);
-    int *toks = th_alloc(sizeof(int) * (size_t)s->o.parallel);
-    if (!rows || !kvs || !toks) goto done;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        update_thermal(s);
-        int slots = slots_for(s, s->thermal);
-        // admit in arrival order
-        while (s->queue && s->n_running < slots) {
-            job *j = s->queue;
-            s->queue = j->next;
-            s->n_queued--;
-            j->next = s->running;
-            s->running = j;
-            s->n_running++;
-            j->state = JOB_RUNNING;
-            j->pending = -1;
-            j->model = th_serve_models_acquire(s->models);
-        }
-        if (!s->running) {
-            if (s->quit) break;
-            s->was_idle = 1;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 250000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->engine_cv, &s->mu, &ts);
-            continue;
-        }
-        // drop cancelled ones, list the rest
-        int n = 0;
-        job **pp = &s->running;
-        while (*pp) {
-            job *j = *pp;
-            if (j->cancelled && j->state != JOB_DONE) job_finish(s, j, "cancelled");
-            if (j->state == JOB_DONE) {
-                *pp = j->next;
-                s->n_running--;
-                job_release(j);
-                continue;
-            }
-            if (n < s->o.parallel) rows[n++] = j;
-            pp = &j->next;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (s->was_idle) {
-            // an empty unit closes the idle time, so its energy is booked as idle, not to a request
-            th_unit_cost c = {0};
-            th_run_unit_begin(s->run);
-            th_run_unit_end(s->run, &c);
-            pthread_mutex_lock(&s->mu);
-            s->idle_j += c.energy_j;
-            pthread_mutex_unlock(&s->mu);
-            s->was_idle = 0;
-        }
-        // prefills: one unit each
-        for (int i = 0; i < n; i++) {
-            job *j = rows[i];
-            if (j->pending >= 0 || j->kv) continue;
-            th_unit_cost c = {0};
-            th_status st = prepare(s, j);
-            th_run_unit_begin(s->run);
-            if (st == TH_OK) st = th_gpt2_infer(j->model->m, j->kv, j->prompt, (int)j->n_prompt, s->logits, 0);
-            th_run_unit_end(s->run, &c);
-            pthread_mutex_lock(&s->mu);
-            j->prefill_j += c.energy_j;
-            j->co2e_g += c.co2e_g;
-            j->water_ml += c.water_ml;
-            if (st != TH_OK) job_finish(s, j, "cancelled");
-            pthread_mutex_unlock(&s->mu);
-            if (st == TH_OK) decide(s, j, s->logits);
-        }
-        // one decode step for every sequence with a pending token, a batch per model
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            job *j = rows[i];
-            if (j->state == JOB_DONE || j->pending < 0) continue;
-            rows[m++] = j;
-        }
-        if (m > 0 && s->o.on_step) s->o.on_step(m, s->o.user);
-        for (int from = 0; from < m;) {
-            th_serve_model *md = rows[from]->model;
-            int to = from;
-            for (int i = from; i < m; i++)
-                if (rows[i]->model == md) {
-                    job *t = rows[to];
-                    rows[to++] = rows[i];
-                    rows[i] = t;
-                }
-            decode_step(s, md, rows + from, to - from, kvs, toks);
-            from = to;
-        }
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-done:
-    th_free(rows);
-    th_free(kvs);
-    th_free(toks);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -518,7 +88,7 @@ static char *clean_utf8(const char *t, size_t n, size_t *out_len) {
     return o;
 }
 
-static json_t *eco_json(const th_server *s, const job *j) {
+static json_t *eco_json(const th_server *s, const th_serve_job *j) {
     const char *basis = th_eco_basis_name(s->fig.energy.basis);
     char b[200];
     snprintf(b, sizeof b, "%s (%s)", s->fig.have_energy ? basis : "none yet",
@@ -527,12 +97,12 @@ static json_t *eco_json(const th_server *s, const job *j) {
                      "water_ml", j->water_ml, "prefill_j", j->prefill_j, "decode_j", j->decode_j, "basis", b);
 }
 
-static json_t *usage_json(const job *j) {
+static json_t *usage_json(const th_serve_job *j) {
     return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)j->n_prompt, "completion_tokens",
                      (json_int_t)j->n_toks, "total_tokens", (json_int_t)(j->n_prompt + j->n_toks));
 }
 
-static json_t *logprobs_json(const th_server *s, const job *j, size_t from, size_t to) {
+static json_t *logprobs_json(const th_server *s, const th_serve_job *j, size_t from, size_t to) {
     json_t *toks = json_array(), *lps = json_array();
     for (size_t i = from; i < to; i++) {
         size_t len = 0;
@@ -547,7 +117,7 @@ static json_t *logprobs_json(const th_server *s, const job *j, size_t from, size
 }
 
 /* One completion object (whole, or a stream chunk with text and finish). */
-static json_t *completion_json(th_server *s, const job *j, const char *text, size_t len, const char *finish,
+static json_t *completion_json(th_server *s, const th_serve_job *j, const char *text, size_t len, const char *finish,
                                int final, size_t lp_from, size_t lp_to) {
     size_t cl = 0;
     char *c = clean_utf8(text, len, &cl);
@@ -564,7 +134,7 @@ static json_t *completion_json(th_server *s, const job *j, const char *text, siz
     return o;
 }
 
-static void eco_headers(const th_server *s, const job *j, th_http_resp *r) {
+static void eco_headers(const th_server *s, const th_serve_job *j, th_http_resp *r) {
     th_http_resp_header(r, "X-Eco-Energy-J", "%.6g", j->prefill_j + j->decode_j);
     th_http_resp_header(r, "X-Eco-Prefill-J", "%.6g", j->prefill_j);
     th_http_resp_header(r, "X-Eco-Decode-J", "%.6g", j->decode_j);
@@ -574,27 +144,27 @@ static void eco_headers(const th_server *s, const job *j, th_http_resp *r) {
 }
 
 /* the stream: one chunk per new text, a final chunk with usage and eco, then [DONE] */
-static int stream_fill_body(th_server *s, job *j);
-static int stream_fill(th_server *s, job *j) { /* under mu; 1 when j->out has bytes */
+static int stream_fill_body(th_server *s, th_serve_job *j);
+static int stream_fill(th_server *s, th_serve_job *j) { /* under mu; 1 when j->out has bytes */
     uint64_t t0 = th_now_ns();
     int r = stream_fill_body(s, j);
     s->overhead_ns += th_now_ns() - t0;
     return r;
 }
 
-static int stream_fill_body(th_server *s, job *j) {
+static int stream_fill_body(th_server *s, th_serve_job *j) {
     char *chunk = NULL;
     json_t *o = NULL;
     size_t avail = j->text_len;
-    if (j->state != JOB_DONE) avail = j->sent_bytes + th_utf8_valid_prefix(j->text + j->sent_bytes, j->text_len - j->sent_bytes);
-    if (j->state != JOB_DONE && avail > j->sent_bytes) {
+    if (j->state != TH_SERVE_DONE) avail = j->sent_bytes + th_utf8_valid_prefix(j->text + j->sent_bytes, j->text_len - j->sent_bytes);
+    if (j->state != TH_SERVE_DONE && avail > j->sent_bytes) {
         o = completion_json(s, j, j->text + j->sent_bytes, avail - j->sent_bytes, NULL, 0, 0, 0);
         j->sent_bytes = avail;
-    } else if (j->state == JOB_DONE && !j->sent_final) {
+    } else if (j->state == TH_SERVE_DONE && !j->sent_final) {
         o = completion_json(s, j, j->text + j->sent_bytes, j->text_len - j->sent_bytes, j->finish, 1, 0, j->n_toks);
         j->sent_bytes = j->text_len;
         j->sent_final = 1;
-    } else if (j->state == JOB_DONE && !j->sent_done) {
+    } else if (j->state == TH_SERVE_DONE && !j->sent_done) {
         j->sent_done = 1;
         chunk = th_alloc(16);
         if (chunk) snprintf(chunk, 16, "data: [DONE]\n\n");
@@ -618,7 +188,7 @@ static int stream_fill_body(th_server *s, job *j) {
 }
 
 static ssize_t stream_next(void *user, char *buf, size_t max) {
-    job *j = user;
+    th_serve_job *j = user;
     th_server *s = j->srv;
     pthread_mutex_lock(&s->mu);
     while (!(j->out && j->out_off < j->out_len) && !stream_fill(s, j)) {
@@ -637,12 +207,12 @@ static ssize_t stream_next(void *user, char *buf, size_t max) {
 }
 
 static void stream_done(void *user, int completed) {
-    job *j = user;
+    th_serve_job *j = user;
     th_server *s = j->srv;
     pthread_mutex_lock(&s->mu);
-    if (!completed && j->state != JOB_DONE) j->cancelled = 1; // the client went away
+    if (!completed && j->state != TH_SERVE_DONE) j->cancelled = 1; // the client went away
     pthread_cond_signal(&s->engine_cv);
-    job_release(j);
+    th_serve_job_release(j);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -704,7 +274,7 @@ static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_
             return 0;
         }
     }
-    job *j = th_calloc(1, sizeof *j);
+    th_serve_job *j = th_calloc(1, sizeof *j);
     if (!j) {
         th_free(ids);
         th_serve_request_free(&q);
@@ -732,17 +302,17 @@ static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_
     j->seed = has_seed ? seed : 1337 + (uint64_t)s->next_id;
     snprintf(j->id, sizeof j->id, "cmpl-%ld", ++s->next_id);
     s->sum.requests++;
-    int slots = slots_for(s, s->thermal), hot = s->thermal == THERMAL_HOT;
+    int slots = th_serve_slots_for(s, s->thermal), hot = s->thermal == TH_SERVE_HOT;
     const char *refuse = NULL;
     if (s->draining) refuse = "draining";
     else if (s->n_running + s->n_queued >= slots && (hot || s->n_queued >= s->o.queue_max)) refuse = hot ? "hot" : "full";
     if (refuse) {
-        int retry = retry_after_s(s, hot || s->draining);
+        int retry = th_serve_retry_after_s(s, hot || s->draining);
         if (hot) s->refused_thermal++;
         else s->refused_overloaded++;
         s->sum.refused++;
         j->refs = 1;
-        job_release(j);
+        th_serve_job_release(j);
         pthread_mutex_unlock(&s->mu);
         th_http_resp_header(r, "Retry-After", "%d", retry);
         if (!strcmp(refuse, "full"))
@@ -753,7 +323,7 @@ static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_
                                         : "the server is shutting down");
         return 0;
     }
-    job **tail = &s->queue;
+    th_serve_job **tail = &s->queue;
     while (*tail) tail = &(*tail)->next;
     *tail = j;
     s->n_queued++;
@@ -771,12 +341,12 @@ static uint64_t handle_completion_body(th_server *s, const th_http_req *req, th_
         return 0;
     }
     uint64_t t_wait = th_now_ns();
-    while (j->state != JOB_DONE) pthread_cond_wait(&j->cv, &s->mu);
+    while (j->state != TH_SERVE_DONE) pthread_cond_wait(&j->cv, &s->mu);
     t_wait = th_now_ns() - t_wait;
     json_t *o = completion_json(s, j, j->text, j->text_len, j->finish, 1, 0, j->n_toks);
     eco_headers(s, j, r);
     th_http_resp_header(r, "X-Request-Id", "%s", j->id);
-    job_release(j);
+    th_serve_job_release(j);
     pthread_mutex_unlock(&s->mu);
     set_json(r, 200, o);
     count_code(s, 200);
@@ -884,7 +454,7 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
     for (int i = 0; i < 8; i++) put(&b, "thermo_requests_total{code=\"%d\"} %llu\n", codes[i], s->by_code[i]);
     put(&b, "# HELP thermo_request_finish_total Completions by finish reason.\n"
             "# TYPE thermo_request_finish_total counter\n");
-    for (int i = 0; i < 4; i++) put(&b, "thermo_request_finish_total{reason=\"%s\"} %llu\n", finishes[i], s->by_finish[i]);
+    for (int i = 0; i < 4; i++) put(&b, "thermo_request_finish_total{reason=\"%s\"} %llu\n", th_serve_finish_names[i], s->by_finish[i]);
     put(&b, "# HELP thermo_refused_total Completions refused by admission.\n# TYPE thermo_refused_total counter\n"
             "thermo_refused_total{reason=\"thermal\"} %llu\nthermo_refused_total{reason=\"overloaded\"} %llu\n",
         s->refused_thermal, s->refused_overloaded);
@@ -902,7 +472,7 @@ static void handle_metrics(th_server *s, th_http_resp *r) {
             "# TYPE thermo_sequences_allowed gauge\nthermo_sequences_allowed %d\n"
             "# HELP thermo_decode_batch_rows_max The most sequences one decode step has run.\n"
             "# TYPE thermo_decode_batch_rows_max gauge\nthermo_decode_batch_rows_max %d\n",
-        s->n_queued, s->n_running, slots_for(s, s->thermal), s->batch_max);
+        s->n_queued, s->n_running, th_serve_slots_for(s, s->thermal), s->batch_max);
     put(&b, "# HELP thermo_thermal_state Admission state (1 for the current one).\n# TYPE thermo_thermal_state gauge\n");
     for (int i = 0; i < 3; i++) put(&b, "thermo_thermal_state{state=\"%s\"} %d\n", thermal_names[i], (int)s->thermal == i);
     put(&b, "# HELP thermo_temperature_celsius Last temperature read.\n# TYPE thermo_temperature_celsius gauge\n"
@@ -957,7 +527,7 @@ static void handle_health(th_server *s, th_http_resp *r) {
     int fs = s->fail_safe;
     json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:i,s:f,s:f,s:{s:I,s:s,s:I,s:I,s:s?}}", "status", fs ? "fail-safe" : "ok",
                           "thermal", thermal_names[s->thermal], "running", s->n_running, "waiting", s->n_queued,
-                          "slots", slots_for(s, s->thermal), "temp_c", isfinite(s->fig.temp_c) ? s->fig.temp_c : 0.0,
+                          "slots", th_serve_slots_for(s, s->thermal), "temp_c", isfinite(s->fig.temp_c) ? s->fig.temp_c : 0.0,
                           "limit_c", isfinite(s->fig.limit_c) ? s->fig.limit_c : 0.0, "model", "version",
                           (json_int_t)mi.version, "dtype", th_dtype_name(mi.dtype), "reloads", (json_int_t)mi.reloads,
                           "reload_failures", (json_int_t)mi.failures, "reload_error", mi.error[0] ? mi.error : NULL);
@@ -975,7 +545,7 @@ static void handle_recent(th_server *s, th_http_resp *r) {
     json_t *a = json_array();
     pthread_mutex_lock(&s->mu);
     for (int k = 0; k < s->n_recent; k++) {
-        const recent_req *q = &s->recent[(s->recent_head - 1 - k + RECENT) % RECENT];
+        const th_serve_recent *q = &s->recent[(s->recent_head - 1 - k + TH_SERVE_RECENT) % TH_SERVE_RECENT];
         json_array_append_new(a, json_pack("{s:s,s:I,s:s,s:f,s:{s:f,s:f,s:f}}", "id", q->id, "completion_tokens",
                                            (json_int_t)q->tokens, "finish_reason", q->finish, "e2e_s", q->e2e_s, "eco",
                                            "energy_j", q->energy_j, "co2e_g", q->co2e_g, "water_ml", q->water_ml));
@@ -1075,9 +645,9 @@ th_status th_server_start(const th_serve_opts *o, th_server **out) {
     }
     if ((st = th_serve_models_watch(s->models)) != TH_OK) goto fail;
     if ((st = th_run_start(&s->o.run, &s->run)) != TH_OK) goto fail;
-    update_thermal(s);
+    th_serve_update_thermal(s);
     s->was_idle = 1;
-    if (pthread_create(&s->engine, NULL, engine_main, s) != 0) {
+    if (pthread_create(&s->engine, NULL, th_serve_engine_main, s) != 0) {
         st = th_fail(TH_ERR_NOMEM, "serve: cannot start the engine thread");
         goto fail;
     }
@@ -1127,13 +697,13 @@ th_status th_server_stop(th_server *s, double grace_s, th_serve_summary *out) {
     }
     // cancel what is left: queued ones end here, running ones at the engine's next step
     while (s->queue) {
-        job *j = s->queue;
+        th_serve_job *j = s->queue;
         s->queue = j->next;
         s->n_queued--;
-        job_finish(s, j, "cancelled");
-        job_release(j);
+        th_serve_job_finish(s, j, "cancelled");
+        th_serve_job_release(j);
     }
-    for (job *j = s->running; j; j = j->next) j->cancelled = 1;
+    for (th_serve_job *j = s->running; j; j = j->next) j->cancelled = 1;
     s->quit = 1;
     pthread_cond_signal(&s->engine_cv);
     pthread_mutex_unlock(&s->mu);
