@@ -1,11 +1,11 @@
 /* lowp_avx2.c: the AVX2 + FMA + F16C kernels of the low-precision weights: bf16 widened to
  * f32 by a 16-bit shift, f16 by vcvtph2ps, both multiplied by FMA into eight lanes; q8_0
  * rows against int8 activation blocks with vpmaddubsw/vpmaddwd (the signs moved onto the
- * weights so the unsigned operand is |x|, shared by eight rows), the scale products of eight
+ * weights so the unsigned operand is |x|, shared by four rows), the scale products of eight
  * blocks made by one vector multiply; an activation quantizer that writes ggml's bytes.
  * Compiled with target attributes and called only after cpuid says the CPU has all three.
- * Eight rows share each load of x; a row's sum order depends on K alone, never on the thread
- * count, and lowp_gemv_naive follows it. Decode streams weights from DRAM, and these loops
+ * Four or eight rows (by format) share each load of x; a row's sum order depends on K alone,
+ * never on the thread count, and lowp_gemv_naive follows it. Decode streams weights from DRAM, and these loops
  * do enough work per byte that the out-of-order window alone keeps too few cache misses in
  * flight: each loop prefetches a fixed distance ahead of every row it reads. */
 #include <cpuid.h>
@@ -63,25 +63,34 @@ TGT static float tail16(const uint16_t *h, const float *x, int k0, int K, int bf
     return s;
 }
 
-/* Rows sharing each load of x (and of q8's |x|): eight independent FMA chains, so the FMA
- * latency (4 cycles) no longer caps the loop at one vector a cycle, and one x load per eight
- * rows. A row's own sum is the same at any value of this (its lanes, in k order). */
-#ifndef LOWP_GEMV_ROWS
-#define LOWP_GEMV_ROWS 8
+/* How many rows share each load of x (and of q8's |x|), by format. Eight rows are eight
+ * independent FMA chains, so the FMA latency no longer caps the loop at one vector a cycle:
+ * cache-held, f16 and bf16 ran 15-30 % faster on a Zen 3 (bench/lowp_kernels, CPU time). But
+ * streaming from DRAM on one thread, eight rows gained f16 +4 points of the read bandwidth
+ * and lost bf16 -5 and q8 -10 (three interleaved A/B runs each), so only f16 takes eight. A
+ * row's own sum is the same at any of these (its lanes, in k order). */
+#define ROWS_MAX 8
+#ifndef ROWS_F16
+#define ROWS_F16 8
 #endif
-#define NR LOWP_GEMV_ROWS
+#ifndef ROWS_BF16
+#define ROWS_BF16 4
+#endif
+#ifndef ROWS_Q8
+#define ROWS_Q8 4
+#endif
 
-/* Rows row .. row+nr-1 (nr <= NR) of a bf16 (bf16 = 1) or f16 weight; rows past nr repeat
- * row 0 (read, never stored). Inlined into one copy per format, so the widening is a
- * constant choice and the eight accumulators stay in registers. */
+/* Rows row .. row+nr-1 (nr <= rows) of a bf16 (bf16 = 1) or f16 weight; rows past nr repeat
+ * row 0 (read, never stored). Inlined into one copy per format with rows and bf16 constant,
+ * so the widening is fixed and the accumulators stay in registers. */
 TGT static inline __attribute__((always_inline)) void rows16(float *out, const lowp_weight *w, int row,
                                                              const float *x, const float *bias, int nr,
-                                                             const int bf16) {
+                                                             const int bf16, const int rows) {
     int K = w->K, K8 = K & ~7;
-    const uint16_t *h[NR];
-    __m256 acc[NR];
+    const uint16_t *h[ROWS_MAX];
+    __m256 acc[ROWS_MAX];
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; j++) {
+    for (int j = 0; j < rows; j++) {
         h[j] = (const uint16_t *)(w->data + (size_t)(row + (j < nr ? j : 0)) * w->row_bytes);
         acc[j] = _mm256_setzero_ps();
     }
@@ -89,24 +98,24 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
 #if PF16 > 0
         if ((k & 31) == 0) {
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(h[j] + k) + PF16, _MM_HINT_T0);
+            for (int j = 0; j < rows; j++) _mm_prefetch((const char *)(h[j] + k) + PF16, _MM_HINT_T0);
         }
 #endif
         __m256 xv = _mm256_loadu_ps(x + k);
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) acc[j] = _mm256_fmadd_ps(load8(h[j] + k, bf16), xv, acc[j]);
+        for (int j = 0; j < rows; j++) acc[j] = _mm256_fmadd_ps(load8(h[j] + k, bf16), xv, acc[j]);
     }
-    float sum[NR]; /* the lanes summed at constant indices, so acc[] never lives in memory */
+    float sum[ROWS_MAX] = {0}; /* the lanes summed at constant indices: acc[] stays in registers */
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; j++) sum[j] = hsum8(acc[j]);
+    for (int j = 0; j < rows; j++) sum[j] = hsum8(acc[j]);
     for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + (sum[j] + tail16(h[j], x, K8, K, bf16));
 }
 
 TGT static void rows16_bf16(float *out, const lowp_weight *w, int row, const float *x, const float *bias, int nr) {
-    rows16(out, w, row, x, bias, nr, 1);
+    rows16(out, w, row, x, bias, nr, 1, ROWS_BF16);
 }
 TGT static void rows16_f16(float *out, const lowp_weight *w, int row, const float *x, const float *bias, int nr) {
-    rows16(out, w, row, x, bias, nr, 0);
+    rows16(out, w, row, x, bias, nr, 0, ROWS_F16);
 }
 
 /* The fp16 scales of eight consecutive blocks as floats: gathered in two general registers
@@ -129,53 +138,53 @@ TGT static inline __m256 block_dot(const lowp_q8_block *b, __m256i ax, __m256i q
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-/* Rows row .. row+nr-1 (nr <= NR) of a q8 weight against the activation blocks xq: per
- * block, |x| once for the NR rows, then per row block_dot and one FMA with the scale product
- * d_w · d_x. The products of eight blocks are made by one vector multiply ahead of their dot
- * products and broadcast from memory, so the loop does no scalar conversion; blocks past a
- * multiple of eight convert their scales one by one. Lane l of a row accumulates in block
- * order; the lanes are summed at the end by hsum8 (lowp_gemv_naive sums in the same order). */
-/* block i of every row into acc[0..NR), row j's scale product being the float SC(j) */
+/* block i of every row into acc[0..ROWS_Q8), row j's scale product being the float SC(j) */
 #define Q8_BLOCK(i, SC)                                                                             \
     do {                                                                                            \
         __m256i qx = _mm256_loadu_si256((const __m256i *)xq[i].qs);                                 \
         __m256i ax = _mm256_sign_epi8(qx, qx); /* |x| as unsigned bytes (|q| <= 127) */             \
-        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) acc[j] =                               \
+        _Pragma("GCC unroll 8") for (int j = 0; j < ROWS_Q8; j++) acc[j] =                          \
             _mm256_fmadd_ps(_mm256_broadcast_ss(&SC), block_dot(b[j] + (i), ax, qx), acc[j]);       \
     } while (0)
 
+/* Rows row .. row+nr-1 (nr <= ROWS_Q8) of a q8 weight against the activation blocks xq: per
+ * block, |x| once for the rows, then per row block_dot and one FMA with the scale product
+ * d_w · d_x. The products of eight blocks are made by one vector multiply ahead of their dot
+ * products and broadcast from memory, so the loop does no scalar conversion; blocks past a
+ * multiple of eight convert their scales one by one. Lane l of a row accumulates in block
+ * order; the lanes are summed at the end by hsum8 (lowp_gemv_naive sums in the same order). */
 TGT static void rows_q8(float *out, const lowp_weight *w, int row, const lowp_q8_block *xq, const float *bias,
                         int nr) {
     int nb = w->K / LOWP_QK, nb8 = nb & ~7;
-    const lowp_q8_block *b[NR];
-    __m256 acc[NR];
+    const lowp_q8_block *b[ROWS_MAX];
+    __m256 acc[ROWS_MAX];
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; j++) {
+    for (int j = 0; j < ROWS_Q8; j++) {
         b[j] = (const lowp_q8_block *)(w->data + (size_t)(row + (j < nr ? j : 0)) * w->row_bytes);
         acc[j] = _mm256_setzero_ps();
     }
-    _Alignas(32) float sc[NR][8];
+    _Alignas(32) float sc[ROWS_MAX][8];
     for (int i0 = 0; i0 < nb8; i0 += 8) {
 #if Q8_PF > 0
         for (int c = 0; c < 8 * (int)sizeof(lowp_q8_block); c += 64) {
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(b[j] + i0 + Q8_PF) + c, _MM_HINT_T0);
+            for (int j = 0; j < ROWS_Q8; j++) _mm_prefetch((const char *)(b[j] + i0 + Q8_PF) + c, _MM_HINT_T0);
         }
 #endif
         __m256 dx = scales8(xq + i0);
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) _mm256_store_ps(sc[j], _mm256_mul_ps(scales8(b[j] + i0), dx));
+        for (int j = 0; j < ROWS_Q8; j++) _mm256_store_ps(sc[j], _mm256_mul_ps(scales8(b[j] + i0), dx));
         for (int i = 0; i < 8; i++) Q8_BLOCK(i0 + i, sc[j][i]);
     }
     for (int i = nb8; i < nb; i++) {
         float dx = _cvtsh_ss(xq[i].d);
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) sc[j][0] = _cvtsh_ss(b[j][i].d) * dx;
+        for (int j = 0; j < ROWS_Q8; j++) sc[j][0] = _cvtsh_ss(b[j][i].d) * dx;
         Q8_BLOCK(i, sc[j][0]);
     }
-    float sum[NR]; /* the lanes summed at constant indices, so acc[] never lives in memory */
+    float sum[ROWS_MAX] = {0}; /* the lanes summed at constant indices: acc[] stays in registers */
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; j++) sum[j] = hsum8(acc[j]);
+    for (int j = 0; j < ROWS_Q8; j++) sum[j] = hsum8(acc[j]);
     for (int j = 0; j < nr; j++) out[j] = (bias ? bias[j] : 0.0f) + sum[j];
 }
 
@@ -214,6 +223,7 @@ TGT void lowp_quantize_q8_avx2(lowp_q8_block *out, const float *x, int K) {
 
 void lowp_gemv_avx2(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
                     const float *bias, int N) {
+    int NR = w->dtype == TH_DTYPE_Q8 ? ROWS_Q8 : w->dtype == TH_DTYPE_BF16 ? ROWS_BF16 : ROWS_F16;
     int groups = (N + NR - 1) / NR;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
