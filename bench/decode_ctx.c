@@ -7,7 +7,7 @@
  *
  * usage: decode_ctx [dtype f32|bf16|f16|q8, default f32] [ROUNDS, default 5] [STEPS, default 32]
  *                   [SHORT, default 64] [LONG, default 512] [kv auto|f32|f16, default auto]
- * LONG alone (SHORT 0) runs only the long context. With DECODE_CTX_MARKS set, each timed decode's
+ * A context of 0 is skipped (SHORT 0: the long one alone). With DECODE_CTX_MARKS set, each timed decode's
  * window is printed to stderr as "ctx N: START,STOP" in CLOCK_MONOTONIC seconds, which is
  * `perf report --time START,STOP` after `perf record -k CLOCK_MONOTONIC`: the profile of the
  * decode steps alone, without the prefills between them. */
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "decode_ctx: %s\n", th_last_error());
         return 1;
     }
-    int V = cfg.vocab_size, cap = ctx[1] + steps + 1;
+    int V = cfg.vocab_size, cap = (ctx[0] > ctx[1] ? ctx[0] : ctx[1]) + steps + 1;
     float *logits = malloc(sizeof(float) * (size_t)V);
     int *tok = malloc(sizeof(int) * (size_t)cap);
     if (!logits || !tok || cap > cfg.max_seq_len || th_gpt2_kv_create(m, cap, &kv) != TH_OK) return 1;
