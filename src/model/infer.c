@@ -211,13 +211,13 @@ static void attention_cached(th_gpt2_kv *kv, int l, float *out, const float *qkv
     }
 }
 
-/* A decode step's LayerNorms and residual adds (one row: a few microseconds of work) run on
- * the calling thread alone. In a parallel region each would end at a barrier that waits for
- * every thread of the team, and on a host whose cores are shared, a thread preempted there
- * costs the step a whole time slice; a step had ten such regions a layer, now six (the
- * embedding and the final LayerNorm too). Same bits:
- * these kernels split rows and elements over the threads, never a sum. solo_begin returns
- * the thread count to give back to solo_end (0: nothing changed). */
+/* A decode step's embedding, LayerNorms and residual adds (one row: a few microseconds of
+ * work) run on the calling thread alone. In a parallel region each would end at a barrier
+ * that waits for every thread of the team, and on a host whose cores are shared, a thread
+ * preempted there costs the step a whole time slice: a step had ten such regions a layer,
+ * now six (122 in all, now 73). Same bits: these kernels split rows and elements over the
+ * threads, never a sum. solo_begin returns the thread count to give back to solo_end (0:
+ * nothing changed). */
 static int solo_begin(int n) {
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
