@@ -170,6 +170,17 @@ static void test_model(const th_gpt2_config *cfg, const float *params, th_dtype 
     greedy(m16, tt, l1);
     omp_set_num_threads(2);
     greedy(m16, tt, l16);
+    // a decode step runs its one-row kernels on one thread (infer.c's solo_begin) and gives
+    // the caller's thread count back
+    CHECK(omp_get_max_threads() == 2, "%s: after decoding at 2 threads, omp_get_max_threads() is %d\n", dn,
+          omp_get_max_threads());
+    omp_set_num_threads(3);
+    greedy(m16, tt, l1);
+    CHECK(omp_get_max_threads() == 3, "%s: after decoding at 3 threads, omp_get_max_threads() is %d\n", dn,
+          omp_get_max_threads());
+    CHECK(memcmp(l1, l16, sizeof(float) * STEPS * V) == 0, "%s: f16 KV logits differ between 3 and 2 threads\n", dn);
+    omp_set_num_threads(1);
+    greedy(m16, tt, l1);
     omp_set_num_threads(keep_threads);
     CHECK(memcmp(l1, l16, sizeof(float) * STEPS * V) == 0, "%s: f16 KV logits differ between 1 and 2 threads\n", dn);
     th_free(l1);

@@ -1,7 +1,7 @@
 /* test_model_lowp_kernels.c: the decode matvec kernels of the low-precision weights, bit for
  * bit. Each AVX2 kernel against its naive twin (which sums in the same order) for K that are
  * odd, not multiples of 8, or q8 block counts not multiples of 8, and row counts that leave a
- * partial group of four; the same bytes at 1, 2 and 3 threads; the AVX2 activation quantizer
+ * partial group of eight (or four); the same bytes at 1, 2 and 3 threads; the AVX2 activation quantizer
  * against ggml's reference, ties included; lowp_mm's dispatch against the naive path. */
 #include <stdint.h>
 
@@ -56,7 +56,7 @@ static void check_shape(th_dtype dt, int N, int K, uint64_t *s) {
                   th_dtype_name(dt), N, K, withb, t, off, got[0], ref[0]);
         }
         set_threads(2);
-        if (N > 3) { /* rows from an offset: the rows themselves, not their place in a group of four */
+        if (N > 3) { /* rows from an offset: the rows themselves, not their place in a group */
             lowp_gemv_avx2(got, &w, 3, x, xq, b ? b + 3 : NULL, N - 3);
             CHECK(memcmp(got, ref + 3, sizeof(float) * (N - 3)) == 0, "%s %dx%d: row0 3\n", th_dtype_name(dt), N, K);
         }
@@ -75,8 +75,8 @@ static void test_gemv_bitwise(void) {
     uint64_t s = 12345;
     const int k16[] = {1, 7, 8, 9, 100, 768, 777, 3072};
     const int kq8[] = {32, 96, 224, 256, 288, 768, 3072}; /* 1, 3, 7, 8, 9, 24, 96 blocks */
-    const int ns[] = {1, 3, 4, 5, 13, 67};
-    for (int ni = 0; ni < 6; ni++) {
+    const int ns[] = {1, 3, 4, 5, 7, 8, 9, 13, 16, 17, 67}; /* partial and whole groups of 4 and 8 rows */
+    for (int ni = 0; ni < (int)(sizeof ns / sizeof ns[0]); ni++) {
         for (int ki = 0; ki < 8; ki++) {
             check_shape(TH_DTYPE_BF16, ns[ni], k16[ki], &s);
             check_shape(TH_DTYPE_F16, ns[ni], k16[ki], &s);

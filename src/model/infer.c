@@ -211,6 +211,44 @@ static void attention_cached(th_gpt2_kv *kv, int l, float *out, const float *qkv
     }
 }
 
+/* A decode step's embedding, LayerNorms and residual adds (one row: a few microseconds of
+ * work) run on the calling thread alone. In a parallel region each would end at a barrier
+ * that waits for every thread of the team, and on a host whose cores are shared, a thread
+ * preempted there costs the step a whole time slice: a step had ten such regions a layer,
+ * now six (122 in all, now 73). Same bits: these kernels split rows and elements over the
+ * threads, never a sum. solo_begin returns the thread count to give back to solo_end (0:
+ * nothing changed). */
+static int solo_begin(int n) {
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    if (n == 1 && threads > 1) {
+        omp_set_num_threads(1);
+        return threads;
+    }
+#endif
+    (void)n;
+    return 0;
+}
+
+static void solo_end(int threads) {
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#endif
+    (void)threads;
+}
+
+static void layernorm_rows(float *out, const float *inp, const float *w, const float *b, int n, int C, float eps) {
+    int solo = solo_begin(n);
+    th_layernorm_forward(out, NULL, NULL, inp, w, b, n, C, eps);
+    solo_end(solo);
+}
+
+static void residual_rows(float *x, const float *add, int n, int C) {
+    int solo = solo_begin(n);
+    th_residual_forward(x, x, add, n * C);
+    solo_end(solo);
+}
+
 th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, float *logits,
                         int all_logits) {
     const th_gpt2_config *cfg = &m->cfg;
@@ -240,12 +278,13 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
             for (int c = 0; c < C; c++) o[c] += pe[c];
         }
     } else {
+        int solo = solo_begin(n);
         th_encoder_forward(kv->x, tokens, p->t[TH_P_WTE], p->t[TH_P_WPE], 1, n, C, pos0);
+        solo_end(solo);
     }
     for (int l = 0; l < L; l++) {
         size_t lc = (size_t)l * C;
-        th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C,
-                             cfg->ln_eps);
+        layernorm_rows(kv->ln, kv->x, p->t[TH_P_LN1W] + lc, p->t[TH_P_LN1B] + lc, n, C, cfg->ln_eps);
         linear(m, kv, LOWP_QKV, l, kv->qkv, kv->ln, p->t[TH_P_QKVW] + 3 * lc * C, p->t[TH_P_QKVB] + 3 * lc, n,
                3 * C, C);
         for (int i = 0; i < n; i++)
@@ -253,20 +292,18 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
         attention_cached(kv, l, kv->atty, kv->qkv, n, pos0);
         linear(m, kv, LOWP_ATTPROJ, l, kv->proj, kv->atty, p->t[TH_P_ATTPROJW] + lc * C, p->t[TH_P_ATTPROJB] + lc,
                n, C, C);
-        th_residual_forward(kv->x, kv->x, kv->proj, n * C);
-        th_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C,
-                             cfg->ln_eps);
+        residual_rows(kv->x, kv->proj, n, C);
+        layernorm_rows(kv->ln, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C, cfg->ln_eps);
         linear(m, kv, LOWP_FC, l, kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C,
                C);
         th_gelu_forward(kv->fch, kv->fch, n * 4 * C);
         linear(m, kv, LOWP_FCPROJ, l, kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc,
                n, C, 4 * C);
-        th_residual_forward(kv->x, kv->x, kv->proj, n * C);
+        residual_rows(kv->x, kv->proj, n, C);
     }
     // only the rows whose logits are wanted go through the final norm and the projection
     int first = all_logits ? 0 : n - 1, rows = n - first;
-    th_layernorm_forward(kv->ln, NULL, NULL, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB],
-                         rows, C, cfg->ln_eps);
+    layernorm_rows(kv->ln, kv->x + (size_t)first * C, p->t[TH_P_LNFW], p->t[TH_P_LNFB], rows, C, cfg->ln_eps);
     linear(m, kv, LOWP_WTE, 0, logits, kv->ln, p->t[TH_P_WTE], NULL, rows, V, C);
     kv->len += n;
     return TH_OK;
