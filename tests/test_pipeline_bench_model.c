@@ -33,6 +33,10 @@ int main(void) {
         CHECK(near(w->decode_read_share, w->decode_tok_s * w->decode_bytes_per_token / (r.ceilings.read_gb_s * 1e9)),
               "%s decode share", th_dtype_name(w->dtype));
         CHECK(w->prefill512_tokens > 0 && w->prefill512_fma_share > 0, "%s prefill-512 share", th_dtype_name(w->dtype));
+        // the bytes-bound ratio: more context reads more KV, so at most 1 (1 when the model's
+        // context makes both probes the same length)
+        CHECK(w->ctx_bytes_ratio > 0.3 && w->ctx_bytes_ratio <= 1.0, "%s bytes-bound 512/64 ratio %g",
+              th_dtype_name(w->dtype), w->ctx_bytes_ratio);
     }
     CHECK(r.rows[1].ppl_ratio > 0.9 && r.rows[1].ppl_ratio < 1.1 && r.rows[1].top1_agreement > 0.5,
           "the quality gate ran once and was kept: ppl ratio %.5f", r.rows[1].ppl_ratio);

@@ -52,6 +52,8 @@ typedef struct {
     int prefill512_tokens;                      /* that prompt's length */
     double decode_tok_s, decode_read_share, decode_bytes_per_token;
     double decode_ctx64_tok_s, decode_ctx512_tok_s; /* 32 tokens after 64 and after 512 of context */
+    double ctx_bytes_ratio; /* bytes a token reads after 64 over those after 512 (weights + KV at the probes'
+                               mean contexts): the 512/64 ratio a decode bound by its bytes alone shows */
     double rss_mb;                              /* peak RSS from packing to the end (VmHWM reset) */
     int rss_reset;                              /* 0: the reset failed; rss_mb is the process peak */
     double ppl_ratio, mean_kl, top1_agreement;  /* vs f32 on quality_tokens tokens (th_precision_quality) */

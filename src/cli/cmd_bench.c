@@ -133,6 +133,7 @@ static int bench_model(int argc, char **argv) {
                             "prefill512_tok_s", w->prefill512_tok_s, "prefill512_fma_share", w->prefill512_fma_share,
                             "rss_mb", w->rss_mb, "rss_from_packing", w->rss_reset));
         json_t *row = json_array_get(rows, (size_t)i);
+        json_object_set_new(row, "ctx_bytes_ratio", json_real(w->ctx_bytes_ratio));
         json_object_set_new(row, "ppl_ratio", json_real(w->ppl_ratio));
         json_object_set_new(row, "mean_kl", json_real(w->mean_kl));
         json_object_set_new(row, "top1_agreement", json_real(w->top1_agreement));
@@ -177,15 +178,15 @@ static int bench_model(int argc, char **argv) {
                r.lowp_kernel, o.embed_f32 ? "f32" : "packed too",
                o.kv_dtype == TH_KV_AUTO ? "f16 (f32 in the f32 row)" : th_kv_dtype_name(o.kv_dtype), o.decode_tokens,
                o.prompt_tokens);
-        printf("dtype  decode tok/s  read share  MB/token  ctx64 tok/s  ctx512 tok/s  512/64  prefill FMA  "
+        printf("dtype  decode tok/s  read share  MB/token  ctx64 tok/s  ctx512 tok/s  512/64  (bytes)  prefill FMA  "
                "prefill512 FMA  RSS MB  ppl ratio  KL nats  top-1\n");
         for (int i = 0; i < r.n_rows; i++) {
             const th_bench_dtype_row *w = &r.rows[i];
-            printf("%-5s  %12.1f  %9.0f %%  %8.0f  %11.1f  %12.1f  %6.2f  %9.0f %%  %12.0f %%  %6.0f  %9.5f  %7.5f  "
-                   "%5.3f%s\n",
+            printf("%-5s  %12.1f  %9.0f %%  %8.0f  %11.1f  %12.1f  %6.2f  %7.2f  %9.0f %%  %12.0f %%  %6.0f  %9.5f  "
+                   "%7.5f  %5.3f%s\n",
                    th_dtype_name(w->dtype), w->decode_tok_s, 100 * w->decode_read_share,
                    w->decode_bytes_per_token / 1e6, w->decode_ctx64_tok_s, w->decode_ctx512_tok_s,
-                   w->decode_ctx512_tok_s / w->decode_ctx64_tok_s, 100 * w->prefill_fma_share,
+                   w->decode_ctx512_tok_s / w->decode_ctx64_tok_s, w->ctx_bytes_ratio, 100 * w->prefill_fma_share,
                    100 * w->prefill512_fma_share, w->rss_mb, w->ppl_ratio, w->mean_kl, w->top1_agreement,
                    w->rss_reset ? "" : " (RSS: process peak)");
         }

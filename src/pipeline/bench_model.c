@@ -156,6 +156,8 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
     row->prefill512_tok_s = n_long / ((th_now_ns() - t0) / 1e9);
     row->prefill512_tokens = n_long;
     row->decode_ctx512_tok_s = decode_timed(m, kv, logits, 32, V);
+    double w_bytes = th_gpt2_decode_weight_bytes(m), kv_pos = kv_elem * 2.0 * L * C;
+    row->ctx_bytes_ratio = (w_bytes + kv_pos * (short_ctx + 16.0)) / (w_bytes + kv_pos * (n_long + 16.0));
     if (row->decode_tok_s < 0 || row->decode_ctx64_tok_s < 0 || row->decode_ctx512_tok_s < 0) {
         st = th_fail(TH_ERR_STATE, "bench: %s decode failed: %s", th_dtype_name(dtype), th_last_error());
         goto done;
@@ -300,6 +302,7 @@ static void keep_best(th_bench_model_result *best, const th_bench_model_result *
         b->decode_tok_s = max_d(b->decode_tok_s, w->decode_tok_s);
         b->decode_ctx64_tok_s = max_d(b->decode_ctx64_tok_s, w->decode_ctx64_tok_s);
         b->decode_ctx512_tok_s = max_d(b->decode_ctx512_tok_s, w->decode_ctx512_tok_s);
+        b->ctx_bytes_ratio = w->ctx_bytes_ratio;
         b->rss_mb = max_d(b->rss_mb, w->rss_mb);
         b->rss_reset = b->rss_reset && w->rss_reset;
     }
