@@ -2,7 +2,9 @@
  * 17). Deferred gradient zeroing (the backward writes instead of adding) gives the same bits
  * as zeroing first, on every backend and in bf16, for one backward and for two accumulated;
  * the grad norm's 8-chunk vector path gives the same bits as the serial chunked sum; the
- * cross-entropy backward's vector exp the same bits as its scalar form. */
+ * cross-entropy backward's vector exp the same bits as its scalar form; GELU's sigmoid form
+ * within 1e-5 of the tanh form in double (relative; backward: of max(|gelu'|, 0.1)), its
+ * vector blocks the same bits as its scalar tail, the same bits for 1, 2 and 3 threads. */
 #include <stdint.h>
 
 #include "model/compute.h"
@@ -152,10 +154,68 @@ static void test_crossentropy_backward(void) {
     free(want);
 }
 
+/* ---------------------------------------------------------------------------------
+ * GELU */
+
+/* The tanh form 0.5·x·(1 + tanh(y)) in double, written as x·σ(2y) (the same function): in
+ * double too 1 + tanh(y) cancels to 0 below y ≈ -19, where GELU is still ~1e-17·x. */
+static double gelu_y(double x) { return 0.7978845608028654 * (x + 0.044715 * x * x * x); }
+static double gelu_tanh(double x) { return x / (1.0 + exp(-2.0 * gelu_y(x))); }
+static double gelu_tanh_grad(double x) {
+    double sg = 1.0 / (1.0 + exp(-2.0 * gelu_y(x)));
+    return sg + 2.0 * x * sg * (1.0 - sg) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+static void test_gelu(void) {
+    enum { N = 40003, THREADS = 3 }; // not a multiple of 8: the scalar tail runs too
+    float *x = malloc(sizeof(float) * N), *y[THREADS], *d[THREADS];
+    for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (float)(N - 1);
+    for (int t = 0; t < THREADS; t++) {
+        y[t] = malloc(sizeof(float) * N), d[t] = malloc(sizeof(float) * N);
+        th_threads_set(t + 1);
+        th_gelu_forward(y[t], x, N);
+        for (int i = 0; i < N; i++) d[t][i] = 1.0f;
+        th_gelu_backward_inplace(d[t], x, N);
+    }
+    th_threads_set(2);
+    for (int t = 1; t < THREADS; t++)
+        CHECK(same_floats(y[t], y[0], N) && same_floats(d[t], d[0], N), "GELU: %d and 1 threads give other bits",
+              t + 1);
+    // the same inputs, fewer than 8 at a time: all in the scalar tail, which must give the
+    // vector blocks' bits
+    int tail_ok = 1;
+    for (int i0 = 0; i0 + 7 <= N; i0 += 997) {
+        float ys[7], ds[7] = {1, 1, 1, 1, 1, 1, 1};
+        th_gelu_forward(ys, x + i0, 7);
+        th_gelu_backward_inplace(ds, x + i0, 7);
+        tail_ok &= same_floats(ys, y[0] + i0, 7) && same_floats(ds, d[0] + i0, 7);
+    }
+    CHECK(tail_ok, "GELU: the scalar tail and the vector blocks give other bits");
+    double worst = 0.0, worst_grad = 0.0;
+    for (int i = 0; i < N; i++) {
+        double ref = gelu_tanh(x[i]), e = fabs(y[0][i] - ref) / (fabs(ref) + 1e-30);
+        // below ~1e-30 the tanh form underflows in float anyway; compare where it is normal
+        if (fabs(ref) > 1e-30 && e > worst) worst = e;
+        double rg = gelu_tanh_grad(x[i]), eg = fabs(d[0][i] - rg) / (fabs(rg) > 0.1 ? fabs(rg) : 0.1);
+        if (eg > worst_grad) worst_grad = eg;
+    }
+    CHECK(worst < 1e-5, "GELU: worst relative error %.3g against the tanh form in double", worst);
+    CHECK(worst_grad < 1e-5, "GELU backward: worst error %.3g against the tanh form in double", worst_grad);
+    printf("GELU: worst relative error %.2e (forward), %.2e (backward) against the tanh form in double\n", worst,
+           worst_grad);
+    float special[4] = {NAN, INFINITY, 0.0f, -0.0f}, out[4];
+    th_gelu_forward(out, special, 4);
+    CHECK(isnan(out[0]) && out[1] == INFINITY && out[2] == 0.0f, "GELU of NaN, inf, 0: %g %g %g", out[0], out[1],
+          out[2]);
+    free(x);
+    for (int t = 0; t < THREADS; t++) free(y[t]), free(d[t]);
+}
+
 int main(void) {
     th_threads_set(2);
     test_deferred_zeroing();
     test_grad_norm();
     test_crossentropy_backward();
+    test_gelu();
     return test_summary();
 }
