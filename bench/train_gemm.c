@@ -2,9 +2,11 @@
  * forward, dinp and dW of qkv, attn proj, fc, fc proj and the lm_head), each against the FMA
  * peak measured in the same run, so a GEMM change shows as a share, not as a time that the
  * noisy host may have moved. Rounds interleave the peak and every product; best of rounds.
- * clock "cpu" times the process's CPU time instead of the wall clock, peak included: with one
- * thread, time the other loads take from this one is then not counted (with more, OpenMP's
- * spinning is), which makes A/B comparisons of a kernel far steadier on a shared host.
+ * clock "cpu" times the process's CPU time divided by the thread count instead of the wall
+ * clock, against one thread's FMA peak times the thread count: time the other loads take
+ * from this process is then not counted, which makes A/B comparisons of the work far steadier
+ * on a shared host. With more than one thread run it under OMP_WAIT_POLICY=passive, or
+ * OpenMP's spinning counts as work (and imbalance between threads is not seen).
  *
  * usage: train_gemm [threads, default 2] [rounds, default 3] [backend, default auto]
  *                   [rows B·T, default 256] [only: a shape name or "all", default all]
@@ -109,7 +111,7 @@ int main(int argc, char **argv) {
         for (int o = 0; o < OPS; o++) best[s][o] = 1e30;
     for (int r = 0; r < rounds; r++) {
         th_ceilings c;
-        double pk = use_cpu_clock && threads == 1 ? fma_peak_1thread() : 0;
+        double pk = use_cpu_clock ? fma_peak_1thread() * threads : 0;
         if (pk == 0 && th_ceilings_measure(threads, &c) == TH_OK) pk = c.fma_gflop_s;
         if (pk > peak) peak = pk;
         for (int s = 0; s < NS; s++) {
@@ -120,7 +122,7 @@ int main(int argc, char **argv) {
                 if (o == 0) th_mm_forward(out, inp, w, bias, M, N, K);
                 else if (o == 1) th_mm_backward_set(dinp, NULL, NULL, out, inp, w, M, N, K, TH_MM_SET_DINP);
                 else th_mm_backward_set(NULL, dw, NULL, out, inp, w, M, N, K, TH_MM_SET_DW);
-                double t = now_s() - t0;
+                double t = (now_s() - t0) / (use_cpu_clock ? threads : 1);
                 if (t < best[s][o]) best[s][o] = t;
             }
         }

@@ -57,6 +57,7 @@
 #define MC_MAX 264
 #define NC_MAX 512
 #define CHUNKS 16
+#define MIN_PANELS 8
 #define SHARED_MAX ((size_t)1 << 20)
 
 /* A view of C (m, n) (+)= A (m, p) · B (p, n) over strided operands:
@@ -322,20 +323,51 @@ static void tile(const gemm_view *g, int kc, const float *ap, const void *bp, fl
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 static int min_i(int a, int b) { return a < b ? a : b; }
 
+/* The source of a B panel (columns [j, j+16), reduction [q0, q0+kc)) that pack_b reads
+ * next, as up to 256 cache lines: one per row of the panel when B's rows are contiguous
+ * (dinp's w, dw's input), kc/16 per column when its columns are (the forward's wᵀ). */
+typedef struct {
+    int j, q0, kc; /* j < 0: nothing to prefetch */
+} b_next;
+
+static inline int b_lines(const gemm_view *g, const b_next *nx)
+{
+    return g->csb == 1 ? nx->kc : g->rsb == 1 ? (nx->kc + 15) / 16 * NR : 0;
+}
+
+/* Prefetches lines [l0, l1) of the panel nx into L2, while the kernel runs: the weights come
+ * from memory, and pack_b's strided reads would otherwise wait for one line after another. */
+static inline void prefetch_b(const gemm_view *g, const b_next *nx, int l0, int l1)
+{
+    if (g->csb == 1) {
+        for (int l = l0; l < l1; l++)
+            _mm_prefetch((const char *)(g->b + (long)(nx->q0 + l) * g->rsb + nx->j), _MM_HINT_T1);
+        return;
+    }
+    int per = (nx->kc + 15) / 16;
+    for (int l = l0; l < l1; l++) {
+        int col = nx->j + l / per;
+        if (col < g->n) _mm_prefetch((const char *)(g->b + (long)col * g->csb + nx->q0 + l % per * 16), _MM_HINT_T1);
+    }
+}
+
 /* One B micro-panel (columns [j, j+nr)) against the packed A block of rows [i0, i0+mc), for
- * the KC step at q0: the panel stays in L1 while the A block (in L2) streams past it. */
+ * the KC step at q0: the panel stays in L1 while the A block (in L2) streams past it. nx
+ * (may be NULL): the panel packed next, prefetched a part per tile. */
 static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, int mc, int j, int nr, int q0,
-                  int kc)
+                  int kc, const b_next *nx)
 {
     int init = g->init && q0 == 0;
     const float *bias = init && g->bias ? g->bias + j : NULL;
-    for (int ir = 0; ir < mc; ir += MR) {
+    int tiles = (mc + MR - 1) / MR, lines = nx && nx->j >= 0 ? b_lines(g, nx) : 0;
+    for (int ir = 0, t = 0; ir < mc; ir += MR, t++) {
         if (!init && ir + MR < mc) /* the next tile's rows of C: a miss each otherwise */
             for (int i = 0; i < MR && ir + MR + i < mc; i++) {
                 const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j;
                 _mm_prefetch((const char *)cn, _MM_HINT_T0);
                 _mm_prefetch((const char *)(cn + 15), _MM_HINT_T0);
             }
+        if (lines) prefetch_b(g, nx, t * lines / tiles, (t + 1) * lines / tiles);
         tile(g, kc, ap + (long)ir * kc, bp, g->c + (long)(i0 + ir) * g->ldc + j, g->ldc, min_i(MR, mc - ir), nr,
              init, bias);
     }
@@ -366,8 +398,12 @@ static void plan(const gemm_view *g, gemm_plan *pl)
     pl->win = (int)steps * KC;
     pl->shared_bytes = pl->step_elems * steps * (pl->share_a ? sizeof(float) : esz);
     int other = pl->share_a ? g->n : g->m, cap = pl->share_a ? NC_MAX : MC_MAX, ounit = pl->share_a ? NR : MR;
-    int nch = (other + cap - 1) / cap;
+    int nch = (other + cap - 1) / cap, most = (other + ounit - 1) / ounit;
     if (nch < CHUNKS) nch = CHUNKS;
+    /* columns of C: every KC step's A block is read from L3 by the first panel of a chunk and
+     * from L2 by the others, so a chunk keeps at least MIN_PANELS of them */
+    if (pl->share_a && nch > (most + MIN_PANELS - 1) / MIN_PANELS) nch = (most + MIN_PANELS - 1) / MIN_PANELS;
+    if (nch < 1) nch = 1;
     pl->chunk = round_up((other + nch - 1) / nch, ounit);
     pl->nchunks = (other + pl->chunk - 1) / pl->chunk;
     size_t own = (size_t)pl->chunk * KC * (pl->share_a ? esz : sizeof(float));
@@ -413,15 +449,19 @@ static void run_chunk(const gemm_view *g, const gemm_plan *pl, const char *share
                 for (int jr = 0; jr < ncc; jr += NR) {
                     int nr = min_i(NR, ncc - jr);
                     char *bp = own + (size_t)jr * kc * esz;
+                    b_next nx = {-1, 0, 0}; /* the next panel this thread packs, if known */
+                    if (ic == 0 && jr + NR < ncc) nx = (b_next){j0 + jr + NR, q0, kc};
+                    else if (ic == 0 && st + 1 < steps) nx = (b_next){j0, q0 + KC, min_i(KC, g->p - q0 - KC)};
                     if (ic == 0) pack_b(g, bp, j0 + jr, nr, q0, kc);
-                    sweep(g, as + (size_t)ic * kc, bp, ic, min_i(MC_MAX, g->m - ic), j0 + jr, nr, q0, kc);
+                    sweep(g, as + (size_t)ic * kc, bp, ic, min_i(MC_MAX, g->m - ic), j0 + jr, nr, q0, kc, &nx);
                 }
         } else {
             int i0 = c * pl->chunk, mcc = min_i(pl->chunk, g->m - i0);
             const char *bs = shared + (size_t)st * pl->step_elems * esz;
             pack_a(g, (float *)own, i0, mcc, q0, kc);
             for (int jr = 0; jr < g->n; jr += NR)
-                sweep(g, (const float *)own, bs + (size_t)jr * kc * esz, i0, mcc, jr, min_i(NR, g->n - jr), q0, kc);
+                sweep(g, (const float *)own, bs + (size_t)jr * kc * esz, i0, mcc, jr, min_i(NR, g->n - jr), q0, kc,
+                      NULL);
         }
     }
 }
