@@ -58,6 +58,7 @@
 #define NC_MAX 512
 #define CHUNKS 16
 #define MIN_PANELS 8
+#define PF_ROWS 16 /* how far ahead the packing loops prefetch the rows they read */
 #define SHARED_MAX ((size_t)1 << 20)
 
 /* A view of C (m, n) (+)= A (m, p) · B (p, n) over strided operands:
@@ -150,6 +151,8 @@ static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc
     if (g->rsa == 1 && g->csa != 1) {
         for (int q = 0; q < kc; q++) {
             const float *src = g->a + (long)i0 + (long)(q0 + q) * g->csa;
+            if (q + PF_ROWS < kc) /* the row PF_ROWS ahead, one line in 16 floats */
+                for (int i = 0; i < full; i += 16) _mm_prefetch((const char *)(src + PF_ROWS * g->csa + i), _MM_HINT_T0);
             int ir = 0;
             for (; ir < full && i0 + ir + 8 <= g->m; ir += MR) { /* 8 floats within the row */
                 __m256 v = opnd8(_mm256_loadu_ps(src + ir), bf);
@@ -185,23 +188,30 @@ static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc
 
 /* Packs B reduction [q0, q0+kc) × columns [j0, j0+nc) as 16-column panels of kc rows
  * (fp32: bp[jr*kc + q*NR + j], bf16: the put_b8 order in 16-bit values), zero past the last
- * column. The forward's B is a weight read transposed (rsb == 1): 8×8 register transposes. */
+ * column. The forward's B is a weight read transposed (rsb == 1): 8×8 register transposes.
+ * Contiguous rows (csb == 1: dinp's w, dw's input) are read a row at a time across all the
+ * full panels, PF_ROWS rows prefetched ahead. */
 static void pack_b(const gemm_view *g, void *bp, int j0, int nc, int q0, int kc)
 {
     int bf = g->bf16;
     size_t esz = bf ? sizeof(uint16_t) : sizeof(float);
+    int full = (g->n - j0 < nc ? g->n - j0 : nc) / NR * NR; /* columns in full panels */
+    if (g->csb == 1) /* contiguous rows: row by row across the panels, so each row is one stream */
+        for (int q = 0; q < kc; q++) {
+            const float *s = g->b + (long)(q0 + q) * g->rsb + j0;
+            if (q + PF_ROWS < kc)
+                for (int jr = 0; jr < full; jr += NR) _mm_prefetch((const char *)(s + PF_ROWS * g->rsb + jr), _MM_HINT_T0);
+            for (int jr = 0; jr < full; jr += NR) {
+                char *dst = (char *)bp + (size_t)jr * kc * esz;
+                put_b8(dst, bf, q, 0, _mm256_loadu_ps(s + jr));
+                put_b8(dst, bf, q, 1, _mm256_loadu_ps(s + jr + 8));
+            }
+        }
     for (int jr = 0; jr < nc; jr += NR) {
         int cols = g->n - (j0 + jr) < NR ? g->n - (j0 + jr) : NR;
         char *dst = (char *)bp + (size_t)jr * kc * esz;
         const float *src = g->b + (long)q0 * g->rsb + (long)(j0 + jr) * g->csb;
-        if (g->csb == 1 && cols == NR) {
-            for (int q = 0; q < kc; q++) {
-                const float *s = src + (long)q * g->rsb;
-                put_b8(dst, bf, q, 0, _mm256_loadu_ps(s));
-                put_b8(dst, bf, q, 1, _mm256_loadu_ps(s + 8));
-            }
-            continue;
-        }
+        if (g->csb == 1 && cols == NR) continue; /* packed above */
         int q = 0;
         if (g->rsb == 1 && cols == NR) {
             for (; q + 8 <= kc; q += 8)
@@ -361,11 +371,11 @@ static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, i
     const float *bias = init && g->bias ? g->bias + j : NULL;
     int tiles = (mc + MR - 1) / MR, lines = nx && nx->j >= 0 ? b_lines(g, nx) : 0;
     for (int ir = 0, t = 0; ir < mc; ir += MR, t++) {
-        if (!init && ir + MR < mc) /* the next tile's rows of C: a miss each otherwise */
+        if (ir + MR < mc) /* the next tile's rows of C: a miss each otherwise, also when only written */
             for (int i = 0; i < MR && ir + MR + i < mc; i++) {
                 const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j;
-                _mm_prefetch((const char *)cn, _MM_HINT_T0);
-                _mm_prefetch((const char *)(cn + 15), _MM_HINT_T0);
+                __builtin_prefetch(cn, 1, 3);
+                __builtin_prefetch(cn + 15, 1, 3);
             }
         if (lines) prefetch_b(g, nx, t * lines / tiles, (t + 1) * lines / tiles);
         tile(g, kc, ap + (long)ir * kc, bp, g->c + (long)(i0 + ir) * g->ldc + j, g->ldc, min_i(MR, mc - ir), nr,
