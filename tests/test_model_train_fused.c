@@ -2,7 +2,8 @@
  * 17). Deferred gradient zeroing (the backward writes instead of adding) gives the same bits
  * as zeroing first, on every backend and in bf16, for one backward and for two accumulated;
  * the grad norm's 8-chunk vector path gives the same bits as the serial chunked sum; the
- * cross-entropy backward's vector exp the same bits as its scalar form; GELU's sigmoid form
+ * cross-entropy backward's vector exp the same bits as its scalar form, its forward's
+ * logsumexp within 1e-6 of double's, for any thread count; GELU's sigmoid form
  * within 1e-5 of the tanh form in double (relative; backward: of max(|gelu'|, 0.1)), its
  * vector blocks the same bits as its scalar tail, the same bits for 1, 2 and 3 threads. */
 #include <stdint.h>
@@ -128,6 +129,45 @@ static float exp_ref(float x) {
     return p * scale;
 }
 
+/* The forward: lse within 1e-6 relative of the double logsumexp (the sum of exps goes in
+ * eight lanes with AVX2), losses = lse - the target's logit, ignored rows 0 and not counted,
+ * a NaN logit makes its row NaN, the same bits for 1, 2 and 3 threads. */
+static void test_crossentropy_forward(void) {
+    enum { N = 5, V = 50257 };
+    float *logits = malloc(sizeof(float) * N * V);
+    float lse[3][N], losses[3][N];
+    int targets[N] = {5, TH_IGNORE_INDEX, V - 1, 0, 77};
+    th_rng rng;
+    th_rng_seed(&rng, 13);
+    for (int i = 0; i < N * V; i++) logits[i] = 3.0f * (float)th_rng_normal(&rng) + (i / V == 3 ? 40.0f : 0.0f);
+    logits[(size_t)4 * V + 1234] = NAN;
+    int counted[3];
+    for (int t = 0; t < 3; t++) {
+        th_threads_set(t + 1);
+        counted[t] = th_crossentropy_forward(losses[t], lse[t], logits, targets, N, V);
+    }
+    th_threads_set(2);
+    CHECK(counted[0] == N - 1 && counted[1] == counted[0] && counted[2] == counted[0], "cross-entropy: %d counted",
+          counted[0]);
+    for (int t = 1; t < 3; t++)
+        CHECK(memcmp(lse[t], lse[0], sizeof lse[0]) == 0 && memcmp(losses[t], losses[0], sizeof losses[0]) == 0,
+              "cross-entropy forward: %d and 1 threads give other bits", t + 1);
+    double worst = 0.0;
+    for (int i = 0; i < N - 1; i++) {
+        const float *row = logits + (size_t)i * V;
+        double mx = -INFINITY, sum = 0.0;
+        for (int v = 0; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp((double)row[v] - mx);
+        double ref = mx + log(sum), e = fabs(lse[0][i] - ref) / fabs(ref);
+        worst = e > worst ? e : worst;
+        float want = targets[i] == TH_IGNORE_INDEX ? 0.0f : lse[0][i] - row[targets[i]];
+        CHECK(memcmp(&losses[0][i], &want, 4) == 0, "cross-entropy row %d: loss is not lse - logit", i);
+    }
+    CHECK(worst < 1e-6, "cross-entropy forward: lse %.3g relative from the double logsumexp", worst);
+    CHECK(isnan(lse[0][4]) && isnan(losses[0][4]), "cross-entropy: a NaN logit must make its row NaN");
+    free(logits);
+}
+
 static void test_crossentropy_backward(void) {
     enum { N = 3, V = 1003 };
     float *logits = malloc(sizeof(float) * N * V), *want = malloc(sizeof(float) * N * V);
@@ -216,6 +256,7 @@ int main(void) {
     test_deferred_zeroing();
     test_grad_norm();
     test_crossentropy_backward();
+    test_crossentropy_forward();
     test_gelu();
     return test_summary();
 }
