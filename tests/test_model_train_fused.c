@@ -5,7 +5,8 @@
  * cross-entropy backward's vector exp the same bits as its scalar form, its forward's
  * logsumexp within 1e-6 of double's, for any thread count; GELU's sigmoid form
  * within 1e-5 of the tanh form in double (relative; backward: of max(|gelu'|, 0.1)), its
- * vector blocks the same bits as its scalar tail, the same bits for 1, 2 and 3 threads. */
+ * vector blocks the same bits as its scalar tail, the same bits for 1, 2 and 3 threads; AdamW
+ * = its formula with each tensor's decay, for any thread count. */
 #include <stdint.h>
 
 #include "model/compute.h"
@@ -251,6 +252,64 @@ static void test_gelu(void) {
     for (int t = 0; t < THREADS; t++) free(y[t]), free(d[t]);
 }
 
+/* ---------------------------------------------------------------------------------
+ * AdamW */
+
+/* A second AdamW step (clipped: the norm passed is 5 against a clip of 1) against the update
+ * written out here for every parameter, with its own tensor's weight decay (blocks of the
+ * optimizer's loop cross tensor boundaries); the same bits for 1 and 3 threads. */
+static void test_adamw(void) {
+    th_gpt2_config cfg;
+    th_gpt2 *m[2] = {NULL, NULL};
+    CHECK(th_gpt2_config_preset("tiny", &cfg) == TH_OK, "tiny config");
+    size_t n = th_gpt2_num_params(&cfg);
+    th_adamw_config opt = th_adamw_defaults();
+    float *p0 = malloc(n * sizeof(float)), *m0 = malloc(n * sizeof(float)), *v0 = malloc(n * sizeof(float));
+    float *g1 = malloc(n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        th_threads_set(k ? 3 : 1);
+        CHECK(th_gpt2_create(&cfg, &m[k]) == TH_OK, "tiny model");
+        th_gpt2_init_random(m[k], 3);
+        th_rng rng;
+        th_rng_seed(&rng, 29);
+        for (int s = 0; s < 2; s++) {
+            th_gpt2_zero_grad(m[k]);
+            float *g = th_gpt2_grads(m[k]);
+            for (size_t i = 0; i < n; i++) g[i] = (float)th_rng_normal(&rng);
+            if (s == 1 && k == 0) {
+                memcpy(p0, th_gpt2_params(m[k]), n * sizeof(float));
+                memcpy(m0, th_gpt2_adam_m(m[k]), n * sizeof(float));
+                memcpy(v0, th_gpt2_adam_v(m[k]), n * sizeof(float));
+                memcpy(g1, g, n * sizeof(float));
+            }
+            th_gpt2_adamw_step(m[k], &opt, opt.lr, 5.0);
+        }
+    }
+    th_threads_set(2);
+    CHECK(same_floats(th_gpt2_params(m[0]), th_gpt2_params(m[1]), n) &&
+              same_floats(th_gpt2_adam_v(m[0]), th_gpt2_adam_v(m[1]), n),
+          "AdamW: 1 and 3 threads give other bits");
+    float clip = (float)(opt.grad_clip / (5.0 + 1e-6)), b1 = opt.beta1, b2 = opt.beta2;
+    float bc1 = 1.0f - powf(b1, 2.0f), bc2_sqrt = sqrtf(1.0f - powf(b2, 2.0f)), step_size = opt.lr / bc1;
+    const float *p = th_gpt2_params(m[0]);
+    int ok = 1;
+    for (int t = 0; t < TH_P_NUM; t++) {
+        th_tensor_info info;
+        th_gpt2_tensor_info(&cfg, t, &info);
+        float decay = info.decay ? 1.0f - opt.lr * opt.weight_decay : 1.0f;
+        for (size_t j = info.offset; j < info.offset + info.count; j++) {
+            float grad = g1[j] * clip;
+            float mj = b1 * m0[j] + (1.0f - b1) * grad;
+            float vj = b2 * v0[j] + (1.0f - b2) * grad * grad;
+            float want = p0[j] * decay - step_size * mj / (sqrtf(vj) / bc2_sqrt + opt.eps);
+            ok &= memcmp(&want, &p[j], 4) == 0;
+        }
+    }
+    CHECK(ok, "AdamW: an update differs from its formula with its tensor's decay");
+    for (int k = 0; k < 2; k++) th_gpt2_free(m[k]);
+    free(p0), free(m0), free(v0), free(g1);
+}
+
 int main(void) {
     th_threads_set(2);
     test_deferred_zeroing();
@@ -258,5 +317,6 @@ int main(void) {
     test_crossentropy_backward();
     test_crossentropy_forward();
     test_gelu();
+    test_adamw();
     return test_summary();
 }
