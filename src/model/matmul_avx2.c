@@ -48,8 +48,10 @@
  * (KC×16, 16 KiB; 8 KiB in bf16) pass through L1. The operand whose other side is the smaller
  * one (A when m <= n: the forward's and dinp's B·T rows) is packed once per call, by all
  * threads, into a buffer of at most SHARED_MAX floats (a longer reduction goes in windows);
- * the threads then take chunks of the other side (at least CHUNKS of them, dynamically: a
- * thread that another load preempts is helped by the others) and pack their own panels. */
+ * the threads then take chunks of the other side (CHUNKS or more, fewer where chunks of C's
+ * columns would be narrower than MIN_PANELS panels; dynamically: a thread that another load
+ * preempts is helped by the others) and pack the other operand's block of their chunk themselves, a KC step at a
+ * time, prefetching the next step's block into L2 while the kernel runs. */
 
 #define MR 6
 #define NR 16
@@ -333,43 +335,43 @@ static void tile(const gemm_view *g, int kc, const float *ap, const void *bp, fl
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 static int min_i(int a, int b) { return a < b ? a : b; }
 
-/* The source of a B panel (columns [j, j+16), reduction [q0, q0+kc)) that pack_b reads
- * next, as up to 256 cache lines: one per row of the panel when B's rows are contiguous
- * (dinp's w, dw's input), kc/16 per column when its columns are (the forward's wᵀ). */
+/* The source of a B block (columns [j, j+nc), reduction [q0, q0+kc)) that pack_b reads
+ * next, as cache lines: nc/16 per row of the block when B's rows are contiguous (dinp's w),
+ * kc/16 per column when its columns are (the forward's wᵀ). */
 typedef struct {
-    int j, q0, kc; /* j < 0: nothing to prefetch */
+    int j, nc, q0, kc; /* nc == 0: nothing to prefetch */
 } b_next;
 
 static inline int b_lines(const gemm_view *g, const b_next *nx)
 {
-    return g->csb == 1 ? nx->kc : g->rsb == 1 ? (nx->kc + 15) / 16 * NR : 0;
+    if (nx->nc <= 0) return 0;
+    return g->csb == 1 ? nx->kc * ((nx->nc + 15) / 16) : g->rsb == 1 ? (nx->kc + 15) / 16 * nx->nc : 0;
 }
 
-/* Prefetches lines [l0, l1) of the panel nx into L2, while the kernel runs: the weights come
- * from memory, and pack_b's strided reads would otherwise wait for one line after another. */
+/* Prefetches lines [l0, l1) of the block nx into L2, while the kernel runs: the weights come
+ * from memory, and pack_b would otherwise wait for them line after line. */
 static inline void prefetch_b(const gemm_view *g, const b_next *nx, int l0, int l1)
 {
     if (g->csb == 1) {
+        int per = (nx->nc + 15) / 16;
         for (int l = l0; l < l1; l++)
-            _mm_prefetch((const char *)(g->b + (long)(nx->q0 + l) * g->rsb + nx->j), _MM_HINT_T1);
+            _mm_prefetch((const char *)(g->b + (long)(nx->q0 + l / per) * g->rsb + nx->j + l % per * 16), _MM_HINT_T1);
         return;
     }
     int per = (nx->kc + 15) / 16;
-    for (int l = l0; l < l1; l++) {
-        int col = nx->j + l / per;
-        if (col < g->n) _mm_prefetch((const char *)(g->b + (long)col * g->csb + nx->q0 + l % per * 16), _MM_HINT_T1);
-    }
+    for (int l = l0; l < l1; l++)
+        _mm_prefetch((const char *)(g->b + (long)(nx->j + l / per) * g->csb + nx->q0 + l % per * 16), _MM_HINT_T1);
 }
 
 /* One B micro-panel (columns [j, j+nr)) against the packed A block of rows [i0, i0+mc), for
  * the KC step at q0: the panel stays in L1 while the A block (in L2) streams past it. nx
- * (may be NULL): the panel packed next, prefetched a part per tile. */
+ * (may be NULL): the block packed next, whose lines [l0, l1) are prefetched a part per tile. */
 static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, int mc, int j, int nr, int q0,
-                  int kc, const b_next *nx)
+                  int kc, const b_next *nx, int l0, int l1)
 {
     int init = g->init && q0 == 0;
     const float *bias = init && g->bias ? g->bias + j : NULL;
-    int tiles = (mc + MR - 1) / MR, lines = nx && nx->j >= 0 ? b_lines(g, nx) : 0;
+    int tiles = (mc + MR - 1) / MR, lines = nx ? l1 - l0 : 0;
     for (int ir = 0, t = 0; ir < mc; ir += MR, t++) {
         if (ir + MR < mc) /* the next tile's rows of C: a miss each otherwise, also when only written */
             for (int i = 0; i < MR && ir + MR + i < mc; i++) {
@@ -377,7 +379,7 @@ static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, i
                 __builtin_prefetch(cn, 1, 3);
                 __builtin_prefetch(cn + 15, 1, 3);
             }
-        if (lines) prefetch_b(g, nx, t * lines / tiles, (t + 1) * lines / tiles);
+        if (lines > 0) prefetch_b(g, nx, l0 + t * lines / tiles, l0 + (t + 1) * lines / tiles);
         tile(g, kc, ap + (long)ir * kc, bp, g->c + (long)(i0 + ir) * g->ldc + j, g->ldc, min_i(MR, mc - ir), nr,
              init, bias);
     }
@@ -442,9 +444,8 @@ OMP_FOR_DYNAMIC
     }
 }
 
-/* One chunk over the window's KC steps. share_a: C columns [j0, j0+chunk), each B panel
- * packed into own just before its first sweep (so it is in L1), the shared A in blocks of
- * MC_MAX rows. Otherwise C rows [i0, i0+chunk): their A block packed into own, then every
+/* One chunk over the window's KC steps. share_a: C columns [j0, j0+chunk), their B block
+ * packed into own (in L2 beside the A block), the shared A in blocks of MC_MAX rows. Otherwise C rows [i0, i0+chunk): their A block packed into own, then every
  * shared B panel swept past it. */
 static void run_chunk(const gemm_view *g, const gemm_plan *pl, const char *shared, char *own, int c, int w0,
                       int steps)
@@ -453,25 +454,25 @@ static void run_chunk(const gemm_view *g, const gemm_plan *pl, const char *share
     for (int st = 0; st < steps; st++) {
         int q0 = w0 + st * KC, kc = min_i(KC, g->p - q0);
         if (pl->share_a) {
-            int j0 = c * pl->chunk, ncc = min_i(pl->chunk, g->n - j0);
+            int j0 = c * pl->chunk, ncc = min_i(pl->chunk, g->n - j0), panels = (ncc + NR - 1) / NR;
             const float *as = (const float *)shared + (size_t)st * pl->step_elems;
+            /* the chunk's B block, a row (or column) of the source at a time, so that each page
+             * of a weight is walked once per step; the next step's block prefetched meanwhile */
+            pack_b(g, own, j0, ncc, q0, kc);
+            b_next nx = {j0, st + 1 < steps ? ncc : 0, q0 + KC, min_i(KC, g->p - q0 - KC)};
+            int lines = b_lines(g, &nx);
             for (int ic = 0; ic < g->m; ic += MC_MAX)
-                for (int jr = 0; jr < ncc; jr += NR) {
-                    int nr = min_i(NR, ncc - jr);
-                    char *bp = own + (size_t)jr * kc * esz;
-                    b_next nx = {-1, 0, 0}; /* the next panel this thread packs, if known */
-                    if (ic == 0 && jr + NR < ncc) nx = (b_next){j0 + jr + NR, q0, kc};
-                    else if (ic == 0 && st + 1 < steps) nx = (b_next){j0, q0 + KC, min_i(KC, g->p - q0 - KC)};
-                    if (ic == 0) pack_b(g, bp, j0 + jr, nr, q0, kc);
-                    sweep(g, as + (size_t)ic * kc, bp, ic, min_i(MC_MAX, g->m - ic), j0 + jr, nr, q0, kc, &nx);
-                }
+                for (int jr = 0, pi = 0; jr < ncc; jr += NR, pi++)
+                    sweep(g, as + (size_t)ic * kc, own + (size_t)jr * kc * esz, ic, min_i(MC_MAX, g->m - ic), j0 + jr,
+                          min_i(NR, ncc - jr), q0, kc, ic == 0 ? &nx : NULL, pi * lines / panels,
+                          (pi + 1) * lines / panels);
         } else {
             int i0 = c * pl->chunk, mcc = min_i(pl->chunk, g->m - i0);
             const char *bs = shared + (size_t)st * pl->step_elems * esz;
             pack_a(g, (float *)own, i0, mcc, q0, kc);
             for (int jr = 0; jr < g->n; jr += NR)
                 sweep(g, (const float *)own, bs + (size_t)jr * kc * esz, i0, mcc, jr, min_i(NR, g->n - jr), q0, kc,
-                      NULL);
+                      NULL, 0, 0);
         }
     }
 }
