@@ -386,7 +386,7 @@ static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, i
 }
 
 /* How a call is split. share_a: A is the shared operand (packed once by all threads) and
- * the chunks are of C's columns, each thread packing the B panels of its chunk; otherwise B
+ * the chunks are of C's columns, each thread packing the B block of its chunk; otherwise B
  * is shared and the chunks are of C's rows. Chunks never change any element's sums. */
 typedef struct {
     int share_a;
