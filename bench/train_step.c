@@ -60,7 +60,8 @@ int main(int argc, char **argv) {
     // FNV-1a over the parameters' bytes: two builds that learn the same bits print the same hash
     uint64_t h = 1469598103934665603ull;
     const unsigned char *pb = (const unsigned char *)th_gpt2_params(m);
-    for (size_t i = 0; i < th_gpt2_num_params(&cfg) * sizeof(float); i++) h = (h ^ pb[i]) * 1099511628211ull;
+    size_t n_bytes = th_gpt2_num_params(&cfg) * sizeof(float);
+    for (size_t i = 0; i < n_bytes; i++) h = (h ^ pb[i]) * 1099511628211ull;
     printf("parameters after %d steps: hash %016llx\n", steps, (unsigned long long)h);
     printf("%s, %d threads, %s, B %d T %d, best of %d:\n", preset, threads, th_compute_current(), B, T, steps);
     for (int k = 0; k < PHASES; k++) printf("  %-10s %9.1f ms\n", names[k], best[k]);

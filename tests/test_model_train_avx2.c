@@ -2,7 +2,10 @@
  * Against the naive oracles (th_mm_*_naive and th_mm_*_naive_bf16) on edge shapes; bit-
  * identical results for 1, 2 and 3 threads, the lm_head's 768 x 50,257 in both directions
  * included (DESIGN.md invariant 1); bf16 rounding (ties to even, NaN, overflow) the same in the
- * packing's vector code as in th_bf16_round. Skipped where the CPU lacks AVX2 + FMA. */
+ * packing's vector code as in th_bf16_round; fp32 results the same bits as one fmaf chain per
+ * element in index order (the whole contract of the blocking: windows of the reduction, the
+ * shared operand on either side, edge tiles), written and accumulated, for 1, 2 and 3
+ * threads. Skipped where the CPU lacks AVX2 + FMA. */
 #include <stdint.h>
 
 #include "model/compute.h"
@@ -204,6 +207,64 @@ static void test_lm_head(void) {
     free(dout);
 }
 
+/* The avx2 fp32 GEMM's exact contract: every element of C is one chain of FMAs in index
+ * order, from the bias (forward), from +0 (th_mm_backward_set) or from C's value (accumulate),
+ * however the driver blocks and splits it. Shapes: a dinp reduction over 180,000 (several
+ * windows of the shared A), dw with the shared side A and C taller than one A block (300
+ * rows), dw and forward with B shared, edge tiles everywhere. */
+static void test_fma_chain(void) {
+    int shapes[][3] = {{6, 180000, 16}, {40, 300, 700}, {270, 200, 40}, {13, 70, 520}};
+    th_rng rng;
+    th_rng_seed(&rng, 23);
+    th_compute_select("avx2");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+        float *inp = normals(&rng, nin), *w = normals(&rng, nw), *bias = normals(&rng, N), *dout = normals(&rng, nout);
+        float *di0 = normals(&rng, nin), *dw0 = normals(&rng, nw);
+        float *want[5], *got = malloc(sizeof(float) * (nw > nout ? (nw > nin ? nw : nin) : (nout > nin ? nout : nin)));
+        size_t len[5] = {nout, nin, nw, nin, nw};
+        for (int o = 0; o < 5; o++) want[o] = malloc(sizeof(float) * len[o]);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                float c = bias[n];
+                for (int k = 0; k < K; k++) c = fmaf(inp[(size_t)m * K + k], w[(size_t)n * K + k], c);
+                want[0][(size_t)m * N + n] = c;
+            }
+        for (int acc = 0; acc < 2; acc++) {
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k++) {
+                    float c = acc ? di0[(size_t)m * K + k] : 0.0f;
+                    for (int n = 0; n < N; n++) c = fmaf(dout[(size_t)m * N + n], w[(size_t)n * K + k], c);
+                    want[1 + 2 * acc][(size_t)m * K + k] = c;
+                }
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++) {
+                    float c = acc ? dw0[(size_t)n * K + k] : 0.0f;
+                    for (int m = 0; m < M; m++) c = fmaf(dout[(size_t)m * N + n], inp[(size_t)m * K + k], c);
+                    want[2 + 2 * acc][(size_t)n * K + k] = c;
+                }
+        }
+        const char *what[5] = {"forward", "dinp set", "dw set", "dinp +=", "dw +=", };
+        for (int t = 1; t <= 3; t++) {
+            th_threads_set(t);
+            for (int o = 0; o < 5; o++) {
+                if (o == 0) th_mm_forward(got, inp, w, bias, M, N, K);
+                if (o == 1) th_mm_backward_set(got, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP);
+                if (o == 2) th_mm_backward_set(NULL, got, NULL, dout, inp, w, M, N, K, TH_MM_SET_DW);
+                if (o == 3) memcpy(got, di0, sizeof(float) * nin), th_mm_backward(got, NULL, NULL, dout, inp, w, M, N, K);
+                if (o == 4) memcpy(got, dw0, sizeof(float) * nw), th_mm_backward(NULL, got, NULL, dout, inp, w, M, N, K);
+                CHECK(memcmp(got, want[o], sizeof(float) * len[o]) == 0,
+                      "f32 %s M=%d N=%d K=%d, %d threads: not one fmaf chain per element in index order", what[o], M,
+                      N, K, t);
+            }
+        }
+        for (int o = 0; o < 5; o++) free(want[o]);
+        free(got), free(inp), free(w), free(bias), free(dout), free(di0), free(dw0);
+    }
+    th_threads_set(2);
+}
+
 int main(void) {
     test_bf16_round();
     if (th_compute_select("avx2") != TH_OK) {
@@ -220,6 +281,7 @@ int main(void) {
            sizeof shapes / sizeof shapes[0]);
     test_packing_rounding();
     test_lm_head();
+    test_fma_chain();
     th_compute_select("auto");
     return test_summary();
 }

@@ -37,22 +37,39 @@ th_status th_gpt2_adamw_step(th_gpt2 *m, const th_adamw_config *cfg, float lr, d
     float bc1 = 1.0f - powf(b1, (float)t);
     float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)t));
     float step_size = lr / bc1;
+    // one parallel loop over blocks of every tensor, taken dynamically (each element's update
+    // is its own, so who computes it changes nothing; a thread another load preempts is
+    // helped by the others instead of being waited for)
+    enum { BLOCK = 1 << 16 };
+    long first[TH_P_NUM + 1];
+    float decay[TH_P_NUM];
+    size_t offset[TH_P_NUM], count[TH_P_NUM];
+    first[0] = 0;
     for (int i = 0; i < TH_P_NUM; i++) {
         th_tensor_info info;
         th_gpt2_tensor_info(&m->cfg, i, &info);
-        float decay = info.decay ? 1.0f - lr * cfg->weight_decay : 1.0f;
-        float *p = m->params + info.offset, *g = m->grads + info.offset;
-        float *mm = m->adam_m + info.offset, *vv = m->adam_v + info.offset;
-        long n = (long)info.count;
-#pragma omp parallel for schedule(static)
-        for (long j = 0; j < n; j++) {
+        decay[i] = info.decay ? 1.0f - lr * cfg->weight_decay : 1.0f;
+        offset[i] = info.offset;
+        count[i] = info.count;
+        first[i + 1] = first[i] + (long)((info.count + BLOCK - 1) / BLOCK);
+    }
+    float eps = cfg->eps;
+#pragma omp parallel for schedule(dynamic)
+    for (long b = 0; b < first[TH_P_NUM]; b++) {
+        int i = 0;
+        while (b >= first[i + 1]) i++;
+        size_t j0 = (size_t)(b - first[i]) * BLOCK, j1 = j0 + BLOCK < count[i] ? j0 + BLOCK : count[i];
+        float *p = m->params + offset[i], *g = m->grads + offset[i];
+        float *mm = m->adam_m + offset[i], *vv = m->adam_v + offset[i];
+        float dec = decay[i];
+        for (size_t j = j0; j < j1; j++) {
             float grad = g[j] * clip;
             float mj = b1 * mm[j] + (1.0f - b1) * grad;
             float vj = b2 * vv[j] + (1.0f - b2) * grad * grad;
             mm[j] = mj;
             vv[j] = vj;
-            float denom = sqrtf(vj) / bc2_sqrt + cfg->eps;
-            p[j] = p[j] * decay - step_size * mj / denom;
+            float denom = sqrtf(vj) / bc2_sqrt + eps;
+            p[j] = p[j] * dec - step_size * mj / denom;
         }
     }
     return TH_OK;

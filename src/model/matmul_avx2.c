@@ -1,9 +1,10 @@
 /* matmul_avx2.c: the "avx2" compute backend, a hand-written packed fp32 GEMM for CPUs with
  * AVX2 + FMA and no AVX-512 (AMD Zen, older Intel), in fp32 and in bf16 mixed precision.
  * One BLIS-style driver C (+)= A·B (A and B packed into panels, a 6×16 register-blocked
- * micro-kernel, the reduction in fixed KC steps) serves the forward pass and both backward
- * products through strided views; the decode GEMV is a plain multi-row dot product. Threads
- * split output tiles only, so the reduction order of every element is fixed by KC alone and
+ * micro-kernel, the reduction in KC steps) serves the forward pass and both backward
+ * products through strided views; the decode GEMV is a plain multi-row dot product. Every
+ * element of C is one chain of FMAs over the reduction in index order (stored and reloaded
+ * between KC steps, which rounds nothing), whoever computes it and however C is blocked, so
  * results are bit-identical for any thread count (DESIGN.md invariant 1).
  *
  * bf16: every operand is rounded to bf16 (round to nearest even) as it is packed, products
@@ -20,8 +21,12 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define OMP_PARALLEL _Pragma("omp parallel")
+#define OMP_FOR_DYNAMIC _Pragma("omp for schedule(dynamic)")
 #else
 #define OMP_FOR /* serial build: no warning about an unknown pragma */
+#define OMP_PARALLEL
+#define OMP_FOR_DYNAMIC
 #endif
 
 #if defined(__x86_64__) && ((defined(__AVX2__) && defined(__FMA__)) || (defined(__GNUC__) && !defined(__clang__)))
@@ -37,16 +42,26 @@
 #include <immintrin.h>
 
 /* ----------------------------------------------------------------------------------------
- * Blocking for this kind of host (32 KiB L1d, 512 KiB L2 per core, a shared L3). MR×NR is
- * the register tile (12 accumulators of 8 floats); KC is the step of the reduction between
- * two passes through C: it alone fixes the summation order. A block (MC×KC, up to 264 KiB)
- * stays in L2, a B micro-panel (KC×16, 16 KiB; 8 KiB in bf16) in L1. */
+ * Blocking for this kind of host (Zen 3: 32 KiB L1d, 512 KiB L2 per core, a shared L3). MR×NR
+ * is the register tile (12 accumulators of 8 floats); KC is the step of the reduction between
+ * two passes through C. An A block (MC×KC, up to 264 KiB) stays in L2 while the B micro-panels
+ * (KC×16, 16 KiB; 8 KiB in bf16) pass through L1. The operand whose other side is the smaller
+ * one (A when m <= n: the forward's and dinp's B·T rows) is packed once per call, by all
+ * threads, into a buffer of at most SHARED_MAX floats (a longer reduction goes in windows);
+ * the threads then take chunks of the other side (CHUNKS or more, fewer where chunks of C's
+ * columns would be narrower than MIN_PANELS panels; dynamically: a thread that another load
+ * preempts is helped by the others) and pack the other operand's block of their chunk themselves, a KC step at a
+ * time, prefetching the next step's block into L2 while the kernel runs. */
 
 #define MR 6
 #define NR 16
 #define KC 256
 #define MC_MAX 264
-#define NC_MAX 1024
+#define NC_MAX 512
+#define CHUNKS 16
+#define MIN_PANELS 8
+#define PF_ROWS 16 /* how far ahead the packing loops prefetch the rows they read */
+#define SHARED_MAX ((size_t)1 << 20)
 
 /* A view of C (m, n) (+)= A (m, p) · B (p, n) over strided operands:
  *   A(i, q) = a[i*rsa + q*csa],  B(q, j) = b[q*rsb + j*csb],  C(i, j) = c[i*ldc + j].
@@ -117,29 +132,54 @@ static inline __m256 opnd8(__m256 v, int bf16)
     return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits8(v), 16)) : v;
 }
 
+/* Stores the first six floats of v at d: four, then two (stores never leave a micro-panel,
+ * so threads that pack neighbouring panels never write each other's floats). */
+static inline void store6(float *d, __m256 v)
+{
+    _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+    _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(v, 1));
+}
+
 /* Packs A rows [i0, i0+mc) × reduction [q0, q0+kc) as MR-row micro-panels:
  * ap[ir*kc + q*MR + i] = A(i0+ir+i, q0+q), zero past the last row. Full micro-panels of a
- * row-major A (the forward's input, dinp's dout) go through 8×8 register transposes; dw's
- * column-major A (doutᵀ) is six contiguous floats per q. */
+ * row-major A (the forward's input, dinp's dout) go through 8×8 register transposes, each
+ * column stored as 8 floats whose last two the next column overwrites (AMD's masked stores
+ * are slow); dw's column-major A (doutᵀ) is read row by row of dout, contiguous mc floats for
+ * each q, six at a time into the mc/6 panels. */
 static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc)
 {
     int bf = g->bf16;
-    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    int full = (g->m - i0 < mc ? g->m - i0 : mc) / MR * MR; /* rows in full micro-panels */
+    if (g->rsa == 1 && g->csa != 1) {
+        for (int q = 0; q < kc; q++) {
+            const float *src = g->a + (long)i0 + (long)(q0 + q) * g->csa;
+            if (q + PF_ROWS < kc) /* the row PF_ROWS ahead, one line in 16 floats */
+                for (int i = 0; i < full; i += 16) _mm_prefetch((const char *)(src + PF_ROWS * g->csa + i), _MM_HINT_T0);
+            int ir = 0;
+            for (; ir < full && i0 + ir + 8 <= g->m; ir += MR) { /* 8 floats within the row */
+                __m256 v = opnd8(_mm256_loadu_ps(src + ir), bf);
+                if (q + 1 < kc) _mm256_storeu_ps(ap + (long)ir * kc + q * MR, v);
+                else store6(ap + (long)ir * kc + q * MR, v);
+            }
+            for (; ir < full; ir += MR)
+                for (int i = 0; i < MR; i++) ap[(long)ir * kc + q * MR + i] = opnd(src[ir + i], bf);
+        }
+    }
     for (int ir = 0; ir < mc; ir += MR) {
         int rows = g->m - (i0 + ir) < MR ? g->m - (i0 + ir) : MR;
         float *dst = ap + (long)ir * kc;
         const float *src = g->a + (long)(i0 + ir) * g->rsa + (long)q0 * g->csa;
         int q = 0;
-        if (rows == MR && g->rsa == 1) {
-            for (; q < kc; q++)
-                _mm256_maskstore_ps(dst + q * MR, six, opnd8(_mm256_maskload_ps(src + (long)q * g->csa, six), bf));
-        } else if (rows == MR && g->csa == 1) {
+        if (rows == MR && g->rsa == 1 && g->csa != 1) continue; /* packed above */
+        if (rows == MR && g->csa == 1) {
             for (; q + 8 <= kc; q += 8) {
                 __m256 r[8];
                 for (int i = 0; i < MR; i++) r[i] = opnd8(_mm256_loadu_ps(src + (long)i * g->rsa + q), bf);
                 r[6] = r[7] = _mm256_setzero_ps();
                 transpose8(r);
-                for (int k = 0; k < 8; k++) _mm256_maskstore_ps(dst + (q + k) * MR, six, r[k]);
+                for (int k = 0; k < 7; k++) _mm256_storeu_ps(dst + (q + k) * MR, r[k]);
+                if (q + 8 < kc) _mm256_storeu_ps(dst + (q + 7) * MR, r[7]);
+                else store6(dst + (q + 7) * MR, r[7]);
             }
         }
         for (; q < kc; q++) /* edges and tails */
@@ -150,23 +190,30 @@ static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc
 
 /* Packs B reduction [q0, q0+kc) × columns [j0, j0+nc) as 16-column panels of kc rows
  * (fp32: bp[jr*kc + q*NR + j], bf16: the put_b8 order in 16-bit values), zero past the last
- * column. The forward's B is a weight read transposed (rsb == 1): 8×8 register transposes. */
+ * column. The forward's B is a weight read transposed (rsb == 1): 8×8 register transposes.
+ * Contiguous rows (csb == 1: dinp's w, dw's input) are read a row at a time across all the
+ * full panels, PF_ROWS rows prefetched ahead. */
 static void pack_b(const gemm_view *g, void *bp, int j0, int nc, int q0, int kc)
 {
     int bf = g->bf16;
     size_t esz = bf ? sizeof(uint16_t) : sizeof(float);
+    int full = (g->n - j0 < nc ? g->n - j0 : nc) / NR * NR; /* columns in full panels */
+    if (g->csb == 1) /* contiguous rows: row by row across the panels, so each row is one stream */
+        for (int q = 0; q < kc; q++) {
+            const float *s = g->b + (long)(q0 + q) * g->rsb + j0;
+            if (q + PF_ROWS < kc)
+                for (int jr = 0; jr < full; jr += NR) _mm_prefetch((const char *)(s + PF_ROWS * g->rsb + jr), _MM_HINT_T0);
+            for (int jr = 0; jr < full; jr += NR) {
+                char *dst = (char *)bp + (size_t)jr * kc * esz;
+                put_b8(dst, bf, q, 0, _mm256_loadu_ps(s + jr));
+                put_b8(dst, bf, q, 1, _mm256_loadu_ps(s + jr + 8));
+            }
+        }
     for (int jr = 0; jr < nc; jr += NR) {
         int cols = g->n - (j0 + jr) < NR ? g->n - (j0 + jr) : NR;
         char *dst = (char *)bp + (size_t)jr * kc * esz;
         const float *src = g->b + (long)q0 * g->rsb + (long)(j0 + jr) * g->csb;
-        if (g->csb == 1 && cols == NR) {
-            for (int q = 0; q < kc; q++) {
-                const float *s = src + (long)q * g->rsb;
-                put_b8(dst, bf, q, 0, _mm256_loadu_ps(s));
-                put_b8(dst, bf, q, 1, _mm256_loadu_ps(s + 8));
-            }
-            continue;
-        }
+        if (g->csb == 1 && cols == NR) continue; /* packed above */
         int q = 0;
         if (g->rsb == 1 && cols == NR) {
             for (; q + 8 <= kc; q += 8)
@@ -286,81 +333,184 @@ static void tile(const gemm_view *g, int kc, const float *ap, const void *bp, fl
 }
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+static int min_i(int a, int b) { return a < b ? a : b; }
 
-/* C rows [i0, i0+mc) × columns [j0, j0+nc), the whole reduction in KC steps. A B
- * micro-panel stays in L1 while the A block (in L2) streams past it. */
-static void gemm_block(const gemm_view *g, float *ap, void *bp, int i0, int mc, int j0, int nc)
+/* The source of a B block (columns [j, j+nc), reduction [q0, q0+kc)) that pack_b reads
+ * next, as cache lines: nc/16 per row of the block when B's rows are contiguous (dinp's w),
+ * kc/16 per column when its columns are (the forward's wᵀ). */
+typedef struct {
+    int j, nc, q0, kc; /* nc == 0: nothing to prefetch */
+} b_next;
+
+static inline int b_lines(const gemm_view *g, const b_next *nx)
+{
+    if (nx->nc <= 0) return 0;
+    return g->csb == 1 ? nx->kc * ((nx->nc + 15) / 16) : g->rsb == 1 ? (nx->kc + 15) / 16 * nx->nc : 0;
+}
+
+/* Prefetches lines [l0, l1) of the block nx into L2, while the kernel runs: the weights come
+ * from memory, and pack_b would otherwise wait for them line after line. */
+static inline void prefetch_b(const gemm_view *g, const b_next *nx, int l0, int l1)
+{
+    if (g->csb == 1) {
+        int per = (nx->nc + 15) / 16;
+        for (int l = l0; l < l1; l++)
+            _mm_prefetch((const char *)(g->b + (long)(nx->q0 + l / per) * g->rsb + nx->j + l % per * 16), _MM_HINT_T1);
+        return;
+    }
+    int per = (nx->kc + 15) / 16;
+    for (int l = l0; l < l1; l++)
+        _mm_prefetch((const char *)(g->b + (long)(nx->j + l / per) * g->csb + nx->q0 + l % per * 16), _MM_HINT_T1);
+}
+
+/* One B micro-panel (columns [j, j+nr)) against the packed A block of rows [i0, i0+mc), for
+ * the KC step at q0: the panel stays in L1 while the A block (in L2) streams past it. nx
+ * (may be NULL): the block packed next, whose lines [l0, l1) are prefetched a part per tile. */
+static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, int mc, int j, int nr, int q0,
+                  int kc, const b_next *nx, int l0, int l1)
+{
+    int init = g->init && q0 == 0;
+    const float *bias = init && g->bias ? g->bias + j : NULL;
+    int tiles = (mc + MR - 1) / MR, lines = nx ? l1 - l0 : 0;
+    for (int ir = 0, t = 0; ir < mc; ir += MR, t++) {
+        if (ir + MR < mc) /* the next tile's rows of C: a miss each otherwise, also when only written */
+            for (int i = 0; i < MR && ir + MR + i < mc; i++) {
+                const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j;
+                __builtin_prefetch(cn, 1, 3);
+                __builtin_prefetch(cn + 15, 1, 3);
+            }
+        if (lines > 0) prefetch_b(g, nx, l0 + t * lines / tiles, l0 + (t + 1) * lines / tiles);
+        tile(g, kc, ap + (long)ir * kc, bp, g->c + (long)(i0 + ir) * g->ldc + j, g->ldc, min_i(MR, mc - ir), nr,
+             init, bias);
+    }
+}
+
+/* How a call is split. share_a: A is the shared operand (packed once by all threads) and
+ * the chunks are of C's columns, each thread packing the B block of its chunk; otherwise B
+ * is shared and the chunks are of C's rows. Chunks never change any element's sums. */
+typedef struct {
+    int share_a;
+    int panels;        /* micro-panels of the shared operand (MR rows of A or NR columns of B) */
+    size_t step_elems; /* elements of the shared buffer per KC step */
+    int win;           /* reduction per window (a multiple of KC): what the shared buffer holds */
+    int chunk, nchunks;
+    size_t shared_bytes, own_bytes; /* own: per thread, a multiple of 64 */
+} gemm_plan;
+
+static void plan(const gemm_view *g, gemm_plan *pl)
 {
     size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    for (int q0 = 0; q0 < g->p; q0 += KC) {
-        int kc = g->p - q0 < KC ? g->p - q0 : KC;
-        int init = g->init && q0 == 0;
-        pack_b(g, bp, j0, nc, q0, kc);
-        pack_a(g, ap, i0, mc, q0, kc);
-        for (int jr = 0; jr < nc; jr += NR) {
-            int nr = nc - jr < NR ? nc - jr : NR;
-            const float *bias = init && g->bias ? g->bias + j0 + jr : NULL;
-            const char *bpj = (const char *)bp + (size_t)jr * kc * esz;
-            for (int ir = 0; ir < mc; ir += MR) {
-                int mr = mc - ir < MR ? mc - ir : MR;
-                if (!init && ir + MR < mc) /* the next tile's rows of C: a miss each otherwise */
-                    for (int i = 0; i < MR && ir + MR + i < mc; i++) {
-                        const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j0 + jr;
-                        _mm_prefetch((const char *)cn, _MM_HINT_T0);
-                        _mm_prefetch((const char *)(cn + 15), _MM_HINT_T0);
-                    }
-                tile(g, kc, ap + (long)ir * kc, bpj, g->c + (long)(i0 + ir) * g->ldc + j0 + jr, g->ldc, mr, nr,
-                     init, bias);
-            }
+    pl->share_a = g->m <= g->n;
+    int unit = pl->share_a ? MR : NR;
+    pl->panels = ((pl->share_a ? g->m : g->n) + unit - 1) / unit;
+    pl->step_elems = (size_t)pl->panels * unit * KC;
+    size_t steps = SHARED_MAX / pl->step_elems, all = (size_t)(g->p + KC - 1) / KC;
+    if (steps < 1) steps = 1;
+    if (steps > all) steps = all;
+    pl->win = (int)steps * KC;
+    pl->shared_bytes = pl->step_elems * steps * (pl->share_a ? sizeof(float) : esz);
+    int other = pl->share_a ? g->n : g->m, cap = pl->share_a ? NC_MAX : MC_MAX, ounit = pl->share_a ? NR : MR;
+    int nch = (other + cap - 1) / cap, most = (other + ounit - 1) / ounit;
+    if (nch < CHUNKS) nch = CHUNKS;
+    /* columns of C: every KC step's A block is read from L3 by the first panel of a chunk and
+     * from L2 by the others, so a chunk keeps at least MIN_PANELS of them */
+    if (pl->share_a && nch > (most + MIN_PANELS - 1) / MIN_PANELS) nch = (most + MIN_PANELS - 1) / MIN_PANELS;
+    if (nch < 1) nch = 1;
+    pl->chunk = round_up((other + nch - 1) / nch, ounit);
+    pl->nchunks = (other + pl->chunk - 1) / pl->chunk;
+    size_t own = (size_t)pl->chunk * KC * (pl->share_a ? esz : sizeof(float));
+    pl->own_bytes = (own + 63) / 64 * 64;
+}
+
+#define PACK_GROUP 8 /* micro-panels of the shared operand per packing task */
+
+/* The shared operand's KC steps [w0, w0 + win) into shared, split between the team. */
+static void pack_shared(const gemm_view *g, const gemm_plan *pl, char *shared, int w0, int steps)
+{
+    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
+    int groups = (pl->panels + PACK_GROUP - 1) / PACK_GROUP;
+OMP_FOR_DYNAMIC
+    for (int it = 0; it < steps * groups; it++) {
+        int st = it / groups, gi = it % groups, q0 = w0 + st * KC, kc = min_i(KC, g->p - q0);
+        if (pl->share_a) {
+            int i0 = gi * PACK_GROUP * MR;
+            float *dst = (float *)shared + (size_t)st * pl->step_elems + (size_t)i0 * kc;
+            pack_a(g, dst, i0, min_i(PACK_GROUP * MR, g->m - i0), q0, kc);
+        } else {
+            int j0 = gi * PACK_GROUP * NR;
+            char *dst = shared + ((size_t)st * pl->step_elems + (size_t)j0 * kc) * esz;
+            pack_b(g, dst, j0, min_i(PACK_GROUP * NR, g->n - j0), q0, kc);
         }
     }
 }
 
-/* Runs the view over tiles of C split between threads. The tile sizes follow the thread
- * count (for balance) but never change the order of any element's reduction. Returns 0, or
- * -1 if the packing buffers could not be allocated (nothing was written). */
+/* One chunk over the window's KC steps. share_a: C columns [j0, j0+chunk), their B block
+ * packed into own (in L2 beside the A block), the shared A in blocks of MC_MAX rows. Otherwise C rows [i0, i0+chunk): their A block packed into own, then every
+ * shared B panel swept past it. */
+static void run_chunk(const gemm_view *g, const gemm_plan *pl, const char *shared, char *own, int c, int w0,
+                      int steps)
+{
+    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
+    for (int st = 0; st < steps; st++) {
+        int q0 = w0 + st * KC, kc = min_i(KC, g->p - q0);
+        if (pl->share_a) {
+            int j0 = c * pl->chunk, ncc = min_i(pl->chunk, g->n - j0), panels = (ncc + NR - 1) / NR;
+            const float *as = (const float *)shared + (size_t)st * pl->step_elems;
+            /* the chunk's B block, a row (or column) of the source at a time, so that each page
+             * of a weight is walked once per step; the next step's block prefetched meanwhile */
+            pack_b(g, own, j0, ncc, q0, kc);
+            b_next nx = {j0, st + 1 < steps ? ncc : 0, q0 + KC, min_i(KC, g->p - q0 - KC)};
+            int lines = b_lines(g, &nx);
+            for (int ic = 0; ic < g->m; ic += MC_MAX)
+                for (int jr = 0, pi = 0; jr < ncc; jr += NR, pi++)
+                    sweep(g, as + (size_t)ic * kc, own + (size_t)jr * kc * esz, ic, min_i(MC_MAX, g->m - ic), j0 + jr,
+                          min_i(NR, ncc - jr), q0, kc, ic == 0 ? &nx : NULL, pi * lines / panels,
+                          (pi + 1) * lines / panels);
+        } else {
+            int i0 = c * pl->chunk, mcc = min_i(pl->chunk, g->m - i0);
+            const char *bs = shared + (size_t)st * pl->step_elems * esz;
+            pack_a(g, (float *)own, i0, mcc, q0, kc);
+            for (int jr = 0; jr < g->n; jr += NR)
+                sweep(g, (const float *)own, bs + (size_t)jr * kc * esz, i0, mcc, jr, min_i(NR, g->n - jr), q0, kc,
+                      NULL, 0, 0);
+        }
+    }
+}
+
+/* Runs the view: per window of the reduction, the shared operand is packed by the team,
+ * then the chunks are taken dynamically; each ends at a barrier (the next window's packing
+ * overwrites the buffer). Returns 0, or -1 if the packing buffers could not be allocated
+ * (nothing was written). */
 static int gemm(const gemm_view *g)
 {
     if (g->m <= 0 || g->n <= 0) return 0;
-    int nt = 1;
-#ifdef _OPENMP
-    nt = omp_get_max_threads();
-#endif
-    int tm = (g->m + MC_MAX - 1) / MC_MAX;
-    int mc = round_up((g->m + tm - 1) / tm, MR);
-    tm = (g->m + mc - 1) / mc;
-    int tn = (g->n + NC_MAX - 1) / NC_MAX;
-    int max_tn = (g->n + NR - 1) / NR;
-    while ((tm * tn) % nt != 0 && tn < max_tn) tn++;
-    int nc = round_up((g->n + tn - 1) / tn, NR);
-    tn = (g->n + nc - 1) / nc;
-
-    size_t a_floats = (size_t)mc * KC, b_floats = (size_t)nc * KC;
-    size_t per_thread = a_floats + b_floats;
-    float *buf = th_alloc(per_thread * sizeof(float) * (size_t)nt);
-    if (!buf) return -1;
-
     if (g->p <= 0) { /* empty reduction: C = bias or C unchanged */
         if (g->init)
             for (int i = 0; i < g->m; i++)
                 for (int j = 0; j < g->n; j++) g->c[(long)i * g->ldc + j] = g->bias ? g->bias[j] : 0.0f;
-        th_free(buf);
         return 0;
     }
-
-    int ntiles = tm * tn;
-OMP_FOR
-    for (int t = 0; t < ntiles; t++) {
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    gemm_plan pl;
+    plan(g, &pl);
+    char *buf = th_alloc(pl.shared_bytes + pl.own_bytes * (size_t)nt);
+    if (!buf) return -1;
+OMP_PARALLEL
+    {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        float *ap = buf + (size_t)tid * per_thread;
-        float *bp = ap + a_floats;
-        int i0 = (t / tn) * mc, j0 = (t % tn) * nc;
-        int mcc = g->m - i0 < mc ? g->m - i0 : mc;
-        int ncc = g->n - j0 < nc ? g->n - j0 : nc;
-        gemm_block(g, ap, bp, i0, mcc, j0, ncc);
+        char *own = buf + pl.shared_bytes + pl.own_bytes * (size_t)tid;
+        for (int w0 = 0; w0 < g->p; w0 += pl.win) {
+            int steps = (min_i(pl.win, g->p - w0) + KC - 1) / KC;
+            pack_shared(g, &pl, buf, w0, steps);
+OMP_FOR_DYNAMIC
+            for (int c = 0; c < pl.nchunks; c++) run_chunk(g, &pl, buf, own, c, w0, steps);
+        }
     }
     th_free(buf);
     return 0;
