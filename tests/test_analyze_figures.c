@@ -207,6 +207,11 @@ int main(void) {
     a = analyze(path, &o);
     CHECK(fabs(fig(a, TH_AN_R_PEAK)) < 0.3, "uncoupled: r_peak %g should be weak", fig(a, TH_AN_R_PEAK));
     CHECK(a && strstr(a->fig[TH_AN_R_PEAK].interp, "weak"), "uncoupled reads weak: %s", a ? a->fig[TH_AN_R_PEAK].interp : "");
+    // the bound is family-wise over the lags tried: for -3..+3 (7 lags) the normal quantile of
+    // 1 - (1 - 0.95^(1/7))/2 = 2.6828 (Sidak), not the single test's 1.96
+    CHECK(a && a->n_eff > 4 && fabs(a->r_bound * sqrt(a->n_eff - 3) - 2.6828) < 1e-3,
+          "significance bound %g over %g pairs: z %g, want 2.6828", a ? a->r_bound : NAN, a ? a->n_eff : NAN,
+          a ? a->r_bound * sqrt(a->n_eff - 3) : NAN);
     CHECK(fabs(fig(a, TH_AN_TAU_FIT) / TAU - 1) < 0.05, "uncoupled: tau %g", fig(a, TH_AN_TAU_FIT));
     th_analysis_free(a);
 

@@ -686,6 +686,20 @@ static th_status an_figures(an_ctx *c, size_t n_local, size_t n_fallback) {
     return TH_OK;
 }
 
+/* The normal quantile z with P(|Z| > z) = 1 − 0.95^(1/m): the largest of m correlations, each
+ * tested at that level, exceeds its bound on noise alone 5 % of the time (Šidák). Without it,
+ * picking the best of 7 lags at 95 % each reads about a quarter of pure-noise sessions as a
+ * coupling. Bisection on erfc. */
+static double family_z(int m) {
+    double alpha = 1.0 - pow(0.95, 1.0 / (m > 1 ? m : 1)), lo = 0.0, hi = 10.0;
+    for (int i = 0; i < 100; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (erfc(mid / M_SQRT2) > alpha) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
 /* Cross-correlation of RLE(t) with grad norm(t + k), both high-passed (detrend); r_peak, t_lag
  * and the causal reading. Uses hAv and tau_loc as scratch. */
 static void an_xcorr(an_ctx *c) {
@@ -723,17 +737,19 @@ static void an_xcorr(an_ctx *c) {
     double lag = best * c->h;
     /* significance: series that follow themselves from second to second hold fewer
      * independent pairs than they have points (Bartlett: N_eff = N (1 − ρx ρg)/(1 + ρx ρg),
-     * ρ the lag-1 autocorrelations); an |r| under the 95 % bound 1.96/sqrt(N_eff − 3) is
-     * read as weak whatever its size: a slow common drift is not a coupling */
+     * ρ the lag-1 autocorrelations); an |r| under the bound z/sqrt(N_eff − 3), z the
+     * family-wise 95 % quantile for the lags tried (family_z), is read as weak whatever its
+     * size: a slow common drift is not a coupling */
     int pairs = a->xcorr_pairs[best + max_lag], p1x, p1g;
     double rx = pearson_lag(x, x, ng, 1, &p1x), rg = pearson_lag(g, g, ng, 1, &p1g);
     double rr = isfinite(rx) && isfinite(rg) ? fmax(0, rx * rg) : 0;
-    double n_eff = pairs * (1 - rr) / (1 + rr), bound = n_eff > 4 ? 1.96 / sqrt(n_eff - 3) : 1;
+    double n_eff = pairs * (1 - rr) / (1 + rr);
+    double bound = n_eff > 4 ? fmin(1.0, family_z(2 * max_lag + 1) / sqrt(n_eff - 3)) : 1;
     a->r_bound = bound, a->n_eff = n_eff;
     int significant = fabs(best_r) >= bound;
-    char interp[160];
+    char interp[200];
     if (significant) th_an_fmt(interp, sizeof interp, "%s", th_an_interp_r(best_r));
-    else th_an_fmt(interp, sizeof interp, "weak: not significant (|r| < %.2f, the 95 %% bound for %.0f independent pairs)", bound, n_eff);
+    else th_an_fmt(interp, sizeof interp, "weak: not significant (|r| < %.2f, the 95 %% bound for the best of %d lags over %.0f independent pairs)", bound, 2 * max_lag + 1, n_eff);
     fig_set(a, TH_AN_R_PEAK, best_r, interp, "Pearson r of RLE(t) and grad_norm(t + t_lag), each minus its centered %.0f s moving average, %d pairs", 2 * AN_DETREND_HALF_S + 1, a->xcorr_pairs[best + max_lag]);
     fig_set(a, TH_AN_T_LAG, lag, NULL, "the lag in -%d..+%d s with the largest |r|", max_lag, max_lag);
     const char *strength = significant ? r_strengths[r_strength(best_r)].word : "weak (not significant)";
