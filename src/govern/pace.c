@@ -24,15 +24,14 @@ struct th_pace {
     _Atomic int threads;
     _Atomic int interrupted;
     _Atomic double measured;
-    _Atomic double last_unit_s; /* th_pace_last_unit_s, for the control thread */
     int pipefd[2];
     /* work-loop side only */
     uint64_t unit_start_ns, unit_end_ns, cycle_start_ns;
-    uint64_t last_run_ns;
     int in_unit, have_cycle, have_run;
     double busy_acc, wall_acc; /* exponentially windowed busy and wall seconds */
-    /* statistics: written by the work loop, read by anyone (relaxed) */
-    _Atomic uint64_t units, busy_ns, idle_ns, waits, interrupts;
+    /* statistics: written by the work loop, read by anyone (relaxed); last_run_ns is the last
+     * unit's busy time (th_pace_last_unit_s, for the control thread) */
+    _Atomic uint64_t units, busy_ns, idle_ns, waits, interrupts, last_run_ns;
 };
 
 static uint64_t pace_now(const th_pace *p) { return p->cfg.now_ns ? p->cfg.now_ns(p->cfg.clock_user) : th_now_ns(); }
@@ -67,7 +66,6 @@ th_status th_pace_create(const th_pace_config *cfg, th_pace **out) {
     atomic_init(&p->threads, 0);
     atomic_init(&p->interrupted, 0);
     atomic_init(&p->measured, 1.0);
-    atomic_init(&p->last_unit_s, 0.0);
     *out = p;
     return TH_OK;
 }
@@ -134,7 +132,6 @@ void th_pace_end_unit(th_pace *p) {
     if (!p->in_unit) return;
     uint64_t now = pace_now(p);
     p->last_run_ns = now - p->unit_start_ns;
-    atomic_store_explicit(&p->last_unit_s, (double)p->last_run_ns / 1e9, memory_order_relaxed);
     p->unit_end_ns = now;
     p->have_run = 1;
     p->in_unit = 0;
@@ -192,7 +189,7 @@ double th_pace_wait_left_s(const th_pace *p) {
 }
 
 double th_pace_last_unit_s(const th_pace *p) {
-    return atomic_load_explicit(&((th_pace *)p)->last_unit_s, memory_order_relaxed);
+    return (double)atomic_load_explicit(&((th_pace *)p)->last_run_ns, memory_order_relaxed) / 1e9;
 }
 
 double th_pace_measured_duty(const th_pace *p) {
