@@ -142,9 +142,10 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
     if ((st = th_gpt2_infer(m, kv, tok, P, logits, 0)) != TH_OK) goto done;
     row->prefill_tok_s = P / ((th_now_ns() - t0) / 1e9);
     row->decode_tok_s = decode_timed(m, kv, logits, D, V);
-    double C = cfg->channels, L = cfg->num_layers, ctx = P + D / 2.0;
+    // bytes a token reads: the weights, and K and V of every layer at each position so far
     double kv_elem = th_gpt2_kv_cache_dtype(kv) == TH_KV_F16 ? 2.0 : 4.0;
-    row->decode_bytes_per_token = th_gpt2_decode_weight_bytes(m) + kv_elem * 2.0 * L * ctx * C;
+    double w_bytes = th_gpt2_decode_weight_bytes(m), kv_pos = kv_elem * 2.0 * cfg->num_layers * cfg->channels;
+    row->decode_bytes_per_token = w_bytes + kv_pos * (P + D / 2.0);
     // the context probe: 32 tokens after short_ctx, then after long_ctx, of the same prompt tokens
     th_gpt2_kv_reset(kv);
     if ((st = th_gpt2_infer(m, kv, tok, short_ctx, logits, 0)) != TH_OK) goto done;
@@ -156,7 +157,6 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
     row->prefill512_tok_s = n_long / ((th_now_ns() - t0) / 1e9);
     row->prefill512_tokens = n_long;
     row->decode_ctx512_tok_s = decode_timed(m, kv, logits, 32, V);
-    double w_bytes = th_gpt2_decode_weight_bytes(m), kv_pos = kv_elem * 2.0 * L * C;
     row->ctx_bytes_ratio = (w_bytes + kv_pos * (short_ctx + 16.0)) / (w_bytes + kv_pos * (n_long + 16.0));
     if (row->decode_tok_s < 0 || row->decode_ctx64_tok_s < 0 || row->decode_ctx512_tok_s < 0) {
         st = th_fail(TH_ERR_STATE, "bench: %s decode failed: %s", th_dtype_name(dtype), th_last_error());
