@@ -11,6 +11,7 @@
 
 #include "test_util.h"
 #include "thermo/io.h"
+#include "thermo/sense.h"
 
 static const char *bin(void) {
     const char *b = getenv("THERMO_BIN");
@@ -43,29 +44,29 @@ static double num(json_t *j, const char *a, const char *b) {
     return json_is_number(o) ? json_number_value(o) : NAN;
 }
 
-/* The time mean of the temperature samples in tmp/name.csv (the --telemetry log) over the
- * last `tail_s` seconds; NaN when none. */
+/* The time mean of the temperature samples in tmp/name.csv (the --telemetry log, read with
+ * the project's reader) over the last `tail_s` seconds; NaN when none. */
 static double mean_temp_tail(const char *name, double tail_s) {
-    char path[8500], line[1024];
+    char path[8500];
     snprintf(path, sizeof path, "%s/%s.csv", tmp, name);
-    FILE *f = fopen(path, "r");
-    if (!f) return NAN;
-    static double t[200000], v[200000];
-    long n = 0;
-    while (fgets(line, sizeof line, f) && n < 200000) {
-        double ts, temp;
-        char kind[32];
-        if (sscanf(line, "%lf,%31[^,],%*[^,],%*[^,],%lf", &ts, kind, &temp) == 3 && strcmp(kind, "sample") == 0)
-            t[n] = ts, v[n++] = temp;
+    th_telemetry_row *rows = NULL;
+    size_t n = 0;
+    if (th_telemetry_read(path, &rows, &n) != TH_OK || n == 0) return NAN;
+#define TEMP_SAMPLE(r) ((r).kind == TH_ROW_SAMPLE && ((r).has & TH_COL_TEMP))
+    double end = NAN, sum = 0, span = 0, t_prev = NAN, v_prev = NAN;
+    for (size_t i = 0; i < n; i++)
+        if (TEMP_SAMPLE(rows[i])) end = rows[i].t_s; // the last sample's time
+    for (size_t i = 0; i < n; i++) {
+        if (!TEMP_SAMPLE(rows[i])) continue;
+        if (!isnan(t_prev) && rows[i].t_s >= end - tail_s) {
+            sum += 0.5 * (rows[i].temp_c + v_prev) * (rows[i].t_s - t_prev);
+            span += rows[i].t_s - t_prev;
+        }
+        t_prev = rows[i].t_s, v_prev = rows[i].temp_c;
     }
-    fclose(f);
-    double sum = 0, span = 0;
-    for (long i = 1; i < n; i++) {
-        if (t[i] < t[n - 1] - tail_s) continue;
-        sum += 0.5 * (v[i] + v[i - 1]) * (t[i] - t[i - 1]);
-        span += t[i] - t[i - 1];
-    }
+    th_free(rows);
     return span > 0 ? sum / span : NAN;
+#undef TEMP_SAMPLE
 }
 
 static float *weights(const char *name, size_t *n) {
