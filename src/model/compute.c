@@ -133,33 +133,33 @@ void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout
     else th_mm_backward_naive_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
 }
 
-/* Zeroes the outputs named in set, for backends without a set kernel. */
-static void zero_set(float *dinp, float *dw, float *dbias, int M, int N, int K, int set) {
+/* The backward with the outputs in set overwritten: the backend's set kernel where it has
+ * one, else the outputs zeroed and the accumulating backward `plain`. */
+static void backward_set(th_mm_backward_set_fn kernel,
+                         void (*plain)(float *, float *, float *, const float *, const float *, const float *, int,
+                                       int, int),
+                         float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                         int M, int N, int K, int set) {
+    if (kernel) {
+        kernel(dinp, dw, dbias, dout, inp, w, M, N, K, set);
+        return;
+    }
     if ((set & TH_MM_SET_DINP) && dinp) memset(dinp, 0, sizeof(float) * (size_t)M * K);
     if ((set & TH_MM_SET_DW) && dw) memset(dw, 0, sizeof(float) * (size_t)N * K);
     if ((set & TH_MM_SET_DW) && dbias) memset(dbias, 0, sizeof(float) * (size_t)N);
+    plain(dinp, dw, dbias, dout, inp, w, M, N, K);
 }
 
 void th_mm_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                         int M, int N, int K, int set) {
-    const th_compute_ops *ops = th_compute_ops_current();
-    if (ops->mm_backward_set) {
-        ops->mm_backward_set(dinp, dw, dbias, dout, inp, w, M, N, K, set);
-        return;
-    }
-    zero_set(dinp, dw, dbias, M, N, K, set);
-    th_mm_backward(dinp, dw, dbias, dout, inp, w, M, N, K);
+    backward_set(th_compute_ops_current()->mm_backward_set, th_mm_backward, dinp, dw, dbias, dout, inp, w, M, N, K,
+                 set);
 }
 
 void th_mm_backward_set_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                              const float *w, int M, int N, int K, int set) {
-    const th_compute_ops *ops = th_compute_ops_current();
-    if (ops->mm_backward_set_bf16) {
-        ops->mm_backward_set_bf16(dinp, dw, dbias, dout, inp, w, M, N, K, set);
-        return;
-    }
-    zero_set(dinp, dw, dbias, M, N, K, set);
-    th_mm_backward_bf16(dinp, dw, dbias, dout, inp, w, M, N, K);
+    backward_set(th_compute_ops_current()->mm_backward_set_bf16, th_mm_backward_bf16, dinp, dw, dbias, dout, inp, w,
+                 M, N, K, set);
 }
 
 /* ---------------------------------------------------------------------------------
