@@ -5,7 +5,8 @@
  * cache after a prefill and decode steps against f32 attention on its dequantized rows,
  * prefill rows and batched rows against single decode steps bit for bit, 1/2/3 threads
  * bit-identical, greedy decoding with q8 weights and q8 KV against the f32 oracle; the
- * cache's bytes; the refusals (a head size not a multiple of 32, --kv-dtype q9). */
+ * cache's bytes; the default per weight format; the refusals (a head size not a multiple
+ * of 32, --kv-dtype q9). */
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -279,6 +280,32 @@ static void test_bytes(th_gpt2 *m, const th_gpt2_config *cfg) {
            100.0 * got[3] / got[2]);
 }
 
+/* TH_KV_AUTO: f32 for f32 weights, f16 for bf16 and f16, q8 for q8 weights where the head
+ * size is whole q8_0 blocks, f16 where it is not (the tiny preset's 16). */
+static void test_defaults(const th_gpt2_config *cfg, const float *params) {
+    th_gpt2_config tiny;
+    th_gpt2_config_preset("tiny", &tiny);
+    th_gpt2 *m[4] = {make(cfg, params, TH_DTYPE_F32, TH_KV_AUTO), make(cfg, params, TH_DTYPE_BF16, TH_KV_AUTO),
+                     make(cfg, params, TH_DTYPE_F16, TH_KV_AUTO), make(cfg, params, TH_DTYPE_Q8, TH_KV_AUTO)};
+    const th_kv_dtype want[4] = {TH_KV_F32, TH_KV_F16, TH_KV_F16, TH_KV_Q8};
+    for (int i = 0; i < 4; i++) {
+        th_kv_dtype got = th_gpt2_kv_dtype(m[i]);
+        CHECK(got == want[i], "%s weights: auto KV is %s, want %s\n", th_dtype_name(th_gpt2_precision(m[i], NULL)),
+              th_kv_dtype_name(got), th_kv_dtype_name(want[i]));
+        th_gpt2_free(m[i]);
+    }
+    th_gpt2 *t = NULL;
+    CHECK(th_gpt2_create(&tiny, &t) == TH_OK, "tiny\n");
+    th_gpt2_init_random(t, 3);
+    th_infer_precision q8 = {TH_DTYPE_Q8, 0, TH_KV_AUTO};
+    CHECK(th_gpt2_set_precision(t, &q8) == TH_OK, "tiny packed q8\n");
+    th_gpt2_kv *kv = NULL;
+    CHECK(th_gpt2_kv_dtype(t) == TH_KV_F16 && th_gpt2_kv_create(t, 8, &kv) == TH_OK,
+          "q8 weights at head size 16: auto KV is f16 and a cache is made\n");
+    th_gpt2_kv_free(kv);
+    th_gpt2_free(t);
+}
+
 static void test_models(void) {
     th_gpt2_config shapes[2];
     th_gpt2_config_preset("tiny", &shapes[0]);
@@ -302,6 +329,7 @@ static void test_models(void) {
             test_model(cfg, pr, TH_DTYPE_Q8); // the portable kernels at hs 64
             th_f16_force_portable(0);
             test_bytes(ref, cfg);
+            test_defaults(cfg, pr);
         }
         th_gpt2_free(ref);
     }

@@ -56,9 +56,14 @@ void th_gpt2_set_kv_dtype(th_gpt2 *m, th_kv_dtype d) {
     m->kv_dtype = d == TH_KV_F32 || d == TH_KV_F16 || d == TH_KV_Q8 ? d : TH_KV_AUTO;
 }
 
+/* TH_KV_AUTO: f32 for f32 weights (the oracle), f16 for bf16 and f16, q8 for q8 weights
+ * where the head size is whole q8_0 blocks, else f16 (see th_kv_dtype for the figures). */
 th_kv_dtype th_gpt2_kv_dtype(const th_gpt2 *m) {
     if (m->kv_dtype != TH_KV_AUTO) return m->kv_dtype;
-    return th_gpt2_precision(m, NULL) == TH_DTYPE_F32 ? TH_KV_F32 : TH_KV_F16;
+    th_dtype w = th_gpt2_precision(m, NULL);
+    int hs = m->cfg.channels / m->cfg.num_heads;
+    if (w == TH_DTYPE_F32) return TH_KV_F32;
+    return w == TH_DTYPE_Q8 && hs % LOWP_QK == 0 && hs <= TH_KV_TILE_FLOATS ? TH_KV_Q8 : TH_KV_F16;
 }
 
 th_kv_dtype th_gpt2_kv_cache_dtype(const th_gpt2_kv *kv) { return kv->dtype; }
