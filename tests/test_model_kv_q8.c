@@ -147,6 +147,40 @@ static int cache_against_dequantized(const th_gpt2_kv *kv, const th_gpt2_config 
     return bad;
 }
 
+/* The q8 cache against an f32 cache filled with the same tokens by the same f32 weights: in
+ * layer 0 (the same inputs) every dequantized key and value within q8_0's rounding of the f32
+ * one (half a step of its block's scale, plus the scale's half rounding); in the later layers,
+ * whose inputs carry the earlier layers' q8 attention, within 2 % of the block's largest
+ * magnitude. Returns the worst error in layer 0 in steps; *later the later layers' worst. */
+static double cache_against_f32(const th_gpt2_kv *kv8, const th_gpt2_kv *kv32, const th_gpt2_config *cfg,
+                                double *later) {
+    int NH = cfg->num_heads, hs = cfg->channels / NH, n = th_gpt2_kv_len(kv8);
+    float *back = th_alloc(sizeof(float) * n * hs);
+    double worst0 = 0;
+    *later = 0;
+    for (int l = 0; l < cfg->num_layers; l++)
+        for (int h = 0; h < NH; h++)
+            for (int kv_side = 0; kv_side < 2; kv_side++) {
+                const void *k8, *v8, *k32, *v32;
+                gpt2_kv_head(kv8, l, h, &k8, &v8);
+                gpt2_kv_head(kv32, l, h, &k32, &v32);
+                const float *x = kv_side ? v32 : k32;
+                th_q8_kv_dequant(back, kv_side ? v8 : k8, n * hs);
+                for (int b = 0; b < n * hs / 32; b++) {
+                    double amax = 0, e = 0;
+                    for (int i = 0; i < 32; i++) amax = fmax(amax, fabs(x[b * 32 + i]));
+                    for (int i = 0; i < 32; i++) e = fmax(e, fabs(back[b * 32 + i] - x[b * 32 + i]));
+                    if (amax / 127 < 0x1p-14) continue; // a subnormal scale (see test_quantize)
+                    if (l == 0)
+                        worst0 = fmax(worst0, e / (amax / 127));
+                    else
+                        *later = fmax(*later, e / amax);
+                }
+            }
+    th_free(back);
+    return worst0;
+}
+
 /* One model shape at weights d with a q8 cache: the invariances, and for q8 weights the
  * greedy agreement with the f32 oracle (f32 weights, f32 KV). */
 static void test_model(const th_gpt2_config *cfg, const float *params, th_dtype d) {
@@ -216,6 +250,19 @@ static void test_model(const th_gpt2_config *cfg, const float *params, th_dtype 
         CHECK(same, "%s: q8 KV prefill differs from step-by-step decode (naive backend)\n", dn);
     else
         CHECK(pd <= 0.03 * (hi_v - lo_v), "%s: q8 KV prefill and decode differ by %.4f\n", dn, pd);
+    if (d == TH_DTYPE_F32) {
+        th_gpt2_kv *kv32 = NULL;
+        CHECK(th_gpt2_kv_create(oracle, PROMPT + 8, &kv32) == TH_OK &&
+                  th_gpt2_infer(oracle, kv32, seq, PROMPT + 8, all, 1) == TH_OK,
+              "f32 cache\n");
+        double later, w0 = cache_against_f32(kv, kv32, cfg, &later);
+        CHECK(w0 <= 0.5 + 127.0 / 2048 + 1e-6, "layer 0's q8 keys and values off the f32 ones by %.3f steps\n", w0);
+        CHECK(later <= 0.02, "later layers' q8 keys and values off the f32 ones by %.4f of the block maximum\n",
+              later);
+        printf("q8 cache against the f32 cache: layer 0 within %.3f of a step, later layers %.4f of the block max\n",
+               w0, later);
+        th_gpt2_kv_free(kv32);
+    }
     int bad = cache_against_dequantized(kv, cfg) + cache_against_dequantized(kv2, cfg);
     CHECK(bad == 0, "%s: %d cached attention rows differ from f32 attention on the dequantized cache\n", dn, bad);
 
