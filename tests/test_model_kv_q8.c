@@ -6,7 +6,7 @@
  * prefill rows and batched rows against single decode steps bit for bit, 1/2/3 threads
  * bit-identical, greedy decoding with q8 weights and q8 KV against the f32 oracle; the
  * cache's bytes; the default per weight format; the refusals (a head size not a multiple
- * of 32, --kv-dtype q9). */
+ * of 32, in the library and by serve at load; --kv-dtype q9). */
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -14,6 +14,7 @@
 #include "model/kernels.h"
 #include "model/lowp.h"
 #include "test_util.h"
+#include "thermo/io.h"
 #include "thermo/model.h"
 
 #ifdef _OPENMP
@@ -399,7 +400,24 @@ static void test_refusals(void) {
     th_gpt2_set_kv_dtype(m, TH_KV_F16);
     CHECK(th_gpt2_kv_create(m, 8, &kv) == TH_OK, "the same model takes an f16 cache\n");
     th_gpt2_kv_free(kv);
+
+    // on the CLI: serve refuses the model at load (not on every request), naming the sizes
+    const char *bin = getenv("THERMO_BIN") ? getenv("THERMO_BIN") : "build/thermo";
+    char dir[600], path[512];
+    const char *scratch = scratch_make("model_kv_q8");
+    snprintf(dir, sizeof dir, "%s/hs16", scratch);
+    snprintf(path, sizeof path, "%s/err.txt", scratch);
+    CHECK(th_hf_save(m, dir) == TH_OK, "save the tiny model: %s\n", th_last_error());
     th_gpt2_free(m);
+    char cmd[1600], *err;
+    snprintf(cmd, sizeof cmd, "timeout 60 %s serve --model %s --kv-dtype q8 --port 0 2> %s", bin, dir, path);
+    int rc = system(cmd);
+    err = test_read_file(path, NULL);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) != 0 && WEXITSTATUS(rc) != 124 && err && strstr(err, "multiple of 32") &&
+              strstr(err, "is 16"),
+          "serve --kv-dtype q8 on head size 16: exit %d, stderr: %s\n", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
+          err ? err : "");
+    free(err);
 
     th_kv_dtype k;
     CHECK(th_kv_dtype_parse("q8", &k) == TH_OK && k == TH_KV_Q8 && strcmp(th_kv_dtype_name(TH_KV_Q8), "q8") == 0,
@@ -407,13 +425,9 @@ static void test_refusals(void) {
     CHECK_FAIL(th_kv_dtype_parse("q9", &k), TH_ERR_INVALID, "'q9'", "unknown KV dtype");
     CHECK(strstr(th_last_error(), "q8") != NULL, "the message lists q8: %s\n", th_last_error());
 
-    const char *bin = getenv("THERMO_BIN") ? getenv("THERMO_BIN") : "build/thermo";
     const char *cmds[] = {"generate --kv-dtype q9 --model /nonexistent", "serve --kv-dtype q9 --model /nonexistent",
                           "bench model --kv-dtype q9"};
-    char path[512];
-    snprintf(path, sizeof path, "%s/err.txt", scratch_make("model_kv_q8"));
     for (int i = 0; i < 3; i++) {
-        char cmd[1200], *err;
         snprintf(cmd, sizeof cmd, "%s %s 2> %s", bin, cmds[i], path);
         int rc = system(cmd);
         err = test_read_file(path, NULL);

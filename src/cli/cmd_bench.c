@@ -135,6 +135,7 @@ static int bench_model(int argc, char **argv) {
         json_t *row = json_array_get(rows, (size_t)i);
         json_object_set_new(row, "ctx_bytes_ratio", json_real(w->ctx_bytes_ratio));
         json_object_set_new(row, "kv_dtype", json_string(th_kv_dtype_name(w->kv_dtype)));
+        json_object_set_new(row, "kv_kernel", json_string(th_kv_kernel(w->kv_dtype)));
         json_object_set_new(row, "ppl_ratio", json_real(w->ppl_ratio));
         json_object_set_new(row, "mean_kl", json_real(w->mean_kl));
         json_object_set_new(row, "top1_agreement", json_real(w->top1_agreement));
