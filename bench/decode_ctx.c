@@ -9,7 +9,7 @@
  * two it counts the barrier spin as well.
  *
  * usage: decode_ctx [dtype f32|bf16|f16|q8, default f32] [ROUNDS, default 5] [STEPS, default 32]
- *                   [SHORT, default 64] [LONG, default 512] [kv auto|f32|f16, default auto]
+ *                   [SHORT, default 64] [LONG, default 512] [kv auto|f32|f16|q8, default auto]
  * A context of 0 is skipped (SHORT 0: the long one alone). With DECODE_CTX_MARKS set, each timed decode's
  * window is printed to stderr as "ctx N: START,STOP" in CLOCK_MONOTONIC seconds, which is
  * `perf report --time START,STOP` after `perf record -k CLOCK_MONOTONIC`: the profile of the
@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
             if (s < best[c]) best[c] = s;
             if (cpu < best_cpu[c]) best_cpu[c] = cpu;
         }
-    double kv_elem = th_gpt2_kv_cache_dtype(kv) == TH_KV_F16 ? 2.0 : 4.0;
+    double kv_elem = th_kv_dtype_bytes(th_gpt2_kv_cache_dtype(kv));
     double w = th_gpt2_decode_weight_bytes(m), per_pos = kv_elem * 2.0 * cfg.num_layers * cfg.channels;
     printf("%s kv %s, %d steps, best of %d:\n", dt_name, th_kv_dtype_name(th_gpt2_kv_cache_dtype(kv)), steps,
            rounds);

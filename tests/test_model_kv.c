@@ -65,7 +65,7 @@ static void test_round_trips(void) {
         CHECK(isnan(lowp_f16_to_f32(got[0])), "%s: NaN stays NaN\n", k);
     }
     th_f16_force_portable(0);
-    printf("KV conversions: %s\n", th_kv_kernel());
+    printf("KV conversions: %s\n", th_kv_kernel(TH_KV_F16));
 }
 
 /* f16 attention equals f32 attention on the widened keys and values, bit for bit. */

@@ -44,6 +44,27 @@ int main(void) {
     CHECK(r.peak_rss_mb < 400 && r.decode_rss_mb < 400, "peak RSS %.0f MB, inference %.0f MB: the read buffer "
           "(%zu MiB) is not counted", r.peak_rss_mb, r.decode_rss_mb, r.ceilings.buffer_bytes >> 20);
 
+    // the KV cache each row ran with: auto is f32 for f32, and for q8 weights q8, except where
+    // the head size is not whole q8_0 blocks (the tiny preset's 16): f16
+    CHECK(r.rows[0].kv_dtype == TH_KV_F32 && r.rows[1].kv_dtype == TH_KV_F16, "auto KV: %s, %s",
+          th_kv_dtype_name(r.rows[0].kv_dtype), th_kv_dtype_name(r.rows[1].kv_dtype));
+    // head size 32: the q8 row's auto KV is q8, and its bytes per token count 34 bytes per 32
+    // keys or values: f16 KV reads 2 - 34/32 bytes more per element at each position so far
+    th_gpt2_config c32 = cfg;
+    c32.num_heads = 2;
+    o.dtypes[0] = TH_DTYPE_Q8, o.n_dtypes = 1, o.rounds = 1, o.quality_tokens = 0;
+    th_bench_model_result r8, r16;
+    CHECK(th_bench_model(&c32, &o, &r8) == TH_OK, "bench, q8 weights, auto KV");
+    o.kv_dtype = TH_KV_F16;
+    CHECK(th_bench_model(&c32, &o, &r16) == TH_OK, "bench, q8 weights, f16 KV");
+    double per_elem = 2.0 * c32.num_layers * c32.channels * (o.prompt_tokens + o.decode_tokens / 2.0);
+    CHECK(r8.rows[0].kv_dtype == TH_KV_Q8 && r16.rows[0].kv_dtype == TH_KV_F16, "KV %s and %s",
+          th_kv_dtype_name(r8.rows[0].kv_dtype), th_kv_dtype_name(r16.rows[0].kv_dtype));
+    CHECK(near(r16.rows[0].decode_bytes_per_token - r8.rows[0].decode_bytes_per_token, (2.0 - 34.0 / 32) * per_elem),
+          "bytes a token: f16 KV %.0f, q8 KV %.0f, want a difference of %.0f", r16.rows[0].decode_bytes_per_token,
+          r8.rows[0].decode_bytes_per_token, (2.0 - 34.0 / 32) * per_elem);
+    o.kv_dtype = TH_KV_AUTO;
+
     o.rounds = 0;
     CHECK_FAIL(th_bench_model(&cfg, &o, &r), TH_ERR_INVALID, "--rounds 0", "zero rounds refused");
     return test_summary();

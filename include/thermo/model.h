@@ -296,8 +296,9 @@ th_status th_fisher_diag(th_gpt2 *m, int B, int T, int batches,
 typedef struct th_gpt2_kv th_gpt2_kv;
 
 /* A cache for up to `capacity` positions (<= max_seq_len), of the element type
- * th_gpt2_kv_dtype(m) (see th_kv_dtype). TH_ERR_INVALID for a capacity out of range,
- * TH_ERR_NOMEM. */
+ * th_gpt2_kv_dtype(m) (see th_kv_dtype). TH_ERR_INVALID for a capacity out of range, for
+ * q8 when the head size (channels / num_heads) is not a multiple of 32, and for f16 or q8
+ * when it is above 1024; TH_ERR_NOMEM. */
 th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out);
 void th_gpt2_kv_free(th_gpt2_kv *kv);
 void th_gpt2_kv_reset(th_gpt2_kv *kv);
@@ -338,11 +339,24 @@ const char *th_dtype_name(th_dtype d); /* "?" for a value outside the enum */
 /* The KV cache's element type. f16: keys and values rounded to half (to nearest, ties to
  * even) when stored, widened exactly when read, so attention sums the same products in the
  * same order as over f32 keys and values, and a decode step at context 512 reads half the
- * bytes of the cache. TH_KV_AUTO (the zero value): f16 when the weights are packed (bf16,
- * f16, q8), f32 for the f32 model (the oracle packed models are compared against). */
-typedef enum { TH_KV_AUTO = 0, TH_KV_F32 = 1, TH_KV_F16 = 2 } th_kv_dtype;
+ * bytes of the cache. q8: each head's key and value rows quantized to q8_0 blocks when
+ * stored (32 int8 and one half scale, ggml's block_q8_0 and the q8 weights' block: 34 bytes
+ * per 32 values, 53 % of f16's), dequantized exactly (d·q in f32) when read, so attention
+ * equals f32 attention over the dequantized cache bit for bit; needs a head size that is a
+ * multiple of 32 (every GPT-2 size: 64). TH_KV_AUTO (the zero value): f32 for the f32
+ * model (the oracle packed models are compared against), f16 for bf16 and f16 weights, q8
+ * for q8 weights (f16 where the head size is not a multiple of 32). Why q8 with q8: measured
+ * 2026-12-01 (bench/kv_quality, a 300-step small model from `thermo train`, 4096 tokens of
+ * its validation text, against f32 weights and f32 KV), q8 KV costs a mean KL of 1.6e-8 nats
+ * on f32 weights and moves q8 weights' 6.94e-6 to 6.97e-6 (ppl ratio 0.999887 -> 0.999882,
+ * top-1 0.9980 -> 0.9978); on random GPT-2 124M, 1024 tokens of the same text, KL 5.8e-7
+ * on f32 weights, q8 weights' 3.61e-5 -> 3.66e-5 (ppl ratio 1.000088 -> 0.999958, top-1
+ * 0.9658 both); and at context 512 a q8 decode step reads 6 % fewer bytes (the bytes-bound
+ * 512/64 ratio 0.89 -> 0.94). bf16/f16 weights keep f16: there q8 KV would be most of the
+ * error (f16 weights on GPT-2: KL 5.6e-8 with f16 KV, 6.8e-7 with q8 KV). */
+typedef enum { TH_KV_AUTO = 0, TH_KV_F32 = 1, TH_KV_F16 = 2, TH_KV_Q8 = 3 } th_kv_dtype;
 
-/* "auto", "f32", "f16", indexed by th_kv_dtype, NULL-terminated. */
+/* "auto", "f32", "f16", "q8", indexed by th_kv_dtype, NULL-terminated. */
 extern const char *const th_kv_dtype_names[];
 /* TH_ERR_INVALID naming the string and the known names. */
 th_status th_kv_dtype_parse(const char *s, th_kv_dtype *out);
@@ -359,10 +373,15 @@ typedef struct {
 void th_gpt2_set_kv_dtype(th_gpt2 *m, th_kv_dtype d);
 /* The element type a cache made now would have, TH_KV_AUTO resolved (never TH_KV_AUTO). */
 th_kv_dtype th_gpt2_kv_dtype(const th_gpt2 *m);
-/* A cache's element type (TH_KV_F32 or TH_KV_F16). */
+/* A cache's element type (TH_KV_F32, TH_KV_F16 or TH_KV_Q8). */
 th_kv_dtype th_gpt2_kv_cache_dtype(const th_gpt2_kv *kv);
-/* The conversions the f16 KV cache uses on this CPU: "f16c" or "portable". */
-const char *th_kv_kernel(void);
+/* Bytes the cache's keys and values take (allocated for its whole capacity). */
+size_t th_gpt2_kv_bytes(const th_gpt2_kv *kv);
+/* Bytes one stored key or value element takes: 4 (f32), 2 (f16), 34 / 32 (q8); 4 for auto. */
+double th_kv_dtype_bytes(th_kv_dtype d);
+/* The kernel a cache of element type d attends with on this CPU: "f32" for f32; for f16 the
+ * conversions, "f16c" or "portable"; for q8 the dequantizing attention, "avx2" or "portable". */
+const char *th_kv_kernel(th_kv_dtype d);
 
 /* Packs `m` for inference at p's precision (f32: nothing to do). Irreversible: calling it
  * again with another precision fails with TH_ERR_STATE. TH_ERR_INVALID for q8 when channels

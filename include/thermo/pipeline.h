@@ -40,7 +40,7 @@ typedef struct {
     /* the whole benchmark, ceilings included, this many times (default 3); every figure is
      * the best of the rounds, since a noisy machine only ever slows one down */
     int rounds;
-    th_kv_dtype kv_dtype; /* KV cache of the --dtype rows (TH_KV_AUTO: f16 packed, f32 for f32) */
+    th_kv_dtype kv_dtype; /* KV cache of the --dtype rows (TH_KV_AUTO: th_gpt2_kv_dtype's choice per row) */
 } th_bench_model_opts;
 
 /* One row of the precision table: prefill, decode and the context probe on a model packed
@@ -57,6 +57,7 @@ typedef struct {
     double rss_mb;                              /* peak RSS from packing to the end (VmHWM reset) */
     int rss_reset;                              /* 0: the reset failed; rss_mb is the process peak */
     double ppl_ratio, mean_kl, top1_agreement;  /* vs f32 on quality_tokens tokens (th_precision_quality) */
+    th_kv_dtype kv_dtype;                       /* the row's KV cache (auto resolved) */
 } th_bench_dtype_row;
 
 typedef struct {

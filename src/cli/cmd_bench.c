@@ -38,7 +38,7 @@ static int bench_model(int argc, char **argv) {
                    "fresh model: decode, prefill, decode at context 64 and 512, peak RSS"),
         CLI_O_FLAG("--embed-f32", &o.embed_f32, "keep wte (embedding and lm_head) in f32 in the --dtype rows"),
         CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
-                     "KV cache of the --dtype rows: auto (default: f16 packed, f32 in the f32 row), f32, f16"),
+                     "KV cache of the --dtype rows: auto (default: q8 in the q8 row, f16 in bf16/f16, f32 in f32), f32, f16, q8"),
         CLI_O_INT("--quality-tokens", "N", &o.quality_tokens, 0, 1 << 20,
                   "--dtype rows: perplexity ratio, KL and top-1 vs f32 on N tokens (default 256)"),
         CLI_O_STR("--model", "DIR|FILE", &o.model_path, "--dtype rows on this model's weights (its shape)"),
@@ -134,6 +134,8 @@ static int bench_model(int argc, char **argv) {
                             "rss_mb", w->rss_mb, "rss_from_packing", w->rss_reset));
         json_t *row = json_array_get(rows, (size_t)i);
         json_object_set_new(row, "ctx_bytes_ratio", json_real(w->ctx_bytes_ratio));
+        json_object_set_new(row, "kv_dtype", json_string(th_kv_dtype_name(w->kv_dtype)));
+        json_object_set_new(row, "kv_kernel", json_string(th_kv_kernel(w->kv_dtype)));
         json_object_set_new(row, "ppl_ratio", json_real(w->ppl_ratio));
         json_object_set_new(row, "mean_kl", json_real(w->mean_kl));
         json_object_set_new(row, "top1_agreement", json_real(w->top1_agreement));
@@ -176,7 +178,7 @@ static int bench_model(int argc, char **argv) {
     if (r.n_rows > 0) {
         printf("\nprecision (kernels %s, wte %s, KV %s; decode %d tokens after %d; shares of the ceilings above)\n",
                r.lowp_kernel, o.embed_f32 ? "f32" : "packed too",
-               o.kv_dtype == TH_KV_AUTO ? "f16 (f32 in the f32 row)" : th_kv_dtype_name(o.kv_dtype), o.decode_tokens,
+               o.kv_dtype == TH_KV_AUTO ? "auto (q8 in the q8 row, f16 in bf16/f16, f32 in f32)" : th_kv_dtype_name(o.kv_dtype), o.decode_tokens,
                o.prompt_tokens);
         printf("dtype  decode tok/s  read share  MB/token  ctx64 tok/s  ctx512 tok/s  512/64  (bytes)  prefill FMA  "
                "prefill512 FMA  RSS MB  ppl ratio  KL nats  top-1\n");

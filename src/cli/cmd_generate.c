@@ -58,7 +58,7 @@ int cmd_generate(int argc, char **argv) {
                      "bf16, f16 or q8 (int8 blocks)"),
         CLI_O_FLAG("--embed-f32", &embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
         CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
-                     "KV cache elements: auto (default: f16 with packed weights, f32 with f32), f32 or f16"),
+                     "KV cache elements: auto (default: q8 with q8 weights, f16 with bf16/f16, f32 with f32), f32, f16 or q8 (int8 blocks)"),
         {0},
     };
     cli_cmd c = {.name = "generate", .synopsis = "[options]", .tables = {opts, rf.run_opts, rf.eco_opts},

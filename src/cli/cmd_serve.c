@@ -68,7 +68,7 @@ int cmd_serve(int argc, char **argv) {
         CLI_O_CHOICE("--dtype", &dtype, th_dtype_names, NULL, "weights for inference: f32 (default), bf16, f16 or q8"),
         CLI_O_FLAG("--embed-f32", &o.precision.embed_f32, "with --dtype: keep wte (embedding and lm_head) in f32"),
         CLI_O_CHOICE("--kv-dtype", &kv_dtype, th_kv_dtype_names, NULL,
-                     "KV cache elements: auto (default: f16 with packed weights, f32 with f32), f32 or f16"),
+                     "KV cache elements: auto (default: q8 with q8 weights, f16 with bf16/f16, f32 with f32), f32, f16 or q8 (int8 blocks)"),
         CLI_O_DBL("--grace", "S", &grace, 0, 3600, "on SIGINT/SIGTERM, let requests finish for S seconds (default 5)"),
         {0},
     };

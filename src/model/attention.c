@@ -1,11 +1,15 @@
 /* attention.c: one query row of causal attention (th_attention_row, shared by the training
- * forward and KV-cache inference, and th_attention_row_f16 over an f16 KV cache), vectorized
+ * forward and KV-cache inference, th_attention_row_f16 over an f16 KV cache and
+ * th_attention_row_q8 over a q8_0 one), vectorized
  * in an order fixed by the head size alone: q·k in eight lanes reduced by one fixed tree, the
  * softmax's exponentials by a polynomial the compiler vectorizes, p·v lane-wise in key order.
  * So results never depend on the thread count, and decode cost grows with the context only
  * by the bytes of keys and values. Half keys and values are widened (exactly) to f32 in small
  * tiles first, by vcvtph2ps where cpuid reports F16C, so the f16 row sums the same products in
- * the same order as the f32 row on the widened values. */
+ * the same order as the f32 row on the widened values. q8_0 keys and values (32 int8 and one
+ * half scale a block) are dequantized the same way, d·q exact in f32 (an 11-bit mantissa
+ * times an 8-bit integer), by vpmovsxbd/vcvtdq2ps where cpuid reports AVX2 and F16C: so q8
+ * attention equals f32 attention over the dequantized cache bit for bit. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -261,6 +265,76 @@ void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t
     for (int t0 = 0; t0 < n_keys; t0 += per) {
         int nt = n_keys - t0 < per ? n_keys - t0 : per;
         th_f16_widen(tile, v + (size_t)t0 * hs, nt * hs);
+        for (int j = 0; j < nt; j++) axpy_fixed(out, att[t0 + j], tile + (size_t)j * hs, hs);
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * q8_0 keys and values: each head's row of hs values is hs / 32 blocks (lowp_q8_block). */
+
+void th_q8_kv_quantize(lowp_q8_block *dst, const float *src, int n) {
+    if (use_f16c() && lowp_avx2_usable())
+        lowp_quantize_q8_avx2(dst, src, n);
+    else
+        lowp_quantize_q8(dst, src, n);
+}
+
+void th_q8_kv_dequant(float *dst, const lowp_q8_block *src, int n) {
+    for (int b = 0; b < n / LOWP_QK; b++) {
+        float d = lowp_f16_to_f32(src[b].d);
+        for (int i = 0; i < LOWP_QK; i++) dst[b * LOWP_QK + i] = d * (float)src[b].qs[i];
+    }
+}
+
+#ifdef TH_HAVE_X86
+/* dst[0..8) = row t2 of `rows` (HS64 / LOWP_QK blocks a row) dequantized: eight int8
+ * sign-extended, converted (exact) and multiplied by the block's widened scale, the same
+ * product as th_q8_kv_dequant's */
+#define LOAD_ROW_Q8(dst, t2, rows)                                                                  \
+    do {                                                                                            \
+        const lowp_q8_block *blk_ = rows + (size_t)(t2) * (HS64 / LOWP_QK);                         \
+        _Pragma("GCC unroll 2") for (int b_ = 0; b_ < HS64 / LOWP_QK; b_++) {                       \
+            __m256 d_ = _mm256_set1_ps(_cvtsh_ss(blk_[b_].d));                                      \
+            _Pragma("GCC unroll 4") for (int j_ = 0; j_ < LOWP_QK / 8; j_++) dst[4 * b_ + j_] =     \
+                (v8)_mm256_mul_ps(d_, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(                      \
+                                          _mm_loadl_epi64((const __m128i *)(blk_[b_].qs + 8 * j_))))); \
+        }                                                                                           \
+    } while (0)
+
+TGT static void attend64_q8(float *out, float *att, const float *q, const lowp_q8_block *k, const lowp_q8_block *v,
+                            int n_keys, float scale) {
+    ATTEND64_BODY(LOAD_ROW_Q8);
+}
+#endif
+
+const char *th_q8_kv_kernel(void) { return use_f16c() ? "avx2" : "portable"; }
+
+void th_attention_row_q8(float *out, float *att, const float *q, const lowp_q8_block *k, const lowp_q8_block *v,
+                         int n_keys, int hs, float scale) {
+#ifdef TH_HAVE_X86
+    if (hs == HS64 && use_f16c()) {
+        attend64_q8(out, att, q, k, v, n_keys, scale);
+        return;
+    }
+#endif
+    // keys and values dequantized TH_KV_TILE_FLOATS at a time, as th_attention_row_f16 widens
+    float tile[TH_KV_TILE_FLOATS];
+    int per = TH_KV_TILE_FLOATS / hs, bpr = hs / LOWP_QK;
+    float maxv = -INFINITY;
+    for (int t0 = 0; t0 < n_keys; t0 += per) {
+        int nt = n_keys - t0 < per ? n_keys - t0 : per;
+        th_q8_kv_dequant(tile, k + (size_t)t0 * bpr, nt * hs);
+        for (int j = 0; j < nt; j++) {
+            float dot = dot_fixed(q, tile + (size_t)j * hs, hs) * scale;
+            att[t0 + j] = dot;
+            maxv = dot > maxv ? dot : maxv;
+        }
+    }
+    softmax_inplace(att, n_keys, maxv);
+    for (int i = 0; i < hs; i++) out[i] = 0.0f;
+    for (int t0 = 0; t0 < n_keys; t0 += per) {
+        int nt = n_keys - t0 < per ? n_keys - t0 : per;
+        th_q8_kv_dequant(tile, v + (size_t)t0 * bpr, nt * hs);
         for (int j = 0; j < nt; j++) axpy_fixed(out, att[t0 + j], tile + (size_t)j * hs, hs);
     }
 }

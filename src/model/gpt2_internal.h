@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "model/lowp.h"
 #include "thermo/model.h"
 
 /* Pointers into the one parameter (or gradient) block, one per TH_P_* tensor. */
@@ -80,18 +81,23 @@ void gpt2_point_tensors(const th_gpt2_config *cfg, float *block, gpt2_tensors *o
 void gpt2_grads_materialize(th_gpt2 *m);
 
 /* ---- KV cache (infer.c, attention.c) ----
- * A cache stores keys and values head-major, (L, NH, capacity, hs) each, in f32 or f16
- * (th_kv_dtype), so one head's keys are contiguous for decode's attention. */
+ * A cache stores keys and values head-major, (L, NH, capacity, hs) each, in f32, f16 or
+ * q8_0 blocks (th_kv_dtype; q8: hs / 32 blocks a position and head), so one head's keys
+ * are contiguous for decode's attention. */
 
 /* The cache's model shape and capacity (for the batched decode, infer_batch.c). */
 const th_gpt2_config *th_gpt2_kv_shape(const th_gpt2_kv *kv, int *capacity);
 /* Stores one position's key and value rows (C floats each, heads side by side) in layer l
- * at position pos (< capacity), rounded to half for an f16 cache. */
+ * at position pos (< capacity), rounded to half for an f16 cache, quantized to q8_0 blocks
+ * (each head's row on its own) for a q8 one. */
 void gpt2_kv_store(th_gpt2_kv *kv, int l, int pos, const float *k, const float *v);
 /* out (hs) = attention of query q (hs) over positions 0..n_keys-1 of head h of layer l;
  * att holds n_keys floats of scratch. */
 void gpt2_kv_attend(const th_gpt2_kv *kv, int l, int h, float *out, float *att, const float *q, int n_keys,
                     float scale);
+/* The first key and value of head h of layer l in the cache's element type (floats, halves
+ * or q8_0 blocks), for tests that check the attention against the stored rows. */
+void gpt2_kv_head(const th_gpt2_kv *kv, int l, int h, const void **k, const void **v);
 /* Counts one appended position. */
 void th_gpt2_kv_advance(th_gpt2_kv *kv);
 
@@ -108,6 +114,20 @@ void th_f16_narrow(uint16_t *dst, const float *src, int n);
 /* "f16c" or "portable"; th_f16_force_portable(1) selects the portable loops (tests). */
 const char *th_f16_kernel(void);
 void th_f16_force_portable(int on);
+
+/* th_attention_row over q8_0 keys and values, k and v (n_keys, hs / 32 blocks) contiguous,
+ * hs a multiple of 32 and <= TH_KV_TILE_FLOATS: equals th_attention_row on the keys and
+ * values dequantized by th_q8_kv_dequant, bit for bit (head size 64 dequantizes in
+ * registers with AVX2 + F16C, else tiles in L1). */
+void th_attention_row_q8(float *out, float *att, const float *q, const lowp_q8_block *k, const lowp_q8_block *v,
+                         int n_keys, int hs, float scale);
+/* n floats (n % 32 == 0) to n / 32 q8_0 blocks (lowp_quantize_q8's bytes for finite values;
+ * its AVX2 twin where cpuid allows and th_f16_force_portable is off), and back (d·q, exact). */
+void th_q8_kv_quantize(lowp_q8_block *dst, const float *src, int n);
+void th_q8_kv_dequant(float *dst, const lowp_q8_block *src, int n);
+/* "avx2" or "portable": the q8 KV cache's attention; th_f16_force_portable(1) selects the
+ * portable loops for it too. */
+const char *th_q8_kv_kernel(void);
 
 /* The backward of the last forward from the gradient of its logits, dlogits (B, T, V) (may
  * be the logits buffer itself), plus dhidden (B, T, C) added to the gradient of the final

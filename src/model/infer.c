@@ -1,8 +1,10 @@
 /* infer.c: KV-cache inference for one sequence. A call runs n new tokens through the model
  * (a prefill when n > 1, a decode step when n = 1), attending over the cached keys and
  * values of earlier positions, and appends its own. Same math as the training forward,
- * with buffers sized for n rows instead of (B, T). The cache is head-major, in f32 or f16
- * (th_kv_dtype: half the bytes a decode step reads from it at long contexts). */
+ * with buffers sized for n rows instead of (B, T). The cache is head-major, in f32, f16
+ * (th_kv_dtype: half the bytes a decode step reads from it at long contexts) or q8_0 blocks
+ * (34 bytes per 32 values: 53 % of f16's). Prefill, decode and the batched decode all
+ * attend through gpt2_kv_attend, so the three read a cache the same way. */
 #include <math.h>
 #include <string.h>
 
@@ -18,8 +20,9 @@
 struct th_gpt2_kv {
     th_gpt2_config cfg;
     int capacity, len;
-    th_kv_dtype dtype;   // TH_KV_F32 or TH_KV_F16
-    void *k, *v;         // (L, NH, capacity, hs) each, floats or halves
+    size_t bytes;        // of k and v together
+    th_kv_dtype dtype;   // TH_KV_F32, TH_KV_F16 or TH_KV_Q8
+    void *k, *v;         // (L, NH, capacity, hs) each, floats, halves or hs / 32 q8_0 blocks
     // scratch for up to `rows` new tokens
     int rows;
     float *block;
@@ -34,10 +37,10 @@ struct th_gpt2_kv {
     lowp_q8_block *xq;
 };
 
-const char *const th_kv_dtype_names[] = {"auto", "f32", "f16", NULL};
+const char *const th_kv_dtype_names[] = {"auto", "f32", "f16", "q8", NULL};
 
 const char *th_kv_dtype_name(th_kv_dtype d) {
-    return d >= TH_KV_AUTO && d <= TH_KV_F16 ? th_kv_dtype_names[d] : "?";
+    return d >= TH_KV_AUTO && d <= TH_KV_Q8 ? th_kv_dtype_names[d] : "?";
 }
 
 th_status th_kv_dtype_parse(const char *s, th_kv_dtype *out) {
@@ -46,21 +49,34 @@ th_status th_kv_dtype_parse(const char *s, th_kv_dtype *out) {
             *out = (th_kv_dtype)i;
             return TH_OK;
         }
-    return th_fail(TH_ERR_INVALID, "KV dtype '%s' is not one of auto, f32, f16", s ? s : "(null)");
+    return th_fail(TH_ERR_INVALID, "KV dtype '%s' is not one of auto, f32, f16, q8", s ? s : "(null)");
 }
 
 void th_gpt2_set_kv_dtype(th_gpt2 *m, th_kv_dtype d) {
-    m->kv_dtype = d == TH_KV_F32 || d == TH_KV_F16 ? d : TH_KV_AUTO;
+    m->kv_dtype = d == TH_KV_F32 || d == TH_KV_F16 || d == TH_KV_Q8 ? d : TH_KV_AUTO;
 }
 
+/* TH_KV_AUTO: f32 for f32 weights (the oracle), f16 for bf16 and f16, q8 for q8 weights
+ * where the head size is whole q8_0 blocks, else f16 (see th_kv_dtype for the figures). */
 th_kv_dtype th_gpt2_kv_dtype(const th_gpt2 *m) {
     if (m->kv_dtype != TH_KV_AUTO) return m->kv_dtype;
-    return th_gpt2_precision(m, NULL) == TH_DTYPE_F32 ? TH_KV_F32 : TH_KV_F16;
+    th_dtype w = th_gpt2_precision(m, NULL);
+    int hs = m->cfg.channels / m->cfg.num_heads;
+    if (w == TH_DTYPE_F32) return TH_KV_F32;
+    return w == TH_DTYPE_Q8 && hs % LOWP_QK == 0 && hs <= TH_KV_TILE_FLOATS ? TH_KV_Q8 : TH_KV_F16;
 }
 
 th_kv_dtype th_gpt2_kv_cache_dtype(const th_gpt2_kv *kv) { return kv->dtype; }
 
-const char *th_kv_kernel(void) { return th_f16_kernel(); }
+size_t th_gpt2_kv_bytes(const th_gpt2_kv *kv) { return kv->bytes; }
+
+double th_kv_dtype_bytes(th_kv_dtype d) {
+    return d == TH_KV_Q8 ? (double)sizeof(lowp_q8_block) / LOWP_QK : d == TH_KV_F16 ? 2.0 : 4.0;
+}
+
+const char *th_kv_kernel(th_kv_dtype d) {
+    return d == TH_KV_Q8 ? th_q8_kv_kernel() : d == TH_KV_F16 ? th_f16_kernel() : "f32";
+}
 
 th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
     *out = NULL;
@@ -70,22 +86,29 @@ th_status th_gpt2_kv_create(const th_gpt2 *m, int capacity, th_gpt2_kv **out) {
                        capacity, cfg->max_seq_len);
     th_kv_dtype dt = th_gpt2_kv_dtype(m);
     int hs = cfg->channels / cfg->num_heads;
-    if (dt == TH_KV_F16 && hs > TH_KV_TILE_FLOATS)
-        return th_fail(TH_ERR_INVALID, "kv cache: an f16 cache needs a head size <= %d, the model's is %d",
-                       TH_KV_TILE_FLOATS, hs);
+    if ((dt == TH_KV_F16 || dt == TH_KV_Q8) && hs > TH_KV_TILE_FLOATS)
+        return th_fail(TH_ERR_INVALID, "kv cache: an %s cache needs a head size <= %d, the model's is %d",
+                       th_kv_dtype_name(dt), TH_KV_TILE_FLOATS, hs);
+    if (dt == TH_KV_Q8 && hs % LOWP_QK != 0)
+        return th_fail(TH_ERR_INVALID,
+                       "kv cache: a q8 cache needs a head size that is a multiple of %d (whole q8_0 blocks), the "
+                       "model's is %d (channels %d / num_heads %d); use --kv-dtype f16 or f32",
+                       LOWP_QK, hs, cfg->channels, cfg->num_heads);
     th_gpt2_kv *kv = th_calloc(1, sizeof *kv);
     if (!kv) return th_fail(TH_ERR_NOMEM, "kv cache: out of memory");
     kv->cfg = *cfg;
     kv->capacity = capacity;
     kv->dtype = dt;
-    size_t n = (size_t)cfg->num_layers * capacity * cfg->channels, elem = dt == TH_KV_F16 ? 2 : 4;
-    kv->k = th_alloc(n * elem);
-    kv->v = th_alloc(n * elem);
+    size_t n = (size_t)cfg->num_layers * capacity * cfg->channels;
+    size_t bytes = dt == TH_KV_Q8 ? n / LOWP_QK * sizeof(lowp_q8_block) : n * (dt == TH_KV_F16 ? 2 : 4);
+    kv->k = th_alloc(bytes);
+    kv->v = th_alloc(bytes);
     if (!kv->k || !kv->v) {
         th_gpt2_kv_free(kv);
         return th_fail(TH_ERR_NOMEM, "kv cache: out of memory for %d positions (%.1f MB)", capacity,
-                       2.0 * n * elem / 1e6);
+                       2.0 * bytes / 1e6);
     }
+    kv->bytes = 2 * bytes;
     *out = kv;
     return TH_OK;
 }
@@ -101,7 +124,7 @@ void th_gpt2_kv_free(th_gpt2_kv *kv) {
     th_free(kv);
 }
 
-/* Element offset of position pos of head h of layer l. */
+/* Element offset of position pos of head h of layer l (a q8 cache's block is offset / 32). */
 static size_t kv_offset(const th_gpt2_kv *kv, int l, int h, int pos) {
     int hs = kv->cfg.channels / kv->cfg.num_heads;
     return (((size_t)l * kv->cfg.num_heads + h) * kv->capacity + pos) * hs;
@@ -114,6 +137,9 @@ void gpt2_kv_store(th_gpt2_kv *kv, int l, int pos, const float *k, const float *
         if (kv->dtype == TH_KV_F16) {
             th_f16_narrow((uint16_t *)kv->k + o, k + h * hs, hs);
             th_f16_narrow((uint16_t *)kv->v + o, v + h * hs, hs);
+        } else if (kv->dtype == TH_KV_Q8) {
+            th_q8_kv_quantize((lowp_q8_block *)kv->k + o / LOWP_QK, k + h * hs, hs);
+            th_q8_kv_quantize((lowp_q8_block *)kv->v + o / LOWP_QK, v + h * hs, hs);
         } else {
             memcpy((float *)kv->k + o, k + h * hs, sizeof(float) * hs);
             memcpy((float *)kv->v + o, v + h * hs, sizeof(float) * hs);
@@ -125,12 +151,22 @@ void gpt2_kv_attend(const th_gpt2_kv *kv, int l, int h, float *out, float *att, 
                     float scale) {
     int hs = kv->cfg.channels / kv->cfg.num_heads;
     size_t o = kv_offset(kv, l, h, 0);
-    if (kv->dtype == TH_KV_F16)
+    if (kv->dtype == TH_KV_Q8)
+        th_attention_row_q8(out, att, q, (const lowp_q8_block *)kv->k + o / LOWP_QK,
+                            (const lowp_q8_block *)kv->v + o / LOWP_QK, n_keys, hs, scale);
+    else if (kv->dtype == TH_KV_F16)
         th_attention_row_f16(out, att, q, (const uint16_t *)kv->k + o, (const uint16_t *)kv->v + o, n_keys, hs,
                              scale);
     else
         th_attention_row(out, att, q, (const float *)kv->k + o, (const float *)kv->v + o, n_keys, (size_t)hs, hs,
                          scale);
+}
+
+void gpt2_kv_head(const th_gpt2_kv *kv, int l, int h, const void **k, const void **v) {
+    size_t o = kv_offset(kv, l, h, 0);
+    size_t bytes = kv->dtype == TH_KV_Q8 ? o / LOWP_QK * sizeof(lowp_q8_block) : o * (kv->dtype == TH_KV_F16 ? 2 : 4);
+    *k = (const char *)kv->k + bytes;
+    *v = (const char *)kv->v + bytes;
 }
 
 void th_gpt2_kv_reset(th_gpt2_kv *kv) { kv->len = 0; }

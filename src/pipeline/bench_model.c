@@ -143,7 +143,8 @@ static th_status dtype_row(const th_gpt2_config *cfg, const th_bench_model_opts 
     row->prefill_tok_s = P / ((th_now_ns() - t0) / 1e9);
     row->decode_tok_s = decode_timed(m, kv, logits, D, V);
     // bytes a token reads: the weights, and K and V of every layer at each position so far
-    double kv_elem = th_gpt2_kv_cache_dtype(kv) == TH_KV_F16 ? 2.0 : 4.0;
+    row->kv_dtype = th_gpt2_kv_cache_dtype(kv);
+    double kv_elem = th_kv_dtype_bytes(row->kv_dtype);
     double w_bytes = th_gpt2_decode_weight_bytes(m), kv_pos = kv_elem * 2.0 * cfg->num_layers * cfg->channels;
     row->decode_bytes_per_token = w_bytes + kv_pos * (P + D / 2.0);
     // the context probe: 32 tokens after short_ctx, then after long_ctx, of the same prompt tokens

@@ -107,6 +107,11 @@ static th_status model_load(const th_serve_models *ms, const char *path, const t
     if (st == TH_OK) st = finite_weights(md->m, path);
     if (st == TH_OK) st = th_gpt2_set_precision(md->m, &ms->precision);
     if (st == TH_OK) th_gpt2_set_kv_dtype(md->m, ms->precision.kv_dtype);
+    // a KV dtype the model cannot take (q8 with a head size not a multiple of 32) is refused
+    // at load, not on every request
+    th_gpt2_kv *probe = NULL;
+    if (st == TH_OK) st = th_gpt2_kv_create(md->m, 1, &probe);
+    th_gpt2_kv_free(probe);
     if (st == TH_OK) st = th_gpt2_batch_create(md->m, ms->rows, &md->batch);
     if (st != TH_OK) {
         model_free(md);
