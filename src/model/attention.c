@@ -239,21 +239,20 @@ void th_f16_narrow(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = lowp_f32_to_f16(src[i]);
 }
 
-void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
-                          int n_keys, int hs, float scale) {
-#ifdef TH_HAVE_X86
-    if (hs == HS64 && use_f16c()) {
-        attend64_f16c(out, att, q, k, v, n_keys, scale);
-        return;
-    }
-#endif
-    // keys and values widened TH_KV_TILE_FLOATS at a time into a tile that stays in L1
+/* The portable path of the f16 and q8 caches: keys and values converted to f32 rows
+ * TH_KV_TILE_FLOATS at a time into a tile that stays in L1, then the f32 row's sums (dot,
+ * softmax, p·v in key order), so the result equals th_attention_row on the converted rows.
+ * to_f32(tile, rows, first, n, hs) converts rows first .. first+n-1 of `rows`. */
+typedef void (*kv_rows_to_f32)(float *tile, const void *rows, int first, int n, int hs);
+
+static void attend_tiled(float *out, float *att, const float *q, const void *k, const void *v, int n_keys, int hs,
+                         float scale, kv_rows_to_f32 to_f32) {
     float tile[TH_KV_TILE_FLOATS];
     int per = TH_KV_TILE_FLOATS / hs;
     float maxv = -INFINITY;
     for (int t0 = 0; t0 < n_keys; t0 += per) {
         int nt = n_keys - t0 < per ? n_keys - t0 : per;
-        th_f16_widen(tile, k + (size_t)t0 * hs, nt * hs);
+        to_f32(tile, k, t0, nt, hs);
         for (int j = 0; j < nt; j++) {
             float dot = dot_fixed(q, tile + (size_t)j * hs, hs) * scale;
             att[t0 + j] = dot;
@@ -264,9 +263,28 @@ void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t
     for (int i = 0; i < hs; i++) out[i] = 0.0f;
     for (int t0 = 0; t0 < n_keys; t0 += per) {
         int nt = n_keys - t0 < per ? n_keys - t0 : per;
-        th_f16_widen(tile, v + (size_t)t0 * hs, nt * hs);
+        to_f32(tile, v, t0, nt, hs);
         for (int j = 0; j < nt; j++) axpy_fixed(out, att[t0 + j], tile + (size_t)j * hs, hs);
     }
+}
+
+static void widen_f16_rows(float *tile, const void *rows, int first, int n, int hs) {
+    th_f16_widen(tile, (const uint16_t *)rows + (size_t)first * hs, n * hs);
+}
+
+static void dequant_q8_rows(float *tile, const void *rows, int first, int n, int hs) {
+    th_q8_kv_dequant(tile, (const lowp_q8_block *)rows + (size_t)first * (hs / LOWP_QK), n * hs);
+}
+
+void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
+                          int n_keys, int hs, float scale) {
+#ifdef TH_HAVE_X86
+    if (hs == HS64 && use_f16c()) {
+        attend64_f16c(out, att, q, k, v, n_keys, scale);
+        return;
+    }
+#endif
+    attend_tiled(out, att, q, k, v, n_keys, hs, scale, widen_f16_rows);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -317,24 +335,5 @@ void th_attention_row_q8(float *out, float *att, const float *q, const lowp_q8_b
         return;
     }
 #endif
-    // keys and values dequantized TH_KV_TILE_FLOATS at a time, as th_attention_row_f16 widens
-    float tile[TH_KV_TILE_FLOATS];
-    int per = TH_KV_TILE_FLOATS / hs, bpr = hs / LOWP_QK;
-    float maxv = -INFINITY;
-    for (int t0 = 0; t0 < n_keys; t0 += per) {
-        int nt = n_keys - t0 < per ? n_keys - t0 : per;
-        th_q8_kv_dequant(tile, k + (size_t)t0 * bpr, nt * hs);
-        for (int j = 0; j < nt; j++) {
-            float dot = dot_fixed(q, tile + (size_t)j * hs, hs) * scale;
-            att[t0 + j] = dot;
-            maxv = dot > maxv ? dot : maxv;
-        }
-    }
-    softmax_inplace(att, n_keys, maxv);
-    for (int i = 0; i < hs; i++) out[i] = 0.0f;
-    for (int t0 = 0; t0 < n_keys; t0 += per) {
-        int nt = n_keys - t0 < per ? n_keys - t0 : per;
-        th_q8_kv_dequant(tile, v + (size_t)t0 * bpr, nt * hs);
-        for (int j = 0; j < nt; j++) axpy_fixed(out, att[t0 + j], tile + (size_t)j * hs, hs);
-    }
+    attend_tiled(out, att, q, k, v, n_keys, hs, scale, dequant_q8_rows);
 }
