@@ -47,7 +47,7 @@ static void test_quantize(void) {
               th_q8_kv_kernel());
     }
     th_f16_force_portable(0);
-    th_q8_kv_dequant(back, want, N);
+    lowp_dequant_q8(back, want, N);
     int bad = 0;
     double worst = 0;
     for (int i = 0; i < N; i++) {
@@ -81,8 +81,8 @@ static void test_attention_q8(void) {
             for (int i = 0; i < n * hs; i++) k[i] = frand(&s) * 3, v[i] = frand(&s);
             th_q8_kv_quantize(k8, k, n * hs);
             th_q8_kv_quantize(v8, v, n * hs);
-            th_q8_kv_dequant(k, k8, n * hs);
-            th_q8_kv_dequant(v, v8, n * hs);
+            lowp_dequant_q8(k, k8, n * hs);
+            lowp_dequant_q8(v, v8, n * hs);
             th_attention_row(o32, att, q, k, v, n, (size_t)hs, hs, 0.125f);
             th_attention_row_q8(o8, att, q, k8, v8, n, hs, 0.125f);
             th_f16_force_portable(1);
@@ -130,8 +130,8 @@ static int cache_against_dequantized(const th_gpt2_kv *kv, const th_gpt2_config 
         for (int h = 0; h < NH; h++) {
             const void *kr, *vr;
             gpt2_kv_head(kv, l, h, &kr, &vr);
-            th_q8_kv_dequant(k, kr, n * hs);
-            th_q8_kv_dequant(v, vr, n * hs);
+            lowp_dequant_q8(k, kr, n * hs);
+            lowp_dequant_q8(v, vr, n * hs);
             for (int t = 1; t <= n; t++) {
                 for (int i = 0; i < hs; i++) q[i] = frand(&s) * 2;
                 gpt2_kv_attend(kv, l, h, a, att, q, t, scale);
@@ -166,7 +166,7 @@ static double cache_against_f32(const th_gpt2_kv *kv8, const th_gpt2_kv *kv32, c
                 gpt2_kv_head(kv8, l, h, &k8, &v8);
                 gpt2_kv_head(kv32, l, h, &k32, &v32);
                 const float *x = kv_side ? v32 : k32;
-                th_q8_kv_dequant(back, kv_side ? v8 : k8, n * hs);
+                lowp_dequant_q8(back, kv_side ? v8 : k8, n * hs);
                 for (int b = 0; b < n * hs / 32; b++) {
                     double amax = 0, e = 0;
                     for (int i = 0; i < 32; i++) amax = fmax(amax, fabs(x[b * 32 + i]));

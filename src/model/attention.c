@@ -273,7 +273,7 @@ static void widen_f16_rows(float *tile, const void *rows, int first, int n, int 
 }
 
 static void dequant_q8_rows(float *tile, const void *rows, int first, int n, int hs) {
-    th_q8_kv_dequant(tile, (const lowp_q8_block *)rows + (size_t)first * (hs / LOWP_QK), n * hs);
+    lowp_dequant_q8(tile, (const lowp_q8_block *)rows + (size_t)first * (hs / LOWP_QK), n * hs);
 }
 
 void th_attention_row_f16(float *out, float *att, const float *q, const uint16_t *k, const uint16_t *v,
@@ -297,17 +297,10 @@ void th_q8_kv_quantize(lowp_q8_block *dst, const float *src, int n) {
         lowp_quantize_q8(dst, src, n);
 }
 
-void th_q8_kv_dequant(float *dst, const lowp_q8_block *src, int n) {
-    for (int b = 0; b < n / LOWP_QK; b++) {
-        float d = lowp_f16_to_f32(src[b].d);
-        for (int i = 0; i < LOWP_QK; i++) dst[b * LOWP_QK + i] = d * (float)src[b].qs[i];
-    }
-}
-
 #ifdef TH_HAVE_X86
 /* dst[0..8) = row t2 of `rows` (HS64 / LOWP_QK blocks a row) dequantized: eight int8
  * sign-extended, converted (exact) and multiplied by the block's widened scale, the same
- * product as th_q8_kv_dequant's */
+ * product as lowp_dequant_q8's */
 #define LOAD_ROW_Q8(dst, t2, rows)                                                                  \
     do {                                                                                            \
         const lowp_q8_block *blk_ = rows + (size_t)(t2) * (HS64 / LOWP_QK);                         \

@@ -117,14 +117,14 @@ void th_f16_force_portable(int on);
 
 /* th_attention_row over q8_0 keys and values, k and v (n_keys, hs / 32 blocks) contiguous,
  * hs a multiple of 32 and <= TH_KV_TILE_FLOATS: equals th_attention_row on the keys and
- * values dequantized by th_q8_kv_dequant, bit for bit (head size 64 dequantizes in
+ * values dequantized by lowp_dequant_q8, bit for bit (head size 64 dequantizes in
  * registers with AVX2 + F16C, else tiles in L1). */
 void th_attention_row_q8(float *out, float *att, const float *q, const lowp_q8_block *k, const lowp_q8_block *v,
                          int n_keys, int hs, float scale);
 /* n floats (n % 32 == 0) to n / 32 q8_0 blocks (lowp_quantize_q8's bytes for finite values;
- * its AVX2 twin where cpuid allows and th_f16_force_portable is off), and back (d·q, exact). */
+ * its AVX2 twin where cpuid allows and th_f16_force_portable is off); lowp_dequant_q8 reads
+ * them back (d·q, exact). */
 void th_q8_kv_quantize(lowp_q8_block *dst, const float *src, int n);
-void th_q8_kv_dequant(float *dst, const lowp_q8_block *src, int n);
 /* "avx2" or "portable": the q8 KV cache's attention; th_f16_force_portable(1) selects the
  * portable loops for it too. */
 const char *th_q8_kv_kernel(void);

@@ -142,14 +142,17 @@ void lowp_weight_free(lowp_weight *w) {
     w->data = NULL;
 }
 
+void lowp_dequant_q8(float *out, const lowp_q8_block *b, int K) {
+    for (int j = 0; j < K / LOWP_QK; j++) {
+        float d = lowp_f16_to_f32(b[j].d);
+        for (int i = 0; i < LOWP_QK; i++) out[j * LOWP_QK + i] = d * (float)b[j].qs[i];
+    }
+}
+
 void lowp_dequant_row(float *out, const lowp_weight *w, int r) {
     const uint8_t *src = w->data + (size_t)r * w->row_bytes;
     if (w->dtype == TH_DTYPE_Q8) {
-        const lowp_q8_block *b = (const lowp_q8_block *)src;
-        for (int j = 0; j < w->K / LOWP_QK; j++) {
-            float d = lowp_f16_to_f32(b[j].d);
-            for (int i = 0; i < LOWP_QK; i++) out[j * LOWP_QK + i] = d * (float)b[j].qs[i];
-        }
+        lowp_dequant_q8(out, (const lowp_q8_block *)src, w->K);
         return;
     }
     const uint16_t *h = (const uint16_t *)src;

@@ -39,6 +39,9 @@ th_status lowp_pack(lowp_weight *w, th_dtype d, const float *src, int rows, int 
 void lowp_weight_free(lowp_weight *w);
 /* out (K) = row r of w, as f32. */
 void lowp_dequant_row(float *out, const lowp_weight *w, int r);
+/* out (K, a multiple of 32) = the K / 32 q8_0 blocks b as f32: d · q, exact in f32 (an 11-bit
+ * mantissa times an 8-bit integer). Weight rows and the q8 KV cache both read blocks so. */
+void lowp_dequant_q8(float *out, const lowp_q8_block *b, int K);
 
 /* An activation row quantized to q8_0 blocks (K / 32 of them), for the q8 dot products.
  * The _avx2 twin writes the same bytes for finite x (call it only if lowp_avx2_usable()). */
