@@ -341,6 +341,44 @@ static void test_pair_semantics(void) {
     }
 }
 
+/* The plain fallback loops, taken when the packing buffer cannot be allocated (the first
+ * allocation of each call made to fail): the naive oracle's bits, fp32 within rounding, and
+ * in bf16 the index-order bits whatever the layout (they do not use vdpbf16ps). */
+static void test_plain_fallback(void) {
+    enum { M = 9, N = 21, K = 35 };
+    th_rng rng;
+    th_rng_seed(&rng, 41);
+    float *inp = normals(&rng, M * K), *w = normals(&rng, N * K), *bias = normals(&rng, N), *dout = normals(&rng, M * N);
+    for (int bf = 0; bf < 2; bf++) {
+        results got, ref;
+        alloc_results(&got, M, N, K);
+        alloc_results(&ref, M, N, K);
+        th_compute_select("naive");
+        run(&ref, bf, inp, w, bias, dout, M, N, K);
+        th_compute_select(backend);
+        memset(got.di, 0, sizeof(float) * M * K), memset(got.dw, 0, sizeof(float) * N * K);
+        th_alloc_fail_nth(1);
+        if (bf) th_mm_forward_bf16(got.out, inp, w, bias, M, N, K);
+        else th_mm_forward(got.out, inp, w, bias, M, N, K);
+        long hit = th_alloc_fail_nth(1);
+        if (bf) th_mm_backward_set_bf16(got.di, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP);
+        else th_mm_backward_set(got.di, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP);
+        hit += th_alloc_fail_nth(1);
+        if (bf) th_mm_backward_bf16(NULL, got.dw, NULL, dout, inp, w, M, N, K);
+        else th_mm_backward(NULL, got.dw, NULL, dout, inp, w, M, N, K);
+        hit += th_alloc_fail_nth(0);
+        CHECK(hit == 3, "%s: the packing allocation was not hit (%ld of 3)", backend, hit);
+        double r1, r2, r3;
+        double e1 = max_abs_diff(got.out, ref.out, M * N, &r1), e2 = max_abs_diff(got.di, ref.di, M * K, &r2);
+        double e3 = max_abs_diff(got.dw, ref.dw, N * K, &r3);
+        CHECK(bf ? e1 == 0 && e2 == 0 && e3 == 0 : e1 <= 1e-5 * r1 && e2 <= 1e-5 * r2 && e3 <= 1e-5 * r3,
+              "%s %s plain fallback vs the naive oracle: %.2e %.2e %.2e", backend, bf ? "bf16" : "f32", e1, e2, e3);
+        free_results(&got);
+        free_results(&ref);
+    }
+    free(inp), free(w), free(bias), free(dout);
+}
+
 static void test_backend(void) {
     // M not a multiple of MR, N not of NR, K odd and above KC = 256, N above NC
     int shapes[][3] = {{1, 37, 19}, {5, 64, 48}, {17, 129, 33}, {13, 70, 520}, {70, 1100, 96}, {270, 200, 41}};
@@ -352,6 +390,7 @@ static void test_backend(void) {
            backend, pairs ? " (vdpbf16ps pairs)" : "", sizeof shapes / sizeof shapes[0]);
     test_packing_rounding();
     test_bf16_set_acc();
+    test_plain_fallback();
     if (pairs) test_pair_semantics();
     test_lm_head();
     if (!pairs) test_fma_chain(); // fp32 only: once per backend
