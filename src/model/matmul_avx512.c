@@ -122,7 +122,10 @@ void th_mm_backward_pairs_bf16(float *dinp, float *dw, float *dbias, const float
 #endif
 #define MR TH_MM_AVX512_MR
 #define NR 32
-#define KC 256
+#ifndef TH_MM_AVX512_KC /* the lab may build other KC (even); 512 was not steadily faster on this noisy host */
+#define TH_MM_AVX512_KC 256
+#endif
+#define KC TH_MM_AVX512_KC
 #define MC_MAX (MR * 32)
 #define NC_MAX 1024
 #define CHUNKS 16
