@@ -10,7 +10,8 @@
  *
  * usage: train_gemm [threads, default 2] [rounds, default 3] [backend, default auto]
  *                   [rows B·T, default 256] [only: a shape name or "all", default all]
- *                   [clock: wall|cpu, default wall] */
+ *                   [clock: wall|cpu, default wall] [precision: f32|bf16, default f32]
+ * bf16 times th_mm_*_bf16 (on avx512 with AVX512_BF16: vdpbf16ps), against the same fp32 peak. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ int main(int argc, char **argv) {
     int M = argc > 4 ? atoi(argv[4]) : 256;
     const char *only = argc > 5 && strcmp(argv[5], "all") != 0 ? argv[5] : NULL;
     use_cpu_clock = argc > 6 && strcmp(argv[6], "cpu") == 0;
+    int bf16 = argc > 7 && strcmp(argv[7], "bf16") == 0;
     const shape shapes[] = {
         {"qkv", 2304, 768, 12}, {"attproj", 768, 768, 12}, {"fc", 3072, 768, 12},
         {"fcproj", 768, 3072, 12}, {"lm_head", 50257, 768, 1},
@@ -119,16 +121,18 @@ int main(int argc, char **argv) {
             int N = shapes[s].n, K = shapes[s].k;
             for (int o = 0; o < OPS; o++) {
                 double t0 = now_s();
-                if (o == 0) th_mm_forward(out, inp, w, bias, M, N, K);
-                else if (o == 1) th_mm_backward_set(dinp, NULL, NULL, out, inp, w, M, N, K, TH_MM_SET_DINP);
-                else th_mm_backward_set(NULL, dw, NULL, out, inp, w, M, N, K, TH_MM_SET_DW);
+                if (o == 0) (bf16 ? th_mm_forward_bf16 : th_mm_forward)(out, inp, w, bias, M, N, K);
+                else if (o == 1)
+                    (bf16 ? th_mm_backward_set_bf16 : th_mm_backward_set)(dinp, NULL, NULL, out, inp, w, M, N, K,
+                                                                           TH_MM_SET_DINP);
+                else (bf16 ? th_mm_backward_set_bf16 : th_mm_backward_set)(NULL, dw, NULL, out, inp, w, M, N, K, TH_MM_SET_DW);
                 double t = (now_s() - t0) / (use_cpu_clock ? threads : 1);
                 if (t < best[s][o]) best[s][o] = t;
             }
         }
     }
-    printf("%s, %d threads, M %d, best of %d, %s clock; FMA peak %.1f GFLOP/s (best of the same rounds)\n",
-           th_compute_current(), threads, M, rounds, use_cpu_clock ? "cpu" : "wall", peak);
+    printf("%s %s, %d threads, M %d, best of %d, %s clock; fp32 FMA peak %.1f GFLOP/s (best of the same rounds)\n",
+           th_compute_current(), bf16 ? "bf16" : "f32", threads, M, rounds, use_cpu_clock ? "cpu" : "wall", peak);
     printf("%-8s %-8s %9s %9s %7s\n", "shape", "op", "ms", "GFLOP/s", "share");
     double step_s = 0, step_flop = 0;
     for (int s = 0; s < NS; s++) {

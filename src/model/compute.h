@@ -78,7 +78,8 @@ void th_mm_forward(float *out, const float *inp, const float *w, const float *bi
  *   dw   (N, K) += dout (M, N)ᵀ · inp (M, K)
  *   dbias (N)   += Σ over the M rows of dout
  * Any of dinp, dw, dbias may be NULL to skip that gradient. Every sum runs in a fixed order
- * for a given thread count (avx512, avx2, naive: for any thread count). */
+ * for a given thread count (avx512, avx2, naive: for any thread count; avx512 and avx2: one
+ * FMA chain per element in index order). */
 void th_mm_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                     int M, int N, int K);
 
@@ -112,8 +113,15 @@ static inline float th_bf16_round(float x) {
 /* bf16 mixed precision: th_mm_forward and th_mm_backward with every matmul operand (inp, w,
  * dout) rounded to bf16 (th_bf16_round) and the products summed in fp32; the bias is added
  * and dbias summed in fp32, unrounded. Same accumulation contract and NULL skips. Every sum
- * runs in a fixed order for any thread count (avx2, naive). Weights and activations stay fp32
- * in memory: backends round them while packing, so no bf16 copy outlives a call. */
+ * runs in a fixed order for any thread count (avx2, avx512, naive). Two orders exist: index
+ * order, one fp32 multiply-add per product (naive, avx2, avx512 without AVX512_BF16: the same
+ * bits as th_mm_*_naive_bf16), and pairs (avx512 with vdpbf16ps: each pair of the reduction
+ * added odd product first, products unrounded, DAZ/FTZ: the bits of th_mm_*_pairs_bf16 in
+ * matmul_avx512.h; fp32 rounding differences from index order, far below bf16's). bf16 keeps
+ * fp32's exponent range, so no loss scaling is needed: gradients that fp32 holds as normals
+ * stay normal; only the pair path flushes subnormals (below 2^-126), as fp32 FTZ would.
+ * Weights and activations stay fp32 in memory: backends round them while packing, so no bf16
+ * copy outlives a call. */
 void th_mm_forward_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K);
 void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const float *w, int M, int N, int K);
@@ -122,7 +130,8 @@ void th_mm_backward_bf16(float *dinp, float *dw, float *dbias, const float *dout
 void th_mm_backward_set_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                              const float *w, int M, int N, int K, int set);
 
-/* The naive bf16 loops (matmul_naive.c), in index order: the oracle for bf16 backends. */
+/* The naive bf16 loops (matmul_naive.c), in index order: the oracle for the index-order bf16
+ * backends (the pair order's is th_mm_*_pairs_bf16, matmul_avx512.h). */
 void th_mm_forward_naive_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N,
                               int K);
 void th_mm_backward_naive_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

@@ -1,8 +1,9 @@
 /* matmul_avx2.c: the "avx2" compute backend, a hand-written packed fp32 GEMM for CPUs with
  * AVX2 + FMA and no AVX-512 (AMD Zen, older Intel), in fp32 and in bf16 mixed precision.
- * One BLIS-style driver C (+)= A·B (A and B packed into panels, a 6×16 register-blocked
- * micro-kernel, the reduction in KC steps) serves the forward pass and both backward
- * products through strided views; the decode GEMV is a plain multi-row dot product. Every
+ * The BLIS-style driver C (+)= A·B of gemm_driver.h (shared with avx512: A and B packed into
+ * panels, the reduction in KC steps) serves the forward pass and both backward products
+ * through strided views; this file gives it its packers and a 6×16 register-blocked
+ * micro-kernel. The decode GEMV is a plain multi-row dot product. Every
  * element of C is one chain of FMAs over the reduction in index order (stored and reloaded
  * between KC steps, which rounds nothing), whoever computes it and however C is blocked, so
  * results are bit-identical for any thread count (DESIGN.md invariant 1).
@@ -18,16 +19,6 @@
 #include <string.h>
 
 #include "model/compute.h"
-#ifdef _OPENMP
-#include <omp.h>
-#define OMP_FOR _Pragma("omp parallel for schedule(static)")
-#define OMP_PARALLEL _Pragma("omp parallel")
-#define OMP_FOR_DYNAMIC _Pragma("omp for schedule(dynamic)")
-#else
-#define OMP_FOR /* serial build: no warning about an unknown pragma */
-#define OMP_PARALLEL
-#define OMP_FOR_DYNAMIC
-#endif
 
 #if defined(__x86_64__) && ((defined(__AVX2__) && defined(__FMA__)) || (defined(__GNUC__) && !defined(__clang__)))
 #define TH_AVX2_BUILT 1
@@ -50,8 +41,8 @@
  * threads, into a buffer of at most SHARED_MAX floats (a longer reduction goes in windows);
  * the threads then take chunks of the other side (CHUNKS or more, fewer where chunks of C's
  * columns would be narrower than MIN_PANELS panels; dynamically: a thread that another load
- * preempts is helped by the others) and pack the other operand's block of their chunk themselves, a KC step at a
- * time, prefetching the next step's block into L2 while the kernel runs. */
+ * preempts is helped by the others) and pack the other operand's block of their chunk
+ * themselves, a KC step at a time, prefetching the next step's block into L2 while the kernel runs. */
 
 #define MR 6
 #define NR 16
@@ -61,22 +52,13 @@
 #define CHUNKS 16
 #define MIN_PANELS 8
 #define PF_ROWS 16 /* how far ahead the packing loops prefetch the rows they read */
-#define SHARED_MAX ((size_t)1 << 20)
-
-/* A view of C (m, n) (+)= A (m, p) · B (p, n) over strided operands:
- *   A(i, q) = a[i*rsa + q*csa],  B(q, j) = b[q*rsb + j*csb],  C(i, j) = c[i*ldc + j].
- * init: C = bias + A·B (bias (n) may be NULL); otherwise C += A·B. bf16: operands rounded. */
-typedef struct {
-    const float *a;
-    long rsa, csa;
-    const float *b;
-    long rsb, csb;
-    float *c;
-    long ldc;
-    const float *bias;
-    int init, bf16;
-    int m, n, p;
-} gemm_view;
+#define SHARED_MAX ((size_t)1 << 20) /* elements of the shared operand's buffer */
+/* the bf16 layout (1): A panels hold the rounded values as fp32, B panels 16-bit values */
+#define A_ESZ(bf) sizeof(float)
+#define B_ESZ(bf) ((bf) ? sizeof(uint16_t) : sizeof(float))
+#define KP(kc, bf) (kc)
+#define BF16_LAYOUT() 1
+#include "model/gemm_driver.h" /* the driver, compiled here for AVX2 + FMA */
 
 /* bf16 bits of 8 floats, round to nearest even; a NaN stays a (quiet) NaN. */
 static inline __m256i bf16_bits8(__m256 v)
@@ -88,8 +70,6 @@ static inline __m256i bf16_bits8(__m256 v)
     __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     return _mm256_blendv_epi8(r, q, nan);
 }
-
-static inline float opnd(float x, int bf16) { return bf16 ? th_bf16_round(x) : x; }
 
 /* Writes 8 floats as packed-B values for columns [8h, 8h+8) of row q of a panel. fp32:
  * bp[q*NR + 8h + j]. bf16: 16-bit values in the order the micro-kernel widens them, columns
@@ -146,8 +126,9 @@ static inline void store6(float *d, __m256 v)
  * column stored as 8 floats whose last two the next column overwrites (AMD's masked stores
  * are slow); dw's column-major A (doutᵀ) is read row by row of dout, contiguous mc floats for
  * each q, six at a time into the mc/6 panels. */
-static void pack_a(const gemm_view *g, float *ap, int i0, int mc, int q0, int kc)
+static void pack_a(const gemm_view *g, void *apv, int i0, int mc, int q0, int kc)
 {
+    float *ap = apv;
     int bf = g->bf16;
     int full = (g->m - i0 < mc ? g->m - i0 : mc) / MR * MR; /* rows in full micro-panels */
     if (g->rsa == 1 && g->csa != 1) {
@@ -301,336 +282,15 @@ static inline __attribute__((always_inline)) void kernel(int kc, const float *ap
 #undef ROW_FMA
 
 /* Two instances, so that the precision test is outside the reduction loop. */
-static void kernel_f32(int kc, const float *ap, const void *bp, float *c, long ldc, int init, const float *bias)
+static void kernel_f32(int kc, const void *ap, const void *bp, float *c, long ldc, int init, const float *bias)
 {
     kernel(kc, ap, bp, 0, c, ldc, init, bias);
 }
-static void kernel_bf16(int kc, const float *ap, const void *bp, float *c, long ldc, int init, const float *bias)
+static void kernel_bf16(int kc, const void *ap, const void *bp, float *c, long ldc, int init, const float *bias)
 {
     kernel(kc, ap, bp, 1, c, ldc, init, bias);
 }
-
-/* A tile of mr ≤ MR rows and nr ≤ 16 columns: edge tiles go through a padded copy, which
- * runs the same FMAs in the same order as a full tile would. */
-static void tile(const gemm_view *g, int kc, const float *ap, const void *bp, float *c, long ldc, int mr, int nr,
-                 int init, const float *bias)
-{
-    void (*k)(int, const float *, const void *, float *, long, int, const float *) =
-        g->bf16 ? kernel_bf16 : kernel_f32;
-    if (mr == MR && nr == NR) {
-        k(kc, ap, bp, c, ldc, init, bias);
-        return;
-    }
-    float tmp[MR * NR] __attribute__((aligned(32)));
-    float btmp[NR] __attribute__((aligned(32)));
-    memset(tmp, 0, sizeof tmp);
-    memset(btmp, 0, sizeof btmp);
-    if (init && bias) memcpy(btmp, bias, (size_t)nr * sizeof(float));
-    if (!init)
-        for (int i = 0; i < mr; i++) memcpy(tmp + i * NR, c + i * ldc, (size_t)nr * sizeof(float));
-    k(kc, ap, bp, tmp, NR, init, init && bias ? btmp : NULL);
-    for (int i = 0; i < mr; i++) memcpy(c + i * ldc, tmp + i * NR, (size_t)nr * sizeof(float));
-}
-
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
-static int min_i(int a, int b) { return a < b ? a : b; }
-
-/* The source of a B block (columns [j, j+nc), reduction [q0, q0+kc)) that pack_b reads
- * next, as cache lines: nc/16 per row of the block when B's rows are contiguous (dinp's w),
- * kc/16 per column when its columns are (the forward's wᵀ). */
-typedef struct {
-    int j, nc, q0, kc; /* nc == 0: nothing to prefetch */
-} b_next;
-
-static inline int b_lines(const gemm_view *g, const b_next *nx)
-{
-    if (nx->nc <= 0) return 0;
-    return g->csb == 1 ? nx->kc * ((nx->nc + 15) / 16) : g->rsb == 1 ? (nx->kc + 15) / 16 * nx->nc : 0;
-}
-
-/* Prefetches lines [l0, l1) of the block nx into L2, while the kernel runs: the weights come
- * from memory, and pack_b would otherwise wait for them line after line. */
-static inline void prefetch_b(const gemm_view *g, const b_next *nx, int l0, int l1)
-{
-    if (g->csb == 1) {
-        int per = (nx->nc + 15) / 16;
-        for (int l = l0; l < l1; l++)
-            _mm_prefetch((const char *)(g->b + (long)(nx->q0 + l / per) * g->rsb + nx->j + l % per * 16), _MM_HINT_T1);
-        return;
-    }
-    int per = (nx->kc + 15) / 16;
-    for (int l = l0; l < l1; l++)
-        _mm_prefetch((const char *)(g->b + (long)(nx->j + l / per) * g->csb + nx->q0 + l % per * 16), _MM_HINT_T1);
-}
-
-/* One B micro-panel (columns [j, j+nr)) against the packed A block of rows [i0, i0+mc), for
- * the KC step at q0: the panel stays in L1 while the A block (in L2) streams past it. nx
- * (may be NULL): the block packed next, whose lines [l0, l1) are prefetched a part per tile. */
-static void sweep(const gemm_view *g, const float *ap, const void *bp, int i0, int mc, int j, int nr, int q0,
-                  int kc, const b_next *nx, int l0, int l1)
-{
-    int init = g->init && q0 == 0;
-    const float *bias = init && g->bias ? g->bias + j : NULL;
-    int tiles = (mc + MR - 1) / MR, lines = nx ? l1 - l0 : 0;
-    for (int ir = 0, t = 0; ir < mc; ir += MR, t++) {
-        if (ir + MR < mc) /* the next tile's rows of C: a miss each otherwise, also when only written */
-            for (int i = 0; i < MR && ir + MR + i < mc; i++) {
-                const float *cn = g->c + (long)(i0 + ir + MR + i) * g->ldc + j;
-                __builtin_prefetch(cn, 1, 3);
-                __builtin_prefetch(cn + 15, 1, 3);
-            }
-        if (lines > 0) prefetch_b(g, nx, l0 + t * lines / tiles, l0 + (t + 1) * lines / tiles);
-        tile(g, kc, ap + (long)ir * kc, bp, g->c + (long)(i0 + ir) * g->ldc + j, g->ldc, min_i(MR, mc - ir), nr,
-             init, bias);
-    }
-}
-
-/* How a call is split. share_a: A is the shared operand (packed once by all threads) and
- * the chunks are of C's columns, each thread packing the B block of its chunk; otherwise B
- * is shared and the chunks are of C's rows. Chunks never change any element's sums. */
-typedef struct {
-    int share_a;
-    int panels;        /* micro-panels of the shared operand (MR rows of A or NR columns of B) */
-    size_t step_elems; /* elements of the shared buffer per KC step */
-    int win;           /* reduction per window (a multiple of KC): what the shared buffer holds */
-    int chunk, nchunks;
-    size_t shared_bytes, own_bytes; /* own: per thread, a multiple of 64 */
-} gemm_plan;
-
-static void plan(const gemm_view *g, gemm_plan *pl)
-{
-    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    pl->share_a = g->m <= g->n;
-    int unit = pl->share_a ? MR : NR;
-    pl->panels = ((pl->share_a ? g->m : g->n) + unit - 1) / unit;
-    pl->step_elems = (size_t)pl->panels * unit * KC;
-    size_t steps = SHARED_MAX / pl->step_elems, all = (size_t)(g->p + KC - 1) / KC;
-    if (steps < 1) steps = 1;
-    if (steps > all) steps = all;
-    pl->win = (int)steps * KC;
-    pl->shared_bytes = pl->step_elems * steps * (pl->share_a ? sizeof(float) : esz);
-    int other = pl->share_a ? g->n : g->m, cap = pl->share_a ? NC_MAX : MC_MAX, ounit = pl->share_a ? NR : MR;
-    int nch = (other + cap - 1) / cap, most = (other + ounit - 1) / ounit;
-    if (nch < CHUNKS) nch = CHUNKS;
-    /* columns of C: every KC step's A block is read from L3 by the first panel of a chunk and
-     * from L2 by the others, so a chunk keeps at least MIN_PANELS of them */
-    if (pl->share_a && nch > (most + MIN_PANELS - 1) / MIN_PANELS) nch = (most + MIN_PANELS - 1) / MIN_PANELS;
-    if (nch < 1) nch = 1;
-    pl->chunk = round_up((other + nch - 1) / nch, ounit);
-    pl->nchunks = (other + pl->chunk - 1) / pl->chunk;
-    size_t own = (size_t)pl->chunk * KC * (pl->share_a ? esz : sizeof(float));
-    pl->own_bytes = (own + 63) / 64 * 64;
-}
-
-#define PACK_GROUP 8 /* micro-panels of the shared operand per packing task */
-
-/* The shared operand's KC steps [w0, w0 + win) into shared, split between the team. */
-static void pack_shared(const gemm_view *g, const gemm_plan *pl, char *shared, int w0, int steps)
-{
-    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    int groups = (pl->panels + PACK_GROUP - 1) / PACK_GROUP;
-OMP_FOR_DYNAMIC
-    for (int it = 0; it < steps * groups; it++) {
-        int st = it / groups, gi = it % groups, q0 = w0 + st * KC, kc = min_i(KC, g->p - q0);
-        if (pl->share_a) {
-            int i0 = gi * PACK_GROUP * MR;
-            float *dst = (float *)shared + (size_t)st * pl->step_elems + (size_t)i0 * kc;
-            pack_a(g, dst, i0, min_i(PACK_GROUP * MR, g->m - i0), q0, kc);
-        } else {
-            int j0 = gi * PACK_GROUP * NR;
-            char *dst = shared + ((size_t)st * pl->step_elems + (size_t)j0 * kc) * esz;
-            pack_b(g, dst, j0, min_i(PACK_GROUP * NR, g->n - j0), q0, kc);
-        }
-    }
-}
-
-/* One chunk over the window's KC steps. share_a: C columns [j0, j0+chunk), their B block
- * packed into own (in L2 beside the A block), the shared A in blocks of MC_MAX rows. Otherwise C rows [i0, i0+chunk): their A block packed into own, then every
- * shared B panel swept past it. */
-static void run_chunk(const gemm_view *g, const gemm_plan *pl, const char *shared, char *own, int c, int w0,
-                      int steps)
-{
-    size_t esz = g->bf16 ? sizeof(uint16_t) : sizeof(float);
-    for (int st = 0; st < steps; st++) {
-        int q0 = w0 + st * KC, kc = min_i(KC, g->p - q0);
-        if (pl->share_a) {
-            int j0 = c * pl->chunk, ncc = min_i(pl->chunk, g->n - j0), panels = (ncc + NR - 1) / NR;
-            const float *as = (const float *)shared + (size_t)st * pl->step_elems;
-            /* the chunk's B block, a row (or column) of the source at a time, so that each page
-             * of a weight is walked once per step; the next step's block prefetched meanwhile */
-            pack_b(g, own, j0, ncc, q0, kc);
-            b_next nx = {j0, st + 1 < steps ? ncc : 0, q0 + KC, min_i(KC, g->p - q0 - KC)};
-            int lines = b_lines(g, &nx);
-            for (int ic = 0; ic < g->m; ic += MC_MAX)
-                for (int jr = 0, pi = 0; jr < ncc; jr += NR, pi++)
-                    sweep(g, as + (size_t)ic * kc, own + (size_t)jr * kc * esz, ic, min_i(MC_MAX, g->m - ic), j0 + jr,
-                          min_i(NR, ncc - jr), q0, kc, ic == 0 ? &nx : NULL, pi * lines / panels,
-                          (pi + 1) * lines / panels);
-        } else {
-            int i0 = c * pl->chunk, mcc = min_i(pl->chunk, g->m - i0);
-            const char *bs = shared + (size_t)st * pl->step_elems * esz;
-            pack_a(g, (float *)own, i0, mcc, q0, kc);
-            for (int jr = 0; jr < g->n; jr += NR)
-                sweep(g, (const float *)own, bs + (size_t)jr * kc * esz, i0, mcc, jr, min_i(NR, g->n - jr), q0, kc,
-                      NULL, 0, 0);
-        }
-    }
-}
-
-/* Runs the view: per window of the reduction, the shared operand is packed by the team,
- * then the chunks are taken dynamically; each ends at a barrier (the next window's packing
- * overwrites the buffer). Returns 0, or -1 if the packing buffers could not be allocated
- * (nothing was written). */
-static int gemm(const gemm_view *g)
-{
-    if (g->m <= 0 || g->n <= 0) return 0;
-    if (g->p <= 0) { /* empty reduction: C = bias or C unchanged */
-        if (g->init)
-            for (int i = 0; i < g->m; i++)
-                for (int j = 0; j < g->n; j++) g->c[(long)i * g->ldc + j] = g->bias ? g->bias[j] : 0.0f;
-        return 0;
-    }
-    int nt = 1;
-#ifdef _OPENMP
-    nt = omp_get_max_threads();
-#endif
-    gemm_plan pl;
-    plan(g, &pl);
-    char *buf = th_alloc(pl.shared_bytes + pl.own_bytes * (size_t)nt);
-    if (!buf) return -1;
-OMP_PARALLEL
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        char *own = buf + pl.shared_bytes + pl.own_bytes * (size_t)tid;
-        for (int w0 = 0; w0 < g->p; w0 += pl.win) {
-            int steps = (min_i(pl.win, g->p - w0) + KC - 1) / KC;
-            pack_shared(g, &pl, buf, w0, steps);
-OMP_FOR_DYNAMIC
-            for (int c = 0; c < pl.nchunks; c++) run_chunk(g, &pl, buf, own, c, w0, steps);
-        }
-    }
-    th_free(buf);
-    return 0;
-}
-
-/* ----------------------------------------------------------------------------------------
- * Plain loops: the fallback when packing buffers cannot be allocated. Each output element is
- * still reduced by one thread in index order (rounded differently from the GEMM). */
-
-static void forward_plain(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K,
-                          int bf)
-{
-OMP_FOR
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            float s = bias ? bias[n] : 0.0f;
-            for (int k = 0; k < K; k++) s += opnd(inp[(size_t)m * K + k], bf) * opnd(w[(size_t)n * K + k], bf);
-            out[(size_t)m * N + n] = s;
-        }
-}
-
-static void dinp_plain(float *dinp, const float *dout, const float *w, int M, int N, int K, int bf)
-{
-OMP_FOR
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            float d = opnd(dout[(size_t)m * N + n], bf);
-            for (int k = 0; k < K; k++) dinp[(size_t)m * K + k] += d * opnd(w[(size_t)n * K + k], bf);
-        }
-}
-
-static void dw_plain(float *dw, const float *dout, const float *inp, int M, int N, int K, int bf)
-{
-OMP_FOR
-    for (int n = 0; n < N; n++)
-        for (int m = 0; m < M; m++) {
-            float d = opnd(dout[(size_t)m * N + n], bf);
-            for (int k = 0; k < K; k++) dw[(size_t)n * K + k] += d * opnd(inp[(size_t)m * K + k], bf);
-        }
-}
-
-/* dbias (N) += Σ_m dout (M, N) in fp32, rows in order, in blocks of 64 columns per thread;
- * set: dbias = the sum (which, started at +0, is what 0 + the sum would be). */
-static void bias_colsum(float *dbias, const float *dout, int M, int N, int set)
-{
-    int nb = (N + 63) / 64;
-OMP_FOR
-    for (int b = 0; b < nb; b++) {
-        int n0 = b * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
-        float s[64] = {0};
-        for (int m = 0; m < M; m++) {
-            const float *row = dout + (size_t)m * N;
-            for (int n = n0; n < n1; n++) s[n - n0] += row[n];
-        }
-        for (int n = n0; n < n1; n++) dbias[n] = set ? s[n - n0] : dbias[n] + s[n - n0];
-    }
-}
-
-static void forward(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K, int bf)
-{
-    /* inp (M, K), w (N, K) read as B (K, N) = wᵀ, out (M, N) */
-    gemm_view g = {.a = inp, .rsa = K, .csa = 1, .b = w, .rsb = 1, .csb = K, .c = out,
-                   .ldc = N, .bias = bias, .init = 1, .bf16 = bf, .m = M, .n = N, .p = K};
-    if (gemm(&g) != 0) forward_plain(out, inp, w, bias, M, N, K, bf);
-}
-
-/* The backward products; set (TH_MM_SET_*) makes the first KC step of an output write it
- * instead of adding to it: an accumulator that starts at +0 gives the same bits as one that
- * starts from a zeroed C. */
-static void backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int M, int N, int K, int bf, int set)
-{
-    int set_dinp = (set & TH_MM_SET_DINP) != 0, set_dw = (set & TH_MM_SET_DW) != 0;
-    if (dinp) { /* dinp (M, K) (+)= dout (M, N) · w (N, K) */
-        gemm_view g = {.a = dout, .rsa = N, .csa = 1, .b = w, .rsb = K, .csb = 1, .c = dinp,
-                       .ldc = K, .init = set_dinp, .bf16 = bf, .m = M, .n = K, .p = N};
-        if (gemm(&g) != 0) {
-            if (set_dinp) memset(dinp, 0, sizeof(float) * (size_t)M * K);
-            dinp_plain(dinp, dout, w, M, N, K, bf);
-        }
-    }
-    if (dw) { /* dw (N, K) (+)= dout (M, N)ᵀ · inp (M, K) */
-        gemm_view g = {.a = dout, .rsa = 1, .csa = N, .b = inp, .rsb = K, .csb = 1, .c = dw,
-                       .ldc = K, .init = set_dw, .bf16 = bf, .m = N, .n = K, .p = M};
-        if (gemm(&g) != 0) {
-            if (set_dw) memset(dw, 0, sizeof(float) * (size_t)N * K);
-            dw_plain(dw, dout, inp, M, N, K, bf);
-        }
-    }
-    if (dbias) bias_colsum(dbias, dout, M, N, set_dw);
-}
-
-static void forward_f32(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K)
-{
-    forward(out, inp, w, bias, M, N, K, 0);
-}
-static void forward_bf16(float *out, const float *inp, const float *w, const float *bias, int M, int N, int K)
-{
-    forward(out, inp, w, bias, M, N, K, 1);
-}
-static void backward_f32(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                         const float *w, int M, int N, int K)
-{
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 0, 0);
-}
-static void backward_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const float *w, int M, int N, int K)
-{
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 1, 0);
-}
-static void backward_set_f32(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                             const float *w, int M, int N, int K, int set)
-{
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 0, set);
-}
-static void backward_set_bf16(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                              const float *w, int M, int N, int K, int set)
-{
-    backward(dinp, dw, dbias, dout, inp, w, M, N, K, 1, set);
-}
+static gemm_kernel_fn kernel_of(const gemm_view *g) { return g->bf16 ? kernel_bf16 : kernel_f32; }
 
 /* Horizontal sum of 8 lanes in a fixed tree. */
 static inline float hsum8(__m256 v)

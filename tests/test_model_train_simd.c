@@ -1,16 +1,25 @@
-/* test_model_train_avx2.c: the avx2 backend's training matmuls, fp32 and bf16 (issue 17).
- * Against the naive oracles (th_mm_*_naive and th_mm_*_naive_bf16) on edge shapes; bit-
+/* test_model_train_simd.c: the packed-GEMM backends' training matmuls (avx2, avx512: one
+ * driver, gemm_driver.h), fp32 and bf16 (issue 17), each backend that can run here in turn,
+ * avx512's bf16 in both of its layouts (vdpbf16ps pairs where the CPU has AVX512_BF16, and
+ * widened to fp32). Against the naive oracles (th_mm_*_naive and th_mm_*_naive_bf16, or the
+ * pair oracle th_mm_*_pairs_bf16 for vdpbf16ps) on edge shapes (odd reductions split pairs); bit-
  * identical results for 1, 2 and 3 threads, the lm_head's 768 x 50,257 in both directions
  * included (DESIGN.md invariant 1); bf16 rounding (ties to even, NaN, overflow) the same in the
  * packing's vector code as in th_bf16_round; fp32 results the same bits as one fmaf chain per
  * element in index order (the whole contract of the blocking: windows of the reduction, the
  * shared operand on either side, edge tiles), written and accumulated, for 1, 2 and 3
- * threads. Skipped where the CPU lacks AVX2 + FMA. */
+ * threads; vdpbf16ps's measured arithmetic (odd product first, DAZ/FTZ, unrounded products)
+ * on crafted cases; set and accumulate with NULL outputs in bf16. A backend the CPU cannot run
+ * is skipped with the reason printed. */
 #include <stdint.h>
 
 #include "model/compute.h"
+#include "model/matmul_avx512.h"
 #include "test_util.h"
 #include "thermo/model.h"
+
+static const char *backend; /* the backend under test */
+static int pairs;            /* its bf16 sums in vdpbf16ps pairs (oracle th_mm_*_pairs_bf16) */
 
 static float *normals(th_rng *rng, size_t n) {
     float *p = malloc(n * sizeof(float));
@@ -63,6 +72,22 @@ static void run(results *r, int bf16, const float *inp, const float *w, const fl
     }
 }
 
+/* The oracle of the backend under test at that precision, gradients from zero. */
+static void run_oracle(results *r, int bf16, const float *inp, const float *w, const float *bias, const float *dout,
+                       int M, int N, int K) {
+    if (bf16 && pairs) {
+        memset(r->di, 0, (size_t)M * K * 4);
+        memset(r->dw, 0, (size_t)N * K * 4);
+        memset(r->db, 0, (size_t)N * 4);
+        th_mm_forward_pairs_bf16(r->out, inp, w, bias, M, N, K);
+        th_mm_backward_pairs_bf16(r->di, r->dw, r->db, dout, inp, w, M, N, K);
+        return;
+    }
+    th_compute_select("naive");
+    run(r, bf16, inp, w, bias, dout, M, N, K);
+    th_compute_select(backend);
+}
+
 static void alloc_results(results *r, int M, int N, int K) {
     r->out = malloc((size_t)M * N * 4);
     r->di = malloc((size_t)M * K * 4);
@@ -80,7 +105,7 @@ static int same(const results *a, const results *b, int M, int N, int K) {
            memcmp(a->dw, b->dw, (size_t)N * K * 4) == 0 && memcmp(a->db, b->db, (size_t)N * 4) == 0;
 }
 
-/* One shape: avx2 against the oracle of its precision (and bf16 against fp32, which it must
+/* One shape: the backend against the oracle of its precision (and bf16 against fp32, which it must
  * differ from by bf16 rounding, not more), then the same bits for 1, 2 and 3 threads. */
 static void check_shape(th_rng *rng, int M, int N, int K) {
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
@@ -90,9 +115,7 @@ static void check_shape(th_rng *rng, int M, int N, int K) {
     for (int bf = 0; bf < 2; bf++) {
         alloc_results(&ref[bf], M, N, K);
         alloc_results(&got[bf], M, N, K);
-        th_compute_select("naive");
-        run(&ref[bf], bf, inp, w, bias, dout, M, N, K);
-        th_compute_select("avx2");
+        run_oracle(&ref[bf], bf, inp, w, bias, dout, M, N, K);
         th_threads_set(2);
         run(&got[bf], bf, inp, w, bias, dout, M, N, K);
         // same rounded operands, another summation order: ~sqrt(K)·ulp of f32, bound 1e-4
@@ -105,9 +128,10 @@ static void check_shape(th_rng *rng, int M, int N, int K) {
               "%s M=%d N=%d K=%d vs its oracle: forward %.2e dinp %.2e dw %.2e dbias %.2e", bf ? "bf16" : "f32", M,
               N, K, e1, e2, e3, e4);
         // bf16: a product of two bf16 values is exact in fp32, so the FMAs round as the
-        // oracle's multiply-then-add, in the oracle's order: the very same bits
-        CHECK(!bf || same(&got[bf], &ref[bf], M, N, K), "bf16 M=%d N=%d K=%d: not bit-identical to the oracle", M,
-              N, K);
+        // oracle's multiply-then-add, in the oracle's order (or the pair oracle's steps):
+        // the very same bits
+        CHECK(!bf || same(&got[bf], &ref[bf], M, N, K), "%s bf16%s M=%d N=%d K=%d: not bit-identical to the oracle",
+              backend, pairs ? " pairs" : "", M, N, K);
         for (int t = 1; t <= 3; t++) {
             th_threads_set(t);
             run(&other, bf, inp, w, bias, dout, M, N, K);
@@ -142,9 +166,7 @@ static void test_packing_rounding(void) {
     const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0x7f800001u, 0x7f7fffffu, 0xbf818000u};
     for (int i = 0; i < M; i++) inp[i] = i < 6 ? from_bits(special[i]) : 1.5f;
     for (int n = 0; n < N; n++) w[n] = n < 12 ? from_bits(special[n % 6]) : 1.0f + (float)n / 64.0f;
-    th_compute_select("naive");
-    th_mm_forward_naive_bf16(ref, inp, w, NULL, M, N, 1);
-    th_compute_select("avx2");
+    th_mm_forward_naive_bf16(ref, inp, w, NULL, M, N, 1); // K = 1: the same bits in pairs (0 + 0·0 + x·y)
     th_mm_forward_bf16(out, inp, w, NULL, M, N, 1);
     int ok = 1;
     for (int i = 0; i < M * N; i++) ok &= bits(out[i]) == bits(ref[i]) || (isnan(out[i]) && isnan(ref[i]));
@@ -162,7 +184,6 @@ static void test_lm_head(void) {
         results a, b;
         alloc_results(&a, M, N, K);
         alloc_results(&b, M, N, K);
-        th_compute_select("avx2");
         th_threads_set(1);
         run(&a, bf, inp, w, NULL, dout, M, N, K);
         th_threads_set(3);
@@ -207,7 +228,7 @@ static void test_lm_head(void) {
     free(dout);
 }
 
-/* The avx2 fp32 GEMM's exact contract: every element of C is one chain of FMAs in index
+/* The fp32 GEMM's exact contract: every element of C is one chain of FMAs in index
  * order, from the bias (forward), from +0 (th_mm_backward_set) or from C's value (accumulate),
  * however the driver blocks and splits it. Shapes: a dinp reduction over 180,000 (several
  * windows of the shared A), dw with the shared side A and C taller than one A block (300
@@ -216,7 +237,6 @@ static void test_fma_chain(void) {
     int shapes[][3] = {{6, 180000, 16}, {40, 300, 700}, {270, 200, 40}, {13, 70, 520}};
     th_rng rng;
     th_rng_seed(&rng, 23);
-    th_compute_select("avx2");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
@@ -265,23 +285,137 @@ static void test_fma_chain(void) {
     th_threads_set(2);
 }
 
-int main(void) {
-    test_bf16_round();
-    if (th_compute_select("avx2") != TH_OK) {
-        printf("avx2 cannot run here (%s): kernel checks skipped\n", th_last_error());
-        return test_summary();
+/* bf16 set and accumulate with NULL outputs, against the oracle from the same start: dinp
+ * alone written (dw, dbias NULL), then dw and dbias alone accumulated onto random values. */
+static void test_bf16_set_acc(void) {
+    enum { M = 19, N = 45, K = 37 };
+    th_rng rng;
+    th_rng_seed(&rng, 31);
+    float *inp = normals(&rng, M * K), *w = normals(&rng, N * K), *dout = normals(&rng, M * N);
+    float *dw0 = normals(&rng, N * K), *db0 = normals(&rng, N);
+    float di[M * K], dw[N * K], db[N], di_ref[M * K], dw_ref[N * K], db_ref[N];
+    for (int i = 0; i < M * K; i++) di[i] = NAN; // set must not read it
+    th_mm_backward_set_bf16(di, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP | TH_MM_SET_DW);
+    memcpy(dw, dw0, sizeof dw), memcpy(db, db0, sizeof db);
+    th_mm_backward_bf16(NULL, dw, db, dout, inp, w, M, N, K);
+    memset(di_ref, 0, sizeof di_ref);
+    memcpy(dw_ref, dw0, sizeof dw), memcpy(db_ref, db0, sizeof db);
+    if (pairs) {
+        th_mm_backward_pairs_bf16(di_ref, NULL, NULL, dout, inp, w, M, N, K);
+        th_mm_backward_pairs_bf16(NULL, dw_ref, NULL, dout, inp, w, M, N, K);
+    } else {
+        th_mm_backward_naive_bf16(di_ref, NULL, NULL, dout, inp, w, M, N, K);
+        th_mm_backward_naive_bf16(NULL, dw_ref, NULL, dout, inp, w, M, N, K);
     }
-    // M not a multiple of 6, N not of 16, K not of 8 and above KC = 256, N above NC = 1024
-    int shapes[][3] = {{1, 37, 19}, {5, 64, 48}, {17, 129, 33}, {13, 70, 520}, {70, 1100, 96}, {270, 200, 40}};
+    for (int n = 0; n < N; n++) { // the fp32 column sum, then added (the backends' bias_colsum)
+        float s = 0;
+        for (int m = 0; m < M; m++) s += dout[m * N + n];
+        db_ref[n] += s;
+    }
+    CHECK(memcmp(di, di_ref, sizeof di) == 0, "%s bf16 set dinp alone: not the oracle's bits", backend);
+    CHECK(memcmp(dw, dw_ref, sizeof dw) == 0 && memcmp(db, db_ref, sizeof db) == 0,
+          "%s bf16 dw, dbias accumulated: not the oracle's bits", backend);
+    free(inp), free(w), free(dout), free(dw0), free(db0);
+}
+
+/* vdpbf16ps's arithmetic as measured (th_mm_bf16_pair_step): one forward of K = 2 per case,
+ * out = bias + pair, on the kernel and on the oracle step, with the value the rule predicts. */
+static void test_pair_semantics(void) {
+    struct {
+        float acc, x0, y0, x1, y1, want;
+        const char *what;
+    } c[] = {
+        {1.0f, -1.0f, 1.0f, 0x1p-12f, 0x1p-12f, 0.0f, "odd product first: 1 + 2^-24 ties to 1, then - 1 = 0"},
+        {0.0f, 0x1p100f, 0x1p100f, -0x1p100f, 0x1p100f, -INFINITY, "products unrounded: -2^200 overflows, +2^200 does not"},
+        {0x1p-140f, 1.0f, 0.0f, 0.0f, 0.0f, 0.0f, "a subnormal acc counts as zero"},
+        {0x1.8p-126f, -0x1p-63f, 0x1p-63f, 0.0f, 0.0f, 0.0f, "a subnormal result is flushed"},
+        {0.0f, 0x1p-130f, 1.0f, 0.0f, 0.0f, 0.0f, "a subnormal bf16 input counts as zero"},
+        {0.5f, 3.0f, 1.25f, -2.0f, 0.75f, 2.75f, "exact values stay exact"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        float inp[2] = {c[i].x0, c[i].x1}, w[2] = {c[i].y0, c[i].y1}, out;
+        th_mm_forward_bf16(&out, inp, w, &c[i].acc, 1, 1, 2);
+        float step = th_mm_bf16_pair_step(c[i].acc, c[i].x0, c[i].y0, c[i].x1, c[i].y1);
+        CHECK(bits(step) == bits(c[i].want), "pair step, %s: %a, the rule says %a", c[i].what, step, c[i].want);
+        CHECK(bits(out) == bits(step), "vdpbf16ps, %s: %a, the oracle step %a", c[i].what, out, step);
+    }
+}
+
+/* The plain fallback loops, taken when the packing buffer cannot be allocated (the first
+ * allocation of each call made to fail): the naive oracle's bits, fp32 within rounding, and
+ * in bf16 the index-order bits whatever the layout (they do not use vdpbf16ps). */
+static void test_plain_fallback(void) {
+    enum { M = 9, N = 21, K = 35 };
+    th_rng rng;
+    th_rng_seed(&rng, 41);
+    float *inp = normals(&rng, M * K), *w = normals(&rng, N * K), *bias = normals(&rng, N), *dout = normals(&rng, M * N);
+    for (int bf = 0; bf < 2; bf++) {
+        results got, ref;
+        alloc_results(&got, M, N, K);
+        alloc_results(&ref, M, N, K);
+        th_compute_select("naive");
+        run(&ref, bf, inp, w, bias, dout, M, N, K);
+        th_compute_select(backend);
+        memset(got.di, 0, sizeof(float) * M * K), memset(got.dw, 0, sizeof(float) * N * K);
+        th_alloc_fail_nth(1);
+        if (bf) th_mm_forward_bf16(got.out, inp, w, bias, M, N, K);
+        else th_mm_forward(got.out, inp, w, bias, M, N, K);
+        long hit = th_alloc_fail_nth(1);
+        if (bf) th_mm_backward_set_bf16(got.di, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP);
+        else th_mm_backward_set(got.di, NULL, NULL, dout, inp, w, M, N, K, TH_MM_SET_DINP);
+        hit += th_alloc_fail_nth(1);
+        if (bf) th_mm_backward_bf16(NULL, got.dw, NULL, dout, inp, w, M, N, K);
+        else th_mm_backward(NULL, got.dw, NULL, dout, inp, w, M, N, K);
+        hit += th_alloc_fail_nth(0);
+        CHECK(hit == 3, "%s: the packing allocation was not hit (%ld of 3)", backend, hit);
+        double r1, r2, r3;
+        double e1 = max_abs_diff(got.out, ref.out, M * N, &r1), e2 = max_abs_diff(got.di, ref.di, M * K, &r2);
+        double e3 = max_abs_diff(got.dw, ref.dw, N * K, &r3);
+        CHECK(bf ? e1 == 0 && e2 == 0 && e3 == 0 : e1 <= 1e-5 * r1 && e2 <= 1e-5 * r2 && e3 <= 1e-5 * r3,
+              "%s %s plain fallback vs the naive oracle: %.2e %.2e %.2e", backend, bf ? "bf16" : "f32", e1, e2, e3);
+        free_results(&got);
+        free_results(&ref);
+    }
+    free(inp), free(w), free(bias), free(dout);
+}
+
+static void test_backend(void) {
+    // M not a multiple of MR, N not of NR, K odd and above KC = 256, N above NC
+    int shapes[][3] = {{1, 37, 19}, {5, 64, 48}, {17, 129, 33}, {13, 70, 520}, {70, 1100, 96}, {270, 200, 41}};
     th_rng rng;
     th_rng_seed(&rng, 5);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_shape(&rng, shapes[s][0], shapes[s][1], shapes[s][2]);
-    printf("avx2 f32 and bf16 match their oracles and give the same bits for 1, 2, 3 threads on %zu shapes\n",
-           sizeof shapes / sizeof shapes[0]);
+    printf("%s f32 and bf16%s match their oracles and give the same bits for 1, 2, 3 threads on %zu shapes\n",
+           backend, pairs ? " (vdpbf16ps pairs)" : "", sizeof shapes / sizeof shapes[0]);
     test_packing_rounding();
+    test_bf16_set_acc();
+    test_plain_fallback();
+    if (pairs) test_pair_semantics();
     test_lm_head();
-    test_fma_chain();
+    if (!pairs) test_fma_chain(); // fp32 only: once per backend
+}
+
+int main(void) {
+    test_bf16_round();
+    const char *backends[] = {"avx2", "avx512"};
+    for (size_t b = 0; b < 2; b++) {
+        backend = backends[b];
+        if (th_compute_select(backend) != TH_OK) {
+            printf("%s cannot run here (%s): its kernel checks skipped\n", backend, th_last_error());
+            continue;
+        }
+        int is512 = strcmp(backend, "avx512") == 0;
+        for (pairs = 0; pairs < 1 + is512; pairs++) {
+            if (is512 && th_mm_avx512_bf16_dot(pairs) != pairs) {
+                printf("avx512 bf16 with vdpbf16ps cannot run here (no AVX512_BF16 or no OS zmm state): skipped\n");
+                continue;
+            }
+            test_backend();
+        }
+        if (is512) th_mm_avx512_bf16_dot(1);
+    }
+    th_threads_set(2);
     th_compute_select("auto");
     return test_summary();
 }
