@@ -1,6 +1,7 @@
 /* lowp.c: low-precision inference weights. Conversions (f16 and bf16 rounding to nearest
  * even, ggml-compatible q8_0 blocks), packing at load, the naive kernels that are the
- * oracle of the AVX2 ones in lowp_avx2.c, the run-time dispatch between them, and
+ * oracle of the AVX2 ones in lowp_avx2.c and the AVX-512 ones in lowp_avx512.c (a lane
+ * count says whose order they follow), the run-time dispatch between them, and
  * th_gpt2_set_precision, which packs a model's matmul weights and gives back the pages of
  * their f32 copies so a quantized model does not carry both. */
 #include "model/lowp.h"
