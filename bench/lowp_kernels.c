@@ -8,7 +8,10 @@
  * kernel's bytes per second as a share of the read bandwidth measured in the same run.
  *
  * usage: lowp_kernels [GIB of arena, default 1.25] [ROUNDS, default 7] [dtype ...] [t1|t2]
- * (t1 or t2: that thread count only; both by default)
+ *        [avx2] [avx512]
+ * (t1 or t2: that thread count only; both by default. avx2, avx512: those kernels, called
+ * directly, each round passing every one of them in turn before the read pass, A B read A B
+ * read ...; by default the one lowp_mm picks for the format)
  * e.g.:  ./build/lowp_kernels 1.25 9 bf16 f16 q8
  * A small arena (below 4 MiB, e.g. 0.0004 GiB: matrices cut to 256 rows, held in the 512 KiB
  * L2) measures the kernel's compute ceiling instead: a kernel whose cached speed is not well
@@ -125,13 +128,18 @@ static int fill(arena_fill *a, th_dtype dt, uint8_t *arena, size_t cap) {
 
 static float sink;
 
-static void kernel_pass(const arena_fill *a, float *out, const float *x, lowp_q8_block *xq) {
+/* One pass of every matrix: kernel k (quantizer and gemv) or, k NULL, lowp_mm's choice. */
+static void kernel_pass(const arena_fill *a, const lowp_kernel *k, float *out, const float *x, lowp_q8_block *xq) {
     for (int m = 0; m < a->nmat; m++) {
         const lowp_weight *w = &a->w[m];
-        if (a->dt == TH_DTYPE_F32)
+        if (a->dt == TH_DTYPE_F32) {
             th_mm_forward(out, x, (const float *)w->data, NULL, 1, w->rows, w->K);
-        else
+        } else if (k) {
+            if (a->dt == TH_DTYPE_Q8) k->quantize(xq, x, w->K);
+            k->gemv(out, w, 0, x, xq, NULL, w->rows);
+        } else {
             lowp_mm(out, x, w, 0, NULL, 1, w->rows, NULL, xq);
+        }
         sink += out[m % w->rows];
     }
 }
@@ -142,12 +150,17 @@ int main(int argc, char **argv) {
     th_dtype dts[8];
     int nd = 0;
     int tmin = 1, tmax = 2;
+    const lowp_kernel *ks[2] = {NULL, NULL};
+    int nk = 0;
     for (int i = 3; i < argc && nd < 8; i++) {
         if (strcmp(argv[i], "t1") == 0 || strcmp(argv[i], "t2") == 0)
             tmin = tmax = argv[i][1] - '0';
+        else if (lowp_kernel_by_name(argv[i], TH_DTYPE_Q8) && nk < 2)
+            ks[nk++] = lowp_kernel_by_name(argv[i], TH_DTYPE_Q8);
         else if (th_dtype_parse(argv[i], &dts[nd]) == TH_OK)
             nd++;
     }
+    if (nk == 0) nk = 1; /* ks[0] NULL: lowp_mm's choice */
     if (nd == 0) {
         const th_dtype all[4] = {TH_DTYPE_F32, TH_DTYPE_BF16, TH_DTYPE_F16, TH_DTYPE_Q8};
         memcpy(dts, all, sizeof all);
@@ -169,10 +182,10 @@ int main(int argc, char **argv) {
     memset(arena, 1, cap);
     for (int k = 0; k < 3072; k++) x[k] = frand();
     printf("lowp_kernels: %.4g GiB arena, best of %d interleaved rounds (kernel pass, read pass) per row;\n"
-           "the VM is noisy (2x run to run): only best-of-N interleaved figures compare; kernel \"%s\"\n",
-           gib, rounds, lowp_kernel_name());
-    printf("%-5s %7s %9s %11s %10s %8s %9s %9s\n", "dtype", "threads", "GB/pass", "read GB/s", "kern GB/s", "share",
-           "Gweight/s", "cpu share");
+           "the VM is noisy (2x run to run): only best-of-N interleaved figures compare\n",
+           gib, rounds);
+    printf("%-5s %-7s %7s %9s %11s %10s %8s %9s %9s\n", "dtype", "kernel", "threads", "GB/pass", "read GB/s",
+           "kern GB/s", "share", "Gweight/s", "cpu share");
     for (int d = 0; d < nd; d++) {
         if (fill(&a, dts[d], arena, cap) != 0) {
             fprintf(stderr, "lowp_kernels: packing %s failed\n", th_dtype_name(dts[d]));
@@ -188,25 +201,33 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
             omp_set_num_threads(threads);
 #endif
-            double best_k = 1e30, best_r = 1e30, cbest_k = 1e30, cbest_r = 1e30;
-            kernel_pass(&a, out, x, xq); /* warm-up: page tables, OpenMP threads */
+            double best_k[2] = {1e30, 1e30}, best_r = 1e30, cbest_k[2] = {1e30, 1e30}, cbest_r = 1e30;
+            for (int k = 0; k < nk; k++) kernel_pass(&a, ks[k], out, x, xq); /* warm-up: page tables, threads */
             for (int r = 0; r < rounds; r++) {
-                double c0 = cpu_s(), t0 = now_s();
-                kernel_pass(&a, out, x, xq);
+                for (int k = 0; k < nk; k++) {
+                    double c0 = cpu_s(), t0 = now_s();
+                    kernel_pass(&a, ks[k], out, x, xq);
+                    double c1 = cpu_s(), t1 = now_s();
+                    if (t1 - t0 < best_k[k]) best_k[k] = t1 - t0;
+                    if (c1 - c0 < cbest_k[k]) cbest_k[k] = c1 - c0;
+                }
                 double c1 = cpu_s(), t1 = now_s();
                 sink += (float)read_pass((const uint64_t *)arena, a.bytes / 8 & ~(size_t)7);
                 double c2 = cpu_s(), t2 = now_s();
-                if (t1 - t0 < best_k) best_k = t1 - t0;
                 if (t2 - t1 < best_r) best_r = t2 - t1;
-                if (c1 - c0 < cbest_k) cbest_k = c1 - c0;
                 if (c2 - c1 < cbest_r) cbest_r = c2 - c1;
             }
-            double rbw = (double)(a.bytes / 64 * 64) / best_r / 1e9, kbw = (double)a.bytes / best_k / 1e9;
-            /* 1 thread: the main thread's CPU time too, which other tenants' time slices do not inflate */
-            char cpu[32] = "-";
-            if (threads == 1) snprintf(cpu, sizeof cpu, "%.1f%%", 100.0 * cbest_r / cbest_k * (double)(a.bytes / 64 * 64) / a.bytes);
-            printf("%-5s %7d %9.3f %11.2f %10.2f %7.1f%% %9.2f %9s\n", th_dtype_name(dts[d]), threads, a.bytes / 1e9, rbw,
-                   kbw, 100.0 * kbw / rbw, weights / best_k / 1e9, cpu);
+            double rbw = (double)(a.bytes / 64 * 64) / best_r / 1e9;
+            for (int k = 0; k < nk; k++) {
+                double kbw = (double)a.bytes / best_k[k] / 1e9;
+                /* 1 thread: the main thread's CPU time too, which other tenants' time slices do not inflate */
+                char cpu[32] = "-";
+                if (threads == 1)
+                    snprintf(cpu, sizeof cpu, "%.1f%%", 100.0 * cbest_r / cbest_k[k] * (double)(a.bytes / 64 * 64) / a.bytes);
+                const char *kn = dts[d] == TH_DTYPE_F32 ? "f32" : ks[k] ? ks[k]->name : lowp_kernel_name(dts[d]);
+                printf("%-5s %-7s %7d %9.3f %11.2f %10.2f %7.1f%% %9.2f %9s\n", th_dtype_name(dts[d]), kn, threads,
+                       a.bytes / 1e9, rbw, kbw, 100.0 * kbw / rbw, weights / best_k[k] / 1e9, cpu);
+            }
             fflush(stdout);
         }
     }

@@ -390,6 +390,7 @@ static void test_refusals(void) {
     th_gpt2_config_preset("tiny", &cfg);
     th_gpt2 *m = NULL;
     CHECK(th_gpt2_create(&cfg, &m) == TH_OK, "create\n");
+    th_gpt2_init_random(m, 7); /* saved below: the loader refuses non-finite (uninitialized) weights */
     th_gpt2_set_kv_dtype(m, TH_KV_Q8);
     th_gpt2_kv *kv = (th_gpt2_kv *)1;
     char want[64];

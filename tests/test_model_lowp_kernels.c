@@ -1,8 +1,10 @@
 /* test_model_lowp_kernels.c: the decode matvec kernels of the low-precision weights, bit for
- * bit. Each AVX2 kernel against its naive twin (which sums in the same order) for K that are
- * odd, not multiples of 8, or q8 block counts not multiples of 8, and row counts that leave a
- * partial group of eight (or four); the same bytes at 1, 2 and 3 threads; the AVX2 activation quantizer
- * against ggml's reference, ties included; lowp_mm's dispatch against the naive path. */
+ * bit. Every kernel this CPU runs (AVX2, AVX-512) against its naive twin (lowp_gemv_ref with
+ * the kernel's lanes, which sums in the same order) for K that are odd, not multiples of 8
+ * or 16, or q8 block counts odd or not multiples of 8 or 16, and row counts that leave a
+ * partial group of eight (or four); the same bytes at 1, 2 and 3 threads; each vector
+ * activation quantizer against ggml's reference, ties included; lowp_mm's dispatch against
+ * the naive path. */
 #include <stdint.h>
 
 #include "model/lowp.h"
@@ -27,9 +29,9 @@ static void set_threads(int n) {
 #endif
 }
 
-/* One weight of N x K: naive vs AVX2, with and without bias, at 1, 2 and 3 threads, and
- * from a row offset. Returns the number of failed checks' worth of trouble via CHECK. */
-static void check_shape(th_dtype dt, int N, int K, uint64_t *s) {
+/* One weight of N x K: the twin vs kernel kn, with and without bias, at 1, 2 and 3
+ * threads, and from a row offset; failures counted by CHECK. */
+static void check_shape(const lowp_kernel *kn, th_dtype dt, int N, int K, uint64_t *s) {
     float *wf = th_alloc(sizeof(float) * (size_t)N * K), *x = th_alloc(sizeof(float) * K);
     float *bias = th_alloc(sizeof(float) * N), *ref = th_alloc(sizeof(float) * N), *got = th_alloc(sizeof(float) * N);
     lowp_q8_block *xq = th_alloc(sizeof(lowp_q8_block) * (K / LOWP_QK + 1));
@@ -45,20 +47,21 @@ static void check_shape(th_dtype dt, int N, int K, uint64_t *s) {
     for (int withb = 0; withb < 2; withb++) {
         const float *b = withb ? bias : NULL;
         set_threads(2);
-        lowp_gemv_naive(ref, &w, 0, x, xq, b, N);
+        lowp_gemv_ref(ref, &w, 0, x, xq, b, N, kn->lanes);
         for (int t = 1; t <= 3; t++) {
             set_threads(t);
             memset(got, 0xff, sizeof(float) * N);
-            lowp_gemv_avx2(got, &w, 0, x, xq, b, N);
+            kn->gemv(got, &w, 0, x, xq, b, N);
             int off = 0;
             for (int n = 0; n < N; n++) off += memcmp(&got[n], &ref[n], sizeof(float)) != 0;
-            CHECK(off == 0, "%s %dx%d bias %d threads %d: avx2 differs from naive in %d rows (row 0: %.9g vs %.9g)\n",
-                  th_dtype_name(dt), N, K, withb, t, off, got[0], ref[0]);
+            CHECK(off == 0, "%s %s %dx%d bias %d threads %d: differs from its twin in %d rows (row 0: %.9g vs %.9g)\n",
+                  kn->name, th_dtype_name(dt), N, K, withb, t, off, got[0], ref[0]);
         }
         set_threads(2);
         if (N > 3) { /* rows from an offset: the rows themselves, not their place in a group */
-            lowp_gemv_avx2(got, &w, 3, x, xq, b ? b + 3 : NULL, N - 3);
-            CHECK(memcmp(got, ref + 3, sizeof(float) * (N - 3)) == 0, "%s %dx%d: row0 3\n", th_dtype_name(dt), N, K);
+            kn->gemv(got, &w, 3, x, xq, b ? b + 3 : NULL, N - 3);
+            CHECK(memcmp(got, ref + 3, sizeof(float) * (N - 3)) == 0, "%s %s %dx%d: row0 3\n", kn->name,
+                  th_dtype_name(dt), N, K);
         }
     }
     lowp_weight_free(&w);
@@ -71,21 +74,29 @@ done:
     th_free(wf);
 }
 
+static const char *const kernel_names[] = {"avx2", "avx512"};
+
 static void test_gemv_bitwise(void) {
     uint64_t s = 12345;
-    const int k16[] = {1, 7, 8, 9, 100, 768, 777, 3072};
-    const int kq8[] = {32, 96, 224, 256, 288, 768, 3072}; /* 1, 3, 7, 8, 9, 24, 96 blocks */
+    const int k16[] = {1, 7, 8, 9, 15, 16, 17, 100, 768, 777, 3072};
+    const int kq8[] = {32, 64, 96, 224, 256, 288, 544, 768, 3072}; /* 1, 2, 3, 7, 8, 9, 17, 24, 96 blocks */
     const int ns[] = {1, 3, 4, 5, 7, 8, 9, 13, 16, 17, 67}; /* partial and whole groups of 4 and 8 rows */
-    for (int ni = 0; ni < (int)(sizeof ns / sizeof ns[0]); ni++) {
-        for (int ki = 0; ki < 8; ki++) {
-            check_shape(TH_DTYPE_BF16, ns[ni], k16[ki], &s);
-            check_shape(TH_DTYPE_F16, ns[ni], k16[ki], &s);
+    for (int ki = 0; ki < 2; ki++) {
+        const lowp_kernel *k16k = lowp_kernel_by_name(kernel_names[ki], TH_DTYPE_F16);
+        const lowp_kernel *kq8k = lowp_kernel_by_name(kernel_names[ki], TH_DTYPE_Q8);
+        printf("kernel %s: bf16/f16 %s, q8 %s\n", kernel_names[ki], k16k ? "checked" : "not on this CPU",
+               kq8k ? "checked" : "not on this CPU");
+        for (int ni = 0; ni < (int)(sizeof ns / sizeof ns[0]); ni++) {
+            for (int j = 0; k16k && j < (int)(sizeof k16 / sizeof k16[0]); j++) {
+                check_shape(k16k, TH_DTYPE_BF16, ns[ni], k16[j], &s);
+                check_shape(k16k, TH_DTYPE_F16, ns[ni], k16[j], &s);
+            }
+            for (int j = 0; kq8k && j < (int)(sizeof kq8 / sizeof kq8[0]); j++) check_shape(kq8k, TH_DTYPE_Q8, ns[ni], kq8[j], &s);
         }
-        for (int ki = 0; ki < 7; ki++) check_shape(TH_DTYPE_Q8, ns[ni], kq8[ki], &s);
     }
 }
 
-/* The AVX2 quantizer writes ggml's bytes: random rows, exact halves (roundf takes them away
+/* The vector quantizers write ggml's bytes: random rows, exact halves (roundf takes them away
  * from zero), values just below a half, a zero block (d = 0), tiny values (a subnormal d). */
 static void test_quantize(void) {
     enum { NB = 64, K = NB * LOWP_QK };
@@ -103,21 +114,24 @@ static void test_quantize(void) {
     for (int i = 0; i < LOWP_QK; i++) x[2 * LOWP_QK + i] = (float)(i - 7) * 1e-5f;      /* block 2: a subnormal d */
     for (int i = 0; i < LOWP_QK; i++) x[3 * LOWP_QK + i] = i % 2 ? -1000.0f : 999.75f; /* block 3 */
     lowp_quantize_q8(a, x, K);
-    if (!lowp_avx2_usable()) return;
-    memset(b, 0x55, sizeof b);
-    lowp_quantize_q8_avx2(b, x, K);
-    int off = 0;
-    for (int j = 0; j < NB; j++) off += memcmp(&a[j], &b[j], sizeof a[j]) != 0;
-    CHECK(off == 0, "avx2 quantizer differs from the reference in %d of %d blocks\n", off, NB);
+    for (int ki = 0; ki < 2; ki++) {
+        const lowp_kernel *kn = lowp_kernel_by_name(kernel_names[ki], TH_DTYPE_Q8);
+        if (!kn) continue;
+        memset(b, 0x55, sizeof b);
+        kn->quantize(b, x, K);
+        int off = 0;
+        for (int j = 0; j < NB; j++) off += memcmp(&a[j], &b[j], sizeof a[j]) != 0;
+        CHECK(off == 0, "%s quantizer differs from the reference in %d of %d blocks\n", kn->name, off, NB);
+        CHECK(memcmp(&a[0], &b[0], sizeof a[0]) == 0, "%s quantizer ties: q %d %d %d\n", kn->name, b[0].qs[0],
+              b[0].qs[15], b[0].qs[30]);
+    }
     CHECK(a[0].d == 0x3c00 && a[0].qs[0] == -16 && a[0].qs[15] == -1 && a[0].qs[16] == 1 && a[0].qs[30] == -1 &&
               a[0].qs[29] == 0 && a[0].qs[28] == -127,
           "ties away from zero: d %04x q %d %d %d %d %d %d\n", a[0].d, a[0].qs[0], a[0].qs[15], a[0].qs[16], a[0].qs[30],
           a[0].qs[29], a[0].qs[28]);
-    CHECK(memcmp(&a[0], &b[0], sizeof a[0]) == 0, "avx2 quantizer ties: q %d %d %d\n", b[0].qs[0], b[0].qs[15],
-          b[0].qs[30]);
 }
 
-/* lowp_mm at M = 1 through the dispatch (AVX2 quantizer and kernel) against the naive twins. */
+/* lowp_mm at M = 1 through the dispatch (the fastest quantizer and kernel) against the naive twins. */
 static void test_mm_dispatch(void) {
     enum { N = 37, K = 768 };
     uint64_t s = 5;
@@ -135,15 +149,15 @@ static void test_mm_dispatch(void) {
         lowp_force_naive(0);
         lowp_mm(b, x, &w, 0, bias, 1, N, NULL, xq);
         CHECK(memcmp(a, b, sizeof a) == 0, "%s: lowp_mm (%s) differs from the naive path\n", th_dtype_name(dts[d]),
-              lowp_kernel_name());
+              lowp_kernel_name(dts[d]));
         lowp_weight_free(&w);
     }
     th_free(wf);
 }
 
 int main(void) {
-    printf("low-precision kernels: %s\n", lowp_kernel_name());
-    if (lowp_avx2_usable()) test_gemv_bitwise();
+    printf("low-precision kernels: bf16/f16 %s, q8 %s\n", lowp_kernel_name(TH_DTYPE_F16), lowp_kernel_name(TH_DTYPE_Q8));
+    test_gemv_bitwise();
     test_quantize();
     test_mm_dispatch();
     return test_summary();

@@ -251,9 +251,11 @@ static void attention_cached(th_gpt2_kv *kv, int l, float *out, const float *qkv
  * work) run on the calling thread alone. In a parallel region each would end at a barrier
  * that waits for every thread of the team, and on a host whose cores are shared, a thread
  * preempted there costs the step a whole time slice: a step had ten such regions a layer,
- * now six (122 in all, now 73). Same bits: these kernels split rows and elements over the
- * threads, never a sum. solo_begin returns the thread count to give back to solo_end (0:
- * nothing changed). */
+ * then six (122 in all, then 73), now five with the GELU (4C values, vectorized: about as
+ * long as a region's fork and join) here too: 61, f32 and q8 alike (counted by an LD_PRELOAD
+ * wrapper of GOMP_parallel over decode_ctx steps: 73 before). Same bits: these kernels
+ * split rows and elements over the threads, never a sum. solo_begin returns the thread
+ * count to give back to solo_end (0: nothing changed). */
 static int solo_begin(int n) {
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
@@ -282,6 +284,12 @@ static void layernorm_rows(float *out, const float *inp, const float *w, const f
 static void residual_rows(float *x, const float *add, int n, int C) {
     int solo = solo_begin(n);
     th_residual_forward(x, x, add, n * C);
+    solo_end(solo);
+}
+
+static void gelu_rows(float *h, int n, int C4) {
+    int solo = solo_begin(n);
+    th_gelu_forward(h, h, n * C4);
     solo_end(solo);
 }
 
@@ -332,7 +340,7 @@ th_status th_gpt2_infer(th_gpt2 *m, th_gpt2_kv *kv, const int *tokens, int n, fl
         layernorm_rows(kv->ln, kv->x, p->t[TH_P_LN2W] + lc, p->t[TH_P_LN2B] + lc, n, C, cfg->ln_eps);
         linear(m, kv, LOWP_FC, l, kv->fch, kv->ln, p->t[TH_P_FCW] + 4 * lc * C, p->t[TH_P_FCB] + 4 * lc, n, 4 * C,
                C);
-        th_gelu_forward(kv->fch, kv->fch, n * 4 * C);
+        gelu_rows(kv->fch, n, 4 * C);
         linear(m, kv, LOWP_FCPROJ, l, kv->proj, kv->fch, p->t[TH_P_FCPROJW] + 4 * lc * C, p->t[TH_P_FCPROJB] + lc,
                n, C, 4 * C);
         residual_rows(kv->x, kv->proj, n, C);

@@ -1,6 +1,7 @@
 /* lowp.c: low-precision inference weights. Conversions (f16 and bf16 rounding to nearest
  * even, ggml-compatible q8_0 blocks), packing at load, the naive kernels that are the
- * oracle of the AVX2 ones in lowp_avx2.c, the run-time dispatch between them, and
+ * oracle of the AVX2 ones in lowp_avx2.c and the AVX-512 ones in lowp_avx512.c (a lane
+ * count says whose order they follow), the run-time dispatch between them, and
  * th_gpt2_set_precision, which packs a model's matmul weights and gives back the pages of
  * their f32 copies so a quantized model does not carry both. */
 #include "model/lowp.h"
@@ -160,12 +161,14 @@ void lowp_dequant_row(float *out, const lowp_weight *w, int r) {
 }
 
 /* ---------------------------------------------------------------------------------
- * the naive kernels: one row at a time, in the order of the AVX2 kernels written plainly,
- * so that the two agree to the bit. A row's products go to eight lanes (bf16/f16: lane l
- * takes weights k ≡ l mod 8 below K rounded down to 8, each added by one fused multiply-add;
- * q8: lane l takes bytes 4l .. 4l+3 of every block, an exact int32 sum per block, times the
- * block's scale product by one fused multiply-add); the lanes are summed by the tree of
- * hsum8 and a bf16/f16 tail past the last multiple of 8 is added after, in index order. */
+ * the naive kernels: one row at a time, in the order of the vector kernels written plainly,
+ * so that the two agree to the bit. A row's products go to `lanes` lanes, 8 (the AVX2
+ * kernels) or 16 (the AVX-512 ones). bf16/f16: lane l takes weights k ≡ l mod lanes, each
+ * added by one fused multiply-add; with 8 lanes only below K rounded down to 8, the tail
+ * past it summed after in index order, with 16 all of them. q8: lane l of 8 takes bytes
+ * 4l .. 4l+3 of every block, an exact int32 sum per block, times the block's scale product
+ * by one fused multiply-add; with 16, block j goes to lanes 8 · (j mod 2) .. +7. Sixteen
+ * lanes are first folded to eight (l + l+8), then eight are summed by the tree of hsum8. */
 
 static float lanes_sum(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
 
@@ -173,47 +176,76 @@ static float weight16(const lowp_weight *w, const uint16_t *h, int k) {
     return w->dtype == TH_DTYPE_BF16 ? lowp_bf16_to_f32(h[k]) : lowp_f16_to_f32(h[k]);
 }
 
+/* Row n's sum (no bias) in the order of the `lanes`-lane kernels. */
+static float row_ref(const lowp_weight *w, int row, const float *x, const lowp_q8_block *xq, int lanes) {
+    int K = w->K, wide = lanes == 16;
+    const uint8_t *src = w->data + (size_t)row * w->row_bytes;
+    float lane[16] = {0}, tail = 0.0f;
+    if (w->dtype == TH_DTYPE_Q8) {
+        const lowp_q8_block *b = (const lowp_q8_block *)src;
+        for (int j = 0; j < K / LOWP_QK; j++) {
+            float d = lowp_f16_to_f32(b[j].d) * lowp_f16_to_f32(xq[j].d);
+            float *lj = lane + (wide ? 8 * (j & 1) : 0);
+            for (int l = 0; l < 8; l++) {
+                int32_t s = 0;
+                for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)b[j].qs[i] * xq[j].qs[i];
+                lj[l] = fmaf(d, (float)s, lj[l]);
+            }
+        }
+    } else {
+        const uint16_t *h = (const uint16_t *)src;
+        int Kv = wide ? K : K & ~7;
+        for (int k = 0; k < Kv; k++) lane[k % lanes] = fmaf(weight16(w, h, k), x[k], lane[k % lanes]);
+        for (int k = Kv; k < K; k++) tail += weight16(w, h, k) * x[k];
+    }
+    if (wide) {
+        for (int l = 0; l < 8; l++) lane[l] += lane[l + 8];
+        return lanes_sum(lane);
+    }
+    return lanes_sum(lane) + tail;
+}
+
+void lowp_gemv_ref(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
+                   const float *bias, int N, int lanes) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) out[n] = (bias ? bias[n] : 0.0f) + row_ref(w, row0 + n, x, xq, lanes);
+}
+
 void lowp_gemv_naive(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
                      const float *bias, int N) {
-    int K = w->K;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const uint8_t *src = w->data + (size_t)(row0 + n) * w->row_bytes;
-        float lane[8] = {0}, tail = 0.0f;
-        if (w->dtype == TH_DTYPE_Q8) {
-            const lowp_q8_block *b = (const lowp_q8_block *)src;
-            for (int j = 0; j < K / LOWP_QK; j++) {
-                float d = lowp_f16_to_f32(b[j].d) * lowp_f16_to_f32(xq[j].d);
-                for (int l = 0; l < 8; l++) {
-                    int32_t s = 0;
-                    for (int i = 4 * l; i < 4 * l + 4; i++) s += (int32_t)b[j].qs[i] * xq[j].qs[i];
-                    lane[l] = fmaf(d, (float)s, lane[l]);
-                }
-            }
-        } else {
-            const uint16_t *h = (const uint16_t *)src;
-            int K8 = K & ~7;
-            for (int k = 0; k < K8; k++) lane[k & 7] = fmaf(weight16(w, h, k), x[k], lane[k & 7]);
-            for (int k = K8; k < K; k++) tail += weight16(w, h, k) * x[k];
-        }
-        out[n] = (bias ? bias[n] : 0.0f) + (lanes_sum(lane) + tail);
-    }
+    lowp_gemv_ref(out, w, row0, x, xq, bias, N, 8);
 }
 
 /* ---------------------------------------------------------------------------------
- * dispatch */
+ * dispatch: per format, the widest kernel this CPU runs (q8's AVX-512 one needs VNNI) */
 
 static int force_naive;
 
 void lowp_force_naive(int on) { force_naive = on; }
 
-static lowp_gemv_fn gemv_now(void) {
-    return !force_naive && lowp_avx2_usable() ? lowp_gemv_avx2 : lowp_gemv_naive;
+static const lowp_kernel kernel_avx512 = {"avx512", 16, lowp_gemv_avx512, lowp_quantize_q8_avx512};
+static const lowp_kernel kernel_avx2 = {"avx2", 8, lowp_gemv_avx2, lowp_quantize_q8_avx2};
+static const lowp_kernel kernel_naive = {"naive", 8, lowp_gemv_naive, lowp_quantize_q8};
+
+const lowp_kernel *lowp_kernel_by_name(const char *name, th_dtype d) {
+    if (strcmp(name, "avx512") == 0) return lowp_avx512_usable() && (d != TH_DTYPE_Q8 || lowp_avx512_vnni_usable()) ? &kernel_avx512 : NULL;
+    if (strcmp(name, "avx2") == 0) return lowp_avx2_usable() ? &kernel_avx2 : NULL;
+    return strcmp(name, "naive") == 0 ? &kernel_naive : NULL;
 }
 
-const char *lowp_kernel_name(void) { return gemv_now() == lowp_gemv_avx2 ? "avx2" : "naive"; }
+const lowp_kernel *lowp_kernel_fast(th_dtype d) {
+    const lowp_kernel *k = lowp_kernel_by_name("avx512", d);
+    if (!k) k = lowp_kernel_by_name("avx2", d);
+    return k ? k : &kernel_naive;
+}
 
-const char *th_lowp_kernel(void) { return lowp_kernel_name(); }
+const char *lowp_kernel_name(th_dtype d) { return force_naive ? "naive" : lowp_kernel_fast(d)->name; }
+
+const char *th_lowp_kernel(void) {
+    const char *a = lowp_kernel_name(TH_DTYPE_BF16), *q = lowp_kernel_name(TH_DTYPE_Q8);
+    if (a == q) return a;
+    return lowp_avx512_usable() ? "avx512 (q8: avx2, no VNNI)" : a;
+}
 
 size_t lowp_mm_scratch_floats(int M, int K) {
     return M > 1 ? (size_t)LOWP_PANEL_ROWS * K + (size_t)M * LOWP_PANEL_ROWS : 0;
@@ -223,9 +255,12 @@ void lowp_mm(float *out, const float *inp, const lowp_weight *w, int row0, const
              float *scratch, lowp_q8_block *xq) {
     int K = w->K;
     if (M == 1) {
-        lowp_gemv_fn gemv = gemv_now();
-        if (w->dtype == TH_DTYPE_Q8) (gemv == lowp_gemv_avx2 ? lowp_quantize_q8_avx2 : lowp_quantize_q8)(xq, inp, K);
-        gemv(out, w, row0, inp, xq, bias, N);
+        const lowp_kernel *k = lowp_kernel_fast(w->dtype);
+        if (w->dtype == TH_DTYPE_Q8) (force_naive ? lowp_quantize_q8 : k->quantize)(xq, inp, K);
+        if (force_naive)
+            lowp_gemv_ref(out, w, row0, inp, xq, bias, N, k->lanes);
+        else
+            k->gemv(out, w, row0, inp, xq, bias, N);
         return;
     }
     float *panel = scratch, *tmp = scratch + (size_t)LOWP_PANEL_ROWS * K;

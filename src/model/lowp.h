@@ -1,6 +1,7 @@
 /* lowp.h (internal to the model module): inference weights in bf16, f16 or q8_0 blocks,
- * packed once from f32, the kernels that read them (an AVX2/FMA/F16C version chosen by cpuid
- * at run time, and a naive twin of each that is the oracle) and the model's packed state. */
+ * packed once from f32, the kernels that read them (AVX-512 and AVX2/FMA/F16C versions, the
+ * widest the CPU runs chosen by cpuid at run time, and a naive twin of each that is the
+ * oracle) and the model's packed state. */
 #ifndef THERMO_MODEL_LOWP_H
 #define THERMO_MODEL_LOWP_H
 
@@ -47,22 +48,48 @@ void lowp_dequant_q8(float *out, const lowp_q8_block *b, int K);
  * The _avx2 twin writes the same bytes for finite x (call it only if lowp_avx2_usable()). */
 void lowp_quantize_q8(lowp_q8_block *out, const float *x, int K);
 void lowp_quantize_q8_avx2(lowp_q8_block *out, const float *x, int K);
+/* The same bytes with AVX-512 (call it only if lowp_avx512_usable()). */
+void lowp_quantize_q8_avx512(lowp_q8_block *out, const float *x, int K);
 
 /* out (N) = bias (or 0) + W[row0 .. row0+N) · x, x of K floats (for Q8, xq holds x quantized
  * by lowp_quantize_q8 and x is not read). Rows split across threads; every row's sum runs in
- * one order fixed by K (eight lanes, then a fixed tree), so results do not depend on the
- * thread count, and the naive twin sums in the same order: the two agree to the bit. */
+ * one order fixed by K (the kernel's lanes, then a fixed tree), so results do not depend on
+ * the thread count, and the naive twin lowp_gemv_ref with the kernel's lane count sums in
+ * the same order: the two agree to the bit. */
 typedef void (*lowp_gemv_fn)(float *out, const lowp_weight *w, int row0, const float *x,
                              const lowp_q8_block *xq, const float *bias, int N);
+/* The twin: lanes 8 follows the AVX2 kernels, 16 the AVX-512 ones (lowp.c says how). */
+void lowp_gemv_ref(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
+                   const float *bias, int N, int lanes);
+/* lowp_gemv_ref with 8 lanes. */
 void lowp_gemv_naive(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
                      const float *bias, int N);
 void lowp_gemv_avx2(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
                     const float *bias, int N);
+/* q8 only if lowp_avx512_vnni_usable(), bf16 and f16 if lowp_avx512_usable(). */
+void lowp_gemv_avx512(float *out, const lowp_weight *w, int row0, const float *x, const lowp_q8_block *xq,
+                      const float *bias, int N);
 /* 1 when the CPU running this has AVX2, FMA and F16C (cpuid, asked at run time). */
 int lowp_avx2_usable(void);
+/* 1 when it also has AVX-512 F, BW, VL and DQ with the OS saving their state; _vnni: and
+ * AVX512-VNNI. */
+int lowp_avx512_usable(void);
+int lowp_avx512_vnni_usable(void);
 
-/* The kernel in use: "avx2" or "naive". lowp_force_naive(1) selects the twins (tests). */
-const char *lowp_kernel_name(void);
+/* A kernel: its name, the lanes its twin sums in, the gemv and the q8 activation quantizer. */
+typedef struct {
+    const char *name;
+    int lanes;
+    lowp_gemv_fn gemv;
+    void (*quantize)(lowp_q8_block *out, const float *x, int K);
+} lowp_kernel;
+/* The kernel called name ("avx512", "avx2", "naive") if this CPU runs it for format d, else
+ * NULL. lowp_kernel_fast: the widest of them. */
+const lowp_kernel *lowp_kernel_by_name(const char *name, th_dtype d);
+const lowp_kernel *lowp_kernel_fast(th_dtype d);
+/* The kernel lowp_mm uses for d: lowp_kernel_fast(d)'s name, or "naive" after
+ * lowp_force_naive(1), which selects the twins (with the fast kernel's lane count: tests). */
+const char *lowp_kernel_name(th_dtype d);
 void lowp_force_naive(int on);
 
 /* The packed inference state of a model: the four per-layer matmul weights (all layers
