@@ -53,13 +53,18 @@ int lowp_avx512_vnni_usable(void) {
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
-/* Prefetch distances (-D overrides them to retune; 0 turns prefetching off): bytes ahead of
- * each bf16/f16 row, q8 blocks ahead of each row. From bench/lowp_kernels on this session's
- * Zen 5 VM (1.25 GiB arena, one thread, best of 5 interleaved with the AVX2 kernel): q8 at
- * 48, 96, 192, 320 and 0 blocks streamed 63, 67, 93, 91 and 57 % of the read bandwidth (AVX2:
- * 82-86 %); bf16/f16 at 1024, 2048, 4096 bytes within noise of each other. */
+/* Prefetch distances (-D overrides them to retune; 0 turns prefetching off). bf16/f16: a
+ * negative value is that many row groups ahead, the same place in the row (a group's rows are
+ * contiguous, so a fixed distance of a few KiB mostly lands in rows the group is reading
+ * anyway: GPT-2's 768-wide rows are 1.5 KiB); positive, bytes ahead in the row. q8: blocks
+ * ahead in the row. From bench/lowp_kernels (1.25 GiB arena, best of 3 interleaved, one
+ * thread): on the 2026-12-02 Zen 4 VM, bf16 streamed 41-46 % of the read bandwidth at one,
+ * two, three and four groups ahead against 37-40 % at 2048 bytes (f16 43-47 % against
+ * 37-38 %), so one group; q8 at 1, 2 and 4 groups within noise of 192 blocks (29-32 %), kept.
+ * On the Zen 5 VM before it, q8 at 48, 96, 192, 320 and 0 blocks streamed 63, 67, 93, 91 and
+ * 57 %. */
 #ifndef PF16_512
-#define PF16_512 2048
+#define PF16_512 (-1)
 #endif
 #ifndef Q8_PF_512
 #define Q8_PF_512 192
@@ -99,6 +104,11 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
                                                              const float *x, const float *bias, int nr,
                                                              const int bf16) {
     int K = w->K, K16 = K & ~15;
+#if PF16_512 < 0
+    const size_t pf = (size_t)(-(PF16_512)) * ROWS16_512 * w->row_bytes; /* row groups ahead, same place */
+#else
+    const size_t pf = PF16_512;
+#endif
     const uint16_t *h[ROWS_MAX];
     __m512 acc[ROWS_MAX];
 #pragma GCC unroll 8
@@ -107,10 +117,10 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
         acc[j] = _mm512_setzero_ps();
     }
     for (int k = 0; k < K16; k += 16) {
-#if PF16_512 > 0
+#if PF16_512 != 0
         if ((k & 31) == 0) {
 #pragma GCC unroll 8
-            for (int j = 0; j < ROWS16_512; j++) _mm_prefetch((const char *)(h[j] + k) + PF16_512, _MM_HINT_T0);
+            for (int j = 0; j < ROWS16_512; j++) _mm_prefetch((const char *)(h[j] + k) + pf, _MM_HINT_T0);
         }
 #endif
         __m512 xv = _mm512_loadu_ps(x + k);
