@@ -155,10 +155,32 @@ static void test_mm_dispatch(void) {
     th_free(wf);
 }
 
+/* F16C's widening of every half but the NaNs gives lowp_f16_to_f32's very floats (zeros,
+ * subnormals, infinities, both signs), at lengths that leave a tail of 0 .. 7. */
+static void test_f16_rows(void) {
+    if (!lowp_avx2_usable()) return;
+    enum { N = 65536 };
+    static uint16_t h[N];
+    static float got[N];
+    int n = 0;
+    for (uint32_t v = 0; v < N; v++)
+        if (((v >> 10) & 0x1f) != 0x1f || (v & 0x3ff) == 0) h[n++] = (uint16_t)v;
+    for (int len = n - 7; len <= n; len++) {
+        lowp_f16_row_avx2(got, h, len);
+        int off = 0;
+        for (int i = 0; i < len; i++) {
+            float want = lowp_f16_to_f32(h[i]);
+            off += memcmp(&got[i], &want, sizeof want) != 0;
+        }
+        CHECK(off == 0, "f16 rows of %d: %d halves widened unlike lowp_f16_to_f32\n", len, off);
+    }
+}
+
 int main(void) {
     printf("low-precision kernels: bf16/f16 %s, q8 %s\n", lowp_kernel_name(TH_DTYPE_F16), lowp_kernel_name(TH_DTYPE_Q8));
     test_gemv_bitwise();
     test_quantize();
     test_mm_dispatch();
+    test_f16_rows();
     return test_summary();
 }
