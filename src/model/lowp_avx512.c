@@ -53,31 +53,33 @@ int lowp_avx512_vnni_usable(void) {
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
-/* Prefetch distances (-D overrides them to retune; 0 turns prefetching off). bf16/f16: a
- * negative value is that many row groups ahead, the same place in the row (a group's rows are
- * contiguous, so a fixed distance of a few KiB mostly lands in rows the group is reading
- * anyway: GPT-2's 768-wide rows are 1.5 KiB); positive, bytes ahead in the row. q8: blocks
- * ahead in the row. From bench/lowp_kernels (1.25 GiB arena, best of 3 interleaved, one
- * thread): on the 2026-12-02 Zen 4 VM, bf16 streamed 41-46 % of the read bandwidth at one,
- * two, three and four groups ahead against 37-40 % at 2048 bytes (f16 43-47 % against
- * 37-38 %), so one group; q8 at 1, 2 and 4 groups within noise of 192 blocks (29-32 %), kept.
- * On the Zen 5 VM before it, q8 at 48, 96, 192, 320 and 0 blocks streamed 63, 67, 93, 91 and
- * 57 %. */
+/* Rows a call reads at once, and how far ahead it prefetches (-D overrides each to retune).
+ * One row at a time: a thread then reads its rows as one sequential stream (a thread's rows
+ * are contiguous), which the hardware prefetchers follow, where eight rows read side by side
+ * are eight short streams that they do not. The result is the same either way: each row has
+ * its own accumulators and its own fixed order; only the sharing of x's loads between rows
+ * (and q8's |x| and sign mask) is given up. From bench/lowp_kernels, 1.25 GiB arena, best of
+ * 3, two interleaved runs, 2026-12-02, Zen 4 VM (share of the read bandwidth of the same run):
+ *   bf16, 1 / 2 threads: 8 rows 44-52 % / 50-73 %; 1 row 73-90 % / 69-98 %
+ *   f16:                 8 rows 49-51 % / 47-67 %; 1 row 74-84 % / 79-94 %
+ *   q8:  4 rows 32-33 % / 37-48 %; 1 row 65-83 % / 73-85 %; 2 rows 36-38 % / 35-38 %
+ * bf16/f16 prefetch: a negative value is that many row groups ahead at the same place in the
+ * row, a positive one bytes ahead (with one row, ahead in the stream): 4 KiB. q8: blocks ahead,
+ * 120 (4,080 bytes; 240 within noise of it). With eight rows, a group ahead had beaten 2 KiB
+ * ahead in the row (41-46 % against 37-40 %, bf16, one thread); on the Zen 5 VM before, q8 at
+ * four rows streamed 63, 67, 93, 91 and 57 % at 48, 96, 192, 320 and 0 blocks. */
 #ifndef PF16_512
-#define PF16_512 (-1)
+#define PF16_512 4096
 #endif
 #ifndef Q8_PF_512
-#define Q8_PF_512 192
+#define Q8_PF_512 120
 #endif
-
-/* Rows sharing each load of x (and of q8's |x|), by format. bf16/f16 at eight rows streamed
- * 70 % of the read bandwidth on one thread where four streamed 64 % (f16; AVX2: 66 %). */
 #define ROWS_MAX 8
 #ifndef ROWS16_512
-#define ROWS16_512 8
+#define ROWS16_512 1
 #endif
 #ifndef ROWS_Q8_512
-#define ROWS_Q8_512 4
+#define ROWS_Q8_512 1
 #endif
 
 /* The sixteen lanes summed: lane l + lane l+8, then the AVX2 kernels' eight-lane tree
