@@ -35,13 +35,15 @@ int lowp_avx2_usable(void) {
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
 
-/* Prefetch distances, from bench/lowp_kernels on a Zen 3 VM (-D overrides them to retune;
- * 0 turns prefetching off): bytes ahead of each bf16/f16 row, q8 blocks ahead of each row. */
+/* Prefetch distances (-D overrides them to retune; 0 turns prefetching off): bytes ahead of
+ * each bf16/f16 row, q8 blocks ahead of each row; with one row at a time (below), ahead in
+ * the thread's one stream. 4 KiB and 120 blocks (4,080 bytes) since 2026-12-02 (the AVX-512
+ * kernels' tuning); 2 KiB and 96 blocks before, tuned on a Zen 3 VM for several rows. */
 #ifndef PF16
-#define PF16 2048
+#define PF16 4096
 #endif
 #ifndef Q8_PF
-#define Q8_PF 96
+#define Q8_PF 120
 #endif
 
 TGT void lowp_f16_row_avx2(float *out, const uint16_t *h, int n) {
@@ -69,21 +71,26 @@ TGT static float tail16(const uint16_t *h, const float *x, int k0, int K, int bf
     return s;
 }
 
-/* How many rows share each load of x (and of q8's |x|), by format. Eight rows are eight
- * independent FMA chains, so the FMA latency no longer caps the loop at one vector a cycle:
- * cache-held, f16 and bf16 ran 15-30 % faster on a Zen 3 (bench/lowp_kernels, CPU time). But
- * streaming from DRAM on one thread, eight rows gained f16 +4 points of the read bandwidth
- * and lost bf16 -5 and q8 -10 (three interleaved A/B runs each), so only f16 takes eight. A
- * row's own sum is the same at any of these (its lanes, in k order). */
+/* How many rows share each load of x (and of q8's |x|), by format. A row's own sum is the
+ * same at any of these (its lanes, in k order). One: a thread then reads its contiguous rows
+ * as one sequential stream, which the hardware prefetchers follow, where rows read side by
+ * side are short streams they do not. On the 2026-12-02 Zen 4 VM (bench/lowp_kernels ... avx2,
+ * 1.25 GiB arena, best of 3, two interleaved runs, share of the read bandwidth at 1 / 2
+ * threads), against 4 (bf16, q8) and 8 (f16) rows at the old distances: bf16 41 / 47-58 % ->
+ * 55-61 / 56-79 %, f16 42-45 / 59-60 % -> 59-62 / 65-71 %, q8 33-36 / 31-32 % -> 68-75 /
+ * 61-88 %. One row caps bf16/f16 at one 8-lane FMA per FMA latency (its single accumulator
+ * keeps the lane order): about 14 GB/s a thread at 3.5 GHz, near what one thread streamed
+ * there. On a Zen 3 VM (the last AVX2-only host, not re-measured), eight rows had gained f16
+ * +4 points and lost bf16 -5 and q8 -10 against four. */
 #define ROWS_MAX 8
 #ifndef ROWS_F16
-#define ROWS_F16 8
+#define ROWS_F16 1
 #endif
 #ifndef ROWS_BF16
-#define ROWS_BF16 4
+#define ROWS_BF16 1
 #endif
 #ifndef ROWS_Q8
-#define ROWS_Q8 4
+#define ROWS_Q8 1
 #endif
 
 /* Rows row .. row+nr-1 (nr <= rows) of a bf16 (bf16 = 1) or f16 weight; rows past nr repeat
