@@ -64,15 +64,17 @@ int lowp_avx512_vnni_usable(void) {
  *   f16:                 8 rows 49-51 % / 47-67 %; 1 row 74-84 % / 79-94 %
  *   q8:  4 rows 32-33 % / 37-48 %; 1 row 65-83 % / 73-85 %; 2 rows 36-38 % / 35-38 %
  * bf16/f16 prefetch: a negative value is that many row groups ahead at the same place in the
- * row, a positive one bytes ahead (with one row, ahead in the stream): 4 KiB. q8: blocks ahead,
- * 120 (4,080 bytes; 240 within noise of it). With eight rows, a group ahead had beaten 2 KiB
+ * row, a positive one bytes ahead (with one row, ahead in the stream); q8: blocks ahead. None
+ * by default: with one row, two more interleaved runs without it against 4 KiB / 120 blocks
+ * (4,080 bytes) ahead gave f16 87-90 % against 53-57 % at one thread, bf16 85-87 % against
+ * 79-81 %, q8 74-76 % against 65-74 % (two threads: within noise). With eight rows, a group ahead had beaten 2 KiB
  * ahead in the row (41-46 % against 37-40 %, bf16, one thread); on the Zen 5 VM before, q8 at
  * four rows streamed 63, 67, 93, 91 and 57 % at 48, 96, 192, 320 and 0 blocks. */
 #ifndef PF16_512
-#define PF16_512 4096
+#define PF16_512 0
 #endif
 #ifndef Q8_PF_512
-#define Q8_PF_512 120
+#define Q8_PF_512 0
 #endif
 #define ROWS_MAX 8
 #ifndef ROWS16_512
@@ -108,7 +110,7 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
     int K = w->K, K16 = K & ~15;
 #if PF16_512 < 0
     const size_t pf = (size_t)(-(PF16_512)) * ROWS16_512 * w->row_bytes; /* row groups ahead, same place */
-#else
+#elif PF16_512 > 0
     const size_t pf = PF16_512;
 #endif
     const uint16_t *h[ROWS_MAX];

@@ -383,30 +383,6 @@ static inline float dot_row(const float *w, const float *x, int K)
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
-/* Four rows at once share the loads of x; each row's arithmetic is exactly dot_row's. */
-static inline void dot_rows4(float out[4], const float *w, long ldw, const float *x, int K)
-{
-    __m512 s[4][2];
-    for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 32 <= K; k += 32) {
-        __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
-        for (int r = 0; r < 4; r++) {
-            s[r][0] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * ldw + k), x0, s[r][0]);
-            s[r][1] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * ldw + k + 16), x1, s[r][1]);
-        }
-    }
-    if (k < K) {
-        __mmask16 m0 = mask_first(K - k), m1 = mask_first(K - k - 16);
-        __m512 x0 = _mm512_maskz_loadu_ps(m0, x + k), x1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
-        for (int r = 0; r < 4; r++) {
-            s[r][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, w + r * ldw + k), x0, s[r][0]);
-            s[r][1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, w + r * ldw + k + 16), x1, s[r][1]);
-        }
-    }
-    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(s[r][0], s[r][1]));
-}
-
 /* ----------------------------------------------------------------------------------------
  * The public entry points (matmul_avx512.h). */
 
@@ -421,21 +397,17 @@ void th_mm_avx512_backward(float *dinp, float *dw, float *dbias, const float *do
     backward_f32(dinp, dw, dbias, dout, inp, w, M, N, K);
 }
 
+/* One row at a time: a thread's rows are contiguous (static schedule), so it reads its part
+ * of W as one sequential stream, which the hardware prefetchers follow; four rows side by
+ * side (sharing x's loads) were four short streams that they did not. bench/lowp_kernels f32,
+ * 2026-12-02 Zen 4 VM, two interleaved runs, share of the read bandwidth at 1 / 2 threads:
+ * 47-51 / 74-75 % with four rows, 95 / 99-100 % with one (82-87 / 92 % with a software
+ * prefetch 4 KiB ahead, so none). Same bits: each row is dot_row either way. */
 void th_mm_avx512_gemv(float *out, const float *x, const float *w, const float *bias, int N,
                        int K)
 {
-    int nb = (N + 3) / 4;
 OMP_FOR
-    for (int b = 0; b < nb; b++) {
-        int n0 = b * 4;
-        float r[4];
-        if (n0 + 4 <= N) {
-            dot_rows4(r, w + (size_t)n0 * K, K, x, K);
-        } else {
-            for (int n = n0; n < N; n++) r[n - n0] = dot_row(w + (size_t)n * K, x, K);
-        }
-        for (int n = n0; n < N && n < n0 + 4; n++) out[n] = r[n - n0] + (bias ? bias[n] : 0.0f);
-    }
+    for (int n = 0; n < N; n++) out[n] = dot_row(w + (size_t)n * K, x, K) + (bias ? bias[n] : 0.0f);
 }
 
 #ifdef TH_AVX512_TARGET_PUSHED
