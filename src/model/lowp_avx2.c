@@ -1,13 +1,13 @@
 /* lowp_avx2.c: the AVX2 + FMA + F16C kernels of the low-precision weights: bf16 widened to
  * f32 by a 16-bit shift, f16 by vcvtph2ps, both multiplied by FMA into eight lanes; q8_0
  * rows against int8 activation blocks with vpmaddubsw/vpmaddwd (the signs moved onto the
- * weights so the unsigned operand is |x|, shared by four rows), the scale products of eight
- * blocks made by one vector multiply; an activation quantizer that writes ggml's bytes.
- * Compiled with target attributes and called only after cpuid says the CPU has all three.
- * Four or eight rows (by format) share each load of x; a row's sum order depends on K alone,
- * never on the thread count, and lowp_gemv_naive follows it. Decode streams weights from DRAM, and these loops
- * do enough work per byte that the out-of-order window alone keeps too few cache misses in
- * flight: each loop prefetches a fixed distance ahead of every row it reads. */
+ * weights so the unsigned operand is |x|, shared by the rows read together), the scale
+ * products of eight blocks made by one vector multiply; an activation quantizer that writes
+ * ggml's bytes. Compiled with target attributes and called only after cpuid says the CPU has
+ * all three. Rows are read one at a time by default (ROWS_*), so each thread streams its
+ * contiguous rows in order, with a software prefetch a fixed distance ahead; a row's sum
+ * order depends on K alone, never on the thread count or the rows read together, and
+ * lowp_gemv_naive follows it. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>

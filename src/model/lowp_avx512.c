@@ -67,9 +67,10 @@ int lowp_avx512_vnni_usable(void) {
  * row, a positive one bytes ahead (with one row, ahead in the stream); q8: blocks ahead. None
  * by default: with one row, two more interleaved runs without it against 4 KiB / 120 blocks
  * (4,080 bytes) ahead gave f16 87-90 % against 53-57 % at one thread, bf16 85-87 % against
- * 79-81 %, q8 74-76 % against 65-74 % (two threads: within noise). With eight rows, a group ahead had beaten 2 KiB
- * ahead in the row (41-46 % against 37-40 %, bf16, one thread); on the Zen 5 VM before, q8 at
- * four rows streamed 63, 67, 93, 91 and 57 % at 48, 96, 192, 320 and 0 blocks. */
+ * 79-81 %, q8 74-76 % against 65-74 % (two threads: within noise). With eight rows, a group
+ * ahead had beaten 2 KiB ahead in the row (41-46 % against 37-40 %, bf16, one thread); on the
+ * Zen 5 VM before, q8 at four rows streamed 63, 67, 93, 91 and 57 % at 48, 96, 192, 320 and 0
+ * blocks. */
 #ifndef PF16_512
 #define PF16_512 0
 #endif
