@@ -155,10 +155,10 @@ static void test_mm_dispatch(void) {
     th_free(wf);
 }
 
-/* F16C's widening of every half but the NaNs gives lowp_f16_to_f32's very floats (zeros,
- * subnormals, infinities, both signs), at lengths that leave a tail of 0 .. 7. */
+/* lowp_dequant_row of an f16 row (the f16 prefill path, widened by th_f16_widen: F16C where
+ * the CPU has it) gives lowp_f16_to_f32's very floats for every half but the NaNs (zeros,
+ * subnormals, infinities, both signs), at row lengths that leave a tail of 0 .. 7. */
 static void test_f16_rows(void) {
-    if (!lowp_avx2_usable()) return;
     enum { N = 65536 };
     static uint16_t h[N];
     static float got[N];
@@ -166,7 +166,8 @@ static void test_f16_rows(void) {
     for (uint32_t v = 0; v < N; v++)
         if (((v >> 10) & 0x1f) != 0x1f || (v & 0x3ff) == 0) h[n++] = (uint16_t)v;
     for (int len = n - 7; len <= n; len++) {
-        lowp_f16_row_avx2(got, h, len);
+        lowp_weight w = {.dtype = TH_DTYPE_F16, .rows = 1, .K = len, .row_bytes = (size_t)len * 2, .data = (uint8_t *)h};
+        lowp_dequant_row(got, &w, 0);
         int off = 0;
         for (int i = 0; i < len; i++) {
             float want = lowp_f16_to_f32(h[i]);

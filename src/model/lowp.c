@@ -157,8 +157,8 @@ void lowp_dequant_row(float *out, const lowp_weight *w, int r) {
         return;
     }
     const uint16_t *h = (const uint16_t *)src;
-    if (w->dtype == TH_DTYPE_F16 && lowp_avx2_usable()) {
-        lowp_f16_row_avx2(out, h, w->K); /* the scalar widening's branches do not vectorize */
+    if (w->dtype == TH_DTYPE_F16) {
+        th_f16_widen(out, h, w->K); /* F16C where the CPU has it: the scalar widening's branches do not vectorize */
         return;
     }
     for (int k = 0; k < w->K; k++) out[k] = w->dtype == TH_DTYPE_BF16 ? lowp_bf16_to_f32(h[k]) : lowp_f16_to_f32(h[k]);

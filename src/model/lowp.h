@@ -71,10 +71,6 @@ void lowp_gemv_avx512(float *out, const lowp_weight *w, int row0, const float *x
                       const float *bias, int N);
 /* 1 when the CPU running this has AVX2, FMA and F16C (cpuid, asked at run time). */
 int lowp_avx2_usable(void);
-/* out (n) = the n halves h as f32 by F16C's vcvtph2ps, eight at a time (call it only if
- * lowp_avx2_usable()): the same floats as lowp_f16_to_f32 for every half but a NaN (exact:
- * f16 widens to f32 without rounding). lowp_dequant_row's f16 rows, i.e. f16 prefill. */
-void lowp_f16_row_avx2(float *out, const uint16_t *h, int n);
 /* 1 when it also has AVX-512 F, BW, VL and DQ with the OS saving their state; _vnni: and
  * AVX512-VNNI. */
 int lowp_avx512_usable(void);

@@ -46,12 +46,6 @@ int lowp_avx2_usable(void) {
 #define Q8_PF 120
 #endif
 
-TGT void lowp_f16_row_avx2(float *out, const uint16_t *h, int n) {
-    int k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(out + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + k))));
-    for (; k < n; k++) out[k] = lowp_f16_to_f32(h[k]);
-}
-
 TGT static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
