@@ -63,14 +63,13 @@ int lowp_avx512_vnni_usable(void) {
  *   bf16, 1 / 2 threads: 8 rows 44-52 % / 50-73 %; 1 row 73-90 % / 69-98 %
  *   f16:                 8 rows 49-51 % / 47-67 %; 1 row 74-84 % / 79-94 %
  *   q8:  4 rows 32-33 % / 37-48 %; 1 row 65-83 % / 73-85 %; 2 rows 36-38 % / 35-38 %
- * bf16/f16 prefetch: a negative value is that many row groups ahead at the same place in the
- * row, a positive one bytes ahead (with one row, ahead in the stream); q8: blocks ahead. None
- * by default: with one row, two more interleaved runs without it against 4 KiB / 120 blocks
+ * Prefetch: bf16/f16 bytes ahead in the row (with one row, ahead in the stream), q8 blocks
+ * ahead; 0 turns it off, and it is off by default: with one row, two more interleaved runs without it against 4 KiB / 120 blocks
  * (4,080 bytes) ahead gave f16 87-90 % against 53-57 % at one thread, bf16 85-87 % against
- * 79-81 %, q8 74-76 % against 65-74 % (two threads: within noise). With eight rows, a group
- * ahead had beaten 2 KiB ahead in the row (41-46 % against 37-40 %, bf16, one thread); on the
- * Zen 5 VM before, q8 at four rows streamed 63, 67, 93, 91 and 57 % at 48, 96, 192, 320 and 0
- * blocks. */
+ * 79-81 %, q8 74-76 % against 65-74 % (two threads: within noise). With eight rows, a
+ * prefetch of the next row group had beaten 2 KiB ahead in the row (41-46 % against 37-40 %,
+ * bf16, one thread); on the Zen 5 VM before, q8 at four rows streamed 63, 67, 93, 91 and 57 % at
+ * 48, 96, 192, 320 and 0 blocks. */
 #ifndef PF16_512
 #define PF16_512 0
 #endif
@@ -109,11 +108,6 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
                                                              const float *x, const float *bias, int nr,
                                                              const int bf16) {
     int K = w->K, K16 = K & ~15;
-#if PF16_512 < 0
-    const size_t pf = (size_t)(-(PF16_512)) * ROWS16_512 * w->row_bytes; /* row groups ahead, same place */
-#elif PF16_512 > 0
-    const size_t pf = PF16_512;
-#endif
     const uint16_t *h[ROWS_MAX];
     __m512 acc[ROWS_MAX];
 #pragma GCC unroll 8
@@ -122,10 +116,10 @@ TGT static inline __attribute__((always_inline)) void rows16(float *out, const l
         acc[j] = _mm512_setzero_ps();
     }
     for (int k = 0; k < K16; k += 16) {
-#if PF16_512 != 0
+#if PF16_512 > 0
         if ((k & 31) == 0) {
 #pragma GCC unroll 8
-            for (int j = 0; j < ROWS16_512; j++) _mm_prefetch((const char *)(h[j] + k) + pf, _MM_HINT_T0);
+            for (int j = 0; j < ROWS16_512; j++) _mm_prefetch((const char *)(h[j] + k) + PF16_512, _MM_HINT_T0);
         }
 #endif
         __m512 xv = _mm512_loadu_ps(x + k);
